@@ -16,7 +16,6 @@ let package = Package(
         // Debian's libhiredis-dev (0.14.1) behind a small, prefixed shim header.
         .systemLibrary(
             name: "CHiredis",
-            pkgConfig: "hiredis",
             providers: [.apt(["libhiredis-dev"]), .brew(["hiredis"])]
         ),
         // The only Swift code that touches hiredis: connections, replies, pipelining, pool, scripts.

@@ -26,7 +26,7 @@ static inline int sluice_context_fd(const redisContext *c) { return c->fd; }
 
 /// Bytes written with `sluice_append` but not yet sent to the socket.
 static inline int sluice_context_has_pending_output(const redisContext *c) {
-    return c->obuf != NULL && c->obuf[0] != '\0';
+    return c->obuf != NULL && sdslen(c->obuf) > 0;
 }
 
 /// Puts an established, blocking connection into non-blocking mode: hiredis then treats

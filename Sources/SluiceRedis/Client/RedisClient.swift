@@ -1,0 +1,92 @@
+/// The entry point: one automatically pipelined connection for everyday commands and scripts,
+/// and a small pool for callers that need a connection of their own (blocking reads, `MULTI`).
+///
+/// ```swift
+/// let redis = try RedisClient(url: "redis://127.0.0.1:6379")
+/// let pong = try await redis.send(RedisCommand("PING"))
+/// ```
+public final class RedisClient: Sendable {
+    public let configuration: RedisConfiguration
+    private let shared: RedisConnection
+    private let pool: RedisConnectionPool
+
+    /// - Parameter poolSize: the most dedicated connections ``withConnection(_:)`` opens at once.
+    public init(configuration: RedisConfiguration, poolSize: Int = 4) throws(RedisError) {
+        self.configuration = configuration
+        self.shared = try RedisConnection(configuration: configuration)
+        self.pool = RedisConnectionPool(configuration: configuration, maximumConnections: poolSize)
+    }
+
+    public convenience init(url: String) throws(RedisError) {
+        try self.init(configuration: RedisConfiguration(url: url))
+    }
+
+    deinit {
+        close()
+    }
+
+    /// Sends one command on the shared connection; concurrent callers are pipelined together.
+    public func send(_ command: RedisCommand) async throws(RedisError) -> RedisValue {
+        try await shared.send(command)
+    }
+
+    /// Sends one command built from its name and arguments.
+    public func send(_ name: String, _ arguments: RedisArgument...) async throws(RedisError) -> RedisValue {
+        try await shared.send(RedisCommand(name, arguments))
+    }
+
+    /// Sends commands back to back and returns their replies in order (error replies in place).
+    public func pipeline(_ commands: [RedisCommand]) async throws(RedisError) -> [RedisValue] {
+        try await shared.pipeline(commands)
+    }
+
+    /// Runs a script with `EVALSHA`. When the server does not know it (`NOSCRIPT`: a restart, a
+    /// `SCRIPT FLUSH`, a fail-over), the script is loaded with `SCRIPT LOAD` and run once more, so
+    /// callers never see the difference.
+    public func evalScript(
+        _ script: RedisScript, keys: [RedisArgument] = [], arguments: [RedisArgument] = []
+    ) async throws(RedisError) -> RedisValue {
+        let command = Self.evalSHACommand(script, keys: keys, arguments: arguments)
+        do {
+            return try await shared.send(command)
+        } catch where error.serverPrefix == "NOSCRIPT" {
+            try await load(script)
+            return try await shared.send(command)
+        }
+    }
+
+    /// Loads a script into the server's script cache (`SCRIPT LOAD`).
+    public func load(_ script: RedisScript) async throws(RedisError) {
+        let reply = try await shared.send(RedisCommand("SCRIPT", "LOAD", RedisArgument(script.source)))
+        guard reply.string == script.sha1 else {
+            throw RedisError(
+                .protocolError, "SCRIPT LOAD of \(script.name) returned digest \(reply.string ?? "nil"), expected \(script.sha1)",
+                command: "SCRIPT")
+        }
+    }
+
+    /// Runs `body` with a connection of its own from the pool, returned to the pool afterwards.
+    public func withConnection<Result: Sendable>(
+        _ body: (RedisConnection) async throws -> Result
+    ) async throws -> Result {
+        let connection = try await pool.acquire()
+        defer { pool.release(connection) }
+        return try await body(connection)
+    }
+
+    /// Closes the shared connection and the pool; waiting commands fail with ``RedisError/Code/closed``.
+    public func close() {
+        shared.close()
+        pool.close()
+    }
+
+    static func evalSHACommand(_ script: RedisScript, keys: [RedisArgument], arguments: [RedisArgument]) -> RedisCommand {
+        var all: [RedisArgument] = []
+        all.reserveCapacity(2 + keys.count + arguments.count)
+        all.append(RedisArgument(script.sha1))
+        all.append(RedisArgument(keys.count))
+        all.append(contentsOf: keys)
+        all.append(contentsOf: arguments)
+        return RedisCommand("EVALSHA", all)
+    }
+}

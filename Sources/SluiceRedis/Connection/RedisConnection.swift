@@ -1,0 +1,74 @@
+import CHiredis
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// One connection to Redis, shared by any number of concurrent callers.
+///
+/// Commands from concurrent callers are pipelined automatically: callers hand their encoded
+/// command to the connection's own I/O thread, which writes everything that is waiting in one go
+/// and matches the replies to the callers in order. No blocking call ever runs on Swift's
+/// cooperative thread pool; callers only suspend.
+///
+/// Failures are bounded and honest: a command whose reply does not arrive within
+/// ``RedisConfiguration/commandTimeout`` fails with ``RedisError/Code/timeout``, and so does
+/// every command queued behind it, because the connection is dropped (its replies can no longer be
+/// matched). The next command reconnects. After a failed connection attempt, the connection backs
+/// off (``RedisConfiguration/reconnectBackoff``) and fails commands at once with
+/// ``RedisError/Code/unavailable`` until the next attempt is due.
+public final class RedisConnection: Sendable {
+    private let core: ConnectionCore
+
+    public var configuration: RedisConfiguration { core.configuration }
+
+    public init(configuration: RedisConfiguration) throws(RedisError) {
+        core = try ConnectionCore(configuration: configuration)
+        core.start()
+    }
+
+    deinit {
+        core.close()
+    }
+
+    /// Sends one command and waits for its reply. A server error reply is thrown as a
+    /// ``RedisError`` with code ``RedisError/Code/server``.
+    public func send(_ command: RedisCommand) async throws(RedisError) -> RedisValue {
+        let result: Result<RedisValue, RedisError> = await withUnsafeContinuation { continuation in
+            core.submit(command, continuation)
+        }
+        return try result.get()
+    }
+
+    /// Sends several commands back to back (one write) and returns their replies in order. A
+    /// server error reply is returned as ``RedisValue/error(_:)`` in its place rather than thrown,
+    /// so one refused command does not hide the others' replies; connection failures are thrown.
+    public func pipeline(_ commands: [RedisCommand]) async throws(RedisError) -> [RedisValue] {
+        guard !commands.isEmpty else { return [] }
+        let results: [Result<RedisValue, RedisError>] = await withUnsafeContinuation { continuation in
+            core.submitBatch(commands, continuation)
+        }
+        var values: [RedisValue] = []
+        values.reserveCapacity(results.count)
+        for result in results {
+            switch result {
+            case .success(let value): values.append(value)
+            case .failure(let error) where error.code == .server: values.append(.error(error.message))
+            case .failure(let error): throw error
+            }
+        }
+        return values
+    }
+
+    /// Fails every waiting command with ``RedisError/Code/closed`` and closes the socket.
+    /// Later commands fail at once. Calling it twice is harmless.
+    public func close() {
+        core.close()
+    }
+
+    /// Whether a socket is open right now (for tests and status output).
+    public var isConnected: Bool { core.isConnected }
+}

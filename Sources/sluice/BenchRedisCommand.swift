@@ -1,0 +1,59 @@
+import ArgumentParser
+import SluiceRedis
+
+/// `sluice bench redis`: this client's raw throughput and latency against a Redis server.
+struct BenchRedisCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "redis",
+        abstract: "Measure this client issuing PING or EVALSHA of a trivial script from N concurrent tasks.",
+        discussion: """
+            Compare with redis-benchmark on the same server, at the same concurrency, without -P:
+              redis-benchmark -p PORT -c 50 -n 500000 --csv PING_MBULK
+            """
+    )
+
+    enum Operation: String, ExpressibleByArgument, CaseIterable {
+        case ping, evalsha
+    }
+
+    @OptionGroup var connection: ConnectionOptions
+    @Option(help: "What each task sends: ping or evalsha (of `return 1`).") var op: Operation = .ping
+    @Option(help: "How many tasks send at once.") var concurrency: Int = 50
+    @Option(help: "How long to measure, in seconds.") var duration: Double = 5
+    @Flag(help: "Print one JSON object instead of text.") var json = false
+
+    func validate() throws {
+        guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
+        guard duration > 0 else { throw ValidationError("--duration must be positive") }
+    }
+
+    func run() async throws {
+        let client = try connection.makeClient()
+        defer { client.close() }
+        let script = RedisScript(name: "ping", source: "return 1")
+        let ping = RedisCommand("PING")
+        let operation: @Sendable () async throws -> Bool
+        switch op {
+        case .ping: operation = { _ = try await client.send(ping); return true }
+        case .evalsha: operation = { _ = try await client.evalScript(script); return true }
+        }
+        let runner = LoadRunner(concurrency: concurrency, stop: .duration(.milliseconds(Int(duration * 1000))))
+        let (result, _) = await runner.run(operation)
+        if json {
+            print(
+                JSONLine([
+                    ("op", .string(op.rawValue)), ("concurrency", .int(concurrency)),
+                    ("ops_per_sec", .number(result.operationsPerSecond)), ("p50_us", .number(result.percentileMicros(0.5))),
+                    ("p99_us", .number(result.percentileMicros(0.99))), ("failed", .int(result.failed)),
+                ]).text)
+        } else {
+            print("\(op.rawValue) x\(concurrency): \(Int(result.operationsPerSecond)) ops/s, p50 \(result.percentileMicros(0.5)) µs, p99 \(result.percentileMicros(0.99)) µs, \(result.failed) failed")
+        }
+    }
+}
+
+/// `sluice bench`: groups the benchmarks.
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench", abstract: "Measure throughput and latency.", subcommands: [BenchRedisCommand.self])
+}

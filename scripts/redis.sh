@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Throwaway Redis servers for tests, benchmarks and demos: on a free loopback port, with no
+# persistence, in a temporary directory, stopped by pid.
+#
+#   source scripts/redis.sh
+#   redis_start            # sets REDIS_PORT, REDIS_PID, REDIS_DIR and exports REDIS_URL
+#   redis_stop             # stops every server this shell started (also registered on EXIT)
+#
+# Or run a command with a server: scripts/redis.sh run -- COMMAND...
+
+_sluice_redis_pids=()
+_sluice_redis_dirs=()
+
+_redis_free_port() {
+  local port
+  for _ in $(seq 1 50); do
+    port=$(( 20000 + RANDOM % 20000 ))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "$port"
+      return 0
+    fi
+  done
+  echo "no free port found" >&2
+  return 1
+}
+
+redis_start() {
+  local port dir
+  port=$(_redis_free_port)
+  dir=$(mktemp -d -t sluice-redis.XXXXXX)
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
+    --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" "$@" >/dev/null
+  for _ in $(seq 1 100); do
+    if [ -s "$dir/redis.pid" ] && redis-cli -p "$port" ping >/dev/null 2>&1; then break; fi
+    sleep 0.05
+  done
+  if ! redis-cli -p "$port" ping >/dev/null 2>&1; then
+    echo "redis-server did not start on port $port:" >&2
+    cat "$dir/redis.log" >&2 || true
+    return 1
+  fi
+  REDIS_PORT=$port
+  REDIS_PID=$(cat "$dir/redis.pid")
+  REDIS_DIR=$dir
+  export REDIS_URL="redis://127.0.0.1:$port"
+  _sluice_redis_pids+=("$REDIS_PID")
+  _sluice_redis_dirs+=("$dir")
+  trap redis_stop EXIT
+}
+
+redis_stop() {
+  local pid
+  for pid in "${_sluice_redis_pids[@]}"; do
+    kill -CONT "$pid" 2>/dev/null || true
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${_sluice_redis_pids[@]}"; do
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  for dir in "${_sluice_redis_dirs[@]}"; do rm -rf "$dir"; done
+  _sluice_redis_pids=()
+  _sluice_redis_dirs=()
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  set -euo pipefail
+  if [ "${1:-}" != "run" ] || [ "${2:-}" != "--" ]; then
+    echo "usage: scripts/redis.sh run -- COMMAND..." >&2
+    exit 2
+  fi
+  shift 2
+  redis_start
+  echo "throwaway Redis at $REDIS_URL (pid $REDIS_PID)" >&2
+  status=0
+  "$@" || status=$?
+  redis_stop
+  exit $status
+fi
