@@ -1,0 +1,75 @@
+/// A raw header block as a person pastes it: what `curl -i` or `curl -D -` prints, or what an HTTP log holds.
+///
+/// ```text
+/// HTTP/1.1 429 Too Many Requests
+/// Date: Wed, 21 May 2025 10:15:30 GMT
+/// retry-after: 12
+/// ```
+///
+/// Each line is `Name: value`. A status line (`HTTP/1.1 429 Too Many Requests`, `HTTP/2 200`, or HTTP/2's
+/// `:status: 429`) sets ``status`` and starts a new block, so that with `curl -iL` only the final response after
+/// redirects counts. A blank line ends the headers; what follows (a body) is skipped until the next status line.
+/// A line indented with spaces or tabs continues the previous value (obsolete line folding). CRLF line ends are
+/// accepted. Lines that are none of these are skipped and listed in ``ignoredLines``.
+public struct HeaderBlock: Sendable, Hashable {
+    /// The status of the block's status line, if it had one.
+    public var status: Int?
+
+    /// The header fields of the block.
+    public var headers: ResponseHeaders
+
+    /// The 1-based numbers of lines that were neither a header, a status line, a continuation nor blank.
+    public var ignoredLines: [Int]
+
+    public init(parsing text: String) {
+        var status: Int?
+        var fields: [(name: String, value: String)] = []
+        var ignoredLines: [Int] = []
+        var inBody = false
+
+        // "\r\n" is one Character in Swift, and a newline like "\n".
+        for (index, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
+            if let lineStatus = Self.status(ofStatusLine: line) {
+                (status, fields, ignoredLines, inBody) = (lineStatus, [], [], false)
+                continue
+            }
+            if inBody { continue }
+            if ResponseHeaders.trimmed(line).isEmpty {
+                inBody = !fields.isEmpty
+                continue
+            }
+            if line.first == " " || line.first == "\t", !fields.isEmpty {
+                fields[fields.count - 1].value += " " + ResponseHeaders.trimmed(line)
+                continue
+            }
+            guard let colon = line.firstIndex(of: ":"), colon != line.startIndex,
+                line[..<colon].allSatisfy({ $0.isASCII && !$0.isWhitespace })
+            else {
+                ignoredLines.append(index + 1)
+                continue
+            }
+            fields.append((String(line[..<colon]), String(line[line.index(after: colon)...])))
+        }
+        self.status = status
+        self.headers = ResponseHeaders(fields)
+        self.ignoredLines = ignoredLines
+    }
+
+    /// `HTTP/1.1 429 Too Many Requests`, `HTTP/2 200` or `:status: 429` → the status.
+    private static func status(ofStatusLine line: Substring) -> Int? {
+        if line.hasPrefix(":status:") {
+            return code(ResponseHeaders.trimmed(line.dropFirst(":status:".count))[...])
+        }
+        guard line.hasPrefix("HTTP/") else { return nil }
+        let parts = line.split(separator: " ", maxSplits: 2)
+        guard parts.count >= 2 else { return nil }
+        return code(parts[1])
+    }
+
+    private static func code(_ text: Substring) -> Int? {
+        guard text.utf8.count == 3, let value = HeaderNumbers.count(text), (100...599).contains(value) else {
+            return nil
+        }
+        return value
+    }
+}

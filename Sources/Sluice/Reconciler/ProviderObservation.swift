@@ -1,0 +1,85 @@
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+/// What one response from an LLM provider says about the provider's capacity, in the same shape whichever
+/// provider sent it.
+///
+/// Workers build one for every provider response (or timeout) and hand it to the reconciler, which merges it into
+/// the fleet's shared view of the provider's real ceiling:
+///
+/// ```swift
+/// let observation = ProviderObservation(status: response.status, headers: ResponseHeaders(response.headers))
+/// if observation.responseClass == .quota, let wait = observation.retryAfter { ... }
+/// if let tokensLeft = observation[.tokens]?.remaining { ... }
+/// ```
+///
+/// Every time in an observation is a duration from the moment the provider answered (its `Date` header), so that
+/// observations from many hosts compare without their clocks.
+public struct ProviderObservation: Sendable, Hashable {
+    /// The HTTP status, or nil when no response arrived (a timeout or a broken connection).
+    public var status: Int?
+
+    /// What the response means for the fleet: go on, slow down, back off, or give up.
+    public var responseClass: ResponseClass
+
+    /// How long the provider asked callers to wait before the next request (`retry-after-ms`,
+    /// `x-ms-retry-after-ms` or `Retry-After`), or nil if it did not say.
+    public var retryAfter: Duration?
+
+    /// What the response says about each resource it named. A resource is present when at least one header named
+    /// it, even if every value of it was malformed.
+    public var resources: [RateLimitResource: ResourceObservation]
+
+    public init(
+        status: Int?, responseClass: ResponseClass, retryAfter: Duration? = nil,
+        resources: [RateLimitResource: ResourceObservation] = [:]
+    ) {
+        self.status = status
+        self.responseClass = responseClass
+        self.retryAfter = retryAfter
+        self.resources = resources
+    }
+
+    /// Reads a response with the default ``ObservationParser``; see ``ObservationParser/observe(status:headers:now:)``.
+    public init(status: Int, headers: ResponseHeaders, now: Date = Date()) {
+        self = ObservationParser().observe(status: status, headers: headers, now: now)
+    }
+
+    /// A request that got no response: it timed out or its connection broke. Such failures count as
+    /// ``ResponseClass/overload``.
+    public static let noResponse = ProviderObservation(status: nil, responseClass: .overload)
+
+    /// What the response says about `resource`, or nil if no header named it.
+    public subscript(resource: RateLimitResource) -> ResourceObservation? {
+        get { resources[resource] }
+        set { resources[resource] = newValue }
+    }
+}
+
+extension ProviderObservation {
+    /// The observation as one line of JSON, as `sluice observe --json` prints it:
+    ///
+    /// ```json
+    /// {"status": 429, "class": "quota", "retry_after_ms": 1500,
+    ///  "resources": {"requests": {"limit": 60, "remaining": 0, "reset_ms": 1000}}}
+    /// ```
+    ///
+    /// `status` is null when no response arrived; durations are whole milliseconds, rounded up so that a positive
+    /// wait never reads as 0; unknown values are null; resources appear in the order of
+    /// ``RateLimitResource/all``, and only those that a header named.
+    public var json: String {
+        func number(_ value: (some BinaryInteger)?) -> String { value.map { "\($0)" } ?? "null" }
+        let resourceFields = resources.keys.sorted().map { resource in
+            let observation = resources[resource] ?? ResourceObservation()
+            return "\"\(resource.name)\": {\"limit\": \(number(observation.limit)), "
+                + "\"remaining\": \(number(observation.remaining)), "
+                + "\"reset_ms\": \(number(observation.resetAfter?.millisecondsRoundedUp))}"
+        }
+        return "{\"status\": \(number(status)), \"class\": \"\(responseClass.name)\", "
+            + "\"retry_after_ms\": \(number(retryAfter?.millisecondsRoundedUp)), "
+            + "\"resources\": {\(resourceFields.joined(separator: ", "))}}"
+    }
+}
