@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Side-by-side: Sluice's Redis client (`sluice bench redis`) against redis-benchmark, on one
+# throwaway server, in one run, alternating, ROUNDS times each; prints medians and ratios.
+#
+#   Benchmarks/compare-redis.sh [ROUNDS] [SECONDS]
+#
+# redis-benchmark runs without -P (no pipelining), at the same concurrency; its PING_MBULK is the
+# same command `sluice bench redis --op ping` sends, and EVALSHA runs the same `return 1` script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-5}
+seconds=${2:-4}
+
+scripts/install-deps.sh
+swift build -c release --product sluice >/dev/null
+sluice=.build/release/sluice
+source scripts/redis.sh
+redis_start
+sha=$(redis-cli -p "$REDIS_PORT" SCRIPT LOAD "return 1")
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+json_field() { sed -E "s/.*\"$1\": ([0-9.]+).*/\1/"; }
+# redis-benchmark --csv: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",...
+csv_field() { tail -n 1 | tr -d '"' | cut -d, -f"$1"; }
+
+declare -A results
+run_case() { # name op concurrency redis-benchmark-args...
+  local name=$1 op=$2 c=$3
+  shift 3
+  local out rb n
+  n=$(( c == 1 ? 30000 : 300000 ))
+  out=$($sluice bench redis --redis "$REDIS_URL" --op "$op" --concurrency "$c" --duration "$seconds" --json)
+  results[$name.sluice.ops]+="$(echo "$out" | json_field ops_per_sec) "
+  results[$name.sluice.p50]+="$(echo "$out" | json_field p50_us) "
+  rb=$(redis-benchmark -p "$REDIS_PORT" -c "$c" -n "$n" --csv "$@")
+  results[$name.rb.ops]+="$(echo "$rb" | csv_field 2) "
+  results[$name.rb.p50]+="$(echo "$rb" | csv_field 5 | awk '{ print $1 * 1000 }') "
+}
+
+for round in $(seq 1 "$rounds"); do
+  echo "round $round/$rounds" >&2
+  run_case ping50 ping 50 -t ping_mbulk
+  run_case evalsha50 evalsha 50 EVALSHA "$sha" 0
+  run_case ping1 ping 1 -t ping_mbulk
+done
+
+m() { echo "${results[$1]}" | tr ' ' '\n' | grep -v '^$' | median; }
+printf '\nmedians of %s rounds, %s s each, Redis %s on loopback\n\n' "$rounds" "$seconds" "$(redis-server --version | sed -E 's/.*v=([0-9.]+).*/\1/')"
+printf '| case | sluice ops/s | redis-benchmark ops/s | ratio | sluice p50 µs | redis-benchmark p50 µs | ratio |\n'
+printf '|---|---|---|---|---|---|---|\n'
+for name in ping50 evalsha50 ping1; do
+  so=$(m $name.sluice.ops); ro=$(m $name.rb.ops); sp=$(m $name.sluice.p50); rp=$(m $name.rb.p50)
+  printf '| %s | %.0f | %.0f | %.2fx | %.1f | %.1f | %.2fx |\n' "$name" "$so" "$ro" "$(awk -v a="$so" -v b="$ro" 'BEGIN { print a / b }')" "$sp" "$rp" "$(awk -v a="$sp" -v b="$rp" 'BEGIN { print a / b }')"
+done
