@@ -49,7 +49,7 @@ final class RedisServer: @unchecked Sendable {
 
     func kill9() {
         guard pid > 0 else { return }
-        kill(pid, SIGCONT)
+        // No SIGCONT first: a stopped server must die without answering what it was sent.
         kill(pid, SIGKILL)
         ChildProcess.reap(pid)
         pid = 0
