@@ -10,7 +10,10 @@ let package = Package(
         .executable(name: "sluice", targets: ["sluice"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // Only the load injector (`sluice storm`) uses these; the library targets stay free of them.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.20.0"),
     ],
     targets: [
         // Debian's libhiredis-dev (0.14.1) behind a small, prefixed shim header.
@@ -22,16 +25,25 @@ let package = Package(
         .target(name: "SluiceRedis", dependencies: ["CHiredis"]),
         // The limiter itself.
         .target(name: "Sluice", dependencies: ["SluiceRedis"]),
+        // The load injector behind `sluice storm`: a mock LLM provider, agent workers, scenarios, reports.
+        .target(
+            name: "SluiceStorm",
+            dependencies: [
+                "Sluice", "SluiceRedis",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
+        ),
         // The operator's command-line tool.
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "Sluice", "SluiceRedis",
+                "Sluice", "SluiceRedis", "SluiceStorm",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "SluiceUnitTests", dependencies: ["Sluice", "SluiceRedis"]),
-        .testTarget(name: "SluiceIntegrationTests", dependencies: ["Sluice", "SluiceRedis", "sluice"]),
+        .testTarget(name: "SluiceIntegrationTests", dependencies: ["Sluice", "SluiceRedis", "SluiceStorm", "sluice"]),
     ],
     swiftLanguageModes: [.v6]
 )
