@@ -6,6 +6,7 @@
 #
 # redis-benchmark runs without -P (no pipelining), at the same concurrency; its PING_MBULK is the
 # same command `sluice bench redis --op ping` sends, and EVALSHA runs the same `return 1` script.
+# Cases ending in -io run the calling tasks on the connection's I/O thread (--executor connection).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
@@ -24,12 +25,12 @@ json_field() { sed -E "s/.*\"$1\": ([0-9.]+).*/\1/"; }
 csv_field() { tail -n 1 | tr -d '"' | cut -d, -f"$1"; }
 
 declare -A results
-run_case() { # name op concurrency redis-benchmark-args...
-  local name=$1 op=$2 c=$3
-  shift 3
+run_case() { # name op concurrency executor redis-benchmark-args...
+  local name=$1 op=$2 c=$3 executor=$4
+  shift 4
   local out rb n
   n=$(( c == 1 ? 30000 : 300000 ))
-  out=$($sluice bench redis --redis "$REDIS_URL" --op "$op" --concurrency "$c" --duration "$seconds" --json)
+  out=$($sluice bench redis --redis "$REDIS_URL" --op "$op" --concurrency "$c" --executor "$executor" --duration "$seconds" --json)
   results[$name.sluice.ops]+="$(echo "$out" | json_field ops_per_sec) "
   results[$name.sluice.p50]+="$(echo "$out" | json_field p50_us) "
   rb=$(redis-benchmark -p "$REDIS_PORT" -c "$c" -n "$n" --csv "$@")
@@ -39,16 +40,18 @@ run_case() { # name op concurrency redis-benchmark-args...
 
 for round in $(seq 1 "$rounds"); do
   echo "round $round/$rounds" >&2
-  run_case ping50 ping 50 -t ping_mbulk
-  run_case evalsha50 evalsha 50 EVALSHA "$sha" 0
-  run_case ping1 ping 1 -t ping_mbulk
+  run_case ping50 ping 50 pool -t ping_mbulk
+  run_case ping50-io ping 50 connection -t ping_mbulk
+  run_case evalsha50 evalsha 50 pool EVALSHA "$sha" 0
+  run_case ping1 ping 1 pool -t ping_mbulk
+  run_case ping1-io ping 1 connection -t ping_mbulk
 done
 
 m() { echo "${results[$1]}" | tr ' ' '\n' | grep -v '^$' | median; }
 printf '\nmedians of %s rounds, %s s each, Redis %s on loopback\n\n' "$rounds" "$seconds" "$(redis-server --version | sed -E 's/.*v=([0-9.]+).*/\1/')"
 printf '| case | sluice ops/s | redis-benchmark ops/s | ratio | sluice p50 µs | redis-benchmark p50 µs | ratio |\n'
 printf '|---|---|---|---|---|---|---|\n'
-for name in ping50 evalsha50 ping1; do
+for name in ping50 ping50-io evalsha50 ping1 ping1-io; do
   so=$(m $name.sluice.ops); ro=$(m $name.rb.ops); sp=$(m $name.sluice.p50); rp=$(m $name.rb.p50)
   printf '| %s | %.0f | %.0f | %.2fx | %.1f | %.1f | %.2fx |\n' "$name" "$so" "$ro" "$(awk -v a="$so" -v b="$ro" 'BEGIN { print a / b }')" "$sp" "$rp" "$(awk -v a="$sp" -v b="$rp" 'BEGIN { print a / b }')"
 done

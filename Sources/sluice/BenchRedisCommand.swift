@@ -21,6 +21,16 @@ struct BenchRedisCommand: AsyncParsableCommand {
     @Option(help: "How many tasks send at once.") var concurrency: Int = 50
     @Option(help: "How long to measure, in seconds.") var duration: Double = 5
     @Flag(help: "Print one JSON object instead of text.") var json = false
+    @Option(
+        help: """
+            Where the calling tasks run: `pool` (Swift's global executor) or `connection` (the \
+            connection's I/O thread, saving a thread hand-off per call).
+            """)
+    var executor: ExecutorChoice = .pool
+
+    enum ExecutorChoice: String, ExpressibleByArgument, CaseIterable {
+        case pool, connection
+    }
 
     func validate() throws {
         guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
@@ -37,12 +47,13 @@ struct BenchRedisCommand: AsyncParsableCommand {
         case .ping: operation = { _ = try await client.send(ping); return true }
         case .evalsha: operation = { _ = try await client.evalScript(script); return true }
         }
-        let runner = LoadRunner(concurrency: concurrency, stop: .duration(.milliseconds(Int(duration * 1000))))
+        var runner = LoadRunner(concurrency: concurrency, stop: .duration(.milliseconds(Int(duration * 1000))))
+        if executor == .connection { runner.executor = client.executor }
         let (result, _) = await runner.run(operation)
         if json {
             print(
                 JSONLine([
-                    ("op", .string(op.rawValue)), ("concurrency", .int(concurrency)),
+                    ("op", .string(op.rawValue)), ("concurrency", .int(concurrency)), ("executor", .string(executor.rawValue)),
                     ("ops_per_sec", .number(result.operationsPerSecond)), ("p50_us", .number(result.percentileMicros(0.5))),
                     ("p99_us", .number(result.percentileMicros(0.99))), ("failed", .int(result.failed)),
                 ]).text)

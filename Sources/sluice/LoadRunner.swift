@@ -36,13 +36,15 @@ struct LoadRunner: Sendable {
     var stop: Stop
     /// Operations per task run before measuring starts (connections, script cache, page faults).
     var warmUpPerTask = 20
+    /// Where the tasks run: nil for Swift's global executor.
+    var executor: (any TaskExecutor)? = nil
 
     /// `operation` returns whether it succeeded in the caller's terms (an allowed decision, say);
     /// a thrown error counts as failed.
     func run(_ operation: @escaping @Sendable () async throws -> Bool) async -> (result: Result, succeeded: Int) {
         await withTaskGroup(of: Void.self) { group in
             for _ in 0..<concurrency {
-                group.addTask { for _ in 0..<warmUpPerTask { _ = try? await operation() } }
+                group.addTask(executorPreference: executor) { for _ in 0..<warmUpPerTask { _ = try? await operation() } }
             }
         }
         let started = ContinuousClock.now
@@ -56,7 +58,7 @@ struct LoadRunner: Sendable {
         let total = Counter()
         let perTask = await withTaskGroup(of: (latencies: [UInt64], succeeded: Int, failed: Int).self) { group in
             for _ in 0..<concurrency {
-                group.addTask {
+                group.addTask(executorPreference: executor) {
                     var latencies: [UInt64] = []
                     latencies.reserveCapacity(4096)
                     var succeeded = 0

@@ -74,6 +74,9 @@ public final class RedisClient: Sendable {
         return try await body(connection)
     }
 
+    /// The shared connection's I/O thread as a task executor; see ``RedisConnection/executor``.
+    public var executor: any TaskExecutor { shared.executor }
+
     /// Closes the shared connection and the pool; waiting commands fail with ``RedisError/Code/closed``.
     public func close() {
         shared.close()

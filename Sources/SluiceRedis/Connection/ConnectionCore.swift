@@ -13,7 +13,7 @@ import Darwin
 /// `@unchecked Sendable` because the two halves are guarded differently, and the compiler cannot
 /// see it: `shared` is behind a `Mutex`; the hiredis context, the in-flight list and the backoff
 /// state are touched only by the I/O thread (`run()` and what it calls), never by callers.
-final class ConnectionCore: @unchecked Sendable {
+final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     typealias Reply = Result<RedisValue, RedisError>
 
     /// A caller waiting for one reply, or for the replies of a batch.
@@ -31,6 +31,8 @@ final class ConnectionCore: @unchecked Sendable {
 
     struct Shared {
         var queue: [Submission] = []
+        /// Tasks that asked to run on this connection's I/O thread (``RedisConnection/executor``).
+        var jobs: [UnownedJob] = []
         /// The I/O thread is (about to be) blocked in `poll` and must be woken for new work.
         var ioThreadPolling = false
         /// A wake-up byte is already on its way.
@@ -126,6 +128,26 @@ final class ConnectionCore: @unchecked Sendable {
         if mustWake { wake() }
     }
 
+    /// Runs a job of a task that prefers this connection's I/O thread. After the connection is
+    /// closed, jobs run on the global executor instead, so that no task is left suspended.
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let (accepted, mustWake) = shared.withLock { state -> (Bool, Bool) in
+            if state.closed { return (false, false) }
+            state.jobs.append(job)
+            if state.ioThreadPolling && !state.wakePending {
+                state.wakePending = true
+                return (true, true)
+            }
+            return (true, false)
+        }
+        if !accepted {
+            globalConcurrentExecutor.enqueue(job)
+            return
+        }
+        if mustWake { wake() }
+    }
+
     func close() {
         let mustWake = shared.withLock { state -> Bool in
             if state.closed { return false }
@@ -143,17 +165,29 @@ final class ConnectionCore: @unchecked Sendable {
     // MARK: I/O thread
 
     private func run() {
+        var work: [Submission] = []
+        var jobs: [UnownedJob] = []
         while true {
-            let (work, closed) = shared.withLock { state -> ([Submission], Bool) in
-                let work = state.queue
-                state.queue.removeAll(keepingCapacity: true)
-                return (work, state.closed)
+            let closed = shared.withLock { state -> Bool in
+                swap(&state.queue, &work)
+                swap(&state.jobs, &jobs)
+                return state.closed
+            }
+            if !jobs.isEmpty {
+                // Tasks that prefer this thread resume here: no hand-off to another thread, and
+                // the commands they send are taken by the same loop, right after.
+                let executor = asUnownedTaskExecutor()
+                for job in jobs { job.runSynchronously(on: executor) }
+                jobs.removeAll(keepingCapacity: true)
             }
             if closed {
                 shutDown(pendingWork: work)
                 return
             }
-            if !work.isEmpty { accept(work) }
+            if !work.isEmpty {
+                accept(work)
+                work.removeAll(keepingCapacity: true)
+            }
             if context != nil, sluice_context_has_pending_output(context!) != 0 { flush() }
             waitForEvents()
         }
@@ -197,7 +231,7 @@ final class ConnectionCore: @unchecked Sendable {
     /// wakes the thread, or the oldest in-flight command reaches its deadline.
     private func waitForEvents() {
         let goOn = shared.withLock { state -> Bool in
-            if !state.queue.isEmpty || state.closed { return false }
+            if !state.queue.isEmpty || !state.jobs.isEmpty || state.closed { return false }
             state.ioThreadPolling = true
             return true
         }

@@ -69,6 +69,15 @@ public final class RedisConnection: Sendable {
         core.close()
     }
 
+    /// This connection's I/O thread as a task executor.
+    ///
+    /// A task that prefers it (`withTaskExecutorPreference(connection.executor) { ... }` or
+    /// `group.addTask(executorPreference: connection.executor)`) resumes on the I/O thread when
+    /// its reply arrives, instead of being handed to another thread: a lone caller's round trip
+    /// then costs one thread wake-up, as in a C client's event loop. Keep such tasks short and
+    /// never block in them: while one runs, the connection does no I/O.
+    public var executor: any TaskExecutor { core }
+
     /// Whether a socket is open right now (for tests and status output).
     public var isConnected: Bool { core.isConnected }
 }
