@@ -67,6 +67,36 @@ struct RedisClientTests {
         #expect(mismatches == 0)
     }
 
+    @Test func tasksCanRunOnTheConnectionsIOThread() async throws {
+        let redis = try TestRedis.client()
+        let prefix = TestRedis.uniquePrefix()
+        let wrong = try await withThrowingTaskGroup(of: Int.self) { group in
+            for caller in 0..<50 {
+                group.addTask(executorPreference: redis.executor) {
+                    var wrong = 0
+                    for round in 0..<20 {
+                        let text = "\(prefix)\(caller)-\(round)"
+                        if try await redis.send("ECHO", RedisArgument(text)).string != text { wrong += 1 }
+                    }
+                    return wrong
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        #expect(wrong == 0)
+        // Closing while tasks prefer the I/O thread leaves none of them suspended.
+        redis.close()
+        let afterClose = await Task(executorPreference: redis.executor) { () -> RedisError? in
+            do throws(RedisError) {
+                _ = try await redis.send("PING")
+                return nil
+            } catch {
+                return error
+            }
+        }.value
+        #expect(afterClose?.code == .closed)
+    }
+
     @Test func serverErrorsAreTypedWithTheirPrefix() async throws {
         let redis = try TestRedis.client()
         defer { redis.close() }
