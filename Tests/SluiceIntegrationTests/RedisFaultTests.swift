@@ -22,7 +22,8 @@ struct RedisFaultTests {
 
         #expect(error?.code == .timeout)
         #expect(elapsed >= .milliseconds(250))
-        #expect(elapsed < .milliseconds(1500), "the call took \(elapsed), far past its 300 ms deadline")
+        // The bound leaves room for a loaded two-core machine; a hang would take forever.
+        #expect(elapsed < .milliseconds(3000), "the call took \(elapsed), far past its 300 ms deadline")
         // The next call reconnects.
         #expect(try await redis.send("PING") == .simpleString("PONG"))
     }
