@@ -66,5 +66,5 @@ struct BenchRedisCommand: AsyncParsableCommand {
 /// `sluice bench`: groups the benchmarks.
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Measure throughput and latency.", subcommands: [BenchRedisCommand.self])
+        commandName: "bench", abstract: "Measure throughput and latency.", subcommands: [BenchRedisCommand.self, BenchDecideCommand.self])
 }

@@ -3,12 +3,1157 @@ import SluiceRedis
 
 /// The Lua scripts of lua/, embedded.
 enum LuaScripts {
+    static let breakerAllow = RedisScript(
+        name: "breaker-allow",
+        source: ####"""
+        -- breaker-allow: may a call to this dependency go ahead? Closed: yes. Open: no, until the
+        -- cool-down has passed; then half-open, where at most ARGV[2] probe calls are let through fleet-wide
+        -- (a probe that never reports frees its slot after the probe timeout).
+        --
+        -- KEYS[1] sluice:{P}:breaker:<name>  STRING: cmsgpack { s = "closed"|"open"|"half-open", u = open
+        --         until (ms), b = {{bucket, calls, failures}...}, p = {{probe id, expires at}...},
+        --         n = last probe id, ok = probe successes, g = times opened }
+        -- KEYS[2] sluice:{P}:events  the partition's event stream
+        -- ARGV[1] breaker name (for events)   ARGV[2] max probes   ARGV[3] probe timeout ms   ARGV[4] key ttl ms
+        -- Reply: {1, state, probe id (0: not a probe)} go ahead; {0, state, retry after ms} refused
+        local t = redis.call('TIME')
+        local now = t[1] * 1000 + math.floor(t[2] / 1000)
+        local raw = redis.call('GET', KEYS[1])
+        if not raw then return { 1, 'closed', 0 } end
+        local s = cmsgpack.unpack(raw)
+        if s.s == 'closed' then return { 1, 'closed', 0 } end
+        if s.s == 'open' then
+            if now < s.u then return { 0, 'open', s.u - now } end
+            s.s, s.p, s.ok = 'half-open', {}, 0
+            redis.call('XADD', KEYS[2], 'MAXLEN', '~', 10000, '*', 'type', 'breaker-half-open', 'breaker', ARGV[1],
+                'detail', 'cool-down over; letting ' .. ARGV[2] .. ' probe calls through')
+            redis.call('PEXPIRE', KEYS[2], 604800000)
+        end
+        local live, first = {}, nil
+        for _, p in ipairs(s.p) do
+            if p[2] > now then
+                live[#live + 1] = p
+                first = math.min(first or p[2], p[2])
+            end
+        end
+        s.p = live
+        if #live >= tonumber(ARGV[2]) then
+            redis.call('SET', KEYS[1], cmsgpack.pack(s), 'PX', ARGV[4])
+            return { 0, 'half-open', first - now }
+        end
+        s.n = (s.n or 0) + 1
+        live[#live + 1] = { s.n, now + tonumber(ARGV[3]) }
+        redis.call('SET', KEYS[1], cmsgpack.pack(s), 'PX', ARGV[4])
+        return { 1, 'half-open', s.n }
+        """####
+    )
+    static let breakerRecord = RedisScript(
+        name: "breaker-record",
+        source: ####"""
+        -- breaker-record: the outcome of a call the breaker let through. Closed: counted in a sliding
+        -- window of buckets; at least ARGV[5] calls with a failure ratio >= ARGV[6] open the breaker for
+        -- the whole fleet (once: one transition, one event). Half-open: a failed probe opens it again; once
+        -- ARGV[8] probes have succeeded it closes. Outcomes that arrive while open are stale and ignored.
+        --
+        -- KEYS[1] sluice:{P}:breaker:<name>  STRING (see breaker-allow)   KEYS[2] sluice:{P}:events
+        -- ARGV[1] breaker name (for events)   ARGV[2] "success" | "failure"   ARGV[3] probe id (0: none)
+        -- ARGV[4] window ms   ARGV[5] minimum calls   ARGV[6] failure ratio, e.g. "0.15"   ARGV[7] cool-down ms
+        -- ARGV[8] probe successes that close it   ARGV[9] buckets per window   ARGV[10] key ttl ms
+        -- Reply: {state, calls in the window, failures in the window}
+        local t = redis.call('TIME')
+        local now = t[1] * 1000 + math.floor(t[2] / 1000)
+        local raw = redis.call('GET', KEYS[1])
+        local s = raw and cmsgpack.unpack(raw) or { s = 'closed', u = 0, b = {}, p = {}, n = 0, ok = 0, g = 0 }
+        local failed, probe = ARGV[2] == 'failure', tonumber(ARGV[3])
+        local window, buckets = tonumber(ARGV[4]), tonumber(ARGV[9])
+        local function event(kind, detail)
+            redis.call('XADD', KEYS[2], 'MAXLEN', '~', 10000, '*', 'type', kind, 'breaker', ARGV[1], 'detail', detail)
+            redis.call('PEXPIRE', KEYS[2], 604800000)
+        end
+        local function open(why)
+            s.s, s.u, s.b, s.p, s.ok, s.g = 'open', now + tonumber(ARGV[7]), {}, {}, 0, (s.g or 0) + 1
+            event('breaker-open', why .. '; open for ' .. ARGV[7] .. ' ms')
+        end
+        local calls, failures = 0, 0
+        if s.s == 'closed' then
+            local width = math.max(1, math.floor(window / buckets))
+            local current, kept, found = math.floor(now / width), {}, false
+            for _, b in ipairs(s.b) do
+                if b[1] > current - buckets then
+                    if b[1] == current then b[2], b[3], found = b[2] + 1, b[3] + (failed and 1 or 0), true end
+                    kept[#kept + 1] = b
+                    calls, failures = calls + b[2], failures + b[3]
+                end
+            end
+            if not found then
+                kept[#kept + 1] = { current, 1, failed and 1 or 0 }
+                calls, failures = calls + 1, failures + (failed and 1 or 0)
+            end
+            s.b = kept
+            if failed and calls >= tonumber(ARGV[5]) and failures >= tonumber(ARGV[6]) * calls then
+                open(failures .. ' of ' .. calls .. ' calls failed in ' .. window .. ' ms')
+            end
+        elseif s.s == 'half-open' and probe > 0 then
+            local live, mine = {}, false
+            for _, p in ipairs(s.p) do
+                if p[1] == probe then mine = true else live[#live + 1] = p end
+            end
+            s.p = live
+            if mine and failed then
+                open('a probe call failed')
+            elseif mine then
+                s.ok = s.ok + 1
+                if s.ok >= tonumber(ARGV[8]) then
+                    s.s, s.b, s.p, s.ok = 'closed', {}, {}, 0
+                    event('breaker-closed', ARGV[8] .. ' probe calls succeeded')
+                end
+            end
+        else
+            return { s.s, 0, 0 } -- stale: the outcome of a call let through before the breaker opened
+        end
+        redis.call('SET', KEYS[1], cmsgpack.pack(s), 'PX', ARGV[10])
+        return { s.s, calls, failures }
+        """####
+    )
+    static let decide = RedisScript(
+        name: "decide",
+        source: ####"""
+        -- decide: one admission decision for a path of scopes (root first), all or nothing: every limit on
+        -- the path is checked, then all of them are charged or none. Time only from TIME; writes expire.
+        --
+        -- KEYS[1] sluice:{P}:quotas  config hash: field "<scope pattern>", value a spec (QuotaConfiguration.md)
+        -- KEYS[2] sluice:{P}:stats   shadow would-deny counters (written only when one happens)
+        -- KEYS[2+i] the state of scope i = 1..n, one string holding all its limits (see "state" below)
+        -- KEYS[3+n] sluice:{P}:r:<id> the reservation record, only when ARGV[4] > 0
+        -- ARGV[1] the plan: "<resource> <resource>...\n<default spec of scope 1>\n...\n<of scope n>"
+        -- ARGV[2] options: words among "batch" (a batch admission) and "report" (report every limit)
+        -- ARGV[3] max wait ms (0: now or never)
+        -- ARGV[4] reservation ttl ms (0: none)       ARGV[4+j] the cost of resource j, an integer >= 0
+        -- ARGV[5+R...] for i = 1..n, the i config fields of scope i, most specific first, e.g.
+        --   "global=openai tenant=acme", "global=openai tenant=*" (the last one is the class pattern)
+        -- Reply: admitted with nothing to report (no reservation, no warning, no would-deny, no "report"):
+        --   just the wait ms, an integer. Otherwise a flat array:
+        --   allowed 1|0, wait ms, retry-after ms (-1: never), reservation "" | "created" |
+        --   "exists" | "closed", the denying limit's number (0: none), K limits reported (all of them when
+        --   asked to, or when any denies or would deny; else none), W warnings; then per limit scope
+        --   (0-based), resource, kind, remaining (whole units, floored), limit, verdict (0 allows, 1 denies,
+        --   2 would deny: a shadow limit);
+        --   then per warning scope, field ("default" for the caller's), reason.
+        -- Sluice loads this with FUNCTION LOAD as sluice_decide_VERSION: specs, plans and scratch tables
+        -- then live across calls (parse once, allocate little). EVAL runs it too, for tests by hand.
+
+        local UNIT = { s = 1000, min = 60000, h = 3600000, d = 86400000 }
+        local PERIOD = { s = 1000, min = 60000, h = 3600000, d = 86400000, w = 604800000, mo = 0 }
+        local OPTION = {
+            bucket = { rate = 1, burst = 1, debt = 1, ceiling = 1, headroom = 1, shadow = 1 },
+            window = { limit = 1, exact = 1, approx = 1, shadow = 1 },
+            budget = { total = 1, period = 1, ttl = 1, shadow = 1 },
+        }
+        local MAIN = { bucket = 'rate', window = 'limit', budget = 'total' }
+        local NONE = {}
+
+        -- Specs --------------------------------------------------------------------------------------------
+        -- "tokens: bucket rate=90000/min burst=5000; requests: window 100/min; budget 5000 period=d"
+        -- -> { tokens = {limit}, requests = {limit, limit} } or { err = reason }. "R: none" = no limits.
+        local function count(v) -- "5000" -> 5000 (at most 2^50: larger is absurd, and inexact in doubles)
+            local n = type(v) == 'string' and string.find(v, '^%d+$') and tonumber(v)
+            return n and n <= 1125899906842624 and n or nil
+        end
+        local function per(v) -- "90000/min", "100/10s" -> amount, ms
+            local n, k, u = string.match(type(v) == 'string' and v or '', '^(%d+)/(%d*)(%a+)$')
+            n, k = count(n), k == '' and 1 or count(k)
+            if not UNIT[u] or not n or n == 0 or not k or k == 0 or k > 1000000 then return nil end
+            return n, UNIT[u] * k
+        end
+
+        local function compile(c) -- one clause's options -> a limit, or nil and the reason
+            for _, flag in ipairs({ 'shadow', 'exact', 'approx' }) do
+                if c[flag] ~= nil and c[flag] ~= true then return nil, flag .. ' takes no value' end
+            end
+            local kind, shadow = c.kind, c.shadow == true
+            if kind == 'bucket' then -- rate and ceiling are kept per ms
+                local n, ms = per(c.rate)
+                if not n then return nil, 'rate must be N/UNIT, UNIT s, min, h or d' end
+                local burst = c.burst == nil and n or count(c.burst)
+                if not burst or burst == 0 then return nil, 'burst must be a positive integer' end
+                local debt = c.debt == nil and burst or count(c.debt)
+                if not debt then return nil, 'debt must be an integer >= 0' end
+                local ceil
+                if c.ceiling ~= nil then
+                    local cn, cms = per(c.ceiling)
+                    if not cn or cn / cms < n / ms then return nil, 'ceiling must be N/UNIT, at least the rate' end
+                    ceil = cn / cms
+                end
+                local headroom = c.headroom == nil and 0 or count(c.headroom)
+                if not headroom or headroom > 100 then return nil, 'headroom must be a percentage, 0 to 100' end
+                return { kind = kind, suffix = '/b', rate = n / ms, burst = burst, debt = debt, ceil = ceil,
+                    headroom = burst * headroom / 100, shadow = shadow }
+            elseif kind == 'window' then
+                local n, ms = per(c.limit)
+                if not n then return nil, 'window must be N/UNIT, UNIT s, min, h or d' end
+                if c.exact and (c.approx or n > 100) then return nil, 'exact windows allow at most 100' end
+                return { kind = kind, suffix = '/w' .. ms, limit = n, ms = ms, exact = c.exact or (n <= 100 and not c.approx),
+                    shadow = shadow }
+            end
+            local total = count(c.total)
+            if not total then return nil, 'budget must be an integer' end
+            if c.period ~= nil and not PERIOD[c.period] then return nil, 'period must be s, min, h, d, w or mo' end
+            local n, u = string.match(c.ttl == nil and '7d' or tostring(c.ttl), '^(%d+)(%a+)$')
+            n = count(n)
+            if not UNIT[u] or not n or n == 0 or n > 1000000 then return nil, 'ttl must be N followed by s, min, h or d' end
+            return { kind = kind, suffix = '/g', total = total, period = c.period, ttl = n * UNIT[u], shadow = shadow }
+        end
+
+        local function parse(spec)
+            local out, res, c, seen = {}, nil, nil, {}
+            local function finish()
+                if c and (c.kind == 'none' and #out[res] > 0 or c.kind ~= 'none' and out[res].none) then
+                    out.err = res .. ': none and limits at once'
+                elseif c and c.kind == 'none' then
+                    out[res].none = true
+                    if next(c, nil) ~= 'kind' or next(c, 'kind') then out.err = 'none takes no options' end
+                elseif c then
+                    local l, err = compile(c)
+                    if l then l.res, l.tag = res, res .. l.suffix end -- the tag names its state record
+                    if l and seen[l.tag] then l, err = nil, 'two ' .. res .. ' ' .. l.kind .. ' limits alike' end
+                    if l then table.insert(out[res], l) end
+                    if l then seen[l.tag] = true else out.err = err end
+                end
+                c = nil
+            end
+            for word, sep in string.gmatch(spec, '([^%s;]+)%s*(;?)') do
+                local name, rest = string.match(word, '^([%a_][%w_]*):(.*)$')
+                if name and not c then
+                    res, word = name, rest
+                    if out[res] then out.err = res .. ' given twice' end
+                    if #res > 32 then out.err = 'a resource name has at most 32 characters' end
+                    out[res] = {}
+                end
+                if word == '' then
+                    -- "tokens:" alone: the kind follows
+                elseif not res then
+                    out.err = 'a spec starts with "<resource>:"'
+                elseif not c then
+                    c = { kind = word }
+                    if word ~= 'none' and not OPTION[word] then out.err = 'unknown limit kind "' .. word .. '"' end
+                else
+                    local eq, key, value = string.find(word, '=', 1, true), word, true
+                    if eq then
+                        key, value = string.sub(word, 1, eq - 1), string.sub(word, eq + 1)
+                    elseif string.find(word, '^%d') then
+                        key, value = MAIN[c.kind], word
+                    end
+                    if not (OPTION[c.kind] or NONE)[key] then out.err = 'unknown option "' .. tostring(key) .. '"'
+                    elseif c[key] ~= nil then out.err = '"' .. key .. '" given twice'
+                    else c[key] = value end
+                end
+                if out.err then return { err = out.err } end
+                if sep == ';' then finish() end
+            end
+            finish()
+            if out.err then return { err = out.err } end
+            if not res then return { err = 'empty spec' } end
+            return out
+        end
+
+        -- Memo: specs and plans repeat call after call; parse each once (for as long as the function lives).
+        local memo, memoSize = {}, 0
+        local function memoized(text, parser)
+            local hit = memo[text]
+            if not hit then
+                if memoSize >= 2000 then memo, memoSize = {}, 0 end
+                hit, memoSize = parser(text), memoSize + 1
+                memo[text] = hit
+            end
+            return hit
+        end
+        local function parseOptions(text) -- ARGV[2] -> { batch = true?, report = true? }
+            local options = {}
+            for word in string.gmatch(text, '%S+') do options[word] = true end
+            return options
+        end
+        local function parsePlan(text) -- ARGV[1] -> { resources..., defaults = {spec per scope}, n }
+            local p, i = { defaults = {} }, 0
+            for line in string.gmatch(text .. '\n', '([^\n]*)\n') do
+                if i == 0 then
+                    for res in string.gmatch(line, '%S+') do p[#p + 1] = res end
+                else
+                    p.defaults[i] = line == '' and NONE or memoized(line, parse)
+                end
+                i = i + 1
+            end
+            p.n = i - 1
+            return p
+        end
+
+        -- Time --------------------------------------------------------------------------------------------
+        local function days(y, m) -- days from 1970-01-01 to the first of month m (1-12) of year y
+            if m <= 2 then y = y - 1 end
+            local era = math.floor(y / 400)
+            local yoe = y - era * 400
+            return era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100)
+                + math.floor((153 * (m > 2 and m - 3 or m + 9) + 2) / 5) - 719468
+        end
+        local function period(l, now) -- a budget's period -> index, end ms; calendar periods are UTC
+            local p = l.period
+            if not p then return 0, now + l.ttl end -- no period: the total lasts while the scope is in use
+            if p == 'mo' then -- today's civil month (H. Hinnant's algorithm), then the next month's first
+                local z = math.floor(now / 86400000) + 719468
+                local era = math.floor(z / 146097)
+                local doe = z - era * 146097
+                local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+                local mp = math.floor((5 * (doe - 365 * yoe - math.floor(yoe / 4) + math.floor(yoe / 100)) + 2) / 153)
+                local y, m = yoe + era * 400 + (mp >= 10 and 1 or 0), mp < 10 and mp + 3 or mp - 9
+                return y * 12 + m, days(m == 12 and y + 1 or y, m % 12 + 1) * 86400000
+            end
+            local len, shift = PERIOD[p], p == 'w' and 259200000 or 0 -- weeks start on Monday
+            local idx = math.floor((now + shift) / len)
+            return idx, (idx + 1) * len - shift
+        end
+
+        -- State -------------------------------------------------------------------------------------------
+        -- A scope's key holds its own expiry (a double, ms), then per limit a record: "<tag length><tag>",
+        -- four doubles a, b, c, x (the record's expiry) and "<16-bit length><blob>".
+        --   bucket "<res>/b"      a level, b updated at, c ceiling level
+        --   window "<res>/w<ms>"  a count in this window, b count in the last one, c this window's index
+        --   exact  "<res>/w<ms>"  a running count before the log; blob the log: (time, running count)*
+        --   budget "<res>/g"      a used, b period index
+        -- A record past its expiry reads as fresh and is dropped at the next write. The key's expiry is
+        -- refreshed only when a record would outlive it (SET KEEPTTL otherwise: cheaper than PX).
+        local RECORD = '<Bc0ddddHc0'
+        local function logAt(blob, k) -- the k-th entry of an exact log: time, running count
+            return struct.unpack('<dd', blob, k * 16 - 15)
+        end
+        local function firstLive(blob, since) -- the first entry newer than since (#entries + 1: none)
+            local lo, hi = 1, #blob / 16 + 1
+            while lo < hi do
+                local mid = math.floor((lo + hi) / 2)
+                if logAt(blob, mid) > since then hi = mid else lo = mid + 1 end
+            end
+            return lo
+        end
+
+        -- Scratch tables reused call after call (fewer allocations, less GC): an entry per limit on the
+        -- path, and per scope its entries' range and what its key held. Table accesses cost about as much
+        -- as a Redis call's share of a decision here, so the hot path keeps values in locals.
+        local POOL, FROM, TO, EXPIRES, OTHERS, COST, PARENT, CONFIG, FIELD = {}, {}, {}, {}, {}, {}, {}, {}, {}
+        local HEADED = '<dBc0ddddHc0' -- the key's expiry and one record
+
+        local function warn(warnings, i, field, reason)
+            if warnings == NONE then warnings = {} end
+            for _, v in ipairs({ i - 1, field, reason }) do warnings[#warnings + 1] = v end
+            return warnings
+        end
+
+        -- An entry's record, packed after the key's expiry: as charged (e.ok), else as it was read.
+        local function record(e, now, expires)
+            local l = e.l
+            local tag = l.tag
+            if not e.ok then return struct.pack(HEADED, expires or 0, #tag, tag, e.a, e.b, e.c, e.x, #e.blob, e.blob) end
+            local blob = l.exact and string.sub(e.log, e.live * 16 - 15) .. struct.pack('<dd', now, e.total + e.cost) or ''
+            return struct.pack(HEADED, expires or 0, #tag, tag, e.next, e.nb, e.nc, e.nx, #blob, blob)
+        end
+
+        -- C functions as upvalues (a function library cannot read globals while it loads; set at first call).
+        local pack, unpack_, floor, ceil
+
+        local function decide(KEYS, ARGV)
+            if not pack then pack, unpack_, floor, ceil = struct.pack, struct.unpack, math.floor, math.ceil end
+            local plan, options = memo[ARGV[1]] or memoized(ARGV[1], parsePlan), memo[ARGV[2]] or memoized(ARGV[2], parseOptions)
+            local n, R = plan.n, #plan
+            local F = 4 + R -- ARGV[F + first + k]: a scope's config field k
+            local batch, maxWait, resTTL = options.batch, tonumber(ARGV[3]), tonumber(ARGV[4])
+            local time = redis.call('TIME')
+            local now = time[1] * 1000 + time[2] / 1000
+            local config = redis.call('HMGET', KEYS[1], unpack(ARGV, F + 1, F + n * (n + 1) / 2))
+            local raw = redis.call('MGET', unpack(KEYS, 3, resTTL > 0 and 3 + n or 2 + n))
+            if resTTL > 0 and raw[n + 1] then -- a retried reserve must not charge twice
+                local old = raw[n + 1]
+                if old == 'settled' or old == 'cancelled' then return { 0, 0, -1, 'closed', 0, 0, 0 } end
+                local at = cmsgpack.unpack(old).at - now
+                return { 1, at > 0 and ceil(at) or 0, 0, 'exists', 0, 0, 0 }
+            end
+
+            -- 1. Per scope (root first) and resource: the most specific valid config spec that names the
+            --    resource, else the caller's default. Read the limits' state, bring it to now, check it.
+            local K, warnings = 0, NONE
+            for j = 1, R do COST[j] = tonumber(ARGV[4 + j]); PARENT[plan[j]] = false end
+            for i = 1, n do
+                local first, specs, default = (i - 1) * i / 2, 0, plan.defaults[i]
+                for k = 1, i do
+                    local text = config[first + k]
+                    if text then
+                        local spec = memoized(text, parse)
+                        if spec.err then
+                            warnings = warn(warnings, i, ARGV[F + first + k], spec.err)
+                        else
+                            specs = specs + 1
+                            CONFIG[specs], FIELD[specs] = spec, F + first + k
+                        end
+                    end
+                end
+                if default.err then warnings = warn(warnings, i, 'default', default.err) end
+                FROM[i] = K + 1
+                for j = 1, R do
+                    local res, cost = plan[j], COST[j]
+                    local limits, field = default[res], F + first + i -- a default counts under the class pattern
+                    for k = 1, specs do
+                        local spec = CONFIG[k]
+                        if spec[res] then limits, field = spec[res], FIELD[k]; break end
+                    end
+                    for q = 1, cost > 0 and limits and #limits or 0 do
+                        K = K + 1
+                        local e = POOL[K]
+                        if not e then e = {}; POOL[K] = e end
+                        e.i, e.l, e.cost, e.field, e.found = i, limits[q], cost, field, false
+                    end
+                end
+                TO[i], EXPIRES[i], OTHERS[i] = K, 0, false
+                local s, from = raw[i], FROM[i]
+                if s then -- hand each record to its limit's entry
+                    local pos, len, expires = 1, #s, nil
+                    while pos < len do
+                        local tag, a, b, c, x, blob, nxt
+                        if pos == 1 then -- the key's expiry and the first record, in one call
+                            expires, tag, a, b, c, x, blob, nxt = unpack_(HEADED, s)
+                            EXPIRES[i] = expires
+                        else
+                            tag, a, b, c, x, blob, nxt = unpack_(RECORD, s, pos)
+                        end
+                        local owner
+                        for k = from, K do if POOL[k].l.tag == tag then owner = POOL[k] end end
+                        if owner and x > now then
+                            owner.found, owner.a, owner.b, owner.c, owner.x, owner.blob = true, a, b, c, x, blob
+                        elseif x > now then
+                            OTHERS[i] = true
+                        end
+                        pos = nxt
+                    end
+                end
+                for k = from, K do
+                    local e = POOL[k]
+                    local l, cost, found = e.l, e.cost, e.found
+                    local kind = l.kind
+                    e.ok = true
+                    if kind == 'bucket' then -- may run into debt, at most max wait deep (scheduled admission)
+                        local burst, rate, cr = l.burst, l.rate, l.ceil
+                        local level, ceiling = burst, burst
+                        if found then
+                            local dt = now - e.b
+                            if dt < 0 then dt = 0 end
+                            level, ceiling = e.a + dt * rate, e.c + dt * (cr or rate)
+                            if level > burst then level = burst end
+                            if ceiling > burst then ceiling = burst end
+                        end
+                        local bottom = batch and l.headroom or 0 -- batch admissions leave every headroom alone
+                        local allowance = rate * maxWait
+                        if l.debt < allowance then allowance = l.debt end
+                        local borrow, up = false, PARENT[l.res]
+                        -- HTB: above its guarantee a child borrows, up to its ceiling, while the parent bucket
+                        -- keeps its headroom (re-checked here: the parent was checked before its child).
+                        if cr and level - cost < bottom and ceiling >= cost and (not up or up.level - up.cost >= up.l.headroom) then
+                            borrow = true
+                            local pl = up and up.l
+                            if pl and (batch and pl.headroom or 0) < pl.headroom then -- raise the parent's floor
+                                local allowance = pl.rate * maxWait
+                                if pl.debt < allowance then allowance = pl.debt end
+                                up.lowest = pl.headroom - allowance
+                                up.ok = up.level - up.cost >= up.lowest
+                                up.wait = (pl.headroom - up.level + up.cost) / pl.rate
+                            end
+                        end
+                        e.level, e.lowest = level, bottom - allowance
+                        e.ok, e.wait = borrow or level - cost >= bottom - allowance, borrow and 0 or (bottom - level + cost) / rate
+                        if not l.shadow then PARENT[l.res] = e end
+                        -- The record as charged (written only if the whole decision is admitted).
+                        if not borrow then level = level - cost end
+                        if cr then ceiling = ceiling - cost else ceiling = level end
+                        if ceiling < -burst then ceiling = -burst end
+                        local full = (burst - level) / rate
+                        if cr and (burst - ceiling) / cr > full then full = (burst - ceiling) / cr end
+                        e.next, e.nb, e.nc, e.nx, e.mark = level, now, ceiling, now + full, borrow and 1 or 0
+                    elseif kind == 'window' and l.exact then
+                        local log, base = found and e.blob or '', found and e.a or 0
+                        local live, limit = firstLive(log, now - l.ms), l.limit
+                        local total = #log > 0 and select(2, logAt(log, #log / 16)) or base
+                        local before = live > 1 and select(2, logAt(log, live - 1)) or base
+                        e.log, e.live, e.total, e.before, e.used = log, live, total, before, total - before
+                        e.next, e.nb, e.nc, e.nx, e.mark = before, 0, 0, now + l.ms, now
+                        if total - before + cost > limit then -- until enough of the oldest entries have left
+                            local at = live
+                            while cost <= limit and select(2, logAt(log, at)) - before < total - before + cost - limit do at = at + 1 end
+                            e.ok, e.retry = false, cost > limit and -1 or logAt(log, at) + l.ms - now
+                        end
+                    elseif kind == 'window' then -- two fixed windows, the last one weighted by its overlap
+                        local ms, limit = l.ms, l.limit
+                        local idx, cur, prev = floor(now / ms), 0, 0
+                        if found and e.c == idx then cur, prev = e.a, e.b elseif found and e.c == idx - 1 then prev = e.a end
+                        local used = prev * (1 - (now - idx * ms) / ms) + cur
+                        e.idx, e.cur, e.prev, e.used = idx, cur, prev, used
+                        e.next, e.nb, e.nc, e.nx, e.mark = cur + cost, prev, idx, (idx + 2) * ms, idx
+                        if used + cost > limit then
+                            e.ok = false
+                            if cost > limit then
+                                e.retry = -1
+                            elseif cur + cost <= limit then -- until the last window's weight has faded enough
+                                e.retry = ms * (1 - (limit - cur - cost) / prev) - (now - idx * ms)
+                            else -- the next window, then until this one's weight has faded enough
+                                e.retry = (idx + 1) * ms - now + ms * (1 - (limit - cost) / cur)
+                            end
+                        end
+                    else
+                        local idx, ends = period(l, now)
+                        local used = found and e.b == idx and e.a or 0
+                        e.idx, e.ends, e.used = idx, ends, used
+                        e.next, e.nb, e.nc, e.nx, e.mark = used + cost, idx, 0, ends, idx
+                        if used + cost > l.total then e.ok, e.retry = false, l.period and ends - now or -1 end
+                    end
+                end
+            end
+
+            -- 2. All or nothing: admitted only if every (enforced) limit allows; shadow limits just count.
+            local allowed, wait, retry, denied, shadowed = true, 0, 0, 0, false
+            for k = 1, K do
+                local e = POOL[k]
+                local l, ok = e.l, e.ok
+                if l.shadow then
+                    shadowed = shadowed or not ok
+                elseif not ok then
+                    if l.kind == 'bucket' then
+                        e.retry = e.cost + e.lowest > l.burst and -1 or (e.cost + e.lowest - e.level) / l.rate
+                    end
+                    allowed = false
+                    if denied == 0 then denied = k end
+                    retry = (retry < 0 or e.retry < 0) and -1 or (e.retry > retry and e.retry or retry)
+                elseif l.kind == 'bucket' and e.wait > wait then
+                    wait = e.wait
+                end
+            end
+
+            -- 3. Charge every limit (shadow limits only where they allowed), and write each scope once. A
+            --    key's expiry is refreshed only when a record would outlive it (SET KEEPTTL is cheaper).
+            if allowed then
+                local charges = resTTL > 0 and {} or NONE
+                for i = 1, n do
+                    local from, to, records, last, only, body = FROM[i], TO[i], 0, now, nil, ''
+                    for k = from, to do
+                        local e = POOL[k]
+                        local x = e.ok and e.nx or e.found and e.x -- charged: the new record; else the old one
+                        if x then
+                            records, only = records + 1, e
+                            if x > last then last = x end
+                            if e.ok and resTTL > 0 then
+                                local l = e.l
+                                charges[#charges + 1] = { i, l.res, l.tag, l.kind, e.cost, e.mark, l.rate, l.burst, l.ceil }
+                            end
+                        end
+                    end
+                    local key, s, expires, others = KEYS[2 + i], raw[i], EXPIRES[i], OTHERS[i]
+                    if expires < last then -- refreshed with slack, so that a busy scope refreshes rarely
+                        expires = ceil(last + (last - now < 3600000 and last - now or 3600000)) + 1000
+                    end
+                    if records == 1 and not others then -- the common case: one record, one pack
+                        body = record(only, now, expires)
+                    elseif records > 0 then
+                        body = pack('<d', expires)
+                        for k = from, to do
+                            local e = POOL[k]
+                            if e.ok or e.found then body = body .. string.sub(record(e, now), 9) end
+                        end
+                        local pos = 9
+                        while others and pos < #s do -- keep the live records of limits not on this path
+                            local tag, _, _, _, x, _, nxt = unpack_(RECORD, s, pos)
+                            local owned = false
+                            for k = from, to do owned = owned or POOL[k].l.tag == tag end
+                            if x > now and not owned then body = body .. string.sub(s, pos, nxt - 1) end
+                            pos = nxt
+                        end
+                    end
+                    if records > 0 and expires == EXPIRES[i] then
+                        redis.call('SET', key, body, 'KEEPTTL')
+                    elseif records > 0 then
+                        redis.call('SET', key, body, 'PX', expires - floor(now))
+                    end
+                end
+                if resTTL > 0 then
+                    local reservation = { at = now + wait, leaf = KEYS[2 + n], charges = charges }
+                    redis.call('SET', KEYS[3 + n], cmsgpack.pack(reservation), 'PX', resTTL)
+                end
+                if shadowed then
+                    for k = 1, K do
+                        local e = POOL[k]
+                        if not e.ok then redis.call('HINCRBY', KEYS[2], ARGV[e.field] .. '|' .. e.l.res .. '|' .. e.l.kind, 1) end
+                    end
+                    redis.call('PEXPIRE', KEYS[2], 86400000)
+                end
+            end
+
+            -- 4. Reply; in the common case (admitted now, nothing to report) just the wait.
+            if allowed and resTTL == 0 and not (options.report or shadowed) and warnings == NONE then
+                return ceil(wait)
+            end
+            if not (options.report or denied > 0 or shadowed) then K = 0 end
+            local reply = { allowed and 1 or 0, ceil(wait), allowed and 0 or (retry < 0 and -1 or ceil(retry)),
+                resTTL > 0 and allowed and 'created' or '', denied, K, #warnings / 3 }
+            for k = 1, K do
+                local e = POOL[k]
+                local l, at = e.l, 6 * k + 2
+                local cap = l.limit or l.total or l.burst
+                reply[at], reply[at + 1], reply[at + 2] = e.i - 1, l.res, l.kind
+                local left = l.burst and e.level or cap - e.used
+                if allowed and e.ok then left = l.burst and e.next or left - e.cost end
+                reply[at + 3], reply[at + 4] = floor(left), cap
+                reply[at + 5] = e.ok and 0 or l.shadow and 2 or 1
+            end
+            for _, v in ipairs(warnings) do reply[#reply + 1] = v end
+            return reply
+        end
+
+        if redis.register_function then -- FUNCTION LOAD: registered once; memo and scratch tables persist
+            redis.register_function('sluice_decide_VERSION', function(keys, args) return decide(keys, args) end)
+        else -- EVAL
+            return decide(KEYS, ARGV)
+        end
+        """####
+    )
+    static let leaseAcquire = RedisScript(
+        name: "lease-acquire",
+        source: ####"""
+        -- lease-acquire: take one of a scope's concurrency slots, or say when the first one frees up.
+        -- Expired leases are pruned here, so a crashed holder's slot comes back by itself (no sweeper).
+        --
+        -- KEYS[1] sluice:{P}:lease:<scope>  ZSET: member "<token>|<holder>", score its expiry (ms); the
+        --         member "#seq" (score -last token) numbers the leases: fencing tokens only ever grow
+        -- ARGV[1] slots (>= 1)   ARGV[2] lease ttl ms   ARGV[3] holder (free text, shown to operators)
+        -- Reply: {1, token, expires at ms, held} acquired; {0, ms until the earliest lease expires, held}
+        local t = redis.call('TIME')
+        local now = t[1] * 1000 + math.floor(t[2] / 1000)
+        local key, slots, ttl = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+        redis.call('ZREMRANGEBYSCORE', key, '(0', now)
+        local held = redis.call('ZCOUNT', key, '(0', '+inf')
+        if held >= slots then
+            local first = redis.call('ZRANGEBYSCORE', key, '(0', '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+            return { 0, first[2] and math.max(1, tonumber(first[2]) - now) or 1, held }
+        end
+        local token = -tonumber(redis.call('ZINCRBY', key, -1, '#seq'))
+        redis.call('ZADD', key, now + ttl, token .. '|' .. ARGV[3])
+        redis.call('PEXPIRE', key, ttl + 86400000) -- the counter outlives the last lease by a day
+        return { 1, token, now + ttl, held + 1 }
+        """####
+    )
+    static let leaseRelease = RedisScript(
+        name: "lease-release",
+        source: ####"""
+        -- lease-release: gives a slot back, fenced by the lease's token: a late or repeated release names
+        -- a member that is gone (or expired), so it can never free a slot that someone else holds now.
+        --
+        -- KEYS[1] sluice:{P}:lease:<scope>  ZSET (see lease-acquire)
+        -- ARGV[1] the lease's member "<token>|<holder>"
+        -- Reply: 1 released in time; 0 it was no longer held (expired, or released before)
+        local t = redis.call('TIME')
+        local now = t[1] * 1000 + math.floor(t[2] / 1000)
+        local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+        if not score then return 0 end
+        redis.call('ZREM', KEYS[1], ARGV[1])
+        return tonumber(score) > now and 1 or 0
+        """####
+    )
+    static let leaseRenew = RedisScript(
+        name: "lease-renew",
+        source: ####"""
+        -- lease-renew: the heartbeat. Extends a lease that is still held; an expired one stays lost (its
+        -- slot may already serve someone else).
+        --
+        -- KEYS[1] sluice:{P}:lease:<scope>  ZSET (see lease-acquire)
+        -- ARGV[1] the lease's member "<token>|<holder>"   ARGV[2] lease ttl ms
+        -- Reply: {1, expires at ms} renewed; {0, 0} lost (expired, released, or never held)
+        local t = redis.call('TIME')
+        local now = t[1] * 1000 + math.floor(t[2] / 1000)
+        local key, member, ttl = KEYS[1], ARGV[1], tonumber(ARGV[2])
+        local score = redis.call('ZSCORE', key, member)
+        if not score or tonumber(score) <= now then
+            if score then redis.call('ZREM', key, member) end
+            return { 0, 0 }
+        end
+        redis.call('ZADD', key, 'XX', now + ttl, member)
+        redis.call('PEXPIRE', key, ttl + 86400000)
+        return { 1, now + ttl }
+        """####
+    )
     static let ping = RedisScript(
         name: "ping",
         source: ####"""
         -- A trivial script: the client benchmark's EVALSHA target and a health probe.
         -- KEYS: none. ARGV: none. Reply: 1.
         return 1
+        """####
+    )
+    static let queueEnter = RedisScript(
+        name: "queue-enter",
+        source: ####"""
+        -- queue-enter: a caller starts waiting for admission in a scope; beyond the queue depth it is shed.
+        -- Waiters are scored by when they give up, so a crashed waiter leaves the count by itself.
+        --
+        -- KEYS[1] sluice:{P}:queue:<scope>  ZSET: member caller id, score the time it gives up (ms)
+        -- KEYS[2] sluice:{P}:queue:<scope>:stats  HASH: w window index, in / out joined and left in it,
+        --         sh shed in it, ga / sa the last window that raised a growth / shed event
+        -- KEYS[3] sluice:{P}:events  the partition's event stream
+        -- ARGV[1] caller id   ARGV[2] gives up in ms   ARGV[3] max waiting (queue depth)
+        -- ARGV[4] growth alert: net growth (joined - left) within one window   ARGV[5] window ms
+        -- ARGV[6] the scope, for events
+        -- Reply: {1, waiting} queued; {0, waiting} shed (overloaded)
+        local t = redis.call('TIME')
+        local now = t[1] * 1000 + math.floor(t[2] / 1000)
+        local queue, stats, events = KEYS[1], KEYS[2], KEYS[3]
+        local maxWaiting, alert, window = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+        redis.call('ZREMRANGEBYSCORE', queue, '-inf', now)
+        local waiting = redis.call('ZCARD', queue)
+        local s = redis.call('HMGET', stats, 'w', 'in', 'out', 'sh', 'ga', 'sa')
+        local w = math.floor(now / window)
+        local joined, left, shed = 0, 0, 0
+        if tonumber(s[1]) == w then joined, left, shed = tonumber(s[2]) or 0, tonumber(s[3]) or 0, tonumber(s[4]) or 0 end
+        local function event(kind, detail)
+            redis.call('XADD', events, 'MAXLEN', '~', 10000, '*', 'type', kind, 'scope', ARGV[6], 'detail', detail)
+            redis.call('PEXPIRE', events, 604800000)
+        end
+        local admitted = waiting < maxWaiting
+        if admitted then
+            local ttl = tonumber(ARGV[2]) + 60000
+            redis.call('ZADD', queue, now + tonumber(ARGV[2]), ARGV[1])
+            if redis.call('PTTL', queue) < ttl then redis.call('PEXPIRE', queue, ttl) end -- never cut another's wait
+            waiting, joined = waiting + 1, joined + 1
+        else
+            shed = shed + 1
+        end
+        local ga, sa = s[5], s[6]
+        if not admitted and tonumber(sa) ~= w then
+            sa = w
+            event('shed', 'queue full at ' .. waiting .. ' waiting; new callers are shed')
+        end
+        if admitted and alert > 0 and joined - left >= alert and tonumber(ga) ~= w then
+            ga = w
+            event('queue-growth', 'queue grew by ' .. (joined - left) .. ' in ' .. window .. ' ms (' .. joined ..
+                ' joined, ' .. left .. ' left); ' .. waiting .. ' waiting')
+        end
+        redis.call('HSET', stats, 'w', w, 'in', joined, 'out', left, 'sh', shed, 'ga', ga or -1, 'sa', sa or -1)
+        redis.call('PEXPIRE', stats, 2 * window + 60000)
+        return { admitted and 1 or 0, waiting }
+        """####
+    )
+    static let queueLeave = RedisScript(
+        name: "queue-leave",
+        source: ####"""
+        -- queue-leave: a waiting caller stops waiting, admitted (it becomes in flight) or not.
+        --
+        -- KEYS[1] sluice:{P}:queue:<scope>  ZSET of waiters (see queue-enter)
+        -- KEYS[2] sluice:{P}:queue:<scope>:stats  HASH (see queue-enter)
+        -- KEYS[3] sluice:{P}:inflight:<scope>  ZSET: member caller id, score when its call expires (ms)
+        -- ARGV[1] caller id   ARGV[2] "admitted" | "gave-up"   ARGV[3] in-flight ttl ms   ARGV[4] window ms
+        -- Reply: {waiting, in flight}
+        local t = redis.call('TIME')
+        local now = t[1] * 1000 + math.floor(t[2] / 1000)
+        local queue, stats, inflight, window = KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[4])
+        if redis.call('ZREM', queue, ARGV[1]) == 1 then
+            local w = math.floor(now / window)
+            if tonumber(redis.call('HGET', stats, 'w')) == w then
+                redis.call('HINCRBY', stats, 'out', 1)
+            else
+                redis.call('HSET', stats, 'w', w, 'in', 0, 'out', 1, 'sh', 0)
+                redis.call('PEXPIRE', stats, 2 * window + 60000)
+            end
+        end
+        if ARGV[2] == 'admitted' then
+            local ttl = tonumber(ARGV[3]) + 60000
+            redis.call('ZADD', inflight, now + tonumber(ARGV[3]), ARGV[1])
+            if redis.call('PTTL', inflight) < ttl then redis.call('PEXPIRE', inflight, ttl) end
+        end
+        redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now)
+        return { redis.call('ZCOUNT', queue, now, '+inf'), redis.call('ZCARD', inflight) }
+        """####
+    )
+    static let queueStatus = RedisScript(
+        name: "queue-status",
+        source: ####"""
+        -- queue-status: a scope's fleet-wide queue at this moment (read only).
+        --
+        -- KEYS[1] sluice:{P}:queue:<scope>  KEYS[2] sluice:{P}:queue:<scope>:stats  KEYS[3] sluice:{P}:inflight:<scope>
+        -- ARGV[1] window ms
+        -- Reply: {waiting, in flight, joined, left, shed} (the last three in the current window)
+        local t = redis.call('TIME')
+        local now = t[1] * 1000 + math.floor(t[2] / 1000)
+        local s = redis.call('HMGET', KEYS[2], 'w', 'in', 'out', 'sh')
+        local current = tonumber(s[1]) == math.floor(now / tonumber(ARGV[1]))
+        return { redis.call('ZCOUNT', KEYS[1], now, '+inf'), redis.call('ZCOUNT', KEYS[3], now, '+inf'),
+            current and tonumber(s[2]) or 0, current and tonumber(s[3]) or 0, current and tonumber(s[4]) or 0 }
+        """####
+    )
+    static let quotaEdit = RedisScript(
+        name: "quota-edit",
+        source: ####"""
+        -- quota-edit: compare-and-set one field of a partition's config hash, for `sluice quota set/rm`
+        -- (the CLI reads the field, edits the spec, and writes it back only if nobody changed it since).
+        -- The config hash is operator data: the one key Sluice writes without an expiry.
+        --
+        -- KEYS[1] sluice:{P}:quotas
+        -- ARGV[1] the field   ARGV[2] "1" if the field is expected to hold ARGV[3], "0" if expected absent
+        -- ARGV[4] "1": set the field to ARGV[5]; "0": delete it
+        -- Reply: 1 when written, 0 when the field had changed (read it again and retry)
+        local current = redis.call('HGET', KEYS[1], ARGV[1])
+        if (ARGV[2] == '1' and current ~= ARGV[3]) or (ARGV[2] == '0' and current) then return 0 end
+        if ARGV[4] == '1' then
+            redis.call('HSET', KEYS[1], ARGV[1], ARGV[5])
+        else
+            redis.call('HDEL', KEYS[1], ARGV[1])
+        end
+        return 1
+        """####
+    )
+    static let retryBudget = RedisScript(
+        name: "retry-budget",
+        source: ####"""
+        -- retry-budget: counts first attempts and retries per scope over a sliding window (two fixed
+        -- windows, the previous one weighted by its overlap) and allows a retry only while
+        -- retries + 1 <= ratio * requests + floor. A refused retry is not counted.
+        --
+        -- KEYS[1] sluice:{P}:retry:<scope>  HASH: w window index, rq / rt requests and retries in it,
+        --         prq / prt in the previous one, x the last window that raised an exhaustion event
+        -- KEYS[2] sluice:{P}:events  the partition's event stream
+        -- ARGV[1] "request" | "retry"   ARGV[2] ratio, e.g. "0.1"   ARGV[3] floor (retries per window)
+        -- ARGV[4] window ms   ARGV[5] the scope (for events)
+        -- Reply: {allowed 1|0, retries in the window, requests in the window} (the counts as strings)
+        local t = redis.call('TIME')
+        local now = t[1] * 1000 + math.floor(t[2] / 1000)
+        local key, window = KEYS[1], tonumber(ARGV[4])
+        local h = redis.call('HMGET', key, 'w', 'rq', 'rt', 'prq', 'prt', 'x')
+        local w, stored = math.floor(now / window), tonumber(h[1])
+        local rq, rt, prq, prt = 0, 0, 0, 0
+        if stored == w then
+            rq, rt, prq, prt = tonumber(h[2]), tonumber(h[3]), tonumber(h[4]), tonumber(h[5])
+        elseif stored == w - 1 then
+            prq, prt = tonumber(h[2]), tonumber(h[3])
+        end
+        local weight = 1 - (now - w * window) / window
+        local requests, retries = rq + prq * weight, rt + prt * weight
+        local allowed = true
+        if ARGV[1] == 'retry' then
+            allowed = retries + 1 <= tonumber(ARGV[2]) * requests + tonumber(ARGV[3])
+            if allowed then rt, retries = rt + 1, retries + 1 end
+        else
+            rq, requests = rq + 1, requests + 1
+        end
+        local x = h[6]
+        if not allowed and tonumber(x) ~= w then
+            x = w
+            redis.call('XADD', KEYS[2], 'MAXLEN', '~', 10000, '*', 'type', 'retry-budget-exhausted', 'scope', ARGV[5],
+                'detail', string.format('%.1f retries for %.1f requests; allowed %s x requests + %s', retries, requests,
+                    ARGV[2], ARGV[3]))
+            redis.call('PEXPIRE', KEYS[2], 604800000)
+        end
+        if allowed or x ~= h[6] then
+            redis.call('HSET', key, 'w', w, 'rq', rq, 'rt', rt, 'prq', prq, 'prt', prt, 'x', x or -1)
+            redis.call('PEXPIRE', key, 2 * window + 60000)
+        end
+        return { allowed and 1 or 0, string.format('%.3f', retries), string.format('%.3f', requests) }
+        """####
+    )
+    static let settle = RedisScript(
+        name: "settle",
+        source: ####"""
+        -- settle: close a reservation made by decide. "settle" with the actual costs refunds what was
+        -- charged beyond them, or charges the overrun (buckets run into debt, budgets past their total);
+        -- "cancel" refunds everything. Idempotent: a closed reservation stays closed (until it expires).
+        --
+        -- KEYS[1] sluice:{P}:r:<id>, the reservation   KEYS[1+i] the state of scope i = 1..n, as for decide
+        -- ARGV[1] "settle" | "cancel"   ARGV[2k], ARGV[2k+1] a resource and its actual cost (integer >= 0);
+        --   a resource not named keeps its estimate
+        -- Reply: {status}: "settled" | "cancelled" | "already settled" | "already cancelled" | "unknown"
+        --   (never made, or expired: its estimate stays charged) | "mismatch" (KEYS are not its path)
+        -- Loaded with FUNCTION LOAD as sluice_settle_VERSION, like decide; EVAL runs it too.
+
+        local RECORD = '<Bc0ddddHc0' -- decide.lua explains the state layout
+
+        local function settle(KEYS, ARGV)
+            local max, min, ceil, floor = math.max, math.min, math.ceil, math.floor
+            local n, cancel = #KEYS - 1, ARGV[1] == 'cancel'
+            local raw = redis.call('MGET', unpack(KEYS))
+            if not raw[1] then return { 'unknown' } end
+            if raw[1] == 'settled' or raw[1] == 'cancelled' then return { 'already ' .. raw[1] } end
+            local reservation = cmsgpack.unpack(raw[1])
+            if reservation.leaf ~= KEYS[1 + n] then return { 'mismatch' } end
+            local actual = {}
+            for k = 2, #ARGV, 2 do actual[ARGV[k]] = tonumber(ARGV[k + 1]) end
+            local time = redis.call('TIME')
+            local now = time[1] * 1000 + time[2] / 1000
+
+            local scopes = {} -- scope i -> { expires = key expiry, [tag] = record, [k] = record }
+            local function records(i)
+                if scopes[i] then return scopes[i] end
+                local s, st, pos = raw[1 + i], { expires = 0 }, 9
+                if s then st.expires = struct.unpack('<d', s) end
+                while s and pos < #s do
+                    local tag, a, b, c, x, blob, nxt = struct.unpack(RECORD, s, pos)
+                    if x > now then
+                        local r = { tag, a, b, c, x, blob }
+                        st[#st + 1], st[tag] = r, r
+                    end
+                    pos = nxt
+                end
+                scopes[i] = st
+                return st
+            end
+
+            for _, ch in ipairs(reservation.charges) do
+                local i, res, tag, kind, cost, mark, rate, burst, ceiling = unpack(ch, 1, 9)
+                local refund = cancel and cost or cost - (actual[res] or cost) -- < 0: an overrun to charge
+                local st = records(i)
+                local r = st[tag]
+                if refund ~= 0 and kind == 'bucket' then
+                    if not r and refund < 0 then -- expired, so full: record the overrun as fresh debt
+                        r = { tag, burst, now, burst, 0, '' }
+                        st[#st + 1], st[tag] = r, r
+                    end
+                    if r then
+                        if mark == 0 then r[2] = r[2] + refund end -- a borrowing admission left its guarantee alone
+                        r[4] = r[4] + refund
+                        r[5] = r[3] + max(0, (burst - r[2]) / rate, (burst - r[4]) / (ceiling or rate))
+                        st.dirty = true
+                    end
+                elseif refund ~= 0 and r and kind == 'window' and r[6] ~= '' then -- an exact log
+                    local log, at = r[6], 0
+                    for k = 1, #log / 16 do
+                        if struct.unpack('<d', log, k * 16 - 15) == mark then at = k end
+                    end
+                    if at > 0 then -- lower (or raise) the running count from that entry on
+                        local parts = { string.sub(log, 1, at * 16 - 16) }
+                        for k = at, #log / 16 do
+                            local t, running = struct.unpack('<dd', log, k * 16 - 15)
+                            parts[#parts + 1] = struct.pack('<dd', t, max(r[2], running - refund))
+                        end
+                        r[6], st.dirty = table.concat(parts), true
+                    end
+                elseif refund ~= 0 and r and kind == 'window' then
+                    if r[4] == mark then r[2], st.dirty = max(0, r[2] - refund), true end
+                    if r[4] == mark + 1 then r[3], st.dirty = max(0, r[3] - refund), true end
+                elseif refund ~= 0 and r and kind == 'budget' and r[3] == mark then
+                    r[2], st.dirty = max(0, r[2] - refund), true
+                end
+            end
+
+            for i, st in pairs(scopes) do
+                if st.dirty then
+                    local body, last = '', now
+                    for _, r in ipairs(st) do
+                        if r[5] > now then
+                            body, last = body .. struct.pack(RECORD, #r[1], r[1], r[2], r[3], r[4], r[5], #r[6], r[6]), max(last, r[5])
+                        end
+                    end
+                    if body == '' then
+                        redis.call('DEL', KEYS[1 + i])
+                    elseif st.expires >= last then
+                        redis.call('SET', KEYS[1 + i], struct.pack('<d', st.expires) .. body, 'KEEPTTL')
+                    else
+                        local expires = ceil(last + min(last - now, 3600000)) + 1000
+                        redis.call('SET', KEYS[1 + i], struct.pack('<d', expires) .. body, 'PX', expires - floor(now))
+                    end
+                end
+            end
+            local status = cancel and 'cancelled' or 'settled'
+            redis.call('SET', KEYS[1], status, 'KEEPTTL')
+            return { status }
+        end
+
+        if redis.register_function then -- FUNCTION LOAD
+            redis.register_function('sluice_settle_VERSION', function(keys, args) return settle(keys, args) end)
+        else -- EVAL
+            return settle(KEYS, ARGV)
+        end
+        """####
+    )
+    static let treeEnter = RedisScript(
+        name: "tree-enter",
+        source: ####"""
+        -- tree-enter: admits one provider or tool call into a tree, or refuses it with the reason:
+        -- deadline, depth, calls in flight, the loop guard, or a budget. An admitted call reserves its
+        -- estimate on every budget (tree-exit settles it) and counts as in flight until it exits or its
+        -- ttl passes (a crashed worker's call stops counting; its reservation stays spent).
+        --
+        -- KEYS[1] sluice:{P}:tree:<id>  HASH (see tree-open)
+        -- KEYS[2] sluice:{P}:tree:<id>:calls  ZSET: calls in flight, score when they expire (ms)
+        -- KEYS[3] sluice:{P}:events  the partition's event stream
+        -- ARGV[1] call id   ARGV[2] call ttl ms   ARGV[3] the caller's depth
+        -- ARGV[4] deadline at ms from the context (0: none)   ARGV[5] loop key "<tool>|<fingerprint>" ("": none)
+        -- ARGV[6] tree id (for events)   ARGV[7...] pairs: resource, estimate (integers >= 0)
+        -- Reply: {1, calls in flight} admitted; {0, reason, detail, limit, used}, reason one of "deadline",
+        --        "depth", "in-flight", "loop", "budget" (detail: the resource), used as a string
+        local t = redis.call('TIME')
+        local now = t[1] * 1000 + math.floor(t[2] / 1000)
+        local tree, calls, events = KEYS[1], KEYS[2], KEYS[3]
+        local depth, carried, loop = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+        local fields = { 'dl', 'md', 'mi', 'lg', 'l:' .. loop }
+        for i = 7, #ARGV - 1, 2 do
+            fields[#fields + 1] = 'b:' .. ARGV[i]
+            fields[#fields + 1] = 'u:' .. ARGV[i]
+            fields[#fields + 1] = 'x:' .. ARGV[i]
+        end
+        local h = redis.call('HMGET', tree, unpack(fields))
+        local deadline = tonumber(h[1]) or 0
+        if (deadline > 0 and now >= deadline) or (carried > 0 and now >= carried) then
+            return { 0, 'deadline', '', deadline > 0 and deadline or carried, now }
+        end
+        if not h[1] then return { 1, 0 } end -- an untracked tree: no limits but its deadline
+        local function event(kind, detail)
+            redis.call('XADD', events, 'MAXLEN', '~', 10000, '*', 'type', kind, 'tree', ARGV[6], 'detail', detail)
+            redis.call('PEXPIRE', events, 604800000)
+        end
+        local maxDepth, maxInFlight, loopLimit, loopCount = tonumber(h[2]), tonumber(h[3]), tonumber(h[4]), tonumber(h[5]) or 0
+        if maxDepth > 0 and depth > maxDepth then return { 0, 'depth', '', maxDepth, depth } end
+        if loop ~= '' and loopLimit > 0 and loopCount >= loopLimit then
+            if loopCount == loopLimit then -- the first refusal tells a human; later ones only count
+                event('loop-guard', 'call ' .. loop .. ' refused after ' .. loopLimit .. ' identical calls')
+            end
+            redis.call('HINCRBY', tree, 'l:' .. loop, 1)
+            return { 0, 'loop', loop, loopLimit, tostring(loopCount) }
+        end
+        local writes, reservation = {}, { loop }
+        for i = 7, #ARGV - 1, 2 do
+            local k = 6 + (i - 7) / 2 * 3 -- this resource's b:, u:, x: fields in h
+            local budget, used, estimate = tonumber(h[k]), tonumber(h[k + 1]) or 0, tonumber(ARGV[i + 1])
+            if budget and used + estimate > budget then
+                if not h[k + 2] then
+                    redis.call('HSET', tree, 'x:' .. ARGV[i], 1)
+                    event('budget-exhausted', ARGV[i] .. ' budget ' .. budget .. ' of tree ' .. ARGV[6] .. ': ' .. used ..
+                        ' spent or reserved, a call asked for ' .. estimate)
+                end
+                return { 0, 'budget', ARGV[i], budget, tostring(used) }
+            end
+            if estimate > 0 then
+                writes[#writes + 1] = 'u:' .. ARGV[i]
+                writes[#writes + 1] = used + estimate
+                reservation[#reservation + 1] = ARGV[i] .. '=' .. estimate
+            end
+        end
+        redis.call('ZREMRANGEBYSCORE', calls, '-inf', now)
+        local inFlight = redis.call('ZCARD', calls)
+        if maxInFlight > 0 and inFlight >= maxInFlight then return { 0, 'in-flight', '', maxInFlight, tostring(inFlight) } end
+        if loop ~= '' then
+            writes[#writes + 1] = 'l:' .. loop
+            writes[#writes + 1] = loopCount + 1
+        end
+        writes[#writes + 1] = 'r:' .. ARGV[1]
+        writes[#writes + 1] = table.concat(reservation, '\n')
+        redis.call('HSET', tree, unpack(writes))
+        local ttl = tonumber(ARGV[2]) + 60000
+        redis.call('ZADD', calls, now + tonumber(ARGV[2]), ARGV[1])
+        if redis.call('PTTL', calls) < ttl then redis.call('PEXPIRE', calls, ttl) end
+        return { 1, inFlight + 1 }
+        """####
+    )
+    static let treeExit = RedisScript(
+        name: "tree-exit",
+        source: ####"""
+        -- tree-exit: a call admitted by tree-enter is done. "settle" charges its actual usage instead of
+        -- the estimate (a resource it does not name keeps the estimate); "refund" undoes the admission
+        -- entirely (the call never ran: another check refused it). Idempotent per call id.
+        --
+        -- KEYS[1] sluice:{P}:tree:<id>  HASH (see tree-open)   KEYS[2] sluice:{P}:tree:<id>:calls  ZSET
+        -- ARGV[1] call id   ARGV[2] "settle" | "refund"   ARGV[3...] pairs: resource, actual (settle)
+        -- Reply: 1 settled or refunded; 0 unknown call (already done, or the tree expired)
+        local tree, calls, field = KEYS[1], KEYS[2], 'r:' .. ARGV[1]
+        local record = redis.call('HGET', tree, field)
+        redis.call('ZREM', calls, ARGV[1])
+        if not record then return 0 end
+        local actual = {}
+        for i = 3, #ARGV - 1, 2 do actual[ARGV[i]] = tonumber(ARGV[i + 1]) end
+        local refund = ARGV[2] == 'refund'
+        local loop
+        for line in string.gmatch(record .. '\n', '([^\n]*)\n') do
+            if not loop then
+                loop = line
+            else
+                local res, estimate = string.match(line, '^(.*)=(%d+)$')
+                local delta = refund and -tonumber(estimate) or (actual[res] or tonumber(estimate)) - tonumber(estimate)
+                if delta ~= 0 then redis.call('HINCRBY', tree, 'u:' .. res, delta) end
+            end
+        end
+        if refund and loop ~= '' then redis.call('HINCRBY', tree, 'l:' .. loop, -1) end
+        redis.call('HDEL', tree, field)
+        return 1
+        """####
+    )
+    static let treeOpen = RedisScript(
+        name: "tree-open",
+        source: ####"""
+        -- tree-open: records a request tree's limits once, fleet-wide; the first opener wins and later
+        -- ones (a retried root, a sub-agent racing it) read the same limits back.
+        --
+        -- KEYS[1] sluice:{P}:tree:<id>  HASH: dl deadline (ms, 0 none), md max depth, mc max children per
+        --         node, mi max calls in flight, lg loop guard (max identical calls), b:<resource> budget;
+        --         written later: u:<resource> spent, c:<node> children, l:<tool>|<fingerprint> calls,
+        --         r:<call> open reservations, x:<resource> budget-exhausted event sent (0 = unlimited)
+        -- ARGV[1] deadline in ms from now (0: none)   ARGV[2] lifetime ms of a tree without a deadline
+        -- ARGV[3] max depth   ARGV[4] max children   ARGV[5] max in flight   ARGV[6] loop guard N
+        -- ARGV[7...] pairs: resource, budget
+        -- Reply: {1 created | 0 existed, deadline at ms (0: none), now ms}
+        local t = redis.call('TIME')
+        local now = t[1] * 1000 + math.floor(t[2] / 1000)
+        local key = KEYS[1]
+        local existing = redis.call('HGET', key, 'dl')
+        if existing then return { 0, tonumber(existing), now } end
+        local within = tonumber(ARGV[1])
+        local deadline = within > 0 and now + within or 0
+        local fields = { 'dl', deadline, 'md', ARGV[3], 'mc', ARGV[4], 'mi', ARGV[5], 'lg', ARGV[6] }
+        for i = 7, #ARGV - 1, 2 do
+            fields[#fields + 1] = 'b:' .. ARGV[i]
+            fields[#fields + 1] = ARGV[i + 1]
+        end
+        redis.call('HSET', key, unpack(fields))
+        redis.call('PEXPIRE', key, deadline > 0 and within + 3600000 or tonumber(ARGV[2]))
+        return { 1, deadline, now }
+        """####
+    )
+    static let treeSpawn = RedisScript(
+        name: "tree-spawn",
+        source: ####"""
+        -- tree-spawn: a node of a tree starts a child (a sub-agent, a parallel branch). Refused past the
+        -- deadline, beyond the max depth, or beyond the parent's max children. A tree nobody opened has
+        -- no limits but the deadline its context carries.
+        --
+        -- KEYS[1] sluice:{P}:tree:<id>  HASH (see tree-open)
+        -- ARGV[1] parent node id   ARGV[2] the child's depth   ARGV[3] deadline at ms from the context (0: none)
+        -- Reply: {1, children of the parent} spawned; {0, reason, limit} reason "deadline" | "depth" | "children"
+        local t = redis.call('TIME')
+        local now = t[1] * 1000 + math.floor(t[2] / 1000)
+        local key, depth, carried = KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+        local field = 'c:' .. ARGV[1]
+        local h = redis.call('HMGET', key, 'dl', 'md', 'mc', field)
+        local deadline = tonumber(h[1]) or 0
+        if (deadline > 0 and now >= deadline) or (carried > 0 and now >= carried) then
+            return { 0, 'deadline', deadline > 0 and deadline or carried }
+        end
+        if not h[1] then return { 1, 0 } end
+        local maxDepth, maxChildren, children = tonumber(h[2]), tonumber(h[3]), tonumber(h[4]) or 0
+        if maxDepth > 0 and depth > maxDepth then return { 0, 'depth', maxDepth } end
+        if maxChildren > 0 and children >= maxChildren then return { 0, 'children', maxChildren } end
+        redis.call('HINCRBY', key, field, 1)
+        return { 1, children + 1 }
+        """####
+    )
+    static let workerHeartbeat = RedisScript(
+        name: "worker-heartbeat",
+        source: ####"""
+        -- worker-heartbeat: a worker says it is alive; the reply is how many workers are, so that each
+        -- knows its share of a ceiling when it has to decide locally.
+        --
+        -- KEYS[1] sluice:{P}:workers  ZSET: member worker id, score when its registration lapses (ms)
+        -- ARGV[1] worker id   ARGV[2] ttl ms (a few heartbeat intervals)
+        -- Reply: the number of live workers, this one included
+        local t = redis.call('TIME')
+        local now = t[1] * 1000 + math.floor(t[2] / 1000)
+        local ttl = tonumber(ARGV[2])
+        redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+        redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+        redis.call('PEXPIRE', KEYS[1], ttl + 60000)
+        return redis.call('ZCARD', KEYS[1])
         """####
     )
 }

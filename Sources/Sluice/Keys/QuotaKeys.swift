@@ -1,0 +1,31 @@
+/// The key layout of one partition. Every key of a decision carries the partition's hash tag, so
+/// all of them live in one Redis Cluster slot and the scripts run on a cluster unchanged:
+///
+///     sluice:{<partition>}:quotas                config hash, edited by operators (no expiry)
+///     sluice:{<partition>}:stats                 shadow would-deny counters (expires after a day idle)
+///     sluice:{<partition>}:s:<kind=name>/...     one scope's state (expires when it is idle enough)
+///     sluice:{<partition>}:r:<id>                one reservation (expires with it)
+///
+/// The partition is, by default, the root scope's escaped name; names are escaped with ``KeyName``.
+struct QuotaKeys: Sendable, Hashable {
+    let prefix: String
+
+    init(namespace: String = "sluice", partition: String) {
+        self.prefix = "\(namespace):{\(KeyName.escape(partition))}:"
+    }
+
+    var quotas: String { prefix + "quotas" }
+    var stats: String { prefix + "stats" }
+    func reservation(_ id: String) -> String { prefix + "r:" + KeyName.escape(id) }
+
+    /// The state key of each prefix of `path`: the root's, the root's child's, ...
+    func states(_ path: ScopePath) -> [String] {
+        var keys: [String] = []
+        var current = prefix + "s:"
+        for (index, scope) in path.scopes.enumerated() {
+            current += (index == 0 ? "" : "/") + scope.escaped
+            keys.append(current)
+        }
+        return keys
+    }
+}

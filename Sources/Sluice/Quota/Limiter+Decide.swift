@@ -1,0 +1,231 @@
+import SluiceRedis
+import Synchronization
+
+extension Limiter {
+    /// Decides now: admits `cost` against every limit on `path` (charging all of them) or denies
+    /// it (charging none).
+    ///
+    /// - Parameter reportLimits: report every limit's remaining units in ``Decision/limits`` even
+    ///   when all of them allow (a denied decision, or one a shadow limit would deny, always
+    ///   reports them). It costs the server about a fifth more per decision.
+    public func decide(
+        _ path: ScopePath, cost: Cost, priority: Priority = .interactive, reportLimits: Bool = false
+    ) async throws(QuotaError) -> Decision {
+        var request = try DecideRequest(limiter: self, path: path, cost: cost, priority: priority)
+        request.reportLimits = reportLimits
+        return try await request.run(self).decision
+    }
+
+    /// Scheduled admission: charges the buckets now, into their bounded debt, and answers how long
+    /// to wait before proceeding; refuses at once when that is longer than `maxWait` (or a window
+    /// or budget is full). Call ``Admission/proceed()`` to sleep until then; a task cancelled while
+    /// waiting, or ``Admission/cancel()``, gives the charge back.
+    public func schedule(
+        _ path: ScopePath, cost: Cost, maxWait: Duration, priority: Priority = .interactive, reportLimits: Bool = false
+    ) async throws(QuotaError) -> Admission {
+        guard maxWait >= .zero, maxWait <= .seconds(86_400) else {
+            throw QuotaError(.invalidDuration, "maxWait is between 0 and a day")
+        }
+        let id = Reservation.newID()
+        var request = try DecideRequest(limiter: self, path: path, cost: cost, priority: priority)
+        request.maxWait = maxWait
+        request.reportLimits = reportLimits
+        request.reservation = (id, maxWait + .seconds(60))
+        let started = ContinuousClock.now
+        let outcome = try await request.run(self)
+        let reservation = Reservation(
+            id: id, path: path, estimate: cost, decision: outcome.decision, limiter: self, resources: request.resources)
+        return Admission(reservation: reservation, proceedAt: started + outcome.decision.wait)
+    }
+
+    /// Reserves `estimate` (say prompt tokens + max output tokens) for at most `ttl`; settle it
+    /// with the actual cost once known. Unsettled, it expires by itself and the estimate stays
+    /// charged. Reserving again under the same `id` does not charge twice.
+    public func reserve(
+        _ path: ScopePath, estimate: Cost, ttl: Duration = .seconds(600), id: String? = nil,
+        priority: Priority = .interactive, reportLimits: Bool = false
+    ) async throws(QuotaError) -> Reservation {
+        guard ttl >= .milliseconds(1), ttl <= .seconds(7 * 86_400) else {
+            throw QuotaError(.invalidDuration, "a reservation's ttl is between 1 ms and 7 days")
+        }
+        let id = id ?? Reservation.newID()
+        guard !id.isEmpty else { throw QuotaError(.invalidReservation, "a reservation id is not empty") }
+        var request = try DecideRequest(limiter: self, path: path, cost: estimate, priority: priority)
+        request.reservation = (id, ttl)
+        request.reportLimits = reportLimits
+        let outcome = try await request.run(self)
+        if outcome.status == "closed" {
+            throw QuotaError(.reservationClosed, "this reservation id was already settled or cancelled")
+        }
+        return Reservation(
+            id: id, path: path, estimate: estimate, decision: outcome.decision, limiter: self,
+            resources: request.resources)
+    }
+}
+
+/// One decide call, validated and encoded before any I/O.
+struct DecideRequest: Sendable {
+    let path: ScopePath
+    let resources: [(resource: String, amount: Int64)]
+    let keys: QuotaKeys
+    var priority: Priority
+    var maxWait: Duration = .zero
+    var reportLimits = false
+    var reservation: (id: String, ttl: Duration)?
+    let encoded: EncodedPath
+
+    init(limiter: Limiter, path: ScopePath, cost: Cost, priority: Priority) throws(QuotaError) {
+        self.path = path
+        self.resources = try cost.validated()
+        self.keys = limiter.keys(for: path)
+        self.priority = priority
+        self.encoded = limiter.encodedPaths.encoding(
+            path, resources: resources.map(\.resource), keys: keys, limiter: limiter)
+    }
+
+    var plan: String { String(decoding: encoded.plan.bytes, as: UTF8.self) }
+
+    var redisKeys: [RedisArgument] {
+        guard let reservation else { return encoded.keys }
+        return encoded.keys + [RedisArgument(keys.reservation(reservation.id))]
+    }
+
+    var arguments: [RedisArgument] {
+        var out: [RedisArgument] = []
+        out.reserveCapacity(4 + resources.count + encoded.patterns.count)
+        out.append(encoded.plan)
+        out.append(reportLimits ? RedisArgument(priority.name + " report") : priority.argument)
+        out.append(maxWait == .zero ? "0" : RedisArgument(maxWait.milliseconds))
+        out.append(reservation.map { RedisArgument($0.ttl.milliseconds) } ?? "0")
+        for (_, amount) in resources { out.append(RedisArgument(amount)) }
+        out.append(contentsOf: encoded.patterns)
+        return out
+    }
+
+    struct Outcome {
+        var decision: Decision
+        var status: String
+    }
+
+    func run(_ limiter: Limiter) async throws(QuotaError) -> Outcome {
+        let reply: RedisValue
+        do {
+            reply = try await ScriptFunction.decide.call(limiter.client, keys: redisKeys, arguments: arguments)
+        } catch {
+            throw QuotaError.redis(error)
+        }
+        return try DecideRequest.parse(reply, path: path)
+    }
+
+    /// Reads decide.lua's flat reply (its header comment documents it).
+    static func parse(_ reply: RedisValue, path: ScopePath) throws(QuotaError) -> Outcome {
+        // The common case, admitted with nothing to report, is just the wait in milliseconds.
+        if case .integer(let wait) = reply, wait >= 0 {
+            return Outcome(decision: Decision(allowed: true, wait: .milliseconds(wait)), status: "")
+        }
+        guard let items = reply.array, items.count >= 7 else { throw unexpected("not the decide reply") }
+        func int(_ at: Int) throws(QuotaError) -> Int64 {
+            guard at < items.count, let value = items[at].integer else {
+                throw unexpected("item \(at + 1) is not a number")
+            }
+            return value
+        }
+        func text(_ at: Int) throws(QuotaError) -> String {
+            guard at < items.count, let value = items[at].string else { throw unexpected("item \(at + 1) is not text") }
+            return value
+        }
+        let limitCount = Int(try int(5))
+        let warningCount = Int(try int(6))
+        guard limitCount >= 0, warningCount >= 0, items.count == 7 + 6 * limitCount + 3 * warningCount else {
+            throw unexpected("counts do not match the reply's length")
+        }
+        var limits: [LimitStatus] = []
+        for k in 0..<limitCount {
+            let at = 7 + 6 * k
+            let scopeIndex = Int(try int(at))
+            guard path.scopes.indices.contains(scopeIndex) else { throw unexpected("a scope index is out of range") }
+            let kind: QuotaLimit.Kind
+            switch try text(at + 2) {
+            case "bucket": kind = .bucket
+            case "window": kind = .window
+            case "budget": kind = .budget
+            default: throw unexpected("an unknown limit kind")
+            }
+            let verdict: LimitStatus.Verdict
+            switch try int(at + 5) {
+            case 0: verdict = .allows
+            case 1: verdict = .denies
+            default: verdict = .wouldDeny
+            }
+            limits.append(
+                LimitStatus(
+                    scopeIndex: scopeIndex, scope: path.scopes[scopeIndex], resource: try text(at + 1), kind: kind,
+                    remaining: try int(at + 3), limit: try int(at + 4), verdict: verdict))
+        }
+        var warnings: [QuotaWarning] = []
+        for w in 0..<warningCount {
+            let at = 7 + 6 * limitCount + 3 * w
+            let field = try text(at + 1)
+            warnings.append(
+                QuotaWarning(
+                    code: field == "default" ? .invalidDefault : .invalidConfig, scopeIndex: Int(try int(at)),
+                    field: field,
+                    reason: try text(at + 2)))
+        }
+        let denied = Int(try int(4))
+        guard denied >= 0, denied <= limits.count else { throw unexpected("the denying limit is out of range") }
+        let retry = try int(2)
+        let decision = Decision(
+            allowed: try int(0) == 1, wait: .milliseconds(try int(1)), retryAfter: .milliseconds(max(0, retry)),
+            retryable: retry >= 0, deniedBy: denied > 0 ? limits[denied - 1] : nil, limits: limits, warnings: warnings)
+        return Outcome(decision: decision, status: try text(3))
+    }
+
+    private static func unexpected(_ what: String) -> QuotaError {
+        QuotaError(.unexpectedReply, "decide replied unexpectedly: \(what)")
+    }
+}
+
+/// What a decide call sends that depends only on the path and the cost's resources: the keys, the
+/// config fields and the plan, encoded once and kept (a worker decides for the same paths again and
+/// again; encoding them costs more client time than the rest of a call).
+struct EncodedPath: Sendable {
+    let keys: [RedisArgument]
+    let patterns: [RedisArgument]
+    let plan: RedisArgument
+}
+
+/// A small cache of ``EncodedPath``s, emptied when it grows past its bound.
+final class EncodedPaths: Sendable {
+    private struct Key: Hashable {
+        let path: ScopePath
+        let resources: [String]
+    }
+    private let cache = Mutex<[Key: EncodedPath]>([:])
+    private let bound = 4096
+
+    func encoding(_ path: ScopePath, resources: [String], keys: QuotaKeys, limiter: Limiter) -> EncodedPath {
+        let key = Key(path: path, resources: resources)
+        if let hit = cache.withLock({ $0[key] }) { return hit }
+        // The plan: the resources, then each scope's default spec. The script memoizes it.
+        var plan = resources.joined(separator: " ")
+        for scope in path.scopes { plan += "\n" + (limiter.defaults[scope.kind] ?? "") }
+        let encoded = EncodedPath(
+            keys: ([keys.quotas, keys.stats] + keys.states(path)).map { RedisArgument($0) },
+            patterns: path.scopes.indices.flatMap { path.patterns(at: $0) }.map { RedisArgument($0) },
+            plan: RedisArgument(plan))
+        cache.withLock { cache in
+            if cache.count >= bound { cache.removeAll(keepingCapacity: true) }
+            cache[key] = encoded
+        }
+        return encoded
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds, rounded up.
+    var milliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
+    }
+}

@@ -1,0 +1,97 @@
+import SluiceRedis
+
+/// The fleet's limiter: every decision is one atomic script in Redis over the whole path.
+///
+/// ```swift
+/// let limiter = try Limiter(url: "redis://127.0.0.1:6379", configuration: .init(defaults: [
+///     "global": "tokens: bucket rate=90000/min burst=90000",
+///     "tenant": "tokens: bucket rate=20000/min; requests: window 600/min",
+///     "tree": "tokens: budget 200000",
+/// ]))
+/// let path = try ScopePath("global=openai", "tenant=acme", "tree=req-7f3")
+/// let decision = try await limiter.decide(path, cost: ["requests": 1, "tokens": 1200])
+/// ```
+///
+/// Defaults apply per scope kind; operators override them in Redis (<doc:QuotaConfiguration>),
+/// and the next decision anywhere in the fleet uses the new values.
+public final class Limiter: Sendable {
+    public struct Configuration: Sendable {
+        /// Per scope kind, the limits that apply when the config hash says nothing more specific:
+        /// a spec such as `tokens: bucket rate=90000/min burst=90000; requests: window 600/min`.
+        public var defaults: [String: String]
+        /// The first part of every key (`sluice:{openai}:...`).
+        public var namespace: String
+        /// The partition of a path (its keys' hash tag, and whose config hash applies). Default:
+        /// the root scope's name.
+        public var partition: @Sendable (ScopePath) -> String
+
+        public init(
+            defaults: [String: String] = [:], namespace: String = "sluice",
+            partition: @escaping @Sendable (ScopePath) -> String = { $0.root.name }
+        ) {
+            self.defaults = defaults
+            self.namespace = namespace
+            self.partition = partition
+        }
+
+        /// Checks the defaults: a typed error when a kind is not an identifier or a spec does not
+        /// parse. ``Limiter/init(client:configuration:)`` calls it.
+        public func validate() throws(QuotaError) {
+            _ = try canonicalDefaults()
+        }
+
+        func canonicalDefaults() throws(QuotaError) -> [String: String] {
+            var canonical: [String: String] = [:]
+            for (kind, text) in defaults {
+                guard Identifier.isValid(kind) else {
+                    throw QuotaError(.invalidScope, "defaults are keyed by scope kind, an identifier")
+                }
+                do {
+                    canonical[kind] = try QuotaSpec(parsing: text).description
+                } catch {
+                    throw QuotaError(.invalidSpec, "the default for \(kind): \(error.message)")
+                }
+            }
+            return canonical
+        }
+    }
+
+    public let client: RedisClient
+    public let configuration: Configuration
+    /// The defaults, parsed and in canonical text.
+    let defaults: [String: String]
+    let encodedPaths = EncodedPaths()
+    private let ownsClient: Bool
+
+    /// Checks the defaults (a typed error before any I/O when one does not parse).
+    public init(client: RedisClient, configuration: Configuration = Configuration()) throws(QuotaError) {
+        self.client = client
+        self.configuration = configuration
+        self.defaults = try configuration.canonicalDefaults()
+        self.ownsClient = false
+    }
+
+    /// Connects to `url` (`redis://host:port/db`, `unix:///path`); ``close()`` closes the client.
+    public init(url: String, configuration: Configuration = Configuration()) throws(QuotaError) {
+        let client: RedisClient
+        do {
+            client = try RedisClient(url: url)
+        } catch {
+            throw QuotaError.redis(error)
+        }
+        let checked = try Limiter(client: client, configuration: configuration)
+        self.client = client
+        self.configuration = configuration
+        self.defaults = checked.defaults
+        self.ownsClient = true
+    }
+
+    /// Closes the client if this limiter opened it.
+    public func close() {
+        if ownsClient { client.close() }
+    }
+
+    func keys(for path: ScopePath) -> QuotaKeys {
+        QuotaKeys(namespace: configuration.namespace, partition: configuration.partition(path))
+    }
+}

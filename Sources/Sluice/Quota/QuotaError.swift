@@ -1,0 +1,59 @@
+import SluiceRedis
+
+/// An error from the limiter: bad input (caught before any I/O), an unreadable reply, or Redis.
+///
+/// `code` says what kind of failure it was and is extensible without breaking callers; the
+/// `message` says why. Neither holds user-supplied scope names, tree ids or costs by default, so an
+/// error can be logged as it is.
+public struct QuotaError: Error, Sendable, Hashable, CustomStringConvertible {
+    public struct Code: Sendable, Hashable, CustomStringConvertible {
+        private let name: String
+        private init(_ name: String) { self.name = name }
+
+        /// A scope is not `KIND=NAME`, its kind is not an identifier, or its name is empty.
+        public static let invalidScope = Code("invalidScope")
+        /// The path has no scopes.
+        public static let emptyPath = Code("emptyPath")
+        /// The path is deeper than ``Limiter/Configuration/maximumDepth``.
+        public static let pathTooDeep = Code("pathTooDeep")
+        /// A resource name is not an identifier (letters, digits, `_`; at most 32 characters).
+        public static let invalidResource = Code("invalidResource")
+        /// The cost names no resource.
+        public static let emptyCost = Code("emptyCost")
+        /// A cost is negative, not an integer, or larger than ``Cost/maximumAmount``.
+        public static let invalidCost = Code("invalidCost")
+        /// A limit spec (the caller's default or `quota set`'s) does not parse.
+        public static let invalidSpec = Code("invalidSpec")
+        /// A duration, rate or unit is out of range or unknown.
+        public static let invalidDuration = Code("invalidDuration")
+        /// A reservation id is empty.
+        public static let invalidReservation = Code("invalidReservation")
+        /// The reservation is already settled or cancelled (reserving again under its id).
+        public static let reservationClosed = Code("reservationClosed")
+        /// Settle or cancel named a reservation whose path is different.
+        public static let reservationMismatch = Code("reservationMismatch")
+        /// Redis failed; ``QuotaError/redisError`` says how.
+        public static let redis = Code("redis")
+        /// A script answered something this version does not understand.
+        public static let unexpectedReply = Code("unexpectedReply")
+
+        public var description: String { name }
+    }
+
+    public var code: Code
+    public var message: String
+    /// The underlying client error, for ``Code/redis``.
+    public var redisError: RedisError?
+
+    public init(_ code: Code, _ message: String, redisError: RedisError? = nil) {
+        self.code = code
+        self.message = message
+        self.redisError = redisError
+    }
+
+    public var description: String { "Sluice \(code): \(message)" }
+
+    static func redis(_ error: RedisError) -> QuotaError {
+        QuotaError(.redis, error.description, redisError: error)
+    }
+}

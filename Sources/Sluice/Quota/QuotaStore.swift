@@ -1,0 +1,188 @@
+import SluiceRedis
+
+/// A scope pattern of the config hash: exact names, then (optionally) `*` for every kind below, as
+/// in `global=openai tenant=* tree=*`. The root is always exact: it names the partition.
+public struct ScopePattern: Sendable, Hashable, CustomStringConvertible {
+    /// Each level's kind and name; nil for `*`.
+    public let levels: [(kind: String, name: String?)]
+
+    public init(parsing texts: [String]) throws(QuotaError) {
+        var levels: [(kind: String, name: String?)] = []
+        for text in texts {
+            let scope = try Scope(parsing: text)
+            levels.append((scope.kind, scope.name == "*" ? nil : scope.name))
+        }
+        guard !levels.isEmpty else { throw QuotaError(.emptyPath, "a pattern needs at least one scope") }
+        guard levels.count <= ScopePath.maximumDepth else {
+            throw QuotaError(.pathTooDeep, "a pattern has at most \(ScopePath.maximumDepth) scopes")
+        }
+        guard levels[0].name != nil else {
+            throw QuotaError(.invalidScope, "the root scope is exact: it names the partition")
+        }
+        guard let firstWildcard = levels.firstIndex(where: { $0.name == nil }) ?? Optional(levels.count),
+            levels[firstWildcard...].allSatisfy({ $0.name == nil })
+        else {
+            throw QuotaError(.invalidScope, "after a * every scope is * (tenant=* tree=*, not tenant=* tree=x)")
+        }
+        self.levels = levels
+    }
+
+    /// The field of the config hash, names escaped as in keys.
+    public var field: String {
+        levels.map { "\($0.kind)=\($0.name.map(KeyName.escape) ?? "*")" }.joined(separator: " ")
+    }
+
+    public var partition: String { levels[0].name ?? "" }
+    public var description: String { levels.map { "\($0.kind)=\($0.name ?? "*")" }.joined(separator: " ") }
+
+    public static func == (lhs: ScopePattern, rhs: ScopePattern) -> Bool { lhs.field == rhs.field }
+    public func hash(into hasher: inout Hasher) { hasher.combine(field) }
+}
+
+/// One field of a config hash, as stored, with whether Sluice can use it.
+public struct QuotaField: Sendable, Hashable {
+    /// The key of the config hash (`sluice:{openai}:quotas`).
+    public var key: String
+    public var field: String
+    public var value: String
+    /// The parsed value, or the error that makes decisions ignore it.
+    public var spec: Result<QuotaSpec, QuotaError>
+}
+
+/// Reads and edits the config hashes: what `sluice quota` does, and what an operator may also do
+/// with `redis-cli HSET` (<doc:QuotaConfiguration>).
+public struct QuotaStore: Sendable {
+    public let client: RedisClient
+    public let namespace: String
+
+    public init(client: RedisClient, namespace: String = "sluice") {
+        self.client = client
+        self.namespace = namespace
+    }
+
+    func key(_ pattern: ScopePattern) -> String { QuotaKeys(namespace: namespace, partition: pattern.partition).quotas }
+
+    /// The field for `pattern`, if set.
+    public func get(_ pattern: ScopePattern) async throws(QuotaError) -> QuotaField? {
+        let key = key(pattern)
+        let value = try await send(RedisCommand("HGET", RedisArgument(key), RedisArgument(pattern.field)))
+        guard let text = value.string else { return nil }
+        return QuotaField(
+            key: key, field: pattern.field, value: text,
+            spec: Result { () throws(QuotaError) in try QuotaSpec(parsing: text) })
+    }
+
+    /// Sets `limit` for `resource` at `pattern`, keeping the field's other limits (a limit of the
+    /// same kind, for windows of the same length, is replaced). Returns the field's new spec.
+    @discardableResult
+    public func set(_ pattern: ScopePattern, resource: String, limit: QuotaLimit) async throws(QuotaError) -> QuotaSpec
+    {
+        guard Identifier.isValid(resource) else { throw QuotaError(.invalidResource, "a resource is an identifier") }
+        // Checked as the script will parse it, before anything is written.
+        var probe = QuotaSpec()
+        probe.set(limit, for: resource)
+        _ = try QuotaSpec(parsing: probe.description)
+        return try await edit(pattern) { current throws(QuotaError) in
+            var spec =
+                (try? current.map { (text: String) throws(QuotaError) in try QuotaSpec(parsing: text) }) ?? QuotaSpec()
+            spec.set(limit, for: resource)
+            return spec
+        } ?? QuotaSpec()
+    }
+
+    /// Removes `resource`'s limits at `pattern`, or the whole field when `resource` is nil.
+    /// Returns whether anything was there.
+    @discardableResult
+    public func remove(_ pattern: ScopePattern, resource: String? = nil) async throws(QuotaError) -> Bool {
+        var found = false
+        _ = try await edit(pattern) { current throws(QuotaError) in
+            guard let current else { return nil }
+            guard let resource else {
+                found = true
+                return nil
+            }
+            guard var spec = try? QuotaSpec(parsing: current) else {
+                throw QuotaError(.invalidSpec, "the field does not parse; remove it whole (without --resource)")
+            }
+            found = spec.limits(for: resource) != nil
+            spec.remove(resource: resource)
+            return spec.entries.isEmpty ? nil : spec
+        }
+        return found
+    }
+
+    /// Every field of every config hash under the namespace.
+    public func list() async throws(QuotaError) -> [QuotaField] {
+        var fields: [QuotaField] = []
+        var cursor = "0"
+        var keys: Set<String> = []
+        repeat {
+            let reply = try await send(
+                RedisCommand(
+                    "SCAN", RedisArgument(cursor), "MATCH", RedisArgument("\(namespace):{*}:quotas"), "COUNT", "1000"))
+            guard let parts = reply.array, parts.count == 2, let next = parts[0].string else {
+                throw QuotaError(.unexpectedReply, "SCAN replied unexpectedly")
+            }
+            cursor = next
+            for key in parts[1].array ?? [] { if let key = key.string { keys.insert(key) } }
+        } while cursor != "0"
+        for key in keys.sorted() {
+            let reply = try await send(RedisCommand("HGETALL", RedisArgument(key)))
+            let items = reply.array ?? []
+            for index in stride(from: 0, to: items.count - 1, by: 2) {
+                guard let field = items[index].string, let value = items[index + 1].string else { continue }
+                fields.append(
+                    QuotaField(
+                        key: key, field: field, value: value,
+                        spec: Result { () throws(QuotaError) in try QuotaSpec(parsing: value) }))
+            }
+        }
+        return fields.sorted { ($0.key, $0.field) < ($1.key, $1.field) }
+    }
+
+    /// The would-deny counters of shadow limits, per `<field>|<resource>|<kind>`, for a partition.
+    public func shadowCounts(partition: String) async throws(QuotaError) -> [String: Int64] {
+        let reply = try await send(
+            RedisCommand("HGETALL", RedisArgument(QuotaKeys(namespace: namespace, partition: partition).stats)))
+        let items = reply.array ?? []
+        var counts: [String: Int64] = [:]
+        for index in stride(from: 0, to: items.count - 1, by: 2) {
+            if let field = items[index].string, let count = items[index + 1].integer { counts[field] = count }
+        }
+        return counts
+    }
+
+    /// Reads the field, lets `change` compute the new spec (nil deletes it), and writes it only if
+    /// the field did not change meanwhile; retries otherwise.
+    private func edit(
+        _ pattern: ScopePattern, _ change: (String?) throws(QuotaError) -> QuotaSpec?
+    ) async throws(QuotaError) -> QuotaSpec? {
+        let key = key(pattern)
+        for _ in 0..<20 {
+            let current = try await send(RedisCommand("HGET", RedisArgument(key), RedisArgument(pattern.field))).string
+            let updated = try change(current)
+            if current == nil && updated == nil { return nil }
+            let reply: RedisValue
+            do {
+                reply = try await client.evalScript(
+                    LuaScripts.quotaEdit, keys: [RedisArgument(key)],
+                    arguments: [
+                        RedisArgument(pattern.field), current == nil ? "0" : "1", RedisArgument(current ?? ""),
+                        updated == nil ? "0" : "1", RedisArgument(updated?.description ?? ""),
+                    ])
+            } catch {
+                throw QuotaError.redis(error)
+            }
+            if reply.integer == 1 { return updated }
+        }
+        throw QuotaError(.redis, "the field kept changing under concurrent edits; try again")
+    }
+
+    private func send(_ command: RedisCommand) async throws(QuotaError) -> RedisValue {
+        do {
+            return try await client.send(command)
+        } catch {
+            throw QuotaError.redis(error)
+        }
+    }
+}

@@ -1,0 +1,114 @@
+import SluiceRedis
+
+/// An estimate charged ahead of a call whose real cost is known only afterwards (an LLM call:
+/// prompt tokens plus max output tokens). ``settle(actual:)`` refunds the difference or charges the
+/// overrun; ``cancel()`` refunds it all; unsettled, it expires by itself with the estimate charged.
+public struct Reservation: Sendable {
+    public let id: String
+    public let path: ScopePath
+    public let estimate: Cost
+    /// The decision on the estimate. When it was denied, nothing is reserved.
+    public let decision: Decision
+    let limiter: Limiter
+    let resources: [(resource: String, amount: Int64)]
+
+    init(
+        id: String, path: ScopePath, estimate: Cost, decision: Decision, limiter: Limiter,
+        resources: [(resource: String, amount: Int64)]
+    ) {
+        self.id = id
+        self.path = path
+        self.estimate = estimate
+        self.decision = decision
+        self.limiter = limiter
+        self.resources = resources
+    }
+
+    /// Settles with what the call really cost. Resources not named keep their estimate.
+    /// Idempotent: a second settle (or a settle after cancel) changes nothing and says so.
+    @discardableResult
+    public func settle(actual: Cost) async throws(QuotaError) -> SettleOutcome {
+        var arguments: [RedisArgument] = ["settle"]
+        for (resource, amount) in try actual.validated() where resources.contains(where: { $0.resource == resource }) {
+            arguments += [RedisArgument(resource), RedisArgument(amount)]
+        }
+        return try await close(arguments)
+    }
+
+    /// Gives the whole estimate back. Idempotent, like ``settle(actual:)``.
+    @discardableResult
+    public func cancel() async throws(QuotaError) -> SettleOutcome {
+        try await close(["cancel"])
+    }
+
+    private func close(_ arguments: [RedisArgument]) async throws(QuotaError) -> SettleOutcome {
+        let keys = limiter.keys(for: path)
+        let redisKeys = [RedisArgument(keys.reservation(id))] + keys.states(path).map { RedisArgument($0) }
+        let reply: RedisValue
+        do {
+            reply = try await ScriptFunction.settle.call(limiter.client, keys: redisKeys, arguments: arguments)
+        } catch {
+            throw QuotaError.redis(error)
+        }
+        switch reply.array?.first?.string {
+        case "settled": return .settled
+        case "cancelled": return .cancelled
+        case "already settled": return .alreadySettled
+        case "already cancelled": return .alreadyCancelled
+        case "unknown": return .unknown
+        case "mismatch": throw QuotaError(.reservationMismatch, "the reservation was made on another path")
+        default: throw QuotaError(.unexpectedReply, "settle replied unexpectedly")
+        }
+    }
+
+    /// 128 random bits in hex.
+    static func newID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let high = generator.next() as UInt64
+        let low = generator.next() as UInt64
+        let hex = String(high, radix: 16) + "-" + String(low, radix: 16)
+        return hex
+    }
+}
+
+/// What closing a reservation did.
+public struct SettleOutcome: Sendable, Hashable, CustomStringConvertible {
+    private let name: String
+    private init(_ name: String) { self.name = name }
+    public static let settled = SettleOutcome("settled")
+    public static let cancelled = SettleOutcome("cancelled")
+    public static let alreadySettled = SettleOutcome("already settled")
+    public static let alreadyCancelled = SettleOutcome("already cancelled")
+    /// Never made, denied, or expired (its estimate stayed charged).
+    public static let unknown = SettleOutcome("unknown")
+    public var description: String { name }
+}
+
+/// A scheduled admission: proceed at ``proceedAt``, or cancel for a refund.
+public struct Admission: Sendable {
+    public let reservation: Reservation
+    /// When the caller may proceed (the limiter's wait from the moment it asked).
+    public let proceedAt: ContinuousClock.Instant
+
+    public var decision: Decision { reservation.decision }
+    public var allowed: Bool { decision.allowed }
+    public var wait: Duration { decision.wait }
+
+    /// Sleeps until ``proceedAt``. If the task is cancelled meanwhile, the charge is refunded and
+    /// `CancellationError` thrown. Throws nothing else when denied: check ``allowed`` first.
+    public func proceed() async throws {
+        guard allowed else { return }
+        do {
+            try await Task.sleep(until: proceedAt, clock: .continuous)
+        } catch {
+            _ = try? await reservation.cancel()
+            throw error
+        }
+    }
+
+    /// Gives up the slot; the charge is refunded.
+    @discardableResult
+    public func cancel() async throws(QuotaError) -> SettleOutcome {
+        try await reservation.cancel()
+    }
+}

@@ -1,0 +1,70 @@
+import ArgumentParser
+import Sluice
+
+/// `sluice bench decide`: decisions per second from N concurrent tasks of this process.
+struct BenchDecideCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "decide",
+        abstract: "Measure decisions for one path from N concurrent tasks (every allowed decision is charged).",
+        discussion: """
+            Prints attempted, allowed, denied, decisions per second and latency percentiles for this \
+            process. Several processes at once may share one quota: the sums are exact.
+              sluice bench decide global=openai tenant=acme tree=req-1 --cost requests=1 --cost tokens=100 \\
+                --default 'global=tokens: bucket rate=90000/min' --concurrency 50 --duration 5 --json
+            """
+    )
+
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var decision: QuotaDecisionOptions
+    @Option(help: "How many tasks decide at once.") var concurrency: Int = 50
+    @Option(help: "Stop after this many decisions (in total).") var count: Int?
+    @Option(help: "Stop after this many seconds.") var duration: Double?
+    @Flag(help: "Print one JSON object instead of text.") var json = false
+    @Option(
+        help: """
+            Where the deciding tasks run: `pool` (Swift's global executor) or `connection` (the \
+            connection's I/O thread, saving a thread hand-off per call).
+            """)
+    var executor: BenchRedisCommand.ExecutorChoice = .pool
+
+    func validate() throws {
+        guard concurrency >= 1, concurrency <= 10_000 else { throw ValidationError("--concurrency is 1 to 10000") }
+        switch (count, duration) {
+        case (nil, nil), (.some, .some): throw ValidationError("give either --count or --duration")
+        case (let count?, nil): guard count >= 1 else { throw ValidationError("--count must be at least 1") }
+        case (nil, let duration?): guard duration > 0 else { throw ValidationError("--duration must be positive") }
+        }
+    }
+
+    func run() async throws {
+        let client = try connection.makeClient()
+        defer { client.close() }
+        let limiter = try Limiter(client: client, configuration: decision.limiterConfiguration())
+        let path = try decision.path()
+        let cost = try decision.cost()
+        let priority = decision.priority
+        let stop: LoadRunner.Stop = count.map { .count($0) } ?? .duration(.milliseconds(Int((duration ?? 1) * 1000)))
+        var runner = LoadRunner(concurrency: concurrency, stop: stop)
+        runner.warmUpPerTask = 0  // every decision counts: warm-up ones would charge unseen
+        if executor == .connection { runner.executor = client.executor }
+        let (result, allowed) = await runner.run {
+            try await limiter.decide(path, cost: cost, priority: priority).allowed
+        }
+        let attempted = result.completed + result.failed
+        if json {
+            print(
+                JSONLine([
+                    ("attempted", .int(attempted)), ("allowed", .int(allowed)),
+                    ("denied", .int(result.completed - allowed)),
+                    ("failed", .int(result.failed)), ("decisions_per_sec", .number(result.operationsPerSecond)),
+                    ("p50_us", .number(result.percentileMicros(0.5))),
+                    ("p99_us", .number(result.percentileMicros(0.99))),
+                ]).text)
+        } else {
+            print(
+                "\(attempted) decisions x\(concurrency): \(allowed) allowed, \(result.completed - allowed) denied, "
+                    + "\(result.failed) failed; \(Int(result.operationsPerSecond))/s, p50 \(result.percentileMicros(0.5)) µs, "
+                    + "p99 \(result.percentileMicros(0.99)) µs")
+        }
+    }
+}

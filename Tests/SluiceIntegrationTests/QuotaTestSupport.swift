@@ -1,0 +1,105 @@
+import Foundation
+import Sluice
+import SluiceRedis
+
+/// One test's own partition (a unique root scope name) on the shared test server, so tests never
+/// see each other's keys; ``cleanUp()`` deletes its keys.
+struct QuotaFixture {
+    let client: RedisClient
+    let root: String
+
+    init(_ test: String = #function) throws {
+        client = try TestRedis.client()
+        root = "t-\(test.prefix { $0 != "(" })-\(UUID().uuidString.prefix(8))"
+    }
+
+    var quotasKey: String { "sluice:{\(root)}:quotas" }
+
+    func limiter(_ defaults: [String: String] = [:]) throws -> Limiter {
+        try Limiter(client: client, configuration: .init(defaults: defaults))
+    }
+
+    func path(_ rest: String...) throws -> ScopePath {
+        try ScopePath(parsing: ["global=\(root)"] + rest)
+    }
+
+    /// Operator-style config: `HSET sluice:{root}:quotas "<field>" "<spec>"`; `field` is the
+    /// pattern after the root (empty for the root itself).
+    func configure(_ field: String, _ spec: String) async throws {
+        let full = field.isEmpty ? "global=\(root)" : "global=\(root) \(field)"
+        _ = try await client.send(
+            RedisCommand("HSET", RedisArgument(quotasKey), RedisArgument(full), RedisArgument(spec)))
+    }
+
+    /// Every key of the partition.
+    func keys() async throws -> [String] {
+        var cursor = "0"
+        var keys: [String] = []
+        repeat {
+            let reply = try await client.send(
+                RedisCommand(
+                    "SCAN", RedisArgument(cursor), "MATCH", RedisArgument("sluice:{\(root)}:*"), "COUNT", "1000"))
+            cursor = reply.array?[0].string ?? "0"
+            keys += (reply.array?[1].array ?? []).compactMap(\.string)
+        } while cursor != "0"
+        return keys
+    }
+
+    func cleanUp() async {
+        for key in (try? await keys()) ?? [] { _ = try? await client.send(RedisCommand("DEL", RedisArgument(key))) }
+        client.close()
+    }
+}
+
+/// The built `sluice` executable, next to the test bundle (or `$SLUICE_BIN`).
+enum SluiceBinary {
+    static var path: String {
+        if let path = ProcessInfo.processInfo.environment["SLUICE_BIN"] { return path }
+        let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var directory = bundle.deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = directory.appendingPathComponent("sluice")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate.path }
+            directory = directory.deletingLastPathComponent()
+        }
+        return "sluice"
+    }
+
+    /// Starts `sluice arguments...` with `REDIS_URL` set; `wait()` gives its status and output.
+    static func start(_ arguments: [String]) throws -> Running {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["REDIS_URL"] = TestRedis.url
+        process.environment = environment
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        return Running(process: process, output: output)
+    }
+
+    static func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        try start(arguments).wait()
+    }
+
+    struct Running {
+        let process: Process
+        let output: Pipe
+
+        func wait() -> (status: Int32, output: String) {
+            let data = output.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        }
+    }
+}
+
+/// The first JSON object printed.
+func jsonObject(_ text: String) -> [String: Any]? {
+    for line in text.split(separator: "\n") where line.hasPrefix("{") {
+        if let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] { return object }
+    }
+    return nil
+}

@@ -1,0 +1,108 @@
+-- settle: close a reservation made by decide. "settle" with the actual costs refunds what was
+-- charged beyond them, or charges the overrun (buckets run into debt, budgets past their total);
+-- "cancel" refunds everything. Idempotent: a closed reservation stays closed (until it expires).
+--
+-- KEYS[1] sluice:{P}:r:<id>, the reservation   KEYS[1+i] the state of scope i = 1..n, as for decide
+-- ARGV[1] "settle" | "cancel"   ARGV[2k], ARGV[2k+1] a resource and its actual cost (integer >= 0);
+--   a resource not named keeps its estimate
+-- Reply: {status}: "settled" | "cancelled" | "already settled" | "already cancelled" | "unknown"
+--   (never made, or expired: its estimate stays charged) | "mismatch" (KEYS are not its path)
+-- Loaded with FUNCTION LOAD as sluice_settle_VERSION, like decide; EVAL runs it too.
+
+local RECORD = '<Bc0ddddHc0' -- decide.lua explains the state layout
+
+local function settle(KEYS, ARGV)
+    local max, min, ceil, floor = math.max, math.min, math.ceil, math.floor
+    local n, cancel = #KEYS - 1, ARGV[1] == 'cancel'
+    local raw = redis.call('MGET', unpack(KEYS))
+    if not raw[1] then return { 'unknown' } end
+    if raw[1] == 'settled' or raw[1] == 'cancelled' then return { 'already ' .. raw[1] } end
+    local reservation = cmsgpack.unpack(raw[1])
+    if reservation.leaf ~= KEYS[1 + n] then return { 'mismatch' } end
+    local actual = {}
+    for k = 2, #ARGV, 2 do actual[ARGV[k]] = tonumber(ARGV[k + 1]) end
+    local time = redis.call('TIME')
+    local now = time[1] * 1000 + time[2] / 1000
+
+    local scopes = {} -- scope i -> { expires = key expiry, [tag] = record, [k] = record }
+    local function records(i)
+        if scopes[i] then return scopes[i] end
+        local s, st, pos = raw[1 + i], { expires = 0 }, 9
+        if s then st.expires = struct.unpack('<d', s) end
+        while s and pos < #s do
+            local tag, a, b, c, x, blob, nxt = struct.unpack(RECORD, s, pos)
+            if x > now then
+                local r = { tag, a, b, c, x, blob }
+                st[#st + 1], st[tag] = r, r
+            end
+            pos = nxt
+        end
+        scopes[i] = st
+        return st
+    end
+
+    for _, ch in ipairs(reservation.charges) do
+        local i, res, tag, kind, cost, mark, rate, burst, ceiling = unpack(ch, 1, 9)
+        local refund = cancel and cost or cost - (actual[res] or cost) -- < 0: an overrun to charge
+        local st = records(i)
+        local r = st[tag]
+        if refund ~= 0 and kind == 'bucket' then
+            if not r and refund < 0 then -- expired, so full: record the overrun as fresh debt
+                r = { tag, burst, now, burst, 0, '' }
+                st[#st + 1], st[tag] = r, r
+            end
+            if r then
+                if mark == 0 then r[2] = r[2] + refund end -- a borrowing admission left its guarantee alone
+                r[4] = r[4] + refund
+                r[5] = r[3] + max(0, (burst - r[2]) / rate, (burst - r[4]) / (ceiling or rate))
+                st.dirty = true
+            end
+        elseif refund ~= 0 and r and kind == 'window' and r[6] ~= '' then -- an exact log
+            local log, at = r[6], 0
+            for k = 1, #log / 16 do
+                if struct.unpack('<d', log, k * 16 - 15) == mark then at = k end
+            end
+            if at > 0 then -- lower (or raise) the running count from that entry on
+                local parts = { string.sub(log, 1, at * 16 - 16) }
+                for k = at, #log / 16 do
+                    local t, running = struct.unpack('<dd', log, k * 16 - 15)
+                    parts[#parts + 1] = struct.pack('<dd', t, max(r[2], running - refund))
+                end
+                r[6], st.dirty = table.concat(parts), true
+            end
+        elseif refund ~= 0 and r and kind == 'window' then
+            if r[4] == mark then r[2], st.dirty = max(0, r[2] - refund), true end
+            if r[4] == mark + 1 then r[3], st.dirty = max(0, r[3] - refund), true end
+        elseif refund ~= 0 and r and kind == 'budget' and r[3] == mark then
+            r[2], st.dirty = max(0, r[2] - refund), true
+        end
+    end
+
+    for i, st in pairs(scopes) do
+        if st.dirty then
+            local body, last = '', now
+            for _, r in ipairs(st) do
+                if r[5] > now then
+                    body, last = body .. struct.pack(RECORD, #r[1], r[1], r[2], r[3], r[4], r[5], #r[6], r[6]), max(last, r[5])
+                end
+            end
+            if body == '' then
+                redis.call('DEL', KEYS[1 + i])
+            elseif st.expires >= last then
+                redis.call('SET', KEYS[1 + i], struct.pack('<d', st.expires) .. body, 'KEEPTTL')
+            else
+                local expires = ceil(last + min(last - now, 3600000)) + 1000
+                redis.call('SET', KEYS[1 + i], struct.pack('<d', expires) .. body, 'PX', expires - floor(now))
+            end
+        end
+    end
+    local status = cancel and 'cancelled' or 'settled'
+    redis.call('SET', KEYS[1], status, 'KEEPTTL')
+    return { status }
+end
+
+if redis.register_function then -- FUNCTION LOAD
+    redis.register_function('sluice_settle_VERSION', function(keys, args) return settle(keys, args) end)
+else -- EVAL
+    return settle(KEYS, ARGV)
+end
