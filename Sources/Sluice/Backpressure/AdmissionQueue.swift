@@ -1,0 +1,100 @@
+import SluiceRedis
+
+/// The fleet-wide queue of one scope: how many callers are waiting for admission and how many
+/// calls are in flight, kept in Redis. Beyond ``Configuration/maxWaiting`` new callers are shed
+/// at once (``BackpressureError/Code/overloaded``); when the queue grows by
+/// ``Configuration/growthAlert`` within one ``Configuration/window`` (joined minus left), an event
+/// fires. Waiters and calls are scored by when they give up or expire, so a crashed worker's
+/// entries leave the counts by themselves.
+public struct AdmissionQueue: Sendable {
+    /// The queue's limits.
+    public struct Configuration: Sendable, Hashable {
+        /// The most callers waiting at once, fleet-wide; beyond it callers are shed.
+        public var maxWaiting: Int
+        /// Net growth (joined - left) within one window that raises a `queue-growth` event.
+        public var growthAlert: Int
+        /// The window for the growth alert and the joined/left/shed counts.
+        public var window: Duration
+
+        /// Creates a configuration.
+        public init(maxWaiting: Int = 1_000, growthAlert: Int = 100, window: Duration = .seconds(10)) {
+            self.maxWaiting = max(0, maxWaiting)
+            self.growthAlert = max(0, growthAlert)
+            self.window = max(.milliseconds(100), window)
+        }
+    }
+
+    /// The scope whose callers are counted.
+    public let scope: String
+    /// The partition (hash tag) of its keys.
+    public let partition: String
+    /// The limits.
+    public let configuration: Configuration
+    private let redis: RedisClient
+
+    /// The queue of `scope`.
+    public init(redis: RedisClient, partition: String, scope: String, configuration: Configuration = Configuration()) {
+        self.redis = redis
+        self.partition = partition
+        self.scope = scope
+        self.configuration = configuration
+    }
+
+    private var keys: (queue: RedisArgument, stats: RedisArgument, inFlight: RedisArgument, events: RedisArgument) {
+        let keys = PartitionKeys(partition: partition)
+        return (keys.key("queue", scope), keys.key("queue", scope, "stats"), keys.key("inflight", scope), keys.events)
+    }
+
+    private var windowMilliseconds: Int { max(1, Int(configuration.window / .milliseconds(1))) }
+
+    /// Joins the queue as `callerID`, giving up after `patience`; throws ``BackpressureError/Code/overloaded``
+    /// when the queue is full. Returns the number waiting, this caller included.
+    @discardableResult
+    public func enter(callerID: String, patience: Duration) async throws -> Int {
+        let keys = self.keys
+        let reply = try await redis.evalScript(
+            LuaScripts.queueEnter, keys: [keys.queue, keys.stats, keys.events],
+            arguments: [
+                RedisArgument(callerID), RedisArgument(max(1, Int(patience / .milliseconds(1)))),
+                RedisArgument(configuration.maxWaiting), RedisArgument(configuration.growthAlert),
+                RedisArgument(windowMilliseconds), RedisArgument(scope),
+            ])
+        let parts = reply.array ?? []
+        let waiting = Int(parts.count > 1 ? parts[1].integer ?? 0 : 0)
+        guard parts.first?.integer == 1 else {
+            throw BackpressureError(
+                .overloaded,
+                "\(scope) is overloaded: \(waiting) callers are already waiting (the most is \(configuration.maxWaiting))"
+            )
+        }
+        return waiting
+    }
+
+    /// Leaves the queue: `admitted` callers count as in flight until ``finish(callerID:)`` or `callTTL`.
+    public func leave(callerID: String, admitted: Bool, callTTL: Duration) async throws {
+        let keys = self.keys
+        _ = try await redis.evalScript(
+            LuaScripts.queueLeave, keys: [keys.queue, keys.stats, keys.inFlight],
+            arguments: [
+                RedisArgument(callerID), admitted ? "admitted" : "gave-up",
+                RedisArgument(max(1, Int(callTTL / .milliseconds(1)))), RedisArgument(windowMilliseconds),
+            ])
+    }
+
+    /// An admitted call is done: it stops counting as in flight.
+    public func finish(callerID: String) async throws {
+        _ = try await redis.send("ZREM", keys.inFlight, RedisArgument(callerID))
+    }
+
+    /// The queue right now.
+    public func status() async throws -> QueueStatus {
+        let keys = self.keys
+        let reply = try await redis.evalScript(
+            LuaScripts.queueStatus, keys: [keys.queue, keys.stats, keys.inFlight],
+            arguments: [RedisArgument(windowMilliseconds)])
+        let numbers = (reply.array ?? []).map { Int($0.integer ?? 0) }
+        guard numbers.count == 5 else { throw RedisError(.protocolError, "queue-status replied unexpectedly") }
+        return QueueStatus(
+            waiting: numbers[0], inFlight: numbers[1], joined: numbers[2], left: numbers[3], shed: numbers[4])
+    }
+}

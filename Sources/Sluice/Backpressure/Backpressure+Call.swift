@@ -1,0 +1,289 @@
+import SluiceRedis
+
+extension Backpressure {
+    /// Runs one provider call end to end: joins the scope's queue (shed when it is full), enters
+    /// the current tree (``TreeContext/current``: deadline, depth, in-flight, loop guard, budget
+    /// reservation), reserves the quota path with scheduled admission, takes a concurrency lease
+    /// (waiting with backoff), then makes attempts through the dependency's breaker and the retry
+    /// budget, with full-jitter backoff that honours retry-after and stops at the deadline. Finally
+    /// it settles the actual usage on the tree and the quota, records the outcome, and releases
+    /// the lease — also when the call fails.
+    ///
+    /// When Sluice refuses the call (a ``BackpressureError``), `degrade` may return another call to
+    /// try instead — a smaller model, a cached path — or `nil` to give up with the refusal.
+    ///
+    /// When Redis is unreachable, ``Configuration/failurePolicy`` decides, and no Redis step can
+    /// hold the call past its deadline.
+    public func call<Value: Sendable>(
+        _ call: ProviderCall,
+        degrade: (@Sendable (BackpressureError, ProviderCall) -> ProviderCall?)? = nil,
+        _ operation: @escaping @Sendable (CallAttempt) async throws -> CallOutcome<Value>
+    ) async throws -> CallResult<Value> {
+        var current = call
+        var fellBack = false
+        var tried: Set<ProviderCall> = []
+        while true {
+            try current.validate()
+            tried.insert(current)
+            do {
+                var result = try await run(current, operation)
+                result.fellBack = fellBack
+                return result
+            } catch let refusal as BackpressureError where refusal.isRefusal {
+                guard let degrade, let next = degrade(refusal, current), !tried.contains(next) else { throw refusal }
+                current = next
+                fellBack = true
+            }
+        }
+    }
+
+    private func run<Value: Sendable>(
+        _ call: ProviderCall, _ operation: @escaping @Sendable (CallAttempt) async throws -> CallOutcome<Value>
+    ) async throws -> CallResult<Value> {
+        let tree = TreeContext.current
+        let started = ContinuousClock.now
+        let deadline = ContinuousClock.Instant.earliest(
+            started + (call.timeout ?? configuration.defaultTimeout), tree?.deadlineInstant)!
+        guard started < deadline else {
+            throw BackpressureError(.deadlineExceeded, "the deadline passed before the call started")
+        }
+        var step = Steps(owner: self, deadline: deadline)
+        let id = TreeContext.newID()
+        let partition = configuration.partition
+        let queue = AdmissionQueue(
+            redis: redis, partition: partition, scope: call.scope, configuration: configuration.queue)
+        let breaker = CircuitBreaker(
+            redis: redis, partition: partition, name: call.dependency, configuration: configuration.breaker)
+        let budget = RetryBudget(
+            redis: redis, partition: partition, scope: call.scope, configuration: configuration.retryBudget)
+        let pool = call.concurrency.map {
+            LeasePool(
+                redis: redis, partition: partition, scope: call.scope, slots: $0, ttl: configuration.leaseTTL,
+                holder: configuration.holder)
+        }
+        let trees = self.trees
+        let maxCallDuration = configuration.maxCallDuration
+
+        // Admission: each stage undoes what the earlier ones took when a later one refuses.
+        var admitted = Admitted()
+        do {
+            if try await step.run({ try await queue.enter(callerID: id, patience: deadline - .now) }) != nil {
+                admitted.queued = true
+            }
+            if let tree {
+                admitted.ticket = try await step.run {
+                    try await trees.enter(
+                        tree, callID: id, estimate: call.estimate, tool: call.tool, arguments: call.arguments,
+                        ttl: maxCallDuration)
+                }
+            }
+            if let limiter, let path = call.quotaPath {
+                admitted.reservation = try await schedule(limiter, path, call, tree: tree, step: &step)
+            }
+            if let pool {
+                admitted.lease = try await acquire(pool, step: &step)
+            }
+            if admitted.queued {
+                _ = try await step.run { try await queue.leave(callerID: id, admitted: true, callTTL: maxCallDuration) }
+            }
+        } catch {
+            await release(admitted, ran: false, usage: [:], call: call, queue: queue, pool: pool, step: &step, id: id)
+            throw error
+        }
+
+        // Attempts.
+        let heartbeat = admitted.lease.map { lease in Task { await pool!.keepAlive(lease) } }
+        defer { heartbeat?.cancel() }
+        var attempt = 0
+        var usage: [String: Int] = [:]
+        var ran = false  // whether the operation ran at all (else the admission is given back)
+        var usageKnown = false  // whether the last failure said what it used (else the estimate stays)
+        do {
+            while true {
+                attempt += 1
+                if attempt == 1 {
+                    _ = try await step.run { try await budget.recordRequest() }
+                }
+                let permit = try await step.run { try await breaker.permit() }
+                let context = CallAttempt(
+                    call: call, number: attempt, deadline: deadline, isProbe: permit?.isProbe ?? false,
+                    degraded: step.degraded, tree: tree)
+                ran = true
+                do {
+                    let outcome = try await withDeadline(
+                        deadline,
+                        onTimeout: {
+                            BackpressureError(.deadlineExceeded, "the call did not finish before its deadline")
+                        }
+                    ) { try await operation(context) }
+                    if let permit { _ = try? await step.run { try await breaker.record(permit, success: true) } }
+                    usage = outcome.usage
+                    heartbeat?.cancel()
+                    await release(
+                        admitted, ran: true, usage: usage, call: call, queue: queue, pool: pool, step: &step, id: id)
+                    return CallResult(
+                        value: outcome.value, usage: usage, attempts: attempt, call: call, fellBack: false,
+                        degraded: step.degraded)
+                } catch {
+                    let failure = error as? ProviderFailure
+                    let timedOut = (error as? BackpressureError)?.code == .deadlineExceeded
+                    if let permit, failure?.countsAgainstBreaker ?? true {
+                        _ = try? await step.run { try await breaker.record(permit, success: false) }
+                    }
+                    usage = failure?.usage ?? [:]
+                    usageKnown = failure != nil
+                    guard !timedOut, let failure, failure.retryable, attempt < call.maxAttempts else { throw error }
+                    guard
+                        let pause = configuration.backoff.delay(
+                            attempt: attempt - 1, retryAfter: failure.retryAfter, deadline: deadline)
+                    else {
+                        throw BackpressureError(
+                            .deadlineExceeded,
+                            "no time left to retry before the deadline (last failure: \(failure.message))")
+                    }
+                    let verdict = try await step.run { try await budget.allowRetry() }
+                    if let verdict, !verdict.allowed {
+                        throw BackpressureError(
+                            .retryBudgetExhausted,
+                            "the retry budget of \(call.scope) is spent (\(Int(verdict.retries)) retries for \(Int(verdict.requests)) requests); last failure: \(failure.message)"
+                        )
+                    }
+                    try await Task.sleep(for: pause)
+                }
+            }
+        } catch {
+            heartbeat?.cancel()
+            var settled = usage
+            if usageKnown {  // a provider failure: what it did not name, it did not use
+                for resource in call.estimate.keys where settled[resource] == nil { settled[resource] = 0 }
+            }
+            await release(
+                admitted, ran: ran, usage: settled, call: call, queue: queue, pool: pool, step: &step, id: id)
+            throw error
+        }
+    }
+
+    private func schedule(
+        _ limiter: Limiter, _ path: ScopePath, _ call: ProviderCall, tree: TreeContext?, step: inout Steps
+    ) async throws -> Reservation? {
+        let cost = Cost(call.estimate.mapValues { Int64($0) })
+        let maxWait = max(.zero, step.deadline - .now)
+        let priority = tree?.priority ?? .interactive
+        let admission = try await step.run {
+            do {
+                return try await limiter.schedule(path, cost: cost, maxWait: maxWait, priority: priority)
+            } catch let error as QuotaError {
+                throw error.redisError ?? error  // a Redis failure is an outage, for the failure policy
+            }
+        }
+        guard let admission else { return nil }
+        if !admission.decision.warnings.isEmpty, shouldReport(admission.decision.warnings) {
+            let log = EventLog(redis: redis)
+            let detail = admission.decision.warnings.map(\.description).joined(separator: "; ")
+            _ = try? await step.run {
+                try await log.record(
+                    partition: self.configuration.partition, type: "invalid-config", fields: [("detail", detail)])
+            }
+        }
+        guard admission.allowed else {
+            let denied = admission.decision.deniedBy.map { "\($0.scope) \($0.resource) \($0.kind)" } ?? "a limit"
+            throw BackpressureError(
+                .quotaDenied, "the quota \(denied) refused \(call.scope)",
+                retryAfter: admission.decision.retryable ? admission.decision.retryAfter : nil)
+        }
+        try await admission.proceed()
+        return admission.reservation
+    }
+
+    private func acquire(_ pool: LeasePool, step: inout Steps) async throws -> Lease? {
+        var attempt = 0
+        let backoff = RetryBackoff(initial: .milliseconds(10), maximum: .milliseconds(500))
+        while true {
+            guard let outcome = try await step.run({ try await pool.tryAcquire() }) else { return nil }
+            switch outcome {
+            case .acquired(let lease):
+                return lease
+            case .busy(let held, let earliest):
+                let now = ContinuousClock.now
+                let pause = min(backoff.delay(attempt: attempt), earliest + .milliseconds(1))
+                guard now + pause < step.deadline else {
+                    throw BackpressureError(
+                        .leaseUnavailable, "all \(held) slots of \(pool.scope) stay held past the deadline",
+                        retryAfter: earliest)
+                }
+                attempt += 1
+                try await Task.sleep(for: pause)
+            }
+        }
+    }
+
+    private func release(
+        _ admitted: Admitted, ran: Bool, usage: [String: Int], call: ProviderCall, queue: AdmissionQueue,
+        pool: LeasePool?, step: inout Steps, id: String
+    ) async {
+        let trees = self.trees
+        if let ticket = admitted.ticket {
+            _ = try? await step.cleanup {
+                ran ? try await trees.settle(ticket, usage: usage) : try await trees.refund(ticket)
+            }
+        }
+        if let reservation = admitted.reservation {
+            // As on the tree: a resource the usage does not name keeps its estimate.
+            let actual = Cost(call.estimate.merging(usage) { $1 }.mapValues { Int64($0) })
+            _ = try? await step.cleanup {
+                ran ? try await reservation.settle(actual: actual) : try await reservation.cancel()
+            }
+        }
+        if let lease = admitted.lease, let pool {
+            _ = try? await step.cleanup { try await pool.release(lease) }
+        }
+        if admitted.queued {
+            _ = try? await step.cleanup {
+                if ran {
+                    try await queue.finish(callerID: id)
+                } else {
+                    try await queue.leave(callerID: id, admitted: false, callTTL: .seconds(1))
+                }
+            }
+        }
+    }
+}
+
+/// What a call has taken so far, to be given back.
+private struct Admitted {
+    var queued = false
+    var ticket: TreeTicket?
+    var reservation: Reservation?
+    var lease: Lease?
+}
+
+/// The Redis steps of one call: each bounded by the deadline and guarded by the breaker around
+/// Redis; once Redis failed and the failure policy let the call on, later steps are skipped.
+struct Steps {
+    let owner: Backpressure
+    let deadline: ContinuousClock.Instant
+    private(set) var degraded = false
+
+    init(owner: Backpressure, deadline: ContinuousClock.Instant) {
+        self.owner = owner
+        self.deadline = deadline
+    }
+
+    /// Runs an admission step; `nil` when Redis is unavailable and the policy lets the call on.
+    mutating func run<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T? {
+        if degraded { return nil }
+        do {
+            return try await owner.health.perform(deadline: deadline, body)
+        } catch let error as BackpressureError where error.code == .redisUnavailable {
+            try await owner.applyFailurePolicy(error, deadline: deadline)
+            degraded = true
+            return nil
+        }
+    }
+
+    /// Runs a bookkeeping step after the call (best effort, bounded by the step timeout only).
+    func cleanup<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T? {
+        if degraded { return nil }
+        return try await owner.health.perform(deadline: .now + owner.health.configuration.stepTimeout, body)
+    }
+}

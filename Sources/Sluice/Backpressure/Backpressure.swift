@@ -1,0 +1,179 @@
+import SluiceRedis
+import Synchronization
+
+/// The stop buttons around every provider call, in one place: the fleet-wide queue (shedding when
+/// overloaded), the request tree's limits, the quota (scheduled admission), concurrency leases,
+/// the dependency's circuit breaker, the retry budget with backoff, the deadline — and a failure
+/// policy for when Redis itself is unreachable.
+///
+/// ```swift
+/// let backpressure = Backpressure(redis: redis, configuration: .init(partition: "openai"), limiter: limiter)
+/// let primary = ProviderCall(scope: "openai/gpt-4o", estimate: ["tokens": 5_000], concurrency: 32, label: "gpt-4o")
+/// let result = try await backpressure.call(
+///     primary,
+///     degrade: { _, call in call.label == "gpt-4o" ? ProviderCall(scope: "openai/gpt-4o-mini", label: "gpt-4o-mini") : nil }
+/// ) { attempt in
+///     let response = try await provider.complete(model: attempt.call.label, prompt: prompt)
+///     return CallOutcome(response, usage: ["tokens": response.totalTokens])
+/// }
+/// ```
+///
+/// See <doc:Backpressure> for each stage, the keys and the events.
+public final class Backpressure: Sendable {
+    /// How the calls of this limiter are guarded.
+    public struct Configuration: Sendable {
+        /// The partition (hash tag) of the queue, lease, breaker, retry-budget and worker keys.
+        public var partition: String
+        /// What to do when Redis is unreachable.
+        public var failurePolicy: FailurePolicy
+        /// Queue depth and growth alert per scope.
+        public var queue: AdmissionQueue.Configuration
+        /// The breakers' thresholds.
+        public var breaker: CircuitBreaker.Configuration
+        /// The retry budget per scope.
+        public var retryBudget: RetryBudget.Configuration
+        /// Backoff between attempts.
+        public var backoff: RetryBackoff
+        /// How long a lease lasts without its heartbeat.
+        public var leaseTTL: Duration
+        /// The longest a call may count as in flight (a crashed worker's calls stop counting then).
+        public var maxCallDuration: Duration
+        /// The deadline of a call that names none and runs outside a tree with a deadline.
+        public var defaultTimeout: Duration
+        /// The breaker around Redis.
+        public var health: RedisHealth.Configuration
+        /// The worker registry's heartbeat interval (`nil`: do not register).
+        public var heartbeat: Duration?
+        /// Shown to operators beside this worker's leases.
+        public var holder: String
+
+        /// A configuration with defaults a user would expect.
+        public init(
+            partition: String, failurePolicy: FailurePolicy = .failClosed,
+            queue: AdmissionQueue.Configuration = .init(), breaker: CircuitBreaker.Configuration = .init(),
+            retryBudget: RetryBudget.Configuration = .init(), backoff: RetryBackoff = .init(),
+            leaseTTL: Duration = .seconds(30), maxCallDuration: Duration = .seconds(600),
+            defaultTimeout: Duration = .seconds(120), health: RedisHealth.Configuration = .init(),
+            heartbeat: Duration? = .seconds(5), holder: String = "worker"
+        ) {
+            self.partition = partition
+            self.failurePolicy = failurePolicy
+            self.queue = queue
+            self.breaker = breaker
+            self.retryBudget = retryBudget
+            self.backoff = backoff
+            self.leaseTTL = leaseTTL
+            self.maxCallDuration = maxCallDuration
+            self.defaultTimeout = defaultTimeout
+            self.health = health
+            self.heartbeat = heartbeat
+            self.holder = holder
+        }
+    }
+
+    /// The configuration.
+    public let configuration: Configuration
+    /// The breaker around Redis, with the time spent degraded.
+    public let health: RedisHealth
+    /// This worker's registration (when ``Configuration/heartbeat`` is set).
+    public let membership: FleetMembership?
+    /// The Redis client.
+    public let redis: RedisClient
+    /// The quota limiter that reserves ``ProviderCall/quotaPath``.
+    public let limiter: Limiter?
+    let trees: RequestTrees
+    let fallback: LocalFallbackBucket?
+    private let ceiling: Mutex<Double>
+    private let counters = Mutex(Counters())
+    private let reported = Mutex<[String: ContinuousClock.Instant]>([:])
+
+    struct Counters {
+        var degradedAdmissions = 0
+        var degradedRefusals = 0
+    }
+
+    /// A backpressure layer on `redis`; pass the quota `limiter` to reserve quota paths.
+    public init(redis: RedisClient, configuration: Configuration, limiter: Limiter? = nil) {
+        self.redis = redis
+        self.configuration = configuration
+        self.limiter = limiter
+        self.health = RedisHealth(configuration: configuration.health)
+        self.trees = RequestTrees(redis: redis)
+        if let interval = configuration.heartbeat {
+            let membership = FleetMembership(redis: redis, partition: configuration.partition, interval: interval)
+            membership.start()
+            self.membership = membership
+        } else {
+            self.membership = nil
+        }
+        if case .fallback(let rate, let burst) = configuration.failurePolicy.kind {
+            self.ceiling = Mutex(rate)
+            self.fallback = LocalFallbackBucket(rate: rate, burst: burst)
+        } else {
+            self.ceiling = Mutex(0)
+            self.fallback = nil
+        }
+    }
+
+    /// Tells the local fallback the fleet's current ceiling (calls per second), e.g. from the
+    /// reconciler; the local bucket's rate is this worker's share of it.
+    public func updateCeiling(_ perSecond: Double) {
+        ceiling.withLock { $0 = max(0, perSecond) }
+        refreshFallbackShare()
+    }
+
+    /// The local fallback bucket's rate: the ceiling divided by the live workers last seen.
+    public var fallbackShare: Double? {
+        fallback?.rate
+    }
+
+    /// Calls admitted and refused by the local failure policy (while Redis was unreachable).
+    public var degradedDecisions: (admitted: Int, refused: Int) {
+        counters.withLock { ($0.degradedAdmissions, $0.degradedRefusals) }
+    }
+
+    /// Stops the heartbeat and leaves the worker registry.
+    public func shutdown() async {
+        await membership?.stop()
+    }
+
+    /// Whether these config warnings were not reported from this process in the last minute
+    /// (each invalid value is one event a minute per worker, not one per decision).
+    func shouldReport(_ warnings: [QuotaWarning]) -> Bool {
+        let key = warnings.map(\.description).joined(separator: "\n")
+        let now = ContinuousClock.now
+        return reported.withLock { reported in
+            if let last = reported[key], now - last < .seconds(60) { return false }
+            if reported.count > 1_000 { reported.removeAll() }
+            reported[key] = now
+            return true
+        }
+    }
+
+    func refreshFallbackShare() {
+        guard let fallback else { return }
+        let workers = max(1, membership?.liveWorkers ?? 1)
+        fallback.update(rate: ceiling.withLock { $0 } / Double(workers))
+    }
+
+    /// Applies the failure policy to a call whose Redis step failed: returns normally when the
+    /// call may go on without Redis, throws when it may not.
+    func applyFailurePolicy(_ error: BackpressureError, deadline: ContinuousClock.Instant) async throws {
+        switch configuration.failurePolicy.kind {
+        case .closed:
+            counters.withLock { $0.degradedRefusals += 1 }
+            throw error
+        case .open:
+            counters.withLock { $0.degradedAdmissions += 1 }
+        case .fallback:
+            refreshFallbackShare()
+            if await fallback?.take(waitingUntil: deadline) == true {
+                counters.withLock { $0.degradedAdmissions += 1 }
+            } else {
+                counters.withLock { $0.degradedRefusals += 1 }
+                throw BackpressureError(
+                    .redisUnavailable, "Redis is unavailable and this worker's local fallback bucket is empty")
+            }
+        }
+    }
+}

@@ -1,0 +1,125 @@
+import SluiceRedis
+
+/// Reads and writes the capped event stream of a partition (`sluice:{P}:events`).
+///
+/// ```swift
+/// let log = EventLog(redis: redis)
+/// for event in try await log.recent(partition: "openai", count: 20) { print(event.type, event["detail"] ?? "") }
+/// ```
+public struct EventLog: Sendable {
+    /// The most entries a stream keeps (approximately: `XADD MAXLEN ~`).
+    public static let maximumLength = 10_000
+    /// How long a stream outlives its last entry.
+    public static let retention: Duration = .seconds(7 * 86_400)
+
+    private let redis: RedisClient
+
+    /// An event log on the given client.
+    public init(redis: RedisClient) {
+        self.redis = redis
+    }
+
+    /// Appends an event (for events the Swift side notices, such as an invalid config value).
+    @discardableResult
+    public func record(partition: String, type: String, fields: [(String, String)]) async throws(RedisError) -> String {
+        let keys = PartitionKeys(partition: partition)
+        var arguments: [RedisArgument] = [
+            keys.events, "MAXLEN", "~", RedisArgument(Self.maximumLength), "*", "type", RedisArgument(type),
+        ]
+        for (name, value) in fields {
+            arguments.append(RedisArgument(name))
+            arguments.append(RedisArgument(value))
+        }
+        let replies = try await redis.pipeline([
+            RedisCommand("XADD", arguments),
+            RedisCommand("PEXPIRE", keys.events, RedisArgument(Int(Self.retention / .milliseconds(1)))),
+        ])
+        return replies.first?.string ?? ""
+    }
+
+    /// The last `count` events of a partition, oldest first.
+    public func recent(partition: String, count: Int = 50) async throws(RedisError) -> [SluiceEvent] {
+        let keys = PartitionKeys(partition: partition)
+        let reply = try await redis.send("XREVRANGE", keys.events, "+", "-", "COUNT", RedisArgument(max(1, count)))
+        return Self.entries(reply, partition: partition).reversed()
+    }
+
+    /// The partitions that have an event stream right now (found with `SCAN`).
+    public func partitions() async throws(RedisError) -> [String] {
+        var cursor = "0"
+        var found: Set<String> = []
+        repeat {
+            let reply = try await redis.send(
+                "SCAN", RedisArgument(cursor), "MATCH", "sluice:{*}:events", "COUNT", 1000, "TYPE", "stream")
+            guard let parts = reply.array, parts.count == 2 else { break }
+            cursor = parts[0].string ?? "0"
+            for key in parts[1].array ?? [] {
+                if let text = key.string, let partition = Self.partition(ofKey: text) { found.insert(partition) }
+            }
+        } while cursor != "0"
+        return found.sorted()
+    }
+
+    /// Follows the streams of the given partitions: waits (`XREAD BLOCK`, on a pooled connection
+    /// of its own) and hands every new event to `handler` until the task is cancelled.
+    /// - Parameter after: the entry id to start after per partition (`$`: only new events).
+    public func follow(
+        partitions: [String], after: String = "$", handler: @Sendable (SluiceEvent) async -> Void
+    ) async throws {
+        guard !partitions.isEmpty else { return }
+        var last = Dictionary(uniqueKeysWithValues: partitions.map { ($0, after) })
+        let block = max(100, Int(redis.configuration.commandTimeout / .milliseconds(1)) / 2)
+        try await redis.withConnection { connection in
+            while !Task.isCancelled {
+                var arguments: [RedisArgument] = ["BLOCK", RedisArgument(block), "STREAMS"]
+                arguments += partitions.map { PartitionKeys(partition: $0).events }
+                arguments += partitions.map { RedisArgument(last[$0] ?? "$") }
+                let reply = try await connection.send(RedisCommand("XREAD", arguments))
+                for stream in reply.array ?? [] {
+                    guard let pair = stream.array, pair.count == 2, let key = pair[0].string,
+                        let partition = Self.partition(ofKey: key)
+                    else { continue }
+                    for event in Self.entries(pair[1], partition: partition) {
+                        last[partition] = event.id
+                        await handler(event)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The partition named by an escaped key `sluice:{P}:events`.
+    static func partition(ofKey key: String) -> String? {
+        guard key.hasPrefix("sluice:{"), key.hasSuffix("}:events") else { return nil }
+        let escaped = key.dropFirst("sluice:{".count).dropLast("}:events".count)
+        var bytes: [UInt8] = []
+        var iterator = Array(escaped.utf8).makeIterator()
+        while let byte = iterator.next() {
+            if byte == UInt8(ascii: "%"), let high = iterator.next(), let low = iterator.next(),
+                let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16)
+            {
+                bytes.append(value)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func entries(_ reply: RedisValue, partition: String) -> [SluiceEvent] {
+        (reply.array ?? []).compactMap { entry in
+            guard let pair = entry.array, pair.count == 2, let id = pair[0].string else { return nil }
+            let flat = (pair[1].array ?? []).map { $0.string ?? "" }
+            var fields: [(String, String)] = []
+            var type = ""
+            for index in stride(from: 0, to: flat.count - 1, by: 2) {
+                if flat[index] == "type" {
+                    type = flat[index + 1]
+                } else {
+                    fields.append((flat[index], flat[index + 1]))
+                }
+            }
+            return SluiceEvent(id: id, partition: partition, type: type, fields: fields)
+        }
+    }
+}

@@ -1,0 +1,140 @@
+import SluiceRedis
+import Synchronization
+
+/// A breaker around Redis itself, in this process: after a connection failure or a timeout it
+/// stops sending for a cool-down (doubling up to a maximum), then lets one trial call through;
+/// meanwhile callers are told at once that Redis is unavailable, and their failure policy decides.
+/// A recovering server is not hammered by every caller of every worker, and no caller waits on a
+/// server that is known to be down. The time spent degraded is measured.
+public final class RedisHealth: Sendable {
+    /// How the breaker around Redis behaves.
+    public struct Configuration: Sendable, Hashable {
+        /// The longest one Redis step may take (bounded further by the call's deadline). A step that
+        /// takes longer counts as an outage: keep it well above the server's worst latency under load.
+        public var stepTimeout: Duration
+        /// The first cool-down after a failure.
+        public var initialCoolDown: Duration
+        /// The longest cool-down.
+        public var maximumCoolDown: Duration
+
+        /// Creates a configuration.
+        public init(
+            stepTimeout: Duration = .seconds(2), initialCoolDown: Duration = .milliseconds(100),
+            maximumCoolDown: Duration = .seconds(5)
+        ) {
+            self.stepTimeout = max(.milliseconds(1), stepTimeout)
+            self.initialCoolDown = max(.milliseconds(1), initialCoolDown)
+            self.maximumCoolDown = max(self.initialCoolDown, maximumCoolDown)
+        }
+    }
+
+    /// What happened so far.
+    public struct Statistics: Sendable, Hashable {
+        /// Whether Redis is considered unavailable right now.
+        public var degraded: Bool
+        /// The total time spent degraded, including the current stretch.
+        public var degradedTime: Duration
+        /// How many times Redis went from healthy to degraded.
+        public var outages: Int
+        /// Steps that failed on Redis (connection failures and timeouts).
+        public var failures: Int
+        /// Steps not sent because the breaker was open.
+        public var skipped: Int
+    }
+
+    private struct State {
+        var degradedSince: ContinuousClock.Instant?
+        var degradedTotal: Duration = .zero
+        var openUntil: ContinuousClock.Instant?
+        var coolDown: Duration
+        var trialRunning = false
+        var outages = 0
+        var failures = 0
+        var skipped = 0
+    }
+
+    /// The configuration.
+    public let configuration: Configuration
+    private let state: Mutex<State>
+
+    /// A healthy breaker.
+    public init(configuration: Configuration = Configuration()) {
+        self.configuration = configuration
+        self.state = Mutex(State(coolDown: configuration.initialCoolDown))
+    }
+
+    /// The statistics now.
+    public var statistics: Statistics {
+        state.withLock { state in
+            let current = state.degradedSince.map { ContinuousClock.now - $0 } ?? .zero
+            return Statistics(
+                degraded: state.degradedSince != nil, degradedTime: state.degradedTotal + current,
+                outages: state.outages, failures: state.failures, skipped: state.skipped)
+        }
+    }
+
+    /// Runs one Redis step, bounded by `deadline` and the step timeout. Throws
+    /// ``BackpressureError/Code/redisUnavailable`` at once while the breaker is open, and when the
+    /// step fails on the connection or times out (which opens it). Server error replies are not
+    /// outages: they are rethrown as they are.
+    public func perform<T: Sendable>(
+        deadline: ContinuousClock.Instant?, _ step: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        let now = ContinuousClock.now
+        let isTrial: Bool? = state.withLock { state in
+            guard let until = state.openUntil else { return false }
+            if now < until || state.trialRunning {
+                state.skipped += 1
+                return nil
+            }
+            state.trialRunning = true
+            return true
+        }
+        guard let isTrial else {
+            throw BackpressureError(.redisUnavailable, "Redis is unavailable (backing off before trying again)")
+        }
+        let limit = ContinuousClock.Instant.earliest(deadline, now + configuration.stepTimeout)!
+        do {
+            let value = try await withDeadline(
+                limit,
+                onTimeout: { RedisError(.timeout, "no answer within the step's deadline") }, step)
+            succeeded(trial: isTrial)
+            return value
+        } catch let error as RedisError where error.isConnectionFailure || error.code == .closed {
+            failed(trial: isTrial)
+            throw BackpressureError(.redisUnavailable, "Redis is unavailable: \(error.code)")
+        } catch {
+            if isTrial { state.withLock { $0.trialRunning = false } }
+            throw error
+        }
+    }
+
+    private func succeeded(trial: Bool) {
+        let now = ContinuousClock.now
+        state.withLock { state in
+            if trial { state.trialRunning = false }
+            if let since = state.degradedSince {
+                state.degradedTotal += now - since
+                state.degradedSince = nil
+            }
+            state.openUntil = nil
+            state.coolDown = configuration.initialCoolDown
+        }
+    }
+
+    private func failed(trial: Bool) {
+        let now = ContinuousClock.now
+        state.withLock { state in
+            if trial { state.trialRunning = false }
+            state.failures += 1
+            if state.degradedSince == nil {
+                state.degradedSince = now
+                state.outages += 1
+                state.coolDown = configuration.initialCoolDown
+            } else if trial {
+                state.coolDown = min(configuration.maximumCoolDown, state.coolDown * 2)
+            }
+            state.openUntil = now + state.coolDown
+        }
+    }
+}

@@ -1,0 +1,152 @@
+import SluiceRedis
+
+/// Fleet-wide concurrency slots per scope, as leases in Redis (a sorted set of lease ids scored by
+/// their expiry, pruned by every acquire: no sweeper process).
+///
+/// ```swift
+/// let pool = LeasePool(redis: redis, partition: "openai", scope: "gpt-4o", slots: 32)
+/// try await pool.withLease(waitingUntil: .now + .seconds(5)) { lease in
+///     // at most 32 of these run at once across the fleet; the lease is renewed while the body runs
+/// }
+/// ```
+public struct LeasePool: Sendable {
+    /// The scope's name (escaped in the key).
+    public let scope: String
+    /// The partition (hash tag) of the scope's key.
+    public let partition: String
+    /// How many leases may be held at once.
+    public let slots: Int
+    /// How long a lease lasts without a renewal: the longest a crashed holder keeps a slot.
+    public let ttl: Duration
+    /// Who this process is (shown to operators beside each lease).
+    public let holder: String
+
+    private let redis: RedisClient
+    private let key: RedisArgument
+
+    /// A pool of `slots` leases for `scope`.
+    public init(
+        redis: RedisClient, partition: String, scope: String, slots: Int, ttl: Duration = .seconds(30),
+        holder: String = "worker"
+    ) {
+        self.redis = redis
+        self.partition = partition
+        self.scope = scope
+        self.slots = max(1, slots)
+        self.ttl = max(.milliseconds(10), ttl)
+        self.holder = PartitionKeys.escape(holder)
+        self.key = PartitionKeys(partition: partition).key("lease", scope)
+    }
+
+    /// What one acquire attempt found.
+    public enum Attempt: Sendable, Hashable {
+        /// A slot is ours.
+        case acquired(Lease)
+        /// Every slot is held; the earliest lease expires after this long (unless renewed).
+        case busy(held: Int, earliestExpiry: Duration)
+    }
+
+    /// Tries once to take a slot.
+    public func tryAcquire() async throws -> Attempt {
+        let reply = try await redis.evalScript(
+            LuaScripts.leaseAcquire, keys: [key],
+            arguments: [RedisArgument(slots), RedisArgument(Self.milliseconds(ttl)), RedisArgument(holder)])
+        let parts = reply.array ?? []
+        guard parts.count >= 3 else { throw RedisError(.protocolError, "lease-acquire replied unexpectedly") }
+        if parts[0].integer == 1 {
+            return .acquired(
+                Lease(scope: scope, partition: partition, token: parts[1].integer ?? 0, holder: holder, ttl: ttl))
+        }
+        return .busy(held: Int(parts[2].integer ?? 0), earliestExpiry: .milliseconds(parts[1].integer ?? 1))
+    }
+
+    /// Takes a slot, waiting with exponential backoff (full jitter, never past the moment the
+    /// earliest lease expires) until `deadline`; throws ``BackpressureError/Code/leaseUnavailable``
+    /// at once when no slot can free up before it.
+    public func acquire(
+        waitingUntil deadline: ContinuousClock.Instant,
+        backoff: RetryBackoff = RetryBackoff(
+            initial: .milliseconds(10), maximum: .milliseconds(500))
+    ) async throws -> Lease {
+        var attempt = 0
+        while true {
+            switch try await tryAcquire() {
+            case .acquired(let lease):
+                return lease
+            case .busy(let held, let earliest):
+                let now = ContinuousClock.now
+                guard now < deadline else {
+                    throw BackpressureError(
+                        .leaseUnavailable, "all \(held) slots of \(scope) are held", retryAfter: earliest)
+                }
+                var pause = min(backoff.delay(attempt: attempt), earliest + .milliseconds(1))
+                pause = min(pause, deadline - now)
+                attempt += 1
+                try await Task.sleep(for: pause)
+            }
+        }
+    }
+
+    /// The heartbeat: extends a lease. Returns false when it was lost (expired before the renewal).
+    public func renew(_ lease: Lease) async throws -> Bool {
+        let reply = try await redis.evalScript(
+            LuaScripts.leaseRenew, keys: [key],
+            arguments: [RedisArgument(lease.member), RedisArgument(Self.milliseconds(lease.ttl))])
+        return reply.array?.first?.integer == 1
+    }
+
+    /// Gives a slot back. Fenced: releasing a lease that expired (or was released) frees nothing,
+    /// even when its slot now serves someone else. Returns whether the lease was still held.
+    @discardableResult
+    public func release(_ lease: Lease) async throws -> Bool {
+        let reply = try await redis.evalScript(
+            LuaScripts.leaseRelease, keys: [key], arguments: [RedisArgument(lease.member)])
+        return reply.integer == 1
+    }
+
+    /// How many leases are held right now (expired ones not counted).
+    public func held() async throws -> Int {
+        // An acquire for zero slots prunes expired leases and only counts.
+        let reply = try await redis.evalScript(
+            LuaScripts.leaseAcquire, keys: [key], arguments: [0, 1, RedisArgument(holder)])
+        return Int(reply.array?[2].integer ?? 0)
+    }
+
+    /// Runs `body` holding a lease, renewed every third of its ttl while the body runs, and
+    /// released afterwards (also when the body throws).
+    public func withLease<Result: Sendable>(
+        waitingUntil deadline: ContinuousClock.Instant, _ body: @Sendable (Lease) async throws -> Result
+    ) async throws -> Result {
+        let lease = try await acquire(waitingUntil: deadline)
+        let heartbeat = Task { await self.keepAlive(lease) }
+        defer { heartbeat.cancel() }
+        do {
+            let result = try await body(lease)
+            heartbeat.cancel()
+            _ = try? await release(lease)
+            return result
+        } catch {
+            heartbeat.cancel()
+            _ = try? await release(lease)
+            throw error
+        }
+    }
+
+    /// Renews `lease` every third of its ttl until the task is cancelled or the lease is lost.
+    public func keepAlive(_ lease: Lease) async {
+        while !Task.isCancelled {
+            do {
+                try await Task.sleep(for: lease.ttl / 3)
+                if try await !renew(lease) { return }
+            } catch is CancellationError {
+                return
+            } catch {
+                continue  // a Redis hiccup: try again at the next beat, the lease may still be alive
+            }
+        }
+    }
+
+    static func milliseconds(_ duration: Duration) -> Int {
+        max(1, Int(duration / .milliseconds(1)))
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+
+/// Where a piece of work sits in a request tree: the tree, this node, its parent, its depth, the
+/// tree's deadline and priority, and the partition holding the tree's state.
+///
+/// The context is task-local: child tasks inherit it automatically. It crosses process boundaries
+/// as one compact header value (``headerValue``, ``init(headerValue:)``), so a sub-agent on
+/// another host counts against the same tree.
+///
+/// ```swift
+/// let root = try await trees.open(partition: "openai", limits: TreeLimits(budgets: ["tokens": 200_000]))
+/// try await root.run {
+///     // TreeContext.current is `root` here and in every child task
+/// }
+/// ```
+public struct TreeContext: Sendable, Hashable {
+    /// The current task's tree context, inherited by child tasks.
+    @TaskLocal public static var current: TreeContext?
+
+    /// The header that carries a context to another process.
+    public static let headerName = "Sluice-Tree"
+
+    /// The tree's id (one per user request).
+    public var treeID: String
+    /// This node's id (an agent, a sub-agent, a branch).
+    public var nodeID: String
+    /// The parent node's id; `nil` at the root.
+    public var parentID: String?
+    /// The root is at depth 0; each spawned child is one deeper.
+    public var depth: Int
+    /// The tree's deadline in milliseconds since 1970 on the Redis clock; `nil`: none.
+    public var deadlineMilliseconds: Int64?
+    /// The tree's priority class (the quota layer's ``Priority``).
+    public var priority: Priority
+    /// The partition (hash tag) that holds the tree's keys.
+    public var partition: String
+
+    /// Creates a context. Most code gets one from ``RequestTrees/open(id:partition:limits:priority:)``,
+    /// ``RequestTrees/spawn(from:nodeID:)`` or a header instead.
+    public init(
+        treeID: String, nodeID: String = TreeContext.newID(), parentID: String? = nil, depth: Int = 0,
+        deadlineMilliseconds: Int64? = nil, priority: Priority = .interactive, partition: String
+    ) {
+        self.treeID = treeID
+        self.nodeID = nodeID
+        self.parentID = parentID
+        self.depth = depth
+        self.deadlineMilliseconds = deadlineMilliseconds
+        self.priority = priority
+        self.partition = partition
+    }
+
+    /// A child node of this one, one level deeper, without asking Redis: for counting a child
+    /// against the tree's limits, use ``RequestTrees/spawn(from:nodeID:)``.
+    public func child(nodeID: String = TreeContext.newID()) -> TreeContext {
+        var child = self
+        child.parentID = self.nodeID
+        child.nodeID = nodeID
+        child.depth = depth + 1
+        return child
+    }
+
+    /// Runs `body` with this context as ``current`` (and in every child task it starts).
+    public func run<Result>(_ body: () async throws -> Result) async rethrows -> Result {
+        try await TreeContext.$current.withValue(self, operation: body)
+    }
+
+    /// The time left before the deadline, by this machine's wall clock; `nil`: no deadline.
+    public var remaining: Duration? {
+        guard let deadlineMilliseconds else { return nil }
+        let now = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
+        return .milliseconds(max(0, deadlineMilliseconds - now))
+    }
+
+    /// The deadline as an instant of the continuous clock (for sleeping and timeouts).
+    public var deadlineInstant: ContinuousClock.Instant? {
+        remaining.map { ContinuousClock.now + $0 }
+    }
+
+    /// A fresh random id: 16 lowercase hex digits.
+    public static func newID() -> String {
+        let value = UInt64.random(in: 0...UInt64.max)
+        let hex = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+}

@@ -1,0 +1,88 @@
+import ArgumentParser
+import Sluice
+import SluiceRedis
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// `sluice events [--partition P]... [--count N] [--follow] [--json]`: the partitions' event streams.
+struct EventsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "events",
+        abstract:
+            "Print Sluice's events: breaker transitions, spent budgets, shed bursts, queue growth, invalid config.",
+        discussion: """
+            Each partition (the hash tag of its keys, by default the root scope's name) keeps a capped stream of \
+            events in Redis (sluice:{P}:events, about the last 10,000, kept a week after the last one). Without \
+            --partition, every partition that has events is read. With --follow, new events are printed as they \
+            arrive until interrupted.
+            """
+    )
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Option(name: .customLong("partition"), help: "A partition to read (repeatable; default: all of them).")
+    var partitions: [String] = []
+
+    @Option(help: "How many of the latest events to print per partition first.")
+    var count: Int = 50
+
+    @Flag(help: "Keep printing new events as they arrive.")
+    var follow = false
+
+    @Flag(help: "One JSON object per line.")
+    var json = false
+
+    func run() async throws {
+        let client = try connection.makeClient()
+        defer { client.close() }
+        let log = EventLog(redis: client)
+        var partitions = self.partitions
+        if partitions.isEmpty { partitions = try await log.partitions() }
+        var backlog: [SluiceEvent] = []
+        for partition in partitions where count > 0 {
+            backlog += try await log.recent(partition: partition, count: count)
+        }
+        for event in backlog.sorted(by: { ($0.milliseconds, $0.id) < ($1.milliseconds, $1.id) }) {
+            print(render(event))
+        }
+        guard follow else { return }
+        guard !partitions.isEmpty else {
+            throw ValidationError("no partition has events yet: name one with --partition to wait for its first")
+        }
+        let json = self.json
+        try await log.follow(partitions: partitions) { event in
+            print(Self.render(event, json: json))
+            fflush(nil)  // every stream: a follower is usually piped
+        }
+    }
+
+    private func render(_ event: SluiceEvent) -> String {
+        Self.render(event, json: json)
+    }
+
+    static func render(_ event: SluiceEvent, json: Bool) -> String {
+        let date = Date(timeIntervalSince1970: Double(event.milliseconds) / 1000)
+        let time = date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true)) + "Z"  // UTC
+        if json {
+            var fields: [(String, JSONLine.Value)] = [
+                ("id", .string(event.id)), ("time", .string(time)), ("partition", .string(event.partition)),
+                ("type", .string(event.type)),
+            ]
+            fields += event.fields.map { ($0.0, JSONLine.Value.string($0.1)) }
+            return JSONLine(fields).text
+        }
+        let named = event.fields.filter { $0.0 != "detail" }.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
+        return [time, event.partition, event.type, named, event["detail"] ?? ""].filter { !$0.isEmpty }.joined(
+            separator: "  ")
+    }
+}

@@ -1,0 +1,45 @@
+import SluiceRedis
+import Testing
+
+@testable import Sluice
+
+@Suite("Events: stream keys and entries")
+struct EventsParsingTests {
+    @Test("The partition is read back from an escaped stream key")
+    func partitionOfKey() {
+        let name = "tenant {a}:b"
+        let key = String(decoding: PartitionKeys(partition: name).events.bytes, as: UTF8.self)
+        #expect(key == "sluice:{tenant%20%7Ba%7D%3Ab}:events")
+        #expect(EventLog.partition(ofKey: key) == name)
+        #expect(EventLog.partition(ofKey: "sluice:{x}:quotas") == nil)
+    }
+
+    @Test("An XRANGE reply becomes events with their type, fields and time")
+    func entries() {
+        let reply = RedisValue.array([
+            .array([
+                .bulkString(Array("1718000000123-0".utf8)),
+                .array(
+                    ["type", "breaker-open", "breaker", "tool:search", "detail", "5 of 20 calls failed"].map {
+                        .bulkString(Array($0.utf8))
+                    }),
+            ])
+        ])
+        let events = EventLog.entries(reply, partition: "openai")
+        #expect(events.count == 1)
+        let event = events[0]
+        #expect(event.type == "breaker-open" && event.partition == "openai")
+        #expect(event["breaker"] == "tool:search" && event["detail"] == "5 of 20 calls failed")
+        #expect(event.milliseconds == 1_718_000_000_123)
+    }
+
+    @Test("Keys of every feature share the partition's hash tag")
+    func hashTag() {
+        let keys = PartitionKeys(partition: "openai")
+        for key in [keys.key("lease", "gpt-4o"), keys.key("tree", "t1", "calls"), keys.events, keys.workers] {
+            #expect(String(decoding: key.bytes, as: UTF8.self).hasPrefix("sluice:{openai}:"))
+        }
+        #expect(
+            String(decoding: keys.key("breaker", "a:b}").bytes, as: UTF8.self) == "sluice:{openai}:breaker:a%3Ab%7D")
+    }
+}

@@ -1,0 +1,86 @@
+import SluiceRedis
+import Testing
+
+@testable import Sluice
+
+@Suite("Failure policy: the local fallback bucket and the breaker around Redis")
+struct FailurePolicyTests {
+    @Test("The fallback bucket admits its burst at once, then its rate")
+    func bucket() {
+        let bucket = LocalFallbackBucket(rate: 10, burst: .seconds(1))
+        let start = ContinuousClock.now
+        let taken = (0..<15).filter { _ in bucket.take(now: start).taken }.count
+        #expect(taken == 10)
+        #expect(bucket.take(now: start + .milliseconds(250)).taken, "2.5 tokens refilled")
+        #expect(bucket.take(now: start + .milliseconds(250)).taken)
+        #expect(!bucket.take(now: start + .milliseconds(250)).taken)
+    }
+
+    @Test("A new share changes the rate; the level never exceeds the new capacity")
+    func share() {
+        let bucket = LocalFallbackBucket(rate: 40, burst: .seconds(1))
+        bucket.update(rate: 10)
+        #expect(bucket.rate == 10)
+        let now = ContinuousClock.now
+        #expect((0..<40).filter { _ in bucket.take(now: now).taken }.count == 10)
+    }
+
+    @Test("Waiting for a token happens only when it comes before the deadline")
+    func waiting() async {
+        let bucket = LocalFallbackBucket(rate: 20, burst: .zero)  // capacity 1
+        #expect(await bucket.take(waitingUntil: .now + .seconds(1)))
+        let start = ContinuousClock.now
+        #expect(await bucket.take(waitingUntil: .now + .seconds(1)), "the next token comes in 50 ms")
+        #expect(ContinuousClock.now - start >= .milliseconds(30))
+        #expect(!(await bucket.take(waitingUntil: .now + .milliseconds(5))), "refused at once")
+    }
+
+    @Test("The breaker around Redis opens on a connection failure, skips during the cool-down, then tries once")
+    func health() async throws {
+        let health = RedisHealth(configuration: .init(stepTimeout: .seconds(1), initialCoolDown: .milliseconds(200)))
+        let value = try await health.perform(deadline: nil) { 7 }
+        #expect(value == 7)
+        await #expect(throws: BackpressureError.self) {
+            try await health.perform(deadline: nil) { () async throws -> Int in throw RedisError(.connect, "refused") }
+        }
+        #expect(health.statistics.degraded && health.statistics.outages == 1)
+        let skipped = await #expect(throws: BackpressureError.self) { try await health.perform(deadline: nil) { 1 } }
+        #expect(skipped?.code == .redisUnavailable)
+        #expect(health.statistics.skipped == 1)
+        try await Task.sleep(for: .milliseconds(250))
+        #expect(try await health.perform(deadline: nil) { 3 } == 3, "the trial after the cool-down goes through")
+        let statistics = health.statistics
+        #expect(!statistics.degraded)
+        #expect(statistics.degradedTime >= .milliseconds(200))
+    }
+
+    @Test("A server error reply is not an outage")
+    func serverErrors() async {
+        let health = RedisHealth()
+        await #expect(throws: RedisError.self) {
+            try await health.perform(deadline: nil) { () async throws -> Int in throw RedisError(.server, "WRONGTYPE") }
+        }
+        #expect(!health.statistics.degraded)
+    }
+
+    @Test("A step that never answers is cut off at the deadline")
+    func hangingStep() async {
+        let health = RedisHealth(configuration: .init(stepTimeout: .seconds(30)))
+        let start = ContinuousClock.now
+        let error = await #expect(throws: BackpressureError.self) {
+            try await health.perform(deadline: .now + .milliseconds(200)) { () async throws -> Int in
+                try await Task.sleep(for: .seconds(20))
+                return 0
+            }
+        }
+        #expect(error?.code == .redisUnavailable)
+        #expect(ContinuousClock.now - start < .seconds(2))
+    }
+
+    @Test("Policies describe themselves")
+    func descriptions() {
+        #expect(FailurePolicy.failClosed.description == "fail closed")
+        #expect(FailurePolicy.failOpen.description == "fail open")
+        #expect(FailurePolicy.localFallback(fleetCeiling: 100).description.contains("local fallback"))
+    }
+}

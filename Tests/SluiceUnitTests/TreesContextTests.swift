@@ -1,0 +1,80 @@
+import Testing
+
+@testable import Sluice
+
+@Suite("Trees: the context, its header and task-local inheritance")
+struct TreesContextTests {
+    @Test("A context survives its header unchanged, including a deadline and batch priority")
+    func headerRoundTrip() throws {
+        let context = TreeContext(
+            treeID: "req-7f3", nodeID: "n1", parentID: "n0", depth: 2, deadlineMilliseconds: 1_718_000_000_000,
+            priority: .batch, partition: "openai")
+        let header = context.headerValue
+        #expect(header == "1;req-7f3;n1;n0;2;1718000000000;batch;openai")
+        #expect(TreeContext(headerValue: header) == context)
+    }
+
+    @Test("Separators, percent signs, spaces and non-ASCII in names are escaped and come back intact")
+    func escapedNames() throws {
+        let context = TreeContext(
+            treeID: "a;b%c d", nodeID: "ü,é", depth: 0, priority: .interactive, partition: "tenant;{x}")
+        let header = context.headerValue
+        #expect(header.split(separator: ";", omittingEmptySubsequences: false).count == 8)
+        #expect(!header.contains(" "))
+        #expect(TreeContext(headerValue: header) == context)
+    }
+
+    @Test(
+        "Malformed headers are refused rather than joining the wrong tree",
+        arguments: [
+            "", "2;t;n;;0;;interactive;p", "1;t;n;;0;;interactive", "1;;n;;0;;interactive;p",
+            "1;t;n;;-1;;interactive;p",
+            "1;t;n;;x;;interactive;p", "1;t;n;;0;soon;interactive;p", "1;t;n;;0;;urgent;p", "1;t;n;;0;;interactive;",
+            "1;t%;n;;0;;interactive;p", "1;t;n;;0;;interactive;p;extra",
+        ])
+    func malformed(header: String) {
+        #expect(TreeContext(headerValue: header) == nil)
+    }
+
+    @Test("A child is one level deeper, names its parent and keeps the tree, deadline and partition")
+    func child() {
+        let root = TreeContext(treeID: "t", nodeID: "root", deadlineMilliseconds: 42, partition: "p")
+        let child = root.child(nodeID: "c")
+        #expect(child.depth == 1 && child.parentID == "root" && child.nodeID == "c")
+        #expect(child.treeID == "t" && child.deadlineMilliseconds == 42 && child.partition == "p")
+    }
+
+    @Test("Child tasks inherit the current context; outside it there is none")
+    func taskLocal() async {
+        let root = TreeContext(treeID: "t-local", partition: "p")
+        #expect(TreeContext.current == nil)
+        let seen = await root.run {
+            await withTaskGroup(of: String?.self) { group in
+                for _ in 0..<4 { group.addTask { TreeContext.current?.treeID } }
+                var all: [String?] = []
+                for await id in group { all.append(id) }
+                return all
+            }
+        }
+        #expect(seen == Array(repeating: "t-local", count: 4))
+        #expect(TreeContext.current == nil)
+    }
+
+    @Test("Invalid limits are refused before any I/O")
+    func invalidLimits() {
+        #expect(throws: BackpressureError.self) { try TreeLimits(budgets: ["tokens": -1]).validate() }
+        #expect(throws: BackpressureError.self) { try TreeLimits(budgets: ["to kens": 1]).validate() }
+        #expect(throws: BackpressureError.self) { try TreeLimits(maxDepth: 0).validate() }
+        #expect(throws: BackpressureError.self) { try TreeLimits(deadline: .zero).validate() }
+        #expect(throws: Never.self) { try TreeLimits(budgets: ["usd_micros": 5]).validate() }
+    }
+
+    @Test("The loop guard's fingerprint is stable per tool and arguments, and differs when they differ")
+    func loopKey() {
+        let key = RequestTrees.loopKey(tool: "search", arguments: "{\"q\":\"x\"}")
+        #expect(key == RequestTrees.loopKey(tool: "search", arguments: "{\"q\":\"x\"}"))
+        #expect(key != RequestTrees.loopKey(tool: "search", arguments: "{\"q\":\"y\"}"))
+        #expect(key != RequestTrees.loopKey(tool: "fetch", arguments: "{\"q\":\"x\"}"))
+        #expect(RequestTrees.loopKey(tool: "a|b\n", arguments: "").hasPrefix("a%7Cb%0A|"))
+    }
+}
