@@ -32,7 +32,8 @@ let package = Package(
                 "Sluice", "SluiceRedis",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
-            ]
+            ],
+            exclude: ["README-section.md"]
         ),
         // The operator's command-line tool.
         .executableTarget(
@@ -42,7 +43,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "SluiceUnitTests", dependencies: ["Sluice", "SluiceRedis"]),
+        .testTarget(name: "SluiceUnitTests", dependencies: ["Sluice", "SluiceRedis", "SluiceStorm"]),
         .testTarget(name: "SluiceIntegrationTests", dependencies: ["Sluice", "SluiceRedis", "SluiceStorm", "sluice"]),
     ],
     swiftLanguageModes: [.v6]

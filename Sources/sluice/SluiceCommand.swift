@@ -5,6 +5,11 @@ struct SluiceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice",
         abstract: "Operate Sluice, the distributed rate limiter for fleets of LLM agents.",
-        subcommands: [PingCommand.self, BenchCommand.self, ObserveCommand.self]
+        subcommands: [
+            QuotaCommand.self, CheckCommand.self, EventsCommand.self, ObserveCommand.self, StormCommand.self,
+            PingCommand.self, BenchCommand.self,
+            // Hidden: the processes that `sluice storm` and the multi-process tests start.
+            StormWorkerCommand.self, WorkerCommand.self,
+        ]
     )
 }

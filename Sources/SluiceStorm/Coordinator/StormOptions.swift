@@ -1,0 +1,32 @@
+/// What `sluice storm` runs, and where.
+public struct StormOptions: Sendable {
+    /// Redis to share among the workers; nil: a throwaway `redis-server` started (and stopped) by the storm.
+    public var redisURL: String?
+    /// Worker processes per run.
+    public var workers: Int
+    /// Seconds per run; nil: each scenario's own duration. The scenario's timeline is rescaled to it.
+    public var duration: Double?
+    public var scenarios: [Scenario]
+    public var modes: [StormMode]
+    /// The `sluice` executable that runs `storm-worker` (the running binary, for the CLI).
+    public var workerExecutable: String
+    /// How long one attempt may wait for the provider.
+    public var attemptTimeoutMs: Double
+    /// How long before a run's second zero its workers are started (they connect and wait).
+    public var startLeadMs: Double
+
+    public init(
+        redisURL: String? = nil, workers: Int = 4, duration: Double? = nil, scenarios: [Scenario],
+        modes: [StormMode] = StormMode.all, workerExecutable: String, attemptTimeoutMs: Double = 2_000,
+        startLeadMs: Double = 700
+    ) {
+        self.redisURL = redisURL
+        self.workers = workers
+        self.duration = duration
+        self.scenarios = scenarios
+        self.modes = modes
+        self.workerExecutable = workerExecutable
+        self.attemptTimeoutMs = attemptTimeoutMs
+        self.startLeadMs = startLeadMs
+    }
+}

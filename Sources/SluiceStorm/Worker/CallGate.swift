@@ -1,0 +1,34 @@
+/// What stands between an agent and the provider in one mode: admission, the attempts and their retries, and
+/// the bookkeeping around them. One gate serves all the agents of a worker process.
+protocol CallGate: Sendable {
+    /// Runs one logical call to its end. `attempt` sends one attempt to the provider (the gate decides when, and
+    /// whether to retry) and returns what the provider answered.
+    func perform(_ call: CallTicket, attempt: @escaping @Sendable (Int) async -> AttemptResult) async -> GateConclusion
+    /// A tree starts: a gate may record it (its budget, deadline, loop guard) and keep a handle in `tree`.
+    func treeStarted(_ tree: inout AgentTree) async
+    /// An agent is about to call a tool; a gate may refuse it (a loop guard). Default: allowed.
+    func beforeTool(_ tool: String, arguments: String, tree: AgentTree) async throws
+    /// Closes connections.
+    func shutdown() async
+}
+
+extension CallGate {
+    func treeStarted(_ tree: inout AgentTree) async {}
+    func beforeTool(_ tool: String, arguments: String, tree: AgentTree) async throws {}
+    func shutdown() async {}
+}
+
+/// How a logical call ended, as the gate saw it.
+struct GateConclusion: Sendable {
+    var outcome: CallEnding
+    /// Why the limiter refused it, when it did.
+    var refusal: String?
+
+    static let ok = GateConclusion(outcome: .ok)
+}
+
+/// The limiter refused a tool call.
+struct GateRefusal: Error, Sendable {
+    var outcome: CallEnding
+    var reason: String
+}

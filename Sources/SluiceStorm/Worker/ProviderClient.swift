@@ -1,0 +1,72 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+
+/// Sends chat completions to the (mock) provider over HTTP with AsyncHTTPClient, one attempt at a time.
+final class ProviderClient: Sendable {
+    private let http: HTTPClient
+    private let url: String
+    private let attemptTimeout: TimeAmount
+    /// The text of prompts: a prompt of N tokens is N - 4 groups of four characters (see ``ChatRequest``).
+    private static let filler = String(repeating: "lorem ipsum dolor sit amet, ", count: 40_000)
+
+    init(baseURL: String, attemptTimeoutMs: Double, maxConnections: Int = 256) {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool = .init(
+            idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: maxConnections)
+        configuration.timeout = .init(connect: .seconds(2))
+        http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+        url = baseURL + "/v1/chat/completions"
+        attemptTimeout = .milliseconds(Int64(attemptTimeoutMs))
+    }
+
+    func send(_ shape: CallShape, user: String, seed: UInt64) async -> AttemptResult {
+        let sentMs = StormClock.nowMs()
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "content-type", value: "application/json")
+        request.headers.add(name: "authorization", value: "Bearer sk-storm")
+        request.body = .bytes(ByteBuffer(string: Self.body(shape, user: user, seed: seed)))
+        do {
+            let response = try await http.execute(request, timeout: attemptTimeout)
+            let body = try await response.body.collect(upTo: 1 << 20)
+            var result = AttemptResult(
+                status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) },
+                promptTokens: 0, completionTokens: 0, latencyMs: StormClock.nowMs() - sentMs, sentMs: sentMs)
+            if result.succeeded,
+                let usage = try? JSONDecoder().decode(Completion.self, from: Data(body.readableBytesView)).usage
+            {
+                result.promptTokens = usage.promptTokens
+                result.completionTokens = usage.completionTokens
+            }
+            return result
+        } catch {
+            return AttemptResult(
+                status: nil, headers: [], promptTokens: 0, completionTokens: 0,
+                latencyMs: StormClock.nowMs() - sentMs, sentMs: sentMs)
+        }
+    }
+
+    func shutdown() async {
+        try? await http.shutdown()
+    }
+
+    private static func body(_ shape: CallShape, user: String, seed: UInt64) -> String {
+        let characters = max(0, shape.promptTokens - 4) * 4
+        let content = filler.prefix(characters)
+        return #"{"model":"gpt-storm","messages":[{"role":"user","content":"\#(content)"}],"#
+            + #""max_tokens":\#(shape.maxTokens),"seed":\#(seed),"user":"\#(user)"}"#
+    }
+
+    private struct Completion: Decodable {
+        struct Usage: Decodable {
+            var promptTokens: Int
+            var completionTokens: Int
+            enum CodingKeys: String, CodingKey {
+                case promptTokens = "prompt_tokens"
+                case completionTokens = "completion_tokens"
+            }
+        }
+        var usage: Usage
+    }
+}

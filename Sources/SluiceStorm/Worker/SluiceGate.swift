@@ -1,0 +1,130 @@
+import Sluice
+import SluiceRedis
+
+/// Mode `sluice`: every call goes through the library's high-level ``Backpressure/call(_:degrade:_:)`` — the
+/// fleet-wide admission queue, the request tree's limits (budget, loop guard, deadline), scheduled admission on
+/// the hierarchical quota path `global → tenant` with reserve/settle of tokens, the provider's circuit breaker and
+/// the retry budget with backoff. See ``SluiceSettings`` for the numbers.
+///
+/// Refusals become outcomes: a batch caller whose quota is not yet there waits the retry-after and asks again
+/// within its deadline; an interactive one, or any caller the queue or the breaker turns away, is shed at once.
+final class SluiceGate: CallGate {
+    private let redis: RedisClient
+    private let limiter: Limiter
+    private let backpressure: Backpressure
+    private let trees: RequestTrees
+    private let partition: String
+    private let follower: CeilingFollower
+
+    init(assignment: WorkerAssignment) async throws {
+        let provider = assignment.scenario.provider
+        let settings = SluiceSettings(provider: provider)
+        partition = assignment.runID
+        redis = try RedisClient(configuration: RedisConfiguration(url: assignment.redisURL), poolSize: 4)
+        limiter = try Limiter(
+            client: redis,
+            configuration: .init(
+                defaults: settings.defaults(
+                    tokensPerWindow: provider.tokensPerWindow, requestsPerWindow: provider.requestsPerWindow)))
+        backpressure = Backpressure(
+            redis: redis,
+            configuration: .init(
+                partition: partition, failurePolicy: .failClosed,
+                queue: .init(maxWaiting: SluiceSettings.maxWaiting, growthAlert: 100, window: .seconds(5)),
+                breaker: .init(
+                    window: .seconds(5), buckets: 10, minimumCalls: 20, failureRatio: 0.5, coolDown: .seconds(1),
+                    probes: 3, probeTimeout: .seconds(3)),
+                retryBudget: .init(ratio: 0.2, floor: 10, window: .seconds(5)),
+                backoff: .init(initial: .milliseconds(100), maximum: .seconds(2)),
+                defaultTimeout: .seconds(30), heartbeat: nil, holder: "storm-\(assignment.workerIndex)"),
+            limiter: limiter)
+        trees = RequestTrees(redis: redis)
+        follower = CeilingFollower(redis: redis, partition: partition, settings: settings)
+    }
+
+    func treeStarted(_ tree: inout AgentTree) async {
+        let shape = tree.group.tree
+        let limits = TreeLimits(
+            budgets: shape.budgetTokens.map { ["tokens": $0] } ?? [:], maxInFlight: shape.maxInFlight,
+            loopGuard: shape.loopGuard, deadline: .milliseconds(Int64(max(1, tree.deadlineMs - StormClock.nowMs()))))
+        tree.context = try? await trees.open(
+            id: tree.id, partition: partition, limits: limits,
+            priority: tree.priority == "batch" ? .batch : .interactive)
+    }
+
+    func beforeTool(_ tool: String, arguments: String, tree: AgentTree) async throws {
+        guard let context = tree.context else { return }
+        do {
+            let ticket = try await trees.enter(context, tool: tool, arguments: arguments)
+            try await trees.settle(ticket, usage: [:])
+        } catch let error as BackpressureError where error.isRefusal {
+            throw GateRefusal(outcome: .budget, reason: error.code.description)
+        }
+    }
+
+    func perform(_ call: CallTicket, attempt: @escaping @Sendable (Int) async -> AttemptResult) async -> GateConclusion
+    {
+        guard let context = call.tree.context else {
+            return GateConclusion(outcome: .failed, refusal: "tree-not-opened")
+        }
+        let path: ScopePath
+        do {
+            path = try ScopePath("global=\(partition)", "tenant=\(call.tree.tenant)")
+        } catch {
+            return GateConclusion(outcome: .failed, refusal: "invalid-path")
+        }
+        let follower = self.follower
+        while true {
+            let remaining = call.remainingMs
+            guard remaining > 1 else { return GateConclusion(outcome: .deadline) }
+            let providerCall = ProviderCall(
+                scope: "provider", estimate: ["tokens": call.shape.estimate, "requests": 1], quotaPath: path,
+                timeout: .milliseconds(Int64(remaining)), maxAttempts: SluiceSettings.maxAttempts, label: call.kind)
+            do {
+                _ = try await context.run {
+                    try await backpressure.call(providerCall) { attemptContext in
+                        let result = await attempt(attemptContext.number)
+                        await follower.observe(result)
+                        if result.succeeded {
+                            return CallOutcome((), usage: ["tokens": result.tokens, "requests": 1])
+                        }
+                        throw ProviderFailure(
+                            "HTTP \(result.status.map(String.init) ?? "timeout")", retryable: result.isRetryable,
+                            retryAfter: result.retryAfterMs.map { .milliseconds(Int64($0)) },
+                            countsAgainstBreaker: !result.isQuota, usage: ["tokens": 0, "requests": 1])
+                    }
+                }
+                return .ok
+            } catch let refusal as BackpressureError {
+                switch refusal.code {
+                case .quotaDenied where call.tree.priority == "batch", .treeInFlight:
+                    // A batch caller waits for its turn (the schedule is full for now) and asks again.
+                    let pause = (refusal.retryAfter ?? .milliseconds(50)) + .milliseconds(Int.random(in: 1...25))
+                    guard Double(pause.components.seconds) * 1000 < call.remainingMs else {
+                        return GateConclusion(outcome: .deadline, refusal: refusal.code.description)
+                    }
+                    do { try await Task.sleep(for: pause) } catch { return GateConclusion(outcome: .cancelled) }
+                case .quotaDenied, .overloaded, .breakerOpen, .leaseUnavailable:
+                    return GateConclusion(outcome: .shed, refusal: refusal.code.description)
+                case .treeBudget, .loopGuard, .treeDepth, .treeChildren:
+                    return GateConclusion(outcome: .budget, refusal: refusal.code.description)
+                case .deadlineExceeded:
+                    return GateConclusion(outcome: .deadline, refusal: refusal.code.description)
+                default:
+                    return GateConclusion(outcome: .failed, refusal: refusal.code.description)
+                }
+            } catch is CancellationError {
+                return GateConclusion(outcome: .cancelled)
+            } catch is ProviderFailure {
+                return GateConclusion(outcome: .failed)
+            } catch {
+                return GateConclusion(outcome: Task.isCancelled ? .cancelled : .failed, refusal: "\(error)")
+            }
+        }
+    }
+
+    func shutdown() async {
+        await backpressure.shutdown()
+        redis.close()
+    }
+}

@@ -1,0 +1,45 @@
+/// How the `sluice` mode configures the library for a scenario's provider, from what an operator knows: the
+/// provider's stated limits and reset window.
+///
+/// - global scope (the provider): token and request buckets at 95% of the stated rate, a burst of 40% of a window,
+///   half of it kept as headroom that only interactive callers may use, and a debt as deep as that headroom (so
+///   batch callers scheduled ahead never push the bucket below empty for interactive ones);
+/// - tenant scope: a token bucket at 75% of the global rate, so that no one tenant can take the whole fleet;
+/// - each request tree: its budget, loop guard, in-flight cap and deadline (``TreeShape``), fleet-wide;
+/// - around every call: a fleet-wide admission queue of at most 150 waiting calls (beyond it callers are shed at
+///   once as overloaded), a circuit breaker on the provider (opens at 50% failures over at least 20 calls in 5 s,
+///   cools down 1 s, 3 probes), a retry budget of 20% of requests plus 10 per 5 s, and exponential backoff with
+///   full jitter that honours retry-after.
+struct SluiceSettings: Sendable {
+    static let utilizationTarget = 0.95
+    static let maxWaiting = 150
+    static let maxAttempts = 4
+
+    let provider: ProviderSettings
+
+    /// The limiter's defaults per scope kind, for a stated limit of `tokensPerWindow` and `requestsPerWindow`.
+    func defaults(tokensPerWindow: Int, requestsPerWindow: Int) -> [String: String] {
+        [
+            "global": globalSpec(tokensPerWindow: tokensPerWindow, requestsPerWindow: requestsPerWindow),
+            "tenant": tenantSpec(tokensPerWindow: tokensPerWindow),
+        ]
+    }
+
+    func globalSpec(tokensPerWindow: Int, requestsPerWindow: Int) -> String {
+        let tokens = Self.bucket(perWindow: tokensPerWindow, window: provider.window, share: Self.utilizationTarget)
+        let requests = Self.bucket(perWindow: requestsPerWindow, window: provider.window, share: Self.utilizationTarget)
+        return "tokens: \(tokens); requests: \(requests)"
+    }
+
+    func tenantSpec(tokensPerWindow: Int) -> String {
+        let rate = Int(Double(tokensPerWindow) / provider.window * Self.utilizationTarget * 0.75)
+        return "tokens: bucket rate=\(max(1, rate))/s burst=\(max(1, Int(Double(tokensPerWindow) * 0.3)))"
+    }
+
+    /// A bucket at `share` of a stated `perWindow`: burst 40% of a window, headroom half of it, debt as deep.
+    static func bucket(perWindow: Int, window: Double, share: Double) -> String {
+        let rate = max(1, Int(Double(perWindow) / window * share))
+        let burst = max(2, Int(Double(perWindow) * 0.4))
+        return "bucket rate=\(rate)/s burst=\(burst) headroom=50 debt=\(burst / 2)"
+    }
+}

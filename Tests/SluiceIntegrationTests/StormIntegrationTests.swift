@@ -1,0 +1,85 @@
+import SluiceStorm
+import Testing
+
+/// `sluice storm` end to end: a mock provider, real worker processes (`sluice storm-worker`) sharing the test
+/// Redis, and the outcomes issue 6 asks of the `sluice` mode.
+@Suite("Storm: real worker processes against the mock provider", .serialized)
+struct StormIntegrationTests {
+    static func storm(_ scenarios: [String], modes: [StormMode]) async throws -> StormReport {
+        let options = StormOptions(
+            redisURL: TestRedis.url, workers: 4, scenarios: try scenarios.map(BuiltinScenarios.load), modes: modes,
+            workerExecutable: SluiceBinary.path)
+        let report = try await StormRunner(options: options).run()
+        for metrics in report.metrics { #expect(metrics.workerFailures.isEmpty, "\(metrics.workerFailures)") }
+        return report
+    }
+
+    static func metrics(_ report: StormReport, _ scenario: String, _ mode: StormMode) throws -> RunMetrics {
+        try #require(report.metrics.first { $0.scenario == scenario && $0.mode == mode.name })
+    }
+
+    /// No 429s after warm-up, light tenants' p99 within 1.25x of the run without the heavy tenant, at least 90%
+    /// utilisation while demand exceeds capacity.
+    @Test("Hierarchy collapse: no 429s, light tenants unharmed, the provider kept busy", .timeLimit(.minutes(3)))
+    func hierarchyCollapse() async throws {
+        let report = try await Self.storm(["hierarchy-collapse"], modes: [.singleBucket, .sluice])
+        let sluice = try Self.metrics(report, "hierarchy-collapse", .sluice)
+        #expect(sluice.provider429sAfterWarmup == 0)
+        let p99 = try #require(sluice.lightP99Ms)
+        let baseline = try #require(sluice.lightP99BaselineMs)
+        #expect(p99 <= 1.25 * baseline, "light p99 \(p99) ms vs \(baseline) ms without the heavy tenant")
+        #expect(sluice.utilization >= 0.9, "utilisation \(sluice.utilization)")
+        // single-bucket is measured for contrast, whatever it shows.
+        let single = try Self.metrics(report, "hierarchy-collapse", .singleBucket)
+        #expect(single.callsTotal > 0)
+    }
+
+    @Test("Runaway agent: the tokens a runaway tree burns never exceed its budget", .timeLimit(.minutes(2)))
+    func runawayAgent() async throws {
+        let report = try await Self.storm(["runaway-agent"], modes: [.none, .sluice])
+        let sluice = try Self.metrics(report, "runaway-agent", .sluice)
+        let budget = try #require(sluice.runawayBudget)
+        let burned = try #require(sluice.runawayTokens)
+        #expect(burned > 0)
+        #expect(burned <= budget)
+        // Without Sluice nothing stops it.
+        let none = try Self.metrics(report, "runaway-agent", .none)
+        #expect(try #require(none.runawayTokens) > budget)
+    }
+
+    @Test(
+        "Tier change: the fleet follows the new ceiling within two reset periods, with fewer 429s than one bucket",
+        .timeLimit(.minutes(2)))
+    func tierChange() async throws {
+        let report = try await Self.storm(["tier-change"], modes: [.singleBucket, .sluice])
+        let window = try BuiltinScenarios.load("tier-change").provider.window
+        let sluice = try Self.metrics(report, "tier-change", .sluice)
+        let single = try Self.metrics(report, "tier-change", .singleBucket)
+        let follow = try #require(sluice.followSeconds)
+        #expect(follow <= 2 * window, "followed in \(follow) s")
+        #expect(sluice.provider429s < single.provider429s, "\(sluice.provider429s) vs \(single.provider429s)")
+    }
+
+    @Test(
+        "The 2 a.m. test: nothing crashes, callers beyond capacity are shed fast, throughput dips and recovers",
+        .timeLimit(.minutes(2)))
+    func twoAM() async throws {
+        let report = try await Self.storm(["two-am"], modes: [.sluice])
+        let sluice = try Self.metrics(report, "two-am", .sluice)
+        #expect(sluice.shed > 0)
+        let shedP99 = try #require(sluice.shedP99Ms)
+        #expect(shedP99 < 250, "shed p99 \(shedP99) ms")
+        #expect(sluice.peakQueueDepth <= 150)
+        let run = try #require(report.runs.first { $0.mode == .sluice })
+        let scenario = try BuiltinScenarios.load("two-am")
+        let outage = try #require(scenario.provider.incidents.first)
+        let during = Double(run.provider[30..<40].reduce(0) { $0 + $1.tokensServed })  // 3 s to 4 s
+        #expect(during < 0.75 * scenario.provider.tokensPerSecond, "served \(during) tokens/s during the outage")
+        // After the outage, calls are served again.
+        let after = run.calls.filter {
+            $0.start >= (outage.until ?? 0) + 0.3 && $0.outcome != .cancelled && $0.role == "light"
+        }
+        let served = after.filter { $0.outcome == .ok }.count
+        #expect(after.count >= 20 && Double(served) >= 0.9 * Double(after.count), "\(served) of \(after.count) served")
+    }
+}
