@@ -37,7 +37,8 @@ public struct RedisCommand: Sendable {
         out.append(10)
     }
 
-    private static func appendBulk<Bytes: Collection>(_ bytes: Bytes, to out: inout [UInt8]) where Bytes.Element == UInt8 {
+    private static func appendBulk<Bytes: Collection>(_ bytes: Bytes, to out: inout [UInt8])
+    where Bytes.Element == UInt8 {
         appendHeader(UInt8(ascii: "$"), bytes.count, to: &out)
         out.append(contentsOf: bytes)
         out.append(13)

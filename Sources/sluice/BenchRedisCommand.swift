@@ -44,8 +44,14 @@ struct BenchRedisCommand: AsyncParsableCommand {
         let ping = RedisCommand("PING")
         let operation: @Sendable () async throws -> Bool
         switch op {
-        case .ping: operation = { _ = try await client.send(ping); return true }
-        case .evalsha: operation = { _ = try await client.evalScript(script); return true }
+        case .ping:
+            operation = {
+                _ = try await client.send(ping); return true
+            }
+        case .evalsha:
+            operation = {
+                _ = try await client.evalScript(script); return true
+            }
         }
         var runner = LoadRunner(concurrency: concurrency, stop: .duration(.milliseconds(Int(duration * 1000))))
         if executor == .connection { runner.executor = client.executor }
@@ -53,12 +59,16 @@ struct BenchRedisCommand: AsyncParsableCommand {
         if json {
             print(
                 JSONLine([
-                    ("op", .string(op.rawValue)), ("concurrency", .int(concurrency)), ("executor", .string(executor.rawValue)),
-                    ("ops_per_sec", .number(result.operationsPerSecond)), ("p50_us", .number(result.percentileMicros(0.5))),
+                    ("op", .string(op.rawValue)), ("concurrency", .int(concurrency)),
+                    ("executor", .string(executor.rawValue)),
+                    ("ops_per_sec", .number(result.operationsPerSecond)),
+                    ("p50_us", .number(result.percentileMicros(0.5))),
                     ("p99_us", .number(result.percentileMicros(0.99))), ("failed", .int(result.failed)),
                 ]).text)
         } else {
-            print("\(op.rawValue) x\(concurrency): \(Int(result.operationsPerSecond)) ops/s, p50 \(result.percentileMicros(0.5)) µs, p99 \(result.percentileMicros(0.99)) µs, \(result.failed) failed")
+            print(
+                "\(op.rawValue) x\(concurrency): \(Int(result.operationsPerSecond)) ops/s, p50 \(result.percentileMicros(0.5)) µs, p99 \(result.percentileMicros(0.99)) µs, \(result.failed) failed"
+            )
         }
     }
 }
@@ -66,5 +76,6 @@ struct BenchRedisCommand: AsyncParsableCommand {
 /// `sluice bench`: groups the benchmarks.
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Measure throughput and latency.", subcommands: [BenchRedisCommand.self, BenchDecideCommand.self])
+        commandName: "bench", abstract: "Measure throughput and latency.",
+        subcommands: [BenchRedisCommand.self, BenchDecideCommand.self])
 }

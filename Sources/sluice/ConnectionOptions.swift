@@ -2,9 +2,9 @@ import ArgumentParser
 import SluiceRedis
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// `--redis URL` on every command; defaults to `$REDIS_URL`, else `redis://127.0.0.1:6379`.
@@ -14,7 +14,9 @@ struct ConnectionOptions: ParsableArguments {
 
     var resolvedURL: String {
         if let url { return url }
-        if let fromEnvironment = getenv("REDIS_URL"), fromEnvironment.pointee != 0 { return String(cString: fromEnvironment) }
+        if let fromEnvironment = getenv("REDIS_URL"), fromEnvironment.pointee != 0 {
+            return String(cString: fromEnvironment)
+        }
         return "redis://127.0.0.1:6379"
     }
 

@@ -23,7 +23,8 @@ struct JSONLine {
         case .int(let number): return String(number)
         case .number(let number):
             guard number.isFinite else { return "null" }
-            return number == number.rounded() && abs(number) < 1e15 ? String(Int(number)) : String((number * 1000).rounded() / 1000)
+            return number == number.rounded() && abs(number) < 1e15
+                ? String(Int(number)) : String((number * 1000).rounded() / 1000)
         case .bool(let flag): return flag ? "true" : "false"
         case .null: return "null"
         case .raw(let json): return json
@@ -39,7 +40,10 @@ struct JSONLine {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
-            case let c where c.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(c.value, radix: 16).count) + String(c.value, radix: 16)
+            case let c where c.value < 0x20:
+                out +=
+                    "\\u" + String(repeating: "0", count: 4 - String(c.value, radix: 16).count)
+                    + String(c.value, radix: 16)
             default: out.unicodeScalars.append(scalar)
             }
         }

@@ -1,7 +1,9 @@
+import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Runs an operation from N concurrent tasks until a count or a duration is reached, and
@@ -44,7 +46,9 @@ struct LoadRunner: Sendable {
     func run(_ operation: @escaping @Sendable () async throws -> Bool) async -> (result: Result, succeeded: Int) {
         await withTaskGroup(of: Void.self) { group in
             for _ in 0..<concurrency {
-                group.addTask(executorPreference: executor) { for _ in 0..<warmUpPerTask { _ = try? await operation() } }
+                group.addTask(executorPreference: executor) {
+                    for _ in 0..<warmUpPerTask { _ = try? await operation() }
+                }
             }
         }
         let started = ContinuousClock.now
@@ -96,8 +100,6 @@ struct LoadRunner: Sendable {
         return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
     }
 }
-
-import Synchronization
 
 /// A shared ticket counter for `--count` runs.
 final class Counter: Sendable {

@@ -101,7 +101,9 @@ struct RedisFaultTests {
     }
 
     @Test func authentication() async throws {
-        let server = try RedisServer(arguments: ["--requirepass", "s3cret", "--user", "agent", "on", ">agent-pass", "~*", "+@all"])
+        let server = try RedisServer(arguments: [
+            "--requirepass", "s3cret", "--user", "agent", "on", ">agent-pass", "~*", "+@all",
+        ])
         defer { server.stop() }
 
         let wrong = try RedisClient(url: "redis://:wrong@127.0.0.1:\(server.port)")

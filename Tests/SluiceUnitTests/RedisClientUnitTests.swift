@@ -27,7 +27,10 @@ struct RedisClientUnitTests {
     }
 
     @Test func invalidURLsAreTypedErrors() {
-        for url in ["http://x", "redis://host:notaport", "redis://host:0", "redis://host:70000", "redis://host/abc", "unix://relative"] {
+        for url in [
+            "http://x", "redis://host:notaport", "redis://host:0", "redis://host:70000", "redis://host/abc",
+            "unix://relative",
+        ] {
             let error = #expect(throws: RedisError.self, "\(url)") { try RedisConfiguration(url: url) }
             #expect(error?.code == .invalidURL)
         }

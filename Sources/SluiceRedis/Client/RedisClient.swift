@@ -49,7 +49,7 @@ public final class RedisClient: Sendable {
         let command = Self.evalSHACommand(script, keys: keys, arguments: arguments)
         do {
             return try await shared.send(command)
-        } catch where error.serverPrefix == "NOSCRIPT" {
+        } catch  where error.serverPrefix == "NOSCRIPT" {
             try await load(script)
             return try await shared.send(command)
         }
@@ -60,7 +60,8 @@ public final class RedisClient: Sendable {
         let reply = try await shared.send(RedisCommand("SCRIPT", "LOAD", RedisArgument(script.source)))
         guard reply.string == script.sha1 else {
             throw RedisError(
-                .protocolError, "SCRIPT LOAD of \(script.name) returned digest \(reply.string ?? "nil"), expected \(script.sha1)",
+                .protocolError,
+                "SCRIPT LOAD of \(script.name) returned digest \(reply.string ?? "nil"), expected \(script.sha1)",
                 command: "SCRIPT")
         }
     }
@@ -83,7 +84,8 @@ public final class RedisClient: Sendable {
         pool.close()
     }
 
-    static func evalSHACommand(_ script: RedisScript, keys: [RedisArgument], arguments: [RedisArgument]) -> RedisCommand {
+    static func evalSHACommand(_ script: RedisScript, keys: [RedisArgument], arguments: [RedisArgument]) -> RedisCommand
+    {
         var all: [RedisArgument] = []
         all.reserveCapacity(2 + keys.count + arguments.count)
         all.append(RedisArgument(script.sha1))

@@ -2,9 +2,9 @@ import CHiredis
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// The machinery behind ``RedisConnection``: a queue shared with callers, and an I/O thread that
@@ -77,9 +77,9 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
             &thread, nil,
             { argument in
                 #if canImport(Darwin)
-                let core = Unmanaged<ConnectionCore>.fromOpaque(argument).takeRetainedValue()
+                    let core = Unmanaged<ConnectionCore>.fromOpaque(argument).takeRetainedValue()
                 #else
-                let core = Unmanaged<ConnectionCore>.fromOpaque(argument!).takeRetainedValue()
+                    let core = Unmanaged<ConnectionCore>.fromOpaque(argument!).takeRetainedValue()
                 #endif
                 core.run()
                 return nil
@@ -121,7 +121,9 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         }
         if !accepted {
             for submission in submissions {
-                Self.fail(submission.waiter, RedisError(.closed, "the connection was closed", command: submission.commandName))
+                Self.fail(
+                    submission.waiter, RedisError(.closed, "the connection was closed", command: submission.commandName)
+                )
             }
             return
         }

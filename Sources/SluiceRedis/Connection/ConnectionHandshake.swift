@@ -1,9 +1,9 @@
 import CHiredis
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Opening a connection: connect within the deadline, AUTH, SELECT, then switch the socket to
@@ -37,7 +37,8 @@ enum ConnectionHandshake {
             arguments.append(password)
             if let error = run(arguments, on: context, name: "AUTH") {
                 redisFree(context)
-                return .failure(error.code == .server ? RedisError(.authentication, error.message, command: "AUTH") : error)
+                return .failure(
+                    error.code == .server ? RedisError(.authentication, error.message, command: "AUTH") : error)
             }
         }
         if configuration.database != 0 {
@@ -78,7 +79,8 @@ enum ConnectionHandshake {
     static func error(of context: Context) -> RedisError {
         let message = sluice_context_errstr(context).map { String(cString: $0) } ?? "unknown error"
         switch sluice_context_err(context) {
-        case REDIS_ERR_EOF: return RedisError(.endOfFile, message.isEmpty ? "the server closed the connection" : message)
+        case REDIS_ERR_EOF:
+            return RedisError(.endOfFile, message.isEmpty ? "the server closed the connection" : message)
         case REDIS_ERR_PROTOCOL: return RedisError(.protocolError, message)
         case REDIS_ERR_IO:
             if message.contains("timed out") || message.contains("temporarily unavailable") {

@@ -2,9 +2,9 @@ import CHiredis
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// One connection to Redis, shared by any number of concurrent callers.

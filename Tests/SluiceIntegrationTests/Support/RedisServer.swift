@@ -2,7 +2,7 @@ import Foundation
 import SluiceRedis
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A real `redis-server` process of a test's own, for the tests that stop, kill or configure a
@@ -17,7 +17,8 @@ final class RedisServer: @unchecked Sendable {
 
     init(arguments: [String] = [], port: Int? = nil) throws {
         self.port = try port ?? Self.freePort()
-        self.directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-test-\(UUID().uuidString)")
+        self.directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "sluice-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         self.extraArguments = arguments
         try launch()
@@ -27,7 +28,8 @@ final class RedisServer: @unchecked Sendable {
         let arguments =
             [
                 "redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", directory.path, "--pidfile", directory.appendingPathComponent("redis.pid").path, "--unixsocket", unixSocketPath, "--unixsocketperm", "700",
+                "--dir", directory.path, "--pidfile", directory.appendingPathComponent("redis.pid").path,
+                "--unixsocket", unixSocketPath, "--unixsocketperm", "700",
             ] + extraArguments
         pid = try ChildProcess.spawn(try Self.which("redis-server").path, arguments)
         try waitUntilAnswering()
@@ -84,7 +86,9 @@ final class RedisServer: @unchecked Sendable {
         address.sin_port = 0
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+            }
         }
         guard bound else { throw RedisError(.io, "no free port") }
         return Int(UInt16(bigEndian: address.sin_port))
@@ -135,7 +139,9 @@ enum ChildProcess {
         }
         var pid: pid_t = 0
         let status = posix_spawn(&pid, path, &actions, &attributes, &argv, &envp)
-        guard status == 0 else { throw RedisError(.io, "could not start \(path): \(String(cString: strerror(status)))") }
+        guard status == 0 else {
+            throw RedisError(.io, "could not start \(path): \(String(cString: strerror(status)))")
+        }
         return pid
     }
 
