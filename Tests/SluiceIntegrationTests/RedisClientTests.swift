@@ -127,19 +127,6 @@ struct RedisClientTests {
         #expect(replies[2] == .integer(2))
     }
 
-    @Test func scriptsSurviveScriptFlush() async throws {
-        let redis = try TestRedis.client()
-        defer { redis.close() }
-        let script = RedisScript(name: "test-echo", source: "return {KEYS[1], ARGV[1], 'flush-test'}")
-        let key = RedisArgument(TestRedis.uniquePrefix() + "k")
-        let first = try await redis.evalScript(script, keys: [key], arguments: ["a"])
-        #expect(first.array?.map(\.string) == [String(decoding: key.bytes, as: UTF8.self), "a", "flush-test"])
-        _ = try await redis.send("SCRIPT", "FLUSH")
-        let second = try await redis.evalScript(script, keys: [key], arguments: ["b"])
-        #expect(second.array?[1].string == "b")
-        #expect(try await redis.send("SCRIPT", "EXISTS", RedisArgument(script.sha1)).array == [.integer(1)])
-    }
-
     @Test func scriptErrorsAreServerErrors() async throws {
         let redis = try TestRedis.client()
         defer { redis.close() }

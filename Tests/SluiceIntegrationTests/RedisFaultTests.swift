@@ -100,6 +100,23 @@ struct RedisFaultTests {
         #expect(try await redis.send("PING") == .simpleString("PONG"))
     }
 
+    @Test func scriptsSurviveScriptFlush() async throws {
+        // A server of its own: flushing the shared one would pull scripts from under parallel tests.
+        let server = try RedisServer()
+        defer { server.stop() }
+        let redis = try RedisClient(url: server.url)
+        defer { redis.close() }
+        let script = RedisScript(name: "test-echo", source: "return {KEYS[1], ARGV[1], 'flush-test'}")
+        let key = RedisArgument(TestRedis.uniquePrefix() + "k")
+        let first = try await redis.evalScript(script, keys: [key], arguments: ["a"])
+        #expect(first.array?.map(\.string) == [String(decoding: key.bytes, as: UTF8.self), "a", "flush-test"])
+        _ = try await redis.send("SCRIPT", "FLUSH")
+        #expect(try await redis.send("SCRIPT", "EXISTS", RedisArgument(script.sha1)).array == [.integer(0)])
+        let second = try await redis.evalScript(script, keys: [key], arguments: ["b"])
+        #expect(second.array?[1].string == "b")
+        #expect(try await redis.send("SCRIPT", "EXISTS", RedisArgument(script.sha1)).array == [.integer(1)])
+    }
+
     @Test func authentication() async throws {
         let server = try RedisServer(arguments: [
             "--requirepass", "s3cret", "--user", "agent", "on", ">agent-pass", "~*", "+@all",

@@ -41,17 +41,16 @@ public final class RedisClient: Sendable {
     }
 
     /// Runs a script with `EVALSHA`. When the server does not know it (`NOSCRIPT`: a restart, a
-    /// `SCRIPT FLUSH`, a fail-over), the script is loaded with `SCRIPT LOAD` and run once more, so
-    /// callers never see the difference.
+    /// `SCRIPT FLUSH`, a fail-over), the call is retried once with `EVAL`, which loads the script
+    /// into the server's cache and runs it in one step, so callers never see the difference — not
+    /// even when another client flushes the cache again between a `SCRIPT LOAD` and the retry.
     public func evalScript(
         _ script: RedisScript, keys: [RedisArgument] = [], arguments: [RedisArgument] = []
     ) async throws(RedisError) -> RedisValue {
-        let command = Self.evalSHACommand(script, keys: keys, arguments: arguments)
         do {
-            return try await shared.send(command)
+            return try await shared.send(Self.evalCommand(script, byDigest: true, keys: keys, arguments: arguments))
         } catch  where error.serverPrefix == "NOSCRIPT" {
-            try await load(script)
-            return try await shared.send(command)
+            return try await shared.send(Self.evalCommand(script, byDigest: false, keys: keys, arguments: arguments))
         }
     }
 
@@ -84,14 +83,15 @@ public final class RedisClient: Sendable {
         pool.close()
     }
 
-    static func evalSHACommand(_ script: RedisScript, keys: [RedisArgument], arguments: [RedisArgument]) -> RedisCommand
-    {
+    static func evalCommand(
+        _ script: RedisScript, byDigest: Bool, keys: [RedisArgument], arguments: [RedisArgument]
+    ) -> RedisCommand {
         var all: [RedisArgument] = []
         all.reserveCapacity(2 + keys.count + arguments.count)
-        all.append(RedisArgument(script.sha1))
+        all.append(RedisArgument(byDigest ? script.sha1 : script.source))
         all.append(RedisArgument(keys.count))
         all.append(contentsOf: keys)
         all.append(contentsOf: arguments)
-        return RedisCommand("EVALSHA", all)
+        return RedisCommand(byDigest ? "EVALSHA" : "EVAL", all)
     }
 }
