@@ -15,6 +15,9 @@ public struct RedisCommand: Sendable {
     /// The command's name, for errors and logs (never its arguments: they may hold user keys).
     public let name: String
     let encoded: [UInt8]
+    /// Whether the command breaks the one-reply-per-command rule that pipelining relies on
+    /// (pub/sub, `MONITOR`, `CLIENT REPLY`); such commands are refused before they are sent.
+    let breaksReplyOrder: Bool
 
     public init(_ name: String, _ arguments: [RedisArgument] = []) {
         self.name = name
@@ -24,7 +27,25 @@ public struct RedisCommand: Sendable {
         Self.appendBulk(name.utf8, to: &out)
         for argument in arguments { Self.appendBulk(argument.bytes, to: &out) }
         self.encoded = out
+        // Cheap first: most commands (EVALSHA, FCALL, GET, ...) start with another letter.
+        let first = name.utf8.first.map { $0 | 0x20 } ?? 0
+        guard
+            first == UInt8(ascii: "s") || first == UInt8(ascii: "p") || first == UInt8(ascii: "u")
+                || first == UInt8(ascii: "m") || first == UInt8(ascii: "c")
+        else {
+            self.breaksReplyOrder = false
+            return
+        }
+        let upper = name.uppercased()
+        self.breaksReplyOrder =
+            Self.commandsWithoutOneReply.contains(upper)
+            || (upper == "CLIENT"
+                && arguments.first.map { String(decoding: $0.bytes, as: UTF8.self).uppercased() } == "REPLY")
     }
+
+    private static let commandsWithoutOneReply: Set<String> = [
+        "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE", "MONITOR",
+    ]
 
     public init(_ name: String, _ arguments: RedisArgument...) {
         self.init(name, arguments)

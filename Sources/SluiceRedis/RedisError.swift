@@ -6,7 +6,7 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
     public struct Code: Sendable, Hashable, CustomStringConvertible {
         private enum Base: String, Sendable, Hashable {
             case connect, io, endOfFile, protocolError, timeout, closed, server, authentication, invalidURL
-            case unavailable
+            case unavailable, unsupportedCommand
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -31,6 +31,9 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let invalidURL = Code(.invalidURL)
         /// The client is backing off after failed reconnection attempts and did not try again yet.
         public static let unavailable = Code(.unavailable)
+        /// The command does not answer with exactly one reply (pub/sub, `MONITOR`, `CLIENT REPLY`),
+        /// which the pipelined connections cannot match to their callers; it was not sent.
+        public static let unsupportedCommand = Code(.unsupportedCommand)
 
         public var description: String { base.rawValue }
     }

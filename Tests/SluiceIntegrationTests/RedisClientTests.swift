@@ -97,6 +97,62 @@ struct RedisClientTests {
         #expect(afterClose?.code == .closed)
     }
 
+    @Test func aBusyTaskOnTheIOThreadDoesNotStarveReplies() async throws {
+        let redis = try TestRedis.client()
+        defer { redis.close() }
+        // A task that keeps re-enqueueing itself on the I/O thread: replies must still be read.
+        let spinner = Task(executorPreference: redis.executor) {
+            var turns = 0
+            while !Task.isCancelled {
+                turns += 1
+                await Task.yield()
+            }
+            return turns
+        }
+        let replies = try await withThrowingTaskGroup(of: RedisValue.self) { group in
+            for _ in 0..<20 { group.addTask { try await redis.send("PING") } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        spinner.cancel()
+        #expect(await spinner.value > 0)
+        #expect(replies.count == 20)
+        #expect(replies.allSatisfy { $0 == .simpleString("PONG") })
+    }
+
+    @Test func commandsWithoutOneReplyAreRefusedBeforeSending() async throws {
+        let redis = try TestRedis.client()
+        defer { redis.close() }
+        for command in [
+            RedisCommand("SUBSCRIBE", "news"), RedisCommand("psubscribe", "n*"), RedisCommand("MONITOR"),
+            RedisCommand("CLIENT", "reply", "off"),
+        ] {
+            let error = await #expect(throws: RedisError.self) { try await redis.send(command) }
+            #expect(error?.code == .unsupportedCommand)
+        }
+        #expect(try await redis.send("CLIENT", "ID").integer != nil)
+        #expect(try await redis.send("PING") == .simpleString("PONG"))
+    }
+
+    @Test func aConnectionLeftInsideMultiIsNotReused() async throws {
+        let redis = try TestRedis.client()
+        defer { redis.close() }
+        struct Abandoned: Error {}
+        await #expect(throws: Abandoned.self) {
+            try await redis.withConnection { connection in
+                _ = try await connection.send(RedisCommand("MULTI"))
+                throw Abandoned()
+            }
+        }
+        // Every pooled connection answers PING with PONG, not QUEUED.
+        let replies = try await withThrowingTaskGroup(of: RedisValue.self) { group in
+            for _ in 0..<8 {
+                group.addTask { try await redis.withConnection { try await $0.send(RedisCommand("PING")) } }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(replies.allSatisfy { $0 == .simpleString("PONG") })
+    }
+
     @Test func serverErrorsAreTypedWithTheirPrefix() async throws {
         let redis = try TestRedis.client()
         defer { redis.close() }

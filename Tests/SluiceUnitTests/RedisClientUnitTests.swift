@@ -52,6 +52,14 @@ struct RedisClientUnitTests {
         #expect(!RedisError(.server, "ERR x").isConnectionFailure)
     }
 
+    @Test func durationsOfCenturiesDoNotOverflow() async throws {
+        var configuration = RedisConfiguration()
+        configuration.commandTimeout = .seconds(Int64.max)
+        configuration.reconnectBackoff = .init(initial: .seconds(Int64.max), maximum: .seconds(Int64.max))
+        let connection = try RedisConnection(configuration: configuration)
+        connection.close()
+    }
+
     @Test func valueAccessors() {
         #expect(RedisValue.bulkString(Array("12".utf8)).integer == 12)
         #expect(RedisValue.bulkString(Array("0.25".utf8)).double == 0.25)

@@ -66,12 +66,20 @@ public final class RedisClient: Sendable {
     }
 
     /// Runs `body` with a connection of its own from the pool, returned to the pool afterwards.
+    /// When `body` throws, the connection is closed instead: it may be inside a `MULTI` or waiting
+    /// for a blocking read, and the next borrower must not inherit that.
     public func withConnection<Result: Sendable>(
         _ body: (RedisConnection) async throws -> Result
     ) async throws -> Result {
         let connection = try await pool.acquire()
-        defer { pool.release(connection) }
-        return try await body(connection)
+        do {
+            let result = try await body(connection)
+            pool.release(connection)
+            return result
+        } catch {
+            pool.discard(connection)
+            throw error
+        }
     }
 
     /// The shared connection's I/O thread as a task executor; see ``RedisConnection/executor``.

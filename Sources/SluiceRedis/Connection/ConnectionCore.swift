@@ -231,29 +231,32 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
 
     /// Blocks in `poll` until the socket is readable (or writable, with output pending), a caller
     /// wakes the thread, or the oldest in-flight command reaches its deadline.
+    /// With work already waiting it only looks (timeout 0), so that a steady stream of new
+    /// commands or jobs can never starve reading replies or enforcing deadlines.
     private func waitForEvents() {
-        let goOn = shared.withLock { state -> Bool in
+        let mayBlock = shared.withLock { state -> Bool in
             if !state.queue.isEmpty || !state.jobs.isEmpty || state.closed { return false }
             state.ioThreadPolling = true
             return true
         }
-        guard goOn else { return }
         var fds: [pollfd] = [pollfd(fd: wakeReadFD, events: Int16(POLLIN), revents: 0)]
         if let context {
             var events = Int16(POLLIN)
             if sluice_context_has_pending_output(context) != 0 { events |= Int16(POLLOUT) }
             fds.append(pollfd(fd: sluice_context_fd(context), events: events, revents: 0))
         }
-        var timeoutMillis: Int32 = -1
-        if let oldest = inFlight.first {
+        var timeoutMillis: Int32 = mayBlock ? -1 : 0
+        if mayBlock, let oldest = inFlight.first {
             let now = monotonicNanos()
             timeoutMillis = oldest.deadline <= now ? 0 : Int32(clamping: (oldest.deadline - now + 999_999) / 1_000_000)
         }
         let ready = poll(&fds, nfds_t(fds.count), timeoutMillis)
 
-        shared.withLock { state in
-            state.ioThreadPolling = false
-            state.wakePending = false
+        if mayBlock {
+            shared.withLock { state in
+                state.ioThreadPolling = false
+                state.wakePending = false
+            }
         }
         if ready > 0 && fds[0].revents != 0 { drainWakePipe() }
         if ready > 0, fds.count > 1 {
@@ -285,6 +288,8 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
             let value = Self.convert(reply)
             sluice_free_reply(reply)
             deliver(value)
+            // A reply nobody waited for drops the connection: the context is gone.
+            if self.context == nil { return }
         }
     }
 
@@ -343,6 +348,10 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
             error.command = submission.commandName
             Self.fail(submission.waiter, error)
         }
+        // The wake-up pipe stays open until deinit: a caller may still be about to write to it.
+    }
+
+    deinit {
         Glibc.close(wakeReadFD)
         Glibc.close(wakeWriteFD)
     }
@@ -455,6 +464,9 @@ extension Duration {
     var nanoseconds: UInt64 {
         let (seconds, attoseconds) = components
         guard seconds >= 0 else { return 0 }
-        return UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000)
+        // Saturates: a duration of centuries means "no limit", not an overflow.
+        let (whole, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow || whole > UInt64.max / 2 { return UInt64.max / 2 }
+        return whole + UInt64(attoseconds / 1_000_000_000)
     }
 }

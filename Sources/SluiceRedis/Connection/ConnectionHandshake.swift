@@ -56,13 +56,20 @@ enum ConnectionHandshake {
 
     /// Runs one command in blocking mode; returns the error, if any.
     private static func run(_ arguments: [String], on context: Context, name: String) -> RedisError? {
-        var cStrings = arguments.map { strdup($0) }
-        defer { cStrings.forEach { free($0) } }
-        var lengths = arguments.map { $0.utf8.count }
-        let reply = cStrings.withUnsafeMutableBufferPointer { pointers in
-            pointers.withMemoryRebound(to: UnsafePointer<CChar>.self) { argv in
-                sluice_command_argv(context, Int32(arguments.count), argv.baseAddress!, &lengths)
+        // Copies of the whole UTF-8 bytes (not strdup: a password may hold a NUL byte).
+        let buffers: [UnsafeMutablePointer<CChar>] = arguments.map { argument in
+            let bytes = Array(argument.utf8)
+            let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: max(1, bytes.count))
+            bytes.withUnsafeBufferPointer { source in
+                source.withMemoryRebound(to: CChar.self) { buffer.update(from: $0.baseAddress!, count: bytes.count) }
             }
+            return buffer
+        }
+        defer { buffers.forEach { $0.deallocate() } }
+        var lengths = arguments.map { $0.utf8.count }
+        var argv = buffers.map { UnsafePointer($0) }
+        let reply = argv.withUnsafeMutableBufferPointer { argv in
+            sluice_command_argv(context, Int32(arguments.count), argv.baseAddress!, &lengths)
         }
         guard let reply else {
             var error = self.error(of: context)

@@ -37,6 +37,7 @@ public final class RedisConnection: Sendable {
     /// Sends one command and waits for its reply. A server error reply is thrown as a
     /// ``RedisError`` with code ``RedisError/Code/server``.
     public func send(_ command: RedisCommand) async throws(RedisError) -> RedisValue {
+        if command.breaksReplyOrder { throw Self.unsupported(command) }
         let result: Result<RedisValue, RedisError> = await withUnsafeContinuation { continuation in
             core.submit(command, continuation)
         }
@@ -48,6 +49,7 @@ public final class RedisConnection: Sendable {
     /// so one refused command does not hide the others' replies; connection failures are thrown.
     public func pipeline(_ commands: [RedisCommand]) async throws(RedisError) -> [RedisValue] {
         guard !commands.isEmpty else { return [] }
+        if let bad = commands.first(where: \.breaksReplyOrder) { throw Self.unsupported(bad) }
         let results: [Result<RedisValue, RedisError>] = await withUnsafeContinuation { continuation in
             core.submitBatch(commands, continuation)
         }
@@ -61,6 +63,12 @@ public final class RedisConnection: Sendable {
             }
         }
         return values
+    }
+
+    private static func unsupported(_ command: RedisCommand) -> RedisError {
+        RedisError(
+            .unsupportedCommand, "\(command.name) does not answer with one reply per command; it is not supported",
+            command: command.name)
     }
 
     /// Fails every waiting command with ``RedisError/Code/closed`` and closes the socket.

@@ -39,7 +39,13 @@ final class RedisConnectionPool: Sendable {
             do {
                 return try RedisConnection(configuration: configuration)
             } catch {
-                state.withLock { $0.open -= 1 }
+                // The slot is free again; a caller already waiting for it would otherwise wait for
+                // a release that may never come, so it learns of the failure too.
+                let waiter = state.withLock { state in
+                    state.open -= 1
+                    return state.waiters.isEmpty ? nil : state.waiters.removeFirst()
+                }
+                waiter?.resume(throwing: error)
                 throw error
             }
         case .wait:
@@ -69,6 +75,13 @@ final class RedisConnectionPool: Sendable {
             return nil
         }
         waiter?.resume(returning: connection)
+    }
+
+    /// Closes a connection that may be left in a state the next borrower must not inherit (a
+    /// `MULTI` or a blocking read cut short by an error) and frees its slot.
+    func discard(_ connection: RedisConnection) {
+        connection.close()
+        state.withLock { $0.open -= 1 }
     }
 
     func close() {
