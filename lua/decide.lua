@@ -6,19 +6,23 @@
 -- KEYS[2+i] the state of scope i = 1..n, one string holding all its limits (see "state" below)
 -- KEYS[3+n] sluice:{P}:r:<id> the reservation record, only when ARGV[4] > 0
 -- ARGV[1] the plan: "<resource> <resource>...\n<default spec of scope 1>\n...\n<of scope n>"
--- ARGV[2] options: words among "batch" (a batch admission) and "report" (report every limit)
+-- ARGV[2] options: words among "batch" (a batch admission), "report" (report every limit) and
+--   "time" (reply with Redis' time even in the common case)
 -- ARGV[3] max wait ms (0: now or never)
 -- ARGV[4] reservation ttl ms (0: none)       ARGV[4+j] the cost of resource j, an integer >= 0
 -- ARGV[5+R...] for i = 1..n, the i config fields of scope i, most specific first, e.g.
 --   "global=openai tenant=acme", "global=openai tenant=*" (the last one is the class pattern)
 -- Reply: admitted with nothing to report (no reservation, no warning, no would-deny, no "report"):
---   just the wait ms, an integer. Otherwise a flat array:
+--   just the wait ms, an integer ({wait ms, Redis time ms} with "time"). Otherwise a flat array:
 --   allowed 1|0, wait ms, retry-after ms (-1: never), reservation "" | "created" |
 --   "exists" | "closed", the denying limit's number (0: none), K limits reported (all of them when
---   asked to, or when any denies or would deny; else none), W warnings; then per limit scope
---   (0-based), resource, kind, remaining (whole units, floored), limit, verdict (0 allows, 1 denies,
---   2 would deny: a shadow limit);
---   then per warning scope, field ("default" for the caller's), reason.
+--   asked to, or when any denies or would deny; else none), W warnings, Redis time ms; then per
+--   limit scope (0-based), resource, kind, remaining (whole units, floored), limit, verdict (0
+--   allows, 1 denies, 2 would deny: a shadow limit); then per warning scope, field ("default" for
+--   the caller's), reason.
+-- The reconciler (reconcile.lua) keeps a record "~" in the root scope's state: while it pauses the
+-- partition, admissions are refused (a pseudo-limit of kind "pause"; a scheduled admission whose
+-- max wait covers the pause waits it out), and it lowers the root's buckets to its ceiling.
 -- Sluice loads this with FUNCTION LOAD as sluice_decide_VERSION: specs, plans and scratch tables
 -- then live across calls (parse once, allocate little). EVAL runs it too, for tests by hand.
 
@@ -213,6 +217,29 @@ local function firstLive(blob, since) -- the first entry newer than since (#entr
     return lo
 end
 
+-- The reconciler's record "~" in the root scope (reconcile.lua writes it and documents it): a is
+-- the pause-until, the blob one entry per resource. Decide reads the ceiling of each entry:
+--   rate = min(configured rate, stated limit x safety / window) x g, g = min(1, g0 + climb x (now -
+--   cut at)), the burst and headroom scaled alike; and a level never above the last remaining the
+--   provider reported (capLevel at capAt, refilled at that rate since). "*" covers other resources.
+local RECON_ENTRY = '<Bc0ddddddddddd'
+local reconMemo, reconMemoSize = {}, 0
+local function reconEntries(blob) -- memoized: the blob changes only when an observation is merged
+    local hit = reconMemo[blob]
+    if hit then return hit end
+    if reconMemoSize >= 64 then reconMemo, reconMemoSize = {}, 0 end
+    hit = {}
+    local pos = 1
+    while pos < #blob do
+        local name, _, _, _, _, capRate, g0, cutAt, climb, capLevel, capAt, _, nxt = struct.unpack(RECON_ENTRY, blob, pos)
+        hit[name] = { capRate = capRate, g0 = g0, cutAt = cutAt, climb = climb, capLevel = capLevel, capAt = capAt }
+        pos = nxt
+    end
+    reconMemo[blob], reconMemoSize = hit, reconMemoSize + 1
+    return hit
+end
+local PAUSE = { kind = 'pause', res = '*', tag = '~', limit = 0, shadow = false } -- the pseudo-limit
+
 -- Scratch tables reused call after call (fewer allocations, less GC): an entry per limit on the
 -- path, and per scope its entries' range and what its key held. Table accesses cost about as much
 -- as a Redis call's share of a decision here, so the hot path keeps values in locals.
@@ -249,14 +276,15 @@ local function decide(KEYS, ARGV)
     local raw = redis.call('MGET', unpack(KEYS, 3, resTTL > 0 and 3 + n or 2 + n))
     if resTTL > 0 and raw[n + 1] then -- a retried reserve must not charge twice
         local old = raw[n + 1]
-        if old == 'settled' or old == 'cancelled' then return { 0, 0, -1, 'closed', 0, 0, 0 } end
+        if old == 'settled' or old == 'cancelled' then return { 0, 0, -1, 'closed', 0, 0, 0, floor(now) } end
         local at = cmsgpack.unpack(old).at - now
-        return { 1, at > 0 and ceil(at) or 0, 0, 'exists', 0, 0, 0 }
+        return { 1, at > 0 and ceil(at) or 0, 0, 'exists', 0, 0, 0, floor(now) }
     end
 
     -- 1. Per scope (root first) and resource: the most specific valid config spec that names the
     --    resource, else the caller's default. Read the limits' state, bring it to now, check it.
     local K, warnings = 0, NONE
+    local recon, reconRaw, pauseUntil = nil, nil, 0 -- the reconciler's record, if the root has one
     for j = 1, R do COST[j] = tonumber(ARGV[4 + j]); PARENT[plan[j]] = false end
     for i = 1, n do
         local first, specs, default = (i - 1) * i / 2, 0, plan.defaults[i]
@@ -304,6 +332,10 @@ local function decide(KEYS, ARGV)
                 for k = from, K do if POOL[k].l.tag == tag then owner = POOL[k] end end
                 if owner and x > now then
                     owner.found, owner.a, owner.b, owner.c, owner.x, owner.blob = true, a, b, c, x, blob
+                elseif i == 1 and tag == '~' then
+                    if x > now then
+                        recon, reconRaw, pauseUntil = reconEntries(blob), string.sub(s, pos == 1 and 9 or pos, nxt - 1), a
+                    end
                 elseif x > now then
                     OTHERS[i] = true
                 end
@@ -316,7 +348,18 @@ local function decide(KEYS, ARGV)
             local kind = l.kind
             e.ok = true
             if kind == 'bucket' then -- may run into debt, at most max wait deep (scheduled admission)
-                local burst, rate, cr = l.burst, l.rate, l.ceil
+                local burst, rate, cr, headroom, cap = l.burst, l.rate, l.ceil, l.headroom, nil
+                local r = i == 1 and recon and (recon[l.res] or recon['*'])
+                if r then -- the reconciler's ceiling (see RECON_ENTRY)
+                    local g, target = r.g0 + r.climb * (now - r.cutAt), rate
+                    if r.capRate > 0 and r.capRate < target then target = r.capRate end
+                    if g < 1 then target = target * g end
+                    if target < rate then
+                        local scale = target / rate
+                        rate, burst, headroom = target, burst * scale, headroom * scale
+                    end
+                    if r.capAt > 0 then cap = r.capLevel + rate * (now - r.capAt) end
+                end
                 local level, ceiling = burst, burst
                 if found then
                     local dt = now - e.b
@@ -325,24 +368,24 @@ local function decide(KEYS, ARGV)
                     if level > burst then level = burst end
                     if ceiling > burst then ceiling = burst end
                 end
-                local bottom = batch and l.headroom or 0 -- batch admissions leave every headroom alone
+                if cap and level > cap then level = cap end
+                local bottom = batch and headroom or 0 -- batch admissions leave every headroom alone
                 local allowance = rate * maxWait
                 if l.debt < allowance then allowance = l.debt end
                 local borrow, up = false, PARENT[l.res]
                 -- HTB: above its guarantee a child borrows, up to its ceiling, while the parent bucket
                 -- keeps its headroom (re-checked here: the parent was checked before its child).
-                if cr and level - cost < bottom and ceiling >= cost and (not up or up.level - up.cost >= up.l.headroom) then
+                if cr and level - cost < bottom and ceiling >= cost and (not up or up.level - up.cost >= up.headroom) then
                     borrow = true
-                    local pl = up and up.l
-                    if pl and (batch and pl.headroom or 0) < pl.headroom then -- raise the parent's floor
-                        local allowance = pl.rate * maxWait
-                        if pl.debt < allowance then allowance = pl.debt end
-                        up.lowest = pl.headroom - allowance
+                    if up and not batch and up.headroom > 0 then -- raise the parent's floor
+                        local allowance = up.rate * maxWait
+                        if up.l.debt < allowance then allowance = up.l.debt end
+                        up.lowest = up.headroom - allowance
                         up.ok = up.level - up.cost >= up.lowest
-                        up.wait = (pl.headroom - up.level + up.cost) / pl.rate
+                        up.wait = (up.headroom - up.level + up.cost) / up.rate
                     end
                 end
-                e.level, e.lowest = level, bottom - allowance
+                e.level, e.lowest, e.rate, e.burst, e.headroom = level, bottom - allowance, rate, burst, headroom
                 e.ok, e.wait = borrow or level - cost >= bottom - allowance, borrow and 0 or (bottom - level + cost) / rate
                 if not l.shadow then PARENT[l.res] = e end
                 -- The record as charged (written only if the whole decision is admitted).
@@ -391,6 +434,13 @@ local function decide(KEYS, ARGV)
         end
     end
 
+    if pauseUntil > now then -- the reconciler paused the partition: a pseudo-limit, waited out or refusing
+        K = K + 1
+        local e, left = POOL[K], pauseUntil - now
+        if not e then e = {}; POOL[K] = e end
+        e.i, e.l, e.cost, e.used, e.found, e.ok, e.wait, e.retry = 1, PAUSE, 0, 0, false, left <= maxWait, left, left
+    end
+
     -- 2. All or nothing: admitted only if every (enforced) limit allows; shadow limits just count.
     local allowed, wait, retry, denied, shadowed = true, 0, 0, 0, false
     for k = 1, K do
@@ -400,12 +450,12 @@ local function decide(KEYS, ARGV)
             shadowed = shadowed or not ok
         elseif not ok then
             if l.kind == 'bucket' then
-                e.retry = e.cost + e.lowest > l.burst and -1 or (e.cost + e.lowest - e.level) / l.rate
+                e.retry = e.cost + e.lowest > l.burst and -1 or (e.cost + e.lowest - e.level) / e.rate
             end
             allowed = false
             if denied == 0 then denied = k end
             retry = (retry < 0 or e.retry < 0) and -1 or (e.retry > retry and e.retry or retry)
-        elseif l.kind == 'bucket' and e.wait > wait then
+        elseif (l.kind == 'bucket' or l.kind == 'pause') and e.wait > wait then
             wait = e.wait
         end
     end
@@ -434,6 +484,7 @@ local function decide(KEYS, ARGV)
             end
             if records == 1 and not others then -- the common case: one record, one pack
                 body = record(only, now, expires)
+                if i == 1 and reconRaw then body = body .. reconRaw end
             elseif records > 0 then
                 body = pack('<d', expires)
                 for k = from, to do
@@ -445,9 +496,10 @@ local function decide(KEYS, ARGV)
                     local tag, _, _, _, x, _, nxt = unpack_(RECORD, s, pos)
                     local owned = false
                     for k = from, to do owned = owned or POOL[k].l.tag == tag end
-                    if x > now and not owned then body = body .. string.sub(s, pos, nxt - 1) end
+                    if x > now and not owned and tag ~= '~' then body = body .. string.sub(s, pos, nxt - 1) end
                     pos = nxt
                 end
+                if i == 1 and reconRaw then body = body .. reconRaw end
             end
             if records > 0 and expires == EXPIRES[i] then
                 redis.call('SET', key, body, 'KEEPTTL')
@@ -470,15 +522,16 @@ local function decide(KEYS, ARGV)
 
     -- 4. Reply; in the common case (admitted now, nothing to report) just the wait.
     if allowed and resTTL == 0 and not (options.report or shadowed) and warnings == NONE then
+        if options.time then return { ceil(wait), floor(now) } end
         return ceil(wait)
     end
     if not (options.report or denied > 0 or shadowed) then K = 0 end
     local reply = { allowed and 1 or 0, ceil(wait), allowed and 0 or (retry < 0 and -1 or ceil(retry)),
-        resTTL > 0 and allowed and 'created' or '', denied, K, #warnings / 3 }
+        resTTL > 0 and allowed and 'created' or '', denied, K, #warnings / 3, floor(now) }
     for k = 1, K do
         local e = POOL[k]
-        local l, at = e.l, 6 * k + 2
-        local cap = l.limit or l.total or l.burst
+        local l, at = e.l, 6 * k + 3
+        local cap = l.limit or l.total or floor(e.burst)
         reply[at], reply[at + 1], reply[at + 2] = e.i - 1, l.res, l.kind
         local left = l.burst and e.level or cap - e.used
         if allowed and e.ok then left = l.burst and e.next or left - e.cost end

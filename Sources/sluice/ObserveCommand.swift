@@ -46,15 +46,35 @@ struct ObserveCommand: AsyncParsableCommand {
     @Flag(help: "Print one JSON object instead of a table.")
     var json = false
 
-    // MARK: --apply SCOPE... (not yet available)
-    // `--apply SCOPE...` will merge the observation into the fleet's ceilings in Redis. It arrives with the
-    // reconciler's merge script, once the quota layout exists (issue 5). Until then the flag is deliberately
-    // absent rather than accepted and ignored.
+    @Option(
+        name: .customLong("apply"), parsing: .upToNextOption,
+        help: ArgumentHelp(
+            "Merge the observation into the reconciler's state of this path's partition (its root scope).",
+            valueName: "scope"))
+    var applyScopes: [String] = []
+
+    @Option(
+        help: ArgumentHelp(
+            "With --apply: when the request was sent, ms since 1970 in Redis' clock (default: now, so a 429 cuts).",
+            valueName: "ms"))
+    var sentAt: Int64?
+
+    @OptionGroup var reconciler: ReconcilerOptions
+    @OptionGroup var connection: ConnectionOptions
 
     func validate() throws {
         if let status, !(100...599).contains(status) {
             throw ValidationError("--status must be an HTTP status between 100 and 599, not \(status)")
         }
+        if !applyScopes.isEmpty {
+            do {
+                _ = try ScopePath(parsing: applyScopes)
+            } catch {
+                throw ValidationError(error.message)
+            }
+            _ = try reconciler.configuration()
+        }
+        if let sentAt, sentAt <= 0 { throw ValidationError("--sent-at is ms since 1970") }
     }
 
     func run() async throws {
@@ -66,6 +86,21 @@ struct ObserveCommand: AsyncParsableCommand {
             status: status ?? block.status ?? 200, headers: block.headers, now: Date()
         )
         print(json ? observation.json : Self.table(observation))
+        guard !applyScopes.isEmpty else { return }
+        let limiter = try Limiter(client: try connection.makeClient(poolSize: 1))
+        defer { limiter.client.close() }
+        let reconciler = try Reconciler(limiter: limiter, configuration: try reconciler.configuration())
+        let path = try ScopePath(parsing: applyScopes)
+        let outcome = try await reconciler.record(observation, path: path, sentAt: sentAt)
+        let pause = outcome.pausedUntil.map { "paused for \($0 - outcome.mergedAt) ms" } ?? "not paused"
+        let line =
+            "applied to \(path.root): \(pause)\(outcome.startedPause ? " (a new pause)" : "")"
+            + (outcome.cut ? ", ceiling cut" : "")
+        if json {
+            printWarning(line)
+        } else {
+            print("\n" + line)
+        }
     }
 
     private func readHeaderBlock() throws -> String {

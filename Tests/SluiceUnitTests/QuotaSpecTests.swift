@@ -104,7 +104,7 @@ struct QuotaRequestTests {
         #expect(request.redisKeys.count == 2 + 3 + 1)
         let arguments = request.arguments.map { String(decoding: $0.bytes, as: UTF8.self) }
         #expect(arguments[0] == "requests tokens\ntokens: bucket rate=10/s\n\ntokens: budget 9")
-        #expect(Array(arguments[1...5]) == ["batch", "0", "2000", "1", "5"])
+        #expect(Array(arguments[1...5]) == ["batch time", "0", "2000", "1", "5"])
         #expect(arguments.count == 6 + 6)
         #expect(arguments.last == "global=openai tenant=* tree=*")
     }
@@ -114,6 +114,7 @@ struct QuotaRequestTests {
         let path = try ScopePath("global=openai", "tenant=acme")
         let reply = RedisValue.array([
             .integer(0), .integer(0), .integer(1500), .bulkString([]), .integer(2), .integer(2), .integer(1),
+            .integer(1_795_777_559_369),
             .integer(0), .bulkString(Array("tokens".utf8)), .bulkString(Array("bucket".utf8)), .integer(40),
             .integer(100), .integer(0),
             .integer(1), .bulkString(Array("requests".utf8)), .bulkString(Array("window".utf8)), .integer(0),
@@ -126,12 +127,15 @@ struct QuotaRequestTests {
         #expect(decision.deniedBy?.scope.name == "acme" && decision.deniedBy?.kind == .window)
         #expect(decision.limits.map(\.remaining) == [40, 0])
         #expect(decision.warnings.first?.code == .invalidConfig)
+        #expect(decision.decidedAt == 1_795_777_559_369)
     }
 
-    @Test("The common reply, admitted with nothing to report, is the wait alone")
+    @Test("The common reply, admitted with nothing to report, is the wait and Redis' time alone")
     func shortReply() throws {
-        let decision = try DecideRequest.parse(.integer(250), path: try ScopePath("global=openai")).decision
+        let reply = RedisValue.array([.integer(250), .integer(1_795_777_559_369)])
+        let decision = try DecideRequest.parse(reply, path: try ScopePath("global=openai")).decision
         #expect(decision.allowed && decision.wait == .milliseconds(250) && decision.limits.isEmpty)
+        #expect(decision.decidedAt == 1_795_777_559_369 && decision.sendsAt == 1_795_777_559_619)
     }
 
     @Test(

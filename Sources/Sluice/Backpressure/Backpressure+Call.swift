@@ -66,6 +66,7 @@ extension Backpressure {
 
         // Admission: each stage undoes what the earlier ones took when a later one refuses.
         var admitted = Admitted()
+        var admittedAt = ContinuousClock.now
         do {
             if try await step.run({ try await queue.enter(callerID: id, patience: deadline - .now) }) != nil {
                 admitted.queued = true
@@ -79,6 +80,7 @@ extension Backpressure {
             }
             if let limiter, let path = call.quotaPath {
                 admitted.reservation = try await schedule(limiter, path, call, tree: tree, step: &step)
+                admittedAt = .now  // the admission's wait is over: its sendsAt is about now
             }
             if let pool {
                 admitted.lease = try await acquire(pool, step: &step)
@@ -107,7 +109,8 @@ extension Backpressure {
                 let permit = try await step.run { try await breaker.permit() }
                 let context = CallAttempt(
                     call: call, number: attempt, deadline: deadline, isProbe: permit?.isProbe ?? false,
-                    degraded: step.degraded, tree: tree)
+                    degraded: step.degraded, tree: tree,
+                    sentAt: admitted.reservation.map { $0.decision.sendsAt + (.now - admittedAt).milliseconds })
                 ran = true
                 do {
                     let outcome = try await withDeadline(

@@ -127,19 +127,23 @@ enum LuaScripts {
         -- KEYS[2+i] the state of scope i = 1..n, one string holding all its limits (see "state" below)
         -- KEYS[3+n] sluice:{P}:r:<id> the reservation record, only when ARGV[4] > 0
         -- ARGV[1] the plan: "<resource> <resource>...\n<default spec of scope 1>\n...\n<of scope n>"
-        -- ARGV[2] options: words among "batch" (a batch admission) and "report" (report every limit)
+        -- ARGV[2] options: words among "batch" (a batch admission), "report" (report every limit) and
+        --   "time" (reply with Redis' time even in the common case)
         -- ARGV[3] max wait ms (0: now or never)
         -- ARGV[4] reservation ttl ms (0: none)       ARGV[4+j] the cost of resource j, an integer >= 0
         -- ARGV[5+R...] for i = 1..n, the i config fields of scope i, most specific first, e.g.
         --   "global=openai tenant=acme", "global=openai tenant=*" (the last one is the class pattern)
         -- Reply: admitted with nothing to report (no reservation, no warning, no would-deny, no "report"):
-        --   just the wait ms, an integer. Otherwise a flat array:
+        --   just the wait ms, an integer ({wait ms, Redis time ms} with "time"). Otherwise a flat array:
         --   allowed 1|0, wait ms, retry-after ms (-1: never), reservation "" | "created" |
         --   "exists" | "closed", the denying limit's number (0: none), K limits reported (all of them when
-        --   asked to, or when any denies or would deny; else none), W warnings; then per limit scope
-        --   (0-based), resource, kind, remaining (whole units, floored), limit, verdict (0 allows, 1 denies,
-        --   2 would deny: a shadow limit);
-        --   then per warning scope, field ("default" for the caller's), reason.
+        --   asked to, or when any denies or would deny; else none), W warnings, Redis time ms; then per
+        --   limit scope (0-based), resource, kind, remaining (whole units, floored), limit, verdict (0
+        --   allows, 1 denies, 2 would deny: a shadow limit); then per warning scope, field ("default" for
+        --   the caller's), reason.
+        -- The reconciler (reconcile.lua) keeps a record "~" in the root scope's state: while it pauses the
+        -- partition, admissions are refused (a pseudo-limit of kind "pause"; a scheduled admission whose
+        -- max wait covers the pause waits it out), and it lowers the root's buckets to its ceiling.
         -- Sluice loads this with FUNCTION LOAD as sluice_decide_VERSION: specs, plans and scratch tables
         -- then live across calls (parse once, allocate little). EVAL runs it too, for tests by hand.
 
@@ -334,6 +338,29 @@ enum LuaScripts {
             return lo
         end
 
+        -- The reconciler's record "~" in the root scope (reconcile.lua writes it and documents it): a is
+        -- the pause-until, the blob one entry per resource. Decide reads the ceiling of each entry:
+        --   rate = min(configured rate, stated limit x safety / window) x g, g = min(1, g0 + climb x (now -
+        --   cut at)), the burst and headroom scaled alike; and a level never above the last remaining the
+        --   provider reported (capLevel at capAt, refilled at that rate since). "*" covers other resources.
+        local RECON_ENTRY = '<Bc0ddddddddddd'
+        local reconMemo, reconMemoSize = {}, 0
+        local function reconEntries(blob) -- memoized: the blob changes only when an observation is merged
+            local hit = reconMemo[blob]
+            if hit then return hit end
+            if reconMemoSize >= 64 then reconMemo, reconMemoSize = {}, 0 end
+            hit = {}
+            local pos = 1
+            while pos < #blob do
+                local name, _, _, _, _, capRate, g0, cutAt, climb, capLevel, capAt, _, nxt = struct.unpack(RECON_ENTRY, blob, pos)
+                hit[name] = { capRate = capRate, g0 = g0, cutAt = cutAt, climb = climb, capLevel = capLevel, capAt = capAt }
+                pos = nxt
+            end
+            reconMemo[blob], reconMemoSize = hit, reconMemoSize + 1
+            return hit
+        end
+        local PAUSE = { kind = 'pause', res = '*', tag = '~', limit = 0, shadow = false } -- the pseudo-limit
+
         -- Scratch tables reused call after call (fewer allocations, less GC): an entry per limit on the
         -- path, and per scope its entries' range and what its key held. Table accesses cost about as much
         -- as a Redis call's share of a decision here, so the hot path keeps values in locals.
@@ -370,14 +397,15 @@ enum LuaScripts {
             local raw = redis.call('MGET', unpack(KEYS, 3, resTTL > 0 and 3 + n or 2 + n))
             if resTTL > 0 and raw[n + 1] then -- a retried reserve must not charge twice
                 local old = raw[n + 1]
-                if old == 'settled' or old == 'cancelled' then return { 0, 0, -1, 'closed', 0, 0, 0 } end
+                if old == 'settled' or old == 'cancelled' then return { 0, 0, -1, 'closed', 0, 0, 0, floor(now) } end
                 local at = cmsgpack.unpack(old).at - now
-                return { 1, at > 0 and ceil(at) or 0, 0, 'exists', 0, 0, 0 }
+                return { 1, at > 0 and ceil(at) or 0, 0, 'exists', 0, 0, 0, floor(now) }
             end
 
             -- 1. Per scope (root first) and resource: the most specific valid config spec that names the
             --    resource, else the caller's default. Read the limits' state, bring it to now, check it.
             local K, warnings = 0, NONE
+            local recon, reconRaw, pauseUntil = nil, nil, 0 -- the reconciler's record, if the root has one
             for j = 1, R do COST[j] = tonumber(ARGV[4 + j]); PARENT[plan[j]] = false end
             for i = 1, n do
                 local first, specs, default = (i - 1) * i / 2, 0, plan.defaults[i]
@@ -425,6 +453,10 @@ enum LuaScripts {
                         for k = from, K do if POOL[k].l.tag == tag then owner = POOL[k] end end
                         if owner and x > now then
                             owner.found, owner.a, owner.b, owner.c, owner.x, owner.blob = true, a, b, c, x, blob
+                        elseif i == 1 and tag == '~' then
+                            if x > now then
+                                recon, reconRaw, pauseUntil = reconEntries(blob), string.sub(s, pos == 1 and 9 or pos, nxt - 1), a
+                            end
                         elseif x > now then
                             OTHERS[i] = true
                         end
@@ -437,7 +469,18 @@ enum LuaScripts {
                     local kind = l.kind
                     e.ok = true
                     if kind == 'bucket' then -- may run into debt, at most max wait deep (scheduled admission)
-                        local burst, rate, cr = l.burst, l.rate, l.ceil
+                        local burst, rate, cr, headroom, cap = l.burst, l.rate, l.ceil, l.headroom, nil
+                        local r = i == 1 and recon and (recon[l.res] or recon['*'])
+                        if r then -- the reconciler's ceiling (see RECON_ENTRY)
+                            local g, target = r.g0 + r.climb * (now - r.cutAt), rate
+                            if r.capRate > 0 and r.capRate < target then target = r.capRate end
+                            if g < 1 then target = target * g end
+                            if target < rate then
+                                local scale = target / rate
+                                rate, burst, headroom = target, burst * scale, headroom * scale
+                            end
+                            if r.capAt > 0 then cap = r.capLevel + rate * (now - r.capAt) end
+                        end
                         local level, ceiling = burst, burst
                         if found then
                             local dt = now - e.b
@@ -446,24 +489,24 @@ enum LuaScripts {
                             if level > burst then level = burst end
                             if ceiling > burst then ceiling = burst end
                         end
-                        local bottom = batch and l.headroom or 0 -- batch admissions leave every headroom alone
+                        if cap and level > cap then level = cap end
+                        local bottom = batch and headroom or 0 -- batch admissions leave every headroom alone
                         local allowance = rate * maxWait
                         if l.debt < allowance then allowance = l.debt end
                         local borrow, up = false, PARENT[l.res]
                         -- HTB: above its guarantee a child borrows, up to its ceiling, while the parent bucket
                         -- keeps its headroom (re-checked here: the parent was checked before its child).
-                        if cr and level - cost < bottom and ceiling >= cost and (not up or up.level - up.cost >= up.l.headroom) then
+                        if cr and level - cost < bottom and ceiling >= cost and (not up or up.level - up.cost >= up.headroom) then
                             borrow = true
-                            local pl = up and up.l
-                            if pl and (batch and pl.headroom or 0) < pl.headroom then -- raise the parent's floor
-                                local allowance = pl.rate * maxWait
-                                if pl.debt < allowance then allowance = pl.debt end
-                                up.lowest = pl.headroom - allowance
+                            if up and not batch and up.headroom > 0 then -- raise the parent's floor
+                                local allowance = up.rate * maxWait
+                                if up.l.debt < allowance then allowance = up.l.debt end
+                                up.lowest = up.headroom - allowance
                                 up.ok = up.level - up.cost >= up.lowest
-                                up.wait = (pl.headroom - up.level + up.cost) / pl.rate
+                                up.wait = (up.headroom - up.level + up.cost) / up.rate
                             end
                         end
-                        e.level, e.lowest = level, bottom - allowance
+                        e.level, e.lowest, e.rate, e.burst, e.headroom = level, bottom - allowance, rate, burst, headroom
                         e.ok, e.wait = borrow or level - cost >= bottom - allowance, borrow and 0 or (bottom - level + cost) / rate
                         if not l.shadow then PARENT[l.res] = e end
                         -- The record as charged (written only if the whole decision is admitted).
@@ -512,6 +555,13 @@ enum LuaScripts {
                 end
             end
 
+            if pauseUntil > now then -- the reconciler paused the partition: a pseudo-limit, waited out or refusing
+                K = K + 1
+                local e, left = POOL[K], pauseUntil - now
+                if not e then e = {}; POOL[K] = e end
+                e.i, e.l, e.cost, e.used, e.found, e.ok, e.wait, e.retry = 1, PAUSE, 0, 0, false, left <= maxWait, left, left
+            end
+
             -- 2. All or nothing: admitted only if every (enforced) limit allows; shadow limits just count.
             local allowed, wait, retry, denied, shadowed = true, 0, 0, 0, false
             for k = 1, K do
@@ -521,12 +571,12 @@ enum LuaScripts {
                     shadowed = shadowed or not ok
                 elseif not ok then
                     if l.kind == 'bucket' then
-                        e.retry = e.cost + e.lowest > l.burst and -1 or (e.cost + e.lowest - e.level) / l.rate
+                        e.retry = e.cost + e.lowest > l.burst and -1 or (e.cost + e.lowest - e.level) / e.rate
                     end
                     allowed = false
                     if denied == 0 then denied = k end
                     retry = (retry < 0 or e.retry < 0) and -1 or (e.retry > retry and e.retry or retry)
-                elseif l.kind == 'bucket' and e.wait > wait then
+                elseif (l.kind == 'bucket' or l.kind == 'pause') and e.wait > wait then
                     wait = e.wait
                 end
             end
@@ -555,6 +605,7 @@ enum LuaScripts {
                     end
                     if records == 1 and not others then -- the common case: one record, one pack
                         body = record(only, now, expires)
+                        if i == 1 and reconRaw then body = body .. reconRaw end
                     elseif records > 0 then
                         body = pack('<d', expires)
                         for k = from, to do
@@ -566,9 +617,10 @@ enum LuaScripts {
                             local tag, _, _, _, x, _, nxt = unpack_(RECORD, s, pos)
                             local owned = false
                             for k = from, to do owned = owned or POOL[k].l.tag == tag end
-                            if x > now and not owned then body = body .. string.sub(s, pos, nxt - 1) end
+                            if x > now and not owned and tag ~= '~' then body = body .. string.sub(s, pos, nxt - 1) end
                             pos = nxt
                         end
+                        if i == 1 and reconRaw then body = body .. reconRaw end
                     end
                     if records > 0 and expires == EXPIRES[i] then
                         redis.call('SET', key, body, 'KEEPTTL')
@@ -591,15 +643,16 @@ enum LuaScripts {
 
             -- 4. Reply; in the common case (admitted now, nothing to report) just the wait.
             if allowed and resTTL == 0 and not (options.report or shadowed) and warnings == NONE then
+                if options.time then return { ceil(wait), floor(now) } end
                 return ceil(wait)
             end
             if not (options.report or denied > 0 or shadowed) then K = 0 end
             local reply = { allowed and 1 or 0, ceil(wait), allowed and 0 or (retry < 0 and -1 or ceil(retry)),
-                resTTL > 0 and allowed and 'created' or '', denied, K, #warnings / 3 }
+                resTTL > 0 and allowed and 'created' or '', denied, K, #warnings / 3, floor(now) }
             for k = 1, K do
                 local e = POOL[k]
-                local l, at = e.l, 6 * k + 2
-                local cap = l.limit or l.total or l.burst
+                local l, at = e.l, 6 * k + 3
+                local cap = l.limit or l.total or floor(e.burst)
                 reply[at], reply[at + 1], reply[at + 2] = e.i - 1, l.res, l.kind
                 local left = l.burst and e.level or cap - e.used
                 if allowed and e.ok then left = l.burst and e.next or left - e.cost end
@@ -807,6 +860,226 @@ enum LuaScripts {
             redis.call('HDEL', KEYS[1], ARGV[1])
         end
         return 1
+        """####
+    )
+    static let reconcileStatus = RedisScript(
+        name: "reconcile-status",
+        source: ####"""
+        -- reconcile-status: the reconciler's state of a partition, read only (reconcile.lua describes it).
+        --
+        -- KEYS[1] the root scope's state key
+        -- Reply: {Redis time ms, pause-until ms (0: none in force), last cut ms (0: none), cuts, N, then per
+        --   resource: name, stated limit (0: unknown), window ms, pending stated limit (0: none), times seen,
+        --   safety, the ceiling's share now (g, text), the ceiling now per window (stated x safety x g, text,
+        --   "" if no stated limit), last remaining reported (-1: none), when its request was sent ms}
+        local RECORD, ENTRY = '<Bc0ddddHc0', '<Bc0ddddddddddd'
+        local time = redis.call('TIME')
+        local now = time[1] * 1000 + time[2] / 1000
+        local s = redis.call('GET', KEYS[1])
+        local pos = 9
+        while s and pos < #s do
+            local tag, a, b, c, x, blob, nxt = struct.unpack(RECORD, s, pos)
+            if tag == '~' and x > now then
+                local reply, n, at = { math.floor(now), a > now and math.floor(a) or 0, math.floor(b), c, 0 }, 0, 1
+                while at < #blob do
+                    local name, stated, window, pending, seen, capRate, g0, cutAt, climb, capLevel, capAt, safety, nxt2 =
+                        struct.unpack(ENTRY, blob, at)
+                    local g = math.min(1, g0 + climb * (now - cutAt))
+                    for _, v in ipairs({ name, stated, window, pending, seen, string.format('%.6g', safety),
+                        string.format('%.6g', g), stated > 0 and string.format('%.6g', capRate * window * g) or '',
+                        capAt > 0 and math.floor(capLevel) or -1, math.floor(capAt) }) do
+                        reply[#reply + 1] = v
+                    end
+                    n, at = n + 1, nxt2
+                end
+                reply[5] = n
+                return reply
+            end
+            pos = nxt
+        end
+        return { math.floor(now), 0, 0, 0, 0 }
+        """####
+    )
+    static let reconcile = RedisScript(
+        name: "reconcile",
+        source: ####"""
+        -- reconcile: merges one provider response into the partition's ceiling, atomically, so that many
+        -- workers reporting the same event change it once. decide.lua applies the result on every
+        -- admission; the state lives in the root scope's state key, so decide reads it for free.
+        --
+        -- State: the record "~" among the root scope's records (decide.lua describes the key's layout):
+        --   a pause-until ms, b last cut at ms, c cuts so far, x the record's expiry (ttl after the last
+        --   observation); the blob one ENTRY per resource: name, stated limit per window (0: unknown),
+        --   window ms, a pending stated limit and how often it was seen, capRate (stated x safety / window,
+        --   per ms), g0 (the ceiling's share right after the last cut), cut at, climb (g per ms), capLevel
+        --   and capAt (the lowest remaining reported, and when its request was sent; capAt 0: none), safety.
+        --   decide: rate = min(configured, capRate) x min(1, g0 + climb x (now - cut at)), and a level never
+        --   above capLevel + rate x (now - capAt).
+        -- Rules:
+        --   remaining only ever lowers the bucket: the cap moves to this remaining only when that is lower
+        --     than the cap in force, both projected to now from their send times, so late, duplicated or
+        --     reordered observations cannot credit the fleet.
+        --   a stated limit is taken at once when none is known; a change, after two observations agree.
+        --     The ceiling in force carries over: a lower limit lowers it at once, a higher one is climbed to
+        --     (g rebased on the new limit), as after a cut.
+        --   quota (429): pauses the partition until now + retry-after (or the exhausted resource's reset,
+        --     else ARGV[10]); a pause in force is only extended, so many workers reporting one 429 make one
+        --     pause. It cuts g by the cut factor only if its request was sent after the last cut (later
+        --     429s to requests sent before the cut describe the old ceiling): one cut per congestion event.
+        --     The cut applies to the resources it reports exhausted (remaining 0), else to those it names,
+        --     else to "*" (every root bucket without an entry of its own).
+        --   after a cut, g climbs back linearly to 1 within the recovery time, never above the stated limit
+        --     x safety.
+        --   overload and do_not_retry: only their headers count; overloads feed breakers, not the ceiling.
+        -- Changes (a pause starting, a cut, a new stated limit) go to the partition's event stream.
+        --
+        -- KEYS[1] the root scope's state key   KEYS[2] sluice:{P}:events
+        -- ARGV[1] the root scope, for events   ARGV[2] ok | quota | overload | do_not_retry
+        -- ARGV[3] when the request was sent, ms in Redis time (0: now)   ARGV[4] retry-after ms (-1: none)
+        -- ARGV[5] window ms   ARGV[6] safety factor (0, 1]   ARGV[7] cut factor (0, 1)   ARGV[8] recovery ms
+        -- ARGV[9] state ttl ms   ARGV[10] pause ms for a 429 that names no wait
+        -- ARGV[11...] per resource: name, limit, remaining, reset ms (each -1 when unknown)
+        -- Reply: {pause-until ms (0: none in force), 1 if this cut the ceiling, 1 if this started a pause,
+        --   Redis time ms}
+
+        local RECORD, ENTRY = '<Bc0ddddHc0', '<Bc0ddddddddddd'
+        local max, floor, ceil = math.max, math.floor, math.ceil
+        local function number(at, low, high, what)
+            local v = tonumber(ARGV[at])
+            if not v or v < low or v > high then error('sluice reconcile: ' .. what, 0) end
+            return v
+        end
+        local class = ARGV[2]
+        if class ~= 'ok' and class ~= 'quota' and class ~= 'overload' and class ~= 'do_not_retry' then
+            error('sluice reconcile: the class is ok, quota, overload or do_not_retry', 0)
+        end
+        local sent, retryAfter = number(3, 0, 1e15, 'sent at is ms'), number(4, -1, 1e12, 'retry-after is ms or -1')
+        local window, safety = number(5, 1, 1e12, 'the window is positive ms'), number(6, 1e-6, 1, 'safety is in (0, 1]')
+        local cutFactor, recovery = number(7, 0.01, 0.99, 'the cut factor is in (0, 1)'), number(8, 1, 1e12, 'recovery is positive ms')
+        local ttl, defaultPause = number(9, 1000, 1e12, 'the ttl is at least 1000 ms'), number(10, 0, 1e12, 'the pause is ms')
+        if (#ARGV - 10) % 4 ~= 0 then error('sluice reconcile: resources come as name, limit, remaining, reset', 0) end
+
+        local time = redis.call('TIME')
+        local now = time[1] * 1000 + time[2] / 1000
+        if sent <= 0 or sent > now then sent = now end
+
+        -- Read the root's records: ours, and the others (kept as they are).
+        local s = redis.call('GET', KEYS[1])
+        local expires, others, pauseUntil, lastCut, cuts, blob = 0, {}, 0, 0, 0, ''
+        if s then
+            expires = struct.unpack('<d', s)
+            local pos = 9
+            while pos < #s do
+                local tag, a, b, c, x, bytes, nxt = struct.unpack(RECORD, s, pos)
+                if x > now and tag == '~' then
+                    pauseUntil, lastCut, cuts, blob = a, b, c, bytes
+                elseif x > now then
+                    others[#others + 1] = string.sub(s, pos, nxt - 1)
+                end
+                pos = nxt
+            end
+        end
+        local entries, order = {}, {}
+        local pos = 1
+        while pos < #blob do
+            local e, nxt = {}, nil
+            e.name, e.stated, e.window, e.pending, e.seen, e.capRate, e.g0, e.cutAt, e.climb, e.capLevel, e.capAt, e.safety, nxt =
+                struct.unpack(ENTRY, blob, pos)
+            entries[e.name], order[#order + 1], pos = e, e.name, nxt
+        end
+        local function entry(name)
+            local e = entries[name]
+            if not e then
+                e = { name = name, stated = 0, window = window, pending = 0, seen = 0, capRate = 0, g0 = 1, cutAt = now,
+                    climb = (1 - cutFactor) / recovery, capLevel = 0, capAt = 0, safety = safety }
+                entries[name], order[#order + 1] = e, name
+            end
+            return e
+        end
+        local function share(e) -- g now
+            local g = e.g0 + e.climb * (now - e.cutAt)
+            return g < 1 and g or 1
+        end
+        local function event(kind, detail)
+            redis.call('XADD', KEYS[2], 'MAXLEN', '~', 10000, '*', 'type', kind, 'scope', ARGV[1], 'detail', detail)
+            redis.call('PEXPIRE', KEYS[2], 604800000)
+        end
+
+        -- Headers: stated limits, remaining.
+        local named, exhausted, longestReset = {}, {}, -1
+        for k = 11, #ARGV, 4 do
+            local name = ARGV[k]
+            if name == '' or name == '*' or #name > 32 then error('sluice reconcile: a resource is a name of 1 to 32 characters', 0) end
+            local limit, remaining, reset = tonumber(ARGV[k + 1]) or -1, tonumber(ARGV[k + 2]) or -1, tonumber(ARGV[k + 3]) or -1
+            local e = entry(name)
+            e.window, e.safety, named[#named + 1] = window, safety, e
+            if limit > 0 then
+                if e.stated == 0 or limit == e.stated then
+                    e.stated, e.pending, e.seen = limit, 0, 0
+                elseif limit == e.pending then
+                    e.seen = e.seen + 1
+                    if e.seen >= 2 then
+                        event('stated-limit', name .. ': ' .. e.stated .. ' -> ' .. limit .. ' per ' .. window .. ' ms')
+                        local carried = e.stated * share(e) / limit -- the ceiling in force, as a share of the new limit
+                        e.g0, e.cutAt, e.climb = carried < 1 and carried or 1, now, (1 - cutFactor) / recovery
+                        e.stated, e.pending, e.seen = limit, 0, 0
+                    end
+                else
+                    e.pending, e.seen = limit, 1
+                end
+            end
+            e.capRate = e.stated * safety / window
+            if remaining >= 0 then
+                if remaining == 0 then
+                    exhausted[#exhausted + 1] = e
+                    if reset > longestReset then longestReset = reset end
+                end
+                local rate = e.capRate * share(e)
+                if e.capAt == 0 or remaining + rate * (now - sent) < e.capLevel + rate * (now - e.capAt) then
+                    e.capLevel, e.capAt = remaining, sent
+                end
+            end
+        end
+
+        -- A 429: one pause, and one cut per congestion event.
+        local cut, started = 0, 0
+        if class == 'quota' then
+            local wait = retryAfter >= 0 and retryAfter or longestReset >= 0 and longestReset or defaultPause
+            if pauseUntil <= now and wait > 0 then
+                started = 1
+                event('pause', 'a 429: admissions paused for ' .. ceil(wait) .. ' ms')
+            end
+            if now + wait > pauseUntil then pauseUntil = now + wait end
+            if sent > lastCut then
+                local targets = #exhausted > 0 and exhausted or #named > 0 and named or { entry('*') }
+                local words = {}
+                for _, e in ipairs(targets) do
+                    local before = share(e)
+                    e.g0, e.cutAt, e.climb = max(0.05, before * cutFactor), now, (1 - cutFactor) / recovery
+                    words[#words + 1] = string.format('%s %.0f%% -> %.0f%%', e.name, before * 100, e.g0 * 100)
+                end
+                lastCut, cuts, cut = now, cuts + 1, 1
+                event('ceiling-cut', table.concat(words, ', ') .. ' of the ceiling')
+            end
+        end
+
+        -- Write the root's key: its expiry, the other records, ours.
+        local parts = {}
+        for _, name in ipairs(order) do
+            local e = entries[name]
+            parts[#parts + 1] = struct.pack(ENTRY, #name, name, e.stated, e.window, e.pending, e.seen, e.capRate, e.g0,
+                e.cutAt, e.climb, e.capLevel, e.capAt, e.safety)
+        end
+        blob = table.concat(parts)
+        local x = max(now + ttl, pauseUntil + ttl)
+        local body = table.concat(others) .. struct.pack(RECORD, 1, '~', pauseUntil, lastCut, cuts, x, #blob, blob)
+        if expires >= x then
+            redis.call('SET', KEYS[1], struct.pack('<d', expires) .. body, 'KEEPTTL')
+        else
+            expires = ceil(x) + 1000
+            redis.call('SET', KEYS[1], struct.pack('<d', expires) .. body, 'PX', expires - floor(now))
+        end
+        return { pauseUntil > now and floor(pauseUntil) or 0, cut, started, floor(now) }
         """####
     )
     static let retryBudget = RedisScript(

@@ -5,6 +5,7 @@
 ///     sluice:{<partition>}:stats                 shadow would-deny counters (expires after a day idle)
 ///     sluice:{<partition>}:s:<kind=name>/...     one scope's state (expires when it is idle enough)
 ///     sluice:{<partition>}:r:<id>                one reservation (expires with it)
+///     sluice:{<partition>}:events                the event stream (capped; expires a week after its last entry)
 ///
 /// The partition is, by default, the root scope's escaped name; names are escaped with ``KeyName``.
 struct QuotaKeys: Sendable, Hashable {
@@ -16,6 +17,7 @@ struct QuotaKeys: Sendable, Hashable {
 
     var quotas: String { prefix + "quotas" }
     var stats: String { prefix + "stats" }
+    var events: String { prefix + "events" }
     func reservation(_ id: String) -> String { prefix + "r:" + KeyName.escape(id) }
 
     /// The state key of each prefix of `path`: the root's, the root's child's, ...

@@ -19,13 +19,17 @@ public struct Decision: Sendable, Hashable {
     public var limits: [LimitStatus]
     /// Invalid config values (ignored in favour of less specific ones or the defaults).
     public var warnings: [QuotaWarning]
+    /// When Redis decided, in milliseconds since 1970 by Redis' clock (`TIME`): the fleet's
+    /// common clock. A request admitted by this decision is sent at `decidedAt + wait`; tell the
+    /// ``Reconciler`` so, and its observations compare across hosts whatever their clocks say.
+    public var decidedAt: Int64
 
     /// The shadow limits that would have denied.
     public var wouldDeny: [LimitStatus] { limits.filter { $0.verdict == .wouldDeny } }
 
     public init(
         allowed: Bool, wait: Duration = .zero, retryAfter: Duration = .zero, retryable: Bool = true,
-        deniedBy: LimitStatus? = nil, limits: [LimitStatus] = [], warnings: [QuotaWarning] = []
+        deniedBy: LimitStatus? = nil, limits: [LimitStatus] = [], warnings: [QuotaWarning] = [], decidedAt: Int64 = 0
     ) {
         self.allowed = allowed
         self.wait = wait
@@ -34,7 +38,11 @@ public struct Decision: Sendable, Hashable {
         self.deniedBy = deniedBy
         self.limits = limits
         self.warnings = warnings
+        self.decidedAt = decidedAt
     }
+
+    /// When a request admitted now is sent, in Redis' clock: ``decidedAt`` plus ``wait``.
+    public var sendsAt: Int64 { decidedAt + wait.milliseconds }
 }
 
 /// One limit of a decision: which scope and resource, and how much is left.
@@ -91,7 +99,7 @@ public struct Priority: Sendable, Hashable, CustomStringConvertible {
     let argument: RedisArgument
     private init(_ name: String) {
         self.name = name
-        self.argument = RedisArgument(name)
+        self.argument = RedisArgument(name + " time")
     }
     public static let interactive = Priority("interactive")
     public static let batch = Priority("batch")

@@ -94,7 +94,7 @@ struct DecideRequest: Sendable {
         var out: [RedisArgument] = []
         out.reserveCapacity(4 + resources.count + encoded.patterns.count)
         out.append(encoded.plan)
-        out.append(reportLimits ? RedisArgument(priority.name + " report") : priority.argument)
+        out.append(reportLimits ? RedisArgument(priority.name + " time report") : priority.argument)
         out.append(maxWait == .zero ? "0" : RedisArgument(maxWait.milliseconds))
         out.append(reservation.map { RedisArgument($0.ttl.milliseconds) } ?? "0")
         for (_, amount) in resources { out.append(RedisArgument(amount)) }
@@ -119,11 +119,11 @@ struct DecideRequest: Sendable {
 
     /// Reads decide.lua's flat reply (its header comment documents it).
     static func parse(_ reply: RedisValue, path: ScopePath) throws(QuotaError) -> Outcome {
-        // The common case, admitted with nothing to report, is just the wait in milliseconds.
-        if case .integer(let wait) = reply, wait >= 0 {
-            return Outcome(decision: Decision(allowed: true, wait: .milliseconds(wait)), status: "")
+        // The common case, admitted with nothing to report: the wait and Redis' time, in ms.
+        if let pair = reply.array, pair.count == 2, let wait = pair[0].integer, let now = pair[1].integer, wait >= 0 {
+            return Outcome(decision: Decision(allowed: true, wait: .milliseconds(wait), decidedAt: now), status: "")
         }
-        guard let items = reply.array, items.count >= 7 else { throw unexpected("not the decide reply") }
+        guard let items = reply.array, items.count >= 8 else { throw unexpected("not the decide reply") }
         func int(_ at: Int) throws(QuotaError) -> Int64 {
             guard at < items.count, let value = items[at].integer else {
                 throw unexpected("item \(at + 1) is not a number")
@@ -136,12 +136,12 @@ struct DecideRequest: Sendable {
         }
         let limitCount = Int(try int(5))
         let warningCount = Int(try int(6))
-        guard limitCount >= 0, warningCount >= 0, items.count == 7 + 6 * limitCount + 3 * warningCount else {
+        guard limitCount >= 0, warningCount >= 0, items.count == 8 + 6 * limitCount + 3 * warningCount else {
             throw unexpected("counts do not match the reply's length")
         }
         var limits: [LimitStatus] = []
         for k in 0..<limitCount {
-            let at = 7 + 6 * k
+            let at = 8 + 6 * k
             let scopeIndex = Int(try int(at))
             guard path.scopes.indices.contains(scopeIndex) else { throw unexpected("a scope index is out of range") }
             let kind: QuotaLimit.Kind
@@ -149,6 +149,7 @@ struct DecideRequest: Sendable {
             case "bucket": kind = .bucket
             case "window": kind = .window
             case "budget": kind = .budget
+            case "pause": kind = .pause
             default: throw unexpected("an unknown limit kind")
             }
             let verdict: LimitStatus.Verdict
@@ -164,7 +165,7 @@ struct DecideRequest: Sendable {
         }
         var warnings: [QuotaWarning] = []
         for w in 0..<warningCount {
-            let at = 7 + 6 * limitCount + 3 * w
+            let at = 8 + 6 * limitCount + 3 * w
             let field = try text(at + 1)
             warnings.append(
                 QuotaWarning(
@@ -177,7 +178,8 @@ struct DecideRequest: Sendable {
         let retry = try int(2)
         let decision = Decision(
             allowed: try int(0) == 1, wait: .milliseconds(try int(1)), retryAfter: .milliseconds(max(0, retry)),
-            retryable: retry >= 0, deniedBy: denied > 0 ? limits[denied - 1] : nil, limits: limits, warnings: warnings)
+            retryable: retry >= 0, deniedBy: denied > 0 ? limits[denied - 1] : nil, limits: limits, warnings: warnings,
+            decidedAt: try int(7))
         return Outcome(decision: decision, status: try text(3))
     }
 

@@ -26,6 +26,8 @@ public struct QuotaError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let invalidSpec = Code("invalidSpec")
         /// A duration, rate or unit is out of range or unknown.
         public static let invalidDuration = Code("invalidDuration")
+        /// A ``Reconciler/Configuration`` value is out of range (a factor outside (0, 1), say).
+        public static let invalidReconcilerSetting = Code("invalidReconcilerSetting")
         /// A reservation id is empty.
         public static let invalidReservation = Code("invalidReservation")
         /// The reservation is already settled or cancelled (reserving again under its id).

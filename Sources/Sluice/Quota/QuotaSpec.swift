@@ -69,6 +69,10 @@ public struct QuotaLimit: Sendable, Hashable, CustomStringConvertible {
         public static let window = Kind("window")
         /// A total that does not refill, optionally reset every calendar `period`.
         public static let budget = Kind("budget")
+        /// Not a configured limit: the ``Reconciler`` paused the partition after the provider answered
+        /// 429, and no admission passes until the provider's retry-after (a scheduled admission whose
+        /// max wait covers the pause waits it out). Reported on the root scope, resource `*`.
+        public static let pause = Kind("pause")
         public var description: String { name }
     }
 

@@ -1,0 +1,162 @@
+import SluiceRedis
+
+/// Follows the provider's real ceiling: every worker hands it each provider response, and it merges them into the
+/// partition's shared state in Redis, which every later decision on the partition honours.
+///
+/// ```swift
+/// let reconciler = try Reconciler(limiter: limiter)
+/// let admission = try await limiter.schedule(path, cost: estimate, maxWait: .seconds(5))
+/// try await admission.proceed()
+/// let response = try await provider.send(request)
+/// let observation = ProviderObservation(status: response.status, headers: ResponseHeaders(response.headers))
+/// try await reconciler.record(observation, path: path, sentAt: admission.decision.sendsAt)
+/// ```
+///
+/// One atomic script (`lua/reconcile.lua`) merges each observation into the root scope of the path:
+/// - the remaining capacity a response reports only ever lowers the root's buckets, projected from the time the
+///   request was sent (in Redis' clock, from the admission), so late, duplicated or reordered reports from many
+///   workers cannot credit the fleet with capacity it does not have;
+/// - a 429 pauses every admission on the partition until its retry-after (one pause however many workers report
+///   it) and cuts the ceiling by ``Configuration/cutFactor`` once per congestion event: a 429 to a request sent
+///   before the last cut describes the old ceiling and does not cut again;
+/// - after a cut the ceiling climbs back linearly over ``Configuration/recovery``, never above the provider's
+///   stated limit times ``Configuration/safetyFactor`` (nor above the configured buckets: the reconciler only
+///   ever lowers what operators set);
+/// - a changed stated limit is accepted once two observations agree on it;
+/// - overload responses (5xx, 529, timeouts) leave the ceiling alone: they are for the circuit breakers
+///   (``Backpressure/call(_:degrade:_:)`` records them there).
+///
+/// Pauses, cuts and stated-limit changes are written to the partition's event stream (`sluice events`);
+/// ``status(_:)`` and `sluice status` show the state.
+public final class Reconciler: Sendable {
+    public struct Configuration: Sendable {
+        /// The period the provider's stated limits count over (OpenAI's and Anthropic's limits are per minute).
+        public var window: Duration
+        /// The share of the stated limit the fleet aims for, in (0, 1].
+        public var safetyFactor: Double
+        /// What a cut leaves of the ceiling, in (0, 1): 0.7 takes 30% off.
+        public var cutFactor: Double
+        /// How long the ceiling takes to climb back from one cut to the stated limit times the safety factor.
+        public var recovery: Duration
+        /// How long a 429 pauses the partition when it names no retry-after and no reset.
+        public var defaultPause: Duration
+        /// How long the state outlives the last observation.
+        public var stateTTL: Duration
+        /// The quota resource each provider resource maps to, when the names differ (by default `requests`,
+        /// `tokens`, `input_tokens` and `output_tokens` map to themselves).
+        public var resourceNames: [RateLimitResource: String]
+
+        public init(
+            window: Duration = .seconds(60), safetyFactor: Double = 0.9, cutFactor: Double = 0.7,
+            recovery: Duration = .seconds(120), defaultPause: Duration = .seconds(1),
+            stateTTL: Duration = .seconds(86_400), resourceNames: [RateLimitResource: String] = [:]
+        ) {
+            self.window = window
+            self.safetyFactor = safetyFactor
+            self.cutFactor = cutFactor
+            self.recovery = recovery
+            self.defaultPause = defaultPause
+            self.stateTTL = stateTTL
+            self.resourceNames = resourceNames
+        }
+
+        /// A typed error for a value out of range; ``Reconciler/init(limiter:configuration:)`` calls it.
+        public func validate() throws(QuotaError) {
+            func fail(_ message: String) -> QuotaError { QuotaError(.invalidReconcilerSetting, message) }
+            guard window >= .milliseconds(1), window <= .seconds(31 * 86_400) else {
+                throw fail("the window is between 1 ms and 31 days")
+            }
+            guard safetyFactor > 0, safetyFactor <= 1 else { throw fail("the safety factor is in (0, 1]") }
+            guard cutFactor >= 0.01, cutFactor <= 0.99 else { throw fail("the cut factor is between 0.01 and 0.99") }
+            guard recovery >= .milliseconds(1), recovery <= .seconds(31 * 86_400) else {
+                throw fail("recovery is between 1 ms and 31 days")
+            }
+            guard defaultPause >= .zero, defaultPause <= .seconds(86_400) else {
+                throw fail("the default pause is between 0 and a day")
+            }
+            guard stateTTL >= .seconds(1), stateTTL <= .seconds(31 * 86_400) else {
+                throw fail("the state ttl is between 1 s and 31 days")
+            }
+            for name in resourceNames.values {
+                guard Identifier.isValid(name) else {
+                    throw fail("a resource name is an identifier of 1 to 32 characters")
+                }
+            }
+        }
+    }
+
+    /// What one merge did.
+    public struct Outcome: Sendable, Hashable {
+        /// Until when the partition is paused, in Redis' clock (ms since 1970), or nil when it is not.
+        public var pausedUntil: Int64?
+        /// Whether this observation cut the ceiling (the first 429 of a congestion event).
+        public var cut: Bool
+        /// Whether this observation started the pause (the first report of a 429).
+        public var startedPause: Bool
+        /// Redis' time when it merged.
+        public var mergedAt: Int64
+    }
+
+    public let limiter: Limiter
+    public let configuration: Configuration
+
+    public init(limiter: Limiter, configuration: Configuration = Configuration()) throws(QuotaError) {
+        try configuration.validate()
+        self.limiter = limiter
+        self.configuration = configuration
+    }
+
+    /// Merges one provider response into the ceiling of `path`'s partition (its root scope).
+    ///
+    /// - Parameter sentAt: when the request was sent, in Redis' clock: ``Decision/sendsAt`` of its admission (plus
+    ///   the time spent since, for a retry). Nil means now, which lets every 429 cut: pass it whenever known.
+    @discardableResult
+    public func record(_ observation: ProviderObservation, path: ScopePath, sentAt: Int64? = nil)
+        async throws(QuotaError) -> Outcome
+    {
+        let keys = limiter.keys(for: path)
+        var arguments: [RedisArgument] = [
+            RedisArgument(path.root.description), RedisArgument(observation.responseClass.name),
+            RedisArgument(max(0, sentAt ?? 0)),
+            RedisArgument(observation.retryAfter.map { $0.milliseconds } ?? -1),
+            RedisArgument(configuration.window.milliseconds), RedisArgument(String(configuration.safetyFactor)),
+            RedisArgument(String(configuration.cutFactor)), RedisArgument(configuration.recovery.milliseconds),
+            RedisArgument(configuration.stateTTL.milliseconds), RedisArgument(configuration.defaultPause.milliseconds),
+        ]
+        for resource in observation.resources.keys.sorted() {
+            let values = observation.resources[resource] ?? ResourceObservation()
+            arguments += [
+                RedisArgument(configuration.resourceNames[resource] ?? resource.name),
+                RedisArgument(values.limit ?? -1), RedisArgument(values.remaining.map { max(0, $0) } ?? -1),
+                RedisArgument(values.resetAfter.map { $0.milliseconds } ?? -1),
+            ]
+        }
+        let reply: RedisValue
+        do {
+            reply = try await limiter.client.evalScript(
+                LuaScripts.reconcile, keys: [RedisArgument(keys.states(path)[0]), RedisArgument(keys.events)],
+                arguments: arguments)
+        } catch {
+            throw QuotaError.redis(error)
+        }
+        guard let items = reply.array, items.count == 4, let until = items[0].integer, let cut = items[1].integer,
+            let started = items[2].integer, let now = items[3].integer
+        else { throw QuotaError(.unexpectedReply, "reconcile replied unexpectedly") }
+        return Outcome(pausedUntil: until > 0 ? until : nil, cut: cut == 1, startedPause: started == 1, mergedAt: now)
+    }
+
+    /// The reconciler's state for `path`'s partition (its root scope).
+    public func status(_ path: ScopePath) async throws(QuotaError) -> ReconcilerStatus {
+        let key = limiter.keys(for: path).states(path)[0]
+        let reply: RedisValue
+        do {
+            reply = try await limiter.client.evalScript(LuaScripts.reconcileStatus, keys: [RedisArgument(key)])
+        } catch {
+            throw QuotaError.redis(error)
+        }
+        guard let status = ReconcilerStatus(reply: reply, root: path.root) else {
+            throw QuotaError(.unexpectedReply, "reconcile-status replied unexpectedly")
+        }
+        return status
+    }
+}
