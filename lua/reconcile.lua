@@ -23,8 +23,8 @@
 --     429s to requests sent before the cut describe the old ceiling): one cut per congestion event.
 --     The cut applies to the resources it reports exhausted (remaining 0), else to those it names,
 --     else to "*" (every root bucket without an entry of its own).
---   after a cut, g climbs back linearly to 1 within the recovery time, never above the stated limit
---     x safety.
+--   after a cut, g climbs back linearly to 1 within the recovery time (whatever it was cut to), never
+--     above the stated limit x safety.
 --   overload and do_not_retry: only their headers count; overloads feed breakers, not the ceiling.
 -- Changes (a pause starting, a cut, a new stated limit) go to the partition's event stream.
 --
@@ -86,7 +86,7 @@ local function entry(name)
     local e = entries[name]
     if not e then
         e = { name = name, stated = 0, window = window, pending = 0, seen = 0, capRate = 0, g0 = 1, cutAt = now,
-            climb = (1 - cutFactor) / recovery, capLevel = 0, capAt = 0, safety = safety }
+            climb = 0, capLevel = 0, capAt = 0, safety = safety }
         entries[name], order[#order + 1] = e, name
     end
     return e
@@ -116,7 +116,8 @@ for k = 11, #ARGV, 4 do
             if e.seen >= 2 then
                 event('stated-limit', name .. ': ' .. e.stated .. ' -> ' .. limit .. ' per ' .. window .. ' ms')
                 local carried = e.stated * share(e) / limit -- the ceiling in force, as a share of the new limit
-                e.g0, e.cutAt, e.climb = carried < 1 and carried or 1, now, (1 - cutFactor) / recovery
+                e.g0, e.cutAt = carried < 1 and carried or 1, now
+                e.climb = (1 - e.g0) / recovery
                 e.stated, e.pending, e.seen = limit, 0, 0
             end
         else
@@ -150,7 +151,8 @@ if class == 'quota' then
         local words = {}
         for _, e in ipairs(targets) do
             local before = share(e)
-            e.g0, e.cutAt, e.climb = max(0.05, before * cutFactor), now, (1 - cutFactor) / recovery
+            e.g0, e.cutAt = max(0.05, before * cutFactor), now
+            e.climb = (1 - e.g0) / recovery
             words[#words + 1] = string.format('%s %.0f%% -> %.0f%%', e.name, before * 100, e.g0 * 100)
         end
         lastCut, cuts, cut = now, cuts + 1, 1

@@ -1,9 +1,9 @@
 import Sluice
 import SluiceRedis
 
-/// Samples the `sluice` mode's global token ceiling during a run, as the fleet sees it: the rate in the global
-/// scope's config hash when one was written (by the ceiling follower, or an operator), else the default the
-/// workers configure. One value per bin of ``ProviderRecorder/binSeconds``.
+/// Samples the `sluice` mode's global token ceiling during a run, as the fleet's decisions see it: the configured
+/// global bucket's rate, lowered to the reconciler's ceiling (the provider's stated limit x the safety factor x
+/// what the last cut left) when that is lower. One value per bin of ``ProviderRecorder/binSeconds``.
 struct CeilingSampler {
     let redisURL: String
     let scenario: Scenario
@@ -14,22 +14,22 @@ struct CeilingSampler {
         let bins = Int((scenario.duration / ProviderRecorder.binSeconds).rounded(.up))
         var samples: [Double?] = Array(repeating: nil, count: bins)
         let settings = SluiceSettings(provider: scenario.provider)
-        let fallback = Self.tokensPerSecond(
+        let configured = Self.tokensPerSecond(
             settings.globalSpec(
                 tokensPerWindow: scenario.provider.tokensPerWindow,
                 requestsPerWindow: scenario.provider.requestsPerWindow))
-        guard let client = try? RedisClient(url: redisURL),
-            let pattern = try? ScopePattern(parsing: ["global=\(runID)"])
+        guard let configured, let limiter = try? Limiter(url: redisURL),
+            let reconciler = try? Reconciler(limiter: limiter, configuration: settings.reconciler),
+            let path = try? ScopePath("global=\(runID)")
         else { return samples }
-        defer { client.close() }
-        let store = QuotaStore(client: client)
+        defer { limiter.close() }
         while !Task.isCancelled {
             let bin = Int((StormClock.nowMs() - startMs) / 1000 / ProviderRecorder.binSeconds)
             if bin >= bins { break }
             if bin >= 0 {
-                let field = try? await store.get(pattern)
-                let configured = (try? field?.spec.get()).flatMap { Self.tokensPerSecond($0.description) }
-                samples[bin] = configured ?? fallback
+                let tokens = (try? await reconciler.status(path))?.resources.first { $0.name == "tokens" }
+                let ceiling = tokens?.ceiling.map { $0 / scenario.provider.window }
+                samples[bin] = min(configured, ceiling ?? configured)
             }
             do { try await Task.sleep(for: .milliseconds(Int(ProviderRecorder.binSeconds * 1000))) } catch { break }
         }

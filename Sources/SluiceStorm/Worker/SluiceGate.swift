@@ -4,7 +4,8 @@ import SluiceRedis
 /// Mode `sluice`: every call goes through the library's high-level ``Backpressure/call(_:degrade:_:)`` — the
 /// fleet-wide admission queue, the request tree's limits (budget, loop guard, deadline), scheduled admission on
 /// the hierarchical quota path `global → tenant` with reserve/settle of tokens, the provider's circuit breaker and
-/// the retry budget with backoff. See ``SluiceSettings`` for the numbers.
+/// the retry budget with backoff; every response goes to the ``Reconciler``, which pauses the fleet on a 429 and
+/// follows the provider's ceiling. See ``SluiceSettings`` for the numbers.
 ///
 /// Refusals become outcomes: a batch caller whose quota is not yet there waits the retry-after and asks again
 /// within its deadline; an interactive one, or any caller the queue or the breaker turns away, is shed at once.
@@ -14,7 +15,7 @@ final class SluiceGate: CallGate {
     private let backpressure: Backpressure
     private let trees: RequestTrees
     private let partition: String
-    private let follower: CeilingFollower
+    private let reconciler: Reconciler
 
     init(assignment: WorkerAssignment) async throws {
         let provider = assignment.scenario.provider
@@ -39,7 +40,7 @@ final class SluiceGate: CallGate {
                 defaultTimeout: .seconds(30), heartbeat: nil, holder: "storm-\(assignment.workerIndex)"),
             limiter: limiter)
         trees = RequestTrees(redis: redis)
-        follower = CeilingFollower(redis: redis, partition: partition, settings: settings)
+        reconciler = try Reconciler(limiter: limiter, configuration: settings.reconciler)
     }
 
     func treeStarted(_ tree: inout AgentTree) async {
@@ -73,7 +74,7 @@ final class SluiceGate: CallGate {
         } catch {
             return GateConclusion(outcome: .failed, refusal: "invalid-path")
         }
-        let follower = self.follower
+        let reconciler = self.reconciler
         while true {
             let remaining = call.remainingMs
             guard remaining > 1 else { return GateConclusion(outcome: .deadline) }
@@ -84,7 +85,13 @@ final class SluiceGate: CallGate {
                 _ = try await context.run {
                     try await backpressure.call(providerCall) { attemptContext in
                         let result = await attempt(attemptContext.number)
-                        await follower.observe(result)
+                        let observation =
+                            result.status.map {
+                                ObservationParser().observe(
+                                    status: $0,
+                                    headers: ResponseHeaders(result.headers.map { (name: $0.name, value: $0.value) }))
+                            } ?? .noResponse
+                        _ = try? await reconciler.record(observation, path: path, sentAt: attemptContext.sentAt)
                         if result.succeeded {
                             return CallOutcome((), usage: ["tokens": result.tokens, "requests": 1])
                         }

@@ -1,3 +1,5 @@
+import Sluice
+
 /// How the `sluice` mode configures the library for a scenario's provider, from what an operator knows: the
 /// provider's stated limits and reset window.
 ///
@@ -9,13 +11,23 @@
 /// - around every call: a fleet-wide admission queue of at most 150 waiting calls (beyond it callers are shed at
 ///   once as overloaded), a circuit breaker on the provider (opens at 50% failures over at least 20 calls in 5 s,
 ///   cools down 1 s, 3 probes), a retry budget of 20% of requests plus 10 per 5 s, and exponential backoff with
-///   full jitter that honours retry-after.
+///   full jitter that honours retry-after;
+/// - the reconciler, fed every response: the provider's window, a safety factor of 95% (as the buckets), a cut of
+///   30% per congestion event and a climb back within one window, so a ceiling that comes back is followed within
+///   two reset periods.
 struct SluiceSettings: Sendable {
     static let utilizationTarget = 0.95
     static let maxWaiting = 150
     static let maxAttempts = 4
 
     let provider: ProviderSettings
+
+    var reconciler: Reconciler.Configuration {
+        let window = Duration.milliseconds(Int64((provider.window * 1000).rounded(.up)))
+        return Reconciler.Configuration(
+            window: window, safetyFactor: Self.utilizationTarget, cutFactor: 0.7, recovery: window,
+            defaultPause: .milliseconds(200))
+    }
 
     /// The limiter's defaults per scope kind, for a stated limit of `tokensPerWindow` and `requestsPerWindow`.
     func defaults(tokensPerWindow: Int, requestsPerWindow: Int) -> [String: String] {

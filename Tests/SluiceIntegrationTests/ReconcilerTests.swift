@@ -1,0 +1,271 @@
+import Foundation
+import Sluice
+import SluiceRedis
+import SluiceStorm
+import Testing
+
+/// The reconciler against a real Redis: the merge of provider responses into the partition's ceiling, reported by
+/// several processes at once (`sluice observe --apply`), and what decisions make of it.
+@Suite("Reconciler: one pause, one cut, never over-credited", .serialized)
+struct ReconcilerTests {
+    static let throttled = """
+        HTTP/1.1 429 Too Many Requests
+        x-ratelimit-limit-tokens: 60000
+        x-ratelimit-remaining-tokens: 0
+        x-ratelimit-reset-tokens: 1s
+        retry-after-ms: 1500
+
+        """
+
+    static func headerFile(_ text: String) throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-headers-\(UUID()).txt").path
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    static func observation(limit: Int? = 60_000, remaining: Int?, status: Int = 200, retryAfterMs: Int64? = nil)
+        -> ProviderObservation
+    {
+        ProviderObservation(
+            status: status, responseClass: ResponseClass(status: status),
+            retryAfter: retryAfterMs.map { .milliseconds($0) },
+            resources: [.tokens: ResourceObservation(limit: limit, remaining: remaining, resetAfter: .seconds(1))])
+    }
+
+    @Test("Six processes report the same 429 at once: one pause, one cut; decisions wait it out or are refused")
+    func sameThrottleFromManyProcesses() async throws {
+        let fixture = try QuotaFixture()
+        defer { Task { await fixture.cleanUp() } }
+        let limiter = try fixture.limiter(["global": "tokens: bucket rate=60000/min burst=60000"])
+        let reconciler = try Reconciler(limiter: limiter)
+        let path = try fixture.path()
+        let sent = try await limiter.decide(path, cost: ["tokens": 100]).sendsAt
+        #expect(sent > 1_700_000_000_000, "decisions carry Redis' time")
+
+        let file = try Self.headerFile(Self.throttled)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let reporters = try (0..<6).map { _ in
+            try SluiceBinary.start([
+                "observe", "--headers", file, "--apply", "global=\(fixture.root)", "--sent-at", String(sent), "--json",
+            ])
+        }
+        for reporter in reporters {
+            let (status, output) = reporter.wait()
+            #expect(status == 0, "\(output)")
+            #expect(output.contains("\"class\": \"quota\""), "\(output)")
+        }
+
+        let events = try await EventLog(redis: fixture.client).recent(partition: fixture.root, count: 100)
+        #expect(events.filter { $0.type == "pause" }.count == 1, "\(events.map(\.type))")
+        #expect(events.filter { $0.type == "ceiling-cut" }.count == 1, "\(events.map(\.type))")
+        let status = try await reconciler.status(path)
+        #expect(status.cuts == 1)
+        let pausedUntil = try #require(status.pausedUntil)
+        #expect(pausedUntil > status.now && pausedUntil <= status.now + 1_500)
+        let tokens = try #require(status.resources.first { $0.name == "tokens" })
+        #expect(tokens.statedLimit == 60_000)
+        #expect(abs(tokens.share - 0.7) < 0.01, "one cut of 30%: \(tokens.share)")
+
+        // The whole partition is paused: a decision now is refused by the pause, a scheduled one waits it out.
+        let refused = try await limiter.decide(path, cost: ["tokens": 1])
+        #expect(!refused.allowed && refused.deniedBy?.kind == .pause && refused.retryable)
+        #expect(refused.retryAfter > .zero && refused.retryAfter <= .milliseconds(1_500))
+        let scheduled = try await limiter.schedule(path, cost: ["tokens": 1], maxWait: .seconds(5))
+        #expect(scheduled.allowed && scheduled.decision.wait > .zero)
+        try await scheduled.cancel()
+
+        // A late 429 to a request sent before the cut extends nothing and cuts nothing.
+        let late = try await reconciler.record(
+            Self.observation(remaining: 0, status: 429, retryAfterMs: 100), path: path, sentAt: sent)
+        #expect(!late.cut && !late.startedPause && late.pausedUntil == pausedUntil)
+
+        // After the pause: admitted again; a 429 to a request sent now is a new congestion event.
+        try await Task.sleep(for: .milliseconds(pausedUntil - status.now + 50))
+        let after = try await limiter.decide(path, cost: ["tokens": 1])
+        #expect(after.allowed)
+        let again = try await reconciler.record(
+            Self.observation(remaining: 0, status: 429, retryAfterMs: 200), path: path, sentAt: after.sendsAt)
+        #expect(again.cut && again.startedPause)
+        #expect(try await reconciler.status(path).cuts == 2)
+        let text = try SluiceBinary.run(["status", "global=\(fixture.root)"])
+        #expect(text.status == 0 && text.output.contains("tokens") && text.output.contains("2 cuts"), "\(text.output)")
+    }
+
+    @Test("Observations delivered late, twice and out of order by several processes never raise the bucket")
+    func outOfOrderNeverRaises() async throws {
+        let fixture = try QuotaFixture()
+        defer { Task { await fixture.cleanUp() } }
+        // 6000 tokens a minute: 0.1 token per ms of refill.
+        let limiter = try fixture.limiter(["global": "tokens: bucket rate=6000/min burst=10000"])
+        let reconciler = try Reconciler(limiter: limiter)
+        let path = try fixture.path()
+        var sends: [Int64] = []
+        for _ in 0..<3 {
+            sends.append(try await limiter.decide(path, cost: ["tokens": 1]).sendsAt)
+            try await Task.sleep(for: .milliseconds(60))
+        }
+        // The newest response says 2000 remain.
+        try await reconciler.record(Self.observation(limit: 10_000, remaining: 2_000), path: path, sentAt: sends[2])
+        func level() async throws -> (remaining: Int64, at: Int64) {
+            let decision = try await limiter.decide(path, cost: ["tokens": 1], reportLimits: true)
+            let bucket = try #require(decision.limits.first { $0.kind == .bucket })
+            return (bucket.remaining, decision.decidedAt)
+        }
+        let first = try await level()
+        #expect(first.remaining <= 2_000 + (first.at - sends[2]) / 10, "lowered to the report: \(first)")
+
+        // Older responses that saw more capacity, a duplicate, from three processes at once.
+        var files: [String] = []
+        defer { for file in files { try? FileManager.default.removeItem(atPath: file) } }
+        var reporters: [SluiceBinary.Running] = []
+        for (remaining, sentAt) in [(9_000, sends[0]), (5_000, sends[1]), (2_000, sends[2])] {
+            let file = try Self.headerFile(
+                "x-ratelimit-limit-tokens: 10000\nx-ratelimit-remaining-tokens: \(remaining)\n")
+            files.append(file)
+            reporters.append(
+                try SluiceBinary.start([
+                    "observe", "--headers", file, "--apply", "global=\(fixture.root)", "--sent-at", String(sentAt),
+                ]))
+        }
+        for reporter in reporters { #expect(reporter.wait().status == 0) }
+        try await reconciler.record(Self.observation(limit: 10_000, remaining: 9_500), path: path, sentAt: sends[0])
+
+        let second = try await level()
+        // Only refill since the first reading (0.1/ms), less the one token that reading charged.
+        let refill = (second.at - first.at) / 10 + 1
+        #expect(second.remaining <= first.remaining - 1 + refill, "raised: \(first) -> \(second)")
+        let tokens = try #require(try await reconciler.status(path).resources.first { $0.name == "tokens" })
+        #expect(tokens.lastRemaining?.amount == 2_000 && tokens.lastRemaining?.sentAt == sends[2])
+    }
+
+    @Test("After a cut the ceiling climbs back gradually, to the stated limit times the safety factor")
+    func climbsBackGradually() async throws {
+        let fixture = try QuotaFixture()
+        defer { Task { await fixture.cleanUp() } }
+        let limiter = try fixture.limiter(["global": "tokens: bucket rate=1000/s burst=1000"])
+        let reconciler = try Reconciler(
+            limiter: limiter,
+            configuration: .init(window: .seconds(1), safetyFactor: 0.9, cutFactor: 0.5, recovery: .seconds(2)))
+        let path = try fixture.path()
+        try await reconciler.record(Self.observation(limit: 1_000, remaining: 1_000), path: path, sentAt: nil)
+        let cut = try await reconciler.record(
+            Self.observation(limit: 1_000, remaining: 0, status: 429, retryAfterMs: 1), path: path, sentAt: nil)
+        #expect(cut.cut)
+        try await Task.sleep(for: .milliseconds(5))
+
+        // The root bucket's size (the decision reports it) and the share, sampled while it climbs.
+        var shares: [Double] = []
+        var bursts: [Int64] = []
+        for _ in 0..<12 {
+            let decision = try await limiter.decide(path, cost: ["tokens": 1], reportLimits: true)
+            bursts.append(try #require(decision.limits.first { $0.kind == .bucket }).limit)
+            shares.append(try #require(try await reconciler.status(path).resources.first).share)
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(shares[0] >= 0.5 && shares[0] < 0.56, "cut to half: \(shares)")
+        #expect(zip(shares, shares.dropFirst()).allSatisfy { $0 <= $1 }, "never falls back: \(shares)")
+        // 0.5 over 2 s: at most 0.25 per 1/5 s, with slack for a slow machine's pauses.
+        #expect(zip(shares, shares.dropFirst()).allSatisfy { $1 - $0 < 0.2 }, "gradual: \(shares)")
+        #expect(shares.filter { $0 > 0.6 && $0 < 0.95 }.count >= 3, "several steps between: \(shares)")
+        #expect(shares.last == 1, "recovered within the recovery time: \(shares)")
+        #expect(bursts[0] <= 460 && bursts.last == 900, "450 after the cut, 900 (stated x 0.9) at the end: \(bursts)")
+        #expect(zip(bursts, bursts.dropFirst()).allSatisfy { $0 <= $1 }, "\(bursts)")
+    }
+
+    @Test("A changed stated limit takes two agreeing observations; overloads leave the ceiling alone")
+    func statedLimitChanges() async throws {
+        let fixture = try QuotaFixture()
+        defer { Task { await fixture.cleanUp() } }
+        let limiter = try fixture.limiter(["global": "tokens: bucket rate=100000/s burst=100000"])
+        let reconciler = try Reconciler(limiter: limiter, configuration: .init(window: .seconds(1)))
+        let path = try fixture.path()
+        func tokens() async throws -> ReconcilerStatus.Resource {
+            try #require(try await reconciler.status(path).resources.first { $0.name == "tokens" })
+        }
+        try await reconciler.record(Self.observation(limit: 60_000, remaining: nil), path: path)
+        #expect(try await tokens().statedLimit == 60_000, "the first stated limit is taken at once")
+        try await reconciler.record(Self.observation(limit: 30_000, remaining: nil), path: path)
+        let pending = try await tokens()
+        #expect(pending.statedLimit == 60_000 && pending.pendingLimit == 30_000)
+        try await reconciler.record(Self.observation(limit: 30_000, remaining: nil), path: path)
+        let lowered = try await tokens()
+        #expect(lowered.statedLimit == 30_000 && lowered.pendingLimit == nil)
+        #expect(abs((lowered.ceiling ?? 0) - 27_000) < 1, "a lower limit applies at once: \(lowered)")
+        let stated = try await EventLog(redis: fixture.client).recent(partition: fixture.root)
+            .filter { $0.type == "stated-limit" }
+        #expect(stated.count == 1)
+
+        // A raised limit is climbed to, not jumped to.
+        for _ in 0..<2 { try await reconciler.record(Self.observation(limit: 60_000, remaining: nil), path: path) }
+        let raised = try await tokens()
+        #expect(raised.statedLimit == 60_000 && raised.share < 0.6, "\(raised)")
+
+        // 503s and timeouts are for the breakers: no pause, no cut.
+        let overload = try await reconciler.record(
+            ProviderObservation(status: 503, responseClass: .overload, retryAfter: .seconds(5)), path: path)
+        let timeout = try await reconciler.record(.noResponse, path: path)
+        #expect(!overload.cut && overload.pausedUntil == nil && !timeout.cut)
+        #expect(try await reconciler.status(path).cuts == 0)
+    }
+
+    @Test("Bad settings are typed errors before any I/O; the reconciler's state key always expires")
+    func settingsAndExpiry() async throws {
+        let fixture = try QuotaFixture()
+        defer { Task { await fixture.cleanUp() } }
+        let limiter = try fixture.limiter()
+        for bad in [
+            Reconciler.Configuration(safetyFactor: 0), .init(safetyFactor: 1.5), .init(cutFactor: 1),
+            .init(window: .zero), .init(recovery: .seconds(-1)), .init(resourceNames: [.tokens: "no spaces"]),
+        ] {
+            #expect(throws: QuotaError.self) { try Reconciler(limiter: limiter, configuration: bad) }
+        }
+        let reconciler = try Reconciler(limiter: limiter)
+        let path = try fixture.path()
+        try await reconciler.record(Self.observation(remaining: 10, status: 429), path: path)
+        for key in try await fixture.keys() where !key.hasSuffix(":quotas") {
+            let ttl = try await fixture.client.send("PTTL", RedisArgument(key)).integer ?? -1
+            #expect(ttl > 0, "\(key) has no expiry")
+        }
+    }
+}
+
+/// The reconciler in a fleet: real worker processes (`sluice storm-worker`) call the mock provider over HTTP through
+/// `Backpressure.call` and report every response to the reconciler.
+@Suite("Reconciler: a fleet follows a provider whose capacity halves", .serialized)
+struct ReconcilerFollowTests {
+    @Test(
+        "Capacity halves: followed within two reset periods, no 429s after; when it returns, the ceiling climbs back gradually",
+        .timeLimit(.minutes(2)))
+    func followsHalvingAndClimbsBack() async throws {
+        let scenario = try BuiltinScenarios.load("tier-change")
+        let options = StormOptions(
+            redisURL: TestRedis.url, workers: 4, scenarios: [scenario], modes: [.sluice],
+            workerExecutable: SluiceBinary.path)
+        let report = try await StormRunner(options: options).run()
+        let run = try #require(report.runs.first { $0.mode == .sluice && !$0.isBaseline })
+        let metrics = try #require(report.metrics.first { $0.mode == StormMode.sluice.name })
+        #expect(metrics.workerFailures.isEmpty, "\(metrics.workerFailures)")
+
+        let window = scenario.provider.window
+        let change = try #require(scenario.provider.capacityChanges.first { $0.after < $0.before })
+        let restore = try #require(scenario.provider.capacityChanges.first { $0.after > $0.before })
+        let bin = ProviderRecorder.binSeconds
+        func bins(_ from: Double, _ until: Double) -> Range<Int> {
+            Int((from / bin).rounded(.up))..<min(run.provider.count, Int(until / bin))
+        }
+        // Followed: no 429 from two reset periods after the halving until capacity returns.
+        let settled = bins(change.time + 2 * window, restore.time)
+        #expect(settled.reduce(0) { $0 + run.provider[$1].limited } == 0, "429s after two reset periods")
+        #expect(try #require(metrics.followSeconds) <= 2 * window)
+        // The ceiling came down to the halved capacity within two reset periods ...
+        let halved = scenario.provider.tokensPerSecond * change.after
+        let during = bins(change.time, change.time + 2 * window).compactMap { run.ceiling[$0] }
+        #expect(during.contains { $0 <= halved }, "ceiling \(during) vs capacity \(halved)")
+        // ... and, once capacity returned, rose through several steps rather than in one jump.
+        let full = try #require(bins(0, change.time).compactMap { run.ceiling[$0] }.max())
+        let after = bins(restore.time, scenario.duration).compactMap { run.ceiling[$0] }
+        let between = Set(after.filter { $0 > halved * 1.05 && $0 < full * 0.95 }.map { Int($0) })
+        #expect(between.count >= 3, "gradual: \(after)")
+        #expect(after.last.map { $0 >= full * 0.99 } ?? false, "back to the full ceiling: \(after)")
+    }
+}
