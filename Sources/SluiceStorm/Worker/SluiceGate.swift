@@ -4,7 +4,7 @@ import SluiceRedis
 /// Mode `sluice`: every call goes through the library's high-level ``Backpressure/call(_:degrade:_:)`` — the
 /// fleet-wide admission queue, the request tree's limits (budget, loop guard, deadline), scheduled admission on
 /// the hierarchical quota path `global → tenant` with reserve/settle of tokens, the provider's circuit breaker and
-/// the retry budget with backoff; every response goes to the ``Reconciler``, which pauses the fleet on a 429 and
+/// the retry budget with backoff, fleet-wide concurrency leases on the provider; every response goes to the ``Reconciler``, which pauses the fleet on a 429 and
 /// follows the provider's ceiling. See ``SluiceSettings`` for the numbers.
 ///
 /// Refusals become outcomes: a batch caller whose quota is not yet there waits the retry-after and asks again
@@ -16,6 +16,7 @@ final class SluiceGate: CallGate {
     private let trees: RequestTrees
     private let partition: String
     private let reconciler: Reconciler
+    private let concurrencySlots: Int
 
     init(assignment: WorkerAssignment) async throws {
         let provider = assignment.scenario.provider
@@ -41,6 +42,7 @@ final class SluiceGate: CallGate {
             limiter: limiter)
         trees = RequestTrees(redis: redis)
         reconciler = try Reconciler(limiter: limiter, configuration: settings.reconciler)
+        concurrencySlots = settings.concurrencySlots
     }
 
     func treeStarted(_ tree: inout AgentTree) async {
@@ -75,11 +77,13 @@ final class SluiceGate: CallGate {
             return GateConclusion(outcome: .failed, refusal: "invalid-path")
         }
         let reconciler = self.reconciler
+        let concurrencySlots = self.concurrencySlots
         while true {
             let remaining = call.remainingMs
             guard remaining > 1 else { return GateConclusion(outcome: .deadline) }
             let providerCall = ProviderCall(
                 scope: "provider", estimate: ["tokens": call.shape.estimate, "requests": 1], quotaPath: path,
+                concurrency: concurrencySlots,
                 timeout: .milliseconds(Int64(remaining)), maxAttempts: SluiceSettings.maxAttempts, label: call.kind)
             do {
                 _ = try await context.run {

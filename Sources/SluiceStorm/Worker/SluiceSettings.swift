@@ -12,6 +12,8 @@ import Sluice
 ///   once as overloaded), a circuit breaker on the provider (opens at 50% failures over at least 20 calls in 5 s,
 ///   cools down 1 s, 3 probes), a retry budget of 20% of requests plus 10 per 5 s, and exponential backoff with
 ///   full jitter that honours retry-after;
+/// - fleet-wide concurrency leases on the provider: enough slots for the stated request rate at the p99 latency,
+///   plus half again (Little's law), so a latency spike cannot pile up unbounded calls at the provider;
 /// - the reconciler, fed every response: the provider's window, a safety factor of 95% (as the buckets), a cut of
 ///   30% per congestion event and a climb back within one window, so a ceiling that comes back is followed within
 ///   two reset periods.
@@ -21,6 +23,12 @@ struct SluiceSettings: Sendable {
     static let maxAttempts = 4
 
     let provider: ProviderSettings
+
+    /// Fleet-wide slots for calls in flight at the provider.
+    var concurrencySlots: Int {
+        let perSecond = Double(provider.requestsPerWindow) / provider.window
+        return max(4, Int((perSecond * provider.latency.p99Ms / 1000 * 1.5).rounded(.up)))
+    }
 
     var reconciler: Reconciler.Configuration {
         let window = Duration.milliseconds(Int64((provider.window * 1000).rounded(.up)))
