@@ -9,7 +9,8 @@ public struct SluiceEvent: Sendable, Hashable {
     /// The partition whose stream holds it.
     public var partition: String
     /// What happened: `breaker-open`, `breaker-half-open`, `breaker-closed`, `budget-exhausted`,
-    /// `loop-guard`, `shed`, `queue-growth`, `retry-budget-exhausted`, `invalid-config`, ...
+    /// `loop-guard`, `shed`, `queue-growth`, `retry-budget-exhausted`, `invalid-config`, and from the
+    /// ``Reconciler``: `pause` (a 429 paused the partition), `ceiling-cut`, `stated-limit`, ...
     public var type: String
     /// The other fields, in the order written (`breaker`, `tree`, `scope`, `detail`, ...).
     public var fields: [(String, String)]
