@@ -25,7 +25,11 @@
 --     else to "*" (every root bucket without an entry of its own).
 --   after a cut, g climbs back linearly to 1 within the recovery time (whatever it was cut to), never
 --     above the stated limit x safety.
---   overload and do_not_retry: only their headers count; overloads feed breakers, not the ceiling.
+--   overload (5xx, 529, timeouts) never touches the quota ceiling: with ARGV[11] = 1 it cuts the
+--     concurrency share instead (entry "#concurrency", same rules: once per overload event, the
+--     same climb), which lease pools following this partition apply to their slots
+--     (lease-acquire.lua); breakers count overloads too (Backpressure.call records them).
+--   do_not_retry: only its headers count.
 -- Changes (a pause starting, a cut, a new stated limit) go to the partition's event stream.
 --
 -- KEYS[1] the root scope's state key   KEYS[2] sluice:{P}:events
@@ -33,9 +37,10 @@
 -- ARGV[3] when the request was sent, ms in Redis time (0: now)   ARGV[4] retry-after ms (-1: none)
 -- ARGV[5] window ms   ARGV[6] safety factor (0, 1]   ARGV[7] cut factor (0, 1)   ARGV[8] recovery ms
 -- ARGV[9] state ttl ms   ARGV[10] pause ms for a 429 that names no wait
--- ARGV[11...] per resource: name, limit, remaining, reset ms (each -1 when unknown)
--- Reply: {pause-until ms (0: none in force), 1 if this cut the ceiling, 1 if this started a pause,
---   Redis time ms}
+-- ARGV[11] 1: an overload cuts the concurrency share; 0: it does not
+-- ARGV[12...] per resource: name, limit, remaining, reset ms (each -1 when unknown)
+-- Reply: {pause-until ms (0: none in force), 1 if this cut the ceiling (or, for an overload, the
+--   concurrency share), 1 if this started a pause, Redis time ms}
 
 local RECORD, ENTRY = '<Bc0ddddHc0', '<Bc0ddddddddddd'
 local max, floor, ceil = math.max, math.floor, math.ceil
@@ -52,7 +57,8 @@ local sent, retryAfter = number(3, 0, 1e15, 'sent at is ms'), number(4, -1, 1e12
 local window, safety = number(5, 1, 1e12, 'the window is positive ms'), number(6, 1e-6, 1, 'safety is in (0, 1]')
 local cutFactor, recovery = number(7, 0.01, 0.99, 'the cut factor is in (0, 1)'), number(8, 1, 1e12, 'recovery is positive ms')
 local ttl, defaultPause = number(9, 1000, 1e12, 'the ttl is at least 1000 ms'), number(10, 0, 1e12, 'the pause is ms')
-if (#ARGV - 10) % 4 ~= 0 then error('sluice reconcile: resources come as name, limit, remaining, reset', 0) end
+local adaptConcurrency = ARGV[11] == '1'
+if (#ARGV - 11) % 4 ~= 0 then error('sluice reconcile: resources come as name, limit, remaining, reset', 0) end
 
 local time = redis.call('TIME')
 local now = time[1] * 1000 + time[2] / 1000
@@ -85,7 +91,7 @@ end
 local function entry(name)
     local e = entries[name]
     if not e then
-        e = { name = name, stated = 0, window = window, pending = 0, seen = 0, capRate = 0, g0 = 1, cutAt = now,
+        e = { name = name, stated = 0, window = window, pending = 0, seen = 0, capRate = 0, g0 = 1, cutAt = 0,
             climb = 0, capLevel = 0, capAt = 0, safety = safety }
         entries[name], order[#order + 1] = e, name
     end
@@ -102,7 +108,7 @@ end
 
 -- Headers: stated limits, remaining.
 local named, exhausted, longestReset = {}, {}, -1
-for k = 11, #ARGV, 4 do
+for k = 12, #ARGV, 4 do
     local name = ARGV[k]
     if name == '' or name == '*' or #name > 32 then error('sluice reconcile: a resource is a name of 1 to 32 characters', 0) end
     local limit, remaining, reset = tonumber(ARGV[k + 1]) or -1, tonumber(ARGV[k + 2]) or -1, tonumber(ARGV[k + 3]) or -1
@@ -157,6 +163,17 @@ if class == 'quota' then
         end
         lastCut, cuts, cut = now, cuts + 1, 1
         event('ceiling-cut', table.concat(words, ', ') .. ' of the ceiling')
+    end
+end
+
+-- An overload: one cut of the concurrency share per overload event (its request sent after the last).
+if class == 'overload' and adaptConcurrency then
+    local e = entry('#concurrency')
+    if sent > e.cutAt then
+        local before = share(e)
+        e.g0, e.cutAt = max(0.05, before * cutFactor), now
+        e.climb, cut = (1 - e.g0) / recovery, 1
+        event('concurrency-cut', string.format('an overload: %.0f%% -> %.0f%% of the concurrency slots', before * 100, e.g0 * 100))
     end
 end
 

@@ -200,12 +200,47 @@ struct ReconcilerTests {
         let raised = try await tokens()
         #expect(raised.statedLimit == 60_000 && raised.share < 0.6, "\(raised)")
 
-        // 503s and timeouts are for the breakers: no pause, no cut.
+        // 503s and timeouts are not quota: no pause, and the ceiling stays where it was.
+        let before = try await tokens()
         let overload = try await reconciler.record(
             ProviderObservation(status: 503, responseClass: .overload, retryAfter: .seconds(5)), path: path)
-        let timeout = try await reconciler.record(.noResponse, path: path)
-        #expect(!overload.cut && overload.pausedUntil == nil && !timeout.cut)
+        _ = try await reconciler.record(.noResponse, path: path)
+        #expect(overload.pausedUntil == nil)
         #expect(try await reconciler.status(path).cuts == 0)
+        #expect(try await tokens().share >= before.share)
+    }
+
+    @Test("Overloads cut the concurrency slots of pools that follow the partition, once per overload event")
+    func overloadsCutConcurrency() async throws {
+        let fixture = try QuotaFixture()
+        defer { Task { await fixture.cleanUp() } }
+        let limiter = try fixture.limiter(["global": "tokens: bucket rate=1000/s burst=1000"])
+        let reconciler = try Reconciler(
+            limiter: limiter, configuration: .init(window: .seconds(1), cutFactor: 0.7, recovery: .seconds(1)))
+        let path = try fixture.path()
+        let pool = LeasePool(redis: fixture.client, partition: fixture.root, scope: "provider", slots: 10)
+            .following(reconciler, path: path)
+        let sent = try await limiter.decide(path, cost: ["tokens": 1]).sendsAt
+        let first = try await reconciler.record(
+            ProviderObservation(status: 529, responseClass: .overload), path: path, sentAt: sent)
+        let second = try await reconciler.record(.noResponse, path: path, sentAt: sent)
+        #expect(first.cut && !second.cut, "one cut for one overload event")
+        let status = try await reconciler.status(path)
+        #expect(first.pausedUntil == nil && status.cuts == 0, "the quota is untouched")
+
+        var leases: [Lease] = []
+        while case .acquired(let lease) = try await pool.tryAcquire() { leases.append(lease) }
+        #expect(leases.count == 7, "10 slots cut by 30%")
+        let unfollowed = LeasePool(redis: fixture.client, partition: fixture.root, scope: "provider", slots: 10)
+        if case .acquired(let lease) = try await unfollowed.tryAcquire() { leases.append(lease) }
+        #expect(leases.count == 8, "a pool that does not follow keeps its slots")
+        for lease in leases { try await pool.release(lease) }
+
+        try await Task.sleep(for: .milliseconds(1_100))  // the recovery time
+        leases = []
+        while case .acquired(let lease) = try await pool.tryAcquire() { leases.append(lease) }
+        #expect(leases.count == 10, "climbed back")
+        for lease in leases { try await pool.release(lease) }
     }
 
     @Test("Bad settings are typed errors before any I/O; the reconciler's state key always expires")

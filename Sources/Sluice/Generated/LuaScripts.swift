@@ -678,21 +678,41 @@ enum LuaScripts {
         --
         -- KEYS[1] sluice:{P}:lease:<scope>  ZSET: member "<token>|<holder>", score its expiry (ms); the
         --         member "#seq" (score -last token) numbers the leases: fencing tokens only ever grow
+        -- KEYS[2] optional: the root scope's state key of a partition whose reconciler adapts concurrency:
+        --         its "#concurrency" share (reconcile.lua) scales the slots, at least one
         -- ARGV[1] slots (>= 1)   ARGV[2] lease ttl ms   ARGV[3] holder (free text, shown to operators)
-        -- Reply: {1, token, expires at ms, held} acquired; {0, ms until the earliest lease expires, held}
+        -- Reply: {1, token, expires at ms, held, slots} acquired; {0, ms until the earliest lease expires,
+        --   held, slots}; slots as scaled
         local t = redis.call('TIME')
         local now = t[1] * 1000 + math.floor(t[2] / 1000)
         local key, slots, ttl = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+        local root = KEYS[2] and redis.call('GET', KEYS[2])
+        local pos = 9
+        while root and pos < #root do -- the reconciler's record "~", then its "#concurrency" entry
+            local tag, _, _, _, x, blob, nxt = struct.unpack('<Bc0ddddHc0', root, pos)
+            if tag == '~' and x > now then
+                local at = 1
+                while at < #blob do
+                    local name, _, _, _, _, _, g0, cutAt, climb, _, _, _, after = struct.unpack('<Bc0ddddddddddd', blob, at)
+                    if name == '#concurrency' then
+                        local share = math.min(1, g0 + climb * (now - cutAt))
+                        slots = math.max(math.min(slots, 1), math.floor(slots * share))
+                    end
+                    at = after
+                end
+            end
+            pos = nxt
+        end
         redis.call('ZREMRANGEBYSCORE', key, '(0', now)
         local held = redis.call('ZCOUNT', key, '(0', '+inf')
         if held >= slots then
             local first = redis.call('ZRANGEBYSCORE', key, '(0', '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-            return { 0, first[2] and math.max(1, tonumber(first[2]) - now) or 1, held }
+            return { 0, first[2] and math.max(1, tonumber(first[2]) - now) or 1, held, slots }
         end
         local token = -tonumber(redis.call('ZINCRBY', key, -1, '#seq'))
         redis.call('ZADD', key, now + ttl, token .. '|' .. ARGV[3])
         redis.call('PEXPIRE', key, ttl + 86400000) -- the counter outlives the last lease by a day
-        return { 1, token, now + ttl, held + 1 }
+        return { 1, token, now + ttl, held + 1, slots }
         """####
     )
     static let leaseRelease = RedisScript(
@@ -930,7 +950,11 @@ enum LuaScripts {
         --     else to "*" (every root bucket without an entry of its own).
         --   after a cut, g climbs back linearly to 1 within the recovery time (whatever it was cut to), never
         --     above the stated limit x safety.
-        --   overload and do_not_retry: only their headers count; overloads feed breakers, not the ceiling.
+        --   overload (5xx, 529, timeouts) never touches the quota ceiling: with ARGV[11] = 1 it cuts the
+        --     concurrency share instead (entry "#concurrency", same rules: once per overload event, the
+        --     same climb), which lease pools following this partition apply to their slots
+        --     (lease-acquire.lua); breakers count overloads too (Backpressure.call records them).
+        --   do_not_retry: only its headers count.
         -- Changes (a pause starting, a cut, a new stated limit) go to the partition's event stream.
         --
         -- KEYS[1] the root scope's state key   KEYS[2] sluice:{P}:events
@@ -938,9 +962,10 @@ enum LuaScripts {
         -- ARGV[3] when the request was sent, ms in Redis time (0: now)   ARGV[4] retry-after ms (-1: none)
         -- ARGV[5] window ms   ARGV[6] safety factor (0, 1]   ARGV[7] cut factor (0, 1)   ARGV[8] recovery ms
         -- ARGV[9] state ttl ms   ARGV[10] pause ms for a 429 that names no wait
-        -- ARGV[11...] per resource: name, limit, remaining, reset ms (each -1 when unknown)
-        -- Reply: {pause-until ms (0: none in force), 1 if this cut the ceiling, 1 if this started a pause,
-        --   Redis time ms}
+        -- ARGV[11] 1: an overload cuts the concurrency share; 0: it does not
+        -- ARGV[12...] per resource: name, limit, remaining, reset ms (each -1 when unknown)
+        -- Reply: {pause-until ms (0: none in force), 1 if this cut the ceiling (or, for an overload, the
+        --   concurrency share), 1 if this started a pause, Redis time ms}
 
         local RECORD, ENTRY = '<Bc0ddddHc0', '<Bc0ddddddddddd'
         local max, floor, ceil = math.max, math.floor, math.ceil
@@ -957,7 +982,8 @@ enum LuaScripts {
         local window, safety = number(5, 1, 1e12, 'the window is positive ms'), number(6, 1e-6, 1, 'safety is in (0, 1]')
         local cutFactor, recovery = number(7, 0.01, 0.99, 'the cut factor is in (0, 1)'), number(8, 1, 1e12, 'recovery is positive ms')
         local ttl, defaultPause = number(9, 1000, 1e12, 'the ttl is at least 1000 ms'), number(10, 0, 1e12, 'the pause is ms')
-        if (#ARGV - 10) % 4 ~= 0 then error('sluice reconcile: resources come as name, limit, remaining, reset', 0) end
+        local adaptConcurrency = ARGV[11] == '1'
+        if (#ARGV - 11) % 4 ~= 0 then error('sluice reconcile: resources come as name, limit, remaining, reset', 0) end
 
         local time = redis.call('TIME')
         local now = time[1] * 1000 + time[2] / 1000
@@ -990,7 +1016,7 @@ enum LuaScripts {
         local function entry(name)
             local e = entries[name]
             if not e then
-                e = { name = name, stated = 0, window = window, pending = 0, seen = 0, capRate = 0, g0 = 1, cutAt = now,
+                e = { name = name, stated = 0, window = window, pending = 0, seen = 0, capRate = 0, g0 = 1, cutAt = 0,
                     climb = 0, capLevel = 0, capAt = 0, safety = safety }
                 entries[name], order[#order + 1] = e, name
             end
@@ -1007,7 +1033,7 @@ enum LuaScripts {
 
         -- Headers: stated limits, remaining.
         local named, exhausted, longestReset = {}, {}, -1
-        for k = 11, #ARGV, 4 do
+        for k = 12, #ARGV, 4 do
             local name = ARGV[k]
             if name == '' or name == '*' or #name > 32 then error('sluice reconcile: a resource is a name of 1 to 32 characters', 0) end
             local limit, remaining, reset = tonumber(ARGV[k + 1]) or -1, tonumber(ARGV[k + 2]) or -1, tonumber(ARGV[k + 3]) or -1
@@ -1062,6 +1088,17 @@ enum LuaScripts {
                 end
                 lastCut, cuts, cut = now, cuts + 1, 1
                 event('ceiling-cut', table.concat(words, ', ') .. ' of the ceiling')
+            end
+        end
+
+        -- An overload: one cut of the concurrency share per overload event (its request sent after the last).
+        if class == 'overload' and adaptConcurrency then
+            local e = entry('#concurrency')
+            if sent > e.cutAt then
+                local before = share(e)
+                e.g0, e.cutAt = max(0.05, before * cutFactor), now
+                e.climb, cut = (1 - e.g0) / recovery, 1
+                event('concurrency-cut', string.format('an overload: %.0f%% -> %.0f%% of the concurrency slots', before * 100, e.g0 * 100))
             end
         end
 

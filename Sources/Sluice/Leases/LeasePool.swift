@@ -23,6 +23,8 @@ public struct LeasePool: Sendable {
 
     private let redis: RedisClient
     private let key: RedisArgument
+    /// The root scope's state key of the partition whose reconciler scales the slots (see ``following(_:path:)``).
+    private var shareKey: RedisArgument?
 
     /// A pool of `slots` leases for `scope`.
     public init(
@@ -38,6 +40,16 @@ public struct LeasePool: Sendable {
         self.key = PartitionKeys(partition: partition).key("lease", scope)
     }
 
+    /// This pool with its slots scaled by the concurrency share of `path`'s partition: the ``Reconciler`` cuts
+    /// the share when the provider answers with an overload (5xx, 529, a timeout), once per overload event, and
+    /// climbs it back within its recovery time; at least one slot stays. On Redis Cluster the pool's partition must
+    /// be the limiter's partition of `path` (one hash slot).
+    public func following(_ reconciler: Reconciler, path: ScopePath) -> LeasePool {
+        var copy = self
+        copy.shareKey = RedisArgument(reconciler.limiter.keys(for: path).states(path)[0])
+        return copy
+    }
+
     /// What one acquire attempt found.
     public enum Attempt: Sendable, Hashable {
         /// A slot is ours.
@@ -49,7 +61,7 @@ public struct LeasePool: Sendable {
     /// Tries once to take a slot.
     public func tryAcquire() async throws -> Attempt {
         let reply = try await redis.evalScript(
-            LuaScripts.leaseAcquire, keys: [key],
+            LuaScripts.leaseAcquire, keys: [key] + (shareKey.map { [$0] } ?? []),
             arguments: [RedisArgument(slots), RedisArgument(Self.milliseconds(ttl)), RedisArgument(holder)])
         let parts = reply.array ?? []
         guard parts.count >= 3 else { throw RedisError(.protocolError, "lease-acquire replied unexpectedly") }

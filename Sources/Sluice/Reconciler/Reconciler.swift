@@ -24,7 +24,8 @@ import SluiceRedis
 ///   ever lowers what operators set);
 /// - a changed stated limit is accepted once two observations agree on it;
 /// - overload responses (5xx, 529, timeouts) leave the ceiling alone: they are for the circuit breakers
-///   (``Backpressure/call(_:degrade:_:)`` records them there).
+///   (``Backpressure/call(_:degrade:_:)`` records them there) and cut the partition's concurrency share once per
+///   overload event, which lease pools following the partition apply (``LeasePool/following(_:path:)``).
 ///
 /// Pauses, cuts and stated-limit changes are written to the partition's event stream (`sluice events`);
 /// ``status(_:)`` and `sluice status` show the state.
@@ -42,6 +43,10 @@ public final class Reconciler: Sendable {
         public var defaultPause: Duration
         /// How long the state outlives the last observation.
         public var stateTTL: Duration
+        /// Whether an overload response (5xx, 529, a timeout) cuts the partition's concurrency share, which lease
+        /// pools that follow the partition (``LeasePool/following(_:path:)``) apply to their slots. The quota
+        /// ceiling is never touched by overloads.
+        public var adaptsConcurrency: Bool
         /// The quota resource each provider resource maps to, when the names differ (by default `requests`,
         /// `tokens`, `input_tokens` and `output_tokens` map to themselves).
         public var resourceNames: [RateLimitResource: String]
@@ -49,7 +54,8 @@ public final class Reconciler: Sendable {
         public init(
             window: Duration = .seconds(60), safetyFactor: Double = 0.9, cutFactor: Double = 0.7,
             recovery: Duration = .seconds(120), defaultPause: Duration = .seconds(1),
-            stateTTL: Duration = .seconds(86_400), resourceNames: [RateLimitResource: String] = [:]
+            stateTTL: Duration = .seconds(86_400), adaptsConcurrency: Bool = true,
+            resourceNames: [RateLimitResource: String] = [:]
         ) {
             self.window = window
             self.safetyFactor = safetyFactor
@@ -57,6 +63,7 @@ public final class Reconciler: Sendable {
             self.recovery = recovery
             self.defaultPause = defaultPause
             self.stateTTL = stateTTL
+            self.adaptsConcurrency = adaptsConcurrency
             self.resourceNames = resourceNames
         }
 
@@ -89,7 +96,8 @@ public final class Reconciler: Sendable {
     public struct Outcome: Sendable, Hashable {
         /// Until when the partition is paused, in Redis' clock (ms since 1970), or nil when it is not.
         public var pausedUntil: Int64?
-        /// Whether this observation cut the ceiling (the first 429 of a congestion event).
+        /// Whether this observation cut the ceiling (the first 429 of a congestion event) or, for an overload, the
+        /// concurrency share.
         public var cut: Bool
         /// Whether this observation started the pause (the first report of a 429).
         public var startedPause: Bool
@@ -122,6 +130,7 @@ public final class Reconciler: Sendable {
             RedisArgument(configuration.window.milliseconds), RedisArgument(String(configuration.safetyFactor)),
             RedisArgument(String(configuration.cutFactor)), RedisArgument(configuration.recovery.milliseconds),
             RedisArgument(configuration.stateTTL.milliseconds), RedisArgument(configuration.defaultPause.milliseconds),
+            configuration.adaptsConcurrency ? "1" : "0",
         ]
         for resource in observation.resources.keys.sorted() {
             let values = observation.resources[resource] ?? ResourceObservation()

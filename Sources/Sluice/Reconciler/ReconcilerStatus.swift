@@ -4,7 +4,8 @@ import SluiceRedis
 public struct ReconcilerStatus: Sendable, Hashable {
     /// One resource the provider reports on.
     public struct Resource: Sendable, Hashable {
-        /// The quota resource (`tokens`, `requests`, ...; `*` for the cut of a 429 that named none).
+        /// The quota resource (`tokens`, `requests`, ...; `*` for the cut of a 429 that named none;
+        /// `#concurrency` for the share of concurrency slots that overloads cut).
         public var name: String
         /// The provider's stated limit per ``window``, once a response has stated one.
         public var statedLimit: Int64?
