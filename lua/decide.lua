@@ -5,6 +5,9 @@
 -- KEYS[2] sluice:{P}:stats   shadow would-deny counters (written only when one happens)
 -- KEYS[2+i] the state of scope i = 1..n, one string holding all its limits (see "state" below)
 -- KEYS[3+n] sluice:{P}:r:<id> the reservation record, only when ARGV[4] > 0
+-- KEYS[4+n], KEYS[5+n], KEYS[6+n] only for a call inside a request tree (the ARGV "tree" group below):
+--   sluice:{P}:tree:<id> its HASH (tree-open.lua), sluice:{P}:tree:<id>:calls the calls in flight
+--   (ZSET, score when each stops counting, ms) and sluice:{P}:events; the same hash tag as KEYS[1]
 -- ARGV[1] the plan: "<resource> <resource>...\n<default spec of scope 1>\n...\n<of scope n>"
 -- ARGV[2] options: words among "batch" (a batch admission), "report" (report every limit) and
 --   "time" (reply with Redis' time even in the common case)
@@ -12,6 +15,18 @@
 -- ARGV[4] reservation ttl ms (0: none)       ARGV[4+j] the cost of resource j, an integer >= 0
 -- ARGV[5+R...] for i = 1..n, the i config fields of scope i, most specific first, e.g.
 --   "global=openai tenant=acme", "global=openai tenant=*" (the last one is the class pattern)
+-- ARGV[T...], T = 5 + R + n(n+1)/2, only for a call inside a request tree, which then needs a
+--   reservation: "tree", the call id (unique in the tree; Sluice passes the reservation id), the
+--   call's ttl ms (then it stops counting as in flight), the caller's depth, the deadline at ms its
+--   context carries (0: none), the loop key "<tool>|<fingerprint>" ("": none), the tree id (for
+--   events), and the 0-based index of the scope a tree refusal is reported on (the path's tree
+--   scope; 0 when it has none). The tree's checks (tree-enter.lua's: deadline, depth, loop guard,
+--   budgets, calls in flight) read only; its writes (each budget reserves the decision's cost, the
+--   call's record "r:<call>" and loop count in the hash, the call in flight) join step 3, so a
+--   call is admitted by the tree and the quota at once or by neither. A tree refusal is a
+--   pseudo-limit like the pause (below) and writes only its own bookkeeping: the loop guard's count
+--   and the once-per-tree "loop-guard" or "budget-exhausted" event. settle.lua closes both sides;
+--   the reservation record lives at least as long as the call counts in flight, so that it can.
 -- Reply: admitted with nothing to report (no reservation, no warning, no would-deny, no "report"):
 --   just the wait ms, an integer ({wait ms, Redis time ms} with "time"). Otherwise a flat array:
 --   allowed 1|0, wait ms, retry-after ms (-1: never), reservation "" | "created" |
@@ -20,6 +35,12 @@
 --   limit scope (0-based), resource, kind, remaining (whole units, floored), limit, verdict (0
 --   allows, 1 denies, 2 would deny: a shadow limit); then per warning scope, field ("default" for
 --   the caller's), reason.
+--   A tree refusal is reported as a limit of kind "tree-deadline", "tree-depth", "loop-guard",
+--   "tree-budget" or "tree-in-flight" on the tree's scope, resource "*" (a budget: its resource),
+--   limit the deadline at ms / max depth / loop guard N / budget / max in flight, remaining limit
+--   minus what is used (now, the depth, the identical calls, spent + reserved, calls in flight); the
+--   denying limit is the tree's even when a quota limit denies too (tree-enter used to decide
+--   first), and it is retryable only for calls in flight (retry-after 0: when one exits).
 -- The reconciler (reconcile.lua) keeps a record "~" in the root scope's state: while it pauses the
 -- partition, admissions are refused (a pseudo-limit of kind "pause"; a scheduled admission whose
 -- max wait covers the pause waits it out), and it lowers the root's buckets to its ceiling.
@@ -264,12 +285,143 @@ end
 -- C functions as upvalues (a function library cannot read globals while it loads; set at first call).
 local pack, unpack_, floor, ceil
 
+-- Request trees: a call inside one (ARGV[T...], KEYS[4+n...]) is checked as tree-enter.lua does,
+-- reading only; what it would write waits in TREE for step 3. Only such calls pay for any of this.
+local TREE = { fields = {}, writes = {}, lines = {} } -- scratch: the check's findings, for step 3
+local TREE_LIMIT = { res = '*', tag = '', limit = 0, shadow = false } -- a refusal's pseudo-limit
+local function hashTag(key) -- Redis Cluster's: between the first "{" and the next "}", if not empty
+    local tag = string.match(key, '{(.-)}')
+    return tag ~= '' and tag or key
+end
+local function count0(v) -- an integer >= 0 in decimal, else nil
+    return type(v) == 'string' and string.find(v, '^%d+$') and tonumber(v) or nil
+end
+
+-- The tree group, checked before anything is read or written: nil, or why it is bad.
+local function treeInput(KEYS, ARGV, T, n, resTTL)
+    if ARGV[T] ~= 'tree' then return 'ARGV[' .. T .. '] is "tree" (a call inside a tree) or nothing' end
+    if #ARGV ~= T + 7 then return 'the tree group has 8 arguments' end
+    if #KEYS ~= 6 + n then return 'a call inside a tree needs KEYS[4+n..6+n]: tree, calls, events' end
+    if not resTTL or resTTL <= 0 then return 'a call inside a tree needs a reservation (ARGV[4] > 0)' end
+    local tree, tag = KEYS[4 + n], hashTag(KEYS[1])
+    if KEYS[5 + n] ~= tree .. ':calls' then return 'KEYS[5+n] is KEYS[4+n] .. ":calls"' end
+    if hashTag(tree) ~= tag or hashTag(KEYS[6 + n]) ~= tag then
+        return 'the tree keys share the hash tag of the quota keys'
+    end
+    if ARGV[T + 1] == '' or ARGV[T + 6] == '' then return 'a tree call needs a call id and a tree id' end
+    local ttl, depth, deadline, at = count0(ARGV[T + 2]), count0(ARGV[T + 3]), count0(ARGV[T + 4]), count0(ARGV[T + 7])
+    if not ttl or ttl == 0 or ttl > 604800000 then return 'the call ttl is 1 ms to 7 days' end
+    if not depth or not deadline then return 'the depth and the deadline are integers >= 0' end
+    if not at or at >= n then return 'the tree scope index is 0 to n - 1' end
+    return nil
+end
+
+-- tree-enter.lua's checks, in its order (deadline, depth, loop guard, budgets, in flight), reading
+-- only. Returns nil when the tree admits the call (TREE holds its writes; TREE.open false: a tree
+-- nobody opened, which has no limits but its deadline), else the refusal's kind, limit, used, retry.
+local function treeCheck(KEYS, ARGV, T, n, plan, now)
+    local t, fields = TREE, TREE.fields
+    local key, loop, R = KEYS[4 + n], ARGV[T + 5], #plan
+    t.loop, t.open, t.loopCount, t.refused = loop, false, 0, nil
+    if not plan.treeFields then -- the fields per resource, once per plan: b: budget, u: used, x: told
+        local f = {}
+        for j = 1, R do f[3 * j - 2], f[3 * j - 1], f[3 * j] = 'b:' .. plan[j], 'u:' .. plan[j], 'x:' .. plan[j] end
+        plan.treeFields = f
+    end
+    fields[1], fields[2], fields[3], fields[4], fields[5] = 'dl', 'md', 'mi', 'lg', 'l:' .. loop
+    local f = plan.treeFields
+    for k = 1, 3 * R do fields[5 + k] = f[k] end
+    local h = redis.call('HMGET', key, unpack(fields, 1, 5 + 3 * R))
+    t.h, now = h, floor(now)
+    local deadline, carried = tonumber(h[1]) or 0, tonumber(ARGV[T + 4])
+    if deadline > 0 and now >= deadline or carried > 0 and now >= carried then
+        return 'tree-deadline', '*', deadline > 0 and deadline or carried, now, -1
+    end
+    if not h[1] then return nil end -- an untracked tree: no limits but its deadline
+    t.open = true
+    local depth, maxDepth, maxInFlight = tonumber(ARGV[T + 3]), tonumber(h[2]) or 0, tonumber(h[3]) or 0
+    local loopLimit, loopCount = tonumber(h[4]) or 0, tonumber(h[5]) or 0
+    t.loopCount = loopCount
+    if maxDepth > 0 and depth > maxDepth then return 'tree-depth', '*', maxDepth, depth, -1 end
+    if loop ~= '' and loopLimit > 0 and loopCount >= loopLimit then
+        t.refused = 'loop'
+        return 'loop-guard', '*', loopLimit, loopCount, -1
+    end
+    for j = 1, R do
+        local budget, used = tonumber(h[3 + 3 * j]), tonumber(h[4 + 3 * j]) or 0
+        if budget and used + COST[j] > budget then
+            t.refused, t.resource, t.told = 'budget', j, h[5 + 3 * j]
+            return 'tree-budget', plan[j], budget, used, -1
+        end
+    end
+    if maxInFlight > 0 then -- calls whose ttl passed (a crashed worker's) no longer count
+        local inFlight = redis.call('ZCOUNT', KEYS[5 + n], '(' .. now, '+inf')
+        if inFlight >= maxInFlight then return 'tree-in-flight', '*', maxInFlight, inFlight, 0 end
+    end
+    return nil
+end
+
+-- Step 3 for an admitted call in an opened tree: reserve the cost on the budgets, record the call
+-- (its reservation as tree-exit.lua reads it, and the loop count), count it in flight until its ttl.
+local function treeAdmit(KEYS, ARGV, T, n, plan, now, wait)
+    local t = TREE
+    local h, writes, lines, w = t.h, t.writes, t.lines, 0
+    lines[1] = t.loop
+    local l = 1
+    for j = 1, #plan do
+        local cost = COST[j]
+        if cost > 0 then
+            writes[w + 1], writes[w + 2], w = 'u:' .. plan[j], (tonumber(h[4 + 3 * j]) or 0) + cost, w + 2
+            lines[l + 1], l = plan[j] .. '=' .. cost, l + 1
+        end
+    end
+    if t.loop ~= '' then writes[w + 1], writes[w + 2], w = 'l:' .. t.loop, t.loopCount + 1, w + 2 end
+    writes[w + 1], writes[w + 2], w = 'r:' .. ARGV[T + 1], table.concat(lines, '\n', 1, l), w + 2
+    redis.call('HSET', KEYS[4 + n], unpack(writes, 1, w))
+    local calls, ttl, nowMs = KEYS[5 + n], tonumber(ARGV[T + 2]), floor(now)
+    redis.call('ZREMRANGEBYSCORE', calls, '-inf', nowMs)
+    redis.call('ZADD', calls, nowMs + ceil(wait) + ttl, ARGV[T + 1])
+    if redis.call('PTTL', calls) < ceil(wait) + ttl + 60000 then redis.call('PEXPIRE', calls, ceil(wait) + ttl + 60000) end
+end
+
+-- A refusal's own bookkeeping (as tree-enter.lua): the loop guard counts refused calls too, and the
+-- first loop-guard refusal and the first budget refusal of a tree each tell a human, once.
+local function treeRefused(KEYS, ARGV, T, n, plan)
+    local t = TREE
+    local key, events, id = KEYS[4 + n], KEYS[6 + n], ARGV[T + 6]
+    local detail
+    if t.refused == 'loop' then
+        local limit = tonumber(t.h[4])
+        if t.loopCount == limit then
+            detail = 'call ' .. t.loop .. ' refused after ' .. limit .. ' identical calls'
+        end
+        redis.call('HINCRBY', key, 'l:' .. t.loop, 1)
+    elseif t.refused == 'budget' and not t.told then
+        local j = t.resource
+        local res = plan[j]
+        redis.call('HSET', key, 'x:' .. res, 1)
+        detail = res .. ' budget ' .. t.h[3 + 3 * j] .. ' of tree ' .. id .. ': ' .. (tonumber(t.h[4 + 3 * j]) or 0) ..
+            ' spent or reserved, a call asked for ' .. COST[j]
+    end
+    if detail then
+        redis.call('XADD', events, 'MAXLEN', '~', 10000, '*', 'type', t.refused == 'loop' and 'loop-guard' or
+            'budget-exhausted', 'tree', id, 'detail', detail)
+        redis.call('PEXPIRE', events, 604800000)
+    end
+end
+
 local function decide(KEYS, ARGV)
     if not pack then pack, unpack_, floor, ceil = struct.pack, struct.unpack, math.floor, math.ceil end
     local plan, options = memo[ARGV[1]] or memoized(ARGV[1], parsePlan), memo[ARGV[2]] or memoized(ARGV[2], parseOptions)
     local n, R = plan.n, #plan
     local F = 4 + R -- ARGV[F + first + k]: a scope's config field k
     local batch, maxWait, resTTL = options.batch, tonumber(ARGV[3]), tonumber(ARGV[4])
+    local T = F + n * (n + 1) / 2 + 1 -- ARGV[T...]: a call inside a request tree, when given
+    local tree = ARGV[T] ~= nil
+    if tree then -- bad input is refused before anything is read or written
+        local bad = treeInput(KEYS, ARGV, T, n, resTTL)
+        if bad then return redis.error_reply('decide: ' .. bad) end
+    end
     local time = redis.call('TIME')
     local now = time[1] * 1000 + time[2] / 1000
     local config = redis.call('HMGET', KEYS[1], unpack(ARGV, F + 1, F + n * (n + 1) / 2))
@@ -441,6 +593,19 @@ local function decide(KEYS, ARGV)
         e.i, e.l, e.cost, e.used, e.found, e.ok, e.wait, e.retry = 1, PAUSE, 0, 0, false, left <= maxWait, left, left
     end
 
+    local treeK = 0 -- the tree's pseudo-limit when it refuses (checked after the path, like the pause)
+    if tree then
+        local kind, res, limit, used, retry = treeCheck(KEYS, ARGV, T, n, plan, now)
+        if kind then
+            K, treeK = K + 1, K + 1
+            local e = POOL[K]
+            if not e then e = {}; POOL[K] = e end
+            TREE_LIMIT.kind, TREE_LIMIT.res, TREE_LIMIT.limit = kind, res, limit
+            e.i, e.l, e.cost, e.used, e.found, e.ok, e.wait, e.retry = tonumber(ARGV[T + 7]) + 1, TREE_LIMIT, 0, used,
+                false, false, 0, retry
+        end
+    end
+
     -- 2. All or nothing: admitted only if every (enforced) limit allows; shadow limits just count.
     local allowed, wait, retry, denied, shadowed = true, 0, 0, 0, false
     for k = 1, K do
@@ -459,6 +624,7 @@ local function decide(KEYS, ARGV)
             wait = e.wait
         end
     end
+    if treeK > 0 then denied = treeK end -- the tree's refusal first, as when tree-enter decided first
 
     -- 3. Charge every limit (shadow limits only where they allowed), and write each scope once. A
     --    key's expiry is refreshed only when a record would outlive it (SET KEEPTTL is cheaper).
@@ -508,8 +674,17 @@ local function decide(KEYS, ARGV)
             end
         end
         if resTTL > 0 then
-            local reservation = { at = now + wait, leaf = KEYS[2 + n], charges = charges }
-            redis.call('SET', KEYS[3 + n], cmsgpack.pack(reservation), 'PX', resTTL)
+            local reservation, ttl = { at = now + wait, leaf = KEYS[2 + n], charges = charges }, resTTL
+            if tree then -- its settle closes the tree side too, for as long as the call counts in flight
+                reservation.tree = KEYS[4 + n]
+                if TREE.open then
+                    reservation.call = ARGV[T + 1]
+                    treeAdmit(KEYS, ARGV, T, n, plan, now, wait)
+                    local counted = ceil(wait) + tonumber(ARGV[T + 2])
+                    if ttl < counted then ttl = counted end
+                end
+            end
+            redis.call('SET', KEYS[3 + n], cmsgpack.pack(reservation), 'PX', ttl)
         end
         if shadowed then
             for k = 1, K do
@@ -519,6 +694,8 @@ local function decide(KEYS, ARGV)
             redis.call('PEXPIRE', KEYS[2], 86400000)
         end
     end
+
+    if treeK > 0 and TREE.refused then treeRefused(KEYS, ARGV, T, n, plan) end
 
     -- 4. Reply; in the common case (admitted now, nothing to report) just the wait.
     if allowed and resTTL == 0 and not (options.report or shadowed) and warnings == NONE then

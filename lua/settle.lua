@@ -3,10 +3,16 @@
 -- "cancel" refunds everything. Idempotent: a closed reservation stays closed (until it expires).
 --
 -- KEYS[1] sluice:{P}:r:<id>, the reservation   KEYS[1+i] the state of scope i = 1..n, as for decide
+-- KEYS[2+n], KEYS[3+n] only for a reservation made inside a request tree (decide.lua's "tree"
+--   group): the tree's hash and its calls in flight, sluice:{P}:tree:<id> and sluice:{P}:tree:<id>:calls.
+--   Settling then does tree-exit.lua's work as well: the call stops counting as in flight and its
+--   tree budgets are charged the actual costs instead of the estimate ("cancel": given back, with
+--   the loop guard's count), in the same step as the quota, and only once.
 -- ARGV[1] "settle" | "cancel"   ARGV[2k], ARGV[2k+1] a resource and its actual cost (integer >= 0);
 --   a resource not named keeps its estimate
 -- Reply: {status}: "settled" | "cancelled" | "already settled" | "already cancelled" | "unknown"
---   (never made, or expired: its estimate stays charged) | "mismatch" (KEYS are not its path)
+--   (never made, or expired: its estimate stays charged) | "mismatch" (KEYS are not its path, or
+--   not its tree)
 -- Loaded with FUNCTION LOAD as sluice_settle_VERSION, like decide; EVAL runs it too.
 
 local RECORD = '<Bc0ddddHc0' -- decide.lua explains the state layout
@@ -18,6 +24,11 @@ local function settle(KEYS, ARGV)
     if not raw[1] then return { 'unknown' } end
     if raw[1] == 'settled' or raw[1] == 'cancelled' then return { 'already ' .. raw[1] } end
     local reservation = cmsgpack.unpack(raw[1])
+    local tree = reservation.tree
+    if tree then -- made inside a request tree: its two keys follow the path's (MGET read them as nil)
+        n = #KEYS - 3
+        if KEYS[2 + n] ~= tree or KEYS[3 + n] ~= tree .. ':calls' then return { 'mismatch' } end
+    end
     if reservation.leaf ~= KEYS[1 + n] then return { 'mismatch' } end
     local actual = {}
     for k = 2, #ARGV, 2 do actual[ARGV[k]] = tonumber(ARGV[k + 1]) end
@@ -94,6 +105,26 @@ local function settle(KEYS, ARGV)
                 local expires = ceil(last + min(last - now, 3600000)) + 1000
                 redis.call('SET', KEYS[1 + i], struct.pack('<d', expires) .. body, 'PX', expires - floor(now))
             end
+        end
+    end
+    if reservation.call then -- tree-exit.lua's work for the call decide admitted into the tree
+        local key, calls, call = KEYS[2 + n], KEYS[3 + n], reservation.call
+        redis.call('ZREM', calls, call)
+        local record = redis.call('HGET', key, 'r:' .. call) -- gone: the tree expired, nothing to give back
+        if record then
+            local loop
+            for line in string.gmatch(record .. '\n', '([^\n]*)\n') do
+                if not loop then
+                    loop = line
+                else
+                    local res, estimate = string.match(line, '^(.*)=(%d+)$')
+                    estimate = tonumber(estimate)
+                    local delta = cancel and -estimate or (actual[res] or estimate) - estimate
+                    if delta ~= 0 then redis.call('HINCRBY', key, 'u:' .. res, delta) end
+                end
+            end
+            if cancel and loop ~= '' then redis.call('HINCRBY', key, 'l:' .. loop, -1) end
+            redis.call('HDEL', key, 'r:' .. call)
         end
     end
     local status = cancel and 'cancelled' or 'settled'

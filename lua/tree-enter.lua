@@ -2,6 +2,8 @@
 -- deadline, depth, calls in flight, the loop guard, or a budget. An admitted call reserves its
 -- estimate on every budget (tree-exit settles it) and counts as in flight until it exits or its
 -- ttl passes (a crashed worker's call stops counting; its reservation stays spent).
+-- A call that also has a quota path is admitted by decide.lua instead, which makes these same checks
+-- (keep the two in step) and charges the quota and the tree at once; settle.lua then closes both.
 --
 -- KEYS[1] sluice:{P}:tree:<id>  HASH (see tree-open)
 -- KEYS[2] sluice:{P}:tree:<id>:calls  ZSET: calls in flight, score when they expire (ms)

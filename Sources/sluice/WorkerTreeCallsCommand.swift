@@ -2,9 +2,16 @@ import ArgumentParser
 import Sluice
 import SluiceRedis
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// `sluice worker tree-calls`: makes calls through ``Backpressure`` inside the tree of --header
 /// (a context from another process), each using a random actual amount of tokens, and reports
-/// what was admitted and spent.
+/// what was admitted and spent. With --quota, each call also reserves the quota path
+/// `global=<partition>` (one request and the tokens), decided with the tree in one script.
 struct WorkerTreeCallsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "tree-calls", shouldDisplay: false)
 
@@ -18,16 +25,30 @@ struct WorkerTreeCallsCommand: AsyncParsableCommand {
     @Option(name: .customLong("actual-max")) var actualMaximum: Int = 100
     @Option var tool: String?
     @Option var arguments: String?
+    @Option(help: "The global scope's default spec; calls then reserve the path global=<partition>.")
+    var quota: String?
 
     func run() async throws {
         guard let context = TreeContext(headerValue: header) else { throw ValidationError("bad --header") }
         let client = try options.connection.makeClient()
         defer { client.close() }
-        let backpressure = options.backpressure(client)
-        defer { Task { await backpressure.shutdown() } }
-        let call = ProviderCall(
+        let backpressure: Backpressure
+        var provider = ProviderCall(
             scope: scope, estimate: ["tokens": estimate], timeout: .seconds(30), tool: tool, arguments: arguments,
             maxAttempts: 1)
+        if let quota {
+            let limiter = try Limiter(client: client, configuration: .init(defaults: ["global": quota]))
+            backpressure = Backpressure(
+                redis: client,
+                configuration: .init(partition: options.partition, heartbeat: nil, holder: "pid-\(getpid())"),
+                limiter: limiter)
+            provider.quotaPath = try ScopePath("global=\(options.partition)")
+            provider.estimate["requests"] = 1
+        } else {
+            backpressure = options.backpressure(client)
+        }
+        defer { Task { await backpressure.shutdown() } }
+        let call = provider
         let (low, high) = (actualMinimum, max(actualMinimum, actualMaximum))
         let results = await context.run {
             await withTaskGroup(of: (String, Int).self) { group in

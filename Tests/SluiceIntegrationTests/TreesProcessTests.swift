@@ -34,6 +34,37 @@ struct TreesProcessTests {
         #expect(exhausted.first?["tree"] == root.treeID)
     }
 
+    @Test(
+        "With a quota path, four processes decide tree and quota at once: the budget holds, accounts exactly, and settles close both"
+    )
+    func budgetWithQuotaAcrossFourProcesses() async throws {
+        let fixture = try BackpressureFixture()
+        defer { Task { await fixture.cleanUp() } }
+        let trees = RequestTrees(redis: fixture.client)
+        let budget = 4_000
+        let root = try await trees.open(partition: fixture.partition, limits: TreeLimits(budgets: ["tokens": budget]))
+        let arguments = [
+            "tree-calls", "--partition", fixture.partition, "--header", root.headerValue, "--calls", "200",
+            "--concurrency", "6", "--estimate", "400", "--actual-min", "100", "--actual-max", "400",
+            "--quota", "requests: bucket rate=200/s burst=2 debt=0",
+        ]
+        let results = try await WorkerProcess.runAll(Array(repeating: arguments, count: 4))
+        let outcomes = totalOutcomes(results)
+        let spent = results.reduce(0) { $0 + $1.int("spent") }
+        let usage = try await trees.usage(root)
+
+        #expect(outcomes.values.reduce(0, +) == 800, "every call accounted for: \(outcomes) \(results)")
+        #expect(outcomes["admitted", default: 0] > 0 && outcomes["tree-budget", default: 0] > 0, "\(outcomes)")
+        #expect(outcomes["quota-denied", default: 0] > 0, "the quota's bucket refused some calls: \(outcomes)")
+        #expect(usage.used["tokens"] == spent, "Redis charged exactly what the workers report they used")
+        #expect(usage.used["requests"] == outcomes["admitted"], "one request per admitted call, none for refused ones")
+        #expect(spent <= budget, "spent \(spent) of a budget of \(budget)")
+        #expect(usage.inFlight == 0, "every settle closed the tree side")
+        let reservations = try await fixture.keys().filter { $0.contains(":r:") }
+        #expect(reservations.count == outcomes["admitted"], "one reservation record per admitted call")
+        #expect(try await fixture.events("budget-exhausted").count == 1)
+    }
+
     @Test("Depth and fan-out limits hold for children started from two processes at once")
     func depthAndFanOut() async throws {
         let fixture = try BackpressureFixture()

@@ -109,6 +109,85 @@ struct QuotaRequestTests {
         #expect(arguments.last == "global=openai tenant=* tree=*")
     }
 
+    @Test("A call inside a tree adds its keys and decide.lua's tree group, after the reservation")
+    func treeLayout() throws {
+        let path = try ScopePath("global=openai", "tenant=acme", "tree=t")
+        var request = try DecideRequest(
+            limiter: try limiter(), path: path, cost: ["tokens": 5, "requests": 1], priority: .interactive)
+        let context = TreeContext(
+            treeID: "t{1}", depth: 2, deadlineMilliseconds: 1_800_000_000_000, partition: "openai")
+        request.reservation = ("r1", .seconds(2))
+        request.tree = TreeCall(context, tool: "search", arguments: "q", ttl: .seconds(90))
+        let keys = request.redisKeys.map { String(decoding: $0.bytes, as: UTF8.self) }
+        #expect(keys.count == 2 + 3 + 1 + 3)
+        #expect(
+            Array(keys.suffix(4)) == [
+                "sluice:{openai}:r:r1", "sluice:{openai}:tree:t%7B1%7D", "sluice:{openai}:tree:t%7B1%7D:calls",
+                "sluice:{openai}:events",
+            ])
+        let arguments = request.arguments.map { String(decoding: $0.bytes, as: UTF8.self) }
+        #expect(arguments.count == 6 + 6 + 8)
+        #expect(
+            Array(arguments.suffix(8)) == [
+                "tree", "r1", "90000", "2", "1800000000000", RequestTrees.loopKey(tool: "search", arguments: "q"),
+                "t{1}", "2",
+            ])
+        // No tree scope on the path: a refusal is reported on the root.
+        var flat = try DecideRequest(
+            limiter: try limiter(), path: try ScopePath("global=openai"), cost: ["tokens": 5], priority: .interactive)
+        flat.reservation = ("r2", .seconds(2))
+        flat.tree = TreeCall(context)
+        #expect(flat.arguments.map { String(decoding: $0.bytes, as: UTF8.self) }.suffix(3) == ["", "t{1}", "0"])
+    }
+
+    @Test("A tree and a quota path in different partitions are refused before any I/O")
+    func treePartition() throws {
+        let path = try ScopePath("global=openai")
+        let other = TreeCall(TreeContext(treeID: "t", partition: "anthropic"))
+        #expect(throws: QuotaError.self) { try other.validate(path: path, limiter: try limiter()) }
+        let zero = TreeCall(TreeContext(treeID: "t", partition: "openai"), ttl: .zero)
+        #expect(throws: QuotaError.self) { try zero.validate(path: path, limiter: try limiter()) }
+        try TreeCall(TreeContext(treeID: "t", partition: "openai")).validate(path: path, limiter: try limiter())
+    }
+
+    @Test(
+        "A tree's refusal is read as a pseudo-limit and becomes the BackpressureError RequestTrees.enter throws",
+        arguments: [
+            ("tree-budget", "tokens", BackpressureError.Code.treeBudget, 800, 400),
+            ("tree-depth", "*", .treeDepth, 2, -1),
+            ("loop-guard", "*", .loopGuard, 5, 0),
+            ("tree-in-flight", "*", .treeInFlight, 4, 0),
+            ("tree-deadline", "*", .deadlineExceeded, 1_795_777_559_000, -369),
+        ])
+    func treeRefusal(kind: String, resource: String, code: BackpressureError.Code, limit: Int64, remaining: Int64)
+        throws
+    {
+        let path = try ScopePath("global=openai", "tree=t")
+        let reply = RedisValue.array([
+            .integer(0), .integer(0), .integer(kind == "tree-in-flight" ? 0 : -1), .bulkString([]), .integer(2),
+            .integer(2), .integer(0), .integer(1_795_777_559_369),
+            .integer(0), .bulkString(Array("tokens".utf8)), .bulkString(Array("bucket".utf8)), .integer(40),
+            .integer(100), .integer(0),
+            .integer(1), .bulkString(Array(resource.utf8)), .bulkString(Array(kind.utf8)), .integer(remaining),
+            .integer(limit), .integer(1),
+        ])
+        let decision = try DecideRequest.parse(reply, path: path).decision
+        #expect(!decision.allowed && decision.deniedBy?.scopeIndex == 1 && decision.deniedBy?.resource == resource)
+        #expect(decision.deniedBy?.kind.name == kind)
+        #expect(decision.retryable == (kind == "tree-in-flight"))
+        let call = TreeCall(TreeContext(treeID: "t", depth: 3, partition: "openai"), tool: "search")
+        let refusal = try #require(decision.treeRefusal(call))
+        #expect(refusal.code == code)
+        #expect(refusal.retryAfter == (code == .treeInFlight ? .milliseconds(50) : nil))
+        if code == .treeBudget { #expect(refusal.message.contains("tokens budget of 800 is spent (400 used")) }
+        if code == .treeInFlight { #expect(refusal.message.contains("4 calls in flight, the most allowed is 4")) }
+        // A quota denial, or an admission, is no tree refusal.
+        var quota = decision
+        quota.deniedBy = decision.limits.first
+        #expect(quota.treeRefusal(call) == nil)
+        #expect(Decision(allowed: true).treeRefusal(call) == nil)
+    }
+
     @Test("A reply is read into a decision")
     func parse() throws {
         let path = try ScopePath("global=openai", "tenant=acme")

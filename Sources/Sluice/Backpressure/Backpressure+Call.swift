@@ -9,6 +9,11 @@ extension Backpressure {
     /// it settles the actual usage on the tree and the quota, records the outcome, and releases
     /// the lease — also when the call fails.
     ///
+    /// A call with a quota path inside a tree of the same partition is admitted by the tree and the
+    /// quota in one atomic decision (``TreeCall``): neither is charged when the other refuses, and
+    /// one settle closes both. Otherwise the tree is entered first and refunded when a later stage
+    /// refuses.
+    ///
     /// When Sluice refuses the call (a ``BackpressureError``), `degrade` may return another call to
     /// try instead — a smaller model, a cached path — or `nil` to give up with the refusal.
     ///
@@ -71,7 +76,14 @@ extension Backpressure {
             if try await step.run({ try await queue.enter(callerID: id, patience: deadline - .now) }) != nil {
                 admitted.queued = true
             }
-            if let tree {
+            // With a quota path in the tree's partition, one script decides both (the tree's checks
+            // and writes join the quota's): no refund window in which the tree looks fuller than it is.
+            let together = tree.flatMap { tree in
+                call.quotaPath.flatMap { path in
+                    limiter.flatMap { Self.decideTogether($0, path, tree, call, ttl: maxCallDuration) }
+                }
+            }
+            if let tree, together == nil {
                 admitted.ticket = try await step.run {
                     try await trees.enter(
                         tree, callID: id, estimate: call.estimate, tool: call.tool, arguments: call.arguments,
@@ -79,7 +91,8 @@ extension Backpressure {
                 }
             }
             if let limiter, let path = call.quotaPath {
-                admitted.reservation = try await schedule(limiter, path, call, tree: tree, step: &step)
+                admitted.reservation = try await schedule(
+                    limiter, path, call, tree: tree, together: together, step: &step)
                 admittedAt = .now  // the admission's wait is over: its sendsAt is about now
             }
             if let pool {
@@ -166,15 +179,28 @@ extension Backpressure {
         }
     }
 
+    /// The tree call to decide with the quota path, when both live in one partition (one hash tag)
+    /// and the call's ttl is one decide.lua takes (else the tree is entered on its own, as before).
+    static func decideTogether(
+        _ limiter: Limiter, _ path: ScopePath, _ tree: TreeContext, _ call: ProviderCall, ttl: Duration
+    ) -> TreeCall? {
+        guard KeyName.escape(limiter.configuration.partition(path)) == KeyName.escape(tree.partition),
+            ttl >= .milliseconds(1), ttl <= .seconds(7 * 86_400)
+        else { return nil }
+        return TreeCall(tree, tool: call.tool, arguments: call.arguments, ttl: ttl)
+    }
+
     private func schedule(
-        _ limiter: Limiter, _ path: ScopePath, _ call: ProviderCall, tree: TreeContext?, step: inout Steps
+        _ limiter: Limiter, _ path: ScopePath, _ call: ProviderCall, tree: TreeContext?, together: TreeCall?,
+        step: inout Steps
     ) async throws -> Reservation? {
         let cost = Cost(call.estimate.mapValues { Int64($0) })
         let maxWait = max(.zero, step.deadline - .now)
         let priority = tree?.priority ?? .interactive
         let admission = try await step.run {
             do {
-                return try await limiter.schedule(path, cost: cost, maxWait: maxWait, priority: priority)
+                return try await limiter.schedule(
+                    path, cost: cost, maxWait: maxWait, priority: priority, tree: together)
             } catch let error as QuotaError {
                 throw error.redisError ?? error  // a Redis failure is an outage, for the failure policy
             }
@@ -189,6 +215,7 @@ extension Backpressure {
             }
         }
         guard admission.allowed else {
+            if let together, let refusal = admission.decision.treeRefusal(together) { throw refusal }
             let denied = admission.decision.deniedBy.map { "\($0.scope) \($0.resource) \($0.kind)" } ?? "a limit"
             throw BackpressureError(
                 .quotaDenied, "the quota \(denied) refused \(call.scope)",

@@ -20,8 +20,12 @@ extension Limiter {
     /// to wait before proceeding; refuses at once when that is longer than `maxWait` (or a window
     /// or budget is full). Call ``Admission/proceed()`` to sleep until then; a task cancelled while
     /// waiting, or ``Admission/cancel()``, gives the charge back.
+    ///
+    /// - Parameter tree: a call inside a request tree, admitted by the tree and the quota at once or
+    ///   by neither (see ``TreeCall``); closing the reservation closes the tree side too.
     public func schedule(
-        _ path: ScopePath, cost: Cost, maxWait: Duration, priority: Priority = .interactive, reportLimits: Bool = false
+        _ path: ScopePath, cost: Cost, maxWait: Duration, priority: Priority = .interactive, reportLimits: Bool = false,
+        tree: TreeCall? = nil
     ) async throws(QuotaError) -> Admission {
         guard maxWait >= .zero, maxWait <= .seconds(86_400) else {
             throw QuotaError(.invalidDuration, "maxWait is between 0 and a day")
@@ -31,19 +35,29 @@ extension Limiter {
         request.maxWait = maxWait
         request.reportLimits = reportLimits
         request.reservation = (id, maxWait + .seconds(60))
+        if let tree {
+            try tree.validate(path: path, limiter: self)
+            request.tree = tree
+        }
         let started = ContinuousClock.now
         let outcome = try await request.run(self)
         let reservation = Reservation(
-            id: id, path: path, estimate: cost, decision: outcome.decision, limiter: self, resources: request.resources)
+            id: id, path: path, estimate: cost, decision: outcome.decision, limiter: self, resources: request.resources,
+            tree: tree)
         return Admission(reservation: reservation, proceedAt: started + outcome.decision.wait)
     }
 
     /// Reserves `estimate` (say prompt tokens + max output tokens) for at most `ttl`; settle it
     /// with the actual cost once known. Unsettled, it expires by itself and the estimate stays
     /// charged. Reserving again under the same `id` does not charge twice.
+    ///
+    /// - Parameter tree: a call inside a request tree, admitted by the tree and the quota at once or
+    ///   by neither (see ``TreeCall``; the call's id in the tree is the reservation's); settling the
+    ///   reservation settles the tree side too. The record then lives at least as long as the call
+    ///   counts in flight (``TreeCall/ttl``).
     public func reserve(
         _ path: ScopePath, estimate: Cost, ttl: Duration = .seconds(600), id: String? = nil,
-        priority: Priority = .interactive, reportLimits: Bool = false
+        priority: Priority = .interactive, reportLimits: Bool = false, tree: TreeCall? = nil
     ) async throws(QuotaError) -> Reservation {
         guard ttl >= .milliseconds(1), ttl <= .seconds(7 * 86_400) else {
             throw QuotaError(.invalidDuration, "a reservation's ttl is between 1 ms and 7 days")
@@ -53,13 +67,17 @@ extension Limiter {
         var request = try DecideRequest(limiter: self, path: path, cost: estimate, priority: priority)
         request.reservation = (id, ttl)
         request.reportLimits = reportLimits
+        if let tree {
+            try tree.validate(path: path, limiter: self)
+            request.tree = tree
+        }
         let outcome = try await request.run(self)
         if outcome.status == "closed" {
             throw QuotaError(.reservationClosed, "this reservation id was already settled or cancelled")
         }
         return Reservation(
             id: id, path: path, estimate: estimate, decision: outcome.decision, limiter: self,
-            resources: request.resources)
+            resources: request.resources, tree: tree)
     }
 }
 
@@ -72,6 +90,8 @@ struct DecideRequest: Sendable {
     var maxWait: Duration = .zero
     var reportLimits = false
     var reservation: (id: String, ttl: Duration)?
+    /// A call inside a request tree (only with a reservation, whose id is the call's).
+    var tree: TreeCall?
     let encoded: EncodedPath
 
     init(limiter: Limiter, path: ScopePath, cost: Cost, priority: Priority) throws(QuotaError) {
@@ -87,7 +107,11 @@ struct DecideRequest: Sendable {
 
     var redisKeys: [RedisArgument] {
         guard let reservation else { return encoded.keys }
-        return encoded.keys + [RedisArgument(keys.reservation(reservation.id))]
+        guard let tree else { return encoded.keys + [RedisArgument(keys.reservation(reservation.id))] }
+        let treeKeys = tree.keys
+        return encoded.keys + [
+            RedisArgument(keys.reservation(reservation.id)), treeKeys.tree, treeKeys.calls, treeKeys.events,
+        ]
     }
 
     var arguments: [RedisArgument] {
@@ -99,6 +123,7 @@ struct DecideRequest: Sendable {
         out.append(reservation.map { RedisArgument($0.ttl.milliseconds) } ?? "0")
         for (_, amount) in resources { out.append(RedisArgument(amount)) }
         out.append(contentsOf: encoded.patterns)
+        if let tree, let reservation { out.append(contentsOf: tree.arguments(callID: reservation.id, path: path)) }
         return out
     }
 
@@ -150,6 +175,11 @@ struct DecideRequest: Sendable {
             case "window": kind = .window
             case "budget": kind = .budget
             case "pause": kind = .pause
+            case "tree-deadline": kind = .treeDeadline
+            case "tree-depth": kind = .treeDepth
+            case "loop-guard": kind = .loopGuard
+            case "tree-budget": kind = .treeBudget
+            case "tree-in-flight": kind = .treeInFlight
             default: throw unexpected("an unknown limit kind")
             }
             let verdict: LimitStatus.Verdict

@@ -73,6 +73,19 @@ public struct QuotaLimit: Sendable, Hashable, CustomStringConvertible {
         /// 429, and no admission passes until the provider's retry-after (a scheduled admission whose
         /// max wait covers the pause waits it out). Reported on the root scope, resource `*`.
         public static let pause = Kind("pause")
+        /// Not a configured limit: a call inside a request tree (decided with its quota path, see
+        /// ``TreeCall``) came after the tree's deadline. ``LimitStatus/limit`` is the deadline in ms
+        /// since 1970 (Redis' clock), ``LimitStatus/remaining`` how long before now it passed (<= 0).
+        public static let treeDeadline = Kind("tree-deadline")
+        /// Not a configured limit: the call's node is deeper than the tree's max depth (the limit).
+        public static let treeDepth = Kind("tree-depth")
+        /// Not a configured limit: the tree's loop guard, the most identical calls of one tool.
+        public static let loopGuard = Kind("loop-guard")
+        /// Not a configured limit: the tree's budget of the resource cannot cover the cost
+        /// (remaining: what is left of it, spent or reserved by the tree's other calls).
+        public static let treeBudget = Kind("tree-budget")
+        /// Not a configured limit: the tree already has its max calls in flight.
+        public static let treeInFlight = Kind("tree-in-flight")
         public var description: String { name }
     }
 

@@ -9,12 +9,14 @@ public struct Reservation: Sendable {
     public let estimate: Cost
     /// The decision on the estimate. When it was denied, nothing is reserved.
     public let decision: Decision
+    /// The call inside a request tree admitted with it, if any: closing the reservation closes it.
+    public let tree: TreeCall?
     let limiter: Limiter
     let resources: [(resource: String, amount: Int64)]
 
     init(
         id: String, path: ScopePath, estimate: Cost, decision: Decision, limiter: Limiter,
-        resources: [(resource: String, amount: Int64)]
+        resources: [(resource: String, amount: Int64)], tree: TreeCall? = nil
     ) {
         self.id = id
         self.path = path
@@ -22,10 +24,13 @@ public struct Reservation: Sendable {
         self.decision = decision
         self.limiter = limiter
         self.resources = resources
+        self.tree = tree
     }
 
     /// Settles with what the call really cost. Resources not named keep their estimate.
-    /// Idempotent: a second settle (or a settle after cancel) changes nothing and says so.
+    /// Idempotent: a second settle (or a settle after cancel) changes nothing and says so. Made
+    /// inside a request tree (``tree``), it settles the tree's budgets with the same actual costs,
+    /// and the call stops counting as in flight.
     @discardableResult
     public func settle(actual: Cost) async throws(QuotaError) -> SettleOutcome {
         var arguments: [RedisArgument] = ["settle"]
@@ -35,7 +40,8 @@ public struct Reservation: Sendable {
         return try await close(arguments)
     }
 
-    /// Gives the whole estimate back. Idempotent, like ``settle(actual:)``.
+    /// Gives the whole estimate back (on the tree too, with the loop guard's count). Idempotent, like
+    /// ``settle(actual:)``.
     @discardableResult
     public func cancel() async throws(QuotaError) -> SettleOutcome {
         try await close(["cancel"])
@@ -43,7 +49,11 @@ public struct Reservation: Sendable {
 
     private func close(_ arguments: [RedisArgument]) async throws(QuotaError) -> SettleOutcome {
         let keys = limiter.keys(for: path)
-        let redisKeys = [RedisArgument(keys.reservation(id))] + keys.states(path).map { RedisArgument($0) }
+        var redisKeys = [RedisArgument(keys.reservation(id))] + keys.states(path).map { RedisArgument($0) }
+        if let tree {  // settle.lua closes the tree side as well
+            let treeKeys = tree.keys
+            redisKeys += [treeKeys.tree, treeKeys.calls]
+        }
         let reply: RedisValue
         do {
             reply = try await ScriptFunction.settle.call(limiter.client, keys: redisKeys, arguments: arguments)
