@@ -2,6 +2,7 @@ import Foundation
 import Sluice
 import SluiceRedis
 import SluiceStorm
+import Synchronization
 import Testing
 
 /// The reconciler against a real Redis: the merge of provider responses into the partition's ceiling, reported by
@@ -241,6 +242,43 @@ struct ReconcilerTests {
         while case .acquired(let lease) = try await pool.tryAcquire() { leases.append(lease) }
         #expect(leases.count == 10, "climbed back")
         for lease in leases { try await pool.release(lease) }
+    }
+
+    @Test("Backpressure.call hands every response to the reconciler; the next call waits out the 429's pause")
+    func backpressureReportsResponses() async throws {
+        let fixture = try QuotaFixture()
+        defer { Task { await fixture.cleanUp() } }
+        let limiter = try fixture.limiter(["global": "tokens: bucket rate=60000/min burst=60000"])
+        let reconciler = try Reconciler(limiter: limiter)
+        let backpressure = Backpressure(
+            redis: fixture.client, configuration: .init(partition: fixture.root, heartbeat: nil), limiter: limiter,
+            reconciler: reconciler)
+        defer { Task { await backpressure.shutdown() } }
+        let path = try fixture.path()
+        let call = ProviderCall(
+            scope: "provider", estimate: ["tokens": 100], quotaPath: path, concurrency: 4, timeout: .seconds(5),
+            maxAttempts: 1)
+        let throttled = Self.observation(remaining: 0, status: 429, retryAfterMs: 800)
+        let sentAt = Mutex<Int64?>(nil)
+        await #expect(throws: ProviderFailure.self) {
+            _ = try await backpressure.call(call) { attempt -> CallOutcome<Void> in
+                sentAt.withLock { $0 = attempt.sentAt }
+                throw ProviderFailure(throttled, usage: ["tokens": 0])
+            }
+        }
+        let sent = try #require(sentAt.withLock { $0 })
+        let status = try await reconciler.status(path)
+        #expect(status.cuts == 1 && status.pausedUntil != nil)
+        #expect(status.now - sent >= 0 && status.now - sent < 2_000, "sentAt is in Redis' clock")
+
+        let started = ContinuousClock.now
+        let result = try await backpressure.call(call) { _ in
+            CallOutcome((), usage: ["tokens": 80], observation: Self.observation(remaining: 50_000))
+        }
+        #expect(result.attempts == 1)
+        #expect(ContinuousClock.now - started >= .milliseconds(600), "the second call waited out the pause")
+        let tokens = try #require(try await reconciler.status(path).resources.first { $0.name == "tokens" })
+        #expect(tokens.lastRemaining?.amount == 0, "the later, higher remaining did not raise the bucket")
     }
 
     @Test("Bad settings are typed errors before any I/O; the reconciler's state key always expires")

@@ -61,10 +61,14 @@ extension Backpressure {
             redis: redis, partition: partition, name: call.dependency, configuration: configuration.breaker)
         let budget = RetryBudget(
             redis: redis, partition: partition, scope: call.scope, configuration: configuration.retryBudget)
-        let pool = call.concurrency.map {
-            LeasePool(
-                redis: redis, partition: partition, scope: call.scope, slots: $0, ttl: configuration.leaseTTL,
+        let reconciler = self.reconciler
+        let pool = call.concurrency.map { slots in
+            let pool = LeasePool(
+                redis: redis, partition: partition, scope: call.scope, slots: slots, ttl: configuration.leaseTTL,
                 holder: configuration.holder)
+            // Overloads cut the partition's concurrency share; the pool's slots follow it.
+            guard let reconciler, let path = call.quotaPath else { return pool }
+            return pool.following(reconciler, path: path)
         }
         let trees = self.trees
         let maxCallDuration = configuration.maxCallDuration
@@ -133,6 +137,11 @@ extension Backpressure {
                         }
                     ) { try await operation(context) }
                     if let permit { _ = try? await step.run { try await breaker.record(permit, success: true) } }
+                    if let reconciler, let path = call.quotaPath, let observation = outcome.observation {
+                        _ = try? await step.run {
+                            try await reconciler.record(observation, path: path, sentAt: context.sentAt)
+                        }
+                    }
                     usage = outcome.usage
                     heartbeat?.cancel()
                     await release(
@@ -145,6 +154,11 @@ extension Backpressure {
                     let timedOut = (error as? BackpressureError)?.code == .deadlineExceeded
                     if let permit, failure?.countsAgainstBreaker ?? true {
                         _ = try? await step.run { try await breaker.record(permit, success: false) }
+                    }
+                    if let reconciler, let path = call.quotaPath, let observation = failure?.observation {
+                        _ = try? await step.run {
+                            try await reconciler.record(observation, path: path, sentAt: context.sentAt)
+                        }
                     }
                     usage = failure?.usage ?? [:]
                     usageKnown = failure != nil

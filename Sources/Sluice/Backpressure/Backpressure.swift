@@ -81,6 +81,9 @@ public final class Backpressure: Sendable {
     public let redis: RedisClient
     /// The quota limiter that reserves ``ProviderCall/quotaPath``.
     public let limiter: Limiter?
+    /// Merges every attempt's ``CallOutcome/observation`` or ``ProviderFailure/observation`` into the ceiling of
+    /// the call's quota path, and scales the call's concurrency slots by the partition's concurrency share.
+    public let reconciler: Reconciler?
     let trees: RequestTrees
     let fallback: LocalFallbackBucket?
     private let ceiling: Mutex<Double>
@@ -92,11 +95,15 @@ public final class Backpressure: Sendable {
         var degradedRefusals = 0
     }
 
-    /// A backpressure layer on `redis`; pass the quota `limiter` to reserve quota paths.
-    public init(redis: RedisClient, configuration: Configuration, limiter: Limiter? = nil) {
+    /// A backpressure layer on `redis`; pass the quota `limiter` to reserve quota paths, and a `reconciler` to
+    /// follow the provider's real ceiling from the responses the calls return.
+    public init(
+        redis: RedisClient, configuration: Configuration, limiter: Limiter? = nil, reconciler: Reconciler? = nil
+    ) {
         self.redis = redis
         self.configuration = configuration
         self.limiter = limiter
+        self.reconciler = reconciler
         self.health = RedisHealth(configuration: configuration.health)
         self.trees = RequestTrees(redis: redis)
         if let interval = configuration.heartbeat {

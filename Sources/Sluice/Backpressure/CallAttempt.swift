@@ -25,11 +25,14 @@ public struct CallOutcome<Value: Sendable>: Sendable {
     public var value: Value
     /// The actual usage per resource (`["tokens": 2718]`), settled instead of the estimate.
     public var usage: [String: Int]
+    /// What the provider's response said about its limits; with a ``Reconciler``, ``Backpressure`` merges it.
+    public var observation: ProviderObservation?
 
     /// An outcome.
-    public init(_ value: Value, usage: [String: Int] = [:]) {
+    public init(_ value: Value, usage: [String: Int] = [:], observation: ProviderObservation? = nil) {
         self.value = value
         self.usage = usage
+        self.observation = observation
     }
 }
 
@@ -62,17 +65,32 @@ public struct ProviderFailure: Error, Sendable, Hashable, CustomStringConvertibl
     public var usage: [String: Int]
     /// What happened, in words.
     public var message: String
+    /// What the provider's response said about its limits; with a ``Reconciler``, ``Backpressure`` merges it.
+    public var observation: ProviderObservation?
 
     /// A failure.
     public init(
         _ message: String, retryable: Bool = true, retryAfter: Duration? = nil, countsAgainstBreaker: Bool = true,
-        usage: [String: Int] = [:]
+        usage: [String: Int] = [:], observation: ProviderObservation? = nil
     ) {
         self.message = message
         self.retryable = retryable
         self.retryAfter = retryAfter
         self.countsAgainstBreaker = countsAgainstBreaker
         self.usage = usage
+        self.observation = observation
+    }
+
+    /// The failure a provider's response describes: a 429 (quota) or an overload (5xx, 529, a timeout) may be
+    /// retried after its retry-after, and only overloads count against the breaker; a do-not-retry response is
+    /// final.
+    public init(_ observation: ProviderObservation, usage: [String: Int] = [:]) {
+        let status = observation.status.map { "HTTP \($0)" } ?? "no response"
+        self.init(
+            "\(status) (\(observation.responseClass))",
+            retryable: observation.responseClass == .quota || observation.responseClass == .overload,
+            retryAfter: observation.retryAfter, countsAgainstBreaker: observation.responseClass == .overload,
+            usage: usage, observation: observation)
     }
 
     public var description: String { "provider failure: \(message)" }

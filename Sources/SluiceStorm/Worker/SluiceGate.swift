@@ -2,10 +2,11 @@ import Sluice
 import SluiceRedis
 
 /// Mode `sluice`: every call goes through the library's high-level ``Backpressure/call(_:degrade:_:)`` — the
-/// fleet-wide admission queue, the request tree's limits (budget, loop guard, deadline), scheduled admission on
-/// the hierarchical quota path `global → tenant` with reserve/settle of tokens, the provider's circuit breaker and
-/// the retry budget with backoff, fleet-wide concurrency leases on the provider; every response goes to the ``Reconciler``, which pauses the fleet on a 429 and
-/// follows the provider's ceiling. See ``SluiceSettings`` for the numbers.
+/// fleet-wide admission queue, scheduled admission on the hierarchical quota path `global → tenant` with
+/// reserve/settle of tokens, atomic with the request tree's limits (budget, loop guard, deadline), a fleet-wide
+/// concurrency lease on the provider, the provider's circuit breaker, and the retry budget with backoff. Every
+/// response goes back through `Backpressure` to the ``Reconciler``, which pauses the fleet on a 429, follows the
+/// provider's ceiling, and cuts the concurrency slots on overloads. See ``SluiceSettings`` for the numbers.
 ///
 /// Refusals become outcomes: a batch caller whose quota is not yet there waits the retry-after and asks again
 /// within its deadline; an interactive one, or any caller the queue or the breaker turns away, is shed at once.
@@ -28,6 +29,7 @@ final class SluiceGate: CallGate {
             configuration: .init(
                 defaults: settings.defaults(
                     tokensPerWindow: provider.tokensPerWindow, requestsPerWindow: provider.requestsPerWindow)))
+        reconciler = try Reconciler(limiter: limiter, configuration: settings.reconciler)
         backpressure = Backpressure(
             redis: redis,
             configuration: .init(
@@ -39,9 +41,8 @@ final class SluiceGate: CallGate {
                 retryBudget: .init(ratio: 0.2, floor: 10, window: .seconds(5)),
                 backoff: .init(initial: .milliseconds(100), maximum: .seconds(2)),
                 defaultTimeout: .seconds(30), heartbeat: nil, holder: "storm-\(assignment.workerIndex)"),
-            limiter: limiter)
+            limiter: limiter, reconciler: reconciler)
         trees = RequestTrees(redis: redis)
-        reconciler = try Reconciler(limiter: limiter, configuration: settings.reconciler)
         concurrencySlots = settings.concurrencySlots
     }
 
@@ -76,7 +77,6 @@ final class SluiceGate: CallGate {
         } catch {
             return GateConclusion(outcome: .failed, refusal: "invalid-path")
         }
-        let reconciler = self.reconciler
         let concurrencySlots = self.concurrencySlots
         while true {
             let remaining = call.remainingMs
@@ -95,14 +95,11 @@ final class SluiceGate: CallGate {
                                     status: $0,
                                     headers: ResponseHeaders(result.headers.map { (name: $0.name, value: $0.value) }))
                             } ?? .noResponse
-                        _ = try? await reconciler.record(observation, path: path, sentAt: attemptContext.sentAt)
                         if result.succeeded {
-                            return CallOutcome((), usage: ["tokens": result.tokens, "requests": 1])
+                            return CallOutcome(
+                                (), usage: ["tokens": result.tokens, "requests": 1], observation: observation)
                         }
-                        throw ProviderFailure(
-                            "HTTP \(result.status.map(String.init) ?? "timeout")", retryable: result.isRetryable,
-                            retryAfter: result.retryAfterMs.map { .milliseconds(Int64($0)) },
-                            countsAgainstBreaker: !result.isQuota, usage: ["tokens": 0, "requests": 1])
+                        throw ProviderFailure(observation, usage: ["tokens": 0, "requests": 1])
                     }
                 }
                 return .ok
