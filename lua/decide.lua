@@ -161,13 +161,19 @@ local function parse(spec)
     return out
 end
 
--- Memo: specs and plans repeat call after call; parse each once (for as long as the function lives).
-local memo, memoSize = {}, 0
-local function memoized(text, parser)
+-- Memo: specs, plans and options repeat call after call; parse each once (for as long as the
+-- function lives). One table per parser, so that a text sent in the wrong place (a plan as the
+-- options, by a malformed call) never hands one parser's result to the other's callers.
+local SPECS, PLANS, OPTIONS, memoSize = {}, {}, {}, {}
+local function memoized(memo, text, parser)
     local hit = memo[text]
     if not hit then
-        if memoSize >= 2000 then memo, memoSize = {}, 0 end
-        hit, memoSize = parser(text), memoSize + 1
+        local size = memoSize[memo] or 0
+        if size >= 2000 then -- emptied in place: the tables are upvalues
+            for k in pairs(memo) do memo[k] = nil end
+            size = 0
+        end
+        hit, memoSize[memo] = parser(text), size + 1
         memo[text] = hit
     end
     return hit
@@ -183,7 +189,7 @@ local function parsePlan(text) -- ARGV[1] -> { resources..., defaults = {spec pe
         if i == 0 then
             for res in string.gmatch(line, '%S+') do p[#p + 1] = res end
         else
-            p.defaults[i] = line == '' and NONE or memoized(line, parse)
+            p.defaults[i] = line == '' and NONE or memoized(SPECS, line, parse)
         end
         i = i + 1
     end
@@ -412,7 +418,8 @@ end
 
 local function decide(KEYS, ARGV)
     if not pack then pack, unpack_, floor, ceil = struct.pack, struct.unpack, math.floor, math.ceil end
-    local plan, options = memo[ARGV[1]] or memoized(ARGV[1], parsePlan), memo[ARGV[2]] or memoized(ARGV[2], parseOptions)
+    local plan = PLANS[ARGV[1]] or memoized(PLANS, ARGV[1], parsePlan)
+    local options = OPTIONS[ARGV[2]] or memoized(OPTIONS, ARGV[2], parseOptions)
     local n, R = plan.n, #plan
     local F = 4 + R -- ARGV[F + first + k]: a scope's config field k
     local batch, maxWait, resTTL = options.batch, tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -443,7 +450,7 @@ local function decide(KEYS, ARGV)
         for k = 1, i do
             local text = config[first + k]
             if text then
-                local spec = memoized(text, parse)
+                local spec = memoized(SPECS, text, parse)
                 if spec.err then
                     warnings = warn(warnings, i, ARGV[F + first + k], spec.err)
                 else

@@ -243,6 +243,24 @@ struct QuotaDecisionTests {
         }
         for key in try await fixture.keys() { #expect(key.hasPrefix("sluice:{\(fixture.root)}:")) }
     }
+
+    @Test("A malformed call that sends a plan where the options go does not poison later decisions")
+    func malformedCallLeavesMemoAlone() async throws {
+        let fixture = try QuotaFixture()
+        defer { Task { await fixture.cleanUp() } }
+        // A plan no other call sent (the function keeps its memo across calls and tests).
+        let limiter = try fixture.limiter(["global": "tokens: bucket rate=100/s burst=\(Int.random(in: 100...999_999))"]
+        )
+        let path = try fixture.path()
+        let request = try DecideRequest(limiter: limiter, path: path, cost: ["tokens": 1], priority: .interactive)
+        // Before any good call with this plan, one key too few: the last key becomes ARGV[1] and the plan
+        // lands in ARGV[2], the options' place. The script may refuse the call, but must not remember
+        // the plan's text as options.
+        let keys = request.redisKeys
+        _ = try? await ScriptFunction.decide.call(
+            limiter.client, keys: Array(keys.dropLast()), arguments: [keys[keys.count - 1]] + request.arguments)
+        #expect(try await limiter.decide(path, cost: ["tokens": 1]).allowed)
+    }
 }
 
 extension Reservation {
