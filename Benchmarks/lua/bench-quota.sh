@@ -70,6 +70,12 @@ for run in $(seq "$runs"); do
   measure sluice-decide fcall FCALL sluice_decide_bench "${decide_keys[@]}" "${decide_args[@]}" >>"$results"
   measure sluice-decide-report fcall FCALL sluice_decide_bench "${decide_keys[@]}" "${report_args[@]}" >>"$results"
   measure sluice-decide-eval evalsha EVALSHA "$decide_sha" "${decide_keys[@]}" "${decide_args[@]}" >>"$results"
+  # The same decision with the reconciler's record in the root's state (stated limits for both resources,
+  # low enough that the ceiling scales the root bucket, and a remaining cap): what following costs.
+  cli FLUSHDB >/dev/null
+  cli EVAL "$(cat lua/reconcile.lua)" 2 "${P}s:global=openai" "${P}events" global=openai ok 0 -1 60000 0.9 0.7 \
+    120000 86400000 1000 1 requests $big $big 60000 tokens $big $big 60000 >/dev/null
+  measure sluice-decide-reconciled fcall FCALL sluice_decide_bench "${decide_keys[@]}" "${decide_args[@]}" >>"$results"
   if [ "$trees" = 1 ]; then
     cli FLUSHDB >/dev/null
     measure sluice-decide-reserve fcall FCALL sluice_decide_bench "${reserve_keys[@]}" "${reserve_args[@]}" >>"$results"
@@ -79,7 +85,7 @@ for run in $(seq "$runs"); do
     measure tree-enter evalsha EVALSHA "$tree_enter" "${tree_enter_args[@]}" >>"$results"
   fi
 done
-labels="one-key-bucket naive-three-level sluice-decide sluice-decide-report sluice-decide-eval"
+labels="one-key-bucket naive-three-level sluice-decide sluice-decide-report sluice-decide-eval sluice-decide-reconciled"
 if [ "$trees" = 1 ]; then labels="$labels sluice-decide-reserve sluice-decide-tree tree-enter"; fi
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 printf '%-22s %14s %12s\n' script usec_per_call calls/s
@@ -89,7 +95,7 @@ for label in $labels; do
   printf '%-22s %14s %12s\n' "$label" "$usec" "$rps"
 done
 base=$(grep '^one-key-bucket ' "$results" | awk '{print $2}' | median)
-for label in naive-three-level sluice-decide sluice-decide-report; do
+for label in naive-three-level sluice-decide sluice-decide-report sluice-decide-reconciled; do
   value=$(grep "^$label " "$results" | awk '{print $2}' | median)
   echo "$label / one-key-bucket = $(awk -v a="$value" -v b="$base" 'BEGIN {printf "%.2f", a / b}')"
 done
