@@ -246,10 +246,11 @@ end
 
 -- The reconciler's record "~" in the root scope (reconcile.lua writes it and documents it): a is
 -- the pause-until, the blob one entry per resource. Decide reads the ceiling of each entry:
---   rate = min(configured rate, stated limit x safety / window) x g, g = min(1, g0 + climb x (now -
---   cut at)), the burst and headroom scaled alike; and a level never above the last remaining the
---   provider reported (capLevel at capAt, refilled at that rate since). "*" covers other resources.
-local RECON_ENTRY = '<Bc0ddddddddddd'
+--   rate = min(configured rate, capNow) x g and burst = min(configured burst, capNow x window) x g,
+--   capNow the stated limit x safety per ms (climbing after a raise), g what the last cut left
+--   (climbing back to 1), the headroom scaled with the burst; and a level never above the lowest
+--   remaining the provider reported (capLevel when capAt, refilled since). "*" covers the others.
+local RECON_ENTRY = '<Bc0ddddddddddddddd'
 local reconMemo, reconMemoSize = {}, 0
 local function reconEntries(blob) -- memoized: the blob changes only when an observation is merged
     local hit = reconMemo[blob]
@@ -258,8 +259,10 @@ local function reconEntries(blob) -- memoized: the blob changes only when an obs
     hit = {}
     local pos = 1
     while pos < #blob do
-        local name, _, _, _, _, capRate, g0, cutAt, climb, capLevel, capAt, _, nxt = struct.unpack(RECON_ENTRY, blob, pos)
-        hit[name] = { capRate = capRate, g0 = g0, cutAt = cutAt, climb = climb, capLevel = capLevel, capAt = capAt }
+        local name, _, window, _, _, _, capRate, capFrom, capSince, capClimb, g0, cutAt, climb, capLevel, capAt, capRefill, nxt =
+            struct.unpack(RECON_ENTRY, blob, pos)
+        hit[name] = { window = window, capRate = capRate, capFrom = capFrom, capSince = capSince, capClimb = capClimb,
+            g0 = g0, cutAt = cutAt, climb = climb, capLevel = capLevel, capAt = capAt, capRefill = capRefill }
         pos = nxt
     end
     reconMemo[blob], reconMemoSize = hit, reconMemoSize + 1
@@ -509,15 +512,29 @@ local function decide(KEYS, ARGV)
             if kind == 'bucket' then -- may run into debt, at most max wait deep (scheduled admission)
                 local burst, rate, cr, headroom, cap = l.burst, l.rate, l.ceil, l.headroom, nil
                 local r = i == 1 and recon and (recon[l.res] or recon['*'])
+                e.most = burst -- the most a cost may be and still pass some day, at the stated limit in force
                 if r then -- the reconciler's ceiling (see RECON_ENTRY)
-                    local g, target = r.g0 + r.climb * (now - r.cutAt), rate
-                    if r.capRate > 0 and r.capRate < target then target = r.capRate end
-                    if g < 1 then target = target * g end
-                    if target < rate then
-                        local scale = target / rate
-                        rate, burst, headroom = target, burst * scale, headroom * scale
+                    local dt, capNow = now - r.cutAt, r.capRate
+                    local g = r.g0 + r.climb * (dt > 0 and dt or 0)
+                    if r.capClimb > 0 then
+                        dt = now - r.capSince
+                        local c = r.capFrom + r.capClimb * (dt > 0 and dt or 0)
+                        if c < capNow then capNow = c end
                     end
-                    if r.capAt > 0 then cap = r.capLevel + rate * (now - r.capAt) end
+                    local target, top = rate, burst
+                    if capNow > 0 and capNow < target then target = capNow end
+                    if capNow > 0 and capNow * r.window < top then top = capNow * r.window end
+                    if r.capRate > 0 and r.capRate * r.window < e.most then e.most = r.capRate * r.window end
+                    if g < 1 then target, top = target * g, top * g end
+                    if target < rate then
+                        if cr then cr = cr * target / rate end
+                        rate = target
+                    end
+                    if top < burst then burst, headroom = top, headroom * top / burst end
+                    if r.capAt > 0 then
+                        dt = now - r.capAt
+                        cap = r.capLevel + (r.capRefill > 0 and r.capRefill or rate) * (dt > 0 and dt or 0)
+                    end
                 end
                 local level, ceiling = burst, burst
                 if found then
@@ -528,6 +545,7 @@ local function decide(KEYS, ARGV)
                     if ceiling > burst then ceiling = burst end
                 end
                 if cap and level > cap then level = cap end
+                if cap and ceiling > cap then ceiling = cap end
                 local bottom = batch and headroom or 0 -- batch admissions leave every headroom alone
                 local allowance = rate * maxWait
                 if l.debt < allowance then allowance = l.debt end
@@ -622,7 +640,7 @@ local function decide(KEYS, ARGV)
             shadowed = shadowed or not ok
         elseif not ok then
             if l.kind == 'bucket' then
-                e.retry = e.cost + e.lowest > l.burst and -1 or (e.cost + e.lowest - e.level) / e.rate
+                e.retry = e.cost + e.lowest > e.most and -1 or (e.cost + e.lowest - e.level) / e.rate
             end
             allowed = false
             if denied == 0 then denied = k end

@@ -18,9 +18,10 @@ while root and pos < #root do -- the reconciler's record "~", then its "#concurr
     if tag == '~' and x > now then
         local at = 1
         while at < #blob do
-            local name, _, _, _, _, _, g0, cutAt, climb, _, _, _, after = struct.unpack('<Bc0ddddddddddd', blob, at)
+            local name, _, _, _, _, _, _, _, _, _, g0, cutAt, climb, _, _, _, after =
+                struct.unpack('<Bc0ddddddddddddddd', blob, at)
             if name == '#concurrency' then
-                local share = math.min(1, g0 + climb * (now - cutAt))
+                local share = math.min(1, g0 + climb * math.max(0, now - cutAt))
                 slots = math.max(math.min(slots, 1), math.floor(slots * share))
             end
             at = after

@@ -6,7 +6,7 @@ struct ReconcilerOptions: ParsableArguments {
     @Option(help: "The period of the provider's stated limits, in seconds.")
     var window: Double = 60
 
-    @Option(help: "The share of the stated limit the fleet aims for, in (0, 1].")
+    @Option(help: "The share of the stated limit the fleet aims for, 0.01 to 1.")
     var safety: Double = 0.9
 
     @Option(name: .customLong("cut"), help: "What a 429 leaves of the ceiling, in (0, 1).")

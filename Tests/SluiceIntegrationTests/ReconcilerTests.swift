@@ -113,7 +113,8 @@ struct ReconcilerTests {
             return (bucket.remaining, decision.decidedAt)
         }
         let first = try await level()
-        #expect(first.remaining <= 2_000 + (first.at - sends[2]) / 10, "lowered to the report: \(first)")
+        // The report, refilled since its send at the provider's stated rate x 0.9 (0.15 per ms).
+        #expect(first.remaining <= 2_000 + (first.at - sends[2]) * 3 / 20 + 1, "lowered to the report: \(first)")
 
         // Older responses that saw more capacity, a duplicate, from three processes at once.
         var files: [String] = []
@@ -199,7 +200,8 @@ struct ReconcilerTests {
         // A raised limit is climbed to, not jumped to.
         for _ in 0..<2 { try await reconciler.record(Self.observation(limit: 60_000, remaining: nil), path: path) }
         let raised = try await tokens()
-        #expect(raised.statedLimit == 60_000 && raised.share < 0.6, "\(raised)")
+        #expect(raised.statedLimit == 60_000 && raised.share == 1, "\(raised)")
+        #expect((raised.ceiling ?? .infinity) < 0.6 * 54_000, "climbing from 27,000: \(raised)")
 
         // 503s and timeouts are not quota: no pause, and the ceiling stays where it was.
         let before = try await tokens()
@@ -279,6 +281,83 @@ struct ReconcilerTests {
         #expect(ContinuousClock.now - started >= .milliseconds(600), "the second call waited out the pause")
         let tokens = try #require(try await reconciler.status(path).resources.first { $0.name == "tokens" })
         #expect(tokens.lastRemaining?.amount == 0, "the later, higher remaining did not raise the bucket")
+    }
+
+    @Test("A provider's limit above the configured bucket never lowers it, even when raised")
+    func configuredBelowStated() async throws {
+        let fixture = try QuotaFixture()
+        defer { Task { await fixture.cleanUp() } }
+        let limiter = try fixture.limiter(["global": "tokens: bucket rate=6000/min burst=60"])
+        let reconciler = try Reconciler(limiter: limiter)
+        let path = try fixture.path()
+        func burst() async throws -> Int64 {
+            let decision = try await limiter.decide(path, cost: ["tokens": 1], reportLimits: true)
+            return try #require(decision.limits.first { $0.kind == .bucket }).limit
+        }
+        try await reconciler.record(Self.observation(limit: 100_000, remaining: nil), path: path)
+        #expect(try await burst() == 60)
+        for _ in 0..<2 { try await reconciler.record(Self.observation(limit: 1_000_000, remaining: nil), path: path) }
+        #expect(try await burst() == 60, "the provider raised its limit: the configured bucket stays")
+    }
+
+    @Test("Without a stated limit, an older report never replaces a newer one")
+    func olderReportWithoutStatedLimit() async throws {
+        let fixture = try QuotaFixture()
+        defer { Task { await fixture.cleanUp() } }
+        let limiter = try fixture.limiter(["global": "tokens: bucket rate=6000/min burst=10000"])
+        let reconciler = try Reconciler(limiter: limiter)
+        let path = try fixture.path()
+        let now = try await limiter.decide(path, cost: ["tokens": 1]).decidedAt
+        try await reconciler.record(Self.observation(limit: nil, remaining: 20), path: path, sentAt: now)
+        func level() async throws -> Int64 {
+            let decision = try await limiter.decide(path, cost: ["tokens": 1], reportLimits: true)
+            return try #require(decision.limits.first { $0.kind == .bucket }).remaining
+        }
+        let before = try await level()
+        // Lower, but sent 10 s earlier: projected from then at 100 tokens/s it would allow about 1,000.
+        try await reconciler.record(Self.observation(limit: nil, remaining: 10), path: path, sentAt: now - 10_000)
+        let after = try await level()
+        #expect(after <= before + 5, "\(before) -> \(after)")
+    }
+
+    @Test("A request admitted before a cut but sent after it neither cuts nor pauses again")
+    func admittedBeforeTheCut() async throws {
+        let fixture = try QuotaFixture()
+        defer { Task { await fixture.cleanUp() } }
+        let limiter = try fixture.limiter(["global": "tokens: bucket rate=60/s burst=2"])
+        let reconciler = try Reconciler(limiter: limiter)
+        let path = try fixture.path()
+        _ = try await limiter.decide(path, cost: ["tokens": 2])
+        let scheduled = try await limiter.schedule(path, cost: ["tokens": 1], maxWait: .seconds(2))
+        #expect(scheduled.allowed && scheduled.decision.wait > .zero)
+        let first = try await reconciler.record(
+            Self.observation(remaining: 0, status: 429, retryAfterMs: 100), path: path)
+        #expect(first.cut && first.startedPause)
+        try await Task.sleep(for: .milliseconds(150))  // the pause is over when the scheduled request's 429 comes
+        let late = try await reconciler.record(
+            Self.observation(remaining: 0, status: 429, retryAfterMs: 100), path: path,
+            sentAt: scheduled.decision.sendsAt, admittedAt: scheduled.decision.decidedAt)
+        #expect(!late.cut && !late.startedPause && late.pausedUntil == nil)
+        #expect(try await reconciler.status(path).cuts == 1)
+    }
+
+    @Test("The ceiling binds an HTB root bucket too; a cost above the stated limit is final, one above a cut is not")
+    func ceilingEdges() async throws {
+        let fixture = try QuotaFixture()
+        defer { Task { await fixture.cleanUp() } }
+        let limiter = try fixture.limiter(["global": "tokens: bucket rate=600/min burst=1000 ceiling=1200/min"])
+        let reconciler = try Reconciler(limiter: limiter, configuration: .init(window: .seconds(60)))
+        let path = try fixture.path()
+        try await reconciler.record(Self.observation(limit: 100, remaining: 0), path: path)
+        let capped = try await limiter.decide(path, cost: ["tokens": 3])
+        #expect(!capped.allowed && capped.retryable, "nothing remains at the provider")
+        let tooBig = try await limiter.decide(path, cost: ["tokens": 95])
+        #expect(!tooBig.allowed && !tooBig.retryable, "more than 100 x 0.9 per window can never pass")
+        let cut = try await reconciler.record(
+            Self.observation(limit: 100, remaining: 0, status: 429, retryAfterMs: 0), path: path)
+        #expect(cut.cut)
+        let overCut = try await limiter.decide(path, cost: ["tokens": 80])
+        #expect(!overCut.allowed && overCut.retryable, "above the cut burst (63) but within the stated limit")
     }
 
     @Test("Bad settings are typed errors before any I/O; the reconciler's state key always expires")

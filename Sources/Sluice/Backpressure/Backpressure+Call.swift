@@ -66,8 +66,11 @@ extension Backpressure {
             let pool = LeasePool(
                 redis: redis, partition: partition, scope: call.scope, slots: slots, ttl: configuration.leaseTTL,
                 holder: configuration.holder)
-            // Overloads cut the partition's concurrency share; the pool's slots follow it.
-            guard let reconciler, let path = call.quotaPath else { return pool }
+            // Overloads cut the partition's concurrency share; the pool's slots follow it when its key shares the
+            // reconciler's hash slot (the same partition), so that the script may read both on Redis Cluster.
+            guard let reconciler, let path = call.quotaPath,
+                reconciler.limiter.sharesPartition(with: partition, path: path)
+            else { return pool }
             return pool.following(reconciler, path: path)
         }
         let trees = self.trees
@@ -113,6 +116,7 @@ extension Backpressure {
         // Attempts.
         let heartbeat = admitted.lease.map { lease in Task { await pool!.keepAlive(lease) } }
         defer { heartbeat?.cancel() }
+        let admittedInRedis = admitted.reservation?.decision.decidedAt  // gates the reconciler's cuts
         var attempt = 0
         var usage: [String: Int] = [:]
         var ran = false  // whether the operation ran at all (else the admission is given back)
@@ -139,7 +143,8 @@ extension Backpressure {
                     if let permit { _ = try? await step.run { try await breaker.record(permit, success: true) } }
                     if let reconciler, let path = call.quotaPath, let observation = outcome.observation {
                         _ = try? await step.run {
-                            try await reconciler.record(observation, path: path, sentAt: context.sentAt)
+                            try await reconciler.record(
+                                observation, path: path, sentAt: context.sentAt, admittedAt: admittedInRedis)
                         }
                     }
                     usage = outcome.usage
@@ -157,7 +162,8 @@ extension Backpressure {
                     }
                     if let reconciler, let path = call.quotaPath, let observation = failure?.observation {
                         _ = try? await step.run {
-                            try await reconciler.record(observation, path: path, sentAt: context.sentAt)
+                            try await reconciler.record(
+                                observation, path: path, sentAt: context.sentAt, admittedAt: admittedInRedis)
                         }
                     }
                     usage = failure?.usage ?? [:]

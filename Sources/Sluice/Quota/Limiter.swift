@@ -94,4 +94,10 @@ public final class Limiter: Sendable {
     func keys(for path: ScopePath) -> QuotaKeys {
         QuotaKeys(namespace: configuration.namespace, partition: configuration.partition(path))
     }
+
+    /// Whether `path`'s quota keys and the backpressure keys of `partition` share one hash tag (one Redis Cluster
+    /// slot), so that one script may touch both.
+    func sharesPartition(with partition: String, path: ScopePath) -> Bool {
+        keys(for: path).prefix == PartitionKeys(partition: partition).prefix
+    }
 }

@@ -33,7 +33,7 @@ public final class Reconciler: Sendable {
     public struct Configuration: Sendable {
         /// The period the provider's stated limits count over (OpenAI's and Anthropic's limits are per minute).
         public var window: Duration
-        /// The share of the stated limit the fleet aims for, in (0, 1].
+        /// The share of the stated limit the fleet aims for, 0.01 to 1.
         public var safetyFactor: Double
         /// What a cut leaves of the ceiling, in (0, 1): 0.7 takes 30% off.
         public var cutFactor: Double
@@ -73,7 +73,7 @@ public final class Reconciler: Sendable {
             guard window >= .milliseconds(1), window <= .seconds(31 * 86_400) else {
                 throw fail("the window is between 1 ms and 31 days")
             }
-            guard safetyFactor > 0, safetyFactor <= 1 else { throw fail("the safety factor is in (0, 1]") }
+            guard safetyFactor >= 0.01, safetyFactor <= 1 else { throw fail("the safety factor is between 0.01 and 1") }
             guard cutFactor >= 0.01, cutFactor <= 0.99 else { throw fail("the cut factor is between 0.01 and 0.99") }
             guard recovery >= .milliseconds(1), recovery <= .seconds(31 * 86_400) else {
                 throw fail("recovery is between 1 ms and 31 days")
@@ -116,21 +116,26 @@ public final class Reconciler: Sendable {
 
     /// Merges one provider response into the ceiling of `path`'s partition (its root scope).
     ///
-    /// - Parameter sentAt: when the request was sent, in Redis' clock: ``Decision/sendsAt`` of its admission (plus
-    ///   the time spent since, for a retry). Nil means now, which lets every 429 cut: pass it whenever known.
+    /// - Parameters:
+    ///   - sentAt: when the request was sent, in Redis' clock: ``Decision/sendsAt`` of its admission (plus the time
+    ///     spent since, for a retry). The remaining capacity a response reports is projected from it. Nil means now.
+    ///   - admittedAt: when its admission was decided (``Decision/decidedAt``); default `sentAt`. A 429 cuts the
+    ///     ceiling and pauses the partition only if its request was admitted after the last cut, so a request
+    ///     admitted under the old ceiling, even if it waited to be sent, does not count a second time. Pass it
+    ///     whenever known: without either, every 429 counts as a new congestion event.
     @discardableResult
-    public func record(_ observation: ProviderObservation, path: ScopePath, sentAt: Int64? = nil)
-        async throws(QuotaError) -> Outcome
-    {
+    public func record(
+        _ observation: ProviderObservation, path: ScopePath, sentAt: Int64? = nil, admittedAt: Int64? = nil
+    ) async throws(QuotaError) -> Outcome {
         let keys = limiter.keys(for: path)
         var arguments: [RedisArgument] = [
             RedisArgument(path.root.description), RedisArgument(observation.responseClass.name),
             RedisArgument(max(0, sentAt ?? 0)),
-            RedisArgument(observation.retryAfter.map { $0.milliseconds } ?? -1),
+            RedisArgument(observation.retryAfter.map { min($0.milliseconds, 86_400_000 * 366) } ?? -1),
             RedisArgument(configuration.window.milliseconds), RedisArgument(String(configuration.safetyFactor)),
             RedisArgument(String(configuration.cutFactor)), RedisArgument(configuration.recovery.milliseconds),
             RedisArgument(configuration.stateTTL.milliseconds), RedisArgument(configuration.defaultPause.milliseconds),
-            configuration.adaptsConcurrency ? "1" : "0",
+            configuration.adaptsConcurrency ? "1" : "0", RedisArgument(max(0, admittedAt ?? 0)),
         ]
         for resource in observation.resources.keys.sorted() {
             let values = observation.resources[resource] ?? ResourceObservation()

@@ -18,8 +18,8 @@ public struct ReconcilerStatus: Sendable, Hashable {
         public var safetyFactor: Double
         /// What the last cut left of the ceiling, climbing back to 1.
         public var share: Double
-        /// The effective ceiling per ``window`` now: stated limit x safety factor x share (nil without a stated
-        /// limit). The configured buckets cap it too.
+        /// The effective ceiling per ``window`` now: stated limit x safety factor (climbing, after the provider
+        /// raised its limit) x share; nil without a stated limit. The configured buckets cap it too.
         public var ceiling: Double?
         /// The lowest remaining the provider reported (projected from its send time), and when its request was sent.
         public var lastRemaining: (amount: Int64, sentAt: Int64)?
