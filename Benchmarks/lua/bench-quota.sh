@@ -73,8 +73,10 @@ for run in $(seq "$runs"); do
   # The same decision with the reconciler's record in the root's state (stated limits for both resources,
   # low enough that the ceiling scales the root bucket, and a remaining cap): what following costs.
   cli FLUSHDB >/dev/null
-  cli EVAL "$(cat lua/reconcile.lua)" 2 "${P}s:global=openai" "${P}events" global=openai ok 0 -1 60000 0.9 0.7 \
-    120000 86400000 1000 1 requests $big $big 60000 tokens $big $big 60000 >/dev/null
+  reply=$(cli EVAL "$(cat lua/reconcile.lua)" 2 "${P}s:global=openai" "${P}events" global=openai ok 0 -1 60000 0.9 0.7 \
+    120000 86400000 1000 1 0 requests $big $big 60000 tokens $big $big 60000)
+  case "$reply" in *ERR*) echo "reconcile.lua failed: $reply" >&2; exit 1 ;; esac
+  [ -n "$(cli GET "${P}s:global=openai")" ] || { echo "reconcile.lua wrote no state" >&2; exit 1; }
   measure sluice-decide-reconciled fcall FCALL sluice_decide_bench "${decide_keys[@]}" "${decide_args[@]}" >>"$results"
   if [ "$trees" = 1 ]; then
     cli FLUSHDB >/dev/null
