@@ -116,7 +116,15 @@ extension Backpressure {
         // Attempts.
         let heartbeat = admitted.lease.map { lease in Task { await pool!.keepAlive(lease) } }
         defer { heartbeat?.cancel() }
-        let admittedInRedis = admitted.reservation?.decision.decidedAt  // gates the reconciler's cuts
+        // What the provider said goes to the reconciler, timed by the admission (which gates its cuts).
+        let admittedInRedis = admitted.reservation?.decision.decidedAt
+        func report(_ observation: ProviderObservation?, of attempt: CallAttempt, step: inout Steps) async {
+            guard let reconciler, let path = call.quotaPath, let observation else { return }
+            _ = try? await step.run {
+                try await reconciler.record(
+                    observation, path: path, sentAt: attempt.sentAt, admittedAt: admittedInRedis)
+            }
+        }
         var attempt = 0
         var usage: [String: Int] = [:]
         var ran = false  // whether the operation ran at all (else the admission is given back)
@@ -141,12 +149,7 @@ extension Backpressure {
                         }
                     ) { try await operation(context) }
                     if let permit { _ = try? await step.run { try await breaker.record(permit, success: true) } }
-                    if let reconciler, let path = call.quotaPath, let observation = outcome.observation {
-                        _ = try? await step.run {
-                            try await reconciler.record(
-                                observation, path: path, sentAt: context.sentAt, admittedAt: admittedInRedis)
-                        }
-                    }
+                    await report(outcome.observation, of: context, step: &step)
                     usage = outcome.usage
                     heartbeat?.cancel()
                     await release(
@@ -160,12 +163,7 @@ extension Backpressure {
                     if let permit, failure?.countsAgainstBreaker ?? true {
                         _ = try? await step.run { try await breaker.record(permit, success: false) }
                     }
-                    if let reconciler, let path = call.quotaPath, let observation = failure?.observation {
-                        _ = try? await step.run {
-                            try await reconciler.record(
-                                observation, path: path, sentAt: context.sentAt, admittedAt: admittedInRedis)
-                        }
-                    }
+                    await report(failure?.observation, of: context, step: &step)
                     usage = failure?.usage ?? [:]
                     usageKnown = failure != nil
                     guard !timedOut, let failure, failure.retryable, attempt < call.maxAttempts else { throw error }
@@ -204,8 +202,8 @@ extension Backpressure {
     static func decideTogether(
         _ limiter: Limiter, _ path: ScopePath, _ tree: TreeContext, _ call: ProviderCall, ttl: Duration
     ) -> TreeCall? {
-        guard KeyName.escape(limiter.configuration.partition(path)) == KeyName.escape(tree.partition),
-            ttl >= .milliseconds(1), ttl <= .seconds(7 * 86_400)
+        guard limiter.sharesPartition(with: tree.partition, path: path), ttl >= .milliseconds(1),
+            ttl <= .seconds(7 * 86_400)
         else { return nil }
         return TreeCall(tree, tool: call.tool, arguments: call.arguments, ttl: ttl)
     }

@@ -15,7 +15,7 @@ public struct CallAttempt: Sendable {
     public let tree: TreeContext?
     /// When this attempt starts in Redis' clock (ms since 1970): the quota admission's time, plus the time spent
     /// since on this host. Nil without a quota path (or when Redis was unreachable). Hand it to
-    /// ``Reconciler/record(_:path:sentAt:)`` with the attempt's response.
+    /// ``Reconciler/record(_:path:sentAt:admittedAt:)`` with the attempt's response.
     public let sentAt: Int64?
 }
 

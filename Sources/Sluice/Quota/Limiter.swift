@@ -95,9 +95,9 @@ public final class Limiter: Sendable {
         QuotaKeys(namespace: configuration.namespace, partition: configuration.partition(path))
     }
 
-    /// Whether `path`'s quota keys and the backpressure keys of `partition` share one hash tag (one Redis Cluster
-    /// slot), so that one script may touch both.
+    /// Whether `path`'s quota keys and the backpressure keys of `partition` (a tree's, a lease pool's) share one
+    /// hash tag, `{<escaped partition>}`: one Redis Cluster slot, so that one script may touch both.
     func sharesPartition(with partition: String, path: ScopePath) -> Bool {
-        keys(for: path).prefix == PartitionKeys(partition: partition).prefix
+        KeyName.escape(configuration.partition(path)) == KeyName.escape(partition)
     }
 }

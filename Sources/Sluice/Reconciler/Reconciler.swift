@@ -9,7 +9,8 @@ import SluiceRedis
 /// try await admission.proceed()
 /// let response = try await provider.send(request)
 /// let observation = ProviderObservation(status: response.status, headers: ResponseHeaders(response.headers))
-/// try await reconciler.record(observation, path: path, sentAt: admission.decision.sendsAt)
+/// try await reconciler.record(
+///     observation, path: path, sentAt: admission.decision.sendsAt, admittedAt: admission.decision.decidedAt)
 /// ```
 ///
 /// One atomic script (`lua/reconcile.lua`) merges each observation into the root scope of the path:
