@@ -257,8 +257,8 @@ struct QuotaDecisionTests {
         // lands in ARGV[2], the options' place. The script may refuse the call, but must not remember
         // the plan's text as options.
         let keys = request.redisKeys
-        _ = try? await ScriptFunction.decide.call(
-            limiter.client, keys: Array(keys.dropLast()), arguments: [keys[keys.count - 1]] + request.arguments)
+        _ = try? await limiter.client.run(
+            LuaScripts.decide, keys: Array(keys.dropLast()), arguments: [keys[keys.count - 1]] + request.arguments)
         #expect(try await limiter.decide(path, cost: ["tokens": 1]).allowed)
     }
 }

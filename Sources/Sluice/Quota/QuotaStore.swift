@@ -164,7 +164,7 @@ public struct QuotaStore: Sendable {
             if current == nil && updated == nil { return nil }
             let reply: RedisValue
             do {
-                reply = try await client.evalScript(
+                reply = try await client.run(
                     LuaScripts.quotaEdit, keys: [RedisArgument(key)],
                     arguments: [
                         RedisArgument(pattern.field), current == nil ? "0" : "1", RedisArgument(current ?? ""),

@@ -33,33 +33,47 @@ public struct Reservation: Sendable {
     /// and the call stops counting as in flight.
     @discardableResult
     public func settle(actual: Cost) async throws(QuotaError) -> SettleOutcome {
+        try await close(try settleStep(actual: actual))
+    }
+
+    /// settle.lua's step settling with `actual`.
+    func settleStep(actual: Cost) throws(QuotaError) -> ScriptStep {
         var arguments: [RedisArgument] = ["settle"]
         for (resource, amount) in try actual.validated() where resources.contains(where: { $0.resource == resource }) {
             arguments += [RedisArgument(resource), RedisArgument(amount)]
         }
-        return try await close(arguments)
+        return closeStep(arguments)
     }
 
     /// Gives the whole estimate back (on the tree too, with the loop guard's count). Idempotent, like
     /// ``settle(actual:)``.
     @discardableResult
     public func cancel() async throws(QuotaError) -> SettleOutcome {
-        try await close(["cancel"])
+        try await close(closeStep(["cancel"]))
     }
 
-    private func close(_ arguments: [RedisArgument]) async throws(QuotaError) -> SettleOutcome {
+    func closeStep(_ arguments: [RedisArgument]) -> ScriptStep {
         let keys = limiter.keys(for: path)
         var redisKeys = [RedisArgument(keys.reservation(id))] + keys.states(path).map { RedisArgument($0) }
         if let tree {  // settle.lua closes the tree side as well
             let treeKeys = tree.keys
             redisKeys += [treeKeys.tree, treeKeys.calls]
         }
+        return ScriptStep(script: LuaScripts.settle, keys: redisKeys, arguments: arguments)
+    }
+
+    private func close(_ step: ScriptStep) async throws(QuotaError) -> SettleOutcome {
         let reply: RedisValue
         do {
-            reply = try await ScriptFunction.settle.call(limiter.client, keys: redisKeys, arguments: arguments)
+            reply = try await limiter.client.run(step)
         } catch {
             throw QuotaError.redis(error)
         }
+        return try Self.parseClose(reply)
+    }
+
+    /// settle.lua's reply.
+    static func parseClose(_ reply: RedisValue) throws(QuotaError) -> SettleOutcome {
         switch reply.array?.first?.string {
         case "settled": return .settled
         case "cancelled": return .cancelled

@@ -128,6 +128,20 @@ public final class Reconciler: Sendable {
     public func record(
         _ observation: ProviderObservation, path: ScopePath, sentAt: Int64? = nil, admittedAt: Int64? = nil
     ) async throws(QuotaError) -> Outcome {
+        let reply: RedisValue
+        do {
+            reply = try await limiter.client.run(
+                recordStep(observation, path: path, sentAt: sentAt, admittedAt: admittedAt))
+        } catch {
+            throw QuotaError.redis(error)
+        }
+        return try Self.parseRecord(reply)
+    }
+
+    /// reconcile.lua's step for one observation (see ``record(_:path:sentAt:admittedAt:)``).
+    func recordStep(
+        _ observation: ProviderObservation, path: ScopePath, sentAt: Int64?, admittedAt: Int64?
+    ) -> ScriptStep {
         let keys = limiter.keys(for: path)
         var arguments: [RedisArgument] = [
             RedisArgument(path.root.description), RedisArgument(observation.responseClass.name),
@@ -146,14 +160,13 @@ public final class Reconciler: Sendable {
                 RedisArgument(values.resetAfter.map { $0.milliseconds } ?? -1),
             ]
         }
-        let reply: RedisValue
-        do {
-            reply = try await limiter.client.evalScript(
-                LuaScripts.reconcile, keys: [RedisArgument(keys.states(path)[0]), RedisArgument(keys.events)],
-                arguments: arguments)
-        } catch {
-            throw QuotaError.redis(error)
-        }
+        return ScriptStep(
+            script: LuaScripts.reconcile, keys: [RedisArgument(keys.states(path)[0]), RedisArgument(keys.events)],
+            arguments: arguments)
+    }
+
+    /// reconcile.lua's reply.
+    static func parseRecord(_ reply: RedisValue) throws(QuotaError) -> Outcome {
         guard let items = reply.array, items.count == 4, let until = items[0].integer, let cut = items[1].integer,
             let started = items[2].integer, let now = items[3].integer
         else { throw QuotaError(.unexpectedReply, "reconcile replied unexpectedly") }
@@ -165,7 +178,7 @@ public final class Reconciler: Sendable {
         let key = limiter.keys(for: path).states(path)[0]
         let reply: RedisValue
         do {
-            reply = try await limiter.client.evalScript(LuaScripts.reconcileStatus, keys: [RedisArgument(key)])
+            reply = try await limiter.client.run(LuaScripts.reconcileStatus, keys: [RedisArgument(key)])
         } catch {
             throw QuotaError.redis(error)
         }
