@@ -8,7 +8,7 @@ struct SluiceCommand: AsyncParsableCommand {
         subcommands: [
             QuotaCommand.self, CheckCommand.self, StatusCommand.self, EventsCommand.self, ObserveCommand.self,
             StormCommand.self,
-            PingCommand.self, BenchCommand.self,
+            PingCommand.self, BenchCommand.self, ScriptsCommand.self,
             // Hidden: the processes that `sluice storm` and the multi-process tests start.
             StormWorkerCommand.self, WorkerCommand.self,
         ]

@@ -155,7 +155,7 @@ final class ScriptLibrary: Sendable {
 
     /// Deletes the libraries of other Sluice versions from the server; returns their names.
     func pruneOthers(on client: RedisClient) async throws(RedisError) -> [String] {
-        let reply = try await client.send(RedisCommand("FUNCTION", "LIST", "LIBRARYNAME", "sluice_"))
+        let reply = try await client.send(RedisCommand("FUNCTION", "LIST", "LIBRARYNAME", "sluice_*"))
         var removed: [String] = []
         for library in reply.array ?? [] {
             let fields = library.array ?? []
@@ -221,5 +221,23 @@ extension RedisClient {
     /// Runs one step through the function library.
     func run(_ step: ScriptStep) async throws(RedisError) -> RedisValue {
         try await run(step.script, keys: step.keys, arguments: step.arguments)
+    }
+}
+
+/// Sluice's Redis function library, for operators: which version this build runs, loading it ahead of
+/// the first call, and removing the libraries older versions left on a server.
+public enum SluiceFunctions {
+    /// The library this build of Sluice loads, `sluice_<version>`.
+    public static var libraryName: String { ScriptLibrary.shared.name }
+
+    /// Loads this version's library on the server (`FUNCTION LOAD REPLACE`); calls load it when missing anyway.
+    public static func load(on client: RedisClient) async throws(RedisError) {
+        try await ScriptLibrary.shared.load(on: client)
+    }
+
+    /// Deletes every other `sluice_*` library from the server and returns their names. Workers still running an
+    /// older version reload theirs on their next call, so prune once the old workers are gone.
+    public static func pruneOthers(on client: RedisClient) async throws(RedisError) -> [String] {
+        try await ScriptLibrary.shared.pruneOthers(on: client)
     }
 }
