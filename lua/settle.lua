@@ -74,10 +74,15 @@ local function settle(KEYS, ARGV)
                 if struct.unpack('<d', log, k * 16 - 15) == mark then at = k end
             end
             if at > 0 then -- lower (or raise) the running count from that entry on
-                local parts = { string.sub(log, 1, at * 16 - 16) }
+                local parts, last = { string.sub(log, 1, at * 16 - 16) }, r[2]
+                if at > 1 then last = select(2, struct.unpack('<dd', log, at * 16 - 31)) end
                 for k = at, #log / 16 do
                     local t, running = struct.unpack('<dd', log, k * 16 - 15)
-                    parts[#parts + 1] = struct.pack('<dd', t, max(r[2], running - refund))
+                    running = max(last, running - refund)
+                    -- An entry that no longer weighs anything (cancelled, settled at 0) is dropped:
+                    -- kept, such entries would fill the log until its 16-bit length wraps.
+                    if running > last then parts[#parts + 1] = struct.pack('<dd', t, running) end
+                    last = running
                 end
                 r[6], st.dirty = table.concat(parts), true
             end
