@@ -287,7 +287,8 @@ local function record(e, now, expires)
     local l = e.l
     local tag = l.tag
     if not e.ok then return struct.pack(HEADED, expires or 0, #tag, tag, e.a, e.b, e.c, e.x, #e.blob, e.blob) end
-    local blob = l.exact and string.sub(e.log, e.live * 16 - 15) .. struct.pack('<dd', now, e.total + e.cost) or ''
+    local blob = l.exact and string.sub(e.log, e.live * 16 - 15) or ''
+    if l.exact and e.cost > 0 then blob = blob .. struct.pack('<dd', now, e.total + e.cost) end
     return struct.pack(HEADED, expires or 0, #tag, tag, e.next, e.nb, e.nc, e.nx, #blob, blob)
 end
 
@@ -377,12 +378,10 @@ local function treeAdmit(KEYS, ARGV, T, n, plan, now, wait)
     local h, writes, lines, w = t.h, t.writes, t.lines, 0
     lines[1] = t.loop
     local l = 1
-    for j = 1, #plan do
+    for j = 1, #plan do -- an estimate of 0 is recorded too: settle charges its actual usage
         local cost = COST[j]
-        if cost > 0 then
-            writes[w + 1], writes[w + 2], w = 'u:' .. plan[j], (tonumber(h[4 + 3 * j]) or 0) + cost, w + 2
-            lines[l + 1], l = plan[j] .. '=' .. cost, l + 1
-        end
+        if cost > 0 then writes[w + 1], writes[w + 2], w = 'u:' .. plan[j], (tonumber(h[4 + 3 * j]) or 0) + cost, w + 2 end
+        lines[l + 1], l = plan[j] .. '=' .. cost, l + 1
     end
     if t.loop ~= '' then writes[w + 1], writes[w + 2], w = 'l:' .. t.loop, t.loopCount + 1, w + 2 end
     writes[w + 1], writes[w + 2], w = 'r:' .. ARGV[T + 1], table.concat(lines, '\n', 1, l), w + 2
@@ -471,7 +470,8 @@ local function decide(KEYS, ARGV)
                 local spec = CONFIG[k]
                 if spec[res] then limits, field = spec[res], FIELD[k]; break end
             end
-            for q = 1, cost > 0 and limits and #limits or 0 do
+            -- A reservation records every limit, a cost of 0 too: settle charges the actual usage.
+            for q = 1, (cost > 0 or resTTL > 0) and limits and #limits or 0 do
                 K = K + 1
                 local e = POOL[K]
                 if not e then e = {}; POOL[K] = e end
@@ -552,7 +552,7 @@ local function decide(KEYS, ARGV)
                 local borrow, up = false, PARENT[l.res]
                 -- HTB: above its guarantee a child borrows, up to its ceiling, while the parent bucket
                 -- keeps its headroom (re-checked here: the parent was checked before its child).
-                if cr and level - cost < bottom and ceiling >= cost and (not up or up.level - up.cost >= up.headroom) then
+                if cr and cost > 0 and level - cost < bottom and ceiling >= cost and (not up or up.level - up.cost >= up.headroom) then
                     borrow = true
                     if up and not batch and up.headroom > 0 then -- raise the parent's floor
                         local allowance = up.rate * maxWait
@@ -563,7 +563,8 @@ local function decide(KEYS, ARGV)
                     end
                 end
                 e.level, e.lowest, e.rate, e.burst, e.headroom = level, bottom - allowance, rate, burst, headroom
-                e.ok, e.wait = borrow or level - cost >= bottom - allowance, borrow and 0 or (bottom - level + cost) / rate
+                e.ok, e.wait = borrow or cost == 0 or level - cost >= bottom - allowance, borrow and 0 or (bottom - level + cost) / rate
+                if cost == 0 then e.wait = 0 end
                 if not l.shadow then PARENT[l.res] = e end
                 -- The record as charged (written only if the whole decision is admitted).
                 if not borrow then level = level - cost end
@@ -579,7 +580,7 @@ local function decide(KEYS, ARGV)
                 local before = live > 1 and select(2, logAt(log, live - 1)) or base
                 e.log, e.live, e.total, e.before, e.used = log, live, total, before, total - before
                 e.next, e.nb, e.nc, e.nx, e.mark = before, 0, 0, now + l.ms, now
-                if total - before + cost > limit then -- until enough of the oldest entries have left
+                if cost > 0 and total - before + cost > limit then -- until enough of the oldest entries have left
                     local at = live
                     while cost <= limit and select(2, logAt(log, at)) - before < total - before + cost - limit do at = at + 1 end
                     e.ok, e.retry = false, cost > limit and -1 or logAt(log, at) + l.ms - now
@@ -591,7 +592,7 @@ local function decide(KEYS, ARGV)
                 local used = prev * (1 - (now - idx * ms) / ms) + cur
                 e.idx, e.cur, e.prev, e.used = idx, cur, prev, used
                 e.next, e.nb, e.nc, e.nx, e.mark = cur + cost, prev, idx, (idx + 2) * ms, idx
-                if used + cost > limit then
+                if cost > 0 and used + cost > limit then
                     e.ok = false
                     if cost > limit then
                         e.retry = -1
@@ -606,7 +607,7 @@ local function decide(KEYS, ARGV)
                 local used = found and e.b == idx and e.a or 0
                 e.idx, e.ends, e.used = idx, ends, used
                 e.next, e.nb, e.nc, e.nx, e.mark = used + cost, idx, 0, ends, idx
-                if used + cost > l.total then e.ok, e.retry = false, l.period and ends - now or -1 end
+                if cost > 0 and used + cost > l.total then e.ok, e.retry = false, l.period and ends - now or -1 end
             end
         end
     end
@@ -665,7 +666,8 @@ local function decide(KEYS, ARGV)
                     if x > last then last = x end
                     if e.ok and resTTL > 0 then
                         local l = e.l
-                        charges[#charges + 1] = { i, l.res, l.tag, l.kind, e.cost, e.mark, l.rate, l.burst, l.ceil }
+                        charges[#charges + 1] = { i, l.res, l.tag, l.exact and 'exact' or l.kind, e.cost, e.mark, l.rate,
+                            l.burst, l.ceil or false }
                     end
                 end
             end

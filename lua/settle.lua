@@ -68,8 +68,13 @@ local function settle(KEYS, ARGV)
                 r[5] = r[3] + max(0, (burst - r[2]) / rate, (burst - r[4]) / (ceiling or rate))
                 st.dirty = true
             end
-        elseif refund ~= 0 and r and kind == 'window' and r[6] ~= '' then -- an exact log
-            local log, at = r[6], 0
+        elseif refund ~= 0 and (kind == 'exact' or kind == 'window' and r and r[6] ~= '') then -- an exact log
+            local ms = tonumber(string.match(tag, '/w(%d+)$'))
+            if not r and refund < 0 then -- expired (or never written): the overrun starts a fresh log
+                r = { tag, 0, 0, 0, now + ms, '' }
+                st[#st + 1], st[tag] = r, r
+            end
+            local log, at = r and r[6] or '', 0
             for k = 1, #log / 16 do
                 if struct.unpack('<d', log, k * 16 - 15) == mark then at = k end
             end
@@ -85,6 +90,15 @@ local function settle(KEYS, ARGV)
                     last = running
                 end
                 r[6], st.dirty = table.concat(parts), true
+            elseif r and refund < 0 then -- no entry of its own (an estimate of 0): the overrun counts from now
+                local t, last, entries = now, r[2], #log / 16
+                if entries > 0 then
+                    local lt, running = struct.unpack('<dd', log, entries * 16 - 15)
+                    if lt > t then t = lt end -- the log stays in order when Redis' clock stepped back
+                    last = running
+                end
+                r[6], st.dirty = log .. struct.pack('<dd', t, last - refund), true
+                if r[5] < t + ms then r[5] = t + ms end
             end
         elseif refund ~= 0 and r and kind == 'window' then
             if r[4] == mark then r[2], st.dirty = max(0, r[2] - refund), true end

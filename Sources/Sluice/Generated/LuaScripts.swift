@@ -408,7 +408,8 @@ enum LuaScripts {
             local l = e.l
             local tag = l.tag
             if not e.ok then return struct.pack(HEADED, expires or 0, #tag, tag, e.a, e.b, e.c, e.x, #e.blob, e.blob) end
-            local blob = l.exact and string.sub(e.log, e.live * 16 - 15) .. struct.pack('<dd', now, e.total + e.cost) or ''
+            local blob = l.exact and string.sub(e.log, e.live * 16 - 15) or ''
+            if l.exact and e.cost > 0 then blob = blob .. struct.pack('<dd', now, e.total + e.cost) end
             return struct.pack(HEADED, expires or 0, #tag, tag, e.next, e.nb, e.nc, e.nx, #blob, blob)
         end
 
@@ -498,12 +499,10 @@ enum LuaScripts {
             local h, writes, lines, w = t.h, t.writes, t.lines, 0
             lines[1] = t.loop
             local l = 1
-            for j = 1, #plan do
+            for j = 1, #plan do -- an estimate of 0 is recorded too: settle charges its actual usage
                 local cost = COST[j]
-                if cost > 0 then
-                    writes[w + 1], writes[w + 2], w = 'u:' .. plan[j], (tonumber(h[4 + 3 * j]) or 0) + cost, w + 2
-                    lines[l + 1], l = plan[j] .. '=' .. cost, l + 1
-                end
+                if cost > 0 then writes[w + 1], writes[w + 2], w = 'u:' .. plan[j], (tonumber(h[4 + 3 * j]) or 0) + cost, w + 2 end
+                lines[l + 1], l = plan[j] .. '=' .. cost, l + 1
             end
             if t.loop ~= '' then writes[w + 1], writes[w + 2], w = 'l:' .. t.loop, t.loopCount + 1, w + 2 end
             writes[w + 1], writes[w + 2], w = 'r:' .. ARGV[T + 1], table.concat(lines, '\n', 1, l), w + 2
@@ -592,7 +591,8 @@ enum LuaScripts {
                         local spec = CONFIG[k]
                         if spec[res] then limits, field = spec[res], FIELD[k]; break end
                     end
-                    for q = 1, cost > 0 and limits and #limits or 0 do
+                    -- A reservation records every limit, a cost of 0 too: settle charges the actual usage.
+                    for q = 1, (cost > 0 or resTTL > 0) and limits and #limits or 0 do
                         K = K + 1
                         local e = POOL[K]
                         if not e then e = {}; POOL[K] = e end
@@ -673,7 +673,7 @@ enum LuaScripts {
                         local borrow, up = false, PARENT[l.res]
                         -- HTB: above its guarantee a child borrows, up to its ceiling, while the parent bucket
                         -- keeps its headroom (re-checked here: the parent was checked before its child).
-                        if cr and level - cost < bottom and ceiling >= cost and (not up or up.level - up.cost >= up.headroom) then
+                        if cr and cost > 0 and level - cost < bottom and ceiling >= cost and (not up or up.level - up.cost >= up.headroom) then
                             borrow = true
                             if up and not batch and up.headroom > 0 then -- raise the parent's floor
                                 local allowance = up.rate * maxWait
@@ -684,7 +684,8 @@ enum LuaScripts {
                             end
                         end
                         e.level, e.lowest, e.rate, e.burst, e.headroom = level, bottom - allowance, rate, burst, headroom
-                        e.ok, e.wait = borrow or level - cost >= bottom - allowance, borrow and 0 or (bottom - level + cost) / rate
+                        e.ok, e.wait = borrow or cost == 0 or level - cost >= bottom - allowance, borrow and 0 or (bottom - level + cost) / rate
+                        if cost == 0 then e.wait = 0 end
                         if not l.shadow then PARENT[l.res] = e end
                         -- The record as charged (written only if the whole decision is admitted).
                         if not borrow then level = level - cost end
@@ -700,7 +701,7 @@ enum LuaScripts {
                         local before = live > 1 and select(2, logAt(log, live - 1)) or base
                         e.log, e.live, e.total, e.before, e.used = log, live, total, before, total - before
                         e.next, e.nb, e.nc, e.nx, e.mark = before, 0, 0, now + l.ms, now
-                        if total - before + cost > limit then -- until enough of the oldest entries have left
+                        if cost > 0 and total - before + cost > limit then -- until enough of the oldest entries have left
                             local at = live
                             while cost <= limit and select(2, logAt(log, at)) - before < total - before + cost - limit do at = at + 1 end
                             e.ok, e.retry = false, cost > limit and -1 or logAt(log, at) + l.ms - now
@@ -712,7 +713,7 @@ enum LuaScripts {
                         local used = prev * (1 - (now - idx * ms) / ms) + cur
                         e.idx, e.cur, e.prev, e.used = idx, cur, prev, used
                         e.next, e.nb, e.nc, e.nx, e.mark = cur + cost, prev, idx, (idx + 2) * ms, idx
-                        if used + cost > limit then
+                        if cost > 0 and used + cost > limit then
                             e.ok = false
                             if cost > limit then
                                 e.retry = -1
@@ -727,7 +728,7 @@ enum LuaScripts {
                         local used = found and e.b == idx and e.a or 0
                         e.idx, e.ends, e.used = idx, ends, used
                         e.next, e.nb, e.nc, e.nx, e.mark = used + cost, idx, 0, ends, idx
-                        if used + cost > l.total then e.ok, e.retry = false, l.period and ends - now or -1 end
+                        if cost > 0 and used + cost > l.total then e.ok, e.retry = false, l.period and ends - now or -1 end
                     end
                 end
             end
@@ -786,7 +787,8 @@ enum LuaScripts {
                             if x > last then last = x end
                             if e.ok and resTTL > 0 then
                                 local l = e.l
-                                charges[#charges + 1] = { i, l.res, l.tag, l.kind, e.cost, e.mark, l.rate, l.burst, l.ceil }
+                                charges[#charges + 1] = { i, l.res, l.tag, l.exact and 'exact' or l.kind, e.cost, e.mark, l.rate,
+                                    l.burst, l.ceil or false }
                             end
                         end
                     end
@@ -1471,8 +1473,13 @@ enum LuaScripts {
                         r[5] = r[3] + max(0, (burst - r[2]) / rate, (burst - r[4]) / (ceiling or rate))
                         st.dirty = true
                     end
-                elseif refund ~= 0 and r and kind == 'window' and r[6] ~= '' then -- an exact log
-                    local log, at = r[6], 0
+                elseif refund ~= 0 and (kind == 'exact' or kind == 'window' and r and r[6] ~= '') then -- an exact log
+                    local ms = tonumber(string.match(tag, '/w(%d+)$'))
+                    if not r and refund < 0 then -- expired (or never written): the overrun starts a fresh log
+                        r = { tag, 0, 0, 0, now + ms, '' }
+                        st[#st + 1], st[tag] = r, r
+                    end
+                    local log, at = r and r[6] or '', 0
                     for k = 1, #log / 16 do
                         if struct.unpack('<d', log, k * 16 - 15) == mark then at = k end
                     end
@@ -1488,6 +1495,15 @@ enum LuaScripts {
                             last = running
                         end
                         r[6], st.dirty = table.concat(parts), true
+                    elseif r and refund < 0 then -- no entry of its own (an estimate of 0): the overrun counts from now
+                        local t, last, entries = now, r[2], #log / 16
+                        if entries > 0 then
+                            local lt, running = struct.unpack('<dd', log, entries * 16 - 15)
+                            if lt > t then t = lt end -- the log stays in order when Redis' clock stepped back
+                            last = running
+                        end
+                        r[6], st.dirty = log .. struct.pack('<dd', t, last - refund), true
+                        if r[5] < t + ms then r[5] = t + ms end
                     end
                 elseif refund ~= 0 and r and kind == 'window' then
                     if r[4] == mark then r[2], st.dirty = max(0, r[2] - refund), true end
@@ -1609,8 +1625,8 @@ enum LuaScripts {
             if estimate > 0 then
                 writes[#writes + 1] = 'u:' .. ARGV[i]
                 writes[#writes + 1] = used + estimate
-                reservation[#reservation + 1] = ARGV[i] .. '=' .. estimate
             end
+            reservation[#reservation + 1] = ARGV[i] .. '=' .. estimate -- 0 too: tree-exit charges the actual usage
         end
         redis.call('ZREMRANGEBYSCORE', calls, '-inf', now)
         local inFlight = redis.call('ZCARD', calls)
