@@ -275,6 +275,15 @@ local PAUSE = { kind = 'pause', res = '*', tag = '~', limit = 0, shadow = false 
 -- as a Redis call's share of a decision here, so the hot path keeps values in locals.
 local POOL, FROM, TO, EXPIRES, OTHERS, COST, PARENT, CONFIG, FIELD = {}, {}, {}, {}, {}, {}, {}, {}, {}
 local HEADED = '<dBc0ddddHc0' -- the key's expiry and one record
+-- A bucket's record may carry extras in its blob (else empty): EXTRAS, four doubles.
+--   pool: what reservations charged and may still refund. Refunds never lift a bucket above what it
+--     would hold had the call never been charged: the pool shrinks as the level without its charges
+--     would have reached the burst (refilled more than it holds), and what it lost is "absorbed".
+--     A refund gets back at most the pool, and at most its charge less what the pool absorbed
+--     since it was charged (settle.lua); a pool emptied and started again is "born" anew, so older
+--     charges get nothing.
+--   absorbed, born: see the pool.   bdebt: see the headroom (batch admissions).
+local EXTRAS = '<dddd'
 
 local function warn(warnings, i, field, reason)
     if warnings == NONE then warnings = {} end
@@ -287,7 +296,7 @@ local function record(e, now, expires)
     local l = e.l
     local tag = l.tag
     if not e.ok then return struct.pack(HEADED, expires or 0, #tag, tag, e.a, e.b, e.c, e.x, #e.blob, e.blob) end
-    local blob = l.exact and string.sub(e.log, e.live * 16 - 15) or ''
+    local blob = l.kind == 'bucket' and e.nblob or l.exact and string.sub(e.log, e.live * 16 - 15) or ''
     if l.exact and e.cost > 0 then blob = blob .. struct.pack('<dd', now, e.total + e.cost) end
     return struct.pack(HEADED, expires or 0, #tag, tag, e.next, e.nb, e.nc, e.nx, #blob, blob)
 end
@@ -536,11 +545,16 @@ local function decide(KEYS, ARGV)
                         cap = r.capLevel + (r.capRefill > 0 and r.capRefill or rate) * (dt > 0 and dt or 0)
                     end
                 end
-                local level, ceiling = burst, burst
+                local level, ceiling, pool, absorbed, born, bdebt = burst, burst, 0, 0, 0, 0
                 if found then
                     local dt = now - e.b
                     if dt < 0 then dt = 0 end
                     level, ceiling = e.a + dt * rate, e.c + dt * (cr or rate)
+                    if #e.blob == 32 then pool, absorbed, born, bdebt = unpack_(EXTRAS, e.blob) end
+                    if pool > 0 then -- as if the pool's charges had never been made: that level caps first
+                        local left = level < burst and burst - level or 0
+                        if pool > left then pool, absorbed = left, absorbed + pool - left end
+                    end
                     if level > burst then level = burst end
                     if ceiling > burst then ceiling = burst end
                 end
@@ -573,6 +587,12 @@ local function decide(KEYS, ARGV)
                 local full = (burst - level) / rate
                 if cr and (burst - ceiling) / cr > full then full = (burst - ceiling) / cr end
                 e.next, e.nb, e.nc, e.nx, e.mark = level, now, ceiling, now + full, borrow and 1 or 0
+                if resTTL > 0 and cost > 0 and not borrow then -- a reservation's charge joins the pool
+                    if pool <= 0 then born, absorbed = now, 0 end -- a new pool: older charges get nothing back
+                    pool = pool + cost
+                end
+                e.born, e.absorbed = born, absorbed
+                e.nblob = (pool > 0 or bdebt > 0) and pack(EXTRAS, pool, absorbed, born, bdebt) or ''
             elseif kind == 'window' and l.exact then
                 local log, base = found and e.blob or '', found and e.a or 0
                 local live, limit = firstLive(log, now - l.ms), l.limit
@@ -667,7 +687,7 @@ local function decide(KEYS, ARGV)
                     if e.ok and resTTL > 0 then
                         local l = e.l
                         charges[#charges + 1] = { i, l.res, l.tag, l.exact and 'exact' or l.kind, e.cost, e.mark, l.rate,
-                            l.burst, l.ceil or false }
+                            l.burst, l.ceil or false, e.born, e.absorbed } -- a bucket's pool when charged
                     end
                 end
             end

@@ -16,6 +16,7 @@
 -- Loaded with FUNCTION LOAD as sluice_settle_VERSION, like decide; EVAL runs it too.
 
 local RECORD = '<Bc0ddddHc0' -- decide.lua explains the state layout
+local EXTRAS = '<dddd' -- a bucket's pool, absorbed, born and batch debt (decide.lua explains them)
 
 local function settle(KEYS, ARGV)
     local max, min, ceil, floor = math.max, math.min, math.ceil, math.floor
@@ -53,7 +54,7 @@ local function settle(KEYS, ARGV)
     end
 
     for _, ch in ipairs(reservation.charges) do
-        local i, res, tag, kind, cost, mark, rate, burst, ceiling = unpack(ch, 1, 9)
+        local i, res, tag, kind, cost, mark, rate, burst, ceiling, born, absorbedThen = unpack(ch, 1, 11)
         local refund = cancel and cost or cost - (actual[res] or cost) -- < 0: an overrun to charge
         local st = records(i)
         local r = st[tag]
@@ -63,8 +64,32 @@ local function settle(KEYS, ARGV)
                 st[#st + 1], st[tag] = r, r
             end
             if r then
-                if mark == 0 then r[2] = r[2] + refund end -- a borrowing admission left its guarantee alone
-                r[4] = r[4] + refund
+                -- The record holds the levels at r[3]; a refund goes back only while the level is
+                -- below the burst, where adding to it then is adding to it now.
+                local dt = max(0, now - r[3])
+                local level, top = r[2] + dt * rate, r[4] + dt * (ceiling or rate)
+                local pool, absorbed, poolBorn, bdebt = 0, 0, 0, 0
+                if #r[6] == 32 then pool, absorbed, poolBorn, bdebt = struct.unpack(EXTRAS, r[6]) end
+                local give = refund -- < 0: an overrun, charged whole
+                if refund > 0 and mark == 0 then -- never above what the bucket would hold without the charge
+                    local left = max(0, burst - level)
+                    if pool > left then pool, absorbed = left, absorbed + pool - left end
+                    if born then
+                        give = min(refund, pool, poolBorn == born and cost - (absorbed - absorbedThen) or 0)
+                    else -- charged by an older version, which kept no pool: at most up to the burst
+                        give = min(refund, left)
+                    end
+                    give = max(0, give)
+                    pool = max(0, pool - give)
+                    r[2] = r[2] + give
+                    r[4] = r[4] + min(give, max(0, burst - top))
+                elseif refund > 0 then -- a borrowing admission charged only its ceiling
+                    r[4] = r[4] + min(refund, max(0, burst - top))
+                else
+                    if mark == 0 then r[2] = r[2] + refund end
+                    r[4] = r[4] + refund
+                end
+                r[6] = (pool > 0 or bdebt > 0) and struct.pack(EXTRAS, pool, absorbed, poolBorn, bdebt) or ''
                 r[5] = r[3] + max(0, (burst - r[2]) / rate, (burst - r[4]) / (ceiling or rate))
                 st.dirty = true
             end

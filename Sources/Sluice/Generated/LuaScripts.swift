@@ -396,6 +396,15 @@ enum LuaScripts {
         -- as a Redis call's share of a decision here, so the hot path keeps values in locals.
         local POOL, FROM, TO, EXPIRES, OTHERS, COST, PARENT, CONFIG, FIELD = {}, {}, {}, {}, {}, {}, {}, {}, {}
         local HEADED = '<dBc0ddddHc0' -- the key's expiry and one record
+        -- A bucket's record may carry extras in its blob (else empty): EXTRAS, four doubles.
+        --   pool: what reservations charged and may still refund. Refunds never lift a bucket above what it
+        --     would hold had the call never been charged: the pool shrinks as the level without its charges
+        --     would have reached the burst (refilled more than it holds), and what it lost is "absorbed".
+        --     A refund gets back at most the pool, and at most its charge less what the pool absorbed
+        --     since it was charged (settle.lua); a pool emptied and started again is "born" anew, so older
+        --     charges get nothing.
+        --   absorbed, born: see the pool.   bdebt: see the headroom (batch admissions).
+        local EXTRAS = '<dddd'
 
         local function warn(warnings, i, field, reason)
             if warnings == NONE then warnings = {} end
@@ -408,7 +417,7 @@ enum LuaScripts {
             local l = e.l
             local tag = l.tag
             if not e.ok then return struct.pack(HEADED, expires or 0, #tag, tag, e.a, e.b, e.c, e.x, #e.blob, e.blob) end
-            local blob = l.exact and string.sub(e.log, e.live * 16 - 15) or ''
+            local blob = l.kind == 'bucket' and e.nblob or l.exact and string.sub(e.log, e.live * 16 - 15) or ''
             if l.exact and e.cost > 0 then blob = blob .. struct.pack('<dd', now, e.total + e.cost) end
             return struct.pack(HEADED, expires or 0, #tag, tag, e.next, e.nb, e.nc, e.nx, #blob, blob)
         end
@@ -657,11 +666,16 @@ enum LuaScripts {
                                 cap = r.capLevel + (r.capRefill > 0 and r.capRefill or rate) * (dt > 0 and dt or 0)
                             end
                         end
-                        local level, ceiling = burst, burst
+                        local level, ceiling, pool, absorbed, born, bdebt = burst, burst, 0, 0, 0, 0
                         if found then
                             local dt = now - e.b
                             if dt < 0 then dt = 0 end
                             level, ceiling = e.a + dt * rate, e.c + dt * (cr or rate)
+                            if #e.blob == 32 then pool, absorbed, born, bdebt = unpack_(EXTRAS, e.blob) end
+                            if pool > 0 then -- as if the pool's charges had never been made: that level caps first
+                                local left = level < burst and burst - level or 0
+                                if pool > left then pool, absorbed = left, absorbed + pool - left end
+                            end
                             if level > burst then level = burst end
                             if ceiling > burst then ceiling = burst end
                         end
@@ -694,6 +708,12 @@ enum LuaScripts {
                         local full = (burst - level) / rate
                         if cr and (burst - ceiling) / cr > full then full = (burst - ceiling) / cr end
                         e.next, e.nb, e.nc, e.nx, e.mark = level, now, ceiling, now + full, borrow and 1 or 0
+                        if resTTL > 0 and cost > 0 and not borrow then -- a reservation's charge joins the pool
+                            if pool <= 0 then born, absorbed = now, 0 end -- a new pool: older charges get nothing back
+                            pool = pool + cost
+                        end
+                        e.born, e.absorbed = born, absorbed
+                        e.nblob = (pool > 0 or bdebt > 0) and pack(EXTRAS, pool, absorbed, born, bdebt) or ''
                     elseif kind == 'window' and l.exact then
                         local log, base = found and e.blob or '', found and e.a or 0
                         local live, limit = firstLive(log, now - l.ms), l.limit
@@ -788,7 +808,7 @@ enum LuaScripts {
                             if e.ok and resTTL > 0 then
                                 local l = e.l
                                 charges[#charges + 1] = { i, l.res, l.tag, l.exact and 'exact' or l.kind, e.cost, e.mark, l.rate,
-                                    l.burst, l.ceil or false }
+                                    l.burst, l.ceil or false, e.born, e.absorbed } -- a bucket's pool when charged
                             end
                         end
                     end
@@ -1421,6 +1441,7 @@ enum LuaScripts {
         -- Loaded with FUNCTION LOAD as sluice_settle_VERSION, like decide; EVAL runs it too.
 
         local RECORD = '<Bc0ddddHc0' -- decide.lua explains the state layout
+        local EXTRAS = '<dddd' -- a bucket's pool, absorbed, born and batch debt (decide.lua explains them)
 
         local function settle(KEYS, ARGV)
             local max, min, ceil, floor = math.max, math.min, math.ceil, math.floor
@@ -1458,7 +1479,7 @@ enum LuaScripts {
             end
 
             for _, ch in ipairs(reservation.charges) do
-                local i, res, tag, kind, cost, mark, rate, burst, ceiling = unpack(ch, 1, 9)
+                local i, res, tag, kind, cost, mark, rate, burst, ceiling, born, absorbedThen = unpack(ch, 1, 11)
                 local refund = cancel and cost or cost - (actual[res] or cost) -- < 0: an overrun to charge
                 local st = records(i)
                 local r = st[tag]
@@ -1468,8 +1489,32 @@ enum LuaScripts {
                         st[#st + 1], st[tag] = r, r
                     end
                     if r then
-                        if mark == 0 then r[2] = r[2] + refund end -- a borrowing admission left its guarantee alone
-                        r[4] = r[4] + refund
+                        -- The record holds the levels at r[3]; a refund goes back only while the level is
+                        -- below the burst, where adding to it then is adding to it now.
+                        local dt = max(0, now - r[3])
+                        local level, top = r[2] + dt * rate, r[4] + dt * (ceiling or rate)
+                        local pool, absorbed, poolBorn, bdebt = 0, 0, 0, 0
+                        if #r[6] == 32 then pool, absorbed, poolBorn, bdebt = struct.unpack(EXTRAS, r[6]) end
+                        local give = refund -- < 0: an overrun, charged whole
+                        if refund > 0 and mark == 0 then -- never above what the bucket would hold without the charge
+                            local left = max(0, burst - level)
+                            if pool > left then pool, absorbed = left, absorbed + pool - left end
+                            if born then
+                                give = min(refund, pool, poolBorn == born and cost - (absorbed - absorbedThen) or 0)
+                            else -- charged by an older version, which kept no pool: at most up to the burst
+                                give = min(refund, left)
+                            end
+                            give = max(0, give)
+                            pool = max(0, pool - give)
+                            r[2] = r[2] + give
+                            r[4] = r[4] + min(give, max(0, burst - top))
+                        elseif refund > 0 then -- a borrowing admission charged only its ceiling
+                            r[4] = r[4] + min(refund, max(0, burst - top))
+                        else
+                            if mark == 0 then r[2] = r[2] + refund end
+                            r[4] = r[4] + refund
+                        end
+                        r[6] = (pool > 0 or bdebt > 0) and struct.pack(EXTRAS, pool, absorbed, poolBorn, bdebt) or ''
                         r[5] = r[3] + max(0, (burst - r[2]) / rate, (burst - r[4]) / (ceiling or rate))
                         st.dirty = true
                     end
