@@ -244,6 +244,17 @@ local function firstLive(blob, since) -- the first entry newer than since (#entr
     return lo
 end
 
+-- An approximate window's count now: this window's, plus the last one's weighted by its overlap.
+-- Exact and approximate windows of one length share their record (one tag), so that editing a
+-- limit between them (100/min is exact, 101/min approximate) keeps the count: an exact record has
+-- c = 0, an approximate one c = its window's index.
+local function approxUsed(e, now, ms)
+    local idx = math.floor(now / ms)
+    if e.c == idx then return e.b * (1 - (now - idx * ms) / ms) + e.a end
+    if e.c == idx - 1 then return e.a * (1 - (now - idx * ms) / ms) end
+    return 0
+end
+
 -- The reconciler's record "~" in the root scope (reconcile.lua writes it and documents it): a is
 -- the pause-until, the blob one entry per resource. Decide reads the ceiling of each entry:
 --   rate = min(configured rate, capNow) x g and burst = min(configured burst, capNow x window) x g,
@@ -595,6 +606,10 @@ local function decide(KEYS, ARGV)
                 e.nblob = (pool > 0 or bdebt > 0) and pack(EXTRAS, pool, absorbed, born, bdebt) or ''
             elseif kind == 'window' and l.exact then
                 local log, base = found and e.blob or '', found and e.a or 0
+                if found and e.c ~= 0 then -- an approximate window's record (its limit was edited): its count
+                    local used = approxUsed(e, now, l.ms)
+                    log, base = used > 0 and pack('<dd', now - 0.001, ceil(used)) or '', 0
+                end
                 local live, limit = firstLive(log, now - l.ms), l.limit
                 local total = #log > 0 and select(2, logAt(log, #log / 16)) or base
                 local before = live > 1 and select(2, logAt(log, live - 1)) or base
@@ -608,7 +623,17 @@ local function decide(KEYS, ARGV)
             elseif kind == 'window' then -- two fixed windows, the last one weighted by its overlap
                 local ms, limit = l.ms, l.limit
                 local idx, cur, prev = floor(now / ms), 0, 0
-                if found and e.c == idx then cur, prev = e.a, e.b elseif found and e.c == idx - 1 then prev = e.a end
+                if found and e.c == 0 then -- an exact log's record (its limit was edited): its live count, now
+                    local log = e.blob
+                    if #log > 0 then
+                        local live = firstLive(log, now - ms)
+                        cur = select(2, logAt(log, #log / 16)) - (live > 1 and select(2, logAt(log, live - 1)) or e.a)
+                    end
+                elseif found and e.c == idx then
+                    cur, prev = e.a, e.b
+                elseif found and e.c == idx - 1 then
+                    prev = e.a
+                end
                 local used = prev * (1 - (now - idx * ms) / ms) + cur
                 e.idx, e.cur, e.prev, e.used = idx, cur, prev, used
                 e.next, e.nb, e.nc, e.nx, e.mark = cur + cost, prev, idx, (idx + 2) * ms, idx
@@ -686,8 +711,12 @@ local function decide(KEYS, ARGV)
                     if x > last then last = x end
                     if e.ok and resTTL > 0 then
                         local l = e.l
-                        charges[#charges + 1] = { i, l.res, l.tag, l.exact and 'exact' or l.kind, e.cost, e.mark, l.rate,
-                            l.burst, l.ceil or false, e.born, e.absorbed } -- a bucket's pool when charged
+                        if l.kind == 'bucket' then -- with its pool when charged (see EXTRAS)
+                            charges[#charges + 1] = { i, l.res, l.tag, 'bucket', e.cost, e.mark, l.rate, l.burst,
+                                l.ceil or false, e.born, e.absorbed }
+                        else
+                            charges[#charges + 1] = { i, l.res, l.tag, l.exact and 'exact' or l.kind, e.cost, e.mark }
+                        end
                     end
                 end
             end

@@ -99,6 +99,7 @@ local function settle(KEYS, ARGV)
                 r = { tag, 0, 0, 0, now + ms, '' }
                 st[#st + 1], st[tag] = r, r
             end
+            if r and r[4] ~= 0 then r = nil end -- the limit was edited into an approximate window since
             local log, at = r and r[6] or '', 0
             for k = 1, #log / 16 do
                 if struct.unpack('<d', log, k * 16 - 15) == mark then at = k end
