@@ -180,7 +180,9 @@ enum LuaScripts {
 
         -- Specs --------------------------------------------------------------------------------------------
         -- "tokens: bucket rate=90000/min burst=5000; requests: window 100/min; budget 5000 period=d"
-        -- -> { tokens = {limit}, requests = {limit, limit} } or { err = reason }. "R: none" = no limits.
+        -- -> { tokens = {limit}, requests = {limit, limit} } or { [ERR] = reason }. "R: none" = no limits.
+        -- The reason's key is no resource name (a resource "err" is a resource like any other).
+        local ERR = '?err'
         local function count(v) -- "5000" -> 5000 (at most 2^50: larger is absurd, and inexact in doubles)
             local n = type(v) == 'string' and string.find(v, '^%d+$') and tonumber(v)
             return n and n <= 1125899906842624 and n or nil
@@ -231,19 +233,19 @@ enum LuaScripts {
         end
 
         local function parse(spec)
-            local out, res, c, seen = {}, nil, nil, {}
+            local out, res, c, seen, err = {}, nil, nil, {}, nil
             local function finish()
                 if c and (c.kind == 'none' and #out[res] > 0 or c.kind ~= 'none' and out[res].none) then
-                    out.err = res .. ': none and limits at once'
+                    err = res .. ': none and limits at once'
                 elseif c and c.kind == 'none' then
                     out[res].none = true
-                    if next(c, nil) ~= 'kind' or next(c, 'kind') then out.err = 'none takes no options' end
+                    if next(c, nil) ~= 'kind' or next(c, 'kind') then err = 'none takes no options' end
                 elseif c then
-                    local l, err = compile(c)
+                    local l, why = compile(c)
                     if l then l.res, l.tag = res, res .. l.suffix end -- the tag names its state record
-                    if l and seen[l.tag] then l, err = nil, 'two ' .. res .. ' ' .. l.kind .. ' limits alike' end
+                    if l and seen[l.tag] then l, why = nil, 'two ' .. res .. ' ' .. l.kind .. ' limits alike' end
                     if l then table.insert(out[res], l) end
-                    if l then seen[l.tag] = true else out.err = err end
+                    if l then seen[l.tag] = true else err = why end
                 end
                 c = nil
             end
@@ -251,17 +253,17 @@ enum LuaScripts {
                 local name, rest = string.match(word, '^([%a_][%w_]*):(.*)$')
                 if name and not c then
                     res, word = name, rest
-                    if out[res] then out.err = res .. ' given twice' end
-                    if #res > 32 then out.err = 'a resource name has at most 32 characters' end
+                    if out[res] then err = res .. ' given twice' end
+                    if #res > 32 then err = 'a resource name has at most 32 characters' end
                     out[res] = {}
                 end
                 if word == '' then
                     -- "tokens:" alone: the kind follows
                 elseif not res then
-                    out.err = 'a spec starts with "<resource>:"'
+                    err = 'a spec starts with "<resource>:"'
                 elseif not c then
                     c = { kind = word }
-                    if word ~= 'none' and not OPTION[word] then out.err = 'unknown limit kind "' .. word .. '"' end
+                    if word ~= 'none' and not OPTION[word] then err = 'unknown limit kind "' .. word .. '"' end
                 else
                     local eq, key, value = string.find(word, '=', 1, true), word, true
                     if eq then
@@ -269,16 +271,16 @@ enum LuaScripts {
                     elseif string.find(word, '^%d') then
                         key, value = MAIN[c.kind], word
                     end
-                    if not (OPTION[c.kind] or NONE)[key] then out.err = 'unknown option "' .. tostring(key) .. '"'
-                    elseif c[key] ~= nil then out.err = '"' .. key .. '" given twice'
+                    if not (OPTION[c.kind] or NONE)[key] then err = 'unknown option "' .. tostring(key) .. '"'
+                    elseif c[key] ~= nil then err = '"' .. key .. '" given twice'
                     else c[key] = value end
                 end
-                if out.err then return { err = out.err } end
+                if err then return { [ERR] = err } end
                 if sep == ';' then finish() end
             end
             finish()
-            if out.err then return { err = out.err } end
-            if not res then return { err = 'empty spec' } end
+            if err then return { [ERR] = err } end
+            if not res then return { [ERR] = 'empty spec' } end
             return out
         end
 
@@ -594,15 +596,15 @@ enum LuaScripts {
                     local text = config[first + k]
                     if text then
                         local spec = memoized(SPECS, text, parse)
-                        if spec.err then
-                            warnings = warn(warnings, i, ARGV[F + first + k], spec.err)
+                        if spec[ERR] then
+                            warnings = warn(warnings, i, ARGV[F + first + k], spec[ERR])
                         else
                             specs = specs + 1
                             CONFIG[specs], FIELD[specs] = spec, F + first + k
                         end
                     end
                 end
-                if default.err then warnings = warn(warnings, i, 'default', default.err) end
+                if default[ERR] then warnings = warn(warnings, i, 'default', default[ERR]) end
                 FROM[i] = K + 1
                 for j = 1, R do
                     local res, cost = plan[j], COST[j]
