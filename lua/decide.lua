@@ -558,9 +558,9 @@ local function decide(KEYS, ARGV)
                         cap = r.capLevel + (r.capRefill > 0 and r.capRefill or rate) * (dt > 0 and dt or 0)
                     end
                 end
-                local level, ceiling, pool, absorbed, born, bdebt = burst, burst, 0, 0, 0, 0
+                local level, ceiling, pool, absorbed, born, bdebt, dt = burst, burst, 0, 0, 0, 0, 0
                 if found then
-                    local dt = now - e.b
+                    dt = now - e.b
                     if dt < 0 then dt = 0 end
                     level, ceiling = e.a + dt * rate, e.c + dt * (cr or rate)
                     if #e.blob == 32 then pool, absorbed, born, bdebt = unpack_(EXTRAS, e.blob) end
@@ -573,13 +573,22 @@ local function decide(KEYS, ARGV)
                 end
                 if cap and level > cap then level = cap end
                 if cap and ceiling > cap then ceiling = cap end
-                local bottom = batch and headroom or 0 -- batch admissions leave every headroom alone
+                -- Batch admissions leave every headroom alone, scheduled ones too: what a batch admission
+                -- charged below the headroom (bdebt) falls due as the bucket refills, and until then
+                -- interactive calls may still use the headroom it left them (that refill is the batch's).
+                if bdebt > 0 then
+                    bdebt = bdebt - dt * rate
+                    if bdebt > headroom - level then bdebt = headroom - level end
+                    if bdebt < 0 then bdebt = 0 end
+                end
+                local bottom, avail = 0, level + bdebt
+                if batch then bottom, avail = headroom, level end
                 local allowance = rate * maxWait
                 if l.debt < allowance then allowance = l.debt end
                 local borrow, up = false, PARENT[l.res]
                 -- HTB: above its guarantee a child borrows, up to its ceiling, while the parent bucket
                 -- keeps its headroom (re-checked here: the parent was checked before its child).
-                if cr and cost > 0 and level - cost < bottom and ceiling >= cost and (not up or up.level - up.cost >= up.headroom) then
+                if cr and cost > 0 and avail - cost < bottom and ceiling >= cost and (not up or up.level - up.cost >= up.headroom) then
                     borrow = true
                     if up and not batch and up.headroom > 0 then -- raise the parent's floor
                         local allowance = up.rate * maxWait
@@ -590,10 +599,13 @@ local function decide(KEYS, ARGV)
                     end
                 end
                 e.level, e.lowest, e.rate, e.burst, e.headroom = level, bottom - allowance, rate, burst, headroom
-                e.ok, e.wait = borrow or cost == 0 or level - cost >= bottom - allowance, borrow and 0 or (bottom - level + cost) / rate
-                if cost == 0 then e.wait = 0 end
+                local now_ = borrow or cost == 0 or avail - cost >= bottom -- admitted without a wait
+                e.ok, e.wait = now_ or level - cost >= bottom - allowance, now_ and 0 or (bottom - level + cost) / rate
                 if not l.shadow then PARENT[l.res] = e end
                 -- The record as charged (written only if the whole decision is admitted).
+                if batch and not borrow and cost > 0 and level - cost < headroom then
+                    bdebt = bdebt + headroom - (level - cost) - (level < headroom and headroom - level or 0)
+                end
                 if not borrow then level = level - cost end
                 if cr then ceiling = ceiling - cost else ceiling = level end
                 if ceiling < -burst then ceiling = -burst end

@@ -1,0 +1,816 @@
+-- decide: one admission decision for a path of scopes (root first), all or nothing: every limit on
+-- the path is checked, then all of them are charged or none. Time only from TIME; writes expire.
+--
+-- KEYS[1] sluice:{P}:quotas  config hash: field "<scope pattern>", value a spec (QuotaConfiguration.md)
+-- KEYS[2] sluice:{P}:stats   shadow would-deny counters (written only when one happens)
+-- KEYS[2+i] the state of scope i = 1..n, one string holding all its limits (see "state" below)
+-- KEYS[3+n] sluice:{P}:r:<id> the reservation record, only when ARGV[4] > 0
+-- KEYS[4+n], KEYS[5+n], KEYS[6+n] only for a call inside a request tree (the ARGV "tree" group below):
+--   sluice:{P}:tree:<id> its HASH (tree-open.lua), sluice:{P}:tree:<id>:calls the calls in flight
+--   (ZSET, score when each stops counting, ms) and sluice:{P}:events; the same hash tag as KEYS[1]
+-- ARGV[1] the plan: "<resource> <resource>...\n<default spec of scope 1>\n...\n<of scope n>"
+-- ARGV[2] options: words among "batch" (a batch admission), "report" (report every limit) and
+--   "time" (reply with Redis' time even in the common case)
+-- ARGV[3] max wait ms (0: now or never)
+-- ARGV[4] reservation ttl ms (0: none)       ARGV[4+j] the cost of resource j, an integer >= 0
+-- ARGV[5+R...] for i = 1..n, the i config fields of scope i, most specific first, e.g.
+--   "global=openai tenant=acme", "global=openai tenant=*" (the last one is the class pattern)
+-- ARGV[T...], T = 5 + R + n(n+1)/2, only for a call inside a request tree, which then needs a
+--   reservation: "tree", the call id (unique in the tree; Sluice passes the reservation id), the
+--   call's ttl ms (then it stops counting as in flight), the caller's depth, the deadline at ms its
+--   context carries (0: none), the loop key "<tool>|<fingerprint>" ("": none), the tree id (for
+--   events), and the 0-based index of the scope a tree refusal is reported on (the path's tree
+--   scope; 0 when it has none). The tree's checks (tree-enter.lua's: deadline, depth, loop guard,
+--   budgets, calls in flight) read only; its writes (each budget reserves the decision's cost, the
+--   call's record "r:<call>" and loop count in the hash, the call in flight) join step 3, so a
+--   call is admitted by the tree and the quota at once or by neither. A tree refusal is a
+--   pseudo-limit like the pause (below) and writes only its own bookkeeping: the loop guard's count
+--   and the once-per-tree "loop-guard" or "budget-exhausted" event. settle.lua closes both sides;
+--   the reservation record lives at least as long as the call counts in flight, so that it can.
+-- Reply: admitted with nothing to report (no reservation, no warning, no would-deny, no "report"):
+--   just the wait ms, an integer ({wait ms, Redis time ms} with "time"). Otherwise a flat array:
+--   allowed 1|0, wait ms, retry-after ms (-1: never), reservation "" | "created" |
+--   "exists" | "closed", the denying limit's number (0: none), K limits reported (all of them when
+--   asked to, or when any denies or would deny; else none), W warnings, Redis time ms; then per
+--   limit scope (0-based), resource, kind, remaining (whole units, floored), limit, verdict (0
+--   allows, 1 denies, 2 would deny: a shadow limit); then per warning scope, field ("default" for
+--   the caller's), reason.
+--   A tree refusal is reported as a limit of kind "tree-deadline", "tree-depth", "loop-guard",
+--   "tree-budget" or "tree-in-flight" on the tree's scope, resource "*" (a budget: its resource),
+--   limit the deadline at ms / max depth / loop guard N / budget / max in flight, remaining limit
+--   minus what is used (now, the depth, the identical calls, spent + reserved, calls in flight); the
+--   denying limit is the tree's even when a quota limit denies too (tree-enter used to decide
+--   first), and it is retryable only for calls in flight (retry-after 0: when one exits).
+-- The reconciler (reconcile.lua) keeps a record "~" in the root scope's state: while it pauses the
+-- partition, admissions are refused (a pseudo-limit of kind "pause"; a scheduled admission whose
+-- max wait covers the pause waits it out), and it lowers the root's buckets to its ceiling.
+-- Sluice loads this with FUNCTION LOAD as sluice_decide_VERSION: specs, plans and scratch tables
+-- then live across calls (parse once, allocate little). EVAL runs it too, for tests by hand.
+
+local UNIT = { s = 1000, min = 60000, h = 3600000, d = 86400000 }
+local PERIOD = { s = 1000, min = 60000, h = 3600000, d = 86400000, w = 604800000, mo = 0 }
+local OPTION = {
+    bucket = { rate = 1, burst = 1, debt = 1, ceiling = 1, headroom = 1, shadow = 1 },
+    window = { limit = 1, exact = 1, approx = 1, shadow = 1 },
+    budget = { total = 1, period = 1, ttl = 1, shadow = 1 },
+}
+local MAIN = { bucket = 'rate', window = 'limit', budget = 'total' }
+local NONE = {}
+
+-- Specs --------------------------------------------------------------------------------------------
+-- "tokens: bucket rate=90000/min burst=5000; requests: window 100/min; budget 5000 period=d"
+-- -> { tokens = {limit}, requests = {limit, limit} } or { [ERR] = reason }. "R: none" = no limits.
+-- The reason's key is no resource name (a resource "err" is a resource like any other).
+local ERR = '?err'
+local function count(v) -- "5000" -> 5000 (at most 2^50: larger is absurd, and inexact in doubles)
+    local n = type(v) == 'string' and string.find(v, '^%d+$') and tonumber(v)
+    return n and n <= 1125899906842624 and n or nil
+end
+local function per(v) -- "90000/min", "100/10s" -> amount, ms
+    local n, k, u = string.match(type(v) == 'string' and v or '', '^(%d+)/(%d*)(%a+)$')
+    n, k = count(n), k == '' and 1 or count(k)
+    if not UNIT[u] or not n or n == 0 or not k or k == 0 or k > 1000000 then return nil end
+    return n, UNIT[u] * k
+end
+
+local function compile(c) -- one clause's options -> a limit, or nil and the reason
+    for _, flag in ipairs({ 'shadow', 'exact', 'approx' }) do
+        if c[flag] ~= nil and c[flag] ~= true then return nil, flag .. ' takes no value' end
+    end
+    local kind, shadow = c.kind, c.shadow == true
+    if kind == 'bucket' then -- rate and ceiling are kept per ms
+        local n, ms = per(c.rate)
+        if not n then return nil, 'rate must be N/UNIT, UNIT s, min, h or d' end
+        local burst = c.burst == nil and n or count(c.burst)
+        if not burst or burst == 0 then return nil, 'burst must be a positive integer' end
+        local debt = c.debt == nil and burst or count(c.debt)
+        if not debt then return nil, 'debt must be an integer >= 0' end
+        local ceil
+        if c.ceiling ~= nil then
+            local cn, cms = per(c.ceiling)
+            if not cn or cn / cms < n / ms then return nil, 'ceiling must be N/UNIT, at least the rate' end
+            ceil = cn / cms
+        end
+        local headroom = c.headroom == nil and 0 or count(c.headroom)
+        if not headroom or headroom > 100 then return nil, 'headroom must be a percentage, 0 to 100' end
+        return { kind = kind, suffix = '/b', rate = n / ms, burst = burst, debt = debt, ceil = ceil,
+            headroom = burst * headroom / 100, shadow = shadow }
+    elseif kind == 'window' then
+        local n, ms = per(c.limit)
+        if not n then return nil, 'window must be N/UNIT, UNIT s, min, h or d' end
+        if c.exact and (c.approx or n > 100) then return nil, 'exact windows allow at most 100' end
+        return { kind = kind, suffix = '/w' .. ms, limit = n, ms = ms, exact = c.exact or (n <= 100 and not c.approx),
+            shadow = shadow }
+    end
+    local total = count(c.total)
+    if not total then return nil, 'budget must be an integer' end
+    if c.period ~= nil and not PERIOD[c.period] then return nil, 'period must be s, min, h, d, w or mo' end
+    local n, u = string.match(c.ttl == nil and '7d' or tostring(c.ttl), '^(%d+)(%a+)$')
+    n = count(n)
+    if not UNIT[u] or not n or n == 0 or n > 1000000 then return nil, 'ttl must be N followed by s, min, h or d' end
+    return { kind = kind, suffix = '/g', total = total, period = c.period, ttl = n * UNIT[u], shadow = shadow }
+end
+
+local function parse(spec)
+    local out, res, c, seen, err = {}, nil, nil, {}, nil
+    local function finish()
+        if c and (c.kind == 'none' and #out[res] > 0 or c.kind ~= 'none' and out[res].none) then
+            err = res .. ': none and limits at once'
+        elseif c and c.kind == 'none' then
+            out[res].none = true
+            if next(c, nil) ~= 'kind' or next(c, 'kind') then err = 'none takes no options' end
+        elseif c then
+            local l, why = compile(c)
+            if l then l.res, l.tag = res, res .. l.suffix end -- the tag names its state record
+            if l and seen[l.tag] then l, why = nil, 'two ' .. res .. ' ' .. l.kind .. ' limits alike' end
+            if l then table.insert(out[res], l) end
+            if l then seen[l.tag] = true else err = why end
+        end
+        c = nil
+    end
+    for word, sep in string.gmatch(spec, '([^%s;]+)%s*(;?)') do
+        local name, rest = string.match(word, '^([%a_][%w_]*):(.*)$')
+        if name and not c then
+            res, word = name, rest
+            if out[res] then err = res .. ' given twice' end
+            if #res > 32 then err = 'a resource name has at most 32 characters' end
+            out[res] = {}
+        end
+        if word == '' then
+            -- "tokens:" alone: the kind follows
+        elseif not res then
+            err = 'a spec starts with "<resource>:"'
+        elseif not c then
+            c = { kind = word }
+            if word ~= 'none' and not OPTION[word] then err = 'unknown limit kind "' .. word .. '"' end
+        else
+            local eq, key, value = string.find(word, '=', 1, true), word, true
+            if eq then
+                key, value = string.sub(word, 1, eq - 1), string.sub(word, eq + 1)
+            elseif string.find(word, '^%d') then
+                key, value = MAIN[c.kind], word
+            end
+            if not (OPTION[c.kind] or NONE)[key] then err = 'unknown option "' .. tostring(key) .. '"'
+            elseif c[key] ~= nil then err = '"' .. key .. '" given twice'
+            else c[key] = value end
+        end
+        if err then return { [ERR] = err } end
+        if sep == ';' then finish() end
+    end
+    finish()
+    if err then return { [ERR] = err } end
+    if not res then return { [ERR] = 'empty spec' } end
+    return out
+end
+
+-- Memo: specs, plans and options repeat call after call; parse each once (for as long as the
+-- function lives). One table per parser, so that a text sent in the wrong place (a plan as the
+-- options, by a malformed call) never hands one parser's result to the other's callers.
+local SPECS, PLANS, OPTIONS, memoSize = {}, {}, {}, {}
+local function memoized(memo, text, parser)
+    local hit = memo[text]
+    if not hit then
+        local size = memoSize[memo] or 0
+        if size >= 2000 then -- emptied in place: the tables are upvalues
+            for k in pairs(memo) do memo[k] = nil end
+            size = 0
+        end
+        hit, memoSize[memo] = parser(text), size + 1
+        memo[text] = hit
+    end
+    return hit
+end
+local function parseOptions(text) -- ARGV[2] -> { batch = true?, report = true? }
+    local options = {}
+    for word in string.gmatch(text, '%S+') do options[word] = true end
+    return options
+end
+local function parsePlan(text) -- ARGV[1] -> { resources..., defaults = {spec per scope}, n }
+    local p, i = { defaults = {} }, 0
+    for line in string.gmatch(text .. '\n', '([^\n]*)\n') do
+        if i == 0 then
+            for res in string.gmatch(line, '%S+') do p[#p + 1] = res end
+        else
+            p.defaults[i] = line == '' and NONE or memoized(SPECS, line, parse)
+        end
+        i = i + 1
+    end
+    p.n = i - 1
+    return p
+end
+
+-- Time --------------------------------------------------------------------------------------------
+local function days(y, m) -- days from 1970-01-01 to the first of month m (1-12) of year y
+    if m <= 2 then y = y - 1 end
+    local era = math.floor(y / 400)
+    local yoe = y - era * 400
+    return era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100)
+        + math.floor((153 * (m > 2 and m - 3 or m + 9) + 2) / 5) - 719468
+end
+local function period(l, now) -- a budget's period -> index, end ms; calendar periods are UTC
+    local p = l.period
+    if not p then return 0, now + l.ttl end -- no period: the total lasts while the scope is in use
+    if p == 'mo' then -- today's civil month (H. Hinnant's algorithm), then the next month's first
+        local z = math.floor(now / 86400000) + 719468
+        local era = math.floor(z / 146097)
+        local doe = z - era * 146097
+        local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+        local mp = math.floor((5 * (doe - 365 * yoe - math.floor(yoe / 4) + math.floor(yoe / 100)) + 2) / 153)
+        local y, m = yoe + era * 400 + (mp >= 10 and 1 or 0), mp < 10 and mp + 3 or mp - 9
+        return y * 12 + m, days(m == 12 and y + 1 or y, m % 12 + 1) * 86400000
+    end
+    local len, shift = PERIOD[p], p == 'w' and 259200000 or 0 -- weeks start on Monday
+    local idx = math.floor((now + shift) / len)
+    return idx, (idx + 1) * len - shift
+end
+
+-- State -------------------------------------------------------------------------------------------
+-- A scope's key holds its own expiry (a double, ms), then per limit a record: "<tag length><tag>",
+-- four doubles a, b, c, x (the record's expiry) and "<16-bit length><blob>".
+--   bucket "<res>/b"      a level, b updated at, c ceiling level
+--   window "<res>/w<ms>"  a count in this window, b count in the last one, c this window's index
+--   exact  "<res>/w<ms>"  a running count before the log; blob the log: (time, running count)*
+--   budget "<res>/g"      a used, b period index
+-- A record past its expiry reads as fresh and is dropped at the next write. The key's expiry is
+-- refreshed only when a record would outlive it (SET KEEPTTL otherwise: cheaper than PX).
+local RECORD = '<Bc0ddddHc0'
+local function logAt(blob, k) -- the k-th entry of an exact log: time, running count
+    return struct.unpack('<dd', blob, k * 16 - 15)
+end
+local function firstLive(blob, since) -- the first entry newer than since (#entries + 1: none)
+    local lo, hi = 1, #blob / 16 + 1
+    while lo < hi do
+        local mid = math.floor((lo + hi) / 2)
+        if logAt(blob, mid) > since then hi = mid else lo = mid + 1 end
+    end
+    return lo
+end
+
+-- An approximate window's count now: this window's, plus the last one's weighted by its overlap.
+-- Exact and approximate windows of one length share their record (one tag), so that editing a
+-- limit between them (100/min is exact, 101/min approximate) keeps the count: an exact record has
+-- c = 0, an approximate one c = its window's index.
+local function approxUsed(e, now, ms)
+    local idx = math.floor(now / ms)
+    if e.c == idx then return e.b * (1 - (now - idx * ms) / ms) + e.a end
+    if e.c == idx - 1 then return e.a * (1 - (now - idx * ms) / ms) end
+    return 0
+end
+
+-- The reconciler's record "~" in the root scope (reconcile.lua writes it and documents it): a is
+-- the pause-until, the blob one entry per resource. Decide reads the ceiling of each entry:
+--   rate = min(configured rate, capNow) x g and burst = min(configured burst, capNow x window) x g,
+--   capNow the stated limit x safety per ms (climbing after a raise), g what the last cut left
+--   (climbing back to 1), the headroom scaled with the burst; and a level never above the lowest
+--   remaining the provider reported (capLevel when capAt, refilled since). "*" covers the others.
+local RECON_ENTRY = '<Bc0ddddddddddddddd'
+local reconMemo, reconMemoSize = {}, 0
+local function reconEntries(blob) -- memoized: the blob changes only when an observation is merged
+    local hit = reconMemo[blob]
+    if hit then return hit end
+    if reconMemoSize >= 64 then reconMemo, reconMemoSize = {}, 0 end
+    hit = {}
+    local pos = 1
+    while pos < #blob do
+        local name, _, window, _, _, _, capRate, capFrom, capSince, capClimb, g0, cutAt, climb, capLevel, capAt, capRefill, nxt =
+            struct.unpack(RECON_ENTRY, blob, pos)
+        hit[name] = { window = window, capRate = capRate, capFrom = capFrom, capSince = capSince, capClimb = capClimb,
+            g0 = g0, cutAt = cutAt, climb = climb, capLevel = capLevel, capAt = capAt, capRefill = capRefill }
+        pos = nxt
+    end
+    reconMemo[blob], reconMemoSize = hit, reconMemoSize + 1
+    return hit
+end
+local PAUSE = { kind = 'pause', res = '*', tag = '~', limit = 0, shadow = false } -- the pseudo-limit
+
+-- Scratch tables reused call after call (fewer allocations, less GC): an entry per limit on the
+-- path, and per scope its entries' range and what its key held. Table accesses cost about as much
+-- as a Redis call's share of a decision here, so the hot path keeps values in locals.
+local POOL, FROM, TO, EXPIRES, OTHERS, COST, PARENT, CONFIG, FIELD = {}, {}, {}, {}, {}, {}, {}, {}, {}
+local HEADED = '<dBc0ddddHc0' -- the key's expiry and one record
+-- A bucket's record may carry extras in its blob (else empty): EXTRAS, four doubles.
+--   pool: what reservations charged and may still refund. Refunds never lift a bucket above what it
+--     would hold had the call never been charged: the pool shrinks as the level without its charges
+--     would have reached the burst (refilled more than it holds), and what it lost is "absorbed".
+--     A refund gets back at most the pool, and at most its charge less what the pool absorbed
+--     since it was charged (settle.lua); a pool emptied and started again is "born" anew, so older
+--     charges get nothing.
+--   absorbed, born: see the pool.   bdebt: see the headroom (batch admissions).
+local EXTRAS = '<dddd'
+
+local function warn(warnings, i, field, reason)
+    if warnings == NONE then warnings = {} end
+    for _, v in ipairs({ i - 1, field, reason }) do warnings[#warnings + 1] = v end
+    return warnings
+end
+
+-- An entry's record, packed after the key's expiry: as charged (e.ok), else as it was read.
+local function record(e, now, expires)
+    local l = e.l
+    local tag = l.tag
+    if not e.ok then return struct.pack(HEADED, expires or 0, #tag, tag, e.a, e.b, e.c, e.x, #e.blob, e.blob) end
+    local blob = l.kind == 'bucket' and e.nblob or l.exact and string.sub(e.log, e.live * 16 - 15) or ''
+    if l.exact and e.cost > 0 then blob = blob .. struct.pack('<dd', now, e.total + e.cost) end
+    return struct.pack(HEADED, expires or 0, #tag, tag, e.next, e.nb, e.nc, e.nx, #blob, blob)
+end
+
+-- C functions as upvalues (a function library cannot read globals while it loads; set at first call).
+local pack, unpack_, floor, ceil
+
+-- Request trees: a call inside one (ARGV[T...], KEYS[4+n...]) is checked as tree-enter.lua does,
+-- reading only; what it would write waits in TREE for step 3. Only such calls pay for any of this.
+local TREE = { fields = {}, writes = {}, lines = {} } -- scratch: the check's findings, for step 3
+local TREE_LIMIT = { res = '*', tag = '', limit = 0, shadow = false } -- a refusal's pseudo-limit
+local function hashTag(key) -- Redis Cluster's: between the first "{" and the next "}", if not empty
+    local tag = string.match(key, '{(.-)}')
+    return tag ~= '' and tag or key
+end
+local function count0(v) -- an integer >= 0 in decimal, else nil
+    return type(v) == 'string' and string.find(v, '^%d+$') and tonumber(v) or nil
+end
+
+-- The tree group, checked before anything is read or written: nil, or why it is bad.
+local function treeInput(KEYS, ARGV, T, n, resTTL)
+    if ARGV[T] ~= 'tree' then return 'ARGV[' .. T .. '] is "tree" (a call inside a tree) or nothing' end
+    if #ARGV ~= T + 7 then return 'the tree group has 8 arguments' end
+    if #KEYS ~= 6 + n then return 'a call inside a tree needs KEYS[4+n..6+n]: tree, calls, events' end
+    if not resTTL or resTTL <= 0 then return 'a call inside a tree needs a reservation (ARGV[4] > 0)' end
+    local tree, tag = KEYS[4 + n], hashTag(KEYS[1])
+    if KEYS[5 + n] ~= tree .. ':calls' then return 'KEYS[5+n] is KEYS[4+n] .. ":calls"' end
+    if hashTag(tree) ~= tag or hashTag(KEYS[6 + n]) ~= tag then
+        return 'the tree keys share the hash tag of the quota keys'
+    end
+    if ARGV[T + 1] == '' or ARGV[T + 6] == '' then return 'a tree call needs a call id and a tree id' end
+    local ttl, depth, deadline, at = count0(ARGV[T + 2]), count0(ARGV[T + 3]), count0(ARGV[T + 4]), count0(ARGV[T + 7])
+    if not ttl or ttl == 0 or ttl > 604800000 then return 'the call ttl is 1 ms to 7 days' end
+    if not depth or not deadline then return 'the depth and the deadline are integers >= 0' end
+    if not at or at >= n then return 'the tree scope index is 0 to n - 1' end
+    return nil
+end
+
+-- tree-enter.lua's checks, in its order (deadline, depth, loop guard, budgets, in flight), reading
+-- only. Returns nil when the tree admits the call (TREE holds its writes; TREE.open false: a tree
+-- nobody opened, which has no limits but its deadline), else the refusal's kind, limit, used, retry.
+local function treeCheck(KEYS, ARGV, T, n, plan, now)
+    local t, fields = TREE, TREE.fields
+    local key, loop, R = KEYS[4 + n], ARGV[T + 5], #plan
+    t.loop, t.open, t.loopCount, t.refused = loop, false, 0, nil
+    if not plan.treeFields then -- the fields per resource, once per plan: b: budget, u: used, x: told
+        local f = {}
+        for j = 1, R do f[3 * j - 2], f[3 * j - 1], f[3 * j] = 'b:' .. plan[j], 'u:' .. plan[j], 'x:' .. plan[j] end
+        plan.treeFields = f
+    end
+    fields[1], fields[2], fields[3], fields[4], fields[5] = 'dl', 'md', 'mi', 'lg', 'l:' .. loop
+    local f = plan.treeFields
+    for k = 1, 3 * R do fields[5 + k] = f[k] end
+    local h = redis.call('HMGET', key, unpack(fields, 1, 5 + 3 * R))
+    t.h, now = h, floor(now)
+    local deadline, carried = tonumber(h[1]) or 0, tonumber(ARGV[T + 4])
+    if deadline > 0 and now >= deadline or carried > 0 and now >= carried then
+        return 'tree-deadline', '*', deadline > 0 and deadline or carried, now, -1
+    end
+    if not h[1] then return nil end -- an untracked tree: no limits but its deadline
+    t.open = true
+    local depth, maxDepth, maxInFlight = tonumber(ARGV[T + 3]), tonumber(h[2]) or 0, tonumber(h[3]) or 0
+    local loopLimit, loopCount = tonumber(h[4]) or 0, tonumber(h[5]) or 0
+    t.loopCount = loopCount
+    if maxDepth > 0 and depth > maxDepth then return 'tree-depth', '*', maxDepth, depth, -1 end
+    if loop ~= '' and loopLimit > 0 and loopCount >= loopLimit then
+        t.refused = 'loop'
+        return 'loop-guard', '*', loopLimit, loopCount, -1
+    end
+    for j = 1, R do
+        local budget, used = tonumber(h[3 + 3 * j]), tonumber(h[4 + 3 * j]) or 0
+        if budget and used + COST[j] > budget then
+            t.refused, t.resource, t.told = 'budget', j, h[5 + 3 * j]
+            return 'tree-budget', plan[j], budget, used, -1
+        end
+    end
+    if maxInFlight > 0 then -- calls whose ttl passed (a crashed worker's) no longer count
+        local inFlight = redis.call('ZCOUNT', KEYS[5 + n], '(' .. now, '+inf')
+        if inFlight >= maxInFlight then return 'tree-in-flight', '*', maxInFlight, inFlight, 0 end
+    end
+    return nil
+end
+
+-- Step 3 for an admitted call in an opened tree: reserve the cost on the budgets, record the call
+-- (its reservation as tree-exit.lua reads it, and the loop count), count it in flight until its ttl.
+local function treeAdmit(KEYS, ARGV, T, n, plan, now, wait)
+    local t = TREE
+    local h, writes, lines, w = t.h, t.writes, t.lines, 0
+    lines[1] = t.loop
+    local l = 1
+    for j = 1, #plan do -- an estimate of 0 is recorded too: settle charges its actual usage
+        local cost = COST[j]
+        if cost > 0 then writes[w + 1], writes[w + 2], w = 'u:' .. plan[j], (tonumber(h[4 + 3 * j]) or 0) + cost, w + 2 end
+        lines[l + 1], l = plan[j] .. '=' .. cost, l + 1
+    end
+    if t.loop ~= '' then writes[w + 1], writes[w + 2], w = 'l:' .. t.loop, t.loopCount + 1, w + 2 end
+    writes[w + 1], writes[w + 2], w = 'r:' .. ARGV[T + 1], table.concat(lines, '\n', 1, l), w + 2
+    redis.call('HSET', KEYS[4 + n], unpack(writes, 1, w))
+    local calls, ttl, nowMs = KEYS[5 + n], tonumber(ARGV[T + 2]), floor(now)
+    redis.call('ZREMRANGEBYSCORE', calls, '-inf', nowMs)
+    redis.call('ZADD', calls, nowMs + ceil(wait) + ttl, ARGV[T + 1])
+    if redis.call('PTTL', calls) < ceil(wait) + ttl + 60000 then redis.call('PEXPIRE', calls, ceil(wait) + ttl + 60000) end
+end
+
+-- A refusal's own bookkeeping (as tree-enter.lua): the loop guard counts refused calls too, and the
+-- first loop-guard refusal and the first budget refusal of a tree each tell a human, once.
+local function treeRefused(KEYS, ARGV, T, n, plan)
+    local t = TREE
+    local key, events, id = KEYS[4 + n], KEYS[6 + n], ARGV[T + 6]
+    local detail
+    if t.refused == 'loop' then
+        local limit = tonumber(t.h[4])
+        if t.loopCount == limit then
+            detail = 'call ' .. t.loop .. ' refused after ' .. limit .. ' identical calls'
+        end
+        redis.call('HINCRBY', key, 'l:' .. t.loop, 1)
+    elseif t.refused == 'budget' and not t.told then
+        local j = t.resource
+        local res = plan[j]
+        redis.call('HSET', key, 'x:' .. res, 1)
+        detail = res .. ' budget ' .. t.h[3 + 3 * j] .. ' of tree ' .. id .. ': ' .. (tonumber(t.h[4 + 3 * j]) or 0) ..
+            ' spent or reserved, a call asked for ' .. COST[j]
+    end
+    if detail then
+        redis.call('XADD', events, 'MAXLEN', '~', 10000, '*', 'type', t.refused == 'loop' and 'loop-guard' or
+            'budget-exhausted', 'tree', id, 'detail', detail)
+        redis.call('PEXPIRE', events, 604800000)
+    end
+end
+
+local function decide(KEYS, ARGV)
+    if not pack then pack, unpack_, floor, ceil = struct.pack, struct.unpack, math.floor, math.ceil end
+    local plan = PLANS[ARGV[1]] or memoized(PLANS, ARGV[1], parsePlan)
+    local options = OPTIONS[ARGV[2]] or memoized(OPTIONS, ARGV[2], parseOptions)
+    local n, R = plan.n, #plan
+    local F = 4 + R -- ARGV[F + first + k]: a scope's config field k
+    local batch, maxWait, resTTL = options.batch, tonumber(ARGV[3]), tonumber(ARGV[4])
+    local T = F + n * (n + 1) / 2 + 1 -- ARGV[T...]: a call inside a request tree, when given
+    local tree = ARGV[T] ~= nil
+    if tree then -- bad input is refused before anything is read or written
+        local bad = treeInput(KEYS, ARGV, T, n, resTTL)
+        if bad then return redis.error_reply('decide: ' .. bad) end
+    end
+    local time = redis.call('TIME')
+    local now = time[1] * 1000 + time[2] / 1000
+    local config = redis.call('HMGET', KEYS[1], unpack(ARGV, F + 1, F + n * (n + 1) / 2))
+    local raw = redis.call('MGET', unpack(KEYS, 3, resTTL > 0 and 3 + n or 2 + n))
+    if resTTL > 0 and raw[n + 1] then -- a retried reserve must not charge twice
+        local old = raw[n + 1]
+        if old == 'settled' or old == 'cancelled' then return { 0, 0, -1, 'closed', 0, 0, 0, floor(now) } end
+        local at = cmsgpack.unpack(old).at - now
+        return { 1, at > 0 and ceil(at) or 0, 0, 'exists', 0, 0, 0, floor(now) }
+    end
+
+    -- 1. Per scope (root first) and resource: the most specific valid config spec that names the
+    --    resource, else the caller's default. Read the limits' state, bring it to now, check it.
+    local K, warnings = 0, NONE
+    local recon, reconRaw, pauseUntil = nil, nil, 0 -- the reconciler's record, if the root has one
+    for j = 1, R do COST[j] = tonumber(ARGV[4 + j]); PARENT[plan[j]] = false end
+    for i = 1, n do
+        local first, specs, default = (i - 1) * i / 2, 0, plan.defaults[i]
+        for k = 1, i do
+            local text = config[first + k]
+            if text then
+                local spec = memoized(SPECS, text, parse)
+                if spec[ERR] then
+                    warnings = warn(warnings, i, ARGV[F + first + k], spec[ERR])
+                else
+                    specs = specs + 1
+                    CONFIG[specs], FIELD[specs] = spec, F + first + k
+                end
+            end
+        end
+        if default[ERR] then warnings = warn(warnings, i, 'default', default[ERR]) end
+        FROM[i] = K + 1
+        for j = 1, R do
+            local res, cost = plan[j], COST[j]
+            local limits, field = default[res], F + first + i -- a default counts under the class pattern
+            for k = 1, specs do
+                local spec = CONFIG[k]
+                if spec[res] then limits, field = spec[res], FIELD[k]; break end
+            end
+            -- A reservation records every limit, a cost of 0 too: settle charges the actual usage.
+            for q = 1, (cost > 0 or resTTL > 0) and limits and #limits or 0 do
+                K = K + 1
+                local e = POOL[K]
+                if not e then e = {}; POOL[K] = e end
+                e.i, e.l, e.cost, e.field, e.found = i, limits[q], cost, field, false
+            end
+        end
+        TO[i], EXPIRES[i], OTHERS[i] = K, 0, false
+        local s, from = raw[i], FROM[i]
+        if s then -- hand each record to its limit's entry
+            local pos, len, expires = 1, #s, nil
+            while pos < len do
+                local tag, a, b, c, x, blob, nxt
+                if pos == 1 then -- the key's expiry and the first record, in one call
+                    expires, tag, a, b, c, x, blob, nxt = unpack_(HEADED, s)
+                    EXPIRES[i] = expires
+                else
+                    tag, a, b, c, x, blob, nxt = unpack_(RECORD, s, pos)
+                end
+                local owner
+                for k = from, K do if POOL[k].l.tag == tag then owner = POOL[k] end end
+                if owner and x > now then
+                    owner.found, owner.a, owner.b, owner.c, owner.x, owner.blob = true, a, b, c, x, blob
+                elseif i == 1 and tag == '~' then
+                    if x > now then
+                        recon, reconRaw, pauseUntil = reconEntries(blob), string.sub(s, pos == 1 and 9 or pos, nxt - 1), a
+                    end
+                elseif x > now then
+                    OTHERS[i] = true
+                end
+                pos = nxt
+            end
+        end
+        for k = from, K do
+            local e = POOL[k]
+            local l, cost, found = e.l, e.cost, e.found
+            local kind = l.kind
+            e.ok = true
+            if kind == 'bucket' then -- may run into debt, at most max wait deep (scheduled admission)
+                local burst, rate, cr, headroom, cap = l.burst, l.rate, l.ceil, l.headroom, nil
+                local r = i == 1 and recon and (recon[l.res] or recon['*'])
+                e.most = burst -- the most a cost may be and still pass some day, at the stated limit in force
+                if r then -- the reconciler's ceiling (see RECON_ENTRY)
+                    local dt, capNow = now - r.cutAt, r.capRate
+                    local g = r.g0 + r.climb * (dt > 0 and dt or 0)
+                    if r.capClimb > 0 then
+                        dt = now - r.capSince
+                        local c = r.capFrom + r.capClimb * (dt > 0 and dt or 0)
+                        if c < capNow then capNow = c end
+                    end
+                    local target, top = rate, burst
+                    if capNow > 0 and capNow < target then target = capNow end
+                    if capNow > 0 and capNow * r.window < top then top = capNow * r.window end
+                    if r.capRate > 0 and r.capRate * r.window < e.most then e.most = r.capRate * r.window end
+                    if g < 1 then target, top = target * g, top * g end
+                    if target < rate then
+                        if cr then cr = cr * target / rate end
+                        rate = target
+                    end
+                    if top < burst then burst, headroom = top, headroom * top / burst end
+                    if r.capAt > 0 then
+                        dt = now - r.capAt
+                        cap = r.capLevel + (r.capRefill > 0 and r.capRefill or rate) * (dt > 0 and dt or 0)
+                    end
+                end
+                local level, ceiling, pool, absorbed, born, bdebt, dt = burst, burst, 0, 0, 0, 0, 0
+                if found then
+                    dt = now - e.b
+                    if dt < 0 then dt = 0 end
+                    level, ceiling = e.a + dt * rate, e.c + dt * (cr or rate)
+                    if #e.blob == 32 then pool, absorbed, born, bdebt = unpack_(EXTRAS, e.blob) end
+                    if pool > 0 then -- as if the pool's charges had never been made: that level caps first
+                        local left = level < burst and burst - level or 0
+                        if pool > left then pool, absorbed = left, absorbed + pool - left end
+                    end
+                    if level > burst then level = burst end
+                    if ceiling > burst then ceiling = burst end
+                end
+                if cap and level > cap then level = cap end
+                if cap and ceiling > cap then ceiling = cap end
+                -- Batch admissions leave every headroom alone, scheduled ones too: what a batch admission
+                -- charged below the headroom (bdebt) falls due as the bucket refills, and until then
+                -- interactive calls may still use the headroom it left them (that refill is the batch's).
+                if bdebt > 0 then
+                    bdebt = bdebt - dt * rate
+                    if bdebt > headroom - level then bdebt = headroom - level end
+                    if bdebt < 0 then bdebt = 0 end
+                end
+                local bottom, avail = 0, level + bdebt
+                if batch then bottom, avail = headroom, level end
+                local allowance = rate * maxWait
+                if l.debt < allowance then allowance = l.debt end
+                local borrow, up = false, PARENT[l.res]
+                -- HTB: above its guarantee a child borrows, up to its ceiling, while the parent bucket
+                -- keeps its headroom (re-checked here: the parent was checked before its child).
+                if cr and cost > 0 and avail - cost < bottom and ceiling >= cost and (not up or up.level - up.cost >= up.headroom) then
+                    borrow = true
+                    if up and not batch and up.headroom > 0 then -- raise the parent's floor
+                        local allowance = up.rate * maxWait
+                        if up.l.debt < allowance then allowance = up.l.debt end
+                        up.lowest = up.headroom - allowance
+                        up.ok = up.level - up.cost >= up.lowest
+                        up.wait = (up.headroom - up.level + up.cost) / up.rate
+                    end
+                end
+                e.level, e.lowest, e.rate, e.burst, e.headroom = level, bottom - allowance, rate, burst, headroom
+                local immediate = borrow or cost == 0 or avail - cost >= bottom -- admitted without a wait
+                e.ok, e.wait = immediate or level - cost >= bottom - allowance, immediate and 0 or (bottom - level + cost) / rate
+                if not l.shadow then PARENT[l.res] = e end
+                -- The record as charged (written only if the whole decision is admitted).
+                if batch and not borrow and headroom > 0 and level - cost < headroom then
+                    bdebt = bdebt + headroom - (level - cost) - (level < headroom and headroom - level or 0)
+                end
+                if not borrow then level = level - cost end
+                if cr then ceiling = ceiling - cost else ceiling = level end
+                if ceiling < -burst then ceiling = -burst end
+                local full = (burst - level) / rate
+                if cr and (burst - ceiling) / cr > full then full = (burst - ceiling) / cr end
+                e.next, e.nb, e.nc, e.nx, e.mark = level, now, ceiling, now + full, borrow and 1 or 0
+                if resTTL > 0 and cost > 0 and not borrow then -- a reservation's charge joins the pool
+                    if pool <= 0 then born, absorbed = now, 0 end -- a new pool: older charges get nothing back
+                    pool = pool + cost
+                end
+                e.born, e.absorbed = born, absorbed
+                e.nblob = (pool > 0 or bdebt > 0) and pack(EXTRAS, pool, absorbed, born, bdebt) or ''
+            elseif kind == 'window' and l.exact then
+                local log, base = found and e.blob or '', found and e.a or 0
+                if found and e.c ~= 0 then -- an approximate window's record (its limit was edited): its count
+                    local used = approxUsed(e, now, l.ms)
+                    log, base = used > 0 and pack('<dd', now - 0.001, ceil(used)) or '', 0
+                end
+                local live, limit = firstLive(log, now - l.ms), l.limit
+                local total = #log > 0 and select(2, logAt(log, #log / 16)) or base
+                local before = live > 1 and select(2, logAt(log, live - 1)) or base
+                e.log, e.live, e.total, e.before, e.used = log, live, total, before, total - before
+                e.next, e.nb, e.nc, e.nx, e.mark = before, 0, 0, now + l.ms, now
+                if cost > 0 and total - before + cost > limit then -- until enough of the oldest entries have left
+                    local at = live
+                    while cost <= limit and select(2, logAt(log, at)) - before < total - before + cost - limit do at = at + 1 end
+                    e.ok, e.retry = false, cost > limit and -1 or logAt(log, at) + l.ms - now
+                end
+            elseif kind == 'window' then -- two fixed windows, the last one weighted by its overlap
+                local ms, limit = l.ms, l.limit
+                local idx, cur, prev = floor(now / ms), 0, 0
+                if found and e.c == 0 then -- an exact log's record (its limit was edited): its live count, now
+                    local log = e.blob
+                    if #log > 0 then
+                        local live = firstLive(log, now - ms)
+                        cur = select(2, logAt(log, #log / 16)) - (live > 1 and select(2, logAt(log, live - 1)) or e.a)
+                    end
+                elseif found and e.c == idx then
+                    cur, prev = e.a, e.b
+                elseif found and e.c == idx - 1 then
+                    prev = e.a
+                end
+                local used = prev * (1 - (now - idx * ms) / ms) + cur
+                e.idx, e.cur, e.prev, e.used = idx, cur, prev, used
+                e.next, e.nb, e.nc, e.nx, e.mark = cur + cost, prev, idx, (idx + 2) * ms, idx
+                if cost > 0 and used + cost > limit then
+                    e.ok = false
+                    if cost > limit then
+                        e.retry = -1
+                    elseif cur + cost <= limit then -- until the last window's weight has faded enough
+                        e.retry = ms * (1 - (limit - cur - cost) / prev) - (now - idx * ms)
+                    else -- the next window, then until this one's weight has faded enough
+                        e.retry = (idx + 1) * ms - now + ms * (1 - (limit - cost) / cur)
+                    end
+                end
+            else
+                local idx, ends = period(l, now)
+                local used = found and e.b == idx and e.a or 0
+                e.idx, e.ends, e.used = idx, ends, used
+                e.next, e.nb, e.nc, e.nx, e.mark = used + cost, idx, 0, ends, idx
+                if cost > 0 and used + cost > l.total then e.ok, e.retry = false, l.period and ends - now or -1 end
+            end
+        end
+    end
+
+    if pauseUntil > now then -- the reconciler paused the partition: a pseudo-limit, waited out or refusing
+        K = K + 1
+        local e, left = POOL[K], pauseUntil - now
+        if not e then e = {}; POOL[K] = e end
+        e.i, e.l, e.cost, e.used, e.found, e.ok, e.wait, e.retry = 1, PAUSE, 0, 0, false, left <= maxWait, left, left
+    end
+
+    local treeK = 0 -- the tree's pseudo-limit when it refuses (checked after the path, like the pause)
+    if tree then
+        local kind, res, limit, used, retry = treeCheck(KEYS, ARGV, T, n, plan, now)
+        if kind then
+            K, treeK = K + 1, K + 1
+            local e = POOL[K]
+            if not e then e = {}; POOL[K] = e end
+            TREE_LIMIT.kind, TREE_LIMIT.res, TREE_LIMIT.limit = kind, res, limit
+            e.i, e.l, e.cost, e.used, e.found, e.ok, e.wait, e.retry = tonumber(ARGV[T + 7]) + 1, TREE_LIMIT, 0, used,
+                false, false, 0, retry
+        end
+    end
+
+    -- 2. All or nothing: admitted only if every (enforced) limit allows; shadow limits just count.
+    local allowed, wait, retry, denied, shadowed = true, 0, 0, 0, false
+    for k = 1, K do
+        local e = POOL[k]
+        local l, ok = e.l, e.ok
+        if l.shadow then
+            shadowed = shadowed or not ok
+        elseif not ok then
+            if l.kind == 'bucket' then
+                e.retry = e.cost + e.lowest > e.most and -1 or (e.cost + e.lowest - e.level) / e.rate
+            end
+            allowed = false
+            if denied == 0 then denied = k end
+            retry = (retry < 0 or e.retry < 0) and -1 or (e.retry > retry and e.retry or retry)
+        elseif (l.kind == 'bucket' or l.kind == 'pause') and e.wait > wait then
+            wait = e.wait
+        end
+    end
+    if treeK > 0 then denied = treeK end -- the tree's refusal first, as when tree-enter decided first
+
+    -- 3. Charge every limit (shadow limits only where they allowed), and write each scope once. A
+    --    key's expiry is refreshed only when a record would outlive it (SET KEEPTTL is cheaper).
+    if allowed then
+        local charges = resTTL > 0 and {} or NONE
+        for i = 1, n do
+            local from, to, records, last, only, body = FROM[i], TO[i], 0, now, nil, ''
+            for k = from, to do
+                local e = POOL[k]
+                local x = e.ok and e.nx or e.found and e.x -- charged: the new record; else the old one
+                if x then
+                    records, only = records + 1, e
+                    if x > last then last = x end
+                    if e.ok and resTTL > 0 then
+                        local l = e.l
+                        if l.kind == 'bucket' then -- with its pool when charged (see EXTRAS)
+                            charges[#charges + 1] = { i, l.res, l.tag, 'bucket', e.cost, e.mark, l.rate, l.burst,
+                                l.ceil or false, e.born, e.absorbed }
+                        else
+                            charges[#charges + 1] = { i, l.res, l.tag, l.exact and 'exact' or l.kind, e.cost, e.mark }
+                        end
+                    end
+                end
+            end
+            local key, s, expires, others = KEYS[2 + i], raw[i], EXPIRES[i], OTHERS[i]
+            if expires < last then -- refreshed with slack, so that a busy scope refreshes rarely
+                expires = ceil(last + (last - now < 3600000 and last - now or 3600000)) + 1000
+            end
+            if records == 1 and not others then -- the common case: one record, one pack
+                body = record(only, now, expires)
+                if i == 1 and reconRaw then body = body .. reconRaw end
+            elseif records > 0 then
+                body = pack('<d', expires)
+                for k = from, to do
+                    local e = POOL[k]
+                    if e.ok or e.found then body = body .. string.sub(record(e, now), 9) end
+                end
+                local pos = 9
+                while others and pos < #s do -- keep the live records of limits not on this path
+                    local tag, _, _, _, x, _, nxt = unpack_(RECORD, s, pos)
+                    local owned = false
+                    for k = from, to do owned = owned or POOL[k].l.tag == tag end
+                    if x > now and not owned and tag ~= '~' then body = body .. string.sub(s, pos, nxt - 1) end
+                    pos = nxt
+                end
+                if i == 1 and reconRaw then body = body .. reconRaw end
+            end
+            if records > 0 and expires == EXPIRES[i] then
+                redis.call('SET', key, body, 'KEEPTTL')
+            elseif records > 0 then
+                redis.call('SET', key, body, 'PX', expires - floor(now))
+            end
+        end
+        if resTTL > 0 then
+            local reservation, ttl = { at = now + wait, leaf = KEYS[2 + n], charges = charges }, resTTL
+            if tree then -- its settle closes the tree side too, for as long as the call counts in flight
+                reservation.tree = KEYS[4 + n]
+                if TREE.open then
+                    reservation.call = ARGV[T + 1]
+                    treeAdmit(KEYS, ARGV, T, n, plan, now, wait)
+                    local counted = ceil(wait) + tonumber(ARGV[T + 2])
+                    if ttl < counted then ttl = counted end
+                end
+            end
+            redis.call('SET', KEYS[3 + n], cmsgpack.pack(reservation), 'PX', ttl)
+        end
+        if shadowed then
+            for k = 1, K do
+                local e = POOL[k]
+                if not e.ok then redis.call('HINCRBY', KEYS[2], ARGV[e.field] .. '|' .. e.l.res .. '|' .. e.l.kind, 1) end
+            end
+            redis.call('PEXPIRE', KEYS[2], 86400000)
+        end
+    end
+
+    if treeK > 0 and TREE.refused then treeRefused(KEYS, ARGV, T, n, plan) end
+
+    -- 4. Reply; in the common case (admitted now, nothing to report) just the wait.
+    if allowed and resTTL == 0 and not (options.report or shadowed) and warnings == NONE then
+        if options.time then return { ceil(wait), floor(now) } end
+        return ceil(wait)
+    end
+    if not (options.report or denied > 0 or shadowed) then K = 0 end
+    local reply = { allowed and 1 or 0, ceil(wait), allowed and 0 or (retry < 0 and -1 or ceil(retry)),
+        resTTL > 0 and allowed and 'created' or '', denied, K, #warnings / 3, floor(now) }
+    for k = 1, K do
+        local e = POOL[k]
+        local l, at = e.l, 6 * k + 3
+        local cap = l.limit or l.total or floor(e.burst)
+        reply[at], reply[at + 1], reply[at + 2] = e.i - 1, l.res, l.kind
+        local left = l.burst and e.level or cap - e.used
+        if allowed and e.ok then left = l.burst and e.next or left - e.cost end
+        reply[at + 3], reply[at + 4] = floor(left), cap
+        reply[at + 5] = e.ok and 0 or l.shadow and 2 or 1
+    end
+    for _, v in ipairs(warnings) do reply[#reply + 1] = v end
+    return reply
+end
+
+if redis.register_function then -- FUNCTION LOAD: registered once; memo and scratch tables persist
+    redis.register_function('sluice_decide_VERSION', function(keys, args) return decide(keys, args) end)
+else -- EVAL
+    return decide(KEYS, ARGV)
+end

@@ -1,0 +1,12 @@
+-- lease-release: gives a slot back, fenced by the lease's token: a late or repeated release names
+-- a member that is gone (or expired), so it can never free a slot that someone else holds now.
+--
+-- KEYS[1] sluice:{P}:lease:<scope>  ZSET (see lease-acquire)
+-- ARGV[1] the lease's member "<token>|<holder>"
+-- Reply: 1 released in time; 0 it was no longer held (expired, or released before)
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+return tonumber(score) > now and 1 or 0

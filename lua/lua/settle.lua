@@ -1,0 +1,184 @@
+-- settle: close a reservation made by decide. "settle" with the actual costs refunds what was
+-- charged beyond them, or charges the overrun (buckets run into debt, budgets past their total);
+-- "cancel" refunds everything. Idempotent: a closed reservation stays closed (until it expires).
+--
+-- KEYS[1] sluice:{P}:r:<id>, the reservation   KEYS[1+i] the state of scope i = 1..n, as for decide
+-- KEYS[2+n], KEYS[3+n] only for a reservation made inside a request tree (decide.lua's "tree"
+--   group): the tree's hash and its calls in flight, sluice:{P}:tree:<id> and sluice:{P}:tree:<id>:calls.
+--   Settling then does tree-exit.lua's work as well: the call stops counting as in flight and its
+--   tree budgets are charged the actual costs instead of the estimate ("cancel": given back, with
+--   the loop guard's count), in the same step as the quota, and only once.
+-- ARGV[1] "settle" | "cancel"   ARGV[2k], ARGV[2k+1] a resource and its actual cost (integer >= 0);
+--   a resource not named keeps its estimate
+-- Reply: {status}: "settled" | "cancelled" | "already settled" | "already cancelled" | "unknown"
+--   (never made, or expired: its estimate stays charged) | "mismatch" (KEYS are not its path, or
+--   not its tree)
+-- Loaded with FUNCTION LOAD as sluice_settle_VERSION, like decide; EVAL runs it too.
+
+local RECORD = '<Bc0ddddHc0' -- decide.lua explains the state layout
+local EXTRAS = '<dddd' -- a bucket's pool, absorbed, born and batch debt (decide.lua explains them)
+
+local function settle(KEYS, ARGV)
+    local max, min, ceil, floor = math.max, math.min, math.ceil, math.floor
+    local n, cancel = #KEYS - 1, ARGV[1] == 'cancel'
+    local raw = redis.call('MGET', unpack(KEYS))
+    if not raw[1] then return { 'unknown' } end
+    if raw[1] == 'settled' or raw[1] == 'cancelled' then return { 'already ' .. raw[1] } end
+    local reservation = cmsgpack.unpack(raw[1])
+    local tree = reservation.tree
+    if tree then -- made inside a request tree: its two keys follow the path's (MGET read them as nil)
+        n = #KEYS - 3
+        if KEYS[2 + n] ~= tree or KEYS[3 + n] ~= tree .. ':calls' then return { 'mismatch' } end
+    end
+    if reservation.leaf ~= KEYS[1 + n] then return { 'mismatch' } end
+    local actual = {}
+    for k = 2, #ARGV, 2 do actual[ARGV[k]] = tonumber(ARGV[k + 1]) end
+    local time = redis.call('TIME')
+    local now = time[1] * 1000 + time[2] / 1000
+
+    local scopes = {} -- scope i -> { expires = key expiry, [tag] = record, [k] = record }
+    local function records(i)
+        if scopes[i] then return scopes[i] end
+        local s, st, pos = raw[1 + i], { expires = 0 }, 9
+        if s then st.expires = struct.unpack('<d', s) end
+        while s and pos < #s do
+            local tag, a, b, c, x, blob, nxt = struct.unpack(RECORD, s, pos)
+            if x > now then
+                local r = { tag, a, b, c, x, blob }
+                st[#st + 1], st[tag] = r, r
+            end
+            pos = nxt
+        end
+        scopes[i] = st
+        return st
+    end
+
+    for _, ch in ipairs(reservation.charges) do
+        local i, res, tag, kind, cost, mark, rate, burst, ceiling, born, absorbedThen = unpack(ch, 1, 11)
+        local refund = cancel and cost or cost - (actual[res] or cost) -- < 0: an overrun to charge
+        local st = records(i)
+        local r = st[tag]
+        if refund ~= 0 and kind == 'bucket' then
+            if not r and refund < 0 then -- expired, so full: record the overrun as fresh debt
+                r = { tag, burst, now, burst, 0, '' }
+                st[#st + 1], st[tag] = r, r
+            end
+            if r then
+                -- The record holds the levels at r[3]; a refund goes back only while the level is
+                -- below the burst, where adding to it then is adding to it now.
+                local dt = max(0, now - r[3])
+                local level, top = r[2] + dt * rate, r[4] + dt * (ceiling or rate)
+                local pool, absorbed, poolBorn, bdebt = 0, 0, 0, 0
+                if #r[6] == 32 then pool, absorbed, poolBorn, bdebt = struct.unpack(EXTRAS, r[6]) end
+                local give = refund -- < 0: an overrun, charged whole
+                if refund > 0 and mark == 0 then -- never above what the bucket would hold without the charge
+                    local left = max(0, burst - level)
+                    if pool > left then pool, absorbed = left, absorbed + pool - left end
+                    if born then
+                        give = min(refund, pool, poolBorn == born and cost - (absorbed - absorbedThen) or 0)
+                    else -- charged by an older version, which kept no pool: at most up to the burst
+                        give = min(refund, left)
+                    end
+                    give = max(0, give)
+                    pool = max(0, pool - give)
+                    r[2] = r[2] + give
+                    r[4] = r[4] + min(give, max(0, burst - top))
+                elseif refund > 0 then -- a borrowing admission charged only its ceiling
+                    r[4] = r[4] + min(refund, max(0, burst - top))
+                else
+                    if mark == 0 then r[2] = r[2] + refund end
+                    r[4] = r[4] + refund
+                end
+                r[6] = (pool > 0 or bdebt > 0) and struct.pack(EXTRAS, pool, absorbed, poolBorn, bdebt) or ''
+                r[5] = r[3] + max(0, (burst - r[2]) / rate, (burst - r[4]) / (ceiling or rate))
+                st.dirty = true
+            end
+        elseif refund ~= 0 and (kind == 'exact' or kind == 'window' and r and r[6] ~= '') then -- an exact log
+            local ms = tonumber(string.match(tag, '/w(%d+)$'))
+            if not r and refund < 0 then -- expired (or never written): the overrun starts a fresh log
+                r = { tag, 0, 0, 0, now + ms, '' }
+                st[#st + 1], st[tag] = r, r
+            end
+            if r and r[4] ~= 0 then r = nil end -- the limit was edited into an approximate window since
+            local log, at = r and r[6] or '', 0
+            for k = 1, #log / 16 do
+                if struct.unpack('<d', log, k * 16 - 15) == mark then at = k end
+            end
+            if at > 0 then -- lower (or raise) the running count from that entry on
+                local parts, last = { string.sub(log, 1, at * 16 - 16) }, r[2]
+                if at > 1 then last = select(2, struct.unpack('<dd', log, at * 16 - 31)) end
+                for k = at, #log / 16 do
+                    local t, running = struct.unpack('<dd', log, k * 16 - 15)
+                    running = max(last, running - refund)
+                    -- An entry that no longer weighs anything (cancelled, settled at 0) is dropped:
+                    -- kept, such entries would fill the log until its 16-bit length wraps.
+                    if running > last then parts[#parts + 1] = struct.pack('<dd', t, running) end
+                    last = running
+                end
+                r[6], st.dirty = table.concat(parts), true
+            elseif r and refund < 0 then -- no entry of its own (an estimate of 0): the overrun counts from now
+                local t, last, entries = now, r[2], #log / 16
+                if entries > 0 then
+                    local lt, running = struct.unpack('<dd', log, entries * 16 - 15)
+                    if lt > t then t = lt end -- the log stays in order when Redis' clock stepped back
+                    last = running
+                end
+                r[6], st.dirty = log .. struct.pack('<dd', t, last - refund), true
+                if r[5] < t + ms then r[5] = t + ms end
+            end
+        elseif refund ~= 0 and r and kind == 'window' then
+            if r[4] == mark then r[2], st.dirty = max(0, r[2] - refund), true end
+            if r[4] == mark + 1 then r[3], st.dirty = max(0, r[3] - refund), true end
+        elseif refund ~= 0 and r and kind == 'budget' and r[3] == mark then
+            r[2], st.dirty = max(0, r[2] - refund), true
+        end
+    end
+
+    for i, st in pairs(scopes) do
+        if st.dirty then
+            local body, last = '', now
+            for _, r in ipairs(st) do
+                if r[5] > now then
+                    body, last = body .. struct.pack(RECORD, #r[1], r[1], r[2], r[3], r[4], r[5], #r[6], r[6]), max(last, r[5])
+                end
+            end
+            if body == '' then
+                redis.call('DEL', KEYS[1 + i])
+            elseif st.expires >= last then
+                redis.call('SET', KEYS[1 + i], struct.pack('<d', st.expires) .. body, 'KEEPTTL')
+            else
+                local expires = ceil(last + min(last - now, 3600000)) + 1000
+                redis.call('SET', KEYS[1 + i], struct.pack('<d', expires) .. body, 'PX', expires - floor(now))
+            end
+        end
+    end
+    if reservation.call then -- tree-exit.lua's work for the call decide admitted into the tree
+        local key, calls, call = KEYS[2 + n], KEYS[3 + n], reservation.call
+        redis.call('ZREM', calls, call)
+        local record = redis.call('HGET', key, 'r:' .. call) -- gone: the tree expired, nothing to give back
+        if record then
+            local loop
+            for line in string.gmatch(record .. '\n', '([^\n]*)\n') do
+                if not loop then
+                    loop = line
+                else
+                    local res, estimate = string.match(line, '^(.*)=(%d+)$')
+                    estimate = tonumber(estimate)
+                    local delta = cancel and -estimate or (actual[res] or estimate) - estimate
+                    if delta ~= 0 then redis.call('HINCRBY', key, 'u:' .. res, delta) end
+                end
+            end
+            if cancel and loop ~= '' then redis.call('HINCRBY', key, 'l:' .. loop, -1) end
+            redis.call('HDEL', key, 'r:' .. call)
+        end
+    end
+    local status = cancel and 'cancelled' or 'settled'
+    redis.call('SET', KEYS[1], status, 'KEEPTTL')
+    return { status }
+end
+
+if redis.register_function then -- FUNCTION LOAD
+    redis.register_function('sluice_settle_VERSION', function(keys, args) return settle(keys, args) end)
+else -- EVAL
+    return settle(KEYS, ARGV)
+end
