@@ -599,11 +599,11 @@ local function decide(KEYS, ARGV)
                     end
                 end
                 e.level, e.lowest, e.rate, e.burst, e.headroom = level, bottom - allowance, rate, burst, headroom
-                local now_ = borrow or cost == 0 or avail - cost >= bottom -- admitted without a wait
-                e.ok, e.wait = now_ or level - cost >= bottom - allowance, now_ and 0 or (bottom - level + cost) / rate
+                local immediate = borrow or cost == 0 or avail - cost >= bottom -- admitted without a wait
+                e.ok, e.wait = immediate or level - cost >= bottom - allowance, immediate and 0 or (bottom - level + cost) / rate
                 if not l.shadow then PARENT[l.res] = e end
                 -- The record as charged (written only if the whole decision is admitted).
-                if batch and not borrow and cost > 0 and level - cost < headroom then
+                if batch and not borrow and headroom > 0 and level - cost < headroom then
                     bdebt = bdebt + headroom - (level - cost) - (level < headroom and headroom - level or 0)
                 end
                 if not borrow then level = level - cost end

@@ -5,15 +5,17 @@
 --         member "#seq" (score -last token) numbers the leases: fencing tokens only ever grow, also
 --         past the key's expiry (a day after its last lease): a new key's tokens start at Redis'
 --         time in microseconds, above any token the expired key handed out (one per script call at
---         most, and scripts take more than a microsecond).
+--         most, and scripts take more than a microsecond). The key's expiry is only ever extended.
 -- KEYS[2] optional: the root scope's state key of a partition whose reconciler adapts concurrency:
 --         its "#concurrency" share (reconcile.lua) scales the slots, at least one
 -- ARGV[1] slots (>= 1)   ARGV[2] lease ttl ms   ARGV[3] holder (free text, shown to operators)
 -- Reply: {1, token, expires at ms, held, slots} acquired; {0, ms until the earliest lease expires,
 --   held, slots}; slots as scaled
+local key, slots, ttl = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+if not slots or slots ~= slots or slots < 0 or slots > 1e9 then return redis.error_reply('lease-acquire: slots is 0 to 1e9') end
+if not ttl or ttl ~= ttl or ttl < 1 or ttl > 1e11 then return redis.error_reply('lease-acquire: the ttl is 1 to 1e11 ms') end
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local key, slots, ttl = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
 local root = KEYS[2] and redis.call('GET', KEYS[2])
 local pos = 9
 while root and pos < #root do -- the reconciler's record "~", then its "#concurrency" entry
@@ -46,5 +48,6 @@ else -- a new key, or one that expired: start above every token it ever handed o
     redis.call('ZADD', key, -token, '#seq')
 end
 redis.call('ZADD', key, now + ttl, string.format('%d', token) .. '|' .. ARGV[3])
-redis.call('PEXPIRE', key, ttl + 86400000) -- the counter outlives the last lease by a day
+-- The counter outlives the last lease by a day; a shorter lease never shortens a longer one's.
+if redis.call('PTTL', key) < ttl + 86400000 then redis.call('PEXPIRE', key, ttl + 86400000) end
 return { 1, token, now + ttl, held + 1, slots }

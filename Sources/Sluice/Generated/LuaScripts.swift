@@ -720,11 +720,11 @@ enum LuaScripts {
                             end
                         end
                         e.level, e.lowest, e.rate, e.burst, e.headroom = level, bottom - allowance, rate, burst, headroom
-                        local now_ = borrow or cost == 0 or avail - cost >= bottom -- admitted without a wait
-                        e.ok, e.wait = now_ or level - cost >= bottom - allowance, now_ and 0 or (bottom - level + cost) / rate
+                        local immediate = borrow or cost == 0 or avail - cost >= bottom -- admitted without a wait
+                        e.ok, e.wait = immediate or level - cost >= bottom - allowance, immediate and 0 or (bottom - level + cost) / rate
                         if not l.shadow then PARENT[l.res] = e end
                         -- The record as charged (written only if the whole decision is admitted).
-                        if batch and not borrow and cost > 0 and level - cost < headroom then
+                        if batch and not borrow and headroom > 0 and level - cost < headroom then
                             bdebt = bdebt + headroom - (level - cost) - (level < headroom and headroom - level or 0)
                         end
                         if not borrow then level = level - cost end
@@ -947,15 +947,17 @@ enum LuaScripts {
         --         member "#seq" (score -last token) numbers the leases: fencing tokens only ever grow, also
         --         past the key's expiry (a day after its last lease): a new key's tokens start at Redis'
         --         time in microseconds, above any token the expired key handed out (one per script call at
-        --         most, and scripts take more than a microsecond).
+        --         most, and scripts take more than a microsecond). The key's expiry is only ever extended.
         -- KEYS[2] optional: the root scope's state key of a partition whose reconciler adapts concurrency:
         --         its "#concurrency" share (reconcile.lua) scales the slots, at least one
         -- ARGV[1] slots (>= 1)   ARGV[2] lease ttl ms   ARGV[3] holder (free text, shown to operators)
         -- Reply: {1, token, expires at ms, held, slots} acquired; {0, ms until the earliest lease expires,
         --   held, slots}; slots as scaled
+        local key, slots, ttl = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+        if not slots or slots ~= slots or slots < 0 or slots > 1e9 then return redis.error_reply('lease-acquire: slots is 0 to 1e9') end
+        if not ttl or ttl ~= ttl or ttl < 1 or ttl > 1e11 then return redis.error_reply('lease-acquire: the ttl is 1 to 1e11 ms') end
         local t = redis.call('TIME')
         local now = t[1] * 1000 + math.floor(t[2] / 1000)
-        local key, slots, ttl = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
         local root = KEYS[2] and redis.call('GET', KEYS[2])
         local pos = 9
         while root and pos < #root do -- the reconciler's record "~", then its "#concurrency" entry
@@ -988,7 +990,8 @@ enum LuaScripts {
             redis.call('ZADD', key, -token, '#seq')
         end
         redis.call('ZADD', key, now + ttl, string.format('%d', token) .. '|' .. ARGV[3])
-        redis.call('PEXPIRE', key, ttl + 86400000) -- the counter outlives the last lease by a day
+        -- The counter outlives the last lease by a day; a shorter lease never shortens a longer one's.
+        if redis.call('PTTL', key) < ttl + 86400000 then redis.call('PEXPIRE', key, ttl + 86400000) end
         return { 1, token, now + ttl, held + 1, slots }
         """####
     )
@@ -1018,16 +1021,17 @@ enum LuaScripts {
         -- KEYS[1] sluice:{P}:lease:<scope>  ZSET (see lease-acquire)
         -- ARGV[1] the lease's member "<token>|<holder>"   ARGV[2] lease ttl ms
         -- Reply: {1, expires at ms} renewed; {0, 0} lost (expired, released, or never held)
+        local key, member, ttl = KEYS[1], ARGV[1], tonumber(ARGV[2])
+        if not ttl or ttl ~= ttl or ttl < 1 or ttl > 1e11 then return redis.error_reply('lease-renew: the ttl is 1 to 1e11 ms') end
         local t = redis.call('TIME')
         local now = t[1] * 1000 + math.floor(t[2] / 1000)
-        local key, member, ttl = KEYS[1], ARGV[1], tonumber(ARGV[2])
         local score = redis.call('ZSCORE', key, member)
         if not score or tonumber(score) <= now then
             if score then redis.call('ZREM', key, member) end
             return { 0, 0 }
         end
         redis.call('ZADD', key, 'XX', now + ttl, member)
-        redis.call('PEXPIRE', key, ttl + 86400000)
+        if redis.call('PTTL', key) < ttl + 86400000 then redis.call('PEXPIRE', key, ttl + 86400000) end -- only extended
         return { 1, now + ttl }
         """####
     )
@@ -1842,12 +1846,14 @@ enum LuaScripts {
         -- KEYS[1] sluice:{P}:workers  ZSET: member worker id, score when its registration lapses (ms)
         -- ARGV[1] worker id   ARGV[2] ttl ms (a few heartbeat intervals)
         -- Reply: the number of live workers, this one included
+        local ttl = tonumber(ARGV[2])
+        if not ttl or ttl ~= ttl or ttl < 1 or ttl > 1e11 then return redis.error_reply('worker-heartbeat: the ttl is 1 to 1e11 ms') end
         local t = redis.call('TIME')
         local now = t[1] * 1000 + math.floor(t[2] / 1000)
-        local ttl = tonumber(ARGV[2])
         redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
         redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
-        redis.call('PEXPIRE', KEYS[1], ttl + 60000)
+        -- Only ever extended: a worker with a short ttl never lets a longer-lived registration's key expire.
+        if redis.call('PTTL', KEYS[1]) < ttl + 60000 then redis.call('PEXPIRE', KEYS[1], ttl + 60000) end
         return redis.call('ZCARD', KEYS[1])
         """####
     )
