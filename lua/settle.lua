@@ -17,6 +17,7 @@
 
 local RECORD = '<Bc0ddddHc0' -- decide.lua explains the state layout
 local EXTRAS = '<dddd' -- a bucket's pool, absorbed, born and batch debt (decide.lua explains them)
+local HORIZON = 1e12 -- the longest a record lives, ms (decide.lua)
 
 local function settle(KEYS, ARGV)
     local max, min, ceil, floor = math.max, math.min, math.ceil, math.floor
@@ -90,7 +91,7 @@ local function settle(KEYS, ARGV)
                     r[4] = r[4] + refund
                 end
                 r[6] = (pool > 0 or bdebt > 0) and struct.pack(EXTRAS, pool, absorbed, poolBorn, bdebt) or ''
-                r[5] = r[3] + max(0, (burst - r[2]) / rate, (burst - r[4]) / (ceiling or rate))
+                r[5] = min(r[3] + max(0, (burst - r[2]) / rate, (burst - r[4]) / (ceiling or rate)), now + HORIZON)
                 st.dirty = true
             end
         elseif refund ~= 0 and (kind == 'exact' or kind == 'window' and r and r[6] ~= '') then -- an exact log

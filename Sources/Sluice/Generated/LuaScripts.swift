@@ -418,6 +418,9 @@ enum LuaScripts {
         --     charges get nothing.
         --   absorbed, born: see the pool.   bdebt: see the headroom (batch admissions).
         local EXTRAS = '<dddd'
+        -- The longest a record lives (ms, about 31 years): a bucket refilling 1 a million days from a debt of
+        -- 2^50 would need 10^29 ms, which SET ... PX cannot take. Past it, a record reads as fresh.
+        local HORIZON = 1e12
 
         local function warn(warnings, i, field, reason)
             if warnings == NONE then warnings = {} end
@@ -567,10 +570,21 @@ enum LuaScripts {
             local options = OPTIONS[ARGV[2]] or memoized(OPTIONS, ARGV[2], parseOptions)
             local n, R = plan.n, #plan
             local F = 4 + R -- ARGV[F + first + k]: a scope's config field k
-            local batch, maxWait, resTTL = options.batch, tonumber(ARGV[3]), tonumber(ARGV[4])
+            local batch, maxWait, resTTL = options.batch, count0(ARGV[3]), count0(ARGV[4])
             local T = F + n * (n + 1) / 2 + 1 -- ARGV[T...]: a call inside a request tree, when given
             local tree = ARGV[T] ~= nil
-            if tree then -- bad input is refused before anything is read or written
+            -- Bad input is refused before anything is read or written: every length and duration is checked.
+            if not maxWait or maxWait > 86400000 then return redis.error_reply('decide: max wait is 0 to 86400000 ms') end
+            if not resTTL or resTTL > 604800000 then return redis.error_reply('decide: the reservation ttl is 0 to 7 days') end
+            if #ARGV < T - 1 or #KEYS < (resTTL > 0 and 3 or 2) + n then
+                return redis.error_reply('decide: fewer keys or arguments than the plan needs')
+            end
+            for j = 1, R do
+                local cost = count0(ARGV[4 + j])
+                if not cost or cost > 1125899906842624 then return redis.error_reply('decide: a cost is 0 to 2^50') end
+                COST[j] = cost
+            end
+            if tree then
                 local bad = treeInput(KEYS, ARGV, T, n, resTTL)
                 if bad then return redis.error_reply('decide: ' .. bad) end
             end
@@ -589,7 +603,7 @@ enum LuaScripts {
             --    resource, else the caller's default. Read the limits' state, bring it to now, check it.
             local K, warnings = 0, NONE
             local recon, reconRaw, pauseUntil = nil, nil, 0 -- the reconciler's record, if the root has one
-            for j = 1, R do COST[j] = tonumber(ARGV[4 + j]); PARENT[plan[j]] = false end
+            for j = 1, R do PARENT[plan[j]] = false end
             for i = 1, n do
                 local first, specs, default = (i - 1) * i / 2, 0, plan.defaults[i]
                 for k = 1, i do
@@ -789,6 +803,7 @@ enum LuaScripts {
                         e.next, e.nb, e.nc, e.nx, e.mark = used + cost, idx, 0, ends, idx
                         if cost > 0 and used + cost > l.total then e.ok, e.retry = false, l.period and ends - now or -1 end
                     end
+                    if e.nx > now + HORIZON then e.nx = now + HORIZON end
                 end
             end
 
@@ -1498,6 +1513,7 @@ enum LuaScripts {
 
         local RECORD = '<Bc0ddddHc0' -- decide.lua explains the state layout
         local EXTRAS = '<dddd' -- a bucket's pool, absorbed, born and batch debt (decide.lua explains them)
+        local HORIZON = 1e12 -- the longest a record lives, ms (decide.lua)
 
         local function settle(KEYS, ARGV)
             local max, min, ceil, floor = math.max, math.min, math.ceil, math.floor
@@ -1571,7 +1587,7 @@ enum LuaScripts {
                             r[4] = r[4] + refund
                         end
                         r[6] = (pool > 0 or bdebt > 0) and struct.pack(EXTRAS, pool, absorbed, poolBorn, bdebt) or ''
-                        r[5] = r[3] + max(0, (burst - r[2]) / rate, (burst - r[4]) / (ceiling or rate))
+                        r[5] = min(r[3] + max(0, (burst - r[2]) / rate, (burst - r[4]) / (ceiling or rate)), now + HORIZON)
                         st.dirty = true
                     end
                 elseif refund ~= 0 and (kind == 'exact' or kind == 'window' and r and r[6] ~= '') then -- an exact log
