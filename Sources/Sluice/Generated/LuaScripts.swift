@@ -1517,6 +1517,21 @@ enum LuaScripts {
 
         local function settle(KEYS, ARGV)
             local max, min, ceil, floor = math.max, math.min, math.ceil, math.floor
+            -- Bad input is refused before anything is read or written: a negative actual cost would refund
+            -- more than was charged (other callers' usage); "nan", "inf" or "0x10" are no costs.
+            if ARGV[1] ~= 'settle' and ARGV[1] ~= 'cancel' then return redis.error_reply('settle: ARGV[1] is settle or cancel') end
+            if #ARGV % 2 ~= 1 then return redis.error_reply('settle: actual costs come as resource, cost') end
+            local actual = {}
+            for k = 2, #ARGV, 2 do
+                local res, cost = ARGV[k], ARGV[k + 1]
+                if not string.find(res, '^[%a_][%w_]*$') or #res > 32 then
+                    return redis.error_reply('settle: a resource is a letter or _, then letters, digits or _ (at most 32)')
+                end
+                cost = string.find(cost, '^%d+$') and tonumber(cost)
+                if not cost or cost > 1125899906842624 then return redis.error_reply('settle: a cost is an integer, 0 to 2^50') end
+                actual[res] = cost
+            end
+            if #KEYS < 2 then return redis.error_reply('settle: KEYS are the reservation and its path') end
             local n, cancel = #KEYS - 1, ARGV[1] == 'cancel'
             local raw = redis.call('MGET', unpack(KEYS))
             if not raw[1] then return { 'unknown' } end
@@ -1528,8 +1543,6 @@ enum LuaScripts {
                 if KEYS[2 + n] ~= tree or KEYS[3 + n] ~= tree .. ':calls' then return { 'mismatch' } end
             end
             if reservation.leaf ~= KEYS[1 + n] then return { 'mismatch' } end
-            local actual = {}
-            for k = 2, #ARGV, 2 do actual[ARGV[k]] = tonumber(ARGV[k + 1]) end
             local time = redis.call('TIME')
             local now = time[1] * 1000 + time[2] / 1000
 
