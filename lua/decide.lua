@@ -55,6 +55,7 @@ local OPTION = {
     budget = { total = 1, period = 1, ttl = 1, shadow = 1 },
 }
 local MAIN = { bucket = 'rate', window = 'limit', budget = 'total' }
+local MAX_LIMITS = 32 -- per spec, all resources together (QuotaSpec.maximumLimits)
 local NONE = {}
 
 -- Specs --------------------------------------------------------------------------------------------
@@ -112,7 +113,7 @@ local function compile(c) -- one clause's options -> a limit, or nil and the rea
 end
 
 local function parse(spec)
-    local out, res, c, seen, err = {}, nil, nil, {}, nil
+    local out, res, c, seen, err, limits = {}, nil, nil, {}, nil, 0
     local function finish()
         if c and (c.kind == 'none' and #out[res] > 0 or c.kind ~= 'none' and out[res].none) then
             err = res .. ': none and limits at once'
@@ -125,6 +126,10 @@ local function parse(spec)
             if l and seen[l.tag] then l, why = nil, 'two ' .. res .. ' ' .. l.kind .. ' limits alike' end
             if l then table.insert(out[res], l) end
             if l then seen[l.tag] = true else err = why end
+            -- A decision checks every limit of its path in one script, Redis blocked meanwhile: an
+            -- operator's spec with more is ignored (and reported), as QuotaSpec refuses it.
+            limits = limits + 1
+            if limits > MAX_LIMITS then err = 'a spec holds at most ' .. MAX_LIMITS .. ' limits' end
         end
         c = nil
     end
