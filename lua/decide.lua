@@ -257,6 +257,7 @@ end
 -- c = 0, an approximate one c = its window's index.
 local function approxUsed(e, now, ms)
     local idx = math.floor(now / ms)
+    if e.c > idx then return e.a + e.b end -- ahead of now: Redis' clock stepped back
     if e.c == idx then return e.b * (1 - (now - idx * ms) / ms) + e.a end
     if e.c == idx - 1 then return e.a * (1 - (now - idx * ms) / ms) end
     return 0
@@ -318,7 +319,7 @@ local function record(e, now, expires)
     local tag = l.tag
     if not e.ok then return struct.pack(HEADED, expires or 0, #tag, tag, e.a, e.b, e.c, e.x, #e.blob, e.blob) end
     local blob = l.kind == 'bucket' and e.nblob or l.exact and string.sub(e.log, e.live * 16 - 15) or ''
-    if l.exact and e.cost > 0 then blob = blob .. struct.pack('<dd', now, e.total + e.cost) end
+    if l.exact and e.cost > 0 then blob = blob .. struct.pack('<dd', e.mark, e.total + e.cost) end
     return struct.pack(HEADED, expires or 0, #tag, tag, e.next, e.nb, e.nc, e.nx, #blob, blob)
 end
 
@@ -630,7 +631,8 @@ local function decide(KEYS, ARGV)
                 if ceiling < -burst then ceiling = -burst end
                 local full = (burst - level) / rate
                 if cr and (burst - ceiling) / cr > full then full = (burst - ceiling) / cr end
-                e.next, e.nb, e.nc, e.nx, e.mark = level, now, ceiling, now + full, borrow and 1 or 0
+                local at = found and e.b > now and e.b or now -- never back in time (Redis' clock may step back)
+                e.next, e.nb, e.nc, e.nx, e.mark = level, at, ceiling, at + full, borrow and 1 or 0
                 if resTTL > 0 and cost > 0 and not borrow then -- a reservation's charge joins the pool
                     if pool <= 0 then born, absorbed = now, 0 end -- a new pool: older charges get nothing back
                     pool = pool + cost
@@ -647,7 +649,9 @@ local function decide(KEYS, ARGV)
                 local total = #log > 0 and select(2, logAt(log, #log / 16)) or base
                 local before = live > 1 and select(2, logAt(log, live - 1)) or base
                 e.log, e.live, e.total, e.before, e.used = log, live, total, before, total - before
-                e.next, e.nb, e.nc, e.nx, e.mark = before, 0, 0, now + l.ms, now
+                local at = #log > 0 and logAt(log, #log / 16) or now -- the log stays in time order, even when
+                if at < now then at = now end -- Redis' clock stepped back
+                e.next, e.nb, e.nc, e.nx, e.mark = before, 0, 0, at + l.ms, at
                 if cost > 0 and total - before + cost > limit then -- until enough of the oldest entries have left
                     local at = live
                     while cost <= limit and select(2, logAt(log, at)) - before < total - before + cost - limit do at = at + 1 end
@@ -656,6 +660,9 @@ local function decide(KEYS, ARGV)
             elseif kind == 'window' then -- two fixed windows, the last one weighted by its overlap
                 local ms, limit = l.ms, l.limit
                 local idx, cur, prev = floor(now / ms), 0, 0
+                if found and e.c > idx then idx = e.c end -- a window ahead of now (Redis' clock stepped back)
+                local elapsed = now - idx * ms
+                if elapsed < 0 then elapsed = 0 end
                 if found and e.c == 0 then -- an exact log's record (its limit was edited): its live count, now
                     local log = e.blob
                     if #log > 0 then
@@ -667,7 +674,7 @@ local function decide(KEYS, ARGV)
                 elseif found and e.c == idx - 1 then
                     prev = e.a
                 end
-                local used = prev * (1 - (now - idx * ms) / ms) + cur
+                local used = prev * (1 - elapsed / ms) + cur
                 e.idx, e.cur, e.prev, e.used = idx, cur, prev, used
                 e.next, e.nb, e.nc, e.nx, e.mark = cur + cost, prev, idx, (idx + 2) * ms, idx
                 if cost > 0 and used + cost > limit then
@@ -675,13 +682,14 @@ local function decide(KEYS, ARGV)
                     if cost > limit then
                         e.retry = -1
                     elseif cur + cost <= limit then -- until the last window's weight has faded enough
-                        e.retry = ms * (1 - (limit - cur - cost) / prev) - (now - idx * ms)
+                        e.retry = ms * (1 - (limit - cur - cost) / prev) - elapsed
                     else -- the next window, then until this one's weight has faded enough
                         e.retry = (idx + 1) * ms - now + ms * (1 - (limit - cost) / cur)
                     end
                 end
             else
                 local idx, ends = period(l, now)
+                if found and e.b > idx then idx, ends = e.b, e.x end -- a period ahead of now: Redis' clock stepped back
                 local used = found and e.b == idx and e.a or 0
                 e.idx, e.ends, e.used = idx, ends, used
                 e.next, e.nb, e.nc, e.nx, e.mark = used + cost, idx, 0, ends, idx
