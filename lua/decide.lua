@@ -693,7 +693,9 @@ local function decide(KEYS, ARGV)
                 local used = found and e.b == idx and e.a or 0
                 e.idx, e.ends, e.used = idx, ends, used
                 e.next, e.nb, e.nc, e.nx, e.mark = used + cost, idx, 0, ends, idx
-                if cost > 0 and used + cost > l.total then e.ok, e.retry = false, l.period and ends - now or -1 end
+                if cost > 0 and used + cost > l.total then -- a cost above the total never passes
+                    e.ok, e.retry = false, l.period and cost <= l.total and ends - now or -1
+                end
             end
             if e.nx > now + HORIZON then e.nx = now + HORIZON end
         end
