@@ -97,7 +97,7 @@ local function call_admit(KEYS, ARGV)
     end
     if not ok then
         if slot ~= 0 then -- the slot goes back; a caller waiting for one may take it
-            sluice.lease_release({ lease[1][1] }, { slot[2] .. '|' .. lease[2][3] })
+            sluice.lease_release({ lease[1][1] }, { string.format('%d', slot[2]) .. '|' .. lease[2][3] })
         end
         if probe > 0 then unprobe(breaker[1][1], probe) end
         return { 'quota', verdict }

@@ -86,6 +86,9 @@ public struct QuotaStore: Sendable {
             var spec =
                 (try? current.map { (text: String) throws(QuotaError) in try QuotaSpec(parsing: text) }) ?? QuotaSpec()
             spec.set(limit, for: resource)
+            guard spec.limitCount <= QuotaSpec.maximumLimits else {
+                throw QuotaError(.tooManyLimits, "a spec holds at most \(QuotaSpec.maximumLimits) limits")
+            }
             return spec
         } ?? QuotaSpec()
     }

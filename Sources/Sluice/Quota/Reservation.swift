@@ -27,7 +27,8 @@ public struct Reservation: Sendable {
         self.tree = tree
     }
 
-    /// Settles with what the call really cost. Resources not named keep their estimate.
+    /// Settles with what the call really cost. Resources not named keep their estimate (a handle from
+    /// ``Limiter/reservation(id:path:)`` knows no estimate: it sends every resource named).
     /// Idempotent: a second settle (or a settle after cancel) changes nothing and says so. Made
     /// inside a request tree (``tree``), it settles the tree's budgets with the same actual costs,
     /// and the call stops counting as in flight.
@@ -39,7 +40,8 @@ public struct Reservation: Sendable {
     /// settle.lua's step settling with `actual`.
     func settleStep(actual: Cost) throws(QuotaError) -> ScriptStep {
         var arguments: [RedisArgument] = ["settle"]
-        for (resource, amount) in try actual.validated() where resources.contains(where: { $0.resource == resource }) {
+        for (resource, amount) in try actual.validated()
+        where resources.isEmpty || resources.contains(where: { $0.resource == resource }) {
             arguments += [RedisArgument(resource), RedisArgument(amount)]
         }
         return closeStep(arguments)
@@ -92,6 +94,18 @@ public struct Reservation: Sendable {
         let low = generator.next() as UInt64
         let hex = String(high, radix: 16) + "-" + String(low, radix: 16)
         return hex
+    }
+}
+
+extension Limiter {
+    /// The reservation `id` on `path`, made elsewhere (another process, `sluice reserve`): a handle
+    /// only to settle or cancel it. Its ``Reservation/estimate`` is unknown here (empty) and its
+    /// ``Reservation/decision`` a placeholder. A reservation made inside a request tree needs the
+    /// handle ``reserve(_:estimate:ttl:id:priority:reportLimits:tree:)`` returned: closing it closes the tree side.
+    public func reservation(id: String, path: ScopePath) throws(QuotaError) -> Reservation {
+        guard !id.isEmpty else { throw QuotaError(.invalidReservation, "a reservation id is not empty") }
+        return Reservation(
+            id: id, path: path, estimate: Cost([:]), decision: Decision(allowed: true), limiter: self, resources: [])
     }
 }
 

@@ -152,12 +152,15 @@ public final class Reconciler: Sendable {
             RedisArgument(configuration.stateTTL.milliseconds), RedisArgument(configuration.defaultPause.milliseconds),
             configuration.adaptsConcurrency ? "1" : "0", RedisArgument(max(0, admittedAt ?? 0)),
         ]
-        for resource in observation.resources.keys.sorted() {
+        for resource in observation.resources.keys.sorted().prefix(64) {  // reconcile.lua takes at most 64
             let values = observation.resources[resource] ?? ResourceObservation()
             arguments += [
                 RedisArgument(configuration.resourceNames[resource] ?? resource.name),
-                RedisArgument(values.limit ?? -1), RedisArgument(values.remaining.map { max(0, $0) } ?? -1),
-                RedisArgument(values.resetAfter.map { $0.milliseconds } ?? -1),
+                // In the script's ranges (it refuses the whole response otherwise): counts up to 2^50,
+                // resets up to 10^12 ms; a negative value is no value.
+                RedisArgument(values.limit.map { $0 < 0 ? -1 : min($0, 1 << 50) } ?? -1),
+                RedisArgument(values.remaining.map { min(max(0, $0), 1 << 50) } ?? -1),
+                RedisArgument(values.resetAfter.map { min(max(0, $0.milliseconds), 1_000_000_000_000) } ?? -1),
             ]
         }
         return ScriptStep(
