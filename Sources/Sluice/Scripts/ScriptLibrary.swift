@@ -88,7 +88,25 @@ final class ScriptLibrary: Sendable {
         case functions, eval
     }
 
-    private static let modes = Mutex<[ObjectIdentifier: Mode]>([:])
+    /// The clients that run scripts through `EVALSHA`, by identity; weak, so that a client allocated later at a
+    /// freed one's address does not inherit its mode.
+    private static let evalClients = Mutex<[ObjectIdentifier: WeakClient]>([:])
+
+    private final class WeakClient: Sendable {
+        weak let client: RedisClient?
+        init(_ client: RedisClient) { self.client = client }
+    }
+
+    private static func mode(of client: RedisClient) -> Mode {
+        evalClients.withLock { $0[ObjectIdentifier(client)]?.client === client } ? .eval : .functions
+    }
+
+    private static func useEval(for client: RedisClient) {
+        evalClients.withLock { clients in
+            clients = clients.filter { $0.value.client != nil }
+            clients[ObjectIdentifier(client)] = WeakClient(client)
+        }
+    }
 
     /// Runs `script`'s entry: `FCALL`, loading the library when the server lacks it (after a restart
     /// without persistence, a `FUNCTION FLUSH`, on a new node), or `EVALSHA` where functions are not
@@ -99,8 +117,7 @@ final class ScriptLibrary: Sendable {
         guard let entry = entries[script.name] else {
             preconditionFailure("\(script.name) is not part of the library")
         }
-        let id = ObjectIdentifier(client)
-        if Self.modes.withLock({ $0[id] }) == .eval {
+        if Self.mode(of: client) == .eval {
             return try await client.evalScript(evalScript(script, entry), keys: keys, arguments: arguments)
         }
         let command = RedisCommand(
@@ -112,12 +129,12 @@ final class ScriptLibrary: Sendable {
                 try await load(on: client)
             } catch  where error.code == .server {
                 // An ACL without FUNCTION (NOPERM), or a server that cannot load it: EVALSHA from now on.
-                Self.modes.withLock { $0[id] = .eval }
+                Self.useEval(for: client)
                 return try await client.evalScript(evalScript(script, entry), keys: keys, arguments: arguments)
             }
             return try await client.send(command)
         } catch  where error.code == .server && Self.lacksFunctions(error) {
-            Self.modes.withLock { $0[id] = .eval }
+            Self.useEval(for: client)
             return try await client.evalScript(evalScript(script, entry), keys: keys, arguments: arguments)
         }
     }
