@@ -34,9 +34,9 @@ public struct TreeCall: Sendable, Hashable {
     }
 
     /// The keys decide.lua and settle.lua take after the path's: the tree's hash, its calls in flight
-    /// and (decide only) the partition's events, exactly those of tree-enter.lua.
-    var keys: (tree: RedisArgument, calls: RedisArgument, events: RedisArgument) {
-        let keys = PartitionKeys(partition: context.partition)
+    /// and (decide only) the partition's events, exactly those of tree-enter.lua, in the limiter's namespace.
+    func keys(namespace: String) -> (tree: RedisArgument, calls: RedisArgument, events: RedisArgument) {
+        let keys = PartitionKeys(partition: context.partition, namespace: namespace)
         return (keys.key("tree", context.treeID), keys.key("tree", context.treeID, "calls"), keys.events)
     }
 
