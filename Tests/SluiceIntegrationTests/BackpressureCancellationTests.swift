@@ -17,20 +17,28 @@ struct BackpressureCancellationTests {
         let call = ProviderCall(scope: scope, concurrency: 2, timeout: .seconds(30), maxAttempts: 1)
         let queue = AdmissionQueue(redis: fixture.client, partition: fixture.partition, scope: scope)
         let pool = LeasePool(redis: fixture.client, partition: fixture.partition, scope: scope, slots: 2)
+        let started = Atomic(false)
         let stopped = Atomic(false)
         let task = Task {
             try await backpressure.call(call) { _ in
+                started.store(true, ordering: .sequentiallyConsistent)
                 do {
                     try await Task.sleep(for: .seconds(30))
                 } catch {
-                    try? await Task.sleep(for: .milliseconds(50))  // stopping takes a moment
+                    // Stopping takes a moment (a cancelled task's sleep would return at once).
+                    await withCancellationShieldForTests { try? await Task.sleep(for: .milliseconds(50)) }
                     stopped.store(true, ordering: .sequentiallyConsistent)
                     throw error
                 }
                 return CallOutcome(0)
             }
         }
-        #expect(await queue.eventually { $0.inFlight == 1 }, "the call never started")
+        for _ in 0..<1_000 where !started.load(ordering: .sequentiallyConsistent) {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let operationStarted = started.load(ordering: .sequentiallyConsistent)
+        #expect(operationStarted, "the operation never started")
+        #expect(try await queue.status().inFlight == 1)
         #expect(try await pool.held() == 1)
         task.cancel()
         await #expect(throws: CancellationError.self) { try await task.value }
@@ -47,4 +55,9 @@ struct BackpressureCancellationTests {
             #expect(inFlight == 0, "the queue slot was not given back")
         }
     }
+}
+
+/// Runs `body` in a task of its own, which the caller's cancellation does not reach.
+private func withCancellationShieldForTests(_ body: @escaping @Sendable () async -> Void) async {
+    await Task { await body() }.value
 }

@@ -1,3 +1,4 @@
+import Synchronization
 import Testing
 
 @testable import SluiceRedis
@@ -32,8 +33,11 @@ struct RedisPoolTests {
         let listB = RedisArgument(prefix + "b")
 
         // Two holders take both connections and block on lists; A throws once its read returns.
+        let holderAID = Mutex<Int64>(-1)
         let holderA = Task {
             try await redis.withConnection { connection -> Void in
+                let id = try await connection.send(RedisCommand("CLIENT", "ID")).integer ?? -1
+                holderAID.withLock { $0 = id }
                 _ = try await connection.send(RedisCommand("BLPOP", listA, 15))
                 throw Dropped()  // an abandoned connection must not be reused
             }
@@ -70,7 +74,8 @@ struct RedisPoolTests {
         _ = try await redis.send("RPUSH", listB, "y")
         #expect(try await holderB.value == "y")
         let secondID = try await second.value
-        #expect(firstID != secondID)
+        let discardedID = holderAID.withLock { $0 }
+        #expect(discardedID > 0 && firstID != discardedID && secondID != discardedID, "a discarded connection was reused")
 
         #expect(redis.poolUsage.waiting == 0)
         #expect(redis.poolUsage.slots <= 2)
