@@ -4,7 +4,7 @@ import Testing
 @testable import Sluice
 
 /// `withDeadline` as a structured race on a mock clock, and the cancellation shield for cleanup.
-@Suite("Deadlines: a structured race that cancels and awaits the operation")
+@Suite("Deadlines: a structured race that cancels and awaits the operation", .timeLimit(.minutes(1)))
 struct DeadlineTests {
     struct TimedOut: Error {}
 
@@ -136,7 +136,7 @@ struct DeadlineTests {
         #expect(operation.stopped)
     }
 
-    @Test("Cleanup under the shield runs to its end in a cancelled task, with the task's values")
+    @Test("Cleanup under the shield runs to its end in a cancelled task")
     func shield() async {
         let finished = Atomic(false)
         let task = Task {
@@ -151,5 +151,52 @@ struct DeadlineTests {
         #expect(await task.value, "the shielded cleanup saw the caller's cancellation")
         let didFinish = finished.load(ordering: .relaxed)
         #expect(didFinish)
+    }
+
+    @Test("The abandoning race returns at the deadline while an operation that ignores cancellation still runs")
+    func abandoningReturnsAtTheDeadline() async throws {
+        let gate = Mutex<CheckedContinuation<Void, Never>?>(nil)
+        let finished = Atomic(false)
+        await #expect(throws: TimedOut.self) {
+            try await withDeadlineAbandoning(.now + .milliseconds(50), onTimeout: { TimedOut() }) {
+                await withCheckedContinuation { continuation in gate.withLock { $0 = continuation } }
+                finished.store(true, ordering: .relaxed)
+                return 1
+            }
+        }
+        let finishedEarly = finished.load(ordering: .relaxed)
+        #expect(!finishedEarly, "the operation finished although nothing released it")
+        await eventually("the operation is waiting") { gate.withLock { $0 != nil } }
+        gate.withLock { $0 }?.resume()
+        await eventually("the abandoned operation finishes behind the caller") { finished.load(ordering: .relaxed) }
+    }
+
+    @Test("The abandoning race never starts an operation for a caller already cancelled")
+    func abandoningCancelledBeforeStart() async {
+        let ran = Atomic(false)
+        let task = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            return try await withDeadlineAbandoning(.now + .seconds(5), onTimeout: { TimedOut() }) {
+                ran.store(true, ordering: .relaxed)
+                return 1
+            }
+        }
+        await #expect(throws: CancellationError.self) { try await task.value }
+        let didRun = ran.load(ordering: .relaxed)
+        #expect(!didRun)
+    }
+
+    @Test("The abandoning race returns a cancelled caller's CancellationError while the operation runs")
+    func abandoningCancelledWhileRunning() async {
+        let operation = Operation()
+        let task = Task {
+            try await withDeadlineAbandoning(.now + .seconds(60), onTimeout: { TimedOut() }) {
+                try await operation.run()
+            }
+        }
+        await eventually("the operation started") { operation.started }
+        task.cancel()
+        await #expect(throws: CancellationError.self) { try await task.value }
+        await eventually("the operation was cancelled too") { operation.stopped }
     }
 }
