@@ -61,7 +61,8 @@ struct BenchRedisCommand: AsyncParsableCommand {
         if json {
             print(
                 JSONLine([
-                    ("op", .string(op.rawValue)), ("concurrency", .int(concurrency)), ("connections", .int(connections)),
+                    ("op", .string(op.rawValue)), ("concurrency", .int(concurrency)),
+                    ("connections", .int(connections)),
                     ("executor", .string(executor.rawValue)),
                     ("ops_per_sec", .number(result.operationsPerSecond)),
                     ("p50_us", .number(result.percentileMicros(0.5))),

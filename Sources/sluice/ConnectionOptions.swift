@@ -22,6 +22,7 @@ struct ConnectionOptions: ParsableArguments {
 
     func makeClient(poolSize: Int = 4, sharedConnections: Int = 1) throws -> RedisClient {
         try RedisClient(
-            configuration: RedisConfiguration(url: resolvedURL), poolSize: poolSize, sharedConnections: sharedConnections)
+            configuration: RedisConfiguration(url: resolvedURL), poolSize: poolSize,
+            sharedConnections: sharedConnections)
     }
 }

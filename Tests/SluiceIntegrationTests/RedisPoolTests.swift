@@ -75,7 +75,8 @@ struct RedisPoolTests {
         #expect(try await holderB.value == "y")
         let secondID = try await second.value
         let discardedID = holderAID.withLock { $0 }
-        #expect(discardedID > 0 && firstID != discardedID && secondID != discardedID, "a discarded connection was reused")
+        #expect(
+            discardedID > 0 && firstID != discardedID && secondID != discardedID, "a discarded connection was reused")
 
         #expect(redis.poolUsage.waiting == 0)
         #expect(redis.poolUsage.slots <= 2)

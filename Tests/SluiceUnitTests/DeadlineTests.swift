@@ -28,14 +28,18 @@ struct DeadlineTests {
                     if cancelled { continuation.resume(throwing: CancellationError()) }
                 }
             } onCancel: {
-                state.withLock { state in defer { state.gate = nil }; return state.gate }?.resume(
+                state.withLock { state in
+                    defer { state.gate = nil }; return state.gate
+                }?.resume(
                     throwing: CancellationError())
             }
             return 42
         }
 
         func release() {
-            state.withLock { state in defer { state.gate = nil }; return state.gate }?.resume()
+            state.withLock { state in
+                defer { state.gate = nil }; return state.gate
+            }?.resume()
         }
     }
 

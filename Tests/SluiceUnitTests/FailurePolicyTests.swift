@@ -35,7 +35,8 @@ struct FailurePolicyTests {
         #expect(!(await bucket.take(waitingUntil: .now + .milliseconds(5))), "refused at once")
     }
 
-    @Test("The fallback bucket does not admit a cancelled caller, and one cancelled while it waits gives its token back")
+    @Test(
+        "The fallback bucket does not admit a cancelled caller, and one cancelled while it waits gives its token back")
     func cancelledCallers() async {
         let bucket = LocalFallbackBucket(rate: 1, burst: .zero)  // capacity 1, a token a second
         let early = Task {

@@ -59,7 +59,9 @@ public struct EventLog: Sendable {
             guard let parts = reply.array, parts.count == 2 else { break }
             cursor = parts[0].string ?? "0"
             for key in parts[1].array ?? [] {
-                if let text = key.string, let partition = Self.partition(ofKey: text, namespace: namespace) { found.insert(partition) }
+                if let text = key.string, let partition = Self.partition(ofKey: text, namespace: namespace) {
+                    found.insert(partition)
+                }
             }
         } while cursor != "0"
         return found.sorted()

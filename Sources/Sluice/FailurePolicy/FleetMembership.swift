@@ -63,6 +63,7 @@ public final class FleetMembership: Sendable {
         task.withLock {
             $0?.cancel(); $0 = nil
         }
-        _ = try? await redis.send("ZREM", PartitionKeys(partition: partition, namespace: namespace).workers, RedisArgument(workerID))
+        _ = try? await redis.send(
+            "ZREM", PartitionKeys(partition: partition, namespace: namespace).workers, RedisArgument(workerID))
     }
 }
