@@ -20,6 +20,7 @@ struct BenchRedisCommand: AsyncParsableCommand {
     @Option(help: "What each task sends: ping or evalsha (of `return 1`).") var op: Operation = .ping
     @Option(help: "How many tasks send at once.") var concurrency: Int = 50
     @Option(help: "How long to measure, in seconds.") var duration: Double = 5
+    @Option(help: "How many pipelined connections share the tasks' commands, in turn.") var connections: Int = 1
     @Flag(help: "Print one JSON object instead of text.") var json = false
     @Option(
         help: """
@@ -35,10 +36,11 @@ struct BenchRedisCommand: AsyncParsableCommand {
     func validate() throws {
         guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
         guard duration > 0 else { throw ValidationError("--duration must be positive") }
+        guard (1...64).contains(connections) else { throw ValidationError("--connections is between 1 and 64") }
     }
 
     func run() async throws {
-        let client = try connection.makeClient()
+        let client = try connection.makeClient(sharedConnections: connections)
         defer { client.close() }
         let script = RedisScript(name: "ping", source: "return 1")
         let ping = RedisCommand("PING")
@@ -60,6 +62,7 @@ struct BenchRedisCommand: AsyncParsableCommand {
             print(
                 JSONLine([
                     ("op", .string(op.rawValue)), ("concurrency", .int(concurrency)),
+                    ("connections", .int(connections)),
                     ("executor", .string(executor.rawValue)),
                     ("ops_per_sec", .number(result.operationsPerSecond)),
                     ("p50_us", .number(result.percentileMicros(0.5))),
@@ -67,7 +70,7 @@ struct BenchRedisCommand: AsyncParsableCommand {
                 ]).text)
         } else {
             print(
-                "\(op.rawValue) x\(concurrency): \(Int(result.operationsPerSecond)) ops/s, p50 \(result.percentileMicros(0.5)) µs, p99 \(result.percentileMicros(0.99)) µs, \(result.failed) failed"
+                "\(op.rawValue) x\(concurrency) on \(connections) connection(s): \(Int(result.operationsPerSecond)) ops/s, p50 \(result.percentileMicros(0.5)) µs, p99 \(result.percentileMicros(0.99)) µs, \(result.failed) failed"
             )
         }
     }

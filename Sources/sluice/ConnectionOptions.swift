@@ -20,7 +20,9 @@ struct ConnectionOptions: ParsableArguments {
         return "redis://127.0.0.1:6379"
     }
 
-    func makeClient(poolSize: Int = 4) throws -> RedisClient {
-        try RedisClient(configuration: RedisConfiguration(url: resolvedURL), poolSize: poolSize)
+    func makeClient(poolSize: Int = 4, sharedConnections: Int = 1) throws -> RedisClient {
+        try RedisClient(
+            configuration: RedisConfiguration(url: resolvedURL), poolSize: poolSize,
+            sharedConnections: sharedConnections)
     }
 }

@@ -22,9 +22,9 @@ struct EventsCommand: AsyncParsableCommand {
             "Print Sluice's events: breaker transitions, spent budgets, shed bursts, queue growth, invalid config.",
         discussion: """
             Each partition (the hash tag of its keys, by default the root scope's name) keeps a capped stream of \
-            events in Redis (sluice:{P}:events, about the last 10,000, kept a week after the last one). Without \
-            --partition, every partition that has events is read. With --follow, new events are printed as they \
-            arrive until interrupted.
+            events in Redis (sluice:{P}:events, NAMESPACE:{P}:events with --namespace; about the last 10,000, \
+            kept a week after the last one). Without --partition, every partition that has events is read. With \
+            --follow, new events are printed as they arrive until interrupted.
             """
     )
 
@@ -42,10 +42,13 @@ struct EventsCommand: AsyncParsableCommand {
     @Flag(help: "One JSON object per line.")
     var json = false
 
+    @Option(help: "The first part of the keys, as the workers' limiter configuration names it.")
+    var namespace: String = "sluice"
+
     func run() async throws {
         let client = try connection.makeClient()
         defer { client.close() }
-        let log = EventLog(redis: client)
+        let log = EventLog(redis: client, namespace: namespace)
         var partitions = self.partitions
         if partitions.isEmpty { partitions = try await log.partitions() }
         var backlog: [SluiceEvent] = []

@@ -42,4 +42,28 @@ struct EventsParsingTests {
         #expect(
             String(decoding: keys.key("breaker", "a:b}").bytes, as: UTF8.self) == "sluice:{openai}:breaker:a%3Ab%7D")
     }
+
+    @Test("Under a custom namespace, partition keys, stream keys and a tree call's keys start with it")
+    func namespace() throws {
+        let keys = PartitionKeys(partition: "openai", namespace: "acme")
+        for key in [keys.key("lease", "gpt-4o"), keys.key("queue", "q", "stats"), keys.events, keys.workers] {
+            #expect(String(decoding: key.bytes, as: UTF8.self).hasPrefix("acme:{openai}:"))
+        }
+        #expect(EventLog.partition(ofKey: "acme:{open%20ai}:events", namespace: "acme") == "open ai")
+        #expect(EventLog.partition(ofKey: "sluice:{openai}:events", namespace: "acme") == nil)
+        #expect(EventLog.partition(ofKey: "acme:{openai}:events") == nil, "the default namespace is sluice")
+        #expect(EventLog.globEscaped("a*b?[c]\\d") == "a\\*b\\?\\[c\\]\\\\d")
+
+        let limiter = try Limiter(
+            client: RedisClient(configuration: RedisConfiguration()),
+            configuration: .init(defaults: ["tree": "tokens: budget 9"], namespace: "acme"))
+        var request = try DecideRequest(
+            limiter: limiter, path: try ScopePath("global=openai", "tree=t"), cost: ["tokens": 1],
+            priority: .interactive)
+        request.reservation = ("r1", .seconds(2))
+        request.tree = TreeCall(TreeContext(treeID: "t", depth: 0, partition: "openai"))
+        for key in request.redisKeys.map({ String(decoding: $0.bytes, as: UTF8.self) }) {
+            #expect(key.hasPrefix("acme:{openai}:"), "\(key)")
+        }
+    }
 }

@@ -35,6 +35,27 @@ struct FailurePolicyTests {
         #expect(!(await bucket.take(waitingUntil: .now + .milliseconds(5))), "refused at once")
     }
 
+    @Test(
+        "The fallback bucket does not admit a cancelled caller, and one cancelled while it waits gives its token back")
+    func cancelledCallers() async {
+        let bucket = LocalFallbackBucket(rate: 1, burst: .zero)  // capacity 1, a token a second
+        let early = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            return await bucket.take(waitingUntil: nil)
+        }
+        #expect(await early.value == false, "a caller cancelled before it asked was admitted")
+        #expect(bucket.take().taken, "the cancelled caller took the token")
+
+        // The bucket is empty: the next caller waits about a second, and is cancelled meanwhile.
+        let waiting = Task { await bucket.take(waitingUntil: .now + .seconds(30)) }
+        try? await Task.sleep(for: .milliseconds(100))
+        waiting.cancel()
+        #expect(await waiting.value == false, "a caller cancelled while it waited was admitted")
+        // Its token was given back: one second after the first take, the bucket holds one again
+        // (it would hold none had the cancelled caller kept its place in the debt).
+        #expect(bucket.take(now: .now + .milliseconds(1_100)).taken)
+    }
+
     @Test("The breaker around Redis opens on a connection failure, skips during the cool-down, then tries once")
     func health() async throws {
         let health = RedisHealth(configuration: .init(stepTimeout: .seconds(1), initialCoolDown: .milliseconds(200)))

@@ -30,18 +30,24 @@ public struct AdmissionQueue: Sendable {
     public let partition: String
     /// The limits.
     public let configuration: Configuration
+    /// The first part of its keys (`<namespace>:{<partition>}:...`), as ``Limiter/Configuration/namespace``.
+    public let namespace: String
     private let redis: RedisClient
 
     /// The queue of `scope`.
-    public init(redis: RedisClient, partition: String, scope: String, configuration: Configuration = Configuration()) {
+    public init(
+        redis: RedisClient, partition: String, scope: String, configuration: Configuration = Configuration(),
+        namespace: String = "sluice"
+    ) {
         self.redis = redis
+        self.namespace = namespace
         self.partition = partition
         self.scope = scope
         self.configuration = configuration
     }
 
     private var keys: (queue: RedisArgument, stats: RedisArgument, inFlight: RedisArgument, events: RedisArgument) {
-        let keys = PartitionKeys(partition: partition)
+        let keys = PartitionKeys(partition: partition, namespace: namespace)
         return (keys.key("queue", scope), keys.key("queue", scope, "stats"), keys.key("inflight", scope), keys.events)
     }
 

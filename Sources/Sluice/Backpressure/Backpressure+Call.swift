@@ -60,16 +60,19 @@ extension Backpressure {
         let id = TreeContext.newID()
         let partition = configuration.partition
         let queue = AdmissionQueue(
-            redis: redis, partition: partition, scope: call.scope, configuration: configuration.queue)
+            redis: redis, partition: partition, scope: call.scope, configuration: configuration.queue,
+            namespace: namespace)
         let breaker = CircuitBreaker(
-            redis: redis, partition: partition, name: call.dependency, configuration: configuration.breaker)
+            redis: redis, partition: partition, name: call.dependency, configuration: configuration.breaker,
+            namespace: namespace)
         let budget = RetryBudget(
-            redis: redis, partition: partition, scope: call.scope, configuration: configuration.retryBudget)
+            redis: redis, partition: partition, scope: call.scope, configuration: configuration.retryBudget,
+            namespace: namespace)
         let reconciler = self.reconciler
         let pool = call.concurrency.map { slots in
             let pool = LeasePool(
                 redis: redis, partition: partition, scope: call.scope, slots: slots, ttl: configuration.leaseTTL,
-                holder: configuration.holder)
+                holder: configuration.holder, namespace: namespace)
             // Overloads cut the partition's concurrency share; the pool's slots follow it when its key shares the
             // reconciler's hash slot (the same partition), so that the script may read both on Redis Cluster.
             guard let reconciler, let path = call.quotaPath,

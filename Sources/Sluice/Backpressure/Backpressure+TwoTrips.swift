@@ -38,16 +38,19 @@ extension Backpressure {
         let redis = self.redis
         let partition = configuration.partition
         let queue = AdmissionQueue(
-            redis: redis, partition: partition, scope: call.scope, configuration: configuration.queue)
+            redis: redis, partition: partition, scope: call.scope, configuration: configuration.queue,
+            namespace: namespace)
         let breaker = CircuitBreaker(
-            redis: redis, partition: partition, name: call.dependency, configuration: configuration.breaker)
+            redis: redis, partition: partition, name: call.dependency, configuration: configuration.breaker,
+            namespace: namespace)
         let budget = RetryBudget(
-            redis: redis, partition: partition, scope: call.scope, configuration: configuration.retryBudget)
+            redis: redis, partition: partition, scope: call.scope, configuration: configuration.retryBudget,
+            namespace: namespace)
         let reconciler = self.reconciler
         let pool = call.concurrency.map { slots in
             let pool = LeasePool(
                 redis: redis, partition: partition, scope: call.scope, slots: slots, ttl: configuration.leaseTTL,
-                holder: configuration.holder)
+                holder: configuration.holder, namespace: namespace)
             return reconciler.map { pool.following($0, path: route.path) } ?? pool
         }
         let limiter = route.limiter
@@ -111,7 +114,8 @@ extension Backpressure {
                     ContinuousClock.now + .milliseconds(1) < deadline
                 else { throw refused }
                 do {
-                    _ = try await together.freed.wait(on: redis, until: deadline)
+                    _ = try await together.freed(namespace: limiter.configuration.namespace).wait(
+                        on: redis, until: deadline)
                 } catch is CancellationError {
                     throw CancellationError()
                 } catch {
@@ -149,7 +153,9 @@ extension Backpressure {
             if let outcome, let permit = admitted.permit { steps.append(breaker.recordStep(permit, success: outcome)) }
             if let lease = admitted.lease, let pool { steps.append(pool.releaseStep(lease)) }
             steps.append(queue.finishStep(callerID: id))
-            if let together = route.together { steps.append(together.freed.wakeStep) }
+            if let together = route.together {
+                steps.append(together.freed(namespace: limiter.configuration.namespace).wakeStep)
+            }
             if let reconciler, let observation {
                 steps.append(
                     reconciler.recordStep(

@@ -46,6 +46,9 @@ public final class Backpressure: Sendable {
         public var heartbeat: Duration?
         /// Shown to operators beside this worker's leases.
         public var holder: String
+        /// The first part of every key (`<namespace>:{<partition>}:...`); `nil`: the limiter's
+        /// ``Limiter/Configuration/namespace``, or `sluice` without a limiter.
+        public var namespace: String?
 
         /// A configuration with defaults a user would expect.
         public init(
@@ -54,7 +57,7 @@ public final class Backpressure: Sendable {
             retryBudget: RetryBudget.Configuration = .init(), backoff: RetryBackoff = .init(),
             leaseTTL: Duration = .seconds(30), maxCallDuration: Duration = .seconds(600),
             defaultTimeout: Duration = .seconds(120), health: RedisHealth.Configuration = .init(),
-            heartbeat: Duration? = .seconds(5), holder: String = "worker"
+            heartbeat: Duration? = .seconds(5), holder: String = "worker", namespace: String? = nil
         ) {
             self.partition = partition
             self.failurePolicy = failurePolicy
@@ -68,11 +71,14 @@ public final class Backpressure: Sendable {
             self.health = health
             self.heartbeat = heartbeat
             self.holder = holder
+            self.namespace = namespace
         }
     }
 
     /// The configuration.
     public let configuration: Configuration
+    /// The first part of every key this layer writes: ``Configuration/namespace``, else the limiter's.
+    public let namespace: String
     /// The breaker around Redis, with the time spent degraded.
     public let health: RedisHealth
     /// This worker's registration (when ``Configuration/heartbeat`` is set).
@@ -104,10 +110,13 @@ public final class Backpressure: Sendable {
         self.configuration = configuration
         self.limiter = limiter
         self.reconciler = reconciler
+        let namespace = configuration.namespace ?? limiter?.configuration.namespace ?? "sluice"
+        self.namespace = namespace
         self.health = RedisHealth(configuration: configuration.health)
-        self.trees = RequestTrees(redis: redis)
+        self.trees = RequestTrees(redis: redis, namespace: namespace)
         if let interval = configuration.heartbeat {
-            let membership = FleetMembership(redis: redis, partition: configuration.partition, interval: interval)
+            let membership = FleetMembership(
+                redis: redis, partition: configuration.partition, interval: interval, namespace: namespace)
             membership.start()
             self.membership = membership
         } else {

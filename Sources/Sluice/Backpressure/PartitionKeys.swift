@@ -1,6 +1,7 @@
 import SluiceRedis
 
-/// The keys of one partition for the backpressure features: `sluice:{<partition>}:<feature>:<name>`.
+/// The keys of one partition for the backpressure features: `<namespace>:{<partition>}:<feature>:<name>`
+/// (the namespace is `sluice` unless configured otherwise, as for the quota keys).
 ///
 /// Every key shares the partition's hash tag, so each script runs unchanged on Redis Cluster.
 /// Names are escaped (see ``escape(_:)``) so that no name can break out of its key.
@@ -10,12 +11,12 @@ import SluiceRedis
 struct PartitionKeys: Sendable, Hashable {
     /// The partition, as given (unescaped).
     let partition: String
-    /// `sluice:{<escaped partition>}:`
+    /// `<namespace>:{<escaped partition>}:`
     let prefix: String
 
-    init(partition: String) {
+    init(partition: String, namespace: String = "sluice") {
         self.partition = partition
-        self.prefix = "sluice:{\(KeyName.escape(partition))}:"
+        self.prefix = "\(namespace):{\(KeyName.escape(partition))}:"
     }
 
     /// `sluice:{P}:<feature>:<escaped name>`

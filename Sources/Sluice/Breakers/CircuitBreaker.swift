@@ -77,18 +77,24 @@ public struct CircuitBreaker: Sendable {
     public let partition: String
     /// Its configuration (every worker should use the same one).
     public let configuration: Configuration
+    /// The first part of its keys (`<namespace>:{<partition>}:...`), as ``Limiter/Configuration/namespace``.
+    public let namespace: String
     private let redis: RedisClient
 
     /// A breaker for the dependency `name`.
-    public init(redis: RedisClient, partition: String, name: String, configuration: Configuration = Configuration()) {
+    public init(
+        redis: RedisClient, partition: String, name: String, configuration: Configuration = Configuration(),
+        namespace: String = "sluice"
+    ) {
         self.redis = redis
+        self.namespace = namespace
         self.partition = partition
         self.name = name
         self.configuration = configuration
     }
 
     private var keys: [RedisArgument] {
-        let keys = PartitionKeys(partition: partition)
+        let keys = PartitionKeys(partition: partition, namespace: namespace)
         return [keys.key("breaker", name), keys.events]
     }
 

@@ -1,6 +1,7 @@
 import SluiceRedis
 
-/// Reads and writes the capped event stream of a partition (`sluice:{P}:events`).
+/// Reads and writes the capped event stream of a partition (`sluice:{P}:events`, or
+/// `<namespace>:{P}:events` under another ``Limiter/Configuration/namespace``).
 ///
 /// ```swift
 /// let log = EventLog(redis: redis)
@@ -13,16 +14,19 @@ public struct EventLog: Sendable {
     public static let retention: Duration = .seconds(7 * 86_400)
 
     private let redis: RedisClient
+    /// The first part of the streams' keys, as ``Limiter/Configuration/namespace``.
+    public let namespace: String
 
-    /// An event log on the given client.
-    public init(redis: RedisClient) {
+    /// An event log on the given client, in the given key namespace.
+    public init(redis: RedisClient, namespace: String = "sluice") {
         self.redis = redis
+        self.namespace = namespace
     }
 
     /// Appends an event (for events the Swift side notices, such as an invalid config value).
     @discardableResult
     public func record(partition: String, type: String, fields: [(String, String)]) async throws(RedisError) -> String {
-        let keys = PartitionKeys(partition: partition)
+        let keys = PartitionKeys(partition: partition, namespace: namespace)
         var arguments: [RedisArgument] = [
             keys.events, "MAXLEN", "~", RedisArgument(Self.maximumLength), "*", "type", RedisArgument(type),
         ]
@@ -39,7 +43,7 @@ public struct EventLog: Sendable {
 
     /// The last `count` events of a partition, oldest first.
     public func recent(partition: String, count: Int = 50) async throws(RedisError) -> [SluiceEvent] {
-        let keys = PartitionKeys(partition: partition)
+        let keys = PartitionKeys(partition: partition, namespace: namespace)
         let reply = try await redis.send("XREVRANGE", keys.events, "+", "-", "COUNT", RedisArgument(max(1, count)))
         return Self.entries(reply, partition: partition).reversed()
     }
@@ -50,11 +54,14 @@ public struct EventLog: Sendable {
         var found: Set<String> = []
         repeat {
             let reply = try await redis.send(
-                "SCAN", RedisArgument(cursor), "MATCH", "sluice:{*}:events", "COUNT", 1000, "TYPE", "stream")
+                "SCAN", RedisArgument(cursor), "MATCH", RedisArgument(Self.globEscaped(namespace) + ":{*}:events"),
+                "COUNT", 1000, "TYPE", "stream")
             guard let parts = reply.array, parts.count == 2 else { break }
             cursor = parts[0].string ?? "0"
             for key in parts[1].array ?? [] {
-                if let text = key.string, let partition = Self.partition(ofKey: text) { found.insert(partition) }
+                if let text = key.string, let partition = Self.partition(ofKey: text, namespace: namespace) {
+                    found.insert(partition)
+                }
             }
         } while cursor != "0"
         return found.sorted()
@@ -72,12 +79,12 @@ public struct EventLog: Sendable {
         try await redis.withConnection { connection in
             while !Task.isCancelled {
                 var arguments: [RedisArgument] = ["BLOCK", RedisArgument(block), "STREAMS"]
-                arguments += partitions.map { PartitionKeys(partition: $0).events }
+                arguments += partitions.map { PartitionKeys(partition: $0, namespace: namespace).events }
                 arguments += partitions.map { RedisArgument(last[$0] ?? "$") }
                 let reply = try await connection.send(RedisCommand("XREAD", arguments))
                 for stream in reply.array ?? [] {
                     guard let pair = stream.array, pair.count == 2, let key = pair[0].string,
-                        let partition = Self.partition(ofKey: key)
+                        let partition = Self.partition(ofKey: key, namespace: namespace)
                     else { continue }
                     for event in Self.entries(pair[1], partition: partition) {
                         last[partition] = event.id
@@ -88,10 +95,21 @@ public struct EventLog: Sendable {
         }
     }
 
-    /// The partition named by an escaped key `sluice:{P}:events`.
-    static func partition(ofKey key: String) -> String? {
-        guard key.hasPrefix("sluice:{"), key.hasSuffix("}:events") else { return nil }
-        let escaped = key.dropFirst("sluice:{".count).dropLast("}:events".count)
+    /// `text` matched literally by a `SCAN MATCH` glob.
+    static func globEscaped(_ text: String) -> String {
+        var out = ""
+        for character in text {
+            if "*?[]\\".contains(character) { out.append("\\") }
+            out.append(character)
+        }
+        return out
+    }
+
+    /// The partition named by an escaped key `<namespace>:{P}:events`.
+    static func partition(ofKey key: String, namespace: String = "sluice") -> String? {
+        let head = namespace + ":{"
+        guard key.hasPrefix(head), key.hasSuffix("}:events"), key.utf8.count >= head.utf8.count + 8 else { return nil }
+        let escaped = key.dropFirst(head.count).dropLast("}:events".count)
         var bytes: [UInt8] = []
         var iterator = Array(escaped.utf8).makeIterator()
         while let byte = iterator.next() {

@@ -11,15 +11,19 @@ public final class FleetMembership: Sendable {
     public let partition: String
     /// How often the heartbeat runs; a registration lapses after three missed beats.
     public let interval: Duration
+    /// The first part of its keys (`<namespace>:{<partition>}:...`), as ``Limiter/Configuration/namespace``.
+    public let namespace: String
     private let redis: RedisClient
     private let known = Mutex<Int>(1)
     private let task = Mutex<Task<Void, Never>?>(nil)
 
     /// A membership; call ``start()`` to register and keep beating.
     public init(
-        redis: RedisClient, partition: String, workerID: String = TreeContext.newID(), interval: Duration = .seconds(5)
+        redis: RedisClient, partition: String, workerID: String = TreeContext.newID(), interval: Duration = .seconds(5),
+        namespace: String = "sluice"
     ) {
         self.redis = redis
+        self.namespace = namespace
         self.partition = partition
         self.workerID = workerID
         self.interval = max(.milliseconds(10), interval)
@@ -32,7 +36,7 @@ public final class FleetMembership: Sendable {
     @discardableResult
     public func beat() async throws -> Int {
         let reply = try await redis.run(
-            LuaScripts.workerHeartbeat, keys: [PartitionKeys(partition: partition).workers],
+            LuaScripts.workerHeartbeat, keys: [PartitionKeys(partition: partition, namespace: namespace).workers],
             arguments: [RedisArgument(workerID), RedisArgument(max(1, Int(interval * 3 / .milliseconds(1))))])
         let count = max(1, Int(reply.integer ?? 1))
         known.withLock { $0 = count }
@@ -59,6 +63,7 @@ public final class FleetMembership: Sendable {
         task.withLock {
             $0?.cancel(); $0 = nil
         }
-        _ = try? await redis.send("ZREM", PartitionKeys(partition: partition).workers, RedisArgument(workerID))
+        _ = try? await redis.send(
+            "ZREM", PartitionKeys(partition: partition, namespace: namespace).workers, RedisArgument(workerID))
     }
 }

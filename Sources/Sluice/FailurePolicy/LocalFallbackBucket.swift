@@ -49,8 +49,10 @@ public final class LocalFallbackBucket: Sendable {
     }
 
     /// Takes one token, waiting for it (scheduled, no polling) when it comes before `deadline`.
-    /// Returns false at once when it would not.
+    /// Returns false at once when it would not, and for a cancelled caller: one cancelled before it
+    /// asks takes nothing, one cancelled while it waits gives its token back.
     public func take(waitingUntil deadline: ContinuousClock.Instant?) async -> Bool {
+        if Task.isCancelled { return false }
         let now = ContinuousClock.now
         let reservation: Duration? = state.withLock { state in
             refill(&state, now: now)
@@ -61,7 +63,17 @@ public final class LocalFallbackBucket: Sendable {
             return wait
         }
         guard let reservation else { return false }
-        if reservation > .zero { try? await Task.sleep(for: reservation) }
+        if reservation > .zero {
+            do {
+                try await Task.sleep(for: reservation)
+            } catch {
+                state.withLock { state in
+                    refill(&state, now: .now)
+                    state.level = min(state.capacity, state.level + 1)
+                }
+                return false
+            }
+        }
         return true
     }
 

@@ -95,7 +95,9 @@ public final class RedisHealth: Sendable {
         }
         let limit = ContinuousClock.Instant.earliest(deadline, now + configuration.stepTimeout)!
         do {
-            let value = try await withDeadline(
+            // Abandoned rather than awaited at the deadline: a Redis command cannot be given up yet (see
+            // withDeadlineAbandoning), and no step may hold a call past its deadline while the server is stopped.
+            let value = try await withDeadlineAbandoning(
                 limit,
                 onTimeout: { RedisError(.timeout, "no answer within the step's deadline") }, step)
             succeeded(trial: isTrial)

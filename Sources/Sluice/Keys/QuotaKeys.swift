@@ -9,9 +9,11 @@
 ///
 /// The partition is, by default, the root scope's escaped name; names are escaped with ``KeyName``.
 struct QuotaKeys: Sendable, Hashable {
+    let namespace: String
     let prefix: String
 
     init(namespace: String = "sluice", partition: String) {
+        self.namespace = namespace
         self.prefix = "\(namespace):{\(KeyName.escape(partition))}:"
     }
 

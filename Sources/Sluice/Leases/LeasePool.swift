@@ -20,6 +20,8 @@ public struct LeasePool: Sendable {
     public let ttl: Duration
     /// Who this process is (shown to operators beside each lease).
     public let holder: String
+    /// The first part of its keys (`<namespace>:{<partition>}:...`), as ``Limiter/Configuration/namespace``.
+    public let namespace: String
 
     private let redis: RedisClient
     private let key: RedisArgument
@@ -29,15 +31,16 @@ public struct LeasePool: Sendable {
     /// A pool of `slots` leases for `scope`.
     public init(
         redis: RedisClient, partition: String, scope: String, slots: Int, ttl: Duration = .seconds(30),
-        holder: String = "worker"
+        holder: String = "worker", namespace: String = "sluice"
     ) {
         self.redis = redis
+        self.namespace = namespace
         self.partition = partition
         self.scope = scope
         self.slots = max(1, slots)
         self.ttl = max(.milliseconds(10), ttl)
         self.holder = PartitionKeys.escape(holder)
-        self.key = PartitionKeys(partition: partition).key("lease", scope)
+        self.key = PartitionKeys(partition: partition, namespace: namespace).key("lease", scope)
     }
 
     /// This pool with its slots scaled by the concurrency share of `path`'s partition: the ``Reconciler`` cuts
@@ -70,7 +73,9 @@ public struct LeasePool: Sendable {
     }
 
     /// The pool's wake-up list: lease-release.lua pushes one for every slot released in time.
-    var freed: WakeUpList { WakeUpList(key: PartitionKeys(partition: partition).key("lease", scope, "free")) }
+    var freed: WakeUpList {
+        WakeUpList(key: PartitionKeys(partition: partition, namespace: namespace).key("lease", scope, "free"))
+    }
 
     func releaseStep(_ lease: Lease) -> ScriptStep {
         ScriptStep(script: LuaScripts.leaseRelease, keys: [key], arguments: [RedisArgument(lease.member)])

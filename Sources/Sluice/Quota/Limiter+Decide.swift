@@ -119,7 +119,7 @@ struct DecideRequest: Sendable {
     var redisKeys: [RedisArgument] {
         guard let reservation else { return encoded.keys }
         guard let tree else { return encoded.keys + [RedisArgument(keys.reservation(reservation.id))] }
-        let treeKeys = tree.keys
+        let treeKeys = tree.keys(namespace: keys.namespace)
         return encoded.keys + [
             RedisArgument(keys.reservation(reservation.id)), treeKeys.tree, treeKeys.calls, treeKeys.events,
         ]

@@ -58,7 +58,7 @@ public struct Reservation: Sendable {
         let keys = limiter.keys(for: path)
         var redisKeys = [RedisArgument(keys.reservation(id))] + keys.states(path).map { RedisArgument($0) }
         if let tree {  // settle.lua closes the tree side as well
-            let treeKeys = tree.keys
+            let treeKeys = tree.keys(namespace: keys.namespace)
             redisKeys += [treeKeys.tree, treeKeys.calls]
         }
         return ScriptStep(script: LuaScripts.settle, keys: redisKeys, arguments: arguments)

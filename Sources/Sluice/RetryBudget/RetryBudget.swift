@@ -41,11 +41,17 @@ public struct RetryBudget: Sendable {
     public let partition: String
     /// The budget's limits.
     public let configuration: Configuration
+    /// The first part of its keys (`<namespace>:{<partition>}:...`), as ``Limiter/Configuration/namespace``.
+    public let namespace: String
     private let redis: RedisClient
 
     /// A retry budget for `scope`.
-    public init(redis: RedisClient, partition: String, scope: String, configuration: Configuration = Configuration()) {
+    public init(
+        redis: RedisClient, partition: String, scope: String, configuration: Configuration = Configuration(),
+        namespace: String = "sluice"
+    ) {
         self.redis = redis
+        self.namespace = namespace
         self.partition = partition
         self.scope = scope
         self.configuration = configuration
@@ -71,7 +77,7 @@ public struct RetryBudget: Sendable {
 
     /// retry-budget's step: `"request"` counts a first attempt, `"retry"` asks for a retry.
     func step(_ operation: String) -> ScriptStep {
-        let keys = PartitionKeys(partition: partition)
+        let keys = PartitionKeys(partition: partition, namespace: namespace)
         return ScriptStep(
             script: LuaScripts.retryBudget, keys: [keys.key("retry", scope), keys.events],
             arguments: [

@@ -18,10 +18,13 @@ import SluiceRedis
 /// ``BackpressureError/Code/loopGuard``, ...); Redis failures as `RedisError`.
 public struct RequestTrees: Sendable {
     private let redis: RedisClient
+    /// The first part of the trees' keys (`<namespace>:{<partition>}:tree:...`), as ``Limiter/Configuration/namespace``.
+    public let namespace: String
 
     /// Trees on the given client.
-    public init(redis: RedisClient) {
+    public init(redis: RedisClient, namespace: String = "sluice") {
         self.redis = redis
+        self.namespace = namespace
     }
 
     /// Opens a tree: records its limits in the partition (the first opener of an id wins; a later
@@ -34,7 +37,7 @@ public struct RequestTrees: Sendable {
         guard !id.isEmpty, !partition.isEmpty else {
             throw BackpressureError(.invalidArgument, "a tree needs an id and a partition")
         }
-        let keys = PartitionKeys(partition: partition)
+        let keys = PartitionKeys(partition: partition, namespace: namespace)
         var arguments: [RedisArgument] = [
             RedisArgument(limits.deadline.map(Self.milliseconds) ?? 0),
             RedisArgument(Self.milliseconds(limits.lifetime)),
@@ -54,7 +57,7 @@ public struct RequestTrees: Sendable {
     /// children; refused after the deadline.
     public func spawn(from parent: TreeContext, nodeID: String = TreeContext.newID()) async throws -> TreeContext {
         let child = parent.child(nodeID: nodeID)
-        let keys = PartitionKeys(partition: parent.partition)
+        let keys = PartitionKeys(partition: parent.partition, namespace: namespace)
         let reply = try await redis.run(
             LuaScripts.treeSpawn, keys: [keys.key("tree", parent.treeID)],
             arguments: [
@@ -91,7 +94,7 @@ public struct RequestTrees: Sendable {
         tool: String? = nil, arguments: String? = nil, ttl: Duration = .seconds(600)
     ) async throws -> TreeTicket {
         try ResourceName.validate(estimate)
-        let keys = PartitionKeys(partition: context.partition)
+        let keys = PartitionKeys(partition: context.partition, namespace: namespace)
         let loop = tool.map { Self.loopKey(tool: $0, arguments: arguments ?? "") } ?? ""
         var scriptArguments: [RedisArgument] = [
             RedisArgument(callID), RedisArgument(Self.milliseconds(ttl)), RedisArgument(context.depth),
@@ -130,7 +133,7 @@ public struct RequestTrees: Sendable {
 
     /// The tree's recorded usage, budgets, calls in flight and children per node.
     public func usage(_ context: TreeContext) async throws -> TreeUsage {
-        let keys = PartitionKeys(partition: context.partition)
+        let keys = PartitionKeys(partition: context.partition, namespace: namespace)
         let replies = try await redis.pipeline([
             RedisCommand("HGETALL", keys.key("tree", context.treeID)),
             RedisCommand("ZCARD", keys.key("tree", context.treeID, "calls")),
@@ -148,7 +151,7 @@ public struct RequestTrees: Sendable {
     }
 
     private func exit(_ ticket: TreeTicket, _ arguments: [RedisArgument]) async throws -> Bool {
-        let keys = PartitionKeys(partition: ticket.context.partition)
+        let keys = PartitionKeys(partition: ticket.context.partition, namespace: namespace)
         let reply = try await redis.run(
             LuaScripts.treeExit,
             keys: [keys.key("tree", ticket.context.treeID), keys.key("tree", ticket.context.treeID, "calls")],

@@ -34,15 +34,16 @@ public struct TreeCall: Sendable, Hashable {
     }
 
     /// The keys decide.lua and settle.lua take after the path's: the tree's hash, its calls in flight
-    /// and (decide only) the partition's events, exactly those of tree-enter.lua.
-    /// The tree's wake-up list: call-finish pushes one when a call of the tree stops counting in flight.
-    var freed: WakeUpList {
-        WakeUpList(key: PartitionKeys(partition: context.partition).key("tree", context.treeID, "free"))
+    /// and (decide only) the partition's events, exactly those of tree-enter.lua, in the limiter's namespace.
+    func keys(namespace: String) -> (tree: RedisArgument, calls: RedisArgument, events: RedisArgument) {
+        let keys = PartitionKeys(partition: context.partition, namespace: namespace)
+        return (keys.key("tree", context.treeID), keys.key("tree", context.treeID, "calls"), keys.events)
     }
 
-    var keys: (tree: RedisArgument, calls: RedisArgument, events: RedisArgument) {
-        let keys = PartitionKeys(partition: context.partition)
-        return (keys.key("tree", context.treeID), keys.key("tree", context.treeID, "calls"), keys.events)
+    /// The tree's wake-up list: call-finish pushes one when a call of the tree stops counting in flight.
+    func freed(namespace: String) -> WakeUpList {
+        WakeUpList(
+            key: PartitionKeys(partition: context.partition, namespace: namespace).key("tree", context.treeID, "free"))
     }
 
     /// decide.lua's "tree" group (its header documents it).

@@ -1,5 +1,8 @@
-/// The entry point: one automatically pipelined connection for everyday commands and scripts,
-/// and a small pool for callers that need a connection of their own (blocking reads, `MULTI`).
+import Synchronization
+
+/// The entry point: automatically pipelined shared connections for everyday commands and scripts
+/// (one by default), and a small pool for callers that need a connection of their own (blocking
+/// reads, `MULTI`).
 ///
 /// ```swift
 /// let redis = try RedisClient(url: "redis://127.0.0.1:6379")
@@ -7,14 +10,22 @@
 /// ```
 public final class RedisClient: Sendable {
     public let configuration: RedisConfiguration
-    private let shared: RedisConnection
-    private let pool: RedisConnectionPool
+    private let sharedConnections: [RedisConnection]
+    private let nextShared = Atomic<Int>(0)
+    private let pool: ConnectionPool<RedisConnection, ContinuousClock>
 
-    /// - Parameter poolSize: the most dedicated connections ``withConnection(_:)`` opens at once.
-    public init(configuration: RedisConfiguration, poolSize: Int = 4) throws(RedisError) {
+    /// - Parameters:
+    ///   - poolSize: the most dedicated connections ``withConnection(deadline:_:)`` opens at once.
+    ///   - sharedConnections: how many pipelined connections share the commands of concurrent
+    ///     callers, taken in turn (each has an I/O thread of its own).
+    public init(configuration: RedisConfiguration, poolSize: Int = 4, sharedConnections: Int = 1) throws(RedisError) {
         self.configuration = configuration
-        self.shared = try RedisConnection(configuration: configuration)
-        self.pool = RedisConnectionPool(configuration: configuration, maximumConnections: poolSize)
+        var shared: [RedisConnection] = []
+        for _ in 0..<max(1, sharedConnections) { shared.append(try RedisConnection(configuration: configuration)) }
+        self.sharedConnections = shared
+        self.pool = ConnectionPool(
+            maximumConnections: poolSize, clock: .continuous,
+            open: { try RedisConnection(configuration: configuration) }, close: { $0.close() })
     }
 
     public convenience init(url: String) throws(RedisError) {
@@ -25,7 +36,14 @@ public final class RedisClient: Sendable {
         close()
     }
 
-    /// Sends one command on the shared connection; concurrent callers are pipelined together.
+    /// The shared connection for the next command: in turn when there are several.
+    private var shared: RedisConnection {
+        if sharedConnections.count == 1 { return sharedConnections[0] }
+        let turn = nextShared.wrappingAdd(1, ordering: .relaxed).oldValue
+        return sharedConnections[Int(UInt(bitPattern: turn) % UInt(sharedConnections.count))]
+    }
+
+    /// Sends one command on a shared connection; concurrent callers are pipelined together.
     public func send(_ command: RedisCommand) async throws(RedisError) -> RedisValue {
         try await shared.send(command)
     }
@@ -68,26 +86,33 @@ public final class RedisClient: Sendable {
     /// Runs `body` with a connection of its own from the pool, returned to the pool afterwards.
     /// When `body` throws, the connection is closed instead: it may be inside a `MULTI` or waiting
     /// for a blocking read, and the next borrower must not inherit that.
+    ///
+    /// When every pooled connection is busy, the caller waits for one until `deadline` (default:
+    /// ``RedisConfiguration/commandTimeout`` from now; then ``RedisError/Code/timeout``) and no
+    /// longer than its task stays uncancelled (then `CancellationError`).
     public func withConnection<Result: Sendable>(
-        _ body: (RedisConnection) async throws -> Result
+        deadline: ContinuousClock.Instant? = nil, _ body: (RedisConnection) async throws -> Result
     ) async throws -> Result {
-        let connection = try await pool.acquire()
+        let lease = try await pool.lease(deadline: deadline ?? .now + configuration.commandTimeout)
         do {
-            let result = try await body(connection)
-            pool.release(connection)
+            let result = try await body(lease.connection)
+            pool.release(lease)
             return result
         } catch {
-            pool.discard(connection)
+            pool.discard(lease)
             throw error
         }
     }
 
-    /// The shared connection's I/O thread as a task executor; see ``RedisConnection/executor``.
-    public var executor: any TaskExecutor { shared.executor }
+    /// The dedicated connections' pool: slots in use and callers waiting (for tests and status output).
+    var poolUsage: (slots: Int, waiting: Int) { pool.usage }
 
-    /// Closes the shared connection and the pool; waiting commands fail with ``RedisError/Code/closed``.
+    /// The first shared connection's I/O thread as a task executor; see ``RedisConnection/executor``.
+    public var executor: any TaskExecutor { sharedConnections[0].executor }
+
+    /// Closes the shared connections and the pool; waiting commands fail with ``RedisError/Code/closed``.
     public func close() {
-        shared.close()
+        for connection in sharedConnections { connection.close() }
         pool.close()
     }
 
