@@ -49,9 +49,9 @@ public final class LocalFallbackBucket: Sendable {
     }
 
     /// Takes one token, waiting for it (scheduled, no polling) when it comes before `deadline`.
-    /// Returns false at once when it would not.
-    public func take(waitingUntil deadline: ContinuousClock.Instant?) async -> Bool {
-        let now = ContinuousClock.now
+    /// Returns false at once when it would not. `now` is the moment the bucket is asked at (tests pass one).
+    public func take(waitingUntil deadline: ContinuousClock.Instant?, now: ContinuousClock.Instant = .now) async -> Bool
+    {
         let reservation: Duration? = state.withLock { state in
             refill(&state, now: now)
             guard state.level >= 1 || state.rate > 0 else { return nil }
