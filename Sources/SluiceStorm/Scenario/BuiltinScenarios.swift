@@ -67,17 +67,17 @@ public enum BuiltinScenarios {
 
     // The story: one user's request fans out to 47 workers at once while 99 other users send small agent
     // requests now and then. Every call is the same size (400 prompt + up to 150 answer tokens); over the run the
-    // fleet asks for about 60% of the provider's capacity (the light tenants about 30%, the heavy tree's 190
+    // fleet asks for about 60% of the provider's capacity (the light tenants about 30%, the heavy tree's 237
     // calls about 30%), so every dashboard averaged over a minute is green, but while the heavy tree runs (from
-    // second 2 for two seconds and more) its workers alone ask for several times the capacity.
+    // second 2 for three seconds and more) its workers alone ask for several times the capacity.
 
     static let hierarchyCollapse = #"""
         {
           "name": "hierarchy-collapse",
-          "description": "99 light tenants, each sending a small agent request now and then, and one heavy tenant whose single request fans out to 47 parallel workers of four calls each, from second 2 on. All calls are the same size. Over the run the fleet asks for about 60% of the provider's capacity, but while the heavy tree runs, demand is several times the capacity: the light tenants should not pay for it.",
-          "duration": 8,
+          "description": "99 light tenants, each sending a small agent request now and then, and one heavy tenant whose single request fans out to 47 parallel workers of five calls each, from second 2 on. All calls are the same size. Over the run the fleet asks for about 60% of the provider's capacity, but while the heavy tree runs, demand is several times the capacity: the light tenants should not pay for it.",
+          "duration": 10,
           "warmup": 1,
-          "saturation": {"from": 2.5, "until": 4},
+          "saturation": {"from": 2.5, "until": 4.5},
           "baseline_without": ["heavy"],
           "provider": {
             "family": "openai", "requests_per_window": 400, "tokens_per_window": 40000, "window": 1,
@@ -91,7 +91,7 @@ public enum BuiltinScenarios {
                       "step": {"prompt_tokens": 400, "max_tokens": 150}, "tool_ms": 20, "deadline": 10}},
             {"name": "heavy", "count": 1, "role": "heavy", "weight": 1, "priority": "batch",
              "arrivals": {"concurrent": 1, "from": 2, "until": 2.5},
-             "tree": {"planner": {"prompt_tokens": 400, "max_tokens": 150}, "fanout": 47, "steps": 4,
+             "tree": {"planner": {"prompt_tokens": 400, "max_tokens": 150}, "fanout": 47, "steps": 5,
                       "step": {"prompt_tokens": 400, "max_tokens": 150},
                       "final": {"prompt_tokens": 400, "max_tokens": 150}, "tool_ms": 30, "max_in_flight": 64,
                       "deadline": 30}}
