@@ -18,8 +18,8 @@ struct StormIntegrationTests {
         try #require(report.metrics.first { $0.scenario == scenario && $0.mode == mode.name })
     }
 
-    /// No 429s after warm-up, light tenants' p99 within 1.25x of the run without the heavy tenant, at least 90%
-    /// utilisation while demand exceeds capacity.
+    /// No 429s after warm-up, light tenants' p99 within 1.25x of the run without the heavy tenant and no refusal
+    /// or 429 for them, at least 90% utilisation while demand exceeds capacity; one bucket makes them pay instead.
     @Test("Hierarchy collapse: no 429s, light tenants unharmed, the provider kept busy", .timeLimit(.minutes(3)))
     func hierarchyCollapse() async throws {
         let report = try await Self.storm(["hierarchy-collapse"], modes: [.singleBucket, .sluice])
@@ -29,6 +29,8 @@ struct StormIntegrationTests {
         let baseline = try #require(sluice.lightP99BaselineMs)
         #expect(p99 <= 1.25 * baseline, "light p99 \(p99) ms vs \(baseline) ms without the heavy tenant")
         #expect(sluice.utilization >= 0.9, "utilisation \(sluice.utilization)")
+        // Tenant isolation: no light tenant was refused or answered 429 while the heavy tree ran.
+        #expect(sluice.lightRefusals == 0, "\(sluice.lightRefusals ?? -1) light refusals under sluice")
         // single-bucket is measured for contrast: while the heavy tree's 47 workers drain the one bucket, the
         // light tenants queue behind them (refused asks, a slow tail).
         let single = try Self.metrics(report, "hierarchy-collapse", .singleBucket)
