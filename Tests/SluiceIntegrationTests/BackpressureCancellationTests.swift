@@ -45,15 +45,9 @@ struct BackpressureCancellationTests {
         let operationStopped = stopped.load(ordering: .sequentiallyConsistent)
         #expect(operationStopped, "the call returned while its operation still ran")
 
-        // Its cleanup must run although the caller is cancelled: Steps.cleanup in Backpressure+Call.swift has to
-        // run under withCancellationShield (see Deadline.swift). Until it does, this known issue is recorded; once
-        // it does, the test fails here: remove the wrapper then.
-        let held = try await pool.held()
-        let inFlight = try await queue.status().inFlight
-        withKnownIssue("Backpressure+Call.swift does not shield its cleanup from the caller's cancellation yet") {
-            #expect(held == 0, "the lease was not given back")
-            #expect(inFlight == 0, "the queue slot was not given back")
-        }
+        // Its cleanup runs although the caller is cancelled (Steps.cleanup is shielded from cancellation).
+        #expect(try await pool.held() == 0, "the lease was not given back")
+        #expect(try await queue.status().inFlight == 0, "the queue slot was not given back")
     }
 }
 

@@ -344,8 +344,13 @@ struct Steps {
     }
 
     /// Runs a bookkeeping step after the call (best effort, bounded by the step timeout only).
+    /// Shielded from the caller's cancellation: a cancelled call still gives back what it took (its lease, its
+    /// queue slot, its reservation) once its operation has stopped.
     func cleanup<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T? {
         if degraded { return nil }
-        return try await owner.health.perform(deadline: .now + owner.health.configuration.stepTimeout, body)
+        let health = owner.health
+        return try await withCancellationShield {
+            try await health.perform(deadline: .now + health.configuration.stepTimeout, body)
+        }
     }
 }

@@ -52,7 +52,8 @@ public struct RedisCommandStats: Sendable, Hashable {
     /// commands sent on their own (the `ZREM` that ends an admitted call, say) and are left out of
     /// ``topLevelCalls``. A unit test keeps the set in step with `lua/`.
     public static let scriptInnerCommands: Set<String> = [
-        "del", "get", "hdel", "hget", "hincrby", "hmget", "hset", "mget", "pexpire", "pttl", "set", "time", "xadd",
+        "del", "get", "hdel", "hget", "hincrby", "hmget", "hset", "lpush", "ltrim", "mget", "pexpire", "pttl", "set",
+        "time", "xadd",
         "zadd", "zcard", "zcount", "zincrby", "zrangebyscore", "zrem", "zremrangebyscore", "zscore",
     ]
 

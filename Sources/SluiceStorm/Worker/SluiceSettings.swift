@@ -6,7 +6,8 @@ import Sluice
 /// - global scope (the provider): token and request buckets at 95% of the stated rate, a burst of 40% of a window,
 ///   half of it kept as headroom that only interactive callers may use, and a debt as deep as that headroom (so
 ///   batch callers scheduled ahead never push the bucket below empty for interactive ones);
-/// - tenant scope: a token bucket at 75% of the global rate, so that no one tenant can take the whole fleet;
+/// - tenant scope: a token bucket at 75% of the global rate, so that no one tenant can take the whole fleet, with a
+///   debt as deep as its burst so that a tenant past its share is scheduled rather than refused;
 /// - each request tree: its budget, loop guard, in-flight cap and deadline (``TreeShape``), fleet-wide;
 /// - around every call: a fleet-wide admission queue of at most 150 waiting calls (beyond it callers are shed at
 ///   once as overloaded), a circuit breaker on the provider (opens at 50% failures over at least 20 calls in 5 s,
@@ -54,7 +55,10 @@ struct SluiceSettings: Sendable {
 
     func tenantSpec(tokensPerWindow: Int) -> String {
         let rate = Int(Double(tokensPerWindow) / provider.window * Self.utilizationTarget * 0.75)
-        return "tokens: bucket rate=\(max(1, rate))/s burst=\(max(1, Int(Double(tokensPerWindow) * 0.3)))"
+        // A debt as deep as the burst: a tenant past its share is scheduled behind its own earlier calls (told when
+        // to proceed in its admission's reply) rather than refused and left to ask again.
+        let burst = max(1, Int(Double(tokensPerWindow) * 0.3))
+        return "tokens: bucket rate=\(max(1, rate))/s burst=\(burst) debt=\(burst)"
     }
 
     /// A bucket at `share` of a stated `perWindow`: burst 40% of a window, headroom half of it, debt as deep.
