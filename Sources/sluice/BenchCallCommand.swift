@@ -10,30 +10,30 @@ struct BenchCallCommand: AsyncParsableCommand {
         abstract:
             "Measure Backpressure.call end to end: calls per second, latency, Redis round trips and server µs per call.",
         discussion: """
-            Each call is admitted on PATH (queue, breaker, quota, and with --concurrency a lease; with --tree \
+            Each call is admitted on PATH (queue, breaker, quota, and with --lease-slots a lease; with --tree \
             inside a request tree), runs an operation that does nothing but report the cost as its usage, and \
             finishes. The server's statistics are reset after a warm-up (CONFIG RESETSTAT) and read at the end \
             (INFO commandstats): round trips are the top-level commands the server ran, server µs their time. \
             Refused calls (shed, or refused by the quota for good) count as calls too.
               sluice bench call global=openai tenant=acme --cost requests=1 --cost tokens=100 \\
-                --default 'global=tokens: bucket rate=90000/min' --callers 50 --duration 5 --json
+                --default 'global=tokens: bucket rate=90000/min' --concurrency 50 --duration 5 --json
             """
     )
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var decision: QuotaDecisionOptions
     @Flag(help: "Run every call inside one request tree (opened first, budgets unlimited).") var tree = false
-    @Option(help: "Concurrency slots (a fleet-wide lease per call); none when omitted.") var concurrency: Int?
-    @Option(help: "How many callers run at once.") var callers: Int = 50
+    @Option(help: "How many callers run at once.") var concurrency: Int = 50
+    @Option(help: "Fleet-wide concurrency slots: each call holds a lease; none when omitted.") var leaseSlots: Int?
     @Option(help: "Stop after this many calls (in total).") var count: Int?
     @Option(help: "Stop after this many seconds.") var duration: Double?
     @Option(help: "Each call's deadline, in seconds.") var timeout: Double = 30
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
     func validate() throws {
-        guard callers >= 1, callers <= 10_000 else { throw ValidationError("--callers is 1 to 10000") }
+        guard concurrency >= 1, concurrency <= 10_000 else { throw ValidationError("--concurrency is 1 to 10000") }
         guard timeout > 0, timeout <= 86_400 else { throw ValidationError("--timeout is between 0 and a day") }
-        if let concurrency, concurrency < 1 { throw ValidationError("--concurrency must be at least 1") }
+        if let leaseSlots, leaseSlots < 1 { throw ValidationError("--lease-slots must be at least 1") }
         switch (count, duration) {
         case (nil, nil), (.some, .some): throw ValidationError("give either --count or --duration")
         case (let count?, nil): guard count >= 1 else { throw ValidationError("--count must be at least 1") }
@@ -59,7 +59,7 @@ struct BenchCallCommand: AsyncParsableCommand {
                 partition: limiter.configuration.partition(path), limits: TreeLimits(), priority: decision.priority)
             : nil
         let call = ProviderCall(
-            scope: path.description, estimate: estimate, quotaPath: path, concurrency: concurrency, maxAttempts: 1,
+            scope: path.description, estimate: estimate, quotaPath: path, concurrency: leaseSlots, maxAttempts: 1,
             label: "bench")
         let usage = estimate
         let admitted = Counter()
@@ -78,12 +78,12 @@ struct BenchCallCommand: AsyncParsableCommand {
         }
 
         // Warm up (connections, the function library, specs), then measure from clean statistics.
-        var warmUp = LoadRunner(concurrency: min(callers, 8), stop: .count(min(callers, 8) * 4))
+        var warmUp = LoadRunner(concurrency: min(concurrency, 8), stop: .count(min(concurrency, 8) * 4))
         warmUp.warmUpPerTask = 0
         _ = await warmUp.run(once)
         _ = try await client.send("CONFIG", "RESETSTAT")
         let stop: LoadRunner.Stop = count.map { .count($0) } ?? .duration(.milliseconds(Int((duration ?? 1) * 1000)))
-        var runner = LoadRunner(concurrency: callers, stop: stop)
+        var runner = LoadRunner(concurrency: concurrency, stop: stop)
         runner.warmUpPerTask = 0
         let (result, succeeded) = await runner.run(once)
         let stats = ServerStatistics(try await client.send("INFO", "commandstats").string ?? "")
@@ -101,7 +101,7 @@ struct BenchCallCommand: AsyncParsableCommand {
                 ]).text)
         } else {
             print(
-                "\(calls) calls x\(callers): \(succeeded) admitted, \(calls - succeeded) refused, \(result.failed) failed; "
+                "\(calls) calls x\(concurrency): \(succeeded) admitted, \(calls - succeeded) refused, \(result.failed) failed; "
                     + "\(Int(result.operationsPerSecond))/s, p50 \(result.percentileMicros(0.5)) µs, "
                     + "p99 \(result.percentileMicros(0.99)) µs; per call: "
                     + "\(perCall(Double(stats.scriptCalls))) Redis round trips, \(perCall(stats.microseconds)) µs of server time"
