@@ -180,4 +180,23 @@ struct TwoTripCallTests {
         let refused = outcomes["quotaDenied"] ?? 0
         #expect(scripts == refused + 2 * (30 - refused), "\(scripts) script calls for \(outcomes)")
     }
+
+    @Test("sluice bench call reports two round trips per call on the happy path, from the server's statistics")
+    func benchCall() async throws {
+        let server = try RedisServer()
+        defer { server.stop() }
+        let (status, output) = try SluiceBinary.run([
+            "bench", "call", "global=openai", "tenant=acme", "--cost", "requests=1", "--cost", "tokens=10",
+            "--default", "global=tokens: bucket rate=1000000/s burst=1000000", "--concurrency", "4", "--count", "40",
+            "--json", "--redis", server.url,
+        ])
+        #expect(status == 0, "\(output)")
+        let line = output.split(separator: "\n").last { $0.hasPrefix("{") }.map(String.init) ?? ""
+        let object = try #require(
+            try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "\(output)")
+        #expect(object["calls"] as? Int == 40)
+        #expect((object["redis_round_trips_per_call"] as? NSNumber)?.doubleValue == 2, "\(line)")
+        #expect(((object["server_us_per_call"] as? NSNumber)?.doubleValue ?? 0) > 0, "\(line)")
+        for key in ["calls_per_sec", "p50_us", "p99_us"] { #expect(object[key] != nil, "\(key) in \(line)") }
+    }
 }
