@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Fuzzes Sluice's input surfaces with libFuzzer (Fuzz/README.md): builds the fuzz targets with --sanitize=fuzzer
 # and --sanitize=address into .build/fuzz (the main build is untouched), then runs each for N seconds (default 60)
-# from the seeds in Fuzz/Corpus plus what earlier runs found (.build/fuzz-corpus). Exits non-zero on the first
-# crash, sanitizer report, leak, timeout or out-of-memory, with the input in .build/fuzz-artifacts/TARGET/.
+# from the seeds in Fuzz/Corpus plus what earlier runs found (.build/fuzz-corpus), with the words its input is made
+# of (Fuzz/TARGET.dict). Exits non-zero on the first crash, sanitizer report, leak, timeout or out-of-memory, with
+# the input in .build/fuzz-artifacts/TARGET/.
 #
 #   scripts/fuzz.sh [--seconds N] [TARGET...]      TARGET: FuzzProviderHeaders FuzzQuotaSpec FuzzTreeHeader
 #                                                          FuzzScenario FuzzRESPReplies (default: all)
@@ -63,7 +64,7 @@ for target in "${targets[@]}"; do
   echo "fuzz.sh: $target for $seconds s" >&2
   status=0
   "$bin/$target" -max_total_time="$seconds" -timeout=25 -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="$artifacts/" "$corpus" "Fuzz/Corpus/$target" >"$log" 2>&1 || status=$?
+    -dict="Fuzz/$target.dict" -artifact_prefix="$artifacts/" "$corpus" "Fuzz/Corpus/$target" >"$log" 2>&1 || status=$?
   grep -E '^stat::number_of_executed_units|^Done [0-9]+ runs' "$log" | tr '\n' ' ' >&2 || true
   echo >&2
   if [ "$status" != 0 ]; then

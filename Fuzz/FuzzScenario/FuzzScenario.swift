@@ -1,9 +1,9 @@
 // libFuzzer target: a storm scenario file (`sluice storm --scenario FILE`).
 //
-// Beyond "does not crash": a scenario that validates can be run. Everything the coordinator and the workers derive
-// from it before any I/O is computed here (the library settings of `sluice` mode, which must themselves be valid;
-// the provider's time series; rescaling; baselines), and every time it holds fits the conversions to `Duration`
-// the workers make when they sleep (tool calls, latencies, deadlines).
+// Beyond "does not crash": a scenario that validates can be run. What the coordinator and the workers derive from
+// it without I/O is computed here (the library settings of `sluice` mode, which must themselves be valid;
+// rescaling to any `--duration`; baselines; the provider's time series and the report of a run), and every time
+// it holds fits the conversions to `Duration` the workers make when they sleep (tool calls, latencies, deadlines).
 import Foundation
 import Sluice
 
@@ -13,12 +13,31 @@ import Sluice
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let text = String(decoding: UnsafeBufferPointer(start: data, count: size), as: UTF8.self)
     guard let scenario = try? BuiltinScenarios.decode(text, source: "fuzz") else { return 0 }
-    for variant in [scenario, scenario.rescaled(to: 1), scenario.rescaled(to: scenario.duration * 3)]
+    // `sluice storm --duration` takes 2...3600 s.
+    for variant in [scenario, scenario.rescaled(to: 2), scenario.rescaled(to: 3_600)]
         + (scenario.baseline.map { [$0] } ?? [])
     {
         derive(variant)
     }
+    // The report's cost grows with the run's length (a bin per 100 ms): on a 2-second timeline, so that the
+    // fuzzer runs thousands of inputs a minute. Its sizes come from times bounded by validation.
+    report(scenario.rescaled(to: 2))
     return 0
+}
+
+/// The provider's time series and the report of a run (one that made no calls): metrics, summary, table, charts.
+func report(_ scenario: Scenario) {
+    var recorder = ProviderRecorder()
+    recorder.close(duration: scenario.duration, settings: scenario.provider)
+    let bins = recorder.bins
+    let run = RunResult(
+        scenario: scenario, mode: .sluice, isBaseline: false, provider: bins, calls: [],
+        waiting: Array(repeating: 0, count: bins.count), workerFailures: [],
+        ceiling: Array(repeating: scenario.provider.tokensPerSecond, count: bins.count))
+    let report = StormReport(runs: [run])
+    _ = report.summaryJSON
+    _ = report.table
+    _ = HTMLReport(report: report).html
 }
 
 func derive(_ scenario: Scenario) {
@@ -34,8 +53,6 @@ func derive(_ scenario: Scenario) {
     } catch {
         preconditionFailure("a valid scenario gives invalid library settings: \(error)")
     }
-    var recorder = ProviderRecorder()
-    recorder.close(duration: scenario.duration, settings: provider)
     _ = provider.capacityChanges
     _ = provider.tokensPerSecond
     let latency = LatencyModel(settings: provider.latency)

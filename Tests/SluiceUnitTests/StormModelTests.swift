@@ -91,6 +91,31 @@ struct StormModelTests {
         #expect(error?.description.contains("provider") == true)
     }
 
+    // Found by Fuzz/FuzzScenario: each of these validated, then trapped converting a time or a rate to an integer
+    // (the provider's time series, the `sluice` mode's bucket rates, the workers' sleeps), or gave the library
+    // settings it refuses.
+    @Test(
+        "Values a run cannot represent are refused when the scenario is read, not by a crash during the run",
+        arguments: [
+            (#""duration": 8,"#, #""duration": 1e300,"#, "duration"),
+            (#""window": 1,"#, #""window": 1e-300,"#, "window"),
+            (#""window": 1,"#, #""window": 1e300,"#, "window"),
+            (#""tokens_per_window": 40000"#, #""tokens_per_window": 9223372036854775807"#, "quotas"),
+            (#""tool_ms": 20"#, #""tool_ms": 1e300"#, "tool_ms"),
+            (#""deadline": 8"#, #""deadline": 1e300"#, "deadline"),
+            (#""capacity": 0.5"#, #""capacity": 1e300"#, "capacity"),
+            (#""until": 5.5"#, #""until": 1e300"#, "until"),
+            (#""p99_ms": 450"#, #""p99_ms": 1e300"#, "latency"),
+        ])
+    func unrepresentable(original: String, replacement: String, reason: String) throws {
+        let text = try #require(BuiltinScenarios.text(named: "tier-change"))
+        #expect(text.contains(original))
+        let error = #expect(throws: ScenarioError.self) {
+            try BuiltinScenarios.decode(text.replacingOccurrences(of: original, with: replacement), source: "t.json")
+        }
+        #expect(error?.description.contains(reason) == true, "\(String(describing: error))")
+    }
+
     @Test("The baseline leaves out the named tenant groups")
     func baseline() throws {
         let scenario = try BuiltinScenarios.load("hierarchy-collapse")

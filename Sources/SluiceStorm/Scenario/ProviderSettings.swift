@@ -126,7 +126,7 @@ public struct ProviderSettings: Codable, Sendable, Hashable {
         guard quotas.contains(requestsPerWindow), quotas.contains(tokensPerWindow) else {
             throw fail("quotas must be 1...\(Self.maximumQuota)")
         }
-        guard window > 0 else { throw fail("window must be positive") }
+        guard window >= 0.001, window <= Scenario.maximumDuration else { throw fail("window must be 0.001...86400 s") }
         try latency.validate(scenario: scenario)
         for incident in incidents { try incident.validate(scenario: scenario) }
     }
@@ -148,6 +148,12 @@ public struct LatencySettings: Codable, Sendable, Hashable {
     func validate(scenario: String) throws(ScenarioError) {
         guard medianMs > 0, p99Ms >= medianMs, msPerOutputToken >= 0 else {
             throw ScenarioError("scenario \(scenario): latency needs 0 < median_ms <= p99_ms, ms_per_output_token >= 0")
+        }
+        // Bounds that keep the slowest answer the provider draws (its 1 - 10^-6 quantile) a sleep it can take.
+        guard p99Ms <= 600_000, p99Ms <= 100 * medianMs, msPerOutputToken <= 10_000 else {
+            throw ScenarioError(
+                "scenario \(scenario): latency needs p99_ms <= 600000 and <= 100 x median_ms, ms_per_output_token <= 10000"
+            )
         }
     }
 }
@@ -196,13 +202,15 @@ public struct Incident: Codable, Sendable, Hashable {
 
     func validate(scenario: String) throws(ScenarioError) {
         func fail(_ why: String) -> ScenarioError { ScenarioError("scenario \(scenario): incident at \(at): \(why)") }
-        guard at >= 0 else { throw fail("at must be >= 0") }
-        if let until, until <= at { throw fail("until must be after at") }
-        if let capacity, !(capacity > 0) { throw fail("capacity must be positive") }
+        guard Scenario.isTime(at) else { throw fail("at must be 0...86400 s") }
+        if let until, until <= at || !Scenario.isTime(until) { throw fail("until must be after at, at most 86400 s") }
+        if let capacity, !(capacity > 0 && capacity <= 100) { throw fail("capacity must be in (0, 100]") }
         if let errorRate, !(0...1).contains(errorRate) { throw fail("error_rate must be in [0, 1]") }
         if let error, error != "timeout", !(500...599).contains(Int(error) ?? 0) {
             throw fail("error must be a 5xx status or \"timeout\"")
         }
-        if let latencyFactor, !(latencyFactor > 0) { throw fail("latency_factor must be positive") }
+        if let latencyFactor, !(latencyFactor > 0 && latencyFactor <= 100) {
+            throw fail("latency_factor must be in (0, 100]")
+        }
     }
 }

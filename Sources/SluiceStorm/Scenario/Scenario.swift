@@ -88,10 +88,16 @@ public struct Scenario: Codable, Sendable, Hashable {
         return copy
     }
 
-    /// Checks what the decoder cannot: positive sizes, ordered windows, known names.
+    /// The longest run, and the latest moment any time in a scenario may name: a day, in seconds.
+    public static let maximumDuration = 86_400.0
+
+    /// Checks what the decoder cannot: positive sizes, ordered windows, known names, and values within the ranges
+    /// the run can represent (times within a day, quotas and latencies that fit the library's limits).
     public func validate() throws(ScenarioError) {
         func fail(_ why: String) -> ScenarioError { ScenarioError("scenario \(name): \(why)") }
-        guard duration > 0 else { throw fail("duration must be positive") }
+        guard duration >= 0.1, duration <= Self.maximumDuration else {
+            throw fail("duration must be 0.1...86400 s")
+        }
         guard warmup >= 0, warmup < duration else { throw fail("warmup must be in [0, duration)") }
         guard !tenants.isEmpty else { throw fail("needs at least one tenant group") }
         try provider.validate(scenario: name)
@@ -103,10 +109,18 @@ public struct Scenario: Codable, Sendable, Hashable {
         for excluded in baselineWithout ?? [] where !seen.contains(excluded) {
             throw fail("baseline_without names \(excluded), which is no tenant group")
         }
-        if let saturation, saturation.until <= saturation.from {
-            throw fail("saturation must end after it starts")
+        if let saturation {
+            guard saturation.until > saturation.from else { throw fail("saturation must end after it starts") }
+            guard Self.isTime(saturation.from), Self.isTime(saturation.until) else {
+                throw fail("saturation times must be 0...86400 s")
+            }
         }
     }
+}
+
+extension Scenario {
+    /// A moment of a run: 0 to a day in, in seconds.
+    static func isTime(_ seconds: Double) -> Bool { seconds >= 0 && seconds <= maximumDuration }
 }
 
 /// A half-open interval of run time, in seconds.

@@ -106,8 +106,14 @@ public struct Arrivals: Codable, Sendable, Hashable {
         if let rate, !(rate > 0) { throw fail("arrivals.rate must be positive") }
         if let concurrent, concurrent < 1 { throw fail("arrivals.concurrent must be >= 1") }
         if let from, let until, until <= from { throw fail("arrivals.until must be after from") }
-        for surge in surges ?? [] where !(surge.factor > 0) || surge.until <= surge.at {
-            throw fail("a surge needs at < until and a positive factor")
+        for time in [from, until].compactMap({ $0 }) where !Scenario.isTime(time) {
+            throw fail("arrivals.from and until must be 0...86400 s")
+        }
+        for surge in surges ?? []
+        where !(surge.factor > 0) || surge.until <= surge.at || !Scenario.isTime(surge.at)
+            || !Scenario.isTime(surge.until)
+        {
+            throw fail("a surge needs 0 <= at < until <= 86400 s and a positive factor")
         }
     }
 }

@@ -68,8 +68,10 @@ public struct TreeShape: Codable, Sendable, Hashable {
             throw fail("tree needs 0 <= fanout <= 1000 and 1 <= steps <= 1000")
         }
         guard depth >= 1, depth <= 4 else { throw fail("tree depth must be 1...4") }
-        guard toolMs >= 0 else { throw fail("tool_ms must be >= 0") }
-        if let deadline, !(deadline > 0) { throw fail("deadline must be positive") }
+        guard toolMs >= 0, toolMs <= 3_600_000 else { throw fail("tool_ms must be 0...3600000") }
+        if let deadline, !(deadline > 0 && deadline <= Scenario.maximumDuration) {
+            throw fail("deadline must be in (0, 86400] s")
+        }
         if let budgetTokens, budgetTokens < 1 { throw fail("budget_tokens must be positive") }
         if let maxInFlight, maxInFlight < 1 { throw fail("max_in_flight must be positive") }
         if let loopGuard, loopGuard < 1 { throw fail("loop_guard must be positive") }
