@@ -6,7 +6,9 @@ struct SluiceCommand: AsyncParsableCommand {
         commandName: "sluice",
         abstract: "Operate Sluice, the distributed rate limiter for fleets of LLM agents.",
         subcommands: [
-            QuotaCommand.self, CheckCommand.self, StatusCommand.self, EventsCommand.self, ObserveCommand.self,
+            QuotaCommand.self, CheckCommand.self, StatusCommand.self, EventsCommand.self, TopCommand.self,
+            ServeCommand.self,
+            ObserveCommand.self,
             StormCommand.self,
             PingCommand.self, BenchCommand.self, ScriptsCommand.self,
             // Hidden: the processes that `sluice storm` and the multi-process tests start.

@@ -77,7 +77,7 @@ public struct CircuitBreaker: Sendable {
     public let partition: String
     /// Its configuration (every worker should use the same one).
     public let configuration: Configuration
-    private let redis: RedisClient
+    let redis: RedisClient
 
     /// A breaker for the dependency `name`.
     public init(redis: RedisClient, partition: String, name: String, configuration: Configuration = Configuration()) {
