@@ -186,6 +186,10 @@ struct Exposition {
 }
 
 /// A tmux server of the test's own (its own socket), running one session 160 x 50.
+///
+/// tmux runs through `posix_spawn` with a clean signal mask (``ChildProcess``), not Foundation's `Process`:
+/// the test runner blocks signals that a child would inherit, and a tmux server (and the `sluice top` in it)
+/// that inherits a blocked SIGTERM or SIGHUP cannot be stopped.
 final class Tmux: Sendable {
     let socket = "sluice-test-\(UUID().uuidString.prefix(8))"
     let binary: String
@@ -195,17 +199,17 @@ final class Tmux: Sendable {
     }
 
     /// Starts `command` in a detached session that stays after the command exits (to read its status).
-    func start(_ command: String) throws {
-        try run(["new-session", "-d", "-s", "top", "-x", "160", "-y", "50", command])
-        try run(["set-option", "-t", "top", "remain-on-exit", "on"])
+    func start(_ command: String) async throws {
+        try await run(["new-session", "-d", "-s", "top", "-x", "160", "-y", "50", command])
+        try await run(["set-option", "-t", "top", "remain-on-exit", "on"])
     }
 
-    func send(_ key: String) throws {
-        try run(["send-keys", "-t", "top", key])
+    func send(_ key: String) async throws {
+        try await run(["send-keys", "-t", "top", key])
     }
 
-    func capture() throws -> String {
-        try run(["capture-pane", "-p", "-t", "top"])
+    func capture(escapes: Bool = false) async throws -> String {
+        try await run(["capture-pane", "-p"] + (escapes ? ["-e"] : []) + ["-t", "top"])
     }
 
     /// Captures the pane until `predicate` holds (at most 30 s); returns that screen.
@@ -213,7 +217,7 @@ final class Tmux: Sendable {
         let end = ContinuousClock.now + .seconds(30)
         var screen = ""
         while ContinuousClock.now < end {
-            screen = try capture()
+            screen = try await capture()
             if predicate(screen) { return screen }
             try await Task.sleep(for: .milliseconds(100))
         }
@@ -225,7 +229,7 @@ final class Tmux: Sendable {
     func waitForExit() async throws -> Int {
         let end = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < end {
-            let state = try run(["display-message", "-p", "-t", "top", "#{pane_dead} #{pane_dead_status}"])
+            let state = try await run(["display-message", "-p", "-t", "top", "#{pane_dead} #{pane_dead_status}"])
                 .split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
             if state.first == "1" { return Int(state.last ?? "") ?? -1 }
             try await Task.sleep(for: .milliseconds(100))
@@ -233,26 +237,29 @@ final class Tmux: Sendable {
         throw RedisError(.timeout, "the command in tmux did not exit")
     }
 
-    /// Stops this test's tmux server (only this socket's).
-    func kill() {
-        _ = try? run(["kill-server"])
+    /// Stops this test's tmux server (only this socket's) and the command in it.
+    func kill() async {
+        _ = try? await run(["kill-server"])
     }
 
+    /// Runs one tmux command through `sh`, its output in a file (the server `new-session` forks keeps the
+    /// client's standard output open: a pipe would never reach its end).
     @discardableResult
-    private func run(_ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["-L", socket, "-f", "/dev/null"] + arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
-            throw RedisError(.io, "tmux \(arguments.joined(separator: " ")) failed: \(text)")
+    private func run(_ arguments: [String]) async throws -> String {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-tmux-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: file) }
+        let words = ([binary, "-L", socket, "-f", "/dev/null"] + arguments).map(Self.quote)
+        let command = words.joined(separator: " ") + " >\(Self.quote(file.path)) 2>&1 </dev/null"
+        let pid = try ChildProcess.spawn("/bin/sh", ["sh", "-c", command])
+        let status = await WorkerProcess(pid: pid, out: "/dev/null/none").exitStatus()
+        let text = (try? String(contentsOf: file, encoding: .utf8)) ?? ""
+        guard status == 0 else {
+            throw RedisError(.io, "tmux \(arguments.joined(separator: " ")) failed (\(status)): \(text)")
         }
         return text
+    }
+
+    static func quote(_ word: String) -> String {
+        "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }
 }
