@@ -179,7 +179,9 @@ struct TopScreen {
         }
         lines += Self.section(rows, rightAligned: [2, 4, 5, 6, 7], empty: "no provider response recorded")
 
-        lines.append(Line(text: " TREES SPENDING MOST (of \(snapshot.treesOpen) open)", style: Style.heading))
+        let sampled = snapshot.treesRead < snapshot.treesOpen ? ", \(snapshot.treesRead) read" : ""
+        lines.append(
+            Line(text: " TREES SPENDING MOST (of \(snapshot.treesOpen) open\(sampled))", style: Style.heading))
         rows = [["TREE", "SPENT / BUDGET", "CALLS", "DEADLINE"]]
         for tree in snapshot.topTrees {
             let spent = tree.spent.keys.sorted().map { resource in

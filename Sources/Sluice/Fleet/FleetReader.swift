@@ -220,10 +220,9 @@ public struct FleetReader: Sendable {
 
         var snapshot = FleetSnapshot(
             partition: tag.name, now: now, scopes: [], breakers: [], reconciler: [], shadow: [],
-            treesOpen: keys.trees.count,
+            treesOpen: keys.trees.count, treesRead: trees.count,
             topTrees: [], workers: 0, streamLength: 0, recentEvents: [],
-            truncated: truncated || scopes.count < keys.scopes.count || breakers.count < keys.breakers.count
-                || trees.count < keys.trees.count)
+            truncated: truncated || scopes.count < keys.scopes.count || breakers.count < keys.breakers.count)
         for scope in scopes {
             let waiting = next().integer ?? 0
             let inFlight = next().integer ?? 0

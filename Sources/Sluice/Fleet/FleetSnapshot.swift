@@ -70,6 +70,8 @@ public struct FleetSnapshot: Sendable {
     public var shadow: [ShadowCount]
     /// Request trees whose keys live now.
     public var treesOpen: Int
+    /// How many of them were read (at most ``FleetReader/Configuration/maxTrees``): the top trees are among these.
+    public var treesRead: Int
     /// The trees spending most (by their largest spent resource), at most ``FleetReader/Configuration/topTrees``.
     public var topTrees: [Tree]
     /// Workers whose registration is live.
@@ -78,7 +80,7 @@ public struct FleetSnapshot: Sendable {
     public var streamLength: Int
     /// The last events, oldest first.
     public var recentEvents: [SluiceEvent]
-    /// Whether the key scan stopped at its budget, or more scopes, breakers or trees existed than were read:
-    /// the snapshot then covers part of the partition.
+    /// Whether the key scan stopped at its budget, or more scopes or breakers existed than were read: the
+    /// snapshot then covers part of the partition.
     public var truncated: Bool
 }
