@@ -11,7 +11,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        // Only the load injector (`sluice storm`) uses these; the library targets stay free of them.
+        // Only the load injector (`sluice storm`) and `sluice serve` use these; the library targets stay free of them.
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.20.0"),
     ],
@@ -41,6 +41,8 @@ let package = Package(
             dependencies: [
                 "Sluice", "SluiceRedis", "SluiceStorm",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                // `sluice serve`'s Prometheus endpoint.
+                .product(name: "Hummingbird", package: "hummingbird"),
             ]
         ),
         .testTarget(name: "SluiceUnitTests", dependencies: ["Sluice", "SluiceRedis", "SluiceStorm"]),

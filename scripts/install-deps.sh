@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Sluice needs and a fresh Debian machine lacks: hiredis (the C client library the
-# Swift client wraps) and Redis 7 (server, redis-cli, redis-benchmark). Needs root or sudo for
-# apt-get; does nothing when everything is present. The Swift toolchain itself is expected on PATH.
+# Swift client wraps), Redis 7 (server, redis-cli, redis-benchmark) and tmux (the terminal the
+# `sluice top` test runs in). Needs root or sudo for apt-get; does nothing when everything is
+# present. The Swift toolchain itself is expected on PATH.
 set -euo pipefail
 
 missing=()
@@ -9,6 +10,7 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 && command -v redis-benchmark >/dev/null 2>&1 || missing+=(redis-tools)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}" >&2

@@ -7,7 +7,7 @@ struct SluiceCommand: AsyncParsableCommand {
         abstract: "Operate Sluice, the distributed rate limiter for fleets of LLM agents.",
         subcommands: [
             QuotaCommand.self, CheckCommand.self, ReserveCommand.self, SettleCommand.self, CancelCommand.self,
-            StatusCommand.self, EventsCommand.self, ObserveCommand.self,
+            StatusCommand.self, EventsCommand.self, TopCommand.self, ServeCommand.self, ObserveCommand.self,
             StormCommand.self,
             PingCommand.self, BenchCommand.self, ScriptsCommand.self,
             // Hidden: the processes that `sluice storm` and the multi-process tests start.

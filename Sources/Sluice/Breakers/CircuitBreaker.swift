@@ -79,7 +79,7 @@ public struct CircuitBreaker: Sendable {
     public let configuration: Configuration
     /// The first part of its keys (`<namespace>:{<partition>}:...`), as ``Limiter/Configuration/namespace``.
     public let namespace: String
-    private let redis: RedisClient
+    let redis: RedisClient
 
     /// A breaker for the dependency `name`.
     public init(
