@@ -193,14 +193,20 @@ struct Exposition {
 final class Tmux: Sendable {
     let socket = "sluice-test-\(UUID().uuidString.prefix(8))"
     let binary: String
+    let statusFile = FileManager.default.temporaryDirectory.appendingPathComponent(
+        "sluice-tmux-status-\(UUID().uuidString)"
+    ).path
 
     init() throws {
         binary = try RedisServer.which("tmux").path
     }
 
-    /// Starts `command` in a detached session that stays after the command exits (to read its status).
+    /// Starts `command` in a detached session that stays after the command exits; a shell around it
+    /// writes its exit status to ``statusFile``.
     func start(_ command: String) async throws {
-        try await run(["new-session", "-d", "-s", "top", "-x", "160", "-y", "50", command])
+        let shell =
+            "\(command); echo $? >\(Self.quote(statusFile)).part && mv \(Self.quote(statusFile)).part \(Self.quote(statusFile))"
+        try await run(["new-session", "-d", "-s", "top", "-x", "160", "-y", "50", shell])
         try await run(["set-option", "-t", "top", "remain-on-exit", "on"])
     }
 
@@ -225,13 +231,15 @@ final class Tmux: Sendable {
         throw RedisError(.timeout, "tmux screen did not match")
     }
 
-    /// Waits until the command has exited; returns its status.
+    /// Waits until the command has exited; returns its exit status (128 + the signal that ended it).
+    ///
+    /// The status comes from the shell that runs the command, not from tmux: tmux 3.3 marks a pane dead
+    /// when its terminal closes and sometimes never reaps the process, so its `pane_dead_status` can stay empty.
     func waitForExit() async throws -> Int {
         let end = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < end {
-            let state = try await run(["display-message", "-p", "-t", "top", "#{pane_dead} #{pane_dead_status}"])
-                .split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
-            if state.first == "1" { return Int(state.last ?? "") ?? -1 }
+            let text = (try? String(contentsOfFile: statusFile, encoding: .utf8)) ?? ""
+            if text.hasSuffix("\n"), let status = Int(text.dropLast()) { return status }
             try await Task.sleep(for: .milliseconds(100))
         }
         throw RedisError(.timeout, "the command in tmux did not exit")
@@ -240,6 +248,7 @@ final class Tmux: Sendable {
     /// Stops this test's tmux server (only this socket's) and the command in it.
     func kill() async {
         _ = try? await run(["kill-server"])
+        try? FileManager.default.removeItem(atPath: statusFile)
     }
 
     /// Runs one tmux command through `sh`, its output in a file (the server `new-session` forks keeps the
