@@ -48,3 +48,19 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// libFuzzer targets, one per input surface (Fuzz/README.md). They exist only when SLUICE_FUZZ=1, because only a
+// build with `--sanitize=fuzzer` supplies their `main`; scripts/fuzz.sh sets both. The main build never sees them.
+if Context.environment["SLUICE_FUZZ"] == "1" {
+    let fuzzers: [(name: String, dependencies: [Target.Dependency])] = [
+        ("FuzzProviderHeaders", ["Sluice"]),
+        ("FuzzQuotaSpec", ["Sluice"]),
+        ("FuzzTreeHeader", ["Sluice"]),
+        ("FuzzScenario", ["Sluice", "SluiceStorm"]),
+        ("FuzzRESPReplies", ["SluiceRedis"]),
+    ]
+    for fuzzer in fuzzers {
+        package.targets.append(
+            .executableTarget(name: fuzzer.name, dependencies: fuzzer.dependencies, path: "Fuzz/\(fuzzer.name)"))
+    }
+}

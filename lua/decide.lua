@@ -55,11 +55,14 @@ local OPTION = {
     budget = { total = 1, period = 1, ttl = 1, shadow = 1 },
 }
 local MAIN = { bucket = 'rate', window = 'limit', budget = 'total' }
+local MAX_LIMITS = 32 -- per spec, all resources together (QuotaSpec.maximumLimits)
 local NONE = {}
 
 -- Specs --------------------------------------------------------------------------------------------
 -- "tokens: bucket rate=90000/min burst=5000; requests: window 100/min; budget 5000 period=d"
--- -> { tokens = {limit}, requests = {limit, limit} } or { err = reason }. "R: none" = no limits.
+-- -> { tokens = {limit}, requests = {limit, limit} } or { [ERR] = reason }. "R: none" = no limits.
+-- The reason's key is no resource name (a resource "err" is a resource like any other).
+local ERR = '?err'
 local function count(v) -- "5000" -> 5000 (at most 2^50: larger is absurd, and inexact in doubles)
     local n = type(v) == 'string' and string.find(v, '^%d+$') and tonumber(v)
     return n and n <= 1125899906842624 and n or nil
@@ -110,19 +113,23 @@ local function compile(c) -- one clause's options -> a limit, or nil and the rea
 end
 
 local function parse(spec)
-    local out, res, c, seen = {}, nil, nil, {}
+    local out, res, c, seen, err, limits = {}, nil, nil, {}, nil, 0
     local function finish()
         if c and (c.kind == 'none' and #out[res] > 0 or c.kind ~= 'none' and out[res].none) then
-            out.err = res .. ': none and limits at once'
+            err = res .. ': none and limits at once'
         elseif c and c.kind == 'none' then
             out[res].none = true
-            if next(c, nil) ~= 'kind' or next(c, 'kind') then out.err = 'none takes no options' end
+            if next(c, nil) ~= 'kind' or next(c, 'kind') then err = 'none takes no options' end
         elseif c then
-            local l, err = compile(c)
+            local l, why = compile(c)
             if l then l.res, l.tag = res, res .. l.suffix end -- the tag names its state record
-            if l and seen[l.tag] then l, err = nil, 'two ' .. res .. ' ' .. l.kind .. ' limits alike' end
+            if l and seen[l.tag] then l, why = nil, 'two ' .. res .. ' ' .. l.kind .. ' limits alike' end
             if l then table.insert(out[res], l) end
-            if l then seen[l.tag] = true else out.err = err end
+            if l then seen[l.tag] = true else err = why end
+            -- A decision checks every limit of its path in one script, Redis blocked meanwhile: an
+            -- operator's spec with more is ignored (and reported), as QuotaSpec refuses it.
+            limits = limits + 1
+            if limits > MAX_LIMITS then err = 'a spec holds at most ' .. MAX_LIMITS .. ' limits' end
         end
         c = nil
     end
@@ -130,17 +137,17 @@ local function parse(spec)
         local name, rest = string.match(word, '^([%a_][%w_]*):(.*)$')
         if name and not c then
             res, word = name, rest
-            if out[res] then out.err = res .. ' given twice' end
-            if #res > 32 then out.err = 'a resource name has at most 32 characters' end
+            if out[res] then err = res .. ' given twice' end
+            if #res > 32 then err = 'a resource name has at most 32 characters' end
             out[res] = {}
         end
         if word == '' then
             -- "tokens:" alone: the kind follows
         elseif not res then
-            out.err = 'a spec starts with "<resource>:"'
+            err = 'a spec starts with "<resource>:"'
         elseif not c then
             c = { kind = word }
-            if word ~= 'none' and not OPTION[word] then out.err = 'unknown limit kind "' .. word .. '"' end
+            if word ~= 'none' and not OPTION[word] then err = 'unknown limit kind "' .. word .. '"' end
         else
             local eq, key, value = string.find(word, '=', 1, true), word, true
             if eq then
@@ -148,16 +155,16 @@ local function parse(spec)
             elseif string.find(word, '^%d') then
                 key, value = MAIN[c.kind], word
             end
-            if not (OPTION[c.kind] or NONE)[key] then out.err = 'unknown option "' .. tostring(key) .. '"'
-            elseif c[key] ~= nil then out.err = '"' .. key .. '" given twice'
+            if not (OPTION[c.kind] or NONE)[key] then err = 'unknown option "' .. tostring(key) .. '"'
+            elseif c[key] ~= nil then err = '"' .. key .. '" given twice'
             else c[key] = value end
         end
-        if out.err then return { err = out.err } end
+        if err then return { [ERR] = err } end
         if sep == ';' then finish() end
     end
     finish()
-    if out.err then return { err = out.err } end
-    if not res then return { err = 'empty spec' } end
+    if err then return { [ERR] = err } end
+    if not res then return { [ERR] = 'empty spec' } end
     return out
 end
 
@@ -244,6 +251,18 @@ local function firstLive(blob, since) -- the first entry newer than since (#entr
     return lo
 end
 
+-- An approximate window's count now: this window's, plus the last one's weighted by its overlap.
+-- Exact and approximate windows of one length share their record (one tag), so that editing a
+-- limit between them (100/min is exact, 101/min approximate) keeps the count: an exact record has
+-- c = 0, an approximate one c = its window's index.
+local function approxUsed(e, now, ms)
+    local idx = math.floor(now / ms)
+    if e.c > idx then return e.a + e.b end -- ahead of now: Redis' clock stepped back
+    if e.c == idx then return e.b * (1 - (now - idx * ms) / ms) + e.a end
+    if e.c == idx - 1 then return e.a * (1 - (now - idx * ms) / ms) end
+    return 0
+end
+
 -- The reconciler's record "~" in the root scope (reconcile.lua writes it and documents it): a is
 -- the pause-until, the blob one entry per resource. Decide reads the ceiling of each entry:
 --   rate = min(configured rate, capNow) x g and burst = min(configured burst, capNow x window) x g,
@@ -275,6 +294,18 @@ local PAUSE = { kind = 'pause', res = '*', tag = '~', limit = 0, shadow = false 
 -- as a Redis call's share of a decision here, so the hot path keeps values in locals.
 local POOL, FROM, TO, EXPIRES, OTHERS, COST, PARENT, CONFIG, FIELD = {}, {}, {}, {}, {}, {}, {}, {}, {}
 local HEADED = '<dBc0ddddHc0' -- the key's expiry and one record
+-- A bucket's record may carry extras in its blob (else empty): EXTRAS, four doubles.
+--   pool: what reservations charged and may still refund. Refunds never lift a bucket above what it
+--     would hold had the call never been charged: the pool shrinks as the level without its charges
+--     would have reached the burst (refilled more than it holds), and what it lost is "absorbed".
+--     A refund gets back at most the pool, and at most its charge less what the pool absorbed
+--     since it was charged (settle.lua); a pool emptied and started again is "born" anew, so older
+--     charges get nothing.
+--   absorbed, born: see the pool.   bdebt: see the headroom (batch admissions).
+local EXTRAS = '<dddd'
+-- The longest a record lives (ms, about 31 years): a bucket refilling 1 a million days from a debt of
+-- 2^50 would need 10^29 ms, which SET ... PX cannot take. Past it, a record reads as fresh.
+local HORIZON = 1e12
 
 local function warn(warnings, i, field, reason)
     if warnings == NONE then warnings = {} end
@@ -287,7 +318,8 @@ local function record(e, now, expires)
     local l = e.l
     local tag = l.tag
     if not e.ok then return struct.pack(HEADED, expires or 0, #tag, tag, e.a, e.b, e.c, e.x, #e.blob, e.blob) end
-    local blob = l.exact and string.sub(e.log, e.live * 16 - 15) .. struct.pack('<dd', now, e.total + e.cost) or ''
+    local blob = l.kind == 'bucket' and e.nblob or l.exact and string.sub(e.log, e.live * 16 - 15) or ''
+    if l.exact and e.cost > 0 then blob = blob .. struct.pack('<dd', e.mark, e.total + e.cost) end
     return struct.pack(HEADED, expires or 0, #tag, tag, e.next, e.nb, e.nc, e.nx, #blob, blob)
 end
 
@@ -377,12 +409,10 @@ local function treeAdmit(KEYS, ARGV, T, n, plan, now, wait)
     local h, writes, lines, w = t.h, t.writes, t.lines, 0
     lines[1] = t.loop
     local l = 1
-    for j = 1, #plan do
+    for j = 1, #plan do -- an estimate of 0 is recorded too: settle charges its actual usage
         local cost = COST[j]
-        if cost > 0 then
-            writes[w + 1], writes[w + 2], w = 'u:' .. plan[j], (tonumber(h[4 + 3 * j]) or 0) + cost, w + 2
-            lines[l + 1], l = plan[j] .. '=' .. cost, l + 1
-        end
+        if cost > 0 then writes[w + 1], writes[w + 2], w = 'u:' .. plan[j], (tonumber(h[4 + 3 * j]) or 0) + cost, w + 2 end
+        lines[l + 1], l = plan[j] .. '=' .. cost, l + 1
     end
     if t.loop ~= '' then writes[w + 1], writes[w + 2], w = 'l:' .. t.loop, t.loopCount + 1, w + 2 end
     writes[w + 1], writes[w + 2], w = 'r:' .. ARGV[T + 1], table.concat(lines, '\n', 1, l), w + 2
@@ -425,10 +455,21 @@ local function decide(KEYS, ARGV)
     local options = OPTIONS[ARGV[2]] or memoized(OPTIONS, ARGV[2], parseOptions)
     local n, R = plan.n, #plan
     local F = 4 + R -- ARGV[F + first + k]: a scope's config field k
-    local batch, maxWait, resTTL = options.batch, tonumber(ARGV[3]), tonumber(ARGV[4])
+    local batch, maxWait, resTTL = options.batch, count0(ARGV[3]), count0(ARGV[4])
     local T = F + n * (n + 1) / 2 + 1 -- ARGV[T...]: a call inside a request tree, when given
     local tree = ARGV[T] ~= nil
-    if tree then -- bad input is refused before anything is read or written
+    -- Bad input is refused before anything is read or written: every length and duration is checked.
+    if not maxWait or maxWait > 86400000 then return redis.error_reply('decide: max wait is 0 to 86400000 ms') end
+    if not resTTL or resTTL > 604800000 then return redis.error_reply('decide: the reservation ttl is 0 to 7 days') end
+    if #ARGV < T - 1 or #KEYS < (resTTL > 0 and 3 or 2) + n then
+        return redis.error_reply('decide: fewer keys or arguments than the plan needs')
+    end
+    for j = 1, R do
+        local cost = count0(ARGV[4 + j])
+        if not cost or cost > 1125899906842624 then return redis.error_reply('decide: a cost is 0 to 2^50') end
+        COST[j] = cost
+    end
+    if tree then
         local bad = treeInput(KEYS, ARGV, T, n, resTTL)
         if bad then return redis.error_reply('decide: ' .. bad) end
     end
@@ -447,22 +488,22 @@ local function decide(KEYS, ARGV)
     --    resource, else the caller's default. Read the limits' state, bring it to now, check it.
     local K, warnings = 0, NONE
     local recon, reconRaw, pauseUntil = nil, nil, 0 -- the reconciler's record, if the root has one
-    for j = 1, R do COST[j] = tonumber(ARGV[4 + j]); PARENT[plan[j]] = false end
+    for j = 1, R do PARENT[plan[j]] = false end
     for i = 1, n do
         local first, specs, default = (i - 1) * i / 2, 0, plan.defaults[i]
         for k = 1, i do
             local text = config[first + k]
             if text then
                 local spec = memoized(SPECS, text, parse)
-                if spec.err then
-                    warnings = warn(warnings, i, ARGV[F + first + k], spec.err)
+                if spec[ERR] then
+                    warnings = warn(warnings, i, ARGV[F + first + k], spec[ERR])
                 else
                     specs = specs + 1
                     CONFIG[specs], FIELD[specs] = spec, F + first + k
                 end
             end
         end
-        if default.err then warnings = warn(warnings, i, 'default', default.err) end
+        if default[ERR] then warnings = warn(warnings, i, 'default', default[ERR]) end
         FROM[i] = K + 1
         for j = 1, R do
             local res, cost = plan[j], COST[j]
@@ -471,7 +512,8 @@ local function decide(KEYS, ARGV)
                 local spec = CONFIG[k]
                 if spec[res] then limits, field = spec[res], FIELD[k]; break end
             end
-            for q = 1, cost > 0 and limits and #limits or 0 do
+            -- A reservation records every limit, a cost of 0 too: settle charges the actual usage.
+            for q = 1, (cost > 0 or resTTL > 0) and limits and #limits or 0 do
                 K = K + 1
                 local e = POOL[K]
                 if not e then e = {}; POOL[K] = e end
@@ -536,23 +578,37 @@ local function decide(KEYS, ARGV)
                         cap = r.capLevel + (r.capRefill > 0 and r.capRefill or rate) * (dt > 0 and dt or 0)
                     end
                 end
-                local level, ceiling = burst, burst
+                local level, ceiling, pool, absorbed, born, bdebt, dt = burst, burst, 0, 0, 0, 0, 0
                 if found then
-                    local dt = now - e.b
+                    dt = now - e.b
                     if dt < 0 then dt = 0 end
                     level, ceiling = e.a + dt * rate, e.c + dt * (cr or rate)
+                    if #e.blob == 32 then pool, absorbed, born, bdebt = unpack_(EXTRAS, e.blob) end
+                    if pool > 0 then -- as if the pool's charges had never been made: that level caps first
+                        local left = level < burst and burst - level or 0
+                        if pool > left then pool, absorbed = left, absorbed + pool - left end
+                    end
                     if level > burst then level = burst end
                     if ceiling > burst then ceiling = burst end
                 end
                 if cap and level > cap then level = cap end
                 if cap and ceiling > cap then ceiling = cap end
-                local bottom = batch and headroom or 0 -- batch admissions leave every headroom alone
+                -- Batch admissions leave every headroom alone, scheduled ones too: what a batch admission
+                -- charged below the headroom (bdebt) falls due as the bucket refills, and until then
+                -- interactive calls may still use the headroom it left them (that refill is the batch's).
+                if bdebt > 0 then
+                    bdebt = bdebt - dt * rate
+                    if bdebt > headroom - level then bdebt = headroom - level end
+                    if bdebt < 0 then bdebt = 0 end
+                end
+                local bottom, avail = 0, level + bdebt
+                if batch then bottom, avail = headroom, level end
                 local allowance = rate * maxWait
                 if l.debt < allowance then allowance = l.debt end
                 local borrow, up = false, PARENT[l.res]
                 -- HTB: above its guarantee a child borrows, up to its ceiling, while the parent bucket
                 -- keeps its headroom (re-checked here: the parent was checked before its child).
-                if cr and level - cost < bottom and ceiling >= cost and (not up or up.level - up.cost >= up.headroom) then
+                if cr and cost > 0 and avail - cost < bottom and ceiling >= cost and (not up or up.level - up.cost >= up.headroom) then
                     borrow = true
                     if up and not batch and up.headroom > 0 then -- raise the parent's floor
                         local allowance = up.rate * maxWait
@@ -563,23 +619,40 @@ local function decide(KEYS, ARGV)
                     end
                 end
                 e.level, e.lowest, e.rate, e.burst, e.headroom = level, bottom - allowance, rate, burst, headroom
-                e.ok, e.wait = borrow or level - cost >= bottom - allowance, borrow and 0 or (bottom - level + cost) / rate
+                local immediate = borrow or cost == 0 or avail - cost >= bottom -- admitted without a wait
+                e.ok, e.wait = immediate or level - cost >= bottom - allowance, immediate and 0 or (bottom - level + cost) / rate
                 if not l.shadow then PARENT[l.res] = e end
                 -- The record as charged (written only if the whole decision is admitted).
+                if batch and not borrow and headroom > 0 and level - cost < headroom then
+                    bdebt = bdebt + headroom - (level - cost) - (level < headroom and headroom - level or 0)
+                end
                 if not borrow then level = level - cost end
                 if cr then ceiling = ceiling - cost else ceiling = level end
                 if ceiling < -burst then ceiling = -burst end
                 local full = (burst - level) / rate
                 if cr and (burst - ceiling) / cr > full then full = (burst - ceiling) / cr end
-                e.next, e.nb, e.nc, e.nx, e.mark = level, now, ceiling, now + full, borrow and 1 or 0
+                local at = found and e.b > now and e.b or now -- never back in time (Redis' clock may step back)
+                e.next, e.nb, e.nc, e.nx, e.mark = level, at, ceiling, at + full, borrow and 1 or 0
+                if resTTL > 0 and cost > 0 and not borrow then -- a reservation's charge joins the pool
+                    if pool <= 0 then born, absorbed = now, 0 end -- a new pool: older charges get nothing back
+                    pool = pool + cost
+                end
+                e.born, e.absorbed = born, absorbed
+                e.nblob = (pool > 0 or bdebt > 0) and pack(EXTRAS, pool, absorbed, born, bdebt) or ''
             elseif kind == 'window' and l.exact then
                 local log, base = found and e.blob or '', found and e.a or 0
+                if found and e.c ~= 0 then -- an approximate window's record (its limit was edited): its count
+                    local used = approxUsed(e, now, l.ms)
+                    log, base = used > 0 and pack('<dd', now - 0.001, ceil(used)) or '', 0
+                end
                 local live, limit = firstLive(log, now - l.ms), l.limit
                 local total = #log > 0 and select(2, logAt(log, #log / 16)) or base
                 local before = live > 1 and select(2, logAt(log, live - 1)) or base
                 e.log, e.live, e.total, e.before, e.used = log, live, total, before, total - before
-                e.next, e.nb, e.nc, e.nx, e.mark = before, 0, 0, now + l.ms, now
-                if total - before + cost > limit then -- until enough of the oldest entries have left
+                local at = #log > 0 and logAt(log, #log / 16) or now -- the log stays in time order, even when
+                if at < now then at = now end -- Redis' clock stepped back
+                e.next, e.nb, e.nc, e.nx, e.mark = before, 0, 0, at + l.ms, at
+                if cost > 0 and total - before + cost > limit then -- until enough of the oldest entries have left
                     local at = live
                     while cost <= limit and select(2, logAt(log, at)) - before < total - before + cost - limit do at = at + 1 end
                     e.ok, e.retry = false, cost > limit and -1 or logAt(log, at) + l.ms - now
@@ -587,27 +660,44 @@ local function decide(KEYS, ARGV)
             elseif kind == 'window' then -- two fixed windows, the last one weighted by its overlap
                 local ms, limit = l.ms, l.limit
                 local idx, cur, prev = floor(now / ms), 0, 0
-                if found and e.c == idx then cur, prev = e.a, e.b elseif found and e.c == idx - 1 then prev = e.a end
-                local used = prev * (1 - (now - idx * ms) / ms) + cur
+                if found and e.c > idx then idx = e.c end -- a window ahead of now (Redis' clock stepped back)
+                local elapsed = now - idx * ms
+                if elapsed < 0 then elapsed = 0 end
+                if found and e.c == 0 then -- an exact log's record (its limit was edited): its live count, now
+                    local log = e.blob
+                    if #log > 0 then
+                        local live = firstLive(log, now - ms)
+                        cur = select(2, logAt(log, #log / 16)) - (live > 1 and select(2, logAt(log, live - 1)) or e.a)
+                    end
+                elseif found and e.c == idx then
+                    cur, prev = e.a, e.b
+                elseif found and e.c == idx - 1 then
+                    prev = e.a
+                end
+                local used = prev * (1 - elapsed / ms) + cur
                 e.idx, e.cur, e.prev, e.used = idx, cur, prev, used
                 e.next, e.nb, e.nc, e.nx, e.mark = cur + cost, prev, idx, (idx + 2) * ms, idx
-                if used + cost > limit then
+                if cost > 0 and used + cost > limit then
                     e.ok = false
                     if cost > limit then
                         e.retry = -1
                     elseif cur + cost <= limit then -- until the last window's weight has faded enough
-                        e.retry = ms * (1 - (limit - cur - cost) / prev) - (now - idx * ms)
+                        e.retry = ms * (1 - (limit - cur - cost) / prev) - elapsed
                     else -- the next window, then until this one's weight has faded enough
                         e.retry = (idx + 1) * ms - now + ms * (1 - (limit - cost) / cur)
                     end
                 end
             else
                 local idx, ends = period(l, now)
+                if found and e.b > idx then idx, ends = e.b, e.x end -- a period ahead of now: Redis' clock stepped back
                 local used = found and e.b == idx and e.a or 0
                 e.idx, e.ends, e.used = idx, ends, used
                 e.next, e.nb, e.nc, e.nx, e.mark = used + cost, idx, 0, ends, idx
-                if used + cost > l.total then e.ok, e.retry = false, l.period and ends - now or -1 end
+                if cost > 0 and used + cost > l.total then -- a cost above the total never passes
+                    e.ok, e.retry = false, l.period and cost <= l.total and ends - now or -1
+                end
             end
+            if e.nx > now + HORIZON then e.nx = now + HORIZON end
         end
     end
 
@@ -665,7 +755,12 @@ local function decide(KEYS, ARGV)
                     if x > last then last = x end
                     if e.ok and resTTL > 0 then
                         local l = e.l
-                        charges[#charges + 1] = { i, l.res, l.tag, l.kind, e.cost, e.mark, l.rate, l.burst, l.ceil }
+                        if l.kind == 'bucket' then -- with its pool when charged (see EXTRAS)
+                            charges[#charges + 1] = { i, l.res, l.tag, 'bucket', e.cost, e.mark, l.rate, l.burst,
+                                l.ceil or false, e.born, e.absorbed }
+                        else
+                            charges[#charges + 1] = { i, l.res, l.tag, l.exact and 'exact' or l.kind, e.cost, e.mark }
+                        end
                     end
                 end
             end

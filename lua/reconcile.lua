@@ -65,6 +65,25 @@ local cutFactor, recovery = number(7, 0.01, 0.99, 'the cut factor is in (0, 1)')
 local ttl, defaultPause = number(9, 1000, 1e12, 'the ttl is at least 1000 ms'), number(10, 0, 1e12, 'the pause is ms')
 local adaptConcurrency, admitted = ARGV[11] == '1', number(12, 0, 1e15, 'admitted at is ms')
 if (#ARGV - 12) % 4 ~= 0 then error('sluice reconcile: resources come as name, limit, remaining, reset', 0) end
+-- Every resource is checked before anything is written (events included): at most MAX_NAMED per
+-- response, each value -1 (unknown) or a decimal integer in range. The record keeps at most
+-- MAX_ENTRIES resources (its blob's length is 16 bits): the oldest ones not named now make room.
+local MAX_NAMED, MAX_ENTRIES = 64, 256
+if (#ARGV - 12) / 4 > MAX_NAMED then error('sluice reconcile: at most ' .. MAX_NAMED .. ' resources per response', 0) end
+local function value(at, high, what)
+    local v = ARGV[at]
+    if v == '-1' then return -1 end
+    v = string.find(v, '^%d+$') and tonumber(v)
+    if not v or v > high then error('sluice reconcile: ' .. what .. ' is -1 or an integer, 0 to ' .. high, 0) end
+    return v
+end
+for k = 13, #ARGV, 4 do
+    local name = ARGV[k]
+    if name == '' or name == '*' or #name > 32 then error('sluice reconcile: a resource is a name of 1 to 32 characters', 0) end
+    value(k + 1, 1125899906842624, 'a limit')
+    value(k + 2, 1125899906842624, 'a remaining')
+    value(k + 3, 1e12, 'a reset (ms)')
+end
 
 local time = redis.call('TIME')
 local now = time[1] * 1000 + time[2] / 1000
@@ -125,8 +144,7 @@ end
 local named, exhausted, longestReset = {}, {}, -1
 for k = 13, #ARGV, 4 do
     local name = ARGV[k]
-    if name == '' or name == '*' or #name > 32 then error('sluice reconcile: a resource is a name of 1 to 32 characters', 0) end
-    local limit, remaining, reset = tonumber(ARGV[k + 1]) or -1, tonumber(ARGV[k + 2]) or -1, tonumber(ARGV[k + 3]) or -1
+    local limit, remaining, reset = value(k + 1, 1125899906842624), value(k + 2, 1125899906842624), value(k + 3, 1e12)
     local e = entry(name)
     e.window, e.safety, named[#named + 1] = window, safety, e
     if limit > 0 then
@@ -200,12 +218,21 @@ if class == 'overload' and adaptConcurrency then
     end
 end
 
--- Write the root's key: its expiry, the other records, ours.
-local parts = {}
+-- Write the root's key: its expiry, the other records, ours (at most MAX_ENTRIES resources).
+local parts, keep = {}, #order
+for _, e in ipairs(named) do e.named = true end
 for _, name in ipairs(order) do
     local e = entries[name]
-    parts[#parts + 1] = struct.pack(ENTRY, #name, name, e.stated, e.window, e.pending, e.seen, e.safety, e.capRate,
-        e.capFrom, e.capSince, e.capClimb, e.g0, e.cutAt, e.climb, e.capLevel, e.capAt, e.capRefill)
+    if keep > MAX_ENTRIES and not e.named and name ~= '*' and name ~= '#concurrency' then
+        keep, entries[name] = keep - 1, nil
+    end
+end
+for _, name in ipairs(order) do
+    local e = entries[name]
+    if e then
+        parts[#parts + 1] = struct.pack(ENTRY, #name, name, e.stated, e.window, e.pending, e.seen, e.safety, e.capRate,
+            e.capFrom, e.capSince, e.capClimb, e.g0, e.cutAt, e.climb, e.capLevel, e.capAt, e.capRefill)
+    end
 end
 blob = table.concat(parts)
 local x = max(now + ttl, pauseUntil + ttl)

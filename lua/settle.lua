@@ -16,9 +16,26 @@
 -- Loaded with FUNCTION LOAD as sluice_settle_VERSION, like decide; EVAL runs it too.
 
 local RECORD = '<Bc0ddddHc0' -- decide.lua explains the state layout
+local EXTRAS = '<dddd' -- a bucket's pool, absorbed, born and batch debt (decide.lua explains them)
+local HORIZON = 1e12 -- the longest a record lives, ms (decide.lua)
 
 local function settle(KEYS, ARGV)
     local max, min, ceil, floor = math.max, math.min, math.ceil, math.floor
+    -- Bad input is refused before anything is read or written: a negative actual cost would refund
+    -- more than was charged (other callers' usage); "nan", "inf" or "0x10" are no costs.
+    if ARGV[1] ~= 'settle' and ARGV[1] ~= 'cancel' then return redis.error_reply('settle: ARGV[1] is settle or cancel') end
+    if #ARGV % 2 ~= 1 then return redis.error_reply('settle: actual costs come as resource, cost') end
+    local actual = {}
+    for k = 2, #ARGV, 2 do
+        local res, cost = ARGV[k], ARGV[k + 1]
+        if not string.find(res, '^[%a_][%w_]*$') or #res > 32 then
+            return redis.error_reply('settle: a resource is a letter or _, then letters, digits or _ (at most 32)')
+        end
+        cost = string.find(cost, '^%d+$') and tonumber(cost)
+        if not cost or cost > 1125899906842624 then return redis.error_reply('settle: a cost is an integer, 0 to 2^50') end
+        actual[res] = cost
+    end
+    if #KEYS < 2 then return redis.error_reply('settle: KEYS are the reservation and its path') end
     local n, cancel = #KEYS - 1, ARGV[1] == 'cancel'
     local raw = redis.call('MGET', unpack(KEYS))
     if not raw[1] then return { 'unknown' } end
@@ -30,8 +47,6 @@ local function settle(KEYS, ARGV)
         if KEYS[2 + n] ~= tree or KEYS[3 + n] ~= tree .. ':calls' then return { 'mismatch' } end
     end
     if reservation.leaf ~= KEYS[1 + n] then return { 'mismatch' } end
-    local actual = {}
-    for k = 2, #ARGV, 2 do actual[ARGV[k]] = tonumber(ARGV[k + 1]) end
     local time = redis.call('TIME')
     local now = time[1] * 1000 + time[2] / 1000
 
@@ -53,7 +68,7 @@ local function settle(KEYS, ARGV)
     end
 
     for _, ch in ipairs(reservation.charges) do
-        local i, res, tag, kind, cost, mark, rate, burst, ceiling = unpack(ch, 1, 9)
+        local i, res, tag, kind, cost, mark, rate, burst, ceiling, born, absorbedThen = unpack(ch, 1, 11)
         local refund = cancel and cost or cost - (actual[res] or cost) -- < 0: an overrun to charge
         local st = records(i)
         local r = st[tag]
@@ -63,23 +78,67 @@ local function settle(KEYS, ARGV)
                 st[#st + 1], st[tag] = r, r
             end
             if r then
-                if mark == 0 then r[2] = r[2] + refund end -- a borrowing admission left its guarantee alone
-                r[4] = r[4] + refund
-                r[5] = r[3] + max(0, (burst - r[2]) / rate, (burst - r[4]) / (ceiling or rate))
+                -- The record holds the levels at r[3]; a refund goes back only while the level is
+                -- below the burst, where adding to it then is adding to it now.
+                local dt = max(0, now - r[3])
+                local level, top = r[2] + dt * rate, r[4] + dt * (ceiling or rate)
+                local pool, absorbed, poolBorn, bdebt = 0, 0, 0, 0
+                if #r[6] == 32 then pool, absorbed, poolBorn, bdebt = struct.unpack(EXTRAS, r[6]) end
+                local give = refund -- < 0: an overrun, charged whole
+                if refund > 0 and mark == 0 then -- never above what the bucket would hold without the charge
+                    local left = max(0, burst - level)
+                    if pool > left then pool, absorbed = left, absorbed + pool - left end
+                    if born then
+                        give = min(refund, pool, poolBorn == born and cost - (absorbed - absorbedThen) or 0)
+                    else -- charged by an older version, which kept no pool: at most up to the burst
+                        give = min(refund, left)
+                    end
+                    give = max(0, give)
+                    pool = max(0, pool - give)
+                    r[2] = r[2] + give
+                    r[4] = r[4] + min(give, max(0, burst - top))
+                elseif refund > 0 then -- a borrowing admission charged only its ceiling
+                    r[4] = r[4] + min(refund, max(0, burst - top))
+                else
+                    if mark == 0 then r[2] = r[2] + refund end
+                    r[4] = r[4] + refund
+                end
+                r[6] = (pool > 0 or bdebt > 0) and struct.pack(EXTRAS, pool, absorbed, poolBorn, bdebt) or ''
+                r[5] = min(r[3] + max(0, (burst - r[2]) / rate, (burst - r[4]) / (ceiling or rate)), now + HORIZON)
                 st.dirty = true
             end
-        elseif refund ~= 0 and r and kind == 'window' and r[6] ~= '' then -- an exact log
-            local log, at = r[6], 0
+        elseif refund ~= 0 and (kind == 'exact' or kind == 'window' and r and r[6] ~= '') then -- an exact log
+            local ms = tonumber(string.match(tag, '/w(%d+)$'))
+            if not r and refund < 0 then -- expired (or never written): the overrun starts a fresh log
+                r = { tag, 0, 0, 0, now + ms, '' }
+                st[#st + 1], st[tag] = r, r
+            end
+            if r and r[4] ~= 0 then r = nil end -- the limit was edited into an approximate window since
+            local log, at = r and r[6] or '', 0
             for k = 1, #log / 16 do
                 if struct.unpack('<d', log, k * 16 - 15) == mark then at = k end
             end
             if at > 0 then -- lower (or raise) the running count from that entry on
-                local parts = { string.sub(log, 1, at * 16 - 16) }
+                local parts, last = { string.sub(log, 1, at * 16 - 16) }, r[2]
+                if at > 1 then last = select(2, struct.unpack('<dd', log, at * 16 - 31)) end
                 for k = at, #log / 16 do
                     local t, running = struct.unpack('<dd', log, k * 16 - 15)
-                    parts[#parts + 1] = struct.pack('<dd', t, max(r[2], running - refund))
+                    running = max(last, running - refund)
+                    -- An entry that no longer weighs anything (cancelled, settled at 0) is dropped:
+                    -- kept, such entries would fill the log until its 16-bit length wraps.
+                    if running > last then parts[#parts + 1] = struct.pack('<dd', t, running) end
+                    last = running
                 end
                 r[6], st.dirty = table.concat(parts), true
+            elseif r and refund < 0 then -- no entry of its own (an estimate of 0): the overrun counts from now
+                local t, last, entries = now, r[2], #log / 16
+                if entries > 0 then
+                    local lt, running = struct.unpack('<dd', log, entries * 16 - 15)
+                    if lt > t then t = lt end -- the log stays in order when Redis' clock stepped back
+                    last = running
+                end
+                r[6], st.dirty = log .. struct.pack('<dd', t, last - refund), true
+                if r[5] < t + ms then r[5] = t + ms end
             end
         elseif refund ~= 0 and r and kind == 'window' then
             if r[4] == mark then r[2], st.dirty = max(0, r[2] - refund), true end

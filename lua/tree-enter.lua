@@ -57,8 +57,8 @@ for i = 7, #ARGV - 1, 2 do
     if estimate > 0 then
         writes[#writes + 1] = 'u:' .. ARGV[i]
         writes[#writes + 1] = used + estimate
-        reservation[#reservation + 1] = ARGV[i] .. '=' .. estimate
     end
+    reservation[#reservation + 1] = ARGV[i] .. '=' .. estimate -- 0 too: tree-exit charges the actual usage
 end
 redis.call('ZREMRANGEBYSCORE', calls, '-inf', now)
 local inFlight = redis.call('ZCARD', calls)

@@ -24,6 +24,15 @@ trap 'rm -f "$tmp"' EXIT
     echo "        \"\"\"####"
     echo "    )"
   done
+  echo ""
+  echo "    /// Every script, in file order: ScriptLibrary joins them into one function library."
+  echo "    static let all: [RedisScript] = ["
+  for file in lua/*.lua; do
+    name=$(basename "$file" .lua)
+    ident=$(echo "$name" | awk -F'[-_]' '{ printf "%s", $1; for (i = 2; i <= NF; i++) printf "%s", toupper(substr($i,1,1)) substr($i,2) }')
+    echo "        $ident,"
+  done
+  echo "    ]"
   echo "}"
 } > "$tmp"
 if [ "${1:-}" = "--check" ]; then

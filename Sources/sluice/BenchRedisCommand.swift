@@ -80,5 +80,5 @@ struct BenchRedisCommand: AsyncParsableCommand {
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure throughput and latency.",
-        subcommands: [BenchRedisCommand.self, BenchDecideCommand.self])
+        subcommands: [BenchRedisCommand.self, BenchDecideCommand.self, BenchCallCommand.self])
 }

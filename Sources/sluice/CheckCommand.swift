@@ -41,7 +41,10 @@ struct CheckCommand: AsyncParsableCommand {
         if !result.allowed { throw ExitCode(1) }
     }
 
-    static func json(_ decision: Decision) -> String {
+    static func json(_ decision: Decision) -> String { JSONLine(jsonFields(decision)).text }
+
+    /// The fields of ``json(_:)``, for commands that print a decision among other fields.
+    static func jsonFields(_ decision: Decision) -> [(String, JSONLine.Value)] {
         func limit(_ status: LimitStatus) -> String {
             JSONLine([
                 ("scope", .string(status.scope.description)), ("scope_index", .int(status.scopeIndex)),
@@ -57,7 +60,7 @@ struct CheckCommand: AsyncParsableCommand {
                 ("reason", .string($0.reason)),
             ]).text
         }
-        return JSONLine([
+        return [
             ("allowed", .bool(decision.allowed)),
             ("denied_by", decision.deniedBy.map { .raw(limit($0)) } ?? .null),
             (
@@ -69,7 +72,7 @@ struct CheckCommand: AsyncParsableCommand {
             ("remaining", .raw("[" + decision.limits.map(limit).joined(separator: ", ") + "]")),
             ("would_deny", .raw("[" + decision.wouldDeny.map(limit).joined(separator: ", ") + "]")),
             ("warnings", .raw("[" + warnings.joined(separator: ", ") + "]")),
-        ]).text
+        ]
     }
 
     static func text(_ decision: Decision) -> String {

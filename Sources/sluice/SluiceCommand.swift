@@ -6,9 +6,10 @@ struct SluiceCommand: AsyncParsableCommand {
         commandName: "sluice",
         abstract: "Operate Sluice, the distributed rate limiter for fleets of LLM agents.",
         subcommands: [
-            QuotaCommand.self, CheckCommand.self, StatusCommand.self, EventsCommand.self, ObserveCommand.self,
+            QuotaCommand.self, CheckCommand.self, ReserveCommand.self, SettleCommand.self, CancelCommand.self,
+            StatusCommand.self, EventsCommand.self, ObserveCommand.self,
             StormCommand.self,
-            PingCommand.self, BenchCommand.self,
+            PingCommand.self, BenchCommand.self, ScriptsCommand.self,
             // Hidden: the processes that `sluice storm` and the multi-process tests start.
             StormWorkerCommand.self, WorkerCommand.self,
         ]

@@ -9,9 +9,9 @@ struct StormCommand: AsyncParsableCommand {
         commandName: "storm",
         abstract: "Replay agent-fleet failure stories against a mock LLM provider, with and without Sluice.",
         discussion: """
-            Starts a mock OpenAI-style provider on loopback and, per scenario and mode, N worker processes that \
-            share one Redis and run agent request trees against it. Without --redis and $REDIS_URL, a throwaway \
-            redis-server is started and stopped. Built-in scenarios: \
+            Starts a mock provider (OpenAI's or Anthropic's API) on loopback and, per scenario and mode, N worker \
+            processes that share one Redis and run agent request trees against it. Without --redis and \
+            $REDIS_URL, a throwaway redis-server is started and stopped. Built-in scenarios: \
             \(BuiltinScenarios.names.joined(separator: ", ")); --scenario also takes a JSON file \
             (see --print-scenario for the format). Modes: none, single-bucket, sluice.
             """
@@ -27,6 +27,13 @@ struct StormCommand: AsyncParsableCommand {
 
     @Option(help: "Seconds per run (rescales each scenario's timeline; default: the scenario's own duration).")
     var duration: Double?
+
+    @Option(
+        help: ArgumentHelp(
+            "Multiply every time of the scenarios, the provider's reset period included (1: a provider minute "
+                + "in a second, as the built-ins are written; 60: real provider time).",
+            valueName: "factor"))
+    var timeScale = 1.0
 
     @Option(
         name: .customLong("scenario"),
@@ -64,6 +71,9 @@ struct StormCommand: AsyncParsableCommand {
         if let duration, !(duration >= 2 && duration <= 3_600) {
             throw ValidationError("--duration must be 2...3600 s")
         }
+        guard timeScale >= 0.25, timeScale <= 600 else {
+            throw ValidationError("--time-scale must be 0.25...600")
+        }
         var redisURL = redis
         if redisURL == nil, let fromEnvironment = ProcessInfo.processInfo.environment["REDIS_URL"],
             !fromEnvironment.isEmpty
@@ -74,8 +84,8 @@ struct StormCommand: AsyncParsableCommand {
             (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
             ?? CommandLine.arguments[0]
         let options = StormOptions(
-            redisURL: redisURL, workers: workers, duration: duration, scenarios: loaded, modes: chosenModes,
-            workerExecutable: executable)
+            redisURL: redisURL, workers: workers, duration: duration, timeScale: timeScale, scenarios: loaded,
+            modes: chosenModes, workerExecutable: executable)
         ChildProcesses.shared.installSignalHandlers()
         let interactive = isatty(STDERR_FILENO) == 1
         let runner = StormRunner(options: options) { line, transient in

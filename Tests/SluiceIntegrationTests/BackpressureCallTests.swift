@@ -197,23 +197,38 @@ struct BackpressureCallTests {
         let fixture = try BackpressureFixture()
         defer { Task { await fixture.cleanUp() } }
         let backpressure = backpressure(fixture, breaker: .init(minimumCalls: 1_000))
-        let call = ProviderCall(scope: "anthropic", timeout: .milliseconds(1_500), maxAttempts: 10)
+        let call = ProviderCall(scope: "anthropic", timeout: .seconds(3), maxAttempts: 10)
         let start = ContinuousClock.now
         let attempts = AttemptLog()
         let error = await #expect(throws: BackpressureError.self) {
             try await backpressure.call(call) { attempt -> CallOutcome<Int> in
                 attempts.append(ContinuousClock.now)
-                throw ProviderFailure("429", retryable: true, retryAfter: .milliseconds(600))
+                throw ProviderFailure("429", retryable: true, retryAfter: .milliseconds(1_200))
             }
         }
         let elapsed = ContinuousClock.now - start
         #expect(error?.code == .deadlineExceeded, "\(String(describing: error))")
         let times = attempts.all
-        #expect(times.count == 2 || times.count == 3, "retry-after 600 ms within 1.5 s: \(times.count) attempts")
+        #expect(times.count == 2 || times.count == 3, "retry-after 1.2 s within 3 s: \(times.count) attempts")
         for (earlier, later) in zip(times, times.dropFirst()) {
-            #expect(later - earlier >= .milliseconds(590), "retry-after honoured")
+            #expect(later - earlier >= .milliseconds(1_190), "retry-after honoured")
         }
-        #expect(elapsed < .milliseconds(1_500), "gave up before the deadline instead of sleeping past it: \(elapsed)")
+        // Lower bounds hold on any machine; the upper one leaves a loaded machine a second past the deadline.
+        #expect(elapsed < .seconds(4), "ran \(elapsed) past its 3 s deadline")
+
+        // A retry-after beyond the deadline: no sleeping toward the deadline, the call gives up after the first
+        // attempt at once (sleeping would end it at the deadline, 3 s after the attempt).
+        let hopeless = AttemptLog()
+        let refused = await #expect(throws: BackpressureError.self) {
+            try await backpressure.call(call) { attempt -> CallOutcome<Int> in
+                hopeless.append(ContinuousClock.now)
+                throw ProviderFailure("429", retryable: true, retryAfter: .seconds(10))
+            }
+        }
+        let gaveUp = ContinuousClock.now - (hopeless.all.first ?? .now)
+        #expect(refused?.code == .deadlineExceeded, "\(String(describing: refused))")
+        #expect(hopeless.all.count == 1)
+        #expect(gaveUp < .milliseconds(1_500), "gave up \(gaveUp) after the attempt instead of at once")
     }
 }
 

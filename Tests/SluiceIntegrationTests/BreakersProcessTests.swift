@@ -54,11 +54,12 @@ struct BreakersProcessTests {
         defer { Task { await fixture.cleanUp() } }
         let breaker = CircuitBreaker(
             redis: fixture.client, partition: fixture.partition, name: "model:small",
-            configuration: .init(minimumCalls: 4, failureRatio: 0.5, coolDown: .milliseconds(300), probes: 1))
+            // A cool-down no pause of a loaded machine between two steps below outlasts.
+            configuration: .init(minimumCalls: 4, failureRatio: 0.5, coolDown: .seconds(2), probes: 1))
         for _ in 0..<4 { try await breaker.record(try await breaker.permit(), success: false) }
         let refused = await #expect(throws: BackpressureError.self) { try await breaker.permit() }
         #expect(refused?.code == .breakerOpen && refused?.retryAfter != nil)
-        try await Task.sleep(for: .milliseconds(400))
+        try await Task.sleep(for: .milliseconds(2_100))
         let probe = try await breaker.permit()
         #expect(probe.isProbe && probe.state == .halfOpen)
         await #expect(throws: BackpressureError.self, "only one probe at a time") { try await breaker.permit() }

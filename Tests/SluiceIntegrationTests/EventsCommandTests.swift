@@ -38,12 +38,19 @@ struct EventsCommandTests {
         let log = EventLog(redis: fixture.client)
         try await log.record(partition: fixture.partition, type: "invalid-config", fields: [("detail", "before")])
         let following = try SluiceBinary.start(["events", "--partition", fixture.partition, "--follow", "--count", "0"])
-        try await Task.sleep(for: .milliseconds(1_500))
+        // It follows once it waits in XREAD, however long a loaded machine takes to start it; then one new event.
+        var reading = false
+        for _ in 0..<300 where !reading {
+            let clients = try await fixture.client.send("CLIENT", "LIST").string ?? ""
+            reading = clients.split(separator: "\n").contains { $0.contains("cmd=xread") }
+            if !reading { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(reading, "the follower never started reading")
         try await log.record(partition: fixture.partition, type: "shed", fields: [("scope", "s"), ("detail", "after")])
-        try await Task.sleep(for: .milliseconds(1_500))
+        let printed = await following.output(containing: "after", within: .seconds(30))
         following.process.terminate()
         let (_, output) = following.wait()
-        #expect(output.contains("shed") && output.contains("after"), "\(output)")
+        #expect(printed && output.contains("shed"), "\(output)")
         #expect(!output.contains("before"), "--count 0 prints no backlog")
     }
 

@@ -10,7 +10,8 @@ struct LeasesProcessTests {
     func killedWorkersLeasesReturn() async throws {
         let fixture = try BackpressureFixture()
         defer { Task { await fixture.cleanUp() } }
-        let ttl = 1_500
+        // The holder renews every third of the ttl: a ttl of 3 s leaves its heartbeat 2 s of slack on a loaded machine.
+        let ttl = 3_000
         let common = ["--partition", fixture.partition, "--scope", "gpt-4o", "--slots", "3", "--ttl-ms", String(ttl)]
         let holder = try WorkerProcess.start(["lease-hold", "--take", "3"] + common)
         let held = try #require(await holder.result(), "the first worker never reported")
@@ -52,7 +53,10 @@ struct LeasesProcessTests {
             redis: fixture.client, partition: fixture.partition, scope: "tool", slots: 1, ttl: .milliseconds(200))
         let first = try await pool.acquire(waitingUntil: .now + .seconds(1))
         try await Task.sleep(for: .milliseconds(300))  // the first holder stalls past its lease
-        let second = try await pool.acquire(waitingUntil: .now + .seconds(1))
+        // The second holder's lease is long, so that only the stale release could free its slot below.
+        let patient = LeasePool(
+            redis: fixture.client, partition: fixture.partition, scope: "tool", slots: 1, ttl: .seconds(30))
+        let second = try await patient.acquire(waitingUntil: .now + .seconds(1))
         #expect(second.token > first.token)
 
         #expect(try await pool.release(first) == false, "the stale holder's release frees nothing")

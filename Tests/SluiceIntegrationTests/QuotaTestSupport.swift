@@ -1,6 +1,7 @@
 import Foundation
 import Sluice
 import SluiceRedis
+import Synchronization
 
 /// One test's own partition (a unique root scope name) on the shared test server, so tests never
 /// see each other's keys; ``cleanUp()`` deletes its keys.
@@ -87,12 +88,42 @@ enum SluiceBinary {
     struct Running {
         let process: Process
         let output: Pipe
+        /// What ``output(containing:within:)`` read while the process ran; ``wait()`` returns it with the rest.
+        private let received = ReceivedBytes()
+
+        /// Waits, polling without blocking a thread, until the output so far contains `text`; false when the
+        /// process closed its output or `timeout` passed first.
+        func output(containing text: String, within timeout: Duration) async -> Bool {
+            let descriptor = output.fileHandleForReading.fileDescriptor
+            let flags = fcntl(descriptor, F_GETFL)
+            _ = fcntl(descriptor, F_SETFL, flags | O_NONBLOCK)
+            defer { _ = fcntl(descriptor, F_SETFL, flags) }
+            let end = ContinuousClock.now + timeout
+            var buffer = [UInt8](repeating: 0, count: 4_096)
+            while true {
+                let count = read(descriptor, &buffer, buffer.count)
+                if count > 0 {
+                    received.append(buffer[0..<count])
+                    continue
+                }
+                if received.text.contains(text) { return true }
+                if count == 0 || ContinuousClock.now >= end { return false }
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+        }
 
         func wait() -> (status: Int32, output: String) {
             let data = output.fileHandleForReading.readDataToEndOfFile()
             process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+            received.append(data)
+            return (process.terminationStatus, received.text)
         }
+    }
+
+    final class ReceivedBytes: Sendable {
+        private let bytes = Mutex<[UInt8]>([])
+        func append(_ more: some Sequence<UInt8>) { bytes.withLock { $0.append(contentsOf: more) } }
+        var text: String { bytes.withLock { String(decoding: $0, as: UTF8.self) } }
     }
 }
 

@@ -1,4 +1,5 @@
 import SluiceRedis
+import Synchronization
 import Testing
 
 @testable import Sluice
@@ -28,11 +29,15 @@ struct FailurePolicyTests {
     @Test("Waiting for a token happens only when it comes before the deadline")
     func waiting() async {
         let bucket = LocalFallbackBucket(rate: 20, burst: .zero)  // capacity 1
-        #expect(await bucket.take(waitingUntil: .now + .seconds(1)))
+        // Every request is asked at the same moment, so what the bucket holds does not depend on how long this
+        // test takes to run on a loaded machine; only the wait itself is slept.
         let start = ContinuousClock.now
-        #expect(await bucket.take(waitingUntil: .now + .seconds(1)), "the next token comes in 50 ms")
-        #expect(ContinuousClock.now - start >= .milliseconds(30))
-        #expect(!(await bucket.take(waitingUntil: .now + .milliseconds(5))), "refused at once")
+        #expect(await bucket.take(waitingUntil: start + .seconds(1), now: start))
+        #expect(await bucket.take(waitingUntil: start + .seconds(1), now: start), "the next token comes in 50 ms")
+        #expect(ContinuousClock.now - start >= .milliseconds(50), "it was waited for")
+        // The one after that comes 100 ms after `start`, behind the one just waited for.
+        #expect(!(await bucket.take(waitingUntil: start + .milliseconds(99), now: start)), "refused at once")
+        #expect(await bucket.take(waitingUntil: start + .milliseconds(100), now: start), "a deadline it makes")
     }
 
     @Test(
@@ -58,21 +63,24 @@ struct FailurePolicyTests {
 
     @Test("The breaker around Redis opens on a connection failure, skips during the cool-down, then tries once")
     func health() async throws {
-        let health = RedisHealth(configuration: .init(stepTimeout: .seconds(1), initialCoolDown: .milliseconds(200)))
+        let clock = ManualClock()
+        let health = RedisHealth(
+            configuration: .init(stepTimeout: .seconds(30), initialCoolDown: .milliseconds(200)), now: clock.now)
         let value = try await health.perform(deadline: nil) { 7 }
         #expect(value == 7)
         await #expect(throws: BackpressureError.self) {
             try await health.perform(deadline: nil) { () async throws -> Int in throw RedisError(.connect, "refused") }
         }
         #expect(health.statistics.degraded && health.statistics.outages == 1)
+        clock.advance(by: .milliseconds(199))
         let skipped = await #expect(throws: BackpressureError.self) { try await health.perform(deadline: nil) { 1 } }
         #expect(skipped?.code == .redisUnavailable)
         #expect(health.statistics.skipped == 1)
-        try await Task.sleep(for: .milliseconds(250))
+        clock.advance(by: .milliseconds(1))  // the cool-down is over
         #expect(try await health.perform(deadline: nil) { 3 } == 3, "the trial after the cool-down goes through")
         let statistics = health.statistics
         #expect(!statistics.degraded)
-        #expect(statistics.degradedTime >= .milliseconds(200))
+        #expect(statistics.degradedTime == .milliseconds(200), "\(statistics)")
     }
 
     @Test("A server error reply is not an outage")
@@ -95,7 +103,8 @@ struct FailurePolicyTests {
             }
         }
         #expect(error?.code == .redisUnavailable)
-        #expect(ContinuousClock.now - start < .seconds(2))
+        // Cut off at the 200 ms deadline, not after the step's 20 s: 5 s leaves a loaded machine room.
+        #expect(ContinuousClock.now - start < .seconds(5))
     }
 
     @Test("Policies describe themselves")
@@ -104,4 +113,13 @@ struct FailurePolicyTests {
         #expect(FailurePolicy.failOpen.description == "fail open")
         #expect(FailurePolicy.localFallback(fleetCeiling: 100).description.contains("local fallback"))
     }
+}
+
+/// A clock that moves only when the test moves it, from the moment it is made.
+final class ManualClock: Sendable {
+    private let instant = Mutex(ContinuousClock.now)
+
+    var now: @Sendable () -> ContinuousClock.Instant { { [self] in instant.withLock { $0 } } }
+
+    func advance(by duration: Duration) { instant.withLock { $0 += duration } }
 }

@@ -67,4 +67,39 @@ struct RedisClientUnitTests {
         #expect(RedisValue.null.isNull)
         #expect(RedisValue.array([.integer(1)]).array == [.integer(1)])
     }
+
+    @Test("Replies decode as a connection reads them: every type, nested, binary-safe, several in a row")
+    func replyDecoding() {
+        let stream =
+            "+OK\r\n:-42\r\n$5\r\nhe\0lo\r\n$-1\r\n-ERR wrong type\r\n*3\r\n:1\r\n*1\r\n$0\r\n\r\n-inner\r\n*-1\r\n"
+        let decoded = RESPReplyDecoder.decode(Array(stream.utf8))
+        #expect(decoded.error == nil)
+        #expect(
+            decoded.replies == [
+                .simpleString("OK"), .integer(-42), .bulkString(Array("he\0lo".utf8)), .null, .error("ERR wrong type"),
+                .array([.integer(1), .array([.bulkString([])]), .error("inner")]), .null,
+            ])
+        // An incomplete reply at the end is no reply (yet), and no error.
+        let partial = RESPReplyDecoder.decode(Array("$5\r\nhel".utf8))
+        #expect(partial.replies.isEmpty && partial.error == nil)
+        // A protocol error stops the reader; what came before it stands.
+        let broken = RESPReplyDecoder.decode(Array(":1\r\n?what\r\n".utf8))
+        #expect(broken.replies == [.integer(1)])
+        #expect(broken.error != nil)
+    }
+
+    // Found by Fuzz/FuzzRESPReplies: hiredis reserved 8 bytes per announced element before any arrived, so 12 bytes
+    // from a peer reserved 2.4 GB. Arrays are capped at 4,194,304 elements (on connections too, shim.h).
+    @Test("An array header announcing millions of elements is refused before anything is reserved")
+    func hugeArrayHeadersAreRefused() {
+        for header in ["*300000000\r\n", "*2147483647\r\n", "*4194305\r\n", "*1\r\n*300000000\r\n"] {
+            let decoded = RESPReplyDecoder.decode(Array(header.utf8))
+            #expect(decoded.replies.isEmpty, "\(header)")
+            #expect(decoded.error != nil, "\(header)")
+        }
+        // Up to the cap, an array is only reserved (nothing refused), and completes when its elements arrive.
+        #expect(RESPReplyDecoder.decode(Array("*4194304\r\n".utf8)).error == nil)
+        let elements = String(repeating: ":7\r\n", count: 1000)
+        #expect(RESPReplyDecoder.decode(Array("*1000\r\n\(elements)".utf8)).replies.first?.array?.count == 1000)
+    }
 }

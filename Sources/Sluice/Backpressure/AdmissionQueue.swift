@@ -58,7 +58,7 @@ public struct AdmissionQueue: Sendable {
     @discardableResult
     public func enter(callerID: String, patience: Duration) async throws -> Int {
         let keys = self.keys
-        let reply = try await redis.evalScript(
+        let reply = try await redis.run(
             LuaScripts.queueEnter, keys: [keys.queue, keys.stats, keys.events],
             arguments: [
                 RedisArgument(callerID), RedisArgument(max(1, Int(patience / .milliseconds(1)))),
@@ -67,19 +67,14 @@ public struct AdmissionQueue: Sendable {
             ])
         let parts = reply.array ?? []
         let waiting = Int(parts.count > 1 ? parts[1].integer ?? 0 : 0)
-        guard parts.first?.integer == 1 else {
-            throw BackpressureError(
-                .overloaded,
-                "\(scope) is overloaded: \(waiting) callers are already waiting (the most is \(configuration.maxWaiting))"
-            )
-        }
+        guard parts.first?.integer == 1 else { throw overloaded(waiting: waiting) }
         return waiting
     }
 
     /// Leaves the queue: `admitted` callers count as in flight until ``finish(callerID:)`` or `callTTL`.
     public func leave(callerID: String, admitted: Bool, callTTL: Duration) async throws {
         let keys = self.keys
-        _ = try await redis.evalScript(
+        _ = try await redis.run(
             LuaScripts.queueLeave, keys: [keys.queue, keys.stats, keys.inFlight],
             arguments: [
                 RedisArgument(callerID), admitted ? "admitted" : "gave-up",
@@ -89,13 +84,39 @@ public struct AdmissionQueue: Sendable {
 
     /// An admitted call is done: it stops counting as in flight.
     public func finish(callerID: String) async throws {
-        _ = try await redis.send("ZREM", keys.inFlight, RedisArgument(callerID))
+        _ = try await redis.run(finishStep(callerID: callerID))
+    }
+
+    /// call-admit's "queue" step: shed when full, else waiting until a scheduled caller proceeds and in
+    /// flight until `callTTL` after that.
+    func admitStep(callerID: String, callTTL: Duration, patience: Duration) -> ScriptStep {
+        let keys = self.keys
+        return ScriptStep(
+            script: LuaScripts.queueEnter, keys: [keys.queue, keys.stats, keys.inFlight, keys.events],
+            arguments: [
+                RedisArgument(callerID), RedisArgument(configuration.maxWaiting),
+                RedisArgument(configuration.growthAlert), RedisArgument(windowMilliseconds), RedisArgument(scope),
+                RedisArgument(max(1, Int(callTTL / .milliseconds(1)))),
+                RedisArgument(max(1, Int(patience / .milliseconds(1)))),
+            ], entry: "queue")
+    }
+
+    func finishStep(callerID: String) -> ScriptStep {
+        let keys = self.keys
+        return ScriptStep(
+            script: LuaScripts.queueFinish, keys: [keys.queue, keys.inFlight], arguments: [RedisArgument(callerID)])
+    }
+
+    func overloaded(waiting: Int) -> BackpressureError {
+        BackpressureError(
+            .overloaded,
+            "\(scope) is overloaded: \(waiting) callers are already waiting (the most is \(configuration.maxWaiting))")
     }
 
     /// The queue right now.
     public func status() async throws -> QueueStatus {
         let keys = self.keys
-        let reply = try await redis.evalScript(
+        let reply = try await redis.run(
             LuaScripts.queueStatus, keys: [keys.queue, keys.stats, keys.inFlight],
             arguments: [RedisArgument(windowMilliseconds)])
         let numbers = (reply.array ?? []).map { Int($0.integer ?? 0) }

@@ -52,20 +52,27 @@ extension Backpressure {
         guard started < deadline else {
             throw BackpressureError(.deadlineExceeded, "the deadline passed before the call started")
         }
+        if let route = twoTrips(for: call, tree: tree) {
+            return try await runInTwoTrips(call, route, tree: tree, deadline: deadline, operation)
+        }
+        // Otherwise (no quota path, or parts in other partitions) each stage is a round trip of its own.
         var step = Steps(owner: self, deadline: deadline)
         let id = TreeContext.newID()
         let partition = configuration.partition
         let queue = AdmissionQueue(
-            redis: redis, partition: partition, scope: call.scope, configuration: configuration.queue)
+            redis: redis, partition: partition, scope: call.scope, configuration: configuration.queue,
+            namespace: namespace)
         let breaker = CircuitBreaker(
-            redis: redis, partition: partition, name: call.dependency, configuration: configuration.breaker)
+            redis: redis, partition: partition, name: call.dependency, configuration: configuration.breaker,
+            namespace: namespace)
         let budget = RetryBudget(
-            redis: redis, partition: partition, scope: call.scope, configuration: configuration.retryBudget)
+            redis: redis, partition: partition, scope: call.scope, configuration: configuration.retryBudget,
+            namespace: namespace)
         let reconciler = self.reconciler
         let pool = call.concurrency.map { slots in
             let pool = LeasePool(
                 redis: redis, partition: partition, scope: call.scope, slots: slots, ttl: configuration.leaseTTL,
-                holder: configuration.holder)
+                holder: configuration.holder, namespace: namespace)
             // Overloads cut the partition's concurrency share; the pool's slots follow it when its key shares the
             // reconciler's hash slot (the same partition), so that the script may read both on Redis Cluster.
             guard let reconciler, let path = call.quotaPath,
@@ -224,23 +231,30 @@ extension Backpressure {
             }
         }
         guard let admission else { return nil }
-        if !admission.decision.warnings.isEmpty, shouldReport(admission.decision.warnings) {
-            let log = EventLog(redis: redis)
-            let detail = admission.decision.warnings.map(\.description).joined(separator: "; ")
-            _ = try? await step.run {
-                try await log.record(
-                    partition: self.configuration.partition, type: "invalid-config", fields: [("detail", detail)])
-            }
-        }
-        guard admission.allowed else {
-            if let together, let refusal = admission.decision.treeRefusal(together) { throw refusal }
-            let denied = admission.decision.deniedBy.map { "\($0.scope) \($0.resource) \($0.kind)" } ?? "a limit"
-            throw BackpressureError(
-                .quotaDenied, "the quota \(denied) refused \(call.scope)",
-                retryAfter: admission.decision.retryable ? admission.decision.retryAfter : nil)
-        }
+        await reportWarnings(admission.decision, step: &step)
+        guard admission.allowed else { throw refusal(admission.decision, call: call, together: together) }
         try await admission.proceed()
         return admission.reservation
+    }
+
+    /// Operators' invalid config that a decision ignored goes to the event stream (rate-limited per worker).
+    func reportWarnings(_ decision: Decision, step: inout Steps) async {
+        guard !decision.warnings.isEmpty, shouldReport(decision.warnings) else { return }
+        let log = EventLog(redis: redis)
+        let detail = decision.warnings.map(\.description).joined(separator: "; ")
+        _ = try? await step.run {
+            try await log.record(
+                partition: self.configuration.partition, type: "invalid-config", fields: [("detail", detail)])
+        }
+    }
+
+    /// The error a refused decision becomes: the tree's refusal, or the quota's.
+    func refusal(_ decision: Decision, call: ProviderCall, together: TreeCall?) -> BackpressureError {
+        if let together, let refusal = decision.treeRefusal(together) { return refusal }
+        let denied = decision.deniedBy.map { "\($0.scope) \($0.resource) \($0.kind)" } ?? "a limit"
+        return BackpressureError(
+            .quotaDenied, "the quota \(denied) refused \(call.scope)",
+            retryAfter: decision.retryable ? decision.retryAfter : nil)
     }
 
     private func acquire(_ pool: LeasePool, step: inout Steps) async throws -> Lease? {

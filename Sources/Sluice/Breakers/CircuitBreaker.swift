@@ -105,12 +105,20 @@ public struct CircuitBreaker: Sendable {
     /// Asks to make a call: a permit, or ``BackpressureError/Code/breakerOpen`` with the time until
     /// the breaker may let calls through again.
     public func permit() async throws -> Permit {
-        let reply = try await redis.evalScript(
-            LuaScripts.breakerAllow, keys: keys,
+        try parsePermit(try await redis.run(permitStep()))
+    }
+
+    func permitStep() -> ScriptStep {
+        ScriptStep(
+            script: LuaScripts.breakerAllow, keys: keys,
             arguments: [
                 RedisArgument(name), RedisArgument(configuration.probes),
                 RedisArgument(Self.milliseconds(configuration.probeTimeout)), RedisArgument(keyTTL),
             ])
+    }
+
+    /// breaker-allow's reply: a permit, or ``BackpressureError/Code/breakerOpen``.
+    func parsePermit(_ reply: RedisValue) throws -> Permit {
         let parts = reply.array ?? []
         guard parts.count == 3 else { throw RedisError(.protocolError, "breaker-allow replied unexpectedly") }
         let state = State(parts[1].string ?? "closed")
@@ -125,8 +133,13 @@ public struct CircuitBreaker: Sendable {
     /// Records the outcome of a permitted call; returns the breaker's state afterwards.
     @discardableResult
     public func record(_ permit: Permit, success: Bool) async throws -> State {
-        let reply = try await redis.evalScript(
-            LuaScripts.breakerRecord, keys: keys,
+        let reply = try await redis.run(recordStep(permit, success: success))
+        return State(reply.array?.first?.string ?? "closed")
+    }
+
+    func recordStep(_ permit: Permit, success: Bool) -> ScriptStep {
+        ScriptStep(
+            script: LuaScripts.breakerRecord, keys: keys,
             arguments: [
                 RedisArgument(name), success ? "success" : "failure", RedisArgument(permit.probeID),
                 RedisArgument(Self.milliseconds(configuration.window)), RedisArgument(configuration.minimumCalls),
@@ -134,7 +147,6 @@ public struct CircuitBreaker: Sendable {
                 RedisArgument(Self.milliseconds(configuration.coolDown)),
                 RedisArgument(configuration.probes), RedisArgument(configuration.buckets), RedisArgument(keyTTL),
             ])
-        return State(reply.array?.first?.string ?? "closed")
     }
 
     static func milliseconds(_ duration: Duration) -> Int {

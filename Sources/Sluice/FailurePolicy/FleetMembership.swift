@@ -35,7 +35,7 @@ public final class FleetMembership: Sendable {
     /// Sends one heartbeat and returns the number of live workers.
     @discardableResult
     public func beat() async throws -> Int {
-        let reply = try await redis.evalScript(
+        let reply = try await redis.run(
             LuaScripts.workerHeartbeat, keys: [PartitionKeys(partition: partition, namespace: namespace).workers],
             arguments: [RedisArgument(workerID), RedisArgument(max(1, Int(interval * 3 / .milliseconds(1))))])
         let count = max(1, Int(reply.integer ?? 1))

@@ -50,10 +50,11 @@ public final class LocalFallbackBucket: Sendable {
 
     /// Takes one token, waiting for it (scheduled, no polling) when it comes before `deadline`.
     /// Returns false at once when it would not, and for a cancelled caller: one cancelled before it
-    /// asks takes nothing, one cancelled while it waits gives its token back.
-    public func take(waitingUntil deadline: ContinuousClock.Instant?) async -> Bool {
+    /// asks takes nothing, one cancelled while it waits gives its token back. `now` is the moment the
+    /// bucket is asked at (tests pass one).
+    public func take(waitingUntil deadline: ContinuousClock.Instant?, now: ContinuousClock.Instant = .now) async -> Bool
+    {
         if Task.isCancelled { return false }
-        let now = ContinuousClock.now
         let reservation: Duration? = state.withLock { state in
             refill(&state, now: now)
             guard state.level >= 1 || state.rate > 0 else { return nil }

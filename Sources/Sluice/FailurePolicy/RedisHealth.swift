@@ -56,17 +56,26 @@ public final class RedisHealth: Sendable {
     /// The configuration.
     public let configuration: Configuration
     private let state: Mutex<State>
+    /// The time: the continuous clock, or a test's.
+    private let now: @Sendable () -> ContinuousClock.Instant
 
     /// A healthy breaker.
-    public init(configuration: Configuration = Configuration()) {
+    public convenience init(configuration: Configuration = Configuration()) {
+        self.init(configuration: configuration, now: { .now })
+    }
+
+    /// A healthy breaker on a clock of the caller's (tests). Step deadlines are still slept on the continuous clock.
+    init(configuration: Configuration, now: @escaping @Sendable () -> ContinuousClock.Instant) {
         self.configuration = configuration
         self.state = Mutex(State(coolDown: configuration.initialCoolDown))
+        self.now = now
     }
 
     /// The statistics now.
     public var statistics: Statistics {
-        state.withLock { state in
-            let current = state.degradedSince.map { ContinuousClock.now - $0 } ?? .zero
+        let now = self.now()
+        return state.withLock { state in
+            let current = state.degradedSince.map { now - $0 } ?? .zero
             return Statistics(
                 degraded: state.degradedSince != nil, degradedTime: state.degradedTotal + current,
                 outages: state.outages, failures: state.failures, skipped: state.skipped)
@@ -80,7 +89,7 @@ public final class RedisHealth: Sendable {
     public func perform<T: Sendable>(
         deadline: ContinuousClock.Instant?, _ step: @escaping @Sendable () async throws -> T
     ) async throws -> T {
-        let now = ContinuousClock.now
+        let now = self.now()
         let isTrial: Bool? = state.withLock { state in
             guard let until = state.openUntil else { return false }
             if now < until || state.trialRunning {
@@ -112,7 +121,7 @@ public final class RedisHealth: Sendable {
     }
 
     private func succeeded(trial: Bool) {
-        let now = ContinuousClock.now
+        let now = self.now()
         state.withLock { state in
             if trial { state.trialRunning = false }
             if let since = state.degradedSince {
@@ -125,7 +134,7 @@ public final class RedisHealth: Sendable {
     }
 
     private func failed(trial: Bool) {
-        let now = ContinuousClock.now
+        let now = self.now()
         state.withLock { state in
             if trial { state.trialRunning = false }
             state.failures += 1

@@ -116,6 +116,180 @@ enum LuaScripts {
         return { s.s, calls, failures }
         """####
     )
+    static let callAdmit = RedisScript(
+        name: "call-admit",
+        source: ####"""
+        -- call-admit: one provider call's whole admission in one round trip, all or nothing: the queue's
+        -- depth, the dependency's breaker, a concurrency lease, the quota path with the tree (decide), and the
+        -- retry budget's request count. A refusal at any stage leaves nothing behind: stages that already
+        -- took something (a probe slot, a lease) are given back in this same script, so no other caller
+        -- ever sees them.
+        --
+        -- ARGV[1] the steps, "<entry>:<keys>:<args>" separated by spaces, in this order, each optional but
+        --   decide: "queue", "breaker_allow", "lease_acquire", "decide", "retry_budget"; KEYS and ARGV[2...]
+        --   are the steps' own KEYS and ARGV one after another (each as its script documents; "queue" below).
+        -- The "queue" step: KEYS queue, queue stats, in flight, events (queue-enter.lua, queue-leave.lua);
+        --   ARGV caller id, max waiting, growth alert, window ms, scope, the call's ttl ms (in flight until),
+        --   patience ms (how long the caller would wait for a lease: it counts as waiting meanwhile).
+        -- Reply: {"admitted", decide's reply, breaker_allow's reply | 0, lease_acquire's reply | 0}; or
+        --   {"shed", waiting} (the queue is full); {"breaker", breaker_allow's reply}; {"lease",
+        --   lease_acquire's reply}; {"quota", decide's reply} (refused by the quota or the tree).
+        -- A caller refused because its tree has the most calls in flight waits on the tree's wake-up list
+        -- (sluice:{P}:tree:<id>:free, pushed by call-finish's "wake" step); this script empties it then.
+        -- A caller admitted with a wait (decide's scheduled admission) counts as waiting until it proceeds,
+        -- then as in flight: no step of the caller's runs in between.
+
+        local function steps(KEYS, ARGV)
+            local out, k, a = {}, 0, 1
+            for entry, nk, na in string.gmatch(ARGV[1], '([%w_]+):(%d+):(%d+)') do
+                nk, na = tonumber(nk), tonumber(na)
+                local keys, args = {}, {}
+                for i = 1, nk do keys[i] = KEYS[k + i] end
+                for i = 1, na do args[i] = ARGV[a + i] end
+                if #keys ~= nk or #args ~= na then error('sluice call-admit: the steps name more KEYS or ARGV than sent', 0) end
+                out[entry] = { keys, args }
+                k, a = k + nk, a + na
+            end
+            if k ~= #KEYS or a ~= #ARGV then error('sluice call-admit: KEYS or ARGV left over after the steps', 0) end
+            return out
+        end
+
+        -- A half-open breaker's probe slot taken by this call, given back (breaker-allow.lua's state format).
+        local function unprobe(key, probe)
+            local raw = redis.call('GET', key)
+            if not raw then return end
+            local s = cmsgpack.unpack(raw)
+            local live = {}
+            for _, p in ipairs(s.p or {}) do
+                if p[1] ~= probe then live[#live + 1] = p end
+            end
+            s.p = live
+            redis.call('SET', key, cmsgpack.pack(s), 'KEEPTTL')
+        end
+
+        local function admitted(reply) -- decide's reply: the wait alone, {wait, time}, or the flat array
+            if type(reply) == 'number' then return true, reply end
+            if #reply == 2 then return true, reply[1] end
+            return reply[1] == 1, reply[2]
+        end
+
+        local function call_admit(KEYS, ARGV)
+            local s = steps(KEYS, ARGV)
+            local queue, breaker, lease, decide = s.queue, s.breaker_allow, s.lease_acquire, s.decide
+            if not decide then error('sluice call-admit: the decide step is missing', 0) end
+            local t = redis.call('TIME')
+            local now = t[1] * 1000 + math.floor(t[2] / 1000)
+
+            if queue then -- full: shed, counted (and reported) by queue-enter itself
+                local q, a = queue[1], queue[2]
+                redis.call('ZREMRANGEBYSCORE', q[1], '-inf', now)
+                local waiting = redis.call('ZCARD', q[1])
+                if waiting >= tonumber(a[2]) then
+                    local r = sluice.queue_enter({ q[1], q[2], q[4] }, { a[1], 1, a[2], a[3], a[4], a[5] })
+                    return { 'shed', r[2] }
+                end
+            end
+            local permit, probe = 0, 0
+            if breaker then
+                permit = sluice.breaker_allow(breaker[1], breaker[2])
+                if permit[1] == 0 then return { 'breaker', permit } end
+                if permit[2] == 'half-open' then probe = permit[3] end
+            end
+            local slot = 0
+            if lease then
+                slot = sluice.lease_acquire(lease[1], lease[2])
+                if slot[1] == 0 then
+                    redis.call('DEL', lease[1][1] .. ':free') -- no slot is free now: older wake-ups are stale
+                    if probe > 0 then unprobe(breaker[1][1], probe) end
+                    if queue then -- waiting for a slot: visible in the queue until admitted or given up
+                        local q, a = queue[1], queue[2]
+                        if not redis.call('ZSCORE', q[1], a[1]) then
+                            sluice.queue_enter({ q[1], q[2], q[4] }, { a[1], a[7], a[2], a[3], a[4], a[5] })
+                        end
+                    end
+                    return { 'lease', slot }
+                end
+            end
+            local verdict = sluice.decide(decide[1], decide[2])
+            local ok, wait = admitted(verdict)
+            if not ok and verdict[5] > 0 and verdict[6 * verdict[5] + 5] == 'tree-in-flight' then
+                local keys = decide[1] -- ..., the reservation, the tree's hash, its calls, events (decide.lua)
+                redis.call('DEL', keys[#keys - 2] .. ':free') -- every call slot is taken: older wake-ups are stale
+            end
+            if not ok then
+                if slot ~= 0 then -- the slot goes back; a caller waiting for one may take it
+                    sluice.lease_release({ lease[1][1] }, { string.format('%d', slot[2]) .. '|' .. lease[2][3] })
+                end
+                if probe > 0 then unprobe(breaker[1][1], probe) end
+                return { 'quota', verdict }
+            end
+
+            if queue then
+                local q, a = queue[1], queue[2]
+                local until_ = now + wait + tonumber(a[6])
+                if redis.call('ZSCORE', q[1], a[1]) then -- it waited for a lease: it leaves the queue now
+                    sluice.queue_leave({ q[1], q[2], q[3] }, { a[1], 'gave-up', 1, a[4] })
+                end
+                if wait > 0 then -- waiting until it proceeds; counted as joined (queue-enter's statistics)
+                    sluice.queue_enter({ q[1], q[2], q[4] }, { a[1], math.max(1, math.ceil(wait)), a[2], a[3], a[4], a[5] })
+                end
+                redis.call('ZADD', q[3], until_, a[1])
+                if redis.call('PTTL', q[3]) < until_ - now + 60000 then redis.call('PEXPIRE', q[3], until_ - now + 60000) end
+            end
+            if s.retry_budget then sluice.retry_budget(s.retry_budget[1], s.retry_budget[2]) end
+            return { 'admitted', verdict, permit, slot }
+        end
+
+        if redis.register_function then
+            redis.register_function('sluice_call_admit_VERSION', function(keys, args) return call_admit(keys, args) end)
+        else
+            return call_admit(KEYS, ARGV)
+        end
+        """####
+    )
+    static let callFinish = RedisScript(
+        name: "call-finish",
+        source: ####"""
+        -- call-finish: everything one provider call does after the provider answered, in one round trip:
+        -- settle (or cancel) its reservation, record the outcome for the breaker, give the lease back, leave
+        -- the queue (in flight no more), and merge the provider's observation for the reconciler. Each step
+        -- runs on its own: one that fails (say, an observation the reconciler refuses) does not keep the
+        -- others from running, and its error is reported in its place.
+        --
+        -- ARGV[1] the steps, "<entry>:<keys>:<args>" separated by spaces, among "settle", "breaker_record",
+        --   "lease_release", "queue_finish", "reconcile"; KEYS and ARGV[2...] are the steps' own KEYS and
+        --   ARGV one after another, each as its script documents ("queue_finish": queue-finish.lua).
+        -- Reply: one element per step, in order: the step's reply, or "!error <message>".
+
+        local function call_finish(KEYS, ARGV)
+            local out, k, a = {}, 0, 1
+            for entry, nk, na in string.gmatch(ARGV[1], '([%w_]+):(%d+):(%d+)') do
+                nk, na = tonumber(nk), tonumber(na)
+                local keys, args = {}, {}
+                for i = 1, nk do keys[i] = KEYS[k + i] end
+                for i = 1, na do args[i] = ARGV[a + i] end
+                local run = sluice[entry]
+                if #keys ~= nk or #args ~= na or not run or entry == 'call_admit' or entry == 'call_finish' then
+                    error('sluice call-finish: a step names an unknown entry or more KEYS and ARGV than sent', 0)
+                end
+                local ok, reply = pcall(run, keys, args)
+                if ok then
+                    out[#out + 1] = reply == nil and 0 or reply
+                else
+                    out[#out + 1] = '!error ' .. tostring(type(reply) == 'table' and reply.err or reply)
+                end
+                k, a = k + nk, a + na
+            end
+            return out
+        end
+
+        if redis.register_function then
+            redis.register_function('sluice_call_finish_VERSION', function(keys, args) return call_finish(keys, args) end)
+        else
+            return call_finish(KEYS, ARGV)
+        end
+        """####
+    )
     static let decide = RedisScript(
         name: "decide",
         source: ####"""
@@ -176,11 +350,14 @@ enum LuaScripts {
             budget = { total = 1, period = 1, ttl = 1, shadow = 1 },
         }
         local MAIN = { bucket = 'rate', window = 'limit', budget = 'total' }
+        local MAX_LIMITS = 32 -- per spec, all resources together (QuotaSpec.maximumLimits)
         local NONE = {}
 
         -- Specs --------------------------------------------------------------------------------------------
         -- "tokens: bucket rate=90000/min burst=5000; requests: window 100/min; budget 5000 period=d"
-        -- -> { tokens = {limit}, requests = {limit, limit} } or { err = reason }. "R: none" = no limits.
+        -- -> { tokens = {limit}, requests = {limit, limit} } or { [ERR] = reason }. "R: none" = no limits.
+        -- The reason's key is no resource name (a resource "err" is a resource like any other).
+        local ERR = '?err'
         local function count(v) -- "5000" -> 5000 (at most 2^50: larger is absurd, and inexact in doubles)
             local n = type(v) == 'string' and string.find(v, '^%d+$') and tonumber(v)
             return n and n <= 1125899906842624 and n or nil
@@ -231,19 +408,23 @@ enum LuaScripts {
         end
 
         local function parse(spec)
-            local out, res, c, seen = {}, nil, nil, {}
+            local out, res, c, seen, err, limits = {}, nil, nil, {}, nil, 0
             local function finish()
                 if c and (c.kind == 'none' and #out[res] > 0 or c.kind ~= 'none' and out[res].none) then
-                    out.err = res .. ': none and limits at once'
+                    err = res .. ': none and limits at once'
                 elseif c and c.kind == 'none' then
                     out[res].none = true
-                    if next(c, nil) ~= 'kind' or next(c, 'kind') then out.err = 'none takes no options' end
+                    if next(c, nil) ~= 'kind' or next(c, 'kind') then err = 'none takes no options' end
                 elseif c then
-                    local l, err = compile(c)
+                    local l, why = compile(c)
                     if l then l.res, l.tag = res, res .. l.suffix end -- the tag names its state record
-                    if l and seen[l.tag] then l, err = nil, 'two ' .. res .. ' ' .. l.kind .. ' limits alike' end
+                    if l and seen[l.tag] then l, why = nil, 'two ' .. res .. ' ' .. l.kind .. ' limits alike' end
                     if l then table.insert(out[res], l) end
-                    if l then seen[l.tag] = true else out.err = err end
+                    if l then seen[l.tag] = true else err = why end
+                    -- A decision checks every limit of its path in one script, Redis blocked meanwhile: an
+                    -- operator's spec with more is ignored (and reported), as QuotaSpec refuses it.
+                    limits = limits + 1
+                    if limits > MAX_LIMITS then err = 'a spec holds at most ' .. MAX_LIMITS .. ' limits' end
                 end
                 c = nil
             end
@@ -251,17 +432,17 @@ enum LuaScripts {
                 local name, rest = string.match(word, '^([%a_][%w_]*):(.*)$')
                 if name and not c then
                     res, word = name, rest
-                    if out[res] then out.err = res .. ' given twice' end
-                    if #res > 32 then out.err = 'a resource name has at most 32 characters' end
+                    if out[res] then err = res .. ' given twice' end
+                    if #res > 32 then err = 'a resource name has at most 32 characters' end
                     out[res] = {}
                 end
                 if word == '' then
                     -- "tokens:" alone: the kind follows
                 elseif not res then
-                    out.err = 'a spec starts with "<resource>:"'
+                    err = 'a spec starts with "<resource>:"'
                 elseif not c then
                     c = { kind = word }
-                    if word ~= 'none' and not OPTION[word] then out.err = 'unknown limit kind "' .. word .. '"' end
+                    if word ~= 'none' and not OPTION[word] then err = 'unknown limit kind "' .. word .. '"' end
                 else
                     local eq, key, value = string.find(word, '=', 1, true), word, true
                     if eq then
@@ -269,16 +450,16 @@ enum LuaScripts {
                     elseif string.find(word, '^%d') then
                         key, value = MAIN[c.kind], word
                     end
-                    if not (OPTION[c.kind] or NONE)[key] then out.err = 'unknown option "' .. tostring(key) .. '"'
-                    elseif c[key] ~= nil then out.err = '"' .. key .. '" given twice'
+                    if not (OPTION[c.kind] or NONE)[key] then err = 'unknown option "' .. tostring(key) .. '"'
+                    elseif c[key] ~= nil then err = '"' .. key .. '" given twice'
                     else c[key] = value end
                 end
-                if out.err then return { err = out.err } end
+                if err then return { [ERR] = err } end
                 if sep == ';' then finish() end
             end
             finish()
-            if out.err then return { err = out.err } end
-            if not res then return { err = 'empty spec' } end
+            if err then return { [ERR] = err } end
+            if not res then return { [ERR] = 'empty spec' } end
             return out
         end
 
@@ -365,6 +546,18 @@ enum LuaScripts {
             return lo
         end
 
+        -- An approximate window's count now: this window's, plus the last one's weighted by its overlap.
+        -- Exact and approximate windows of one length share their record (one tag), so that editing a
+        -- limit between them (100/min is exact, 101/min approximate) keeps the count: an exact record has
+        -- c = 0, an approximate one c = its window's index.
+        local function approxUsed(e, now, ms)
+            local idx = math.floor(now / ms)
+            if e.c > idx then return e.a + e.b end -- ahead of now: Redis' clock stepped back
+            if e.c == idx then return e.b * (1 - (now - idx * ms) / ms) + e.a end
+            if e.c == idx - 1 then return e.a * (1 - (now - idx * ms) / ms) end
+            return 0
+        end
+
         -- The reconciler's record "~" in the root scope (reconcile.lua writes it and documents it): a is
         -- the pause-until, the blob one entry per resource. Decide reads the ceiling of each entry:
         --   rate = min(configured rate, capNow) x g and burst = min(configured burst, capNow x window) x g,
@@ -396,6 +589,18 @@ enum LuaScripts {
         -- as a Redis call's share of a decision here, so the hot path keeps values in locals.
         local POOL, FROM, TO, EXPIRES, OTHERS, COST, PARENT, CONFIG, FIELD = {}, {}, {}, {}, {}, {}, {}, {}, {}
         local HEADED = '<dBc0ddddHc0' -- the key's expiry and one record
+        -- A bucket's record may carry extras in its blob (else empty): EXTRAS, four doubles.
+        --   pool: what reservations charged and may still refund. Refunds never lift a bucket above what it
+        --     would hold had the call never been charged: the pool shrinks as the level without its charges
+        --     would have reached the burst (refilled more than it holds), and what it lost is "absorbed".
+        --     A refund gets back at most the pool, and at most its charge less what the pool absorbed
+        --     since it was charged (settle.lua); a pool emptied and started again is "born" anew, so older
+        --     charges get nothing.
+        --   absorbed, born: see the pool.   bdebt: see the headroom (batch admissions).
+        local EXTRAS = '<dddd'
+        -- The longest a record lives (ms, about 31 years): a bucket refilling 1 a million days from a debt of
+        -- 2^50 would need 10^29 ms, which SET ... PX cannot take. Past it, a record reads as fresh.
+        local HORIZON = 1e12
 
         local function warn(warnings, i, field, reason)
             if warnings == NONE then warnings = {} end
@@ -408,7 +613,8 @@ enum LuaScripts {
             local l = e.l
             local tag = l.tag
             if not e.ok then return struct.pack(HEADED, expires or 0, #tag, tag, e.a, e.b, e.c, e.x, #e.blob, e.blob) end
-            local blob = l.exact and string.sub(e.log, e.live * 16 - 15) .. struct.pack('<dd', now, e.total + e.cost) or ''
+            local blob = l.kind == 'bucket' and e.nblob or l.exact and string.sub(e.log, e.live * 16 - 15) or ''
+            if l.exact and e.cost > 0 then blob = blob .. struct.pack('<dd', e.mark, e.total + e.cost) end
             return struct.pack(HEADED, expires or 0, #tag, tag, e.next, e.nb, e.nc, e.nx, #blob, blob)
         end
 
@@ -498,12 +704,10 @@ enum LuaScripts {
             local h, writes, lines, w = t.h, t.writes, t.lines, 0
             lines[1] = t.loop
             local l = 1
-            for j = 1, #plan do
+            for j = 1, #plan do -- an estimate of 0 is recorded too: settle charges its actual usage
                 local cost = COST[j]
-                if cost > 0 then
-                    writes[w + 1], writes[w + 2], w = 'u:' .. plan[j], (tonumber(h[4 + 3 * j]) or 0) + cost, w + 2
-                    lines[l + 1], l = plan[j] .. '=' .. cost, l + 1
-                end
+                if cost > 0 then writes[w + 1], writes[w + 2], w = 'u:' .. plan[j], (tonumber(h[4 + 3 * j]) or 0) + cost, w + 2 end
+                lines[l + 1], l = plan[j] .. '=' .. cost, l + 1
             end
             if t.loop ~= '' then writes[w + 1], writes[w + 2], w = 'l:' .. t.loop, t.loopCount + 1, w + 2 end
             writes[w + 1], writes[w + 2], w = 'r:' .. ARGV[T + 1], table.concat(lines, '\n', 1, l), w + 2
@@ -546,10 +750,21 @@ enum LuaScripts {
             local options = OPTIONS[ARGV[2]] or memoized(OPTIONS, ARGV[2], parseOptions)
             local n, R = plan.n, #plan
             local F = 4 + R -- ARGV[F + first + k]: a scope's config field k
-            local batch, maxWait, resTTL = options.batch, tonumber(ARGV[3]), tonumber(ARGV[4])
+            local batch, maxWait, resTTL = options.batch, count0(ARGV[3]), count0(ARGV[4])
             local T = F + n * (n + 1) / 2 + 1 -- ARGV[T...]: a call inside a request tree, when given
             local tree = ARGV[T] ~= nil
-            if tree then -- bad input is refused before anything is read or written
+            -- Bad input is refused before anything is read or written: every length and duration is checked.
+            if not maxWait or maxWait > 86400000 then return redis.error_reply('decide: max wait is 0 to 86400000 ms') end
+            if not resTTL or resTTL > 604800000 then return redis.error_reply('decide: the reservation ttl is 0 to 7 days') end
+            if #ARGV < T - 1 or #KEYS < (resTTL > 0 and 3 or 2) + n then
+                return redis.error_reply('decide: fewer keys or arguments than the plan needs')
+            end
+            for j = 1, R do
+                local cost = count0(ARGV[4 + j])
+                if not cost or cost > 1125899906842624 then return redis.error_reply('decide: a cost is 0 to 2^50') end
+                COST[j] = cost
+            end
+            if tree then
                 local bad = treeInput(KEYS, ARGV, T, n, resTTL)
                 if bad then return redis.error_reply('decide: ' .. bad) end
             end
@@ -568,22 +783,22 @@ enum LuaScripts {
             --    resource, else the caller's default. Read the limits' state, bring it to now, check it.
             local K, warnings = 0, NONE
             local recon, reconRaw, pauseUntil = nil, nil, 0 -- the reconciler's record, if the root has one
-            for j = 1, R do COST[j] = tonumber(ARGV[4 + j]); PARENT[plan[j]] = false end
+            for j = 1, R do PARENT[plan[j]] = false end
             for i = 1, n do
                 local first, specs, default = (i - 1) * i / 2, 0, plan.defaults[i]
                 for k = 1, i do
                     local text = config[first + k]
                     if text then
                         local spec = memoized(SPECS, text, parse)
-                        if spec.err then
-                            warnings = warn(warnings, i, ARGV[F + first + k], spec.err)
+                        if spec[ERR] then
+                            warnings = warn(warnings, i, ARGV[F + first + k], spec[ERR])
                         else
                             specs = specs + 1
                             CONFIG[specs], FIELD[specs] = spec, F + first + k
                         end
                     end
                 end
-                if default.err then warnings = warn(warnings, i, 'default', default.err) end
+                if default[ERR] then warnings = warn(warnings, i, 'default', default[ERR]) end
                 FROM[i] = K + 1
                 for j = 1, R do
                     local res, cost = plan[j], COST[j]
@@ -592,7 +807,8 @@ enum LuaScripts {
                         local spec = CONFIG[k]
                         if spec[res] then limits, field = spec[res], FIELD[k]; break end
                     end
-                    for q = 1, cost > 0 and limits and #limits or 0 do
+                    -- A reservation records every limit, a cost of 0 too: settle charges the actual usage.
+                    for q = 1, (cost > 0 or resTTL > 0) and limits and #limits or 0 do
                         K = K + 1
                         local e = POOL[K]
                         if not e then e = {}; POOL[K] = e end
@@ -657,23 +873,37 @@ enum LuaScripts {
                                 cap = r.capLevel + (r.capRefill > 0 and r.capRefill or rate) * (dt > 0 and dt or 0)
                             end
                         end
-                        local level, ceiling = burst, burst
+                        local level, ceiling, pool, absorbed, born, bdebt, dt = burst, burst, 0, 0, 0, 0, 0
                         if found then
-                            local dt = now - e.b
+                            dt = now - e.b
                             if dt < 0 then dt = 0 end
                             level, ceiling = e.a + dt * rate, e.c + dt * (cr or rate)
+                            if #e.blob == 32 then pool, absorbed, born, bdebt = unpack_(EXTRAS, e.blob) end
+                            if pool > 0 then -- as if the pool's charges had never been made: that level caps first
+                                local left = level < burst and burst - level or 0
+                                if pool > left then pool, absorbed = left, absorbed + pool - left end
+                            end
                             if level > burst then level = burst end
                             if ceiling > burst then ceiling = burst end
                         end
                         if cap and level > cap then level = cap end
                         if cap and ceiling > cap then ceiling = cap end
-                        local bottom = batch and headroom or 0 -- batch admissions leave every headroom alone
+                        -- Batch admissions leave every headroom alone, scheduled ones too: what a batch admission
+                        -- charged below the headroom (bdebt) falls due as the bucket refills, and until then
+                        -- interactive calls may still use the headroom it left them (that refill is the batch's).
+                        if bdebt > 0 then
+                            bdebt = bdebt - dt * rate
+                            if bdebt > headroom - level then bdebt = headroom - level end
+                            if bdebt < 0 then bdebt = 0 end
+                        end
+                        local bottom, avail = 0, level + bdebt
+                        if batch then bottom, avail = headroom, level end
                         local allowance = rate * maxWait
                         if l.debt < allowance then allowance = l.debt end
                         local borrow, up = false, PARENT[l.res]
                         -- HTB: above its guarantee a child borrows, up to its ceiling, while the parent bucket
                         -- keeps its headroom (re-checked here: the parent was checked before its child).
-                        if cr and level - cost < bottom and ceiling >= cost and (not up or up.level - up.cost >= up.headroom) then
+                        if cr and cost > 0 and avail - cost < bottom and ceiling >= cost and (not up or up.level - up.cost >= up.headroom) then
                             borrow = true
                             if up and not batch and up.headroom > 0 then -- raise the parent's floor
                                 local allowance = up.rate * maxWait
@@ -684,23 +914,40 @@ enum LuaScripts {
                             end
                         end
                         e.level, e.lowest, e.rate, e.burst, e.headroom = level, bottom - allowance, rate, burst, headroom
-                        e.ok, e.wait = borrow or level - cost >= bottom - allowance, borrow and 0 or (bottom - level + cost) / rate
+                        local immediate = borrow or cost == 0 or avail - cost >= bottom -- admitted without a wait
+                        e.ok, e.wait = immediate or level - cost >= bottom - allowance, immediate and 0 or (bottom - level + cost) / rate
                         if not l.shadow then PARENT[l.res] = e end
                         -- The record as charged (written only if the whole decision is admitted).
+                        if batch and not borrow and headroom > 0 and level - cost < headroom then
+                            bdebt = bdebt + headroom - (level - cost) - (level < headroom and headroom - level or 0)
+                        end
                         if not borrow then level = level - cost end
                         if cr then ceiling = ceiling - cost else ceiling = level end
                         if ceiling < -burst then ceiling = -burst end
                         local full = (burst - level) / rate
                         if cr and (burst - ceiling) / cr > full then full = (burst - ceiling) / cr end
-                        e.next, e.nb, e.nc, e.nx, e.mark = level, now, ceiling, now + full, borrow and 1 or 0
+                        local at = found and e.b > now and e.b or now -- never back in time (Redis' clock may step back)
+                        e.next, e.nb, e.nc, e.nx, e.mark = level, at, ceiling, at + full, borrow and 1 or 0
+                        if resTTL > 0 and cost > 0 and not borrow then -- a reservation's charge joins the pool
+                            if pool <= 0 then born, absorbed = now, 0 end -- a new pool: older charges get nothing back
+                            pool = pool + cost
+                        end
+                        e.born, e.absorbed = born, absorbed
+                        e.nblob = (pool > 0 or bdebt > 0) and pack(EXTRAS, pool, absorbed, born, bdebt) or ''
                     elseif kind == 'window' and l.exact then
                         local log, base = found and e.blob or '', found and e.a or 0
+                        if found and e.c ~= 0 then -- an approximate window's record (its limit was edited): its count
+                            local used = approxUsed(e, now, l.ms)
+                            log, base = used > 0 and pack('<dd', now - 0.001, ceil(used)) or '', 0
+                        end
                         local live, limit = firstLive(log, now - l.ms), l.limit
                         local total = #log > 0 and select(2, logAt(log, #log / 16)) or base
                         local before = live > 1 and select(2, logAt(log, live - 1)) or base
                         e.log, e.live, e.total, e.before, e.used = log, live, total, before, total - before
-                        e.next, e.nb, e.nc, e.nx, e.mark = before, 0, 0, now + l.ms, now
-                        if total - before + cost > limit then -- until enough of the oldest entries have left
+                        local at = #log > 0 and logAt(log, #log / 16) or now -- the log stays in time order, even when
+                        if at < now then at = now end -- Redis' clock stepped back
+                        e.next, e.nb, e.nc, e.nx, e.mark = before, 0, 0, at + l.ms, at
+                        if cost > 0 and total - before + cost > limit then -- until enough of the oldest entries have left
                             local at = live
                             while cost <= limit and select(2, logAt(log, at)) - before < total - before + cost - limit do at = at + 1 end
                             e.ok, e.retry = false, cost > limit and -1 or logAt(log, at) + l.ms - now
@@ -708,27 +955,44 @@ enum LuaScripts {
                     elseif kind == 'window' then -- two fixed windows, the last one weighted by its overlap
                         local ms, limit = l.ms, l.limit
                         local idx, cur, prev = floor(now / ms), 0, 0
-                        if found and e.c == idx then cur, prev = e.a, e.b elseif found and e.c == idx - 1 then prev = e.a end
-                        local used = prev * (1 - (now - idx * ms) / ms) + cur
+                        if found and e.c > idx then idx = e.c end -- a window ahead of now (Redis' clock stepped back)
+                        local elapsed = now - idx * ms
+                        if elapsed < 0 then elapsed = 0 end
+                        if found and e.c == 0 then -- an exact log's record (its limit was edited): its live count, now
+                            local log = e.blob
+                            if #log > 0 then
+                                local live = firstLive(log, now - ms)
+                                cur = select(2, logAt(log, #log / 16)) - (live > 1 and select(2, logAt(log, live - 1)) or e.a)
+                            end
+                        elseif found and e.c == idx then
+                            cur, prev = e.a, e.b
+                        elseif found and e.c == idx - 1 then
+                            prev = e.a
+                        end
+                        local used = prev * (1 - elapsed / ms) + cur
                         e.idx, e.cur, e.prev, e.used = idx, cur, prev, used
                         e.next, e.nb, e.nc, e.nx, e.mark = cur + cost, prev, idx, (idx + 2) * ms, idx
-                        if used + cost > limit then
+                        if cost > 0 and used + cost > limit then
                             e.ok = false
                             if cost > limit then
                                 e.retry = -1
                             elseif cur + cost <= limit then -- until the last window's weight has faded enough
-                                e.retry = ms * (1 - (limit - cur - cost) / prev) - (now - idx * ms)
+                                e.retry = ms * (1 - (limit - cur - cost) / prev) - elapsed
                             else -- the next window, then until this one's weight has faded enough
                                 e.retry = (idx + 1) * ms - now + ms * (1 - (limit - cost) / cur)
                             end
                         end
                     else
                         local idx, ends = period(l, now)
+                        if found and e.b > idx then idx, ends = e.b, e.x end -- a period ahead of now: Redis' clock stepped back
                         local used = found and e.b == idx and e.a or 0
                         e.idx, e.ends, e.used = idx, ends, used
                         e.next, e.nb, e.nc, e.nx, e.mark = used + cost, idx, 0, ends, idx
-                        if used + cost > l.total then e.ok, e.retry = false, l.period and ends - now or -1 end
+                        if cost > 0 and used + cost > l.total then -- a cost above the total never passes
+                            e.ok, e.retry = false, l.period and cost <= l.total and ends - now or -1
+                        end
                     end
+                    if e.nx > now + HORIZON then e.nx = now + HORIZON end
                 end
             end
 
@@ -786,7 +1050,12 @@ enum LuaScripts {
                             if x > last then last = x end
                             if e.ok and resTTL > 0 then
                                 local l = e.l
-                                charges[#charges + 1] = { i, l.res, l.tag, l.kind, e.cost, e.mark, l.rate, l.burst, l.ceil }
+                                if l.kind == 'bucket' then -- with its pool when charged (see EXTRAS)
+                                    charges[#charges + 1] = { i, l.res, l.tag, 'bucket', e.cost, e.mark, l.rate, l.burst,
+                                        l.ceil or false, e.born, e.absorbed }
+                                else
+                                    charges[#charges + 1] = { i, l.res, l.tag, l.exact and 'exact' or l.kind, e.cost, e.mark }
+                                end
                             end
                         end
                     end
@@ -879,15 +1148,20 @@ enum LuaScripts {
         -- Expired leases are pruned here, so a crashed holder's slot comes back by itself (no sweeper).
         --
         -- KEYS[1] sluice:{P}:lease:<scope>  ZSET: member "<token>|<holder>", score its expiry (ms); the
-        --         member "#seq" (score -last token) numbers the leases: fencing tokens only ever grow
+        --         member "#seq" (score -last token) numbers the leases: fencing tokens only ever grow, also
+        --         past the key's expiry (a day after its last lease): a new key's tokens start at Redis'
+        --         time in microseconds, above any token the expired key handed out (one per script call at
+        --         most, and scripts take more than a microsecond). The key's expiry is only ever extended.
         -- KEYS[2] optional: the root scope's state key of a partition whose reconciler adapts concurrency:
         --         its "#concurrency" share (reconcile.lua) scales the slots, at least one
         -- ARGV[1] slots (>= 1)   ARGV[2] lease ttl ms   ARGV[3] holder (free text, shown to operators)
         -- Reply: {1, token, expires at ms, held, slots} acquired; {0, ms until the earliest lease expires,
         --   held, slots}; slots as scaled
+        local key, slots, ttl = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+        if not slots or slots ~= slots or slots < 0 or slots > 1e9 then return redis.error_reply('lease-acquire: slots is 0 to 1e9') end
+        if not ttl or ttl ~= ttl or ttl < 1 or ttl > 1e11 then return redis.error_reply('lease-acquire: the ttl is 1 to 1e11 ms') end
         local t = redis.call('TIME')
         local now = t[1] * 1000 + math.floor(t[2] / 1000)
-        local key, slots, ttl = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
         local root = KEYS[2] and redis.call('GET', KEYS[2])
         local pos = 9
         while root and pos < #root do -- the reconciler's record "~", then its "#concurrency" entry
@@ -912,9 +1186,16 @@ enum LuaScripts {
             local first = redis.call('ZRANGEBYSCORE', key, '(0', '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
             return { 0, first[2] and math.max(1, tonumber(first[2]) - now) or 1, held, slots }
         end
-        local token = -tonumber(redis.call('ZINCRBY', key, -1, '#seq'))
-        redis.call('ZADD', key, now + ttl, token .. '|' .. ARGV[3])
-        redis.call('PEXPIRE', key, ttl + 86400000) -- the counter outlives the last lease by a day
+        local token
+        if redis.call('ZSCORE', key, '#seq') then
+            token = -tonumber(redis.call('ZINCRBY', key, -1, '#seq'))
+        else -- a new key, or one that expired: start above every token it ever handed out
+            token = t[1] * 1000000 + t[2]
+            redis.call('ZADD', key, -token, '#seq')
+        end
+        redis.call('ZADD', key, now + ttl, string.format('%d', token) .. '|' .. ARGV[3])
+        -- The counter outlives the last lease by a day; a shorter lease never shortens a longer one's.
+        if redis.call('PTTL', key) < ttl + 86400000 then redis.call('PEXPIRE', key, ttl + 86400000) end
         return { 1, token, now + ttl, held + 1, slots }
         """####
     )
@@ -926,13 +1207,21 @@ enum LuaScripts {
         --
         -- KEYS[1] sluice:{P}:lease:<scope>  ZSET (see lease-acquire)
         -- ARGV[1] the lease's member "<token>|<holder>"
+        -- A slot released in time also pushes a wake-up onto KEYS[1] .. ':free' (a LIST, bounded, short-lived):
+        -- callers waiting for a slot block on it (BLPOP) instead of asking again and again. call-admit empties it
+        -- whenever it finds every slot held, so a wake-up there always stands for a slot freed since.
         -- Reply: 1 released in time; 0 it was no longer held (expired, or released before)
         local t = redis.call('TIME')
         local now = t[1] * 1000 + math.floor(t[2] / 1000)
         local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
         if not score then return 0 end
         redis.call('ZREM', KEYS[1], ARGV[1])
-        return tonumber(score) > now and 1 or 0
+        if tonumber(score) <= now then return 0 end
+        local free = KEYS[1] .. ':free'
+        redis.call('LPUSH', free, 1)
+        redis.call('LTRIM', free, 0, 999)
+        redis.call('PEXPIRE', free, 60000)
+        return 1
         """####
     )
     static let leaseRenew = RedisScript(
@@ -944,16 +1233,17 @@ enum LuaScripts {
         -- KEYS[1] sluice:{P}:lease:<scope>  ZSET (see lease-acquire)
         -- ARGV[1] the lease's member "<token>|<holder>"   ARGV[2] lease ttl ms
         -- Reply: {1, expires at ms} renewed; {0, 0} lost (expired, released, or never held)
+        local key, member, ttl = KEYS[1], ARGV[1], tonumber(ARGV[2])
+        if not ttl or ttl ~= ttl or ttl < 1 or ttl > 1e11 then return redis.error_reply('lease-renew: the ttl is 1 to 1e11 ms') end
         local t = redis.call('TIME')
         local now = t[1] * 1000 + math.floor(t[2] / 1000)
-        local key, member, ttl = KEYS[1], ARGV[1], tonumber(ARGV[2])
         local score = redis.call('ZSCORE', key, member)
         if not score or tonumber(score) <= now then
             if score then redis.call('ZREM', key, member) end
             return { 0, 0 }
         end
         redis.call('ZADD', key, 'XX', now + ttl, member)
-        redis.call('PEXPIRE', key, ttl + 86400000)
+        if redis.call('PTTL', key) < ttl + 86400000 then redis.call('PEXPIRE', key, ttl + 86400000) end -- only extended
         return { 1, now + ttl }
         """####
     )
@@ -1015,6 +1305,18 @@ enum LuaScripts {
         redis.call('HSET', stats, 'w', w, 'in', joined, 'out', left, 'sh', shed, 'ga', ga or -1, 'sa', sa or -1)
         redis.call('PEXPIRE', stats, 2 * window + 60000)
         return { admitted and 1 or 0, waiting }
+        """####
+    )
+    static let queueFinish = RedisScript(
+        name: "queue-finish",
+        source: ####"""
+        -- queue-finish: an admitted call is done: it counts neither as waiting nor as in flight any more.
+        --
+        -- KEYS[1] sluice:{P}:queue:<scope>  ZSET of waiters   KEYS[2] sluice:{P}:inflight:<scope>  ZSET in flight
+        -- ARGV[1] caller id
+        -- Reply: 1 when it was in flight, else 0
+        redis.call('ZREM', KEYS[1], ARGV[1])
+        return redis.call('ZREM', KEYS[2], ARGV[1])
         """####
     )
     static let queueLeave = RedisScript(
@@ -1196,6 +1498,25 @@ enum LuaScripts {
         local ttl, defaultPause = number(9, 1000, 1e12, 'the ttl is at least 1000 ms'), number(10, 0, 1e12, 'the pause is ms')
         local adaptConcurrency, admitted = ARGV[11] == '1', number(12, 0, 1e15, 'admitted at is ms')
         if (#ARGV - 12) % 4 ~= 0 then error('sluice reconcile: resources come as name, limit, remaining, reset', 0) end
+        -- Every resource is checked before anything is written (events included): at most MAX_NAMED per
+        -- response, each value -1 (unknown) or a decimal integer in range. The record keeps at most
+        -- MAX_ENTRIES resources (its blob's length is 16 bits): the oldest ones not named now make room.
+        local MAX_NAMED, MAX_ENTRIES = 64, 256
+        if (#ARGV - 12) / 4 > MAX_NAMED then error('sluice reconcile: at most ' .. MAX_NAMED .. ' resources per response', 0) end
+        local function value(at, high, what)
+            local v = ARGV[at]
+            if v == '-1' then return -1 end
+            v = string.find(v, '^%d+$') and tonumber(v)
+            if not v or v > high then error('sluice reconcile: ' .. what .. ' is -1 or an integer, 0 to ' .. high, 0) end
+            return v
+        end
+        for k = 13, #ARGV, 4 do
+            local name = ARGV[k]
+            if name == '' or name == '*' or #name > 32 then error('sluice reconcile: a resource is a name of 1 to 32 characters', 0) end
+            value(k + 1, 1125899906842624, 'a limit')
+            value(k + 2, 1125899906842624, 'a remaining')
+            value(k + 3, 1e12, 'a reset (ms)')
+        end
 
         local time = redis.call('TIME')
         local now = time[1] * 1000 + time[2] / 1000
@@ -1256,8 +1577,7 @@ enum LuaScripts {
         local named, exhausted, longestReset = {}, {}, -1
         for k = 13, #ARGV, 4 do
             local name = ARGV[k]
-            if name == '' or name == '*' or #name > 32 then error('sluice reconcile: a resource is a name of 1 to 32 characters', 0) end
-            local limit, remaining, reset = tonumber(ARGV[k + 1]) or -1, tonumber(ARGV[k + 2]) or -1, tonumber(ARGV[k + 3]) or -1
+            local limit, remaining, reset = value(k + 1, 1125899906842624), value(k + 2, 1125899906842624), value(k + 3, 1e12)
             local e = entry(name)
             e.window, e.safety, named[#named + 1] = window, safety, e
             if limit > 0 then
@@ -1331,12 +1651,21 @@ enum LuaScripts {
             end
         end
 
-        -- Write the root's key: its expiry, the other records, ours.
-        local parts = {}
+        -- Write the root's key: its expiry, the other records, ours (at most MAX_ENTRIES resources).
+        local parts, keep = {}, #order
+        for _, e in ipairs(named) do e.named = true end
         for _, name in ipairs(order) do
             local e = entries[name]
-            parts[#parts + 1] = struct.pack(ENTRY, #name, name, e.stated, e.window, e.pending, e.seen, e.safety, e.capRate,
-                e.capFrom, e.capSince, e.capClimb, e.g0, e.cutAt, e.climb, e.capLevel, e.capAt, e.capRefill)
+            if keep > MAX_ENTRIES and not e.named and name ~= '*' and name ~= '#concurrency' then
+                keep, entries[name] = keep - 1, nil
+            end
+        end
+        for _, name in ipairs(order) do
+            local e = entries[name]
+            if e then
+                parts[#parts + 1] = struct.pack(ENTRY, #name, name, e.stated, e.window, e.pending, e.seen, e.safety, e.capRate,
+                    e.capFrom, e.capSince, e.capClimb, e.g0, e.cutAt, e.climb, e.capLevel, e.capAt, e.capRefill)
+            end
         end
         blob = table.concat(parts)
         local x = max(now + ttl, pauseUntil + ttl)
@@ -1419,9 +1748,26 @@ enum LuaScripts {
         -- Loaded with FUNCTION LOAD as sluice_settle_VERSION, like decide; EVAL runs it too.
 
         local RECORD = '<Bc0ddddHc0' -- decide.lua explains the state layout
+        local EXTRAS = '<dddd' -- a bucket's pool, absorbed, born and batch debt (decide.lua explains them)
+        local HORIZON = 1e12 -- the longest a record lives, ms (decide.lua)
 
         local function settle(KEYS, ARGV)
             local max, min, ceil, floor = math.max, math.min, math.ceil, math.floor
+            -- Bad input is refused before anything is read or written: a negative actual cost would refund
+            -- more than was charged (other callers' usage); "nan", "inf" or "0x10" are no costs.
+            if ARGV[1] ~= 'settle' and ARGV[1] ~= 'cancel' then return redis.error_reply('settle: ARGV[1] is settle or cancel') end
+            if #ARGV % 2 ~= 1 then return redis.error_reply('settle: actual costs come as resource, cost') end
+            local actual = {}
+            for k = 2, #ARGV, 2 do
+                local res, cost = ARGV[k], ARGV[k + 1]
+                if not string.find(res, '^[%a_][%w_]*$') or #res > 32 then
+                    return redis.error_reply('settle: a resource is a letter or _, then letters, digits or _ (at most 32)')
+                end
+                cost = string.find(cost, '^%d+$') and tonumber(cost)
+                if not cost or cost > 1125899906842624 then return redis.error_reply('settle: a cost is an integer, 0 to 2^50') end
+                actual[res] = cost
+            end
+            if #KEYS < 2 then return redis.error_reply('settle: KEYS are the reservation and its path') end
             local n, cancel = #KEYS - 1, ARGV[1] == 'cancel'
             local raw = redis.call('MGET', unpack(KEYS))
             if not raw[1] then return { 'unknown' } end
@@ -1433,8 +1779,6 @@ enum LuaScripts {
                 if KEYS[2 + n] ~= tree or KEYS[3 + n] ~= tree .. ':calls' then return { 'mismatch' } end
             end
             if reservation.leaf ~= KEYS[1 + n] then return { 'mismatch' } end
-            local actual = {}
-            for k = 2, #ARGV, 2 do actual[ARGV[k]] = tonumber(ARGV[k + 1]) end
             local time = redis.call('TIME')
             local now = time[1] * 1000 + time[2] / 1000
 
@@ -1456,7 +1800,7 @@ enum LuaScripts {
             end
 
             for _, ch in ipairs(reservation.charges) do
-                local i, res, tag, kind, cost, mark, rate, burst, ceiling = unpack(ch, 1, 9)
+                local i, res, tag, kind, cost, mark, rate, burst, ceiling, born, absorbedThen = unpack(ch, 1, 11)
                 local refund = cancel and cost or cost - (actual[res] or cost) -- < 0: an overrun to charge
                 local st = records(i)
                 local r = st[tag]
@@ -1466,23 +1810,67 @@ enum LuaScripts {
                         st[#st + 1], st[tag] = r, r
                     end
                     if r then
-                        if mark == 0 then r[2] = r[2] + refund end -- a borrowing admission left its guarantee alone
-                        r[4] = r[4] + refund
-                        r[5] = r[3] + max(0, (burst - r[2]) / rate, (burst - r[4]) / (ceiling or rate))
+                        -- The record holds the levels at r[3]; a refund goes back only while the level is
+                        -- below the burst, where adding to it then is adding to it now.
+                        local dt = max(0, now - r[3])
+                        local level, top = r[2] + dt * rate, r[4] + dt * (ceiling or rate)
+                        local pool, absorbed, poolBorn, bdebt = 0, 0, 0, 0
+                        if #r[6] == 32 then pool, absorbed, poolBorn, bdebt = struct.unpack(EXTRAS, r[6]) end
+                        local give = refund -- < 0: an overrun, charged whole
+                        if refund > 0 and mark == 0 then -- never above what the bucket would hold without the charge
+                            local left = max(0, burst - level)
+                            if pool > left then pool, absorbed = left, absorbed + pool - left end
+                            if born then
+                                give = min(refund, pool, poolBorn == born and cost - (absorbed - absorbedThen) or 0)
+                            else -- charged by an older version, which kept no pool: at most up to the burst
+                                give = min(refund, left)
+                            end
+                            give = max(0, give)
+                            pool = max(0, pool - give)
+                            r[2] = r[2] + give
+                            r[4] = r[4] + min(give, max(0, burst - top))
+                        elseif refund > 0 then -- a borrowing admission charged only its ceiling
+                            r[4] = r[4] + min(refund, max(0, burst - top))
+                        else
+                            if mark == 0 then r[2] = r[2] + refund end
+                            r[4] = r[4] + refund
+                        end
+                        r[6] = (pool > 0 or bdebt > 0) and struct.pack(EXTRAS, pool, absorbed, poolBorn, bdebt) or ''
+                        r[5] = min(r[3] + max(0, (burst - r[2]) / rate, (burst - r[4]) / (ceiling or rate)), now + HORIZON)
                         st.dirty = true
                     end
-                elseif refund ~= 0 and r and kind == 'window' and r[6] ~= '' then -- an exact log
-                    local log, at = r[6], 0
+                elseif refund ~= 0 and (kind == 'exact' or kind == 'window' and r and r[6] ~= '') then -- an exact log
+                    local ms = tonumber(string.match(tag, '/w(%d+)$'))
+                    if not r and refund < 0 then -- expired (or never written): the overrun starts a fresh log
+                        r = { tag, 0, 0, 0, now + ms, '' }
+                        st[#st + 1], st[tag] = r, r
+                    end
+                    if r and r[4] ~= 0 then r = nil end -- the limit was edited into an approximate window since
+                    local log, at = r and r[6] or '', 0
                     for k = 1, #log / 16 do
                         if struct.unpack('<d', log, k * 16 - 15) == mark then at = k end
                     end
                     if at > 0 then -- lower (or raise) the running count from that entry on
-                        local parts = { string.sub(log, 1, at * 16 - 16) }
+                        local parts, last = { string.sub(log, 1, at * 16 - 16) }, r[2]
+                        if at > 1 then last = select(2, struct.unpack('<dd', log, at * 16 - 31)) end
                         for k = at, #log / 16 do
                             local t, running = struct.unpack('<dd', log, k * 16 - 15)
-                            parts[#parts + 1] = struct.pack('<dd', t, max(r[2], running - refund))
+                            running = max(last, running - refund)
+                            -- An entry that no longer weighs anything (cancelled, settled at 0) is dropped:
+                            -- kept, such entries would fill the log until its 16-bit length wraps.
+                            if running > last then parts[#parts + 1] = struct.pack('<dd', t, running) end
+                            last = running
                         end
                         r[6], st.dirty = table.concat(parts), true
+                    elseif r and refund < 0 then -- no entry of its own (an estimate of 0): the overrun counts from now
+                        local t, last, entries = now, r[2], #log / 16
+                        if entries > 0 then
+                            local lt, running = struct.unpack('<dd', log, entries * 16 - 15)
+                            if lt > t then t = lt end -- the log stays in order when Redis' clock stepped back
+                            last = running
+                        end
+                        r[6], st.dirty = log .. struct.pack('<dd', t, last - refund), true
+                        if r[5] < t + ms then r[5] = t + ms end
                     end
                 elseif refund ~= 0 and r and kind == 'window' then
                     if r[4] == mark then r[2], st.dirty = max(0, r[2] - refund), true end
@@ -1604,8 +1992,8 @@ enum LuaScripts {
             if estimate > 0 then
                 writes[#writes + 1] = 'u:' .. ARGV[i]
                 writes[#writes + 1] = used + estimate
-                reservation[#reservation + 1] = ARGV[i] .. '=' .. estimate
             end
+            reservation[#reservation + 1] = ARGV[i] .. '=' .. estimate -- 0 too: tree-exit charges the actual usage
         end
         redis.call('ZREMRANGEBYSCORE', calls, '-inf', now)
         local inFlight = redis.call('ZCARD', calls)
@@ -1714,6 +2102,21 @@ enum LuaScripts {
         return { 1, children + 1 }
         """####
     )
+    static let wake = RedisScript(
+        name: "wake",
+        source: ####"""
+        -- wake: one wake-up for a caller blocked on a list (BLPOP), e.g. waiting for a request tree's call in
+        -- flight to end. The list is bounded and short-lived; whoever refuses a caller for want of the thing it
+        -- waits for empties it first (call-admit), so a wake-up there always stands for something freed since.
+        --
+        -- KEYS[1] the list, sluice:{P}:...:free
+        -- Reply: 1
+        redis.call('LPUSH', KEYS[1], 1)
+        redis.call('LTRIM', KEYS[1], 0, 999)
+        redis.call('PEXPIRE', KEYS[1], 60000)
+        return 1
+        """####
+    )
     static let workerHeartbeat = RedisScript(
         name: "worker-heartbeat",
         source: ####"""
@@ -1723,13 +2126,43 @@ enum LuaScripts {
         -- KEYS[1] sluice:{P}:workers  ZSET: member worker id, score when its registration lapses (ms)
         -- ARGV[1] worker id   ARGV[2] ttl ms (a few heartbeat intervals)
         -- Reply: the number of live workers, this one included
+        local ttl = tonumber(ARGV[2])
+        if not ttl or ttl ~= ttl or ttl < 1 or ttl > 1e11 then return redis.error_reply('worker-heartbeat: the ttl is 1 to 1e11 ms') end
         local t = redis.call('TIME')
         local now = t[1] * 1000 + math.floor(t[2] / 1000)
-        local ttl = tonumber(ARGV[2])
         redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
         redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
-        redis.call('PEXPIRE', KEYS[1], ttl + 60000)
+        -- Only ever extended: a worker with a short ttl never lets a longer-lived registration's key expire.
+        if redis.call('PTTL', KEYS[1]) < ttl + 60000 then redis.call('PEXPIRE', KEYS[1], ttl + 60000) end
         return redis.call('ZCARD', KEYS[1])
         """####
     )
+
+    /// Every script, in file order: ScriptLibrary joins them into one function library.
+    static let all: [RedisScript] = [
+        breakerAllow,
+        breakerRecord,
+        callAdmit,
+        callFinish,
+        decide,
+        leaseAcquire,
+        leaseRelease,
+        leaseRenew,
+        ping,
+        queueEnter,
+        queueFinish,
+        queueLeave,
+        queueStatus,
+        quotaEdit,
+        reconcileStatus,
+        reconcile,
+        retryBudget,
+        settle,
+        treeEnter,
+        treeExit,
+        treeOpen,
+        treeSpawn,
+        wake,
+        workerHeartbeat,
+    ]
 }

@@ -63,9 +63,26 @@ public struct LeasePool: Sendable {
 
     /// Tries once to take a slot.
     public func tryAcquire() async throws -> Attempt {
-        let reply = try await redis.evalScript(
-            LuaScripts.leaseAcquire, keys: [key] + (shareKey.map { [$0] } ?? []),
+        try parseAcquire(try await redis.run(acquireStep()))
+    }
+
+    func acquireStep() -> ScriptStep {
+        ScriptStep(
+            script: LuaScripts.leaseAcquire, keys: [key] + (shareKey.map { [$0] } ?? []),
             arguments: [RedisArgument(slots), RedisArgument(Self.milliseconds(ttl)), RedisArgument(holder)])
+    }
+
+    /// The pool's wake-up list: lease-release.lua pushes one for every slot released in time.
+    var freed: WakeUpList {
+        WakeUpList(key: PartitionKeys(partition: partition, namespace: namespace).key("lease", scope, "free"))
+    }
+
+    func releaseStep(_ lease: Lease) -> ScriptStep {
+        ScriptStep(script: LuaScripts.leaseRelease, keys: [key], arguments: [RedisArgument(lease.member)])
+    }
+
+    /// lease-acquire's reply.
+    func parseAcquire(_ reply: RedisValue) throws -> Attempt {
         let parts = reply.array ?? []
         guard parts.count >= 3 else { throw RedisError(.protocolError, "lease-acquire replied unexpectedly") }
         if parts[0].integer == 1 {
@@ -104,7 +121,7 @@ public struct LeasePool: Sendable {
 
     /// The heartbeat: extends a lease. Returns false when it was lost (expired before the renewal).
     public func renew(_ lease: Lease) async throws -> Bool {
-        let reply = try await redis.evalScript(
+        let reply = try await redis.run(
             LuaScripts.leaseRenew, keys: [key],
             arguments: [RedisArgument(lease.member), RedisArgument(Self.milliseconds(lease.ttl))])
         return reply.array?.first?.integer == 1
@@ -114,15 +131,14 @@ public struct LeasePool: Sendable {
     /// even when its slot now serves someone else. Returns whether the lease was still held.
     @discardableResult
     public func release(_ lease: Lease) async throws -> Bool {
-        let reply = try await redis.evalScript(
-            LuaScripts.leaseRelease, keys: [key], arguments: [RedisArgument(lease.member)])
+        let reply = try await redis.run(releaseStep(lease))
         return reply.integer == 1
     }
 
     /// How many leases are held right now (expired ones not counted).
     public func held() async throws -> Int {
         // An acquire for zero slots prunes expired leases and only counts.
-        let reply = try await redis.evalScript(
+        let reply = try await redis.run(
             LuaScripts.leaseAcquire, keys: [key], arguments: [0, 1, RedisArgument(holder)])
         return Int(reply.array?[2].integer ?? 0)
     }

@@ -27,10 +27,26 @@ extension Limiter {
         _ path: ScopePath, cost: Cost, maxWait: Duration, priority: Priority = .interactive, reportLimits: Bool = false,
         tree: TreeCall? = nil
     ) async throws(QuotaError) -> Admission {
+        let id = Reservation.newID()
+        let request = try scheduleRequest(
+            path, cost: cost, maxWait: maxWait, priority: priority, reportLimits: reportLimits, tree: tree, id: id)
+        let started = ContinuousClock.now
+        let outcome = try await request.run(self)
+        let reservation = Reservation(
+            id: id, path: path, estimate: cost, decision: outcome.decision, limiter: self, resources: request.resources,
+            tree: tree)
+        return Admission(reservation: reservation, proceedAt: started + outcome.decision.wait)
+    }
+
+    /// The decide call of a scheduled admission (see ``schedule(_:cost:maxWait:priority:reportLimits:tree:)``),
+    /// validated, with a reservation `id` that lives `maxWait` plus a minute.
+    func scheduleRequest(
+        _ path: ScopePath, cost: Cost, maxWait: Duration, priority: Priority, reportLimits: Bool = false,
+        tree: TreeCall?, id: String
+    ) throws(QuotaError) -> DecideRequest {
         guard maxWait >= .zero, maxWait <= .seconds(86_400) else {
             throw QuotaError(.invalidDuration, "maxWait is between 0 and a day")
         }
-        let id = Reservation.newID()
         var request = try DecideRequest(limiter: self, path: path, cost: cost, priority: priority)
         request.maxWait = maxWait
         request.reportLimits = reportLimits
@@ -39,12 +55,7 @@ extension Limiter {
             try tree.validate(path: path, limiter: self)
             request.tree = tree
         }
-        let started = ContinuousClock.now
-        let outcome = try await request.run(self)
-        let reservation = Reservation(
-            id: id, path: path, estimate: cost, decision: outcome.decision, limiter: self, resources: request.resources,
-            tree: tree)
-        return Admission(reservation: reservation, proceedAt: started + outcome.decision.wait)
+        return request
     }
 
     /// Reserves `estimate` (say prompt tokens + max output tokens) for at most `ttl`; settle it
@@ -127,6 +138,8 @@ struct DecideRequest: Sendable {
         return out
     }
 
+    var step: ScriptStep { ScriptStep(script: LuaScripts.decide, keys: redisKeys, arguments: arguments) }
+
     struct Outcome {
         var decision: Decision
         var status: String
@@ -135,7 +148,7 @@ struct DecideRequest: Sendable {
     func run(_ limiter: Limiter) async throws(QuotaError) -> Outcome {
         let reply: RedisValue
         do {
-            reply = try await ScriptFunction.decide.call(limiter.client, keys: redisKeys, arguments: arguments)
+            reply = try await limiter.client.run(step)
         } catch {
             throw QuotaError.redis(error)
         }

@@ -49,7 +49,7 @@ public final class Limiter: Sendable {
                 do {
                     canonical[kind] = try QuotaSpec(parsing: text).description
                 } catch {
-                    throw QuotaError(.invalidSpec, "the default for \(kind): \(error.message)")
+                    throw QuotaError(error.code, "the default for \(kind): \(error.message)")
                 }
             }
             return canonical

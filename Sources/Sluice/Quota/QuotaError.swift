@@ -24,6 +24,8 @@ public struct QuotaError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let invalidCost = Code("invalidCost")
         /// A limit spec (the caller's default or `quota set`'s) does not parse.
         public static let invalidSpec = Code("invalidSpec")
+        /// A spec holds more than ``QuotaSpec/maximumLimits`` limits (`quota set` adding one more, say).
+        public static let tooManyLimits = Code("tooManyLimits")
         /// A duration, rate or unit is out of range or unknown.
         public static let invalidDuration = Code("invalidDuration")
         /// A ``Reconciler/Configuration`` value is out of range (a factor outside (0, 1), say).

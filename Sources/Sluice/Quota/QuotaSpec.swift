@@ -20,6 +20,14 @@ public struct QuotaSpec: Sendable, Hashable, CustomStringConvertible {
 
     public var entries: [Entry]
 
+    /// The most limits one spec may hold, all resources together: a decision checks every limit on
+    /// its path in one script, which blocks Redis while it runs. `lua/decide.lua` ignores (and
+    /// reports) a longer spec an operator wrote by hand.
+    public static let maximumLimits = 32
+
+    /// How many limits the spec holds, all resources together.
+    public var limitCount: Int { entries.reduce(0) { $0 + $1.limits.count } }
+
     public init(entries: [Entry] = []) { self.entries = entries }
 
     public init(parsing text: String) throws(QuotaError) {
@@ -204,6 +212,7 @@ enum QuotaSpecParser {
         var none: Set<String> = []
         var resource: String?
         var clause: [String: Value]?
+        var count = 0
         func fail(_ reason: String) -> QuotaError { QuotaError(.invalidSpec, reason) }
 
         func finish() throws(QuotaError) {
@@ -224,6 +233,10 @@ enum QuotaSpecParser {
                 throw fail("two \(resource) \(limit.kind) limits alike")
             }
             entries[index].limits.append(limit)
+            count += 1
+            if count > QuotaSpec.maximumLimits {
+                throw QuotaError(.tooManyLimits, "a spec holds at most \(QuotaSpec.maximumLimits) limits")
+            }
         }
 
         for (word, separator) in words(text) {

@@ -86,6 +86,9 @@ public struct QuotaStore: Sendable {
             var spec =
                 (try? current.map { (text: String) throws(QuotaError) in try QuotaSpec(parsing: text) }) ?? QuotaSpec()
             spec.set(limit, for: resource)
+            guard spec.limitCount <= QuotaSpec.maximumLimits else {
+                throw QuotaError(.tooManyLimits, "a spec holds at most \(QuotaSpec.maximumLimits) limits")
+            }
             return spec
         } ?? QuotaSpec()
     }
@@ -164,7 +167,7 @@ public struct QuotaStore: Sendable {
             if current == nil && updated == nil { return nil }
             let reply: RedisValue
             do {
-                reply = try await client.evalScript(
+                reply = try await client.run(
                     LuaScripts.quotaEdit, keys: [RedisArgument(key)],
                     arguments: [
                         RedisArgument(pattern.field), current == nil ? "0" : "1", RedisArgument(current ?? ""),

@@ -27,39 +27,55 @@ public struct Reservation: Sendable {
         self.tree = tree
     }
 
-    /// Settles with what the call really cost. Resources not named keep their estimate.
+    /// Settles with what the call really cost. Resources not named keep their estimate (a handle from
+    /// ``Limiter/reservation(id:path:)`` knows no estimate: it sends every resource named).
     /// Idempotent: a second settle (or a settle after cancel) changes nothing and says so. Made
     /// inside a request tree (``tree``), it settles the tree's budgets with the same actual costs,
     /// and the call stops counting as in flight.
     @discardableResult
     public func settle(actual: Cost) async throws(QuotaError) -> SettleOutcome {
+        try await close(try settleStep(actual: actual))
+    }
+
+    /// settle.lua's step settling with `actual`.
+    func settleStep(actual: Cost) throws(QuotaError) -> ScriptStep {
         var arguments: [RedisArgument] = ["settle"]
-        for (resource, amount) in try actual.validated() where resources.contains(where: { $0.resource == resource }) {
+        for (resource, amount) in try actual.validated()
+        where resources.isEmpty || resources.contains(where: { $0.resource == resource }) {
             arguments += [RedisArgument(resource), RedisArgument(amount)]
         }
-        return try await close(arguments)
+        return closeStep(arguments)
     }
 
     /// Gives the whole estimate back (on the tree too, with the loop guard's count). Idempotent, like
     /// ``settle(actual:)``.
     @discardableResult
     public func cancel() async throws(QuotaError) -> SettleOutcome {
-        try await close(["cancel"])
+        try await close(closeStep(["cancel"]))
     }
 
-    private func close(_ arguments: [RedisArgument]) async throws(QuotaError) -> SettleOutcome {
+    func closeStep(_ arguments: [RedisArgument]) -> ScriptStep {
         let keys = limiter.keys(for: path)
         var redisKeys = [RedisArgument(keys.reservation(id))] + keys.states(path).map { RedisArgument($0) }
         if let tree {  // settle.lua closes the tree side as well
             let treeKeys = tree.keys(namespace: keys.namespace)
             redisKeys += [treeKeys.tree, treeKeys.calls]
         }
+        return ScriptStep(script: LuaScripts.settle, keys: redisKeys, arguments: arguments)
+    }
+
+    private func close(_ step: ScriptStep) async throws(QuotaError) -> SettleOutcome {
         let reply: RedisValue
         do {
-            reply = try await ScriptFunction.settle.call(limiter.client, keys: redisKeys, arguments: arguments)
+            reply = try await limiter.client.run(step)
         } catch {
             throw QuotaError.redis(error)
         }
+        return try Self.parseClose(reply)
+    }
+
+    /// settle.lua's reply.
+    static func parseClose(_ reply: RedisValue) throws(QuotaError) -> SettleOutcome {
         switch reply.array?.first?.string {
         case "settled": return .settled
         case "cancelled": return .cancelled
@@ -78,6 +94,18 @@ public struct Reservation: Sendable {
         let low = generator.next() as UInt64
         let hex = String(high, radix: 16) + "-" + String(low, radix: 16)
         return hex
+    }
+}
+
+extension Limiter {
+    /// The reservation `id` on `path`, made elsewhere (another process, `sluice reserve`): a handle
+    /// only to settle or cancel it. Its ``Reservation/estimate`` is unknown here (empty) and its
+    /// ``Reservation/decision`` a placeholder. A reservation made inside a request tree needs the
+    /// handle ``reserve(_:estimate:ttl:id:priority:reportLimits:tree:)`` returned: closing it closes the tree side.
+    public func reservation(id: String, path: ScopePath) throws(QuotaError) -> Reservation {
+        guard !id.isEmpty else { throw QuotaError(.invalidReservation, "a reservation id is not empty") }
+        return Reservation(
+            id: id, path: path, estimate: Cost([:]), decision: Decision(allowed: true), limiter: self, resources: [])
     }
 }
 

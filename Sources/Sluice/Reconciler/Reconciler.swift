@@ -128,6 +128,20 @@ public final class Reconciler: Sendable {
     public func record(
         _ observation: ProviderObservation, path: ScopePath, sentAt: Int64? = nil, admittedAt: Int64? = nil
     ) async throws(QuotaError) -> Outcome {
+        let reply: RedisValue
+        do {
+            reply = try await limiter.client.run(
+                recordStep(observation, path: path, sentAt: sentAt, admittedAt: admittedAt))
+        } catch {
+            throw QuotaError.redis(error)
+        }
+        return try Self.parseRecord(reply)
+    }
+
+    /// reconcile.lua's step for one observation (see ``record(_:path:sentAt:admittedAt:)``).
+    func recordStep(
+        _ observation: ProviderObservation, path: ScopePath, sentAt: Int64?, admittedAt: Int64?
+    ) -> ScriptStep {
         let keys = limiter.keys(for: path)
         var arguments: [RedisArgument] = [
             RedisArgument(path.root.description), RedisArgument(observation.responseClass.name),
@@ -138,22 +152,24 @@ public final class Reconciler: Sendable {
             RedisArgument(configuration.stateTTL.milliseconds), RedisArgument(configuration.defaultPause.milliseconds),
             configuration.adaptsConcurrency ? "1" : "0", RedisArgument(max(0, admittedAt ?? 0)),
         ]
-        for resource in observation.resources.keys.sorted() {
+        for resource in observation.resources.keys.sorted().prefix(64) {  // reconcile.lua takes at most 64
             let values = observation.resources[resource] ?? ResourceObservation()
             arguments += [
                 RedisArgument(configuration.resourceNames[resource] ?? resource.name),
-                RedisArgument(values.limit ?? -1), RedisArgument(values.remaining.map { max(0, $0) } ?? -1),
-                RedisArgument(values.resetAfter.map { $0.milliseconds } ?? -1),
+                // In the script's ranges (it refuses the whole response otherwise): counts up to 2^50,
+                // resets up to 10^12 ms; a negative value is no value.
+                RedisArgument(values.limit.map { $0 < 0 ? -1 : min($0, 1 << 50) } ?? -1),
+                RedisArgument(values.remaining.map { min(max(0, $0), 1 << 50) } ?? -1),
+                RedisArgument(values.resetAfter.map { min(max(0, $0.milliseconds), 1_000_000_000_000) } ?? -1),
             ]
         }
-        let reply: RedisValue
-        do {
-            reply = try await limiter.client.evalScript(
-                LuaScripts.reconcile, keys: [RedisArgument(keys.states(path)[0]), RedisArgument(keys.events)],
-                arguments: arguments)
-        } catch {
-            throw QuotaError.redis(error)
-        }
+        return ScriptStep(
+            script: LuaScripts.reconcile, keys: [RedisArgument(keys.states(path)[0]), RedisArgument(keys.events)],
+            arguments: arguments)
+    }
+
+    /// reconcile.lua's reply.
+    static func parseRecord(_ reply: RedisValue) throws(QuotaError) -> Outcome {
         guard let items = reply.array, items.count == 4, let until = items[0].integer, let cut = items[1].integer,
             let started = items[2].integer, let now = items[3].integer
         else { throw QuotaError(.unexpectedReply, "reconcile replied unexpectedly") }
@@ -165,7 +181,7 @@ public final class Reconciler: Sendable {
         let key = limiter.keys(for: path).states(path)[0]
         let reply: RedisValue
         do {
-            reply = try await limiter.client.evalScript(LuaScripts.reconcileStatus, keys: [RedisArgument(key)])
+            reply = try await limiter.client.run(LuaScripts.reconcileStatus, keys: [RedisArgument(key)])
         } catch {
             throw QuotaError.redis(error)
         }

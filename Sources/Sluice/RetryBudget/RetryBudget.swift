@@ -69,16 +69,21 @@ public struct RetryBudget: Sendable {
     }
 
     private func run(_ operation: String) async throws -> Verdict {
+        let reply = try await redis.run(step(operation))
+        let parts = reply.array ?? []
+        guard parts.count == 3 else { throw RedisError(.protocolError, "retry-budget replied unexpectedly") }
+        return Verdict(allowed: parts[0].integer == 1, retries: parts[1].double ?? 0, requests: parts[2].double ?? 0)
+    }
+
+    /// retry-budget's step: `"request"` counts a first attempt, `"retry"` asks for a retry.
+    func step(_ operation: String) -> ScriptStep {
         let keys = PartitionKeys(partition: partition, namespace: namespace)
-        let reply = try await redis.evalScript(
-            LuaScripts.retryBudget, keys: [keys.key("retry", scope), keys.events],
+        return ScriptStep(
+            script: LuaScripts.retryBudget, keys: [keys.key("retry", scope), keys.events],
             arguments: [
                 RedisArgument(operation), RedisArgument(String(configuration.ratio)),
                 RedisArgument(configuration.floor),
                 RedisArgument(max(1, Int(configuration.window / .milliseconds(1)))), RedisArgument(scope),
             ])
-        let parts = reply.array ?? []
-        guard parts.count == 3 else { throw RedisError(.protocolError, "retry-budget replied unexpectedly") }
-        return Verdict(allowed: parts[0].integer == 1, retries: parts[1].double ?? 0, requests: parts[2].double ?? 0)
     }
 }

@@ -47,7 +47,7 @@ public struct RequestTrees: Sendable {
         for (resource, budget) in limits.budgets.sorted(by: { $0.key < $1.key }) {
             arguments += [RedisArgument(resource), RedisArgument(budget)]
         }
-        let reply = try await redis.evalScript(LuaScripts.treeOpen, keys: [keys.key("tree", id)], arguments: arguments)
+        let reply = try await redis.run(LuaScripts.treeOpen, keys: [keys.key("tree", id)], arguments: arguments)
         let deadline = reply.array?[1].integer ?? 0
         return TreeContext(
             treeID: id, deadlineMilliseconds: deadline > 0 ? deadline : nil, priority: priority, partition: partition)
@@ -58,7 +58,7 @@ public struct RequestTrees: Sendable {
     public func spawn(from parent: TreeContext, nodeID: String = TreeContext.newID()) async throws -> TreeContext {
         let child = parent.child(nodeID: nodeID)
         let keys = PartitionKeys(partition: parent.partition, namespace: namespace)
-        let reply = try await redis.evalScript(
+        let reply = try await redis.run(
             LuaScripts.treeSpawn, keys: [keys.key("tree", parent.treeID)],
             arguments: [
                 RedisArgument(PartitionKeys.escape(parent.nodeID)), RedisArgument(child.depth),
@@ -103,7 +103,7 @@ public struct RequestTrees: Sendable {
         for (resource, amount) in estimate.sorted(by: { $0.key < $1.key }) {
             scriptArguments += [RedisArgument(resource), RedisArgument(amount)]
         }
-        let reply = try await redis.evalScript(
+        let reply = try await redis.run(
             LuaScripts.treeEnter,
             keys: [keys.key("tree", context.treeID), keys.key("tree", context.treeID, "calls"), keys.events],
             arguments: scriptArguments)
@@ -152,7 +152,7 @@ public struct RequestTrees: Sendable {
 
     private func exit(_ ticket: TreeTicket, _ arguments: [RedisArgument]) async throws -> Bool {
         let keys = PartitionKeys(partition: ticket.context.partition, namespace: namespace)
-        let reply = try await redis.evalScript(
+        let reply = try await redis.run(
             LuaScripts.treeExit,
             keys: [keys.key("tree", ticket.context.treeID), keys.key("tree", ticket.context.treeID, "calls")],
             arguments: arguments)

@@ -40,6 +40,12 @@ public struct TreeCall: Sendable, Hashable {
         return (keys.key("tree", context.treeID), keys.key("tree", context.treeID, "calls"), keys.events)
     }
 
+    /// The tree's wake-up list: call-finish pushes one when a call of the tree stops counting in flight.
+    func freed(namespace: String) -> WakeUpList {
+        WakeUpList(
+            key: PartitionKeys(partition: context.partition, namespace: namespace).key("tree", context.treeID, "free"))
+    }
+
     /// decide.lua's "tree" group (its header documents it).
     func arguments(callID: String, path: ScopePath) -> [RedisArgument] {
         let loop = tool.map { RequestTrees.loopKey(tool: $0, arguments: arguments ?? "") } ?? ""

@@ -10,9 +10,12 @@ struct CeilingSampler {
     let runID: String
     let startMs: Double
 
-    func run() async -> [Double?] {
+    /// The samples, and how many status scripts the sampling ran (the storm's own Redis calls, which
+    /// ``RedisMeter`` leaves out of the guard's cost).
+    func run() async -> (samples: [Double?], statusCalls: Int) {
         let bins = Int((scenario.duration / ProviderRecorder.binSeconds).rounded(.up))
         var samples: [Double?] = Array(repeating: nil, count: bins)
+        var statusCalls = 0
         let settings = SluiceSettings(provider: scenario.provider)
         let configured = Self.tokensPerSecond(
             settings.globalSpec(
@@ -21,19 +24,31 @@ struct CeilingSampler {
         guard let configured, let limiter = try? Limiter(url: redisURL),
             let reconciler = try? Reconciler(limiter: limiter, configuration: settings.reconciler),
             let path = try? ScopePath("global=\(runID)")
-        else { return samples }
+        else { return (samples, statusCalls) }
         defer { limiter.close() }
         while !Task.isCancelled {
             let bin = Int((StormClock.nowMs() - startMs) / 1000 / ProviderRecorder.binSeconds)
             if bin >= bins { break }
             if bin >= 0 {
+                statusCalls += 1
                 let tokens = (try? await reconciler.status(path))?.resources.first { $0.name == "tokens" }
                 let ceiling = tokens?.ceiling.map { $0 / scenario.provider.window }
                 samples[bin] = min(configured, ceiling ?? configured)
             }
             do { try await Task.sleep(for: .milliseconds(Int(ProviderRecorder.binSeconds * 1000))) } catch { break }
         }
-        return samples
+        return (samples, statusCalls)
+    }
+
+    /// Runs the status script `times` times, as sampling does, so that ``RedisMeter`` can learn what one costs.
+    func probe(times: Int) async {
+        guard let limiter = try? Limiter(url: redisURL),
+            let reconciler = try? Reconciler(
+                limiter: limiter, configuration: SluiceSettings(provider: scenario.provider).reconciler),
+            let path = try? ScopePath("global=\(runID)")
+        else { return }
+        defer { limiter.close() }
+        for _ in 0..<times { _ = try? await reconciler.status(path) }
     }
 
     /// The tokens bucket's rate of a spec, per second.

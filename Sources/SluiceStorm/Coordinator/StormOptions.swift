@@ -4,8 +4,12 @@ public struct StormOptions: Sendable {
     public var redisURL: String?
     /// Worker processes per run.
     public var workers: Int
-    /// Seconds per run; nil: each scenario's own duration. The scenario's timeline is rescaled to it.
+    /// Seconds per run; nil: each scenario's own duration (times ``timeScale``). The scenario's timeline is
+    /// rescaled to it.
     public var duration: Double?
+    /// Multiplies every time of each scenario, its provider's reset period included (``Scenario/timeScaled(by:)``):
+    /// the built-ins compress a provider's minute into a second, and 60 runs them at real provider time.
+    public var timeScale: Double
     public var scenarios: [Scenario]
     public var modes: [StormMode]
     /// The `sluice` executable that runs `storm-worker` (the running binary, for the CLI).
@@ -16,13 +20,15 @@ public struct StormOptions: Sendable {
     public var startLeadMs: Double
 
     public init(
-        redisURL: String? = nil, workers: Int = 4, duration: Double? = nil, scenarios: [Scenario],
+        redisURL: String? = nil, workers: Int = 4, duration: Double? = nil, timeScale: Double = 1,
+        scenarios: [Scenario],
         modes: [StormMode] = StormMode.all, workerExecutable: String, attemptTimeoutMs: Double = 2_000,
         startLeadMs: Double = 700
     ) {
         self.redisURL = redisURL
         self.workers = workers
         self.duration = duration
+        self.timeScale = timeScale
         self.scenarios = scenarios
         self.modes = modes
         self.workerExecutable = workerExecutable

@@ -14,6 +14,9 @@ public struct StormRunner: Sendable {
 
     public func run() async throws -> StormReport {
         guard options.workers >= 1, options.workers <= 64 else { throw StormError("--workers must be 1...64") }
+        guard options.timeScale > 0, options.timeScale.isFinite else {
+            throw StormError("--time-scale must be positive")
+        }
         let scratch = FileManager.default.temporaryDirectory
             .appendingPathComponent("sluice-storm-\(UInt32.random(in: 0...UInt32.max))").path
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
@@ -42,7 +45,8 @@ public struct StormRunner: Sendable {
         var number = 0
         do {
             for original in options.scenarios {
-                let scenario = options.duration.map { original.rescaled(to: $0) } ?? original
+                let scaled = original.timeScaled(by: options.timeScale)
+                let scenario = options.duration.map { scaled.rescaled(to: $0) } ?? scaled
                 for mode in options.modes {
                     var variants: [(Scenario, Bool)] = []
                     if let baseline = scenario.baseline { variants.append((baseline, true)) }
@@ -75,6 +79,7 @@ public struct StormRunner: Sendable {
         let startMs = StormClock.nowMs() + options.startLeadMs
         let endMs = startMs + scenario.duration * 1000
         provider.begin(settings: scenario.provider, startMs: startMs)
+        let meter = await RedisMeter.start(url: redisURL)
 
         var workers: [WorkerProcess] = []
         for index in 0..<options.workers {
@@ -84,12 +89,9 @@ public struct StormRunner: Sendable {
                 recordsPath: directory + "/worker-\(index).jsonl", attemptTimeoutMs: options.attemptTimeoutMs)
             workers.append(try WorkerProcess.spawn(assignment, executable: options.workerExecutable, in: directory))
         }
-        let sampler: Task<[Double?], Never>? =
-            mode == .sluice
-            ? Task {
-                await CeilingSampler(redisURL: redisURL, scenario: scenario, runID: runID, startMs: startMs).run()
-            }
-            : nil
+        let ceilingSampler = CeilingSampler(redisURL: redisURL, scenario: scenario, runID: runID, startMs: startMs)
+        let sampler: Task<(samples: [Double?], statusCalls: Int), Never>? =
+            mode == .sluice ? Task { await ceilingSampler.run() } : nil
         // Wait for the workers, showing progress; kill them if they overstay by far.
         let giveUpMs = endMs + 20_000
         while workers.contains(where: \.isRunning) {
@@ -108,7 +110,11 @@ public struct StormRunner: Sendable {
         }
         let bins = provider.finish(duration: scenario.duration).bins
         sampler?.cancel()
-        var ceiling = await sampler?.value ?? []
+        let sampled = await sampler?.value
+        var ceiling = sampled?.samples ?? []
+        let redisCost = await meter?.finish(
+            providerCalls: bins.reduce(0) { $0 + $1.requests }, samplerCalls: sampled?.statusCalls ?? 0,
+            probe: { await ceilingSampler.probe(times: 16) })
         if mode == .singleBucket {
             ceiling = Array(repeating: scenario.provider.tokensPerSecond, count: bins.count)
         }
@@ -123,14 +129,21 @@ public struct StormRunner: Sendable {
         }
         let result = RunResult(
             scenario: scenario, mode: mode, isBaseline: isBaseline, provider: bins, calls: calls, waiting: waiting,
-            workerFailures: failures, ceiling: ceiling)
+            workerFailures: failures, ceiling: ceiling, redisCost: redisCost)
         let metrics = RunMetrics(result, baseline: nil)
         progress(
             String(
-                format: "%@: %d calls, %d ok, 429s %d, goodput %.0f tok/s, utilisation %.0f%%%@", label, calls.count,
-                metrics.callsOK, metrics.provider429s, metrics.goodputTokensPerSecond, metrics.utilization * 100,
+                format:
+                    "%@: %d calls, %d ok, 429s %d, goodput %.0f tok/s, utilisation %.0f%%, redis %@ calls / %@ us per call%@",
+                label, calls.count, metrics.callsOK, metrics.provider429s, metrics.goodputTokensPerSecond,
+                metrics.utilization * 100, Self.figure(redisCost?.callsPerProviderCall),
+                Self.figure(redisCost?.microsecondsPerProviderCall),
                 failures.isEmpty ? "" : "  FAILURES: " + failures.joined(separator: "; ")),
             false)
         return result
+    }
+
+    private static func figure(_ value: Double?) -> String {
+        value.map { String(format: "%.1f", $0) } ?? "-"
     }
 }

@@ -4,9 +4,11 @@ import Hummingbird
 import Logging
 import Synchronization
 
-/// A mock LLM provider: a real HTTP server on loopback that answers OpenAI-style
-/// `POST /v1/chat/completions` under its own quota, with OpenAI's rate-limit headers, 429s carrying
-/// `retry-after-ms` and `retry-after`, log-normal latency and the incidents of the scenario's timeline.
+/// A mock LLM provider: a real HTTP server on loopback that answers under its own quota, with log-normal latency
+/// and the incidents of the scenario's timeline, in the API of the run's provider family: OpenAI's
+/// `POST /v1/chat/completions` with its `x-ratelimit-*` headers and 429s carrying `retry-after-ms` and
+/// `retry-after`, or Anthropic's `POST /v1/messages` with its `anthropic-ratelimit-*` headers (RFC 3339 resets),
+/// 429s carrying `retry-after` in whole seconds and errors in Anthropic's shape (529 `overloaded_error`).
 ///
 /// One server lives for a whole storm; ``begin(settings:startMs:)`` and ``finish(duration:)`` frame each run, and
 /// the recorder of the run is the report's ground truth.
@@ -30,7 +32,12 @@ public final class MockProvider: Sendable {
         let router = Router()
         router.post("/v1/chat/completions") { request, context -> Response in
             let chat = try await request.decode(as: ChatRequest.self, context: context)
-            return try await core.respond(to: chat)
+            return try await core.respond(to: chat.request, api: "openai")
+        }
+        router.post("/v1/messages") { request, context -> Response in
+            let seed = request.headers[HTTPField.Name("x-storm-seed")!].flatMap { UInt64($0) }
+            let messages = try await request.decode(as: MessagesRequest.self, context: context)
+            return try await core.respond(to: messages.request(seed: seed), api: "anthropic")
         }
         router.get("/health") { _, _ in "ok" }
         var logger = Logger(label: "sluice.storm.provider")
@@ -130,59 +137,56 @@ extension MockProvider {
             case limited(ProviderQuota.Snapshot, retryAfterMs: Double)
             case fail(status: Int, afterMs: Double)
             case hang
-            case serve(afterMs: Double, prompt: Int, completion: Int, estimate: Int, ProviderQuota.Snapshot)
+            case serve(afterMs: Double, prompt: Int, completion: Int, maxTokens: Int, ProviderQuota.Snapshot)
+            /// The request came in by the other family's API.
+            case wrongAPI
         }
 
-        func respond(to chat: ChatRequest) async throws -> Response {
-            let (plan, runGeneration, id) = state.withLock { run -> (Plan, Int, Int) in
-                guard run != nil else { return (.idle, 0, 0) }
-                return (Self.plan(chat, run: &run!), run!.generation, run!.nextID)
+        func respond(to request: ProviderRequest, api: String) async throws -> Response {
+            let (plan, runGeneration, id, family) = state.withLock { run -> (Plan, Int, Int, String) in
+                guard run != nil else { return (.idle, 0, 0, api) }
+                guard run!.settings.family == api else { return (.wrongAPI, 0, 0, api) }
+                return (Self.plan(request, run: &run!), run!.generation, run!.nextID, run!.settings.family)
             }
+            let answer = ProviderAnswer(family: family, id: id)
             switch plan {
             case .idle:
-                return Self.response(.serviceUnavailable, ChatResponse.error(type: "server_error", message: "no run"))
+                return answer.error(.serviceUnavailable, message: "no run")
+            case .wrongAPI:
+                return answer.error(.notFound, message: "this run's provider does not speak the \(api) API")
             case .limited(let snapshot, let retryAfterMs):
-                var headers = Self.rateLimitHeaders(snapshot)
-                headers[HTTPField.Name("retry-after-ms")!] = String(Int(retryAfterMs.rounded(.up)))
-                headers[.retryAfter] = String(Int((retryAfterMs / 1000).rounded(.up)))
-                let message = "Rate limit reached for requests. Please try again in \(Int(retryAfterMs))ms."
-                return Self.response(
-                    .tooManyRequests, ChatResponse.error(type: "rate_limit_exceeded", message: message), headers)
+                return answer.limited(snapshot, retryAfterMs: retryAfterMs)
             case .fail(let status, let afterMs):
                 try await Task.sleep(for: .microseconds(Int64(afterMs * 1000)))
-                finish(generation: runGeneration, outcome: .error, refund: 0)
-                let body = ChatResponse.error(type: "server_error", message: "The server had an error.")
-                return Self.response(HTTPResponse.Status(code: status), body)
+                finish(generation: runGeneration, outcome: .error, refund: nil)
+                return answer.error(HTTPResponse.Status(code: status), message: "The server had an error.")
             case .hang:
                 // Hold the request until the client gives up, the run ends, or 30 s pass.
                 let started = StormClock.nowMs()
                 while generation.load(ordering: .relaxed) == runGeneration, StormClock.nowMs() - started < 30_000 {
                     try await Task.sleep(for: .milliseconds(50))
                 }
-                finish(generation: runGeneration, outcome: .timeout, refund: 0)
-                return Self.response(.gatewayTimeout, ChatResponse.error(type: "timeout", message: "timed out"))
-            case .serve(let afterMs, let prompt, let completion, let estimate, let snapshot):
+                finish(generation: runGeneration, outcome: .timeout, refund: nil)
+                return answer.error(.gatewayTimeout, message: "timed out")
+            case .serve(let afterMs, let prompt, let completion, let maxTokens, let snapshot):
                 try await Task.sleep(for: .microseconds(Int64(afterMs * 1000)))
                 finish(
                     generation: runGeneration, outcome: .served(tokens: prompt + completion),
-                    refund: estimate - prompt - completion)
-                let body = ChatResponse.body(
-                    id: "chatcmpl-storm-\(id)", model: chat.model, promptTokens: prompt, completionTokens: completion,
-                    created: Int(StormClock.nowMs() / 1000))
-                return Self.response(.ok, body, Self.rateLimitHeaders(snapshot))
+                    refund: (prompt: 0, output: maxTokens - completion))
+                return answer.served(model: request.model, prompt: prompt, completion: completion, snapshot)
             }
         }
 
-        private static func plan(_ chat: ChatRequest, run: inout Run) -> Plan {
+        private static func plan(_ request: ProviderRequest, run: inout Run) -> Plan {
             let time = max(0, (StormClock.nowMs() - run.startMs) / 1000)
             run.nextID += 1
             run.quota.advance(to: time)
             run.recorder.arrived(at: time, capacity: run.quota.tokensPerSecond)
             let incidents = run.settings.activeIncidents(at: time)
             let latencyFactor = incidents.compactMap(\.latencyFactor).last ?? 1
-            var draws = chat.seed.map { SeededRandom(seed: $0) } ?? SeededRandom(seed: run.random.next())
+            var draws = request.seed.map { SeededRandom(seed: $0) } ?? SeededRandom(seed: run.random.next())
             let quantile = min(max(draws.unit(), 1e-6), 1 - 1e-6)
-            let maxTokens = max(1, chat.maxTokens ?? 256)
+            let maxTokens = max(1, request.maxTokens)
             let completion = max(1, Int((Double(maxTokens) * (0.4 + 0.6 * draws.unit())).rounded()))
             let latency = LatencyModel(settings: run.settings.latency)
             let afterMs = latency.milliseconds(quantile: quantile, outputTokens: completion, factor: latencyFactor)
@@ -193,45 +197,25 @@ extension MockProvider {
                 guard let status = failing.errorStatus else { return .hang }
                 return .fail(status: status, afterMs: status == 504 ? min(4 * afterMs, 1_500) : afterMs / 2)
             }
-            let prompt = chat.promptTokens
-            let estimate = prompt + maxTokens
-            switch run.quota.admit(estimate: estimate, at: time) {
+            let prompt = request.promptTokens
+            switch run.quota.admit(prompt: prompt, maxTokens: maxTokens, at: time) {
             case .admitted(let snapshot):
-                return .serve(afterMs: afterMs, prompt: prompt, completion: completion, estimate: estimate, snapshot)
+                return .serve(afterMs: afterMs, prompt: prompt, completion: completion, maxTokens: maxTokens, snapshot)
             case .limited(let retryAfterMs, let snapshot):
                 run.recorder.finished(.limited, at: time, capacity: run.quota.tokensPerSecond)
                 return .limited(snapshot, retryAfterMs: retryAfterMs)
             }
         }
 
-        private func finish(generation runGeneration: Int, outcome: ProviderRecorder.Outcome, refund: Int) {
+        private func finish(
+            generation runGeneration: Int, outcome: ProviderRecorder.Outcome, refund: (prompt: Int, output: Int)?
+        ) {
             state.withLock { run in
                 guard run != nil, run!.generation == runGeneration else { return }
                 let time = max(0, (StormClock.nowMs() - run!.startMs) / 1000)
-                run!.quota.refund(refund, at: time)
+                if let refund { run!.quota.refund(prompt: refund.prompt, output: refund.output, at: time) }
                 run!.recorder.finished(outcome, at: time, capacity: run!.quota.tokensPerSecond)
             }
-        }
-
-        private static func rateLimitHeaders(_ snapshot: ProviderQuota.Snapshot) -> HTTPFields {
-            var headers = HTTPFields()
-            headers[HTTPField.Name("x-ratelimit-limit-requests")!] = String(snapshot.requestLimit)
-            headers[HTTPField.Name("x-ratelimit-limit-tokens")!] = String(snapshot.tokenLimit)
-            headers[HTTPField.Name("x-ratelimit-remaining-requests")!] = String(snapshot.requestsRemaining)
-            headers[HTTPField.Name("x-ratelimit-remaining-tokens")!] = String(snapshot.tokensRemaining)
-            headers[HTTPField.Name("x-ratelimit-reset-requests")!] = GoDurationFormat.string(
-                milliseconds: snapshot.requestsResetMs)
-            headers[HTTPField.Name("x-ratelimit-reset-tokens")!] = GoDurationFormat.string(
-                milliseconds: snapshot.tokensResetMs)
-            return headers
-        }
-
-        private static func response(
-            _ status: HTTPResponse.Status, _ body: String, _ headers: HTTPFields = HTTPFields()
-        ) -> Response {
-            var headers = headers
-            headers[.contentType] = "application/json"
-            return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
         }
     }
 }

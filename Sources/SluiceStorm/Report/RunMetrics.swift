@@ -12,6 +12,9 @@ public struct RunMetrics: Sendable, Hashable {
     public var lightP50Ms: Double?
     public var lightP99Ms: Double?
     public var lightP99BaselineMs: Double?
+    /// Refusals and 429s the light tenants got: calls the limiter refused (each refused ask of the single bucket,
+    /// each call Sluice shed or refused) plus the provider's 429s to their calls. Nil without light tenants.
+    public var lightRefusals: Int?
     public var jainIndex: Double?
     public var runawayTokens: Int?
     public var runawayBudget: Int?
@@ -19,6 +22,10 @@ public struct RunMetrics: Sendable, Hashable {
     public var shed: Int
     /// The slowest the fleet took to follow a change of the provider's ceiling.
     public var followSeconds: Double?
+    /// Redis commands sent per request the provider received (``RedisCost``); nil when not measured.
+    public var redisCallsPerProviderCall: Double?
+    /// Microseconds Redis spent in Sluice's scripts per request the provider received; nil when not measured.
+    public var redisMicrosecondsPerProviderCall: Double?
 
     /// Calls served / attempted, and how light tenants' calls ended, for the HTML report.
     public var callsOK: Int
@@ -45,12 +52,16 @@ public struct RunMetrics: Sendable, Hashable {
         let capacity = saturated.reduce(0.0) { $0 + run.provider[$1].capacityTokensPerSecond * bin }
         utilization = capacity > 0 ? served / capacity : 0
 
-        let light = run.calls.filter { $0.role == "light" }.map(\.latencyMs).sorted()
+        let lightCalls = run.calls.filter { $0.role == "light" }
+        let light = lightCalls.map(\.latencyMs).sorted()
         lightP50Ms = Self.percentile(light, 0.50)
         lightP99Ms = Self.percentile(light, 0.99)
         lightP99BaselineMs = baseline.flatMap {
             Self.percentile($0.calls.filter { $0.role == "light" }.map(\.latencyMs).sorted(), 0.99)
         }
+        lightRefusals =
+            scenario.tenants.contains { $0.role == "light" }
+            ? lightCalls.reduce(0) { $0 + $1.refusals + $1.provider429s } : nil
         jainIndex = Self.jain(run)
 
         let runawayGroups = scenario.tenants.filter { $0.role == "runaway" }
@@ -68,6 +79,8 @@ public struct RunMetrics: Sendable, Hashable {
         shed = shedCalls.count
         shedP99Ms = Self.percentile(shedCalls.map(\.latencyMs).sorted(), 0.99)
         followSeconds = Self.follow(run)
+        redisCallsPerProviderCall = run.redisCost?.callsPerProviderCall
+        redisMicrosecondsPerProviderCall = run.redisCost?.microsecondsPerProviderCall
         callsOK = run.calls.filter { $0.outcome == .ok }.count
         callsTotal = run.calls.count
         workerFailures = run.workerFailures
@@ -127,7 +140,8 @@ public struct RunMetrics: Sendable, Hashable {
     }
 
     /// After each change of the provider's capacity past warm-up: for a cut, the time until the last 429 that
-    /// followed it; for a rise, the time until the served rate (0.5 s average) reached 80% of the new capacity.
+    /// followed it; for a rise, the time until the served rate (averaged over half a reset period) reached 80% of the
+    /// new capacity.
     /// The slowest of them, or nil when the scenario changes no capacity.
     static func follow(_ run: RunResult) -> Double? {
         let bin = ProviderRecorder.binSeconds
@@ -146,7 +160,7 @@ public struct RunMetrics: Sendable, Hashable {
                 let lastLimited = (first..<last).last { run.provider[$0].limited > 0 }
                 followed = lastLimited.map { Double($0 + 1) * bin - change.time } ?? 0
             } else {
-                let window = max(1, Int(0.5 / bin))
+                let window = max(1, Int((0.5 * run.scenario.provider.window / bin).rounded()))
                 for end in first..<last where end - window + 1 >= first {
                     let bins = run.provider[(end - window + 1)...end]
                     let rate = Double(bins.reduce(0) { $0 + $1.tokensServed }) / (Double(window) * bin)

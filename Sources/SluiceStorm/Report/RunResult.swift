@@ -13,10 +13,12 @@ public struct RunResult: Sendable {
     public var workerFailures: [String]
     /// The sluice mode's global ceiling per bin (tokens per second), when the gate reported one.
     public var ceiling: [Double?]
+    /// What the run asked of Redis, when the server's statistics could be read.
+    public var redisCost: RedisCost?
 
     public init(
         scenario: Scenario, mode: StormMode, isBaseline: Bool, provider: [ProviderRecorder.Bin], calls: [CallRecord],
-        waiting: [Int], workerFailures: [String], ceiling: [Double?] = []
+        waiting: [Int], workerFailures: [String], ceiling: [Double?] = [], redisCost: RedisCost? = nil
     ) {
         self.scenario = scenario
         self.mode = mode
@@ -26,5 +28,6 @@ public struct RunResult: Sendable {
         self.waiting = waiting
         self.workerFailures = workerFailures
         self.ceiling = ceiling
+        self.redisCost = redisCost
     }
 }

@@ -14,7 +14,7 @@ public struct StormReport: Sendable {
         }
     }
 
-    /// `summary.json`: `{"runs": [{"scenario", "mode", "provider_429s", …, "follow_seconds"}]}`.
+    /// `summary.json`: `{"runs": [{"scenario", "mode", "provider_429s", …, "redis_us_per_provider_call"}]}`.
     public var summaryJSON: String {
         func number(_ value: Double?, digits: Double = 1000) -> String {
             guard let value, value.isFinite else { return "null" }
@@ -29,9 +29,12 @@ public struct StormReport: Sendable {
             "utilization": \(number(m.utilization)), "light_p50_ms": \(number(m.lightP50Ms, digits: 10)), \
             "light_p99_ms": \(number(m.lightP99Ms, digits: 10)), \
             "light_p99_baseline_ms": \(number(m.lightP99BaselineMs, digits: 10)), \
+            "light_refusals": \(integer(m.lightRefusals)), \
             "jain_index": \(number(m.jainIndex)), "runaway_tokens": \(integer(m.runawayTokens)), \
             "runaway_budget": \(integer(m.runawayBudget)), "peak_queue_depth": \(m.peakQueueDepth), \
-            "shed": \(m.shed), "follow_seconds": \(number(m.followSeconds, digits: 100))}
+            "shed": \(m.shed), "follow_seconds": \(number(m.followSeconds, digits: 100)), \
+            "redis_calls_per_provider_call": \(number(m.redisCallsPerProviderCall, digits: 100)), \
+            "redis_us_per_provider_call": \(number(m.redisMicrosecondsPerProviderCall, digits: 100))}
             """
         }
         return "{\"runs\": [\n" + entries.joined(separator: ",\n") + "\n]}\n"
@@ -41,7 +44,7 @@ public struct StormReport: Sendable {
     public var table: String {
         let header = [
             "scenario", "mode", "429s", "429s>wu", "goodput/s", "util", "light p50", "light p99", "p99 base",
-            "jain", "runaway/budget", "peak queue", "shed", "follow s",
+            "light refused", "jain", "runaway/budget", "peak queue", "shed", "follow s", "redis/call", "redis us/call",
         ]
         func ms(_ value: Double?) -> String { value.map { String(Int($0.rounded())) + "ms" } ?? "-" }
         func fraction(_ value: Double?) -> String { value.map { String(format: "%.2f", $0) } ?? "-" }
@@ -51,8 +54,11 @@ public struct StormReport: Sendable {
             rows.append([
                 m.scenario, m.mode, String(m.provider429s), String(m.provider429sAfterWarmup),
                 String(Int(m.goodputTokensPerSecond.rounded())), String(format: "%.0f%%", m.utilization * 100),
-                ms(m.lightP50Ms), ms(m.lightP99Ms), ms(m.lightP99BaselineMs), fraction(m.jainIndex), runaway,
-                String(m.peakQueueDepth), String(m.shed), m.followSeconds.map { String(format: "%.1f", $0) } ?? "-",
+                ms(m.lightP50Ms), ms(m.lightP99Ms), ms(m.lightP99BaselineMs), m.lightRefusals.map(String.init) ?? "-",
+                fraction(m.jainIndex), runaway, String(m.peakQueueDepth), String(m.shed),
+                m.followSeconds.map { String(format: "%.1f", $0) } ?? "-",
+                m.redisCallsPerProviderCall.map { String(format: "%.1f", $0) } ?? "-",
+                m.redisMicrosecondsPerProviderCall.map { String(format: "%.1f", $0) } ?? "-",
             ])
         }
         let widths = header.indices.map { column in

@@ -1,20 +1,37 @@
 /// The mock provider of a scenario: its quota, its latency and its incidents.
 ///
-/// The quota imitates OpenAI's: a request bucket and a token bucket, each holding `*_per_window` and refilling
-/// completely in `window` seconds (the provider's reset period). A request is charged its prompt tokens plus
-/// `max_tokens` when it arrives and adjusted to its real usage when it completes (as Anthropic does for output
-/// tokens); a request that fails is refunded.
+/// The quota is a set of buckets, each holding its `*_per_window` and refilling completely in `window` seconds
+/// (the provider's reset period), in one of two families:
+/// - `openai`: a request bucket and a token bucket. A request is charged its prompt tokens plus `max_tokens` on
+///   arrival and adjusted to its real usage when it completes; the headers are OpenAI's `x-ratelimit-*` with
+///   Go-style reset durations, 429s carry `retry-after-ms` and `retry-after`.
+/// - `anthropic`: a request bucket and separate input and output token buckets. A request is charged its prompt
+///   to the input bucket and its `max_tokens` to the output bucket on arrival, and the output bucket is adjusted
+///   to the real answer when it completes (as Anthropic estimates output tokens); the headers are Anthropic's
+///   `anthropic-ratelimit-{requests,input-tokens,output-tokens}-{limit,remaining,reset}` with RFC 3339 resets,
+///   429s carry `retry-after` in whole seconds, and overloads are 529 `overloaded_error`.
+/// A request that fails is refunded.
 public struct ProviderSettings: Codable, Sendable, Hashable {
-    /// The header family the provider speaks. Only `openai` (`x-ratelimit-*`, Go-style durations,
-    /// `retry-after-ms`) is implemented.
+    /// The API the provider speaks: `openai` or `anthropic` (see the type's description).
     public var family: String
     public var requestsPerWindow: Int
+    /// Tokens per window: OpenAI's token limit; for `anthropic`, the input and output limits together (what the
+    /// report measures utilisation against, and what the single bucket and Sluice's `tokens` buckets are sized by).
     public var tokensPerWindow: Int
+    /// Anthropic's input-token limit per window (`anthropic` only).
+    public var inputTokensPerWindow: Int?
+    /// Anthropic's output-token limit per window (`anthropic` only).
+    public var outputTokensPerWindow: Int?
     /// Seconds in which an empty bucket refills completely: the provider's reset period.
     public var window: Double
     public var latency: LatencySettings
     public var incidents: [Incident]
 
+    public static let families: Set<String> = ["openai", "anthropic"]
+    /// The largest limit per window a scenario may state.
+    public static let maximumQuota = 1_000_000_000_000
+
+    /// An OpenAI-style provider.
     public init(
         family: String = "openai", requestsPerWindow: Int, tokensPerWindow: Int, window: Double = 1,
         latency: LatencySettings = LatencySettings(), incidents: [Incident] = []
@@ -27,12 +44,35 @@ public struct ProviderSettings: Codable, Sendable, Hashable {
         self.incidents = incidents
     }
 
-    /// Decodes with defaults: `openai`, a 1-second window, the default latency, no incidents.
+    /// An Anthropic-style provider with separate input and output token limits.
+    public init(
+        anthropicRequestsPerWindow requestsPerWindow: Int, inputTokensPerWindow: Int, outputTokensPerWindow: Int,
+        window: Double = 1, latency: LatencySettings = LatencySettings(), incidents: [Incident] = []
+    ) {
+        self.init(
+            family: "anthropic", requestsPerWindow: requestsPerWindow,
+            tokensPerWindow: inputTokensPerWindow + outputTokensPerWindow, window: window, latency: latency,
+            incidents: incidents)
+        self.inputTokensPerWindow = inputTokensPerWindow
+        self.outputTokensPerWindow = outputTokensPerWindow
+    }
+
+    /// Decodes with defaults: `openai`, a 1-second window, the default latency, no incidents; for `anthropic`,
+    /// `tokens_per_window` is the input and output limits together.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         family = try container.decodeIfPresent(String.self, forKey: .family) ?? "openai"
         requestsPerWindow = try container.decode(Int.self, forKey: .requestsPerWindow)
-        tokensPerWindow = try container.decode(Int.self, forKey: .tokensPerWindow)
+        inputTokensPerWindow = try container.decodeIfPresent(Int.self, forKey: .inputTokensPerWindow)
+        outputTokensPerWindow = try container.decodeIfPresent(Int.self, forKey: .outputTokensPerWindow)
+        if family == "anthropic" {
+            // Wrapping: validate() refuses limits that large (and missing ones) before anything adds them.
+            tokensPerWindow =
+                try container.decodeIfPresent(Int.self, forKey: .tokensPerWindow)
+                ?? (inputTokensPerWindow ?? 0) &+ (outputTokensPerWindow ?? 0)
+        } else {
+            tokensPerWindow = try container.decode(Int.self, forKey: .tokensPerWindow)
+        }
         window = try container.decodeIfPresent(Double.self, forKey: .window) ?? 1
         latency = try container.decodeIfPresent(LatencySettings.self, forKey: .latency) ?? LatencySettings()
         incidents = try container.decodeIfPresent([Incident].self, forKey: .incidents) ?? []
@@ -68,8 +108,24 @@ public struct ProviderSettings: Codable, Sendable, Hashable {
 
     func validate(scenario: String) throws(ScenarioError) {
         func fail(_ why: String) -> ScenarioError { ScenarioError("scenario \(scenario): provider: \(why)") }
-        guard family == "openai" else { throw fail("family must be \"openai\"") }
-        guard requestsPerWindow > 0, tokensPerWindow > 0 else { throw fail("quotas must be positive") }
+        guard Self.families.contains(family) else { throw fail("family must be \"openai\" or \"anthropic\"") }
+        let quotas = 1...Self.maximumQuota
+        if family == "anthropic" {
+            guard let input = inputTokensPerWindow, let output = outputTokensPerWindow else {
+                throw fail("anthropic needs input_tokens_per_window and output_tokens_per_window")
+            }
+            guard quotas.contains(input), quotas.contains(output) else {
+                throw fail("quotas must be 1...\(Self.maximumQuota)")
+            }
+            guard tokensPerWindow == input + output else {
+                throw fail("for anthropic, tokens_per_window is input + output tokens per window; leave it out")
+            }
+        } else if inputTokensPerWindow != nil || outputTokensPerWindow != nil {
+            throw fail("input_tokens_per_window and output_tokens_per_window are for the anthropic family")
+        }
+        guard quotas.contains(requestsPerWindow), quotas.contains(tokensPerWindow) else {
+            throw fail("quotas must be 1...\(Self.maximumQuota)")
+        }
         guard window > 0 else { throw fail("window must be positive") }
         try latency.validate(scenario: scenario)
         for incident in incidents { try incident.validate(scenario: scenario) }

@@ -4,7 +4,8 @@ import Foundation
 ///
 /// Scenarios are JSON files (keys in snake_case; see `Sources/SluiceStorm/README-section.md` for the format).
 /// All times are seconds from the start of the run, on the scenario's nominal timeline: `--duration` rescales
-/// the whole timeline (incidents, arrivals, warm-up, saturation window) proportionally.
+/// the whole timeline (incidents, arrivals, warm-up, saturation window) proportionally, and `--time-scale`
+/// stretches the scenario's world as a whole, the provider's reset period included (``timeScaled(by:)``).
 public struct Scenario: Codable, Sendable, Hashable {
     public var name: String
     public var description: String
@@ -57,6 +58,24 @@ public struct Scenario: Codable, Sendable, Hashable {
         copy.saturation = saturation.map { TimeWindow(from: $0.from * factor, until: $0.until * factor) }
         copy.provider.incidents = provider.incidents.map { $0.rescaled(by: factor) }
         copy.tenants = tenants.map { $0.rescaled(by: factor) }
+        return copy
+    }
+
+    /// The same scenario in a world `factor` times slower: every time of the timeline, the provider's reset period
+    /// and the trees' deadlines are multiplied by it, and open-loop arrival rates divided. What takes real time
+    /// whatever the scale stays: the provider's latency, tool calls, call sizes, limits per window, fan-out and
+    /// concurrency. The built-ins compress a provider's minute into a second; a factor of 60 runs them at real
+    /// provider time (a 60-second reset period, runs of minutes).
+    public func timeScaled(by factor: Double) -> Scenario {
+        guard factor > 0, factor.isFinite, factor != 1 else { return self }
+        var copy = rescaled(to: duration * factor)
+        copy.provider.window = provider.window * factor
+        copy.tenants = copy.tenants.map { group in
+            var group = group
+            group.arrivals.rate = group.arrivals.rate.map { $0 / factor }
+            group.tree.deadline = group.tree.deadline.map { $0 * factor }
+            return group
+        }
         return copy
     }
 

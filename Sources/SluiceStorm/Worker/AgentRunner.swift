@@ -119,7 +119,8 @@ struct AgentRunner: Sendable {
                 tenant: tree.tenant, group: tree.group.name, role: tree.group.role, tree: tree.id, start: start,
                 end: end, outcome: outcome, attempts: counts.attempts, provider429s: counts.limited,
                 providerErrors: counts.errors, tokens: counts.tokens, estimate: shape.estimate,
-                waitedMs: max(0, (end - start) * 1000 - counts.attemptMs), refusal: conclusion.refusal))
+                waitedMs: max(0, (end - start) * 1000 - counts.attemptMs), refusal: conclusion.refusal,
+                refusals: conclusion.refusals))
         return outcome == .ok
     }
 }

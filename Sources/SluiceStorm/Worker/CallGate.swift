@@ -23,6 +23,18 @@ struct GateConclusion: Sendable {
     var outcome: CallEnding
     /// Why the limiter refused it, when it did.
     var refusal: String?
+    /// How many times the limiter refused the call on its way (each refused ask of the single bucket; Sluice's
+    /// refusal that ended it).
+    var refusals: Int
+
+    /// `refusals` defaults to one when a limiter's `refusal` ended the call (shed, over budget, past its deadline)
+    /// and to none otherwise.
+    init(outcome: CallEnding, refusal: String? = nil, refusals: Int? = nil) {
+        self.outcome = outcome
+        self.refusal = refusal
+        self.refusals =
+            refusals ?? (refusal != nil && [.shed, .budget, .deadline].contains(outcome) ? 1 : 0)
+    }
 
     static let ok = GateConclusion(outcome: .ok)
 }

@@ -21,6 +21,9 @@ public struct CallRecord: Codable, Sendable, Hashable {
     public var waitedMs: Double
     /// Why the limiter refused it, when it did.
     public var refusal: String?
+    /// How many times the limiter refused it (each refused ask of the single bucket; the refusal of Sluice that
+    /// ended it). Provider 429s are in ``provider429s``.
+    public var refusals: Int
 
     public var latencyMs: Double { (end - start) * 1000 }
 }

@@ -3,7 +3,7 @@
 /// what a naive client does.
 struct DirectGate: CallGate {
     let loop = RetryLoop(
-        maxAttempts: 5, admit: { _ in true }, delay: { _, _ in .milliseconds(Int.random(in: 50...150)) })
+        maxAttempts: 5, admit: { _ in .now }, delay: { _, _ in .milliseconds(Int.random(in: 50...150)) })
 
     func perform(_ call: CallTicket, attempt: @escaping @Sendable (Int) async -> AttemptResult) async -> GateConclusion
     {

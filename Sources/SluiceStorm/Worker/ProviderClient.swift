@@ -2,21 +2,24 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 
-/// Sends chat completions to the (mock) provider over HTTP with AsyncHTTPClient, one attempt at a time.
+/// Sends LLM calls to the (mock) provider over HTTP with AsyncHTTPClient, one attempt at a time, in the API of
+/// the provider's family: OpenAI's chat completions or Anthropic's messages.
 final class ProviderClient: Sendable {
     private let http: HTTPClient
     private let url: String
+    private let anthropic: Bool
     private let attemptTimeout: TimeAmount
     /// The text of prompts: a prompt of N tokens is N - 4 groups of four characters (see ``ChatRequest``).
     private static let filler = String(repeating: "lorem ipsum dolor sit amet, ", count: 40_000)
 
-    init(baseURL: String, attemptTimeoutMs: Double, maxConnections: Int = 256) {
+    init(baseURL: String, family: String, attemptTimeoutMs: Double, maxConnections: Int = 256) {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool = .init(
             idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: maxConnections)
         configuration.timeout = .init(connect: .seconds(2))
         http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
-        url = baseURL + "/v1/chat/completions"
+        anthropic = family == "anthropic"
+        url = baseURL + (anthropic ? "/v1/messages" : "/v1/chat/completions")
         attemptTimeout = .milliseconds(Int64(attemptTimeoutMs))
     }
 
@@ -25,8 +28,14 @@ final class ProviderClient: Sendable {
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "content-type", value: "application/json")
-        request.headers.add(name: "authorization", value: "Bearer sk-storm")
-        request.body = .bytes(ByteBuffer(string: Self.body(shape, user: user, seed: seed)))
+        if anthropic {
+            request.headers.add(name: "x-api-key", value: "sk-ant-storm")
+            request.headers.add(name: "anthropic-version", value: "2023-06-01")
+            request.headers.add(name: "x-storm-seed", value: String(seed))
+        } else {
+            request.headers.add(name: "authorization", value: "Bearer sk-storm")
+        }
+        request.body = .bytes(ByteBuffer(string: Self.body(shape, user: user, seed: seed, anthropic: anthropic)))
         do {
             let response = try await http.execute(request, timeout: attemptTimeout)
             let body = try await response.body.collect(upTo: 1 << 20)
@@ -51,20 +60,41 @@ final class ProviderClient: Sendable {
         try? await http.shutdown()
     }
 
-    private static func body(_ shape: CallShape, user: String, seed: UInt64) -> String {
+    private static func body(_ shape: CallShape, user: String, seed: UInt64, anthropic: Bool) -> String {
         let characters = max(0, shape.promptTokens - 4) * 4
         let content = filler.prefix(characters)
+        if anthropic {
+            // Anthropic takes no seed in the body: the x-storm-seed header carries it.
+            return #"{"model":"claude-storm","max_tokens":\#(shape.maxTokens),"#
+                + #""messages":[{"role":"user","content":"\#(content)"}],"metadata":{"user_id":"\#(user)"}}"#
+        }
         return #"{"model":"gpt-storm","messages":[{"role":"user","content":"\#(content)"}],"#
             + #""max_tokens":\#(shape.maxTokens),"seed":\#(seed),"user":"\#(user)"}"#
     }
 
+    /// The usage of an answer: OpenAI's `prompt_tokens` / `completion_tokens` or Anthropic's `input_tokens` /
+    /// `output_tokens`.
     private struct Completion: Decodable {
         struct Usage: Decodable {
             var promptTokens: Int
             var completionTokens: Int
+
             enum CodingKeys: String, CodingKey {
                 case promptTokens = "prompt_tokens"
                 case completionTokens = "completion_tokens"
+                case inputTokens = "input_tokens"
+                case outputTokens = "output_tokens"
+            }
+
+            init(from decoder: any Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                if container.contains(.inputTokens) {
+                    promptTokens = try container.decode(Int.self, forKey: .inputTokens)
+                    completionTokens = try container.decode(Int.self, forKey: .outputTokens)
+                } else {
+                    promptTokens = try container.decode(Int.self, forKey: .promptTokens)
+                    completionTokens = try container.decode(Int.self, forKey: .completionTokens)
+                }
             }
         }
         var usage: Usage

@@ -20,20 +20,22 @@ struct SingleBucketGate: CallGate {
         loop = RetryLoop(
             maxAttempts: 5,
             admit: { call in
+                var refusals = 0
                 while call.remainingMs > 0 {
                     do {
                         let decision = try await limiter.decide(path, cost: ["tokens": Int64(call.shape.estimate)])
-                        if decision.allowed { return true }
+                        if decision.allowed { return .init(admitted: true, refusals: refusals) }
+                        refusals += 1
                         let pause = decision.retryAfter + .milliseconds(Int.random(in: 1...20))
                         try await Task.sleep(for: pause)
                     } catch is CancellationError {
-                        return false
+                        return .init(admitted: false, refusals: refusals)
                     } catch {
                         WorkerLog.once("single-bucket decision failed: \(error)")
                         try? await Task.sleep(for: .milliseconds(50))
                     }
                 }
-                return false
+                return .init(admitted: false, refusals: refusals)
             },
             delay: { result, attempt in
                 let backoff = Double.random(in: 0...min(8_000, 250 * pow2(attempt - 1)))

@@ -8,8 +8,10 @@ import SluiceRedis
 /// response goes back through `Backpressure` to the ``Reconciler``, which pauses the fleet on a 429, follows the
 /// provider's ceiling, and cuts the concurrency slots on overloads. See ``SluiceSettings`` for the numbers.
 ///
-/// Refusals become outcomes: a batch caller whose quota is not yet there waits the retry-after and asks again
-/// within its deadline; an interactive one, or any caller the queue or the breaker turns away, is shed at once.
+/// Refusals become outcomes, and nobody asks again: a caller that must wait for its turn learns when in its
+/// admission's reply (the quota's schedule; batch callers behind the headroom interactive ones keep) or is woken
+/// when a lease or a slot of its tree frees up, inside ``Backpressure/call(_:degrade:_:)``. A refusal is final:
+/// the wait would pass the caller's deadline, or the queue or the breaker turned it away.
 final class SluiceGate: CallGate {
     private let redis: RedisClient
     private let limiter: Limiter
@@ -78,56 +80,47 @@ final class SluiceGate: CallGate {
             return GateConclusion(outcome: .failed, refusal: "invalid-path")
         }
         let concurrencySlots = self.concurrencySlots
-        while true {
-            let remaining = call.remainingMs
-            guard remaining > 1 else { return GateConclusion(outcome: .deadline) }
-            let providerCall = ProviderCall(
-                scope: "provider", estimate: ["tokens": call.shape.estimate, "requests": 1], quotaPath: path,
-                concurrency: concurrencySlots,
-                timeout: .milliseconds(Int64(remaining)), maxAttempts: SluiceSettings.maxAttempts, label: call.kind)
-            do {
-                _ = try await context.run {
-                    try await backpressure.call(providerCall) { attemptContext in
-                        let result = await attempt(attemptContext.number)
-                        let observation =
-                            result.status.map {
-                                ObservationParser().observe(
-                                    status: $0,
-                                    headers: ResponseHeaders(result.headers.map { (name: $0.name, value: $0.value) }))
-                            } ?? .noResponse
-                        if result.succeeded {
-                            return CallOutcome(
-                                (), usage: ["tokens": result.tokens, "requests": 1], observation: observation)
-                        }
-                        throw ProviderFailure(observation, usage: ["tokens": 0, "requests": 1])
+        let remaining = call.remainingMs
+        guard remaining > 1 else { return GateConclusion(outcome: .deadline) }
+        let providerCall = ProviderCall(
+            scope: "provider", estimate: ["tokens": call.shape.estimate, "requests": 1], quotaPath: path,
+            concurrency: concurrencySlots,
+            timeout: .milliseconds(Int64(remaining)), maxAttempts: SluiceSettings.maxAttempts, label: call.kind)
+        do {
+            _ = try await context.run {
+                try await backpressure.call(providerCall) { attemptContext in
+                    let result = await attempt(attemptContext.number)
+                    let observation =
+                        result.status.map {
+                            ObservationParser().observe(
+                                status: $0,
+                                headers: ResponseHeaders(result.headers.map { (name: $0.name, value: $0.value) }))
+                        } ?? .noResponse
+                    if result.succeeded {
+                        return CallOutcome(
+                            (), usage: ["tokens": result.tokens, "requests": 1], observation: observation)
                     }
+                    throw ProviderFailure(observation, usage: ["tokens": 0, "requests": 1])
                 }
-                return .ok
-            } catch let refusal as BackpressureError {
-                switch refusal.code {
-                case .quotaDenied where call.tree.priority == "batch", .treeInFlight:
-                    // A batch caller waits for its turn (the schedule is full for now) and asks again.
-                    let pause = (refusal.retryAfter ?? .milliseconds(50)) + .milliseconds(Int.random(in: 1...25))
-                    guard Double(pause.components.seconds) * 1000 < call.remainingMs else {
-                        return GateConclusion(outcome: .deadline, refusal: refusal.code.description)
-                    }
-                    do { try await Task.sleep(for: pause) } catch { return GateConclusion(outcome: .cancelled) }
-                case .quotaDenied, .overloaded, .breakerOpen, .leaseUnavailable:
-                    return GateConclusion(outcome: .shed, refusal: refusal.code.description)
-                case .treeBudget, .loopGuard, .treeDepth, .treeChildren:
-                    return GateConclusion(outcome: .budget, refusal: refusal.code.description)
-                case .deadlineExceeded:
-                    return GateConclusion(outcome: .deadline, refusal: refusal.code.description)
-                default:
-                    return GateConclusion(outcome: .failed, refusal: refusal.code.description)
-                }
-            } catch is CancellationError {
-                return GateConclusion(outcome: .cancelled)
-            } catch is ProviderFailure {
-                return GateConclusion(outcome: .failed)
-            } catch {
-                return GateConclusion(outcome: Task.isCancelled ? .cancelled : .failed, refusal: "\(error)")
             }
+            return .ok
+        } catch let refusal as BackpressureError {
+            switch refusal.code {
+            case .quotaDenied, .overloaded, .breakerOpen, .leaseUnavailable, .treeInFlight:
+                return GateConclusion(outcome: .shed, refusal: refusal.code.description)
+            case .treeBudget, .loopGuard, .treeDepth, .treeChildren:
+                return GateConclusion(outcome: .budget, refusal: refusal.code.description)
+            case .deadlineExceeded:
+                return GateConclusion(outcome: .deadline, refusal: refusal.code.description)
+            default:
+                return GateConclusion(outcome: .failed, refusal: refusal.code.description)
+            }
+        } catch is CancellationError {
+            return GateConclusion(outcome: .cancelled)
+        } catch is ProviderFailure {
+            return GateConclusion(outcome: .failed)
+        } catch {
+            return GateConclusion(outcome: Task.isCancelled ? .cancelled : .failed, refusal: "\(error)")
         }
     }
 

@@ -34,7 +34,8 @@ struct SluiceSettings: Sendable {
         let window = Duration.milliseconds(Int64((provider.window * 1000).rounded(.up)))
         return Reconciler.Configuration(
             window: window, safetyFactor: Self.utilizationTarget, cutFactor: 0.7, recovery: window,
-            defaultPause: .milliseconds(200))
+            // A 429 that names no wait pauses the fleet for a fifth of the reset period.
+            defaultPause: .milliseconds(Int64((provider.window * 200).rounded(.up))))
     }
 
     /// The limiter's defaults per scope kind, for a stated limit of `tokensPerWindow` and `requestsPerWindow`.

@@ -6,7 +6,9 @@ import Foundation
 public enum StormWorker {
     public static func run(_ assignment: WorkerAssignment) async throws {
         let ledger = WorkerLedger(startMs: assignment.startMs)
-        let client = ProviderClient(baseURL: assignment.providerURL, attemptTimeoutMs: assignment.attemptTimeoutMs)
+        let client = ProviderClient(
+            baseURL: assignment.providerURL, family: assignment.scenario.provider.family,
+            attemptTimeoutMs: assignment.attemptTimeoutMs)
         var failure: String?
         do {
             let gate = try await makeGate(assignment)

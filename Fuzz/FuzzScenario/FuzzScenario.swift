@@ -1,0 +1,59 @@
+// libFuzzer target: a storm scenario file (`sluice storm --scenario FILE`).
+//
+// Beyond "does not crash": a scenario that validates can be run. Everything the coordinator and the workers derive
+// from it before any I/O is computed here (the library settings of `sluice` mode, which must themselves be valid;
+// the provider's time series; rescaling; baselines), and every time it holds fits the conversions to `Duration`
+// the workers make when they sleep (tool calls, latencies, deadlines).
+import Foundation
+import Sluice
+
+@testable import SluiceStorm
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    let text = String(decoding: UnsafeBufferPointer(start: data, count: size), as: UTF8.self)
+    guard let scenario = try? BuiltinScenarios.decode(text, source: "fuzz") else { return 0 }
+    for variant in [scenario, scenario.rescaled(to: 1), scenario.rescaled(to: scenario.duration * 3)]
+        + (scenario.baseline.map { [$0] } ?? [])
+    {
+        derive(variant)
+    }
+    return 0
+}
+
+func derive(_ scenario: Scenario) {
+    let provider = scenario.provider
+    let settings = SluiceSettings(provider: provider)
+    _ = settings.concurrencySlots
+    do {
+        try settings.reconciler.validate()
+        try Limiter.Configuration(
+            defaults: settings.defaults(
+                tokensPerWindow: provider.tokensPerWindow, requestsPerWindow: provider.requestsPerWindow)
+        ).validate()
+    } catch {
+        preconditionFailure("a valid scenario gives invalid library settings: \(error)")
+    }
+    var recorder = ProviderRecorder()
+    recorder.close(duration: scenario.duration, settings: provider)
+    _ = provider.capacityChanges
+    _ = provider.tokensPerSecond
+    let latency = LatencyModel(settings: provider.latency)
+    let slowest = provider.incidents.compactMap(\.latencyFactor).max() ?? 1
+    for group in scenario.tenants {
+        _ = group.tenantNames
+        _ = group.arrivals.surgeFactor(at: scenario.duration / 2)
+        let tree = group.tree
+        for call in [tree.planner, tree.step] + (tree.final.map { [$0] } ?? []) + (tree.loop.map { [$0.call] } ?? []) {
+            let worst = latency.milliseconds(quantile: 0.999_999, outputTokens: call.maxTokens, factor: slowest)
+            fitsMicroseconds(worst, "latency")
+        }
+        fitsMicroseconds(tree.toolMs, "tool_ms")
+        fitsMicroseconds((tree.deadline ?? scenario.duration + 60) * 1000, "deadline")
+    }
+}
+
+/// The workers sleep for `.microseconds(Int64(milliseconds * 1000))`.
+func fitsMicroseconds(_ milliseconds: Double, _ what: String) {
+    precondition(Int64(exactly: (milliseconds * 1000).rounded(.down)) != nil, "\(what) \(milliseconds) ms overflows")
+}

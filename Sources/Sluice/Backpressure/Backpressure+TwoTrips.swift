@@ -1,0 +1,290 @@
+import SluiceRedis
+
+/// The provider call in two Redis round trips: `call-admit` joins the queue, checks the breaker, takes
+/// the lease and decides the quota path with the tree, all or nothing; `call-finish` settles, records
+/// the outcome, gives the lease back, leaves the queue and merges the provider's observation.
+///
+/// It serves every call whose quota path, queue, breaker, lease pool and tree share one partition (one
+/// hash tag: one script may touch all their keys, on Redis Cluster too) on one Redis client. A call that
+/// must wait learns when to proceed in the admission's reply (the quota's schedule, charged into
+/// bounded debt): it sleeps, then runs, without asking again.
+extension Backpressure {
+    /// What the two-trip path needs: the limiter, the path and the tree call decided with it.
+    struct TwoTrips {
+        let limiter: Limiter
+        let path: ScopePath
+        let together: TreeCall?
+    }
+
+    func twoTrips(for call: ProviderCall, tree: TreeContext?) -> TwoTrips? {
+        guard let limiter, let path = call.quotaPath,
+            limiter.client === redis || limiter.client.configuration == redis.configuration,
+            limiter.sharesPartition(with: configuration.partition, path: path)
+        else { return nil }
+        if let reconciler, !(reconciler.limiter === limiter || reconciler.limiter.client === limiter.client) {
+            return nil
+        }
+        guard let tree else { return TwoTrips(limiter: limiter, path: path, together: nil) }
+        guard let together = Self.decideTogether(limiter, path, tree, call, ttl: configuration.maxCallDuration)
+        else { return nil }
+        return TwoTrips(limiter: limiter, path: path, together: together)
+    }
+
+    func runInTwoTrips<Value: Sendable>(
+        _ call: ProviderCall, _ route: TwoTrips, tree: TreeContext?, deadline: ContinuousClock.Instant,
+        _ operation: @escaping @Sendable (CallAttempt) async throws -> CallOutcome<Value>
+    ) async throws -> CallResult<Value> {
+        var step = Steps(owner: self, deadline: deadline)
+        let redis = self.redis
+        let partition = configuration.partition
+        let queue = AdmissionQueue(
+            redis: redis, partition: partition, scope: call.scope, configuration: configuration.queue,
+            namespace: namespace)
+        let breaker = CircuitBreaker(
+            redis: redis, partition: partition, name: call.dependency, configuration: configuration.breaker,
+            namespace: namespace)
+        let budget = RetryBudget(
+            redis: redis, partition: partition, scope: call.scope, configuration: configuration.retryBudget,
+            namespace: namespace)
+        let reconciler = self.reconciler
+        let pool = call.concurrency.map { slots in
+            let pool = LeasePool(
+                redis: redis, partition: partition, scope: call.scope, slots: slots, ttl: configuration.leaseTTL,
+                holder: configuration.holder, namespace: namespace)
+            return reconciler.map { pool.following($0, path: route.path) } ?? pool
+        }
+        let limiter = route.limiter
+        let cost = Cost(call.estimate.mapValues { Int64($0) })
+        let priority = tree?.priority ?? .interactive
+        let callTTL = configuration.maxCallDuration
+
+        // 1. Admission: one round trip; again only when every lease is held (woken when one may be free).
+        let id = Reservation.newID()
+        var admitted: Admitted?
+        while admitted == nil {
+            let asked = ContinuousClock.now
+            let request = try limiter.scheduleRequest(
+                route.path, cost: cost, maxWait: min(.seconds(86_400), max(.zero, deadline - asked)),
+                priority: priority, tree: route.together, id: id)
+            var steps = [
+                queue.admitStep(callerID: id, callTTL: callTTL, patience: deadline - asked), breaker.permitStep(),
+            ]
+            if let pool { steps.append(pool.acquireStep()) }
+            steps += [request.step, budget.step("request")]
+            let admit = ScriptStep.composite(LuaScripts.callAdmit, steps)
+            guard let reply = try await step.run({ try await redis.run(admit) }) else { break }  // degraded
+            let parts = reply.array ?? []
+            guard parts.count >= 2, let status = parts[0].string else {
+                throw BackpressureError(.redisUnavailable, "call-admit replied unexpectedly")
+            }
+            switch status {
+            case "shed":
+                throw queue.overloaded(waiting: Int(parts[1].integer ?? 0))
+            case "breaker":
+                _ = try breaker.parsePermit(parts[1])
+                throw BackpressureError(.breakerOpen, "the circuit breaker of \(call.dependency) refused the call")
+            case "lease":
+                guard let pool, case .busy(let held, let earliest) = try pool.parseAcquire(parts[1]) else {
+                    throw BackpressureError(.redisUnavailable, "call-admit replied unexpectedly")
+                }
+                // Woken by a release (or when the earliest lease expires), not by asking again and again.
+                guard ContinuousClock.now + .milliseconds(1) < deadline else {
+                    _ = try? await step.cleanup {
+                        try await queue.leave(callerID: id, admitted: false, callTTL: .seconds(1))
+                    }
+                    throw BackpressureError(
+                        .leaseUnavailable, "all \(held) slots of \(pool.scope) stay held past the deadline",
+                        retryAfter: earliest)
+                }
+                let until = min(deadline, ContinuousClock.now + earliest + .milliseconds(1))
+                do {
+                    _ = try await pool.freed.wait(on: redis, until: until)
+                } catch is CancellationError {
+                    throw CancellationError()
+                } catch {
+                    // The wait itself failed (a pool connection): wait out the earliest expiry instead.
+                    try await Task.sleep(until: until, clock: .continuous)
+                }
+            case "quota":
+                let decision = try DecideRequest.parse(parts[1], path: route.path).decision
+                await reportWarnings(decision, step: &step)
+                let refused = refusal(decision, call: call, together: route.together)
+                // Every call slot of the tree is taken: woken when one of its calls ends, then asks again.
+                guard refused.code == .treeInFlight, let together = route.together,
+                    ContinuousClock.now + .milliseconds(1) < deadline
+                else { throw refused }
+                do {
+                    _ = try await together.freed(namespace: limiter.configuration.namespace).wait(
+                        on: redis, until: deadline)
+                } catch is CancellationError {
+                    throw CancellationError()
+                } catch {
+                    throw refused
+                }
+            case "admitted" where parts.count == 4:
+                let decision = try DecideRequest.parse(parts[1], path: route.path).decision
+                await reportWarnings(decision, step: &step)
+                let reservation = Reservation(
+                    id: id, path: route.path, estimate: cost, decision: decision, limiter: limiter,
+                    resources: request.resources, tree: route.together)
+                var lease: Lease?
+                if let pool, case .acquired(let taken) = try pool.parseAcquire(parts[3]) { lease = taken }
+                admitted = Admitted(
+                    reservation: reservation, permit: try breaker.parsePermit(parts[2]), lease: lease,
+                    proceedAt: asked + decision.wait)
+            default:
+                throw BackpressureError(.redisUnavailable, "call-admit replied unexpectedly")
+            }
+        }
+
+        // 2. Everything after the provider answered, in one round trip (best effort, like any cleanup).
+        func finish(ran: Bool, usage: [String: Int], outcome: Bool?, observation: ProviderObservation?, sentAt: Int64?)
+            async
+        {
+            guard let admitted else { return }
+            var steps: [ScriptStep] = []
+            if ran {
+                // A resource the usage does not name keeps its estimate.
+                let actual = Cost(call.estimate.merging(usage) { $1 }.mapValues { Int64($0) })
+                if let settle = try? admitted.reservation.settleStep(actual: actual) { steps.append(settle) }
+            } else {
+                steps.append(admitted.reservation.closeStep(["cancel"]))
+            }
+            if let outcome, let permit = admitted.permit { steps.append(breaker.recordStep(permit, success: outcome)) }
+            if let lease = admitted.lease, let pool { steps.append(pool.releaseStep(lease)) }
+            steps.append(queue.finishStep(callerID: id))
+            if let together = route.together {
+                steps.append(together.freed(namespace: limiter.configuration.namespace).wakeStep)
+            }
+            if let reconciler, let observation {
+                steps.append(
+                    reconciler.recordStep(
+                        observation, path: route.path, sentAt: sentAt,
+                        admittedAt: admitted.reservation.decision.decidedAt))
+            }
+            let finish = ScriptStep.composite(LuaScripts.callFinish, steps)
+            _ = try? await step.cleanup { try await redis.run(finish) }
+        }
+
+        if let admitted {
+            do {
+                try await Task.sleep(until: admitted.proceedAt, clock: .continuous)
+            } catch {
+                await finish(ran: false, usage: [:], outcome: nil, observation: nil, sentAt: nil)
+                throw error
+            }
+        }
+
+        // 3. Attempts: the first one's breaker permit came with the admission.
+        let heartbeat = admitted?.lease.map { lease in Task { await pool!.keepAlive(lease) } }
+        defer { heartbeat?.cancel() }
+        var permit = admitted?.permit
+        var attempt = 0
+        var usage: [String: Int] = [:]
+        var ran = false
+        var usageKnown = false
+        let admittedAt = ContinuousClock.now
+        while true {
+            attempt += 1
+            if attempt > 1 {
+                do {
+                    permit = try await step.run { try await breaker.permit() }
+                } catch {
+                    heartbeat?.cancel()
+                    await finish(
+                        ran: ran, usage: settled(usage, known: usageKnown, call), outcome: nil,
+                        observation: nil, sentAt: nil)
+                    throw error
+                }
+            }
+            let context = CallAttempt(
+                call: call, number: attempt, deadline: deadline, isProbe: permit?.isProbe ?? false,
+                degraded: step.degraded, tree: tree,
+                sentAt: admitted.map { $0.reservation.decision.sendsAt + (.now - admittedAt).milliseconds })
+            ran = true
+            do {
+                let outcome = try await withDeadline(
+                    deadline,
+                    onTimeout: { BackpressureError(.deadlineExceeded, "the call did not finish before its deadline") }
+                ) { try await operation(context) }
+                heartbeat?.cancel()
+                usage = outcome.usage
+                await finish(
+                    ran: true, usage: usage, outcome: permit.map { _ in true }, observation: outcome.observation,
+                    sentAt: context.sentAt)
+                return CallResult(
+                    value: outcome.value, usage: usage, attempts: attempt, call: call, fellBack: false,
+                    degraded: step.degraded)
+            } catch {
+                let failure = error as? ProviderFailure
+                let timedOut = (error as? BackpressureError)?.code == .deadlineExceeded
+                let counts = permit != nil && (failure?.countsAgainstBreaker ?? true)
+                usage = failure?.usage ?? [:]
+                usageKnown = failure != nil
+                let retry: Duration? = {
+                    guard !timedOut, let failure, failure.retryable, attempt < call.maxAttempts else { return nil }
+                    return configuration.backoff.delay(
+                        attempt: attempt - 1, retryAfter: failure.retryAfter, deadline: deadline)
+                }()
+                guard let retry, let failure else {
+                    heartbeat?.cancel()
+                    await finish(
+                        ran: true, usage: settled(usage, known: usageKnown, call), outcome: counts ? false : nil,
+                        observation: failure?.observation, sentAt: context.sentAt)
+                    if !timedOut, let failure, failure.retryable, attempt < call.maxAttempts {
+                        throw BackpressureError(
+                            .deadlineExceeded,
+                            "no time left to retry before the deadline (last failure: \(failure.message))")
+                    }
+                    throw error
+                }
+                // This attempt's outcome and observation, then the retry budget: the call goes on.
+                var report: [ScriptStep] = []
+                if counts, let permit { report.append(breaker.recordStep(permit, success: false)) }
+                if let reconciler, let observation = failure.observation, let admitted {
+                    report.append(
+                        reconciler.recordStep(
+                            observation, path: route.path, sentAt: context.sentAt,
+                            admittedAt: admitted.reservation.decision.decidedAt))
+                }
+                if !report.isEmpty {
+                    let composite = ScriptStep.composite(LuaScripts.callFinish, report)
+                    _ = try? await step.run { try await redis.run(composite) }
+                }
+                let verdict: RetryBudget.Verdict?
+                do {
+                    verdict = try await step.run { try await budget.allowRetry() }
+                    if let verdict, !verdict.allowed {
+                        throw BackpressureError(
+                            .retryBudgetExhausted,
+                            "the retry budget of \(call.scope) is spent (\(Int(verdict.retries)) retries for \(Int(verdict.requests)) requests); last failure: \(failure.message)"
+                        )
+                    }
+                    try await Task.sleep(for: retry)
+                } catch {
+                    heartbeat?.cancel()
+                    await finish(
+                        ran: true, usage: settled(usage, known: true, call), outcome: nil, observation: nil,
+                        sentAt: nil)
+                    throw error
+                }
+            }
+        }
+    }
+
+    /// A provider failure names what it used; what it does not name, it did not use (else the estimate stays).
+    private func settled(_ usage: [String: Int], known: Bool, _ call: ProviderCall) -> [String: Int] {
+        guard known else { return usage }
+        var settled = usage
+        for resource in call.estimate.keys where settled[resource] == nil { settled[resource] = 0 }
+        return settled
+    }
+}
+
+/// What one call's admission took, to be given back by `call-finish`.
+private struct Admitted: Sendable {
+    let reservation: Reservation
+    let permit: CircuitBreaker.Permit?
+    let lease: Lease?
+    let proceedAt: ContinuousClock.Instant
+}

@@ -1,0 +1,31 @@
+import Foundation
+import SluiceRedis
+
+/// A list in Redis that wakes callers waiting for something another caller frees: a lease pool's slot
+/// (`sluice:{P}:lease:<scope>:free`, pushed by lease-release.lua) or a request tree's call slot
+/// (`sluice:{P}:tree:<id>:free`, pushed by call-finish's "wake" step). A waiter blocks on it with `BLPOP` on
+/// a dedicated connection instead of asking again and again; call-admit empties the list whenever it refuses
+/// a caller for want of that thing, so a wake-up in it always stands for something freed since.
+struct WakeUpList: Sendable {
+    let key: RedisArgument
+
+    /// Blocks until a wake-up comes or `until`, whichever is first. One block lasts at most three quarters of
+    /// the client's command timeout; the caller then asks once more (as it must anyway when a lease expired
+    /// without a release). Returns whether a wake-up came.
+    func wait(on redis: RedisClient, until: ContinuousClock.Instant) async throws -> Bool {
+        let limit = min(until - .now, redis.configuration.commandTimeout * 0.75)
+        guard limit >= .milliseconds(10) else {
+            try await Task.sleep(for: max(.zero, limit))
+            return false
+        }
+        let seconds = String(format: "%.3f", Double(limit.milliseconds) / 1000)
+        let key = self.key
+        let reply = try await redis.withConnection { connection in
+            try await connection.send(RedisCommand("BLPOP", key, RedisArgument(seconds)))
+        }
+        return reply.array != nil
+    }
+
+    /// The step that pushes one wake-up (wake.lua).
+    var wakeStep: ScriptStep { ScriptStep(script: LuaScripts.wake, keys: [key], arguments: []) }
+}

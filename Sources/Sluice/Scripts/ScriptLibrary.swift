@@ -1,0 +1,260 @@
+import SluiceRedis
+import Synchronization
+
+/// Every Lua script of `lua/`, joined into one Redis function library named after its version.
+///
+/// Each script stays a file of its own in `lua/` (an entry point: `decide`, `settle`, `call-admit`,
+/// …). The join wraps every file in a `do … end` block that stores its entry function in one table,
+/// so that composite entry points (`call-admit`, `call-finish`) call the others in the same atomic
+/// script, and registers each entry as the function `sluice_<entry>_<version>`. Loaded as a library,
+/// a script keeps what it parsed (quota specs, plans) and its scratch tables across calls.
+///
+/// The library is named `sluice_<version>` (the first 12 hex digits of its SHA-1), so fleets running
+/// different versions of Sluice never replace each other's code. Whether a server runs functions is
+/// decided once per client: a server without `FCALL` (Redis 6) or whose ACL refuses `FUNCTION LOAD`
+/// gets the same code through `EVALSHA` — the whole library with a last line that runs the entry.
+final class ScriptLibrary: Sendable {
+    /// `sluice_<version>`.
+    let name: String
+    let version: String
+    /// The text `FUNCTION LOAD` takes.
+    let functionSource: String
+    private let entries: [String: Entry]
+    /// The library's body, which the `EVALSHA` form of each entry starts with.
+    private let body: String
+    /// The `EVALSHA` forms made so far (each costs a SHA-1 of the whole library: made only when needed).
+    private let evalScripts = Mutex<[String: RedisScript]>([:])
+
+    struct Entry: Sendable {
+        let function: String
+        let entry: String
+    }
+
+    static let shared = ScriptLibrary(LuaScripts.all)
+
+    init(_ scripts: [RedisScript]) {
+        var body = "local sluice = {}\n"
+        for script in scripts {
+            body += "do -- lua/\(script.name).lua\n" + Self.module(script) + "\nend\n"
+        }
+        let version = String(RedisScript(name: "library", source: body).sha1.prefix(12))
+        self.version = version
+        self.name = "sluice_" + version
+        var registrations = ""
+        var entries: [String: Entry] = [:]
+        for script in scripts {
+            let entry = Self.entryName(script.name)
+            let function = "sluice_\(entry)_\(version)"
+            registrations += "redis.register_function('\(function)', sluice['\(entry)'])\n"
+            entries[script.name] = Entry(function: function, entry: entry)
+        }
+        self.functionSource = "#!lua name=\(name)\n" + body + registrations
+        self.entries = entries
+        self.body = body
+    }
+
+    /// The library as one script that runs `entry` (for servers without functions).
+    private func evalScript(_ script: RedisScript, _ entry: Entry) -> RedisScript {
+        if let made = evalScripts.withLock({ $0[entry.entry] }) { return made }
+        let made = RedisScript(name: script.name, source: body + "return sluice['\(entry.entry)'](KEYS, ARGV)\n")
+        evalScripts.withLock { $0[entry.entry] = made }
+        return made
+    }
+
+    /// `call-admit` -> `call_admit`.
+    static func entryName(_ scriptName: String) -> String {
+        String(scriptName.map { $0 == "-" ? "_" : $0 })
+    }
+
+    /// One file as a block of the library: a file that defines `local function NAME(KEYS, ARGV)` and
+    /// ends by registering it (`if redis.register_function then …`) stores that function; any other
+    /// file is a script body, wrapped in a function of `KEYS` and `ARGV`.
+    static func module(_ script: RedisScript) -> String {
+        let entry = entryName(script.name)
+        let source = script.source
+        if let start = source.range(of: "\nif redis.register_function then") {
+            let tail = source[start.upperBound...]
+            guard let call = tail.range(of: "return "), let open = tail[call.upperBound...].firstIndex(of: "(") else {
+                preconditionFailure("lua/\(script.name).lua registers no function")
+            }
+            let function = tail[call.upperBound..<open]
+            return String(source[..<start.lowerBound]) + "\nsluice['\(entry)'] = \(function)"
+        }
+        return "sluice['\(entry)'] = function(KEYS, ARGV)\n" + source + "\nend"
+    }
+
+    /// How one client runs scripts, decided on its first script.
+    enum Mode: Sendable {
+        case functions, eval
+    }
+
+    /// The clients that run scripts through `EVALSHA`, by identity; weak, so that a client allocated later at a
+    /// freed one's address does not inherit its mode.
+    private static let evalClients = Mutex<[ObjectIdentifier: WeakClient]>([:])
+
+    private final class WeakClient: Sendable {
+        weak let client: RedisClient?
+        init(_ client: RedisClient) { self.client = client }
+    }
+
+    private static func mode(of client: RedisClient) -> Mode {
+        evalClients.withLock { $0[ObjectIdentifier(client)]?.client === client } ? .eval : .functions
+    }
+
+    private static func useEval(for client: RedisClient) {
+        evalClients.withLock { clients in
+            clients = clients.filter { $0.value.client != nil }
+            clients[ObjectIdentifier(client)] = WeakClient(client)
+        }
+    }
+
+    /// Runs `script`'s entry: `FCALL`, loading the library when the server lacks it (after a restart
+    /// without persistence, a `FUNCTION FLUSH`, on a new node), or `EVALSHA` where functions are not
+    /// to be had.
+    func call(
+        _ client: RedisClient, _ script: RedisScript, keys: [RedisArgument], arguments: [RedisArgument]
+    ) async throws(RedisError) -> RedisValue {
+        guard let entry = entries[script.name] else {
+            preconditionFailure("\(script.name) is not part of the library")
+        }
+        if Self.mode(of: client) == .eval {
+            return try await client.evalScript(evalScript(script, entry), keys: keys, arguments: arguments)
+        }
+        let command = RedisCommand(
+            "FCALL", [RedisArgument(entry.function), RedisArgument(keys.count)] + keys + arguments)
+        do {
+            return try await client.send(command)
+        } catch  where error.code == .server && error.message.contains("Function not found") {
+            do {
+                try await load(on: client)
+            } catch  where error.code == .server {
+                // An ACL without FUNCTION (NOPERM), or a server that cannot load it: EVALSHA from now on.
+                Self.useEval(for: client)
+                return try await client.evalScript(evalScript(script, entry), keys: keys, arguments: arguments)
+            }
+            return try await client.send(command)
+        } catch  where error.code == .server && Self.lacksFunctions(error) {
+            Self.useEval(for: client)
+            return try await client.evalScript(evalScript(script, entry), keys: keys, arguments: arguments)
+        }
+    }
+
+    private static let loads = Mutex<[ObjectIdentifier: Task<Void, any Error>]>([:])
+
+    /// Loads the library (`FUNCTION LOAD REPLACE`), once at a time per client: when a server lost it (a
+    /// restart), the callers that find it missing together wait for one load instead of sending one each.
+    func load(on client: RedisClient) async throws(RedisError) {
+        let id = ObjectIdentifier(client)
+        let source = functionSource
+        let load = Self.loads.withLock { loads in
+            if let running = loads[id] { return running }
+            let task = Task<Void, any Error> {
+                defer { _ = Self.loads.withLock { $0.removeValue(forKey: id) } }
+                _ = try await client.send(RedisCommand("FUNCTION", "LOAD", "REPLACE", RedisArgument(source)))
+            }
+            loads[id] = task
+            return task
+        }
+        do {
+            try await load.value
+        } catch let error as RedisError {
+            throw error
+        } catch {
+            throw RedisError(.protocolError, "FUNCTION LOAD failed: \(error)", command: "FUNCTION")
+        }
+    }
+
+    /// A server without functions, or a user whose ACL refuses them.
+    private static func lacksFunctions(_ error: RedisError) -> Bool {
+        let message = error.message.lowercased()
+        return message.contains("unknown command") || error.serverPrefix == "NOPERM"
+    }
+
+    /// Deletes the libraries of other Sluice versions from the server; returns their names.
+    func pruneOthers(on client: RedisClient) async throws(RedisError) -> [String] {
+        let reply = try await client.send(RedisCommand("FUNCTION", "LIST", "LIBRARYNAME", "sluice_*"))
+        var removed: [String] = []
+        for library in reply.array ?? [] {
+            let fields = library.array ?? []
+            var index = 0
+            while index + 1 < fields.count {
+                if fields[index].string == "library_name", let other = fields[index + 1].string,
+                    other != name, other.hasPrefix("sluice_")
+                {
+                    _ = try await client.send(RedisCommand("FUNCTION", "DELETE", RedisArgument(other)))
+                    removed.append(other)
+                }
+                index += 2
+            }
+        }
+        return removed
+    }
+}
+
+extension RedisClient {
+    /// Runs one of Sluice's scripts through the function library (see ``ScriptLibrary``).
+    func run(
+        _ script: RedisScript, keys: [RedisArgument] = [], arguments: [RedisArgument] = []
+    ) async throws(RedisError) -> RedisValue {
+        try await ScriptLibrary.shared.call(self, script, keys: keys, arguments: arguments)
+    }
+}
+
+/// One entry of the library with its KEYS and ARGV: what one component of Sluice (a queue, a breaker,
+/// a lease pool, a quota decision) asks of Redis, so that a composite entry (`call-admit`,
+/// `call-finish`) can run several of them in one atomic round trip.
+struct ScriptStep: Sendable {
+    var script: RedisScript
+    var keys: [RedisArgument]
+    var arguments: [RedisArgument]
+    /// Its name as a composite entry takes it: the script's, or a step the composite implements itself.
+    var entry: String
+
+    init(script: RedisScript, keys: [RedisArgument], arguments: [RedisArgument], entry: String? = nil) {
+        self.script = script
+        self.keys = keys
+        self.arguments = arguments
+        self.entry = entry ?? ScriptLibrary.entryName(script.name)
+    }
+
+    /// Runs `steps` through the composite entry `script`: ARGV[1] lists them as
+    /// `<entry>:<keys>:<args>`, then come their KEYS and ARGV one after another.
+    static func composite(_ script: RedisScript, _ steps: [ScriptStep]) -> ScriptStep {
+        var header = ""
+        var keys: [RedisArgument] = []
+        var arguments: [RedisArgument] = [""]
+        for step in steps {
+            if !header.isEmpty { header += " " }
+            header += "\(step.entry):\(step.keys.count):\(step.arguments.count)"
+            keys += step.keys
+            arguments += step.arguments
+        }
+        arguments[0] = RedisArgument(header)
+        return ScriptStep(script: script, keys: keys, arguments: arguments)
+    }
+}
+
+extension RedisClient {
+    /// Runs one step through the function library.
+    func run(_ step: ScriptStep) async throws(RedisError) -> RedisValue {
+        try await run(step.script, keys: step.keys, arguments: step.arguments)
+    }
+}
+
+/// Sluice's Redis function library, for operators: which version this build runs, loading it ahead of
+/// the first call, and removing the libraries older versions left on a server.
+public enum SluiceFunctions {
+    /// The library this build of Sluice loads, `sluice_<version>`.
+    public static var libraryName: String { ScriptLibrary.shared.name }
+
+    /// Loads this version's library on the server (`FUNCTION LOAD REPLACE`); calls load it when missing anyway.
+    public static func load(on client: RedisClient) async throws(RedisError) {
+        try await ScriptLibrary.shared.load(on: client)
+    }
+
+    /// Deletes every other `sluice_*` library from the server and returns their names. Workers still running an
+    /// older version reload theirs on their next call, so prune once the old workers are gone.
+    public static func pruneOthers(on client: RedisClient) async throws(RedisError) -> [String] {
+        try await ScriptLibrary.shared.pruneOthers(on: client)
+    }
+}

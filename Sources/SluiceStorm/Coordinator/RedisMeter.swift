@@ -1,0 +1,57 @@
+import SluiceRedis
+
+/// Measures what one run asks of the storm's Redis: `CONFIG RESETSTAT` before the run's workers start, then
+/// `INFO commandstats` after they have exited. Where `CONFIG` is refused (a managed Redis), it takes a snapshot of
+/// `INFO commandstats` first and subtracts it. With a Redis other clients use too, their commands count as well.
+struct RedisMeter {
+    private let client: RedisClient
+    private let baseline: RedisCommandStats?
+
+    /// Starts measuring; nil (and no figures for the run) when the server answers neither command.
+    static func start(url: String) async -> RedisMeter? {
+        guard let client = try? RedisClient(url: url) else { return nil }
+        if (try? await client.send("CONFIG", "RESETSTAT")) != nil {
+            return RedisMeter(client: client, baseline: nil)
+        }
+        guard let snapshot = await snapshot(client) else {
+            client.close()
+            return nil
+        }
+        return RedisMeter(client: client, baseline: snapshot)
+    }
+
+    /// The commands since ``start(url:)``.
+    func read() async -> RedisCommandStats? {
+        guard let now = await Self.snapshot(client) else { return nil }
+        return baseline.map { now.subtracting($0) } ?? now
+    }
+
+    /// Ends the measurement: the guard's cost, the storm's own ceiling sampling (`samplerCalls` status scripts)
+    /// left out. `probe` runs the sampler's status script `probeCalls` more times, between two snapshots, to learn
+    /// what one costs.
+    func finish(
+        providerCalls: Int, samplerCalls: Int, probeCalls: Int = 16, probe: () async -> Void
+    ) async -> RedisCost? {
+        defer { client.close() }
+        guard let run = await read() else { return nil }
+        var perSampleMicroseconds = 0.0
+        if samplerCalls > 0, let before = await Self.snapshot(client) {
+            await probe()
+            if let after = await Self.snapshot(client) {
+                let probed = after.subtracting(before)
+                if probed.scriptCalls > 0 {
+                    perSampleMicroseconds = Double(probed.scriptMicroseconds) / Double(probed.scriptCalls)
+                }
+            }
+        }
+        return RedisCost(
+            calls: max(0, run.topLevelCalls - samplerCalls),
+            scriptMicroseconds: max(0, Double(run.scriptMicroseconds) - Double(samplerCalls) * perSampleMicroseconds),
+            providerCalls: providerCalls)
+    }
+
+    private static func snapshot(_ client: RedisClient) async -> RedisCommandStats? {
+        guard let reply = try? await client.send("INFO", "commandstats"), let text = reply.string else { return nil }
+        return RedisCommandStats(info: text)
+    }
+}

@@ -1,0 +1,183 @@
+import Foundation
+import SluiceRedis
+import Testing
+
+@testable import Sluice
+
+/// `Backpressure.call` in two Redis round trips (call-admit, call-finish), measured on a server of the
+/// test's own so that its statistics count this test's commands only.
+@Suite("Backpressure.call: one round trip to admit, one to finish", .serialized)
+struct TwoTripCallTests {
+    private struct Setup {
+        let server: RedisServer
+        let client: RedisClient
+        let limiter: Limiter
+        let backpressure: Backpressure
+        let path: ScopePath
+
+        init(
+            defaults: [String: String] = [
+                "global": "tokens: bucket rate=1000000/s burst=1000000", "tenant": "requests: window 100000/min",
+            ], queue: AdmissionQueue.Configuration = .init(), reconciler: Bool = false
+        ) throws {
+            server = try RedisServer()
+            // Generous timeouts: these tests count round trips, and a loaded machine must not fail them.
+            var configuration = try RedisConfiguration(url: server.url)
+            configuration.commandTimeout = .seconds(10)
+            client = try RedisClient(configuration: configuration)
+            limiter = try Limiter(client: client, configuration: .init(defaults: defaults))
+            path = try ScopePath("global=openai", "tenant=acme")
+            backpressure = Backpressure(
+                redis: client,
+                configuration: .init(
+                    partition: "openai", queue: queue, health: .init(stepTimeout: .seconds(10)), heartbeat: nil),
+                limiter: limiter,
+                reconciler: reconciler ? try Reconciler(limiter: limiter) : nil)
+        }
+
+        func scriptCalls() async throws -> (calls: Int, microseconds: Double) {
+            let info = try await client.send("INFO", "commandstats").string ?? ""
+            var calls = 0
+            var usec = 0.0
+            for line in info.split(whereSeparator: \.isNewline)
+            where line.hasPrefix("cmdstat_fcall:") || line.hasPrefix("cmdstat_evalsha:")
+                || line.hasPrefix("cmdstat_eval:")
+            {
+                for pair in line.split(separator: ":")[1].split(separator: ",") {
+                    let parts = pair.split(separator: "=")
+                    if parts[0] == "calls" { calls += Int(parts[1]) ?? 0 }
+                    if parts[0] == "usec" { usec += Double(parts[1]) ?? 0 }
+                }
+            }
+            return (calls, usec)
+        }
+
+        /// Every top-level command the server ran since the last reset (the stats commands left out).
+        func allCommands() async throws -> [String: Int] {
+            let info = try await client.send("INFO", "commandstats").string ?? ""
+            var out: [String: Int] = [:]
+            for line in info.split(whereSeparator: \.isNewline) where line.hasPrefix("cmdstat_") {
+                let name = String(line.dropFirst(8).prefix { $0 != ":" })
+                let calls = line.split(separator: ",")[0].split(separator: "=")[1]
+                out[name] = Int(calls) ?? 0
+            }
+            return out
+        }
+
+        func close() {
+            client.close()
+            server.stop()
+        }
+    }
+
+    @Test("The happy path is two script calls: call-admit and call-finish, with a lease and a reconciler report")
+    func twoRoundTrips() async throws {
+        let setup = try Setup(reconciler: true)
+        defer { setup.close() }
+        let call = ProviderCall(
+            scope: "openai/gpt-4o", estimate: ["tokens": 100, "requests": 1], quotaPath: setup.path, concurrency: 4,
+            maxAttempts: 1)
+        _ = try await setup.backpressure.call(call) { _ in CallOutcome(0, usage: ["tokens": 50, "requests": 1]) }
+        _ = try await setup.client.send("CONFIG", "RESETSTAT")
+        let calls = 20
+        for n in 0..<calls {
+            let result = try await setup.backpressure.call(call) { _ in
+                CallOutcome(
+                    n, usage: ["tokens": 40, "requests": 1],
+                    observation: ProviderObservation(status: 200, headers: ["x-ratelimit-remaining-tokens": "900000"]))
+            }
+            #expect(result.value == n)
+        }
+        let commands = try await setup.allCommands()
+        #expect(commands["fcall"] == 2 * calls, "\(commands)")
+        // Nothing else reached the server from the client: every other command ran inside the scripts.
+        let (scripts, usec) = try await setup.scriptCalls()
+        #expect(scripts == 2 * calls)
+        #expect(usec > 0)
+
+        // Nothing left behind: the lease is free, nobody waits or counts in flight, the reservation is closed.
+        let queue = AdmissionQueue(redis: setup.client, partition: "openai", scope: "openai/gpt-4o")
+        let status = try await queue.status()
+        #expect(status.waiting == 0 && status.inFlight == 0, "\(status)")
+        let pool = LeasePool(redis: setup.client, partition: "openai", scope: "openai/gpt-4o", slots: 4)
+        #expect(try await pool.held() == 0)
+        // The reconciler saw the reports: the bucket is capped by the remaining they reported.
+        let reconcilerStatus = try await Reconciler(limiter: setup.limiter).status(setup.path)
+        #expect(
+            reconcilerStatus.resources.contains { $0.lastRemaining?.amount == 900_000 }, "\(reconcilerStatus)")
+    }
+
+    @Test("Settle in call-finish charges the actual usage, not the estimate")
+    func settlesActualUsage() async throws {
+        let setup = try Setup(defaults: ["global": "tokens: budget 1000", "tenant": "requests: window 100/min"])
+        defer { setup.close() }
+        let call = ProviderCall(
+            scope: "s", estimate: ["tokens": 400, "requests": 1], quotaPath: setup.path, maxAttempts: 1)
+        // Each admission needs its estimate (400) free; each call then uses 100. Charged the estimate, two calls would
+        // fit; settled to their usage, seven do (after six, 600 are spent and 400 remain).
+        for _ in 0..<7 {
+            _ = try await setup.backpressure.call(call) { _ in CallOutcome((), usage: ["tokens": 100]) }
+        }
+        let refused = await #expect(throws: BackpressureError.self) {
+            try await setup.backpressure.call(call) { _ in CallOutcome((), usage: ["tokens": 100]) }
+        }
+        #expect(refused?.code == .quotaDenied)
+    }
+
+    @Test("A refusal at any stage leaves nothing behind: no lease, no queue entry, no charge")
+    func refusalLeavesNothing() async throws {
+        let setup = try Setup(defaults: ["global": "tokens: budget 500"])
+        defer { setup.close() }
+        let path = try ScopePath("global=openai")
+        let big = ProviderCall(scope: "s", estimate: ["tokens": 600], quotaPath: path, concurrency: 1, maxAttempts: 1)
+        let refused = await #expect(throws: BackpressureError.self) {
+            try await setup.backpressure.call(big) { _ in CallOutcome(()) }
+        }
+        #expect(refused?.code == .quotaDenied)
+        let pool = LeasePool(redis: setup.client, partition: "openai", scope: "s", slots: 1)
+        #expect(try await pool.held() == 0, "the lease taken before the quota refused is given back")
+        let status = try await AdmissionQueue(redis: setup.client, partition: "openai", scope: "s").status()
+        #expect(status.waiting == 0 && status.inFlight == 0, "\(status)")
+        let decision = try await setup.limiter.decide(path, cost: ["tokens": 500], reportLimits: true)
+        #expect(decision.allowed, "the refused call charged nothing: all 500 are still there")
+    }
+
+    @Test("Waiting callers are scheduled in the admission's reply: under contention at most 3 script calls per call")
+    func scheduledWithoutPolling() async throws {
+        // 10 a second, a burst of 1: 30 callers within a 2 s deadline — about 20 are scheduled, the rest shed.
+        let setup = try Setup(defaults: ["global": "requests: bucket rate=10/s burst=1 debt=20"])
+        defer { setup.close() }
+        let path = try ScopePath("global=openai")
+        let call = ProviderCall(
+            scope: "s", estimate: ["requests": 1], quotaPath: path, timeout: .seconds(2), maxAttempts: 1)
+        _ = try await setup.limiter.decide(path, cost: ["requests": 0])  // loads the function library
+        _ = try await setup.client.send("CONFIG", "RESETSTAT")
+        let outcomes = await withTaskGroup(of: String.self) { group in
+            for _ in 0..<30 {
+                group.addTask {
+                    do {
+                        _ = try await setup.backpressure.call(call) { _ in CallOutcome((), usage: ["requests": 1]) }
+                        return "admitted"
+                    } catch let error as BackpressureError {
+                        return error.code == .quotaDenied ? "quotaDenied" : error.code.description
+                    } catch {
+                        return "\(error)"
+                    }
+                }
+            }
+            var all: [String: Int] = [:]
+            for await outcome in group { all[outcome, default: 0] += 1 }
+            return all
+        }
+        let admitted = outcomes["admitted"] ?? 0
+        #expect(admitted >= 10, "\(outcomes)")
+        // A caller scheduled close to its deadline may still run out of it: answered all the same.
+        let answered = admitted + (outcomes["quotaDenied"] ?? 0) + (outcomes["deadline-exceeded"] ?? 0)
+        #expect(answered == 30, "every caller admitted or refused: \(outcomes)")
+        let (scripts, _) = try await setup.scriptCalls()
+        // Refused callers: call-admit only; every other caller (admitted, or out of time after its turn came):
+        // call-admit and call-finish. Nobody asked twice.
+        let refused = outcomes["quotaDenied"] ?? 0
+        #expect(scripts == refused + 2 * (30 - refused), "\(scripts) script calls for \(outcomes)")
+    }
+}

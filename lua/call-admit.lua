@@ -1,0 +1,126 @@
+-- call-admit: one provider call's whole admission in one round trip, all or nothing: the queue's
+-- depth, the dependency's breaker, a concurrency lease, the quota path with the tree (decide), and the
+-- retry budget's request count. A refusal at any stage leaves nothing behind: stages that already
+-- took something (a probe slot, a lease) are given back in this same script, so no other caller
+-- ever sees them.
+--
+-- ARGV[1] the steps, "<entry>:<keys>:<args>" separated by spaces, in this order, each optional but
+--   decide: "queue", "breaker_allow", "lease_acquire", "decide", "retry_budget"; KEYS and ARGV[2...]
+--   are the steps' own KEYS and ARGV one after another (each as its script documents; "queue" below).
+-- The "queue" step: KEYS queue, queue stats, in flight, events (queue-enter.lua, queue-leave.lua);
+--   ARGV caller id, max waiting, growth alert, window ms, scope, the call's ttl ms (in flight until),
+--   patience ms (how long the caller would wait for a lease: it counts as waiting meanwhile).
+-- Reply: {"admitted", decide's reply, breaker_allow's reply | 0, lease_acquire's reply | 0}; or
+--   {"shed", waiting} (the queue is full); {"breaker", breaker_allow's reply}; {"lease",
+--   lease_acquire's reply}; {"quota", decide's reply} (refused by the quota or the tree).
+-- A caller refused because its tree has the most calls in flight waits on the tree's wake-up list
+-- (sluice:{P}:tree:<id>:free, pushed by call-finish's "wake" step); this script empties it then.
+-- A caller admitted with a wait (decide's scheduled admission) counts as waiting until it proceeds,
+-- then as in flight: no step of the caller's runs in between.
+
+local function steps(KEYS, ARGV)
+    local out, k, a = {}, 0, 1
+    for entry, nk, na in string.gmatch(ARGV[1], '([%w_]+):(%d+):(%d+)') do
+        nk, na = tonumber(nk), tonumber(na)
+        local keys, args = {}, {}
+        for i = 1, nk do keys[i] = KEYS[k + i] end
+        for i = 1, na do args[i] = ARGV[a + i] end
+        if #keys ~= nk or #args ~= na then error('sluice call-admit: the steps name more KEYS or ARGV than sent', 0) end
+        out[entry] = { keys, args }
+        k, a = k + nk, a + na
+    end
+    if k ~= #KEYS or a ~= #ARGV then error('sluice call-admit: KEYS or ARGV left over after the steps', 0) end
+    return out
+end
+
+-- A half-open breaker's probe slot taken by this call, given back (breaker-allow.lua's state format).
+local function unprobe(key, probe)
+    local raw = redis.call('GET', key)
+    if not raw then return end
+    local s = cmsgpack.unpack(raw)
+    local live = {}
+    for _, p in ipairs(s.p or {}) do
+        if p[1] ~= probe then live[#live + 1] = p end
+    end
+    s.p = live
+    redis.call('SET', key, cmsgpack.pack(s), 'KEEPTTL')
+end
+
+local function admitted(reply) -- decide's reply: the wait alone, {wait, time}, or the flat array
+    if type(reply) == 'number' then return true, reply end
+    if #reply == 2 then return true, reply[1] end
+    return reply[1] == 1, reply[2]
+end
+
+local function call_admit(KEYS, ARGV)
+    local s = steps(KEYS, ARGV)
+    local queue, breaker, lease, decide = s.queue, s.breaker_allow, s.lease_acquire, s.decide
+    if not decide then error('sluice call-admit: the decide step is missing', 0) end
+    local t = redis.call('TIME')
+    local now = t[1] * 1000 + math.floor(t[2] / 1000)
+
+    if queue then -- full: shed, counted (and reported) by queue-enter itself
+        local q, a = queue[1], queue[2]
+        redis.call('ZREMRANGEBYSCORE', q[1], '-inf', now)
+        local waiting = redis.call('ZCARD', q[1])
+        if waiting >= tonumber(a[2]) then
+            local r = sluice.queue_enter({ q[1], q[2], q[4] }, { a[1], 1, a[2], a[3], a[4], a[5] })
+            return { 'shed', r[2] }
+        end
+    end
+    local permit, probe = 0, 0
+    if breaker then
+        permit = sluice.breaker_allow(breaker[1], breaker[2])
+        if permit[1] == 0 then return { 'breaker', permit } end
+        if permit[2] == 'half-open' then probe = permit[3] end
+    end
+    local slot = 0
+    if lease then
+        slot = sluice.lease_acquire(lease[1], lease[2])
+        if slot[1] == 0 then
+            redis.call('DEL', lease[1][1] .. ':free') -- no slot is free now: older wake-ups are stale
+            if probe > 0 then unprobe(breaker[1][1], probe) end
+            if queue then -- waiting for a slot: visible in the queue until admitted or given up
+                local q, a = queue[1], queue[2]
+                if not redis.call('ZSCORE', q[1], a[1]) then
+                    sluice.queue_enter({ q[1], q[2], q[4] }, { a[1], a[7], a[2], a[3], a[4], a[5] })
+                end
+            end
+            return { 'lease', slot }
+        end
+    end
+    local verdict = sluice.decide(decide[1], decide[2])
+    local ok, wait = admitted(verdict)
+    if not ok and verdict[5] > 0 and verdict[6 * verdict[5] + 5] == 'tree-in-flight' then
+        local keys = decide[1] -- ..., the reservation, the tree's hash, its calls, events (decide.lua)
+        redis.call('DEL', keys[#keys - 2] .. ':free') -- every call slot is taken: older wake-ups are stale
+    end
+    if not ok then
+        if slot ~= 0 then -- the slot goes back; a caller waiting for one may take it
+            sluice.lease_release({ lease[1][1] }, { string.format('%d', slot[2]) .. '|' .. lease[2][3] })
+        end
+        if probe > 0 then unprobe(breaker[1][1], probe) end
+        return { 'quota', verdict }
+    end
+
+    if queue then
+        local q, a = queue[1], queue[2]
+        local until_ = now + wait + tonumber(a[6])
+        if redis.call('ZSCORE', q[1], a[1]) then -- it waited for a lease: it leaves the queue now
+            sluice.queue_leave({ q[1], q[2], q[3] }, { a[1], 'gave-up', 1, a[4] })
+        end
+        if wait > 0 then -- waiting until it proceeds; counted as joined (queue-enter's statistics)
+            sluice.queue_enter({ q[1], q[2], q[4] }, { a[1], math.max(1, math.ceil(wait)), a[2], a[3], a[4], a[5] })
+        end
+        redis.call('ZADD', q[3], until_, a[1])
+        if redis.call('PTTL', q[3]) < until_ - now + 60000 then redis.call('PEXPIRE', q[3], until_ - now + 60000) end
+    end
+    if s.retry_budget then sluice.retry_budget(s.retry_budget[1], s.retry_budget[2]) end
+    return { 'admitted', verdict, permit, slot }
+end
+
+if redis.register_function then
+    redis.register_function('sluice_call_admit_VERSION', function(keys, args) return call_admit(keys, args) end)
+else
+    return call_admit(KEYS, ARGV)
+end
