@@ -81,16 +81,7 @@ struct NamespaceTests {
             #expect(inside.contains { $0.contains(feature) }, "no \(feature) key in the namespace: \(keys)")
         }
         let outside = keys.filter { !$0.hasPrefix(namespace + ":") }
-        // Backpressure.call builds its queue, breaker, retry budget and lease pool in Backpressure+Call.swift,
-        // which does not pass them its namespace yet (`namespace: namespace` on each; see the branch's report).
-        // Once it does, this known issue is no longer recorded and the test fails: remove the wrapper then.
-        let stageKeys = outside.filter { key in
-            [":queue:", ":inflight:", ":breaker:", ":retry:", ":lease:"].contains { key.contains($0) }
-        }
-        #expect(outside == stageKeys, "keys outside the namespace: \(outside)")
-        withKnownIssue("Backpressure+Call.swift does not pass the namespace to its stages yet") {
-            #expect(stageKeys.isEmpty, "stage keys outside the namespace: \(stageKeys)")
-        }
+        #expect(outside.isEmpty, "keys outside the namespace: \(outside)")
 
         // The reconciler's pause and cut are visible to `sluice events --namespace`, and only with it.
         let log = EventLog(redis: client, namespace: namespace)
