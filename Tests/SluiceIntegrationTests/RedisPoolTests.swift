@@ -102,4 +102,21 @@ struct RedisPoolTests {
         let next = try await redis.withConnection { try await $0.send(RedisCommand("CLIENT", "ID")).integer ?? -1 }
         #expect(next != discarded, "the pool reused a discarded connection")
     }
+
+    @Test("Several shared connections take commands in turn; concurrent callers all get their replies")
+    func sharedConnectionsInTurn() async throws {
+        let redis = try RedisClient(
+            configuration: try RedisConfiguration(url: TestRedis.url), poolSize: 1, sharedConnections: 3)
+        defer { redis.close() }
+        var ids: Set<Int64> = []
+        for _ in 0..<6 { ids.insert(try await redis.send("CLIENT", "ID").integer ?? -1) }
+        #expect(ids.count == 3, "commands did not go round the three connections: \(ids)")
+        let key = RedisArgument(TestRedis.uniquePrefix() + "n")
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<300 { group.addTask { _ = try await redis.send("INCR", key) } }
+            try await group.waitForAll()
+        }
+        #expect(try await redis.send("GET", key).string == "300")
+        _ = try await redis.send("DEL", key)
+    }
 }
