@@ -150,12 +150,13 @@ local function settle(KEYS, ARGV)
 
     for i, st in pairs(scopes) do
         if st.dirty then
-            local body, last = '', now
+            local parts, last = {}, now
             for _, r in ipairs(st) do
                 if r[5] > now then
-                    body, last = body .. struct.pack(RECORD, #r[1], r[1], r[2], r[3], r[4], r[5], #r[6], r[6]), max(last, r[5])
+                    parts[#parts + 1], last = struct.pack(RECORD, #r[1], r[1], r[2], r[3], r[4], r[5], #r[6], r[6]), max(last, r[5])
                 end
             end
+            local body = table.concat(parts)
             if body == '' then
                 redis.call('DEL', KEYS[1 + i])
             elseif st.expires >= last then
