@@ -137,7 +137,12 @@ local function settle(KEYS, ARGV)
                     if lt > t then t = lt end -- the log stays in order when Redis' clock stepped back
                     last = running
                 end
-                r[6], st.dirty = log .. struct.pack('<dd', t, last - refund), true
+                if entries < 1024 then
+                    r[6] = log .. struct.pack('<dd', t, last - refund)
+                else -- bounded (its length is 16 bits): the last entry takes the overrun, and counts longer
+                    r[6] = string.sub(log, 1, entries * 16 - 16) .. struct.pack('<dd', t, last - refund)
+                end
+                st.dirty = true
                 if r[5] < t + ms then r[5] = t + ms end
             end
         elseif refund ~= 0 and r and kind == 'window' then
