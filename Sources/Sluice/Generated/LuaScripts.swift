@@ -592,6 +592,45 @@ enum LuaScripts {
             end
         end
 
+        -- Per scope (root first) and resource: the most specific valid config spec that names the resource,
+        -- else the caller's default. Returns per scope i a flat list (resource index, limit, config field's
+        -- ARGV index) and the warnings; remembered on the plan for the next call when there are none.
+        local function resolve(plan, config, ARGV, F, n, R)
+            local out, warnings = { texts = {} }, NONE
+            for i = 1, n do
+                local first, specs, default, list, m = (i - 1) * i / 2, 0, plan.defaults[i], {}, 0
+                for k = 1, i do
+                    local text = config[first + k]
+                    if text then
+                        local spec = memoized(SPECS, text, parse)
+                        if spec[ERR] then
+                            warnings = warn(warnings, i, ARGV[F + first + k], spec[ERR])
+                        else
+                            specs = specs + 1
+                            CONFIG[specs], FIELD[specs] = spec, F + first + k
+                        end
+                    end
+                end
+                if default[ERR] then warnings = warn(warnings, i, 'default', default[ERR]) end
+                for j = 1, R do
+                    local res = plan[j]
+                    local limits, field = default[res], F + first + i -- a default counts under the class pattern
+                    for k = 1, specs do
+                        local spec = CONFIG[k]
+                        if spec[res] then limits, field = spec[res], FIELD[k]; break end
+                    end
+                    for q = 1, limits and #limits or 0 do
+                        list[m + 1], list[m + 2], list[m + 3], m = j, limits[q], field, m + 3
+                    end
+                end
+                out[i] = list
+            end
+            local texts = out.texts
+            for k = 1, n * (n + 1) / 2 do texts[k] = config[k] end
+            plan.resolved = warnings == NONE and out or nil
+            return out, warnings
+        end
+
         local function decide(KEYS, ARGV)
             if not pack then pack, unpack_, floor, ceil = struct.pack, struct.unpack, math.floor, math.ceil end
             local plan = PLANS[ARGV[1]] or memoized(PLANS, ARGV[1], parsePlan)
@@ -635,35 +674,27 @@ enum LuaScripts {
             local K, warnings = 0, NONE
             local recon, reconRaw, pauseUntil = nil, nil, 0 -- the reconciler's record, if the root has one
             for j = 1, R do PARENT[plan[j]] = false end
-            for i = 1, n do
-                local first, specs, default = (i - 1) * i / 2, 0, plan.defaults[i]
-                for k = 1, i do
-                    local text = config[first + k]
-                    if text then
-                        local spec = memoized(SPECS, text, parse)
-                        if spec[ERR] then
-                            warnings = warn(warnings, i, ARGV[F + first + k], spec[ERR])
-                        else
-                            specs = specs + 1
-                            CONFIG[specs], FIELD[specs] = spec, F + first + k
-                        end
-                    end
+            -- Which limits apply depends only on the plan and the config texts read: resolved once, then
+            -- reused while the texts stay the same (not when a field is invalid: its warning names the field).
+            local resolved = plan.resolved
+            if resolved then
+                local texts = resolved.texts
+                for k = 1, n * (n + 1) / 2 do
+                    if config[k] ~= texts[k] then resolved = nil; break end
                 end
-                if default[ERR] then warnings = warn(warnings, i, 'default', default[ERR]) end
+            end
+            if not resolved then resolved, warnings = resolve(plan, config, ARGV, F, n, R) end
+            for i = 1, n do
+                local list = resolved[i] -- resource index, limit, field: per limit
                 FROM[i] = K + 1
-                for j = 1, R do
-                    local res, cost = plan[j], COST[j]
-                    local limits, field = default[res], F + first + i -- a default counts under the class pattern
-                    for k = 1, specs do
-                        local spec = CONFIG[k]
-                        if spec[res] then limits, field = spec[res], FIELD[k]; break end
-                    end
+                for t = 1, #list, 3 do
+                    local cost = COST[list[t]]
                     -- A reservation records every limit, a cost of 0 too: settle charges the actual usage.
-                    for q = 1, (cost > 0 or resTTL > 0) and limits and #limits or 0 do
+                    if cost > 0 or resTTL > 0 then
                         K = K + 1
                         local e = POOL[K]
                         if not e then e = {}; POOL[K] = e end
-                        e.i, e.l, e.cost, e.field, e.found = i, limits[q], cost, field, false
+                        e.i, e.l, e.cost, e.field, e.found = i, list[t + 1], cost, list[t + 2], false
                     end
                 end
                 TO[i], EXPIRES[i], OTHERS[i] = K, 0, false
