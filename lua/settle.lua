@@ -137,7 +137,12 @@ local function settle(KEYS, ARGV)
                     if lt > t then t = lt end -- the log stays in order when Redis' clock stepped back
                     last = running
                 end
-                r[6], st.dirty = log .. struct.pack('<dd', t, last - refund), true
+                if entries < 1024 then
+                    r[6] = log .. struct.pack('<dd', t, last - refund)
+                else -- bounded (its length is 16 bits): the last entry takes the overrun, and counts longer
+                    r[6] = string.sub(log, 1, entries * 16 - 16) .. struct.pack('<dd', t, last - refund)
+                end
+                st.dirty = true
                 if r[5] < t + ms then r[5] = t + ms end
             end
         elseif refund ~= 0 and r and kind == 'window' then
@@ -150,12 +155,13 @@ local function settle(KEYS, ARGV)
 
     for i, st in pairs(scopes) do
         if st.dirty then
-            local body, last = '', now
+            local parts, last = {}, now
             for _, r in ipairs(st) do
                 if r[5] > now then
-                    body, last = body .. struct.pack(RECORD, #r[1], r[1], r[2], r[3], r[4], r[5], #r[6], r[6]), max(last, r[5])
+                    parts[#parts + 1], last = struct.pack(RECORD, #r[1], r[1], r[2], r[3], r[4], r[5], #r[6], r[6]), max(last, r[5])
                 end
             end
+            local body = table.concat(parts)
             if body == '' then
                 redis.call('DEL', KEYS[1 + i])
             elseif st.expires >= last then

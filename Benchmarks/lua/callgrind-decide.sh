@@ -2,7 +2,7 @@
 # Instructions per call of one decide.lua version (or of tree-enter.lua) under callgrind: a stable
 # way to compare versions on a noisy machine. Starts its own redis-server under valgrind, collects
 # only inside fcallCommand (evalShaCommand for tree-enter) and divides by the calls.
-# Usage: Benchmarks/lua/callgrind-decide.sh plain|reserve|tree|tree-enter [decide.lua=lua/decide.lua]
+# Usage: Benchmarks/lua/callgrind-decide.sh plain|reserve|tree|tree-enter|one-key [decide.lua=lua/decide.lua]
 #   [calls=20000] [port=6398]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -11,7 +11,7 @@ if redis-cli -p "$port" ping >/dev/null 2>&1; then echo "port $port is in use: p
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 toggle=fcallCommand
-[ "$case" = tree-enter ] && toggle=evalShaCommand
+[ "$case" = tree-enter ] || [ "$case" = one-key ] && toggle=evalShaCommand
 valgrind --tool=callgrind --toggle-collect=$toggle --callgrind-out-file="$dir/cg.out" \
   redis-server --port "$port" --save '' --appendonly no --dir "$dir" >/dev/null 2>"$dir/valgrind.log" &
 server=$!
@@ -36,6 +36,8 @@ case $case in
   tree-enter) open_tree
     command=(EVALSHA "$(cli SCRIPT LOAD "$(cat lua/tree-enter.lua)")" 3 "${tree[@]}" 'c__rand_int__' 1000 1 0 '' req-1
       tokens 100 requests 1) ;;
+  one-key) # the reference of issue 10's ratio: a one-key token bucket (TIME, HMGET, HSET, PEXPIRE)
+    command=(EVALSHA "$(cli SCRIPT LOAD "$(cat Benchmarks/lua/bucket-one-key.lua)")" 1 "${P}b1" $big $big 1) ;;
   *) echo "unknown case $case" >&2; exit 2 ;;
 esac
 redis-benchmark -p "$port" -c 10 -n "$n" -r 1000000000 -q "${command[@]}" >/dev/null

@@ -42,6 +42,31 @@ struct ScriptDefectTests {
         #expect(length < 200, "the log holds only entries that still count (\(length) bytes)")
     }
 
+    @Test("1. (and 2.) Overruns settled on reservations of 0 keep an exact window's log bounded")
+    func exactLogBoundedByOverruns() async throws {
+        let fixture = try QuotaFixture()
+        defer { Task { await fixture.cleanUp() } }
+        let limiter = try fixture.limiter(["global": "requests: window 100/min"])
+        let path = try fixture.path()
+        // An estimate of 0 is always admitted; each settle charges 1 that has no entry of its own.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<10 {
+                group.addTask {
+                    for _ in 0..<420 {
+                        let reservation = try await limiter.reserve(path, estimate: ["requests": 0])
+                        #expect(try await reservation.settle(actual: ["requests": 1]) == .settled)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let decision = try await limiter.decide(path, cost: ["requests": 1], reportLimits: true)
+        #expect(!decision.allowed && (decision.limits.first?.remaining ?? 1) < 0, "4,200 overruns fill the window")
+        let state = limiter.keys(for: path).states(path)[0]
+        let length = try await fixture.client.send(RedisCommand("STRLEN", RedisArgument(state))).integer ?? -1
+        #expect(length > 0 && length < 1_024 * 16 + 100, "\(length) bytes")
+    }
+
     @Test("2. A reservation whose estimate is 0 still settles its actual usage, on the quota and on the tree")
     func zeroEstimateSettlesActual() async throws {
         let fixture = try QuotaFixture()

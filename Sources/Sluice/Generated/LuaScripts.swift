@@ -588,6 +588,8 @@ enum LuaScripts {
         -- path, and per scope its entries' range and what its key held. Table accesses cost about as much
         -- as a Redis call's share of a decision here, so the hot path keeps values in locals.
         local POOL, FROM, TO, EXPIRES, OTHERS, COST, PARENT, CONFIG, FIELD = {}, {}, {}, {}, {}, {}, {}, {}, {}
+        -- And for writing: a scope's parts, a reservation's record and its charges (packed, then left), the reply.
+        local PARTS, RESERVATION, CHARGES, CHARGE, REPLY, replyLength, TIMED = {}, {}, {}, {}, {}, 0, {}
         local HEADED = '<dBc0ddddHc0' -- the key's expiry and one record
         -- A bucket's record may carry extras in its blob (else empty): EXTRAS, four doubles.
         --   pool: what reservations charged and may still refund. Refunds never lift a bucket above what it
@@ -609,13 +611,18 @@ enum LuaScripts {
         end
 
         -- An entry's record, packed after the key's expiry: as charged (e.ok), else as it was read.
+        -- Without expires, the record alone (to follow another).
         local function record(e, now, expires)
             local l = e.l
             local tag = l.tag
-            if not e.ok then return struct.pack(HEADED, expires or 0, #tag, tag, e.a, e.b, e.c, e.x, #e.blob, e.blob) end
+            if not e.ok then
+                if not expires then return struct.pack(RECORD, #tag, tag, e.a, e.b, e.c, e.x, #e.blob, e.blob) end
+                return struct.pack(HEADED, expires, #tag, tag, e.a, e.b, e.c, e.x, #e.blob, e.blob)
+            end
             local blob = l.kind == 'bucket' and e.nblob or l.exact and string.sub(e.log, e.live * 16 - 15) or ''
             if l.exact and e.cost > 0 then blob = blob .. struct.pack('<dd', e.mark, e.total + e.cost) end
-            return struct.pack(HEADED, expires or 0, #tag, tag, e.next, e.nb, e.nc, e.nx, #blob, blob)
+            if not expires then return struct.pack(RECORD, #tag, tag, e.next, e.nb, e.nc, e.nx, #blob, blob) end
+            return struct.pack(HEADED, expires, #tag, tag, e.next, e.nb, e.nc, e.nx, #blob, blob)
         end
 
         -- C functions as upvalues (a function library cannot read globals while it loads; set at first call).
@@ -628,6 +635,21 @@ enum LuaScripts {
         local function hashTag(key) -- Redis Cluster's: between the first "{" and the next "}", if not empty
             local tag = string.match(key, '{(.-)}')
             return tag ~= '' and tag or key
+        end
+        -- The numbers callers send (max wait, ttl, costs) repeat call after call: each text is parsed and
+        -- range-checked once (a decimal integer, 0 to 2^50; false: anything else), the memo bounded.
+        local NUMS, numsSize = {}, 0
+        local function amount(text)
+            local v = type(text) == 'string' and string.find(text, '^%d+$') and tonumber(text) or false
+            if v and v > 1125899906842624 then v = false end
+            if text then
+                if numsSize >= 4096 then
+                    for k in pairs(NUMS) do NUMS[k] = nil end
+                    numsSize = 0
+                end
+                NUMS[text], numsSize = v, numsSize + 1
+            end
+            return v
         end
         local function count0(v) -- an integer >= 0 in decimal, else nil
             return type(v) == 'string' and string.find(v, '^%d+$') and tonumber(v) or nil
@@ -744,13 +766,54 @@ enum LuaScripts {
             end
         end
 
+        -- Per scope (root first) and resource: the most specific valid config spec that names the resource,
+        -- else the caller's default. Returns per scope i a flat list (resource index, limit, config field's
+        -- ARGV index) and the warnings; remembered on the plan for the next call when there are none.
+        local function resolve(plan, config, ARGV, F, n, R)
+            local out, warnings = { texts = {} }, NONE
+            for i = 1, n do
+                local first, specs, default, list, m = (i - 1) * i / 2, 0, plan.defaults[i], {}, 0
+                for k = 1, i do
+                    local text = config[first + k]
+                    if text then
+                        local spec = memoized(SPECS, text, parse)
+                        if spec[ERR] then
+                            warnings = warn(warnings, i, ARGV[F + first + k], spec[ERR])
+                        else
+                            specs = specs + 1
+                            CONFIG[specs], FIELD[specs] = spec, F + first + k
+                        end
+                    end
+                end
+                if default[ERR] then warnings = warn(warnings, i, 'default', default[ERR]) end
+                for j = 1, R do
+                    local res = plan[j]
+                    local limits, field = default[res], F + first + i -- a default counts under the class pattern
+                    for k = 1, specs do
+                        local spec = CONFIG[k]
+                        if spec[res] then limits, field = spec[res], FIELD[k]; break end
+                    end
+                    for q = 1, limits and #limits or 0 do
+                        list[m + 1], list[m + 2], list[m + 3], m = j, limits[q], field, m + 3
+                    end
+                end
+                out[i] = list
+            end
+            local texts = out.texts
+            for k = 1, n * (n + 1) / 2 do texts[k] = config[k] end
+            plan.resolved = warnings == NONE and out or nil
+            return out, warnings
+        end
+
         local function decide(KEYS, ARGV)
             if not pack then pack, unpack_, floor, ceil = struct.pack, struct.unpack, math.floor, math.ceil end
             local plan = PLANS[ARGV[1]] or memoized(PLANS, ARGV[1], parsePlan)
             local options = OPTIONS[ARGV[2]] or memoized(OPTIONS, ARGV[2], parseOptions)
             local n, R = plan.n, #plan
             local F = 4 + R -- ARGV[F + first + k]: a scope's config field k
-            local batch, maxWait, resTTL = options.batch, count0(ARGV[3]), count0(ARGV[4])
+            local batch, maxWait, resTTL = options.batch, NUMS[ARGV[3]], NUMS[ARGV[4]]
+            if maxWait == nil then maxWait = amount(ARGV[3]) end
+            if resTTL == nil then resTTL = amount(ARGV[4]) end
             local T = F + n * (n + 1) / 2 + 1 -- ARGV[T...]: a call inside a request tree, when given
             local tree = ARGV[T] ~= nil
             -- Bad input is refused before anything is read or written: every length and duration is checked.
@@ -760,8 +823,9 @@ enum LuaScripts {
                 return redis.error_reply('decide: fewer keys or arguments than the plan needs')
             end
             for j = 1, R do
-                local cost = count0(ARGV[4 + j])
-                if not cost or cost > 1125899906842624 then return redis.error_reply('decide: a cost is 0 to 2^50') end
+                local cost = NUMS[ARGV[4 + j]]
+                if cost == nil then cost = amount(ARGV[4 + j]) end
+                if not cost then return redis.error_reply('decide: a cost is an integer, 0 to 2^50') end
                 COST[j] = cost
             end
             if tree then
@@ -784,35 +848,27 @@ enum LuaScripts {
             local K, warnings = 0, NONE
             local recon, reconRaw, pauseUntil = nil, nil, 0 -- the reconciler's record, if the root has one
             for j = 1, R do PARENT[plan[j]] = false end
-            for i = 1, n do
-                local first, specs, default = (i - 1) * i / 2, 0, plan.defaults[i]
-                for k = 1, i do
-                    local text = config[first + k]
-                    if text then
-                        local spec = memoized(SPECS, text, parse)
-                        if spec[ERR] then
-                            warnings = warn(warnings, i, ARGV[F + first + k], spec[ERR])
-                        else
-                            specs = specs + 1
-                            CONFIG[specs], FIELD[specs] = spec, F + first + k
-                        end
-                    end
+            -- Which limits apply depends only on the plan and the config texts read: resolved once, then
+            -- reused while the texts stay the same (not when a field is invalid: its warning names the field).
+            local resolved = plan.resolved
+            if resolved then
+                local texts = resolved.texts
+                for k = 1, n * (n + 1) / 2 do
+                    if config[k] ~= texts[k] then resolved = nil; break end
                 end
-                if default[ERR] then warnings = warn(warnings, i, 'default', default[ERR]) end
+            end
+            if not resolved then resolved, warnings = resolve(plan, config, ARGV, F, n, R) end
+            for i = 1, n do
+                local list = resolved[i] -- resource index, limit, field: per limit
                 FROM[i] = K + 1
-                for j = 1, R do
-                    local res, cost = plan[j], COST[j]
-                    local limits, field = default[res], F + first + i -- a default counts under the class pattern
-                    for k = 1, specs do
-                        local spec = CONFIG[k]
-                        if spec[res] then limits, field = spec[res], FIELD[k]; break end
-                    end
+                for t = 1, #list, 3 do
+                    local cost = COST[list[t]]
                     -- A reservation records every limit, a cost of 0 too: settle charges the actual usage.
-                    for q = 1, (cost > 0 or resTTL > 0) and limits and #limits or 0 do
+                    if cost > 0 or resTTL > 0 then
                         K = K + 1
                         local e = POOL[K]
                         if not e then e = {}; POOL[K] = e end
-                        e.i, e.l, e.cost, e.field, e.found = i, limits[q], cost, field, false
+                        e.i, e.l, e.cost, e.field, e.found = i, list[t + 1], cost, list[t + 2], false
                     end
                 end
                 TO[i], EXPIRES[i], OTHERS[i] = K, 0, false
@@ -873,12 +929,13 @@ enum LuaScripts {
                                 cap = r.capLevel + (r.capRefill > 0 and r.capRefill or rate) * (dt > 0 and dt or 0)
                             end
                         end
-                        local level, ceiling, pool, absorbed, born, bdebt, dt = burst, burst, 0, 0, 0, 0, 0
+                        local level, ceiling, pool, absorbed, born, bdebt, dt, at = burst, burst, 0, 0, 0, 0, 0, now
                         if found then
-                            dt = now - e.b
-                            if dt < 0 then dt = 0 end
+                            local b, blob = e.b, e.blob
+                            dt = now - b
+                            if dt < 0 then dt, at = 0, b end -- never back in time (Redis' clock may step back)
                             level, ceiling = e.a + dt * rate, e.c + dt * (cr or rate)
-                            if #e.blob == 32 then pool, absorbed, born, bdebt = unpack_(EXTRAS, e.blob) end
+                            if #blob == 32 then pool, absorbed, born, bdebt = unpack_(EXTRAS, blob) end
                             if pool > 0 then -- as if the pool's charges had never been made: that level caps first
                                 local left = level < burst and burst - level or 0
                                 if pool > left then pool, absorbed = left, absorbed + pool - left end
@@ -926,13 +983,15 @@ enum LuaScripts {
                         if ceiling < -burst then ceiling = -burst end
                         local full = (burst - level) / rate
                         if cr and (burst - ceiling) / cr > full then full = (burst - ceiling) / cr end
-                        local at = found and e.b > now and e.b or now -- never back in time (Redis' clock may step back)
+                        if full > HORIZON then full = HORIZON end
                         e.next, e.nb, e.nc, e.nx, e.mark = level, at, ceiling, at + full, borrow and 1 or 0
-                        if resTTL > 0 and cost > 0 and not borrow then -- a reservation's charge joins the pool
-                            if pool <= 0 then born, absorbed = now, 0 end -- a new pool: older charges get nothing back
-                            pool = pool + cost
+                        if resTTL > 0 then
+                            if cost > 0 and not borrow then -- a reservation's charge joins the pool
+                                if pool <= 0 then born, absorbed = now, 0 end -- a new pool: older charges get nothing back
+                                pool = pool + cost
+                            end
+                            e.born, e.absorbed = born, absorbed
                         end
-                        e.born, e.absorbed = born, absorbed
                         e.nblob = (pool > 0 or bdebt > 0) and pack(EXTRAS, pool, absorbed, born, bdebt) or ''
                     elseif kind == 'window' and l.exact then
                         local log, base = found and e.blob or '', found and e.a or 0
@@ -946,7 +1005,7 @@ enum LuaScripts {
                         e.log, e.live, e.total, e.before, e.used = log, live, total, before, total - before
                         local at = #log > 0 and logAt(log, #log / 16) or now -- the log stays in time order, even when
                         if at < now then at = now end -- Redis' clock stepped back
-                        e.next, e.nb, e.nc, e.nx, e.mark = before, 0, 0, at + l.ms, at
+                        e.next, e.nb, e.nc, e.nx, e.mark = before, 0, 0, at + (l.ms < HORIZON and l.ms or HORIZON), at
                         if cost > 0 and total - before + cost > limit then -- until enough of the oldest entries have left
                             local at = live
                             while cost <= limit and select(2, logAt(log, at)) - before < total - before + cost - limit do at = at + 1 end
@@ -971,7 +1030,9 @@ enum LuaScripts {
                         end
                         local used = prev * (1 - elapsed / ms) + cur
                         e.idx, e.cur, e.prev, e.used = idx, cur, prev, used
-                        e.next, e.nb, e.nc, e.nx, e.mark = cur + cost, prev, idx, (idx + 2) * ms, idx
+                        local nx = (idx + 2) * ms
+                        if nx > now + HORIZON then nx = now + HORIZON end
+                        e.next, e.nb, e.nc, e.nx, e.mark = cur + cost, prev, idx, nx, idx
                         if cost > 0 and used + cost > limit then
                             e.ok = false
                             if cost > limit then
@@ -987,12 +1048,11 @@ enum LuaScripts {
                         if found and e.b > idx then idx, ends = e.b, e.x end -- a period ahead of now: Redis' clock stepped back
                         local used = found and e.b == idx and e.a or 0
                         e.idx, e.ends, e.used = idx, ends, used
-                        e.next, e.nb, e.nc, e.nx, e.mark = used + cost, idx, 0, ends, idx
+                        e.next, e.nb, e.nc, e.nx, e.mark = used + cost, idx, 0, ends < now + HORIZON and ends or now + HORIZON, idx
                         if cost > 0 and used + cost > l.total then -- a cost above the total never passes
                             e.ok, e.retry = false, l.period and cost <= l.total and ends - now or -1
                         end
                     end
-                    if e.nx > now + HORIZON then e.nx = now + HORIZON end
                 end
             end
 
@@ -1039,7 +1099,7 @@ enum LuaScripts {
             -- 3. Charge every limit (shadow limits only where they allowed), and write each scope once. A
             --    key's expiry is refreshed only when a record would outlive it (SET KEEPTTL is cheaper).
             if allowed then
-                local charges = resTTL > 0 and {} or NONE
+                local charges, nc = CHARGES, 0
                 for i = 1, n do
                     local from, to, records, last, only, body = FROM[i], TO[i], 0, now, nil, ''
                     for k = from, to do
@@ -1050,11 +1110,15 @@ enum LuaScripts {
                             if x > last then last = x end
                             if e.ok and resTTL > 0 then
                                 local l = e.l
+                                nc = nc + 1 -- a scratch table per charge, reused
+                                local ch = CHARGE[nc]
+                                if not ch then ch = {}; CHARGE[nc] = ch end
+                                charges[nc], ch[1], ch[2], ch[3], ch[5], ch[6] = ch, i, l.res, l.tag, e.cost, e.mark
                                 if l.kind == 'bucket' then -- with its pool when charged (see EXTRAS)
-                                    charges[#charges + 1] = { i, l.res, l.tag, 'bucket', e.cost, e.mark, l.rate, l.burst,
-                                        l.ceil or false, e.born, e.absorbed }
+                                    ch[4], ch[7], ch[8], ch[9], ch[10], ch[11] = 'bucket', l.rate, l.burst, l.ceil or false,
+                                        e.born, e.absorbed
                                 else
-                                    charges[#charges + 1] = { i, l.res, l.tag, l.exact and 'exact' or l.kind, e.cost, e.mark }
+                                    ch[4], ch[7], ch[8], ch[9], ch[10], ch[11] = l.exact and 'exact' or l.kind, nil, nil, nil, nil, nil
                                 end
                             end
                         end
@@ -1066,21 +1130,24 @@ enum LuaScripts {
                     if records == 1 and not others then -- the common case: one record, one pack
                         body = record(only, now, expires)
                         if i == 1 and reconRaw then body = body .. reconRaw end
-                    elseif records > 0 then
-                        body = pack('<d', expires)
+                    elseif records > 0 then -- the parts joined once (no string built by repeated concatenation)
+                        local parts, p = PARTS, 1
+                        parts[1] = pack('<d', expires)
                         for k = from, to do
                             local e = POOL[k]
-                            if e.ok or e.found then body = body .. string.sub(record(e, now), 9) end
+                            if e.ok or e.found then p = p + 1; parts[p] = record(e, now) end
                         end
                         local pos = 9
                         while others and pos < #s do -- keep the live records of limits not on this path
                             local tag, _, _, _, x, _, nxt = unpack_(RECORD, s, pos)
                             local owned = false
                             for k = from, to do owned = owned or POOL[k].l.tag == tag end
-                            if x > now and not owned and tag ~= '~' then body = body .. string.sub(s, pos, nxt - 1) end
+                            if x > now and not owned and tag ~= '~' then p = p + 1; parts[p] = string.sub(s, pos, nxt - 1) end
                             pos = nxt
                         end
-                        if i == 1 and reconRaw then body = body .. reconRaw end
+                        if i == 1 and reconRaw then p = p + 1; parts[p] = reconRaw end
+                        body = table.concat(parts, '', 1, p)
+                        for k = 1, p do parts[k] = nil end -- no string kept alive until the next call
                     end
                     if records > 0 and expires == EXPIRES[i] then
                         redis.call('SET', key, body, 'KEEPTTL')
@@ -1089,7 +1156,10 @@ enum LuaScripts {
                     end
                 end
                 if resTTL > 0 then
-                    local reservation, ttl = { at = now + wait, leaf = KEYS[2 + n], charges = charges }, resTTL
+                    for k = nc + 1, #charges do charges[k] = nil end
+                    local reservation, ttl = RESERVATION, resTTL
+                    reservation.at, reservation.leaf, reservation.charges, reservation.tree, reservation.call =
+                        now + wait, KEYS[2 + n], charges, nil, nil
                     if tree then -- its settle closes the tree side too, for as long as the call counts in flight
                         reservation.tree = KEYS[4 + n]
                         if TREE.open then
@@ -1114,12 +1184,17 @@ enum LuaScripts {
 
             -- 4. Reply; in the common case (admitted now, nothing to report) just the wait.
             if allowed and resTTL == 0 and not (options.report or shadowed) and warnings == NONE then
-                if options.time then return { ceil(wait), floor(now) } end
+                if options.time then
+                    TIMED[1], TIMED[2] = ceil(wait), floor(now)
+                    return TIMED
+                end
                 return ceil(wait)
             end
             if not (options.report or denied > 0 or shadowed) then K = 0 end
-            local reply = { allowed and 1 or 0, ceil(wait), allowed and 0 or (retry < 0 and -1 or ceil(retry)),
-                resTTL > 0 and allowed and 'created' or '', denied, K, #warnings / 3, floor(now) }
+            local reply, length = REPLY, 8 + 6 * K -- reused: Redis converts it before the next call
+            reply[1], reply[2], reply[3], reply[4] = allowed and 1 or 0, ceil(wait),
+                allowed and 0 or (retry < 0 and -1 or ceil(retry)), resTTL > 0 and allowed and 'created' or ''
+            reply[5], reply[6], reply[7], reply[8] = denied, K, #warnings / 3, floor(now)
             for k = 1, K do
                 local e = POOL[k]
                 local l, at = e.l, 6 * k + 3
@@ -1130,7 +1205,9 @@ enum LuaScripts {
                 reply[at + 3], reply[at + 4] = floor(left), cap
                 reply[at + 5] = e.ok and 0 or l.shadow and 2 or 1
             end
-            for _, v in ipairs(warnings) do reply[#reply + 1] = v end
+            for _, v in ipairs(warnings) do length = length + 1; reply[length] = v end
+            for k = length + 1, replyLength do reply[k] = nil end
+            replyLength = length
             return reply
         end
 
@@ -1869,7 +1946,12 @@ enum LuaScripts {
                             if lt > t then t = lt end -- the log stays in order when Redis' clock stepped back
                             last = running
                         end
-                        r[6], st.dirty = log .. struct.pack('<dd', t, last - refund), true
+                        if entries < 1024 then
+                            r[6] = log .. struct.pack('<dd', t, last - refund)
+                        else -- bounded (its length is 16 bits): the last entry takes the overrun, and counts longer
+                            r[6] = string.sub(log, 1, entries * 16 - 16) .. struct.pack('<dd', t, last - refund)
+                        end
+                        st.dirty = true
                         if r[5] < t + ms then r[5] = t + ms end
                     end
                 elseif refund ~= 0 and r and kind == 'window' then
@@ -1882,12 +1964,13 @@ enum LuaScripts {
 
             for i, st in pairs(scopes) do
                 if st.dirty then
-                    local body, last = '', now
+                    local parts, last = {}, now
                     for _, r in ipairs(st) do
                         if r[5] > now then
-                            body, last = body .. struct.pack(RECORD, #r[1], r[1], r[2], r[3], r[4], r[5], #r[6], r[6]), max(last, r[5])
+                            parts[#parts + 1], last = struct.pack(RECORD, #r[1], r[1], r[2], r[3], r[4], r[5], #r[6], r[6]), max(last, r[5])
                         end
                     end
+                    local body = table.concat(parts)
                     if body == '' then
                         redis.call('DEL', KEYS[1 + i])
                     elseif st.expires >= last then
