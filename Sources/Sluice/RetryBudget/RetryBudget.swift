@@ -72,7 +72,7 @@ public struct RetryBudget: Sendable {
                 RedisArgument(max(1, Int(configuration.window / .milliseconds(1)))), RedisArgument(scope),
             ])
         let parts = reply.array ?? []
-        guard parts.count == 3 else { throw RedisError(.protocolError, "retry-budget replied unexpectedly") }
+        guard parts.count == 3 else { throw RedisError(.unexpectedReply, "retry-budget replied unexpectedly") }
         return Verdict(allowed: parts[0].integer == 1, retries: parts[1].double ?? 0, requests: parts[2].double ?? 0)
     }
 }

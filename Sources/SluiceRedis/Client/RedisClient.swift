@@ -13,7 +13,7 @@ public final class RedisClient: Sendable {
     /// - Parameter poolSize: the most dedicated connections ``withConnection(_:)`` opens at once.
     public init(configuration: RedisConfiguration, poolSize: Int = 4) throws(RedisError) {
         self.configuration = configuration
-        self.shared = try RedisConnection(configuration: configuration)
+        self.shared = try RedisConnection(configuration: configuration, shared: true)
         self.pool = RedisConnectionPool(configuration: configuration, maximumConnections: poolSize)
     }
 
@@ -26,6 +26,9 @@ public final class RedisClient: Sendable {
     }
 
     /// Sends one command on the shared connection; concurrent callers are pipelined together.
+    /// Blocking commands (`BLPOP`, `XREAD … BLOCK`, `WAIT`, …) and those that change the
+    /// connection's state (`SELECT`, `MULTI`, `AUTH`, …) are refused here with
+    /// ``RedisError/Code/requiresDedicatedConnection``: send them in ``withConnection(_:)``.
     public func send(_ command: RedisCommand) async throws(RedisError) -> RedisValue {
         try await shared.send(command)
     }
@@ -59,7 +62,7 @@ public final class RedisClient: Sendable {
         let reply = try await shared.send(RedisCommand("SCRIPT", "LOAD", RedisArgument(script.source)))
         guard reply.string == script.sha1 else {
             throw RedisError(
-                .protocolError,
+                .unexpectedReply,
                 "SCRIPT LOAD of \(script.name) returned digest \(reply.string ?? "nil"), expected \(script.sha1)",
                 command: "SCRIPT")
         }
