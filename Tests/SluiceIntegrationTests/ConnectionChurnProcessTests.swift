@@ -15,17 +15,31 @@ struct ConnectionChurnProcessTests {
         defer { admin.close() }
 
         let worker = try WorkerProcess.start(
-            ["connection-churn", "--callers", "300", "--duration-ms", "4000", "--value-bytes", "40000"],
+            ["connection-churn", "--callers", "300", "--duration-ms", "3000", "--value-bytes", "40000"],
             redisURL: server.url)
-        // Kill the worker's connections again and again while its callers are writing.
+        // Wait until the worker is connected (a loaded machine may take seconds to start it).
+        let startBy = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < startBy {
+            let clients = try await admin.send("CLIENT", "LIST", "TYPE", "normal").string ?? ""
+            if clients.split(separator: "\n").count > 1 { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        // Kill the worker's connections again and again while its callers are writing, until it exits.
         var killed = 0
-        let end = ContinuousClock.now + .milliseconds(4000)
+        var exited: Int32?
+        let end = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < end {
+            var raw: Int32 = 0
+            if waitpid(worker.pid, &raw, WNOHANG) == worker.pid {
+                exited = raw & 0x7f == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
+                break
+            }
             try await Task.sleep(for: .milliseconds(40))
             // The admin connection is skipped (SKIPME yes is the default).
             killed += Int(try await admin.send("CLIENT", "KILL", "TYPE", "normal").integer ?? 0)
         }
-        let status = await worker.exitStatus()
+        let status: Int32
+        if let exited { status = exited } else { status = await worker.exitStatus() }
         let text = (try? String(contentsOfFile: worker.out, encoding: .utf8)) ?? ""
         try? FileManager.default.removeItem(atPath: worker.out)
 

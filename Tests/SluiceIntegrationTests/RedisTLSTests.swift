@@ -31,8 +31,7 @@ struct RedisTLSTests {
 
     @Test("Verified against the given CA, by IP address and by host name (SNI); pipelining and large replies work")
     func trustedServer() async throws {
-        let certificates = try TestCertificates()
-        defer { certificates.remove() }
+        let certificates = try await TestCertificates.shared()
         let server = try RedisServer(arguments: ["--requirepass", "tls-secret"], tls: certificates.server())
         defer { server.stop() }
 
@@ -68,8 +67,7 @@ struct RedisTLSTests {
 
     @Test("A certificate from another CA is refused as untrusted, before anything is sent")
     func untrustedCertificate() async throws {
-        let certificates = try TestCertificates()
-        defer { certificates.remove() }
+        let certificates = try await TestCertificates.shared()
         let server = try RedisServer(tls: certificates.server())
         defer { server.stop() }
         let redis = try client(server.url, ca: certificates.otherCACertificate)
@@ -85,8 +83,7 @@ struct RedisTLSTests {
 
     @Test("A trusted certificate for another host name is refused as a name mismatch")
     func nameMismatch() async throws {
-        let certificates = try TestCertificates()
-        defer { certificates.remove() }
+        let certificates = try await TestCertificates.shared()
         let server = try RedisServer(tls: certificates.server(wrongName: true))
         defer { server.stop() }
         let byAddress = try client(server.url, ca: certificates.caCertificate)
@@ -106,8 +103,7 @@ struct RedisTLSTests {
 
     @Test("Mutual TLS: a server requiring client certificates refuses a client without one and accepts one with it")
     func mutualTLS() async throws {
-        let certificates = try TestCertificates()
-        defer { certificates.remove() }
+        let certificates = try await TestCertificates.shared()
         let server = try RedisServer(tls: certificates.server(authClients: "yes"))
         defer { server.stop() }
 
@@ -125,8 +121,7 @@ struct RedisTLSTests {
 
     @Test("rediss:// to a plain-text port fails the handshake; unreadable files are configuration errors")
     func plainServerAndBadFiles() async throws {
-        let certificates = try TestCertificates()
-        defer { certificates.remove() }
+        let certificates = try await TestCertificates.shared()
         let plain = try RedisServer()
         defer { plain.stop() }
         // The server waits for the end of a line that never comes: the handshake times out.
@@ -150,8 +145,7 @@ struct RedisTLSTests {
 
     @Test("sluice ping takes --tls-ca-cert-file, --tls-cert-file and --tls-key-file")
     func commandLine() async throws {
-        let certificates = try TestCertificates()
-        defer { certificates.remove() }
+        let certificates = try await TestCertificates.shared()
         let server = try RedisServer(
             arguments: ["--requirepass", "cli-secret"], tls: certificates.server(authClients: "yes"))
         defer { server.stop() }

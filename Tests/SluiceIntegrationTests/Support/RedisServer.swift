@@ -59,9 +59,9 @@ final class RedisServer: @unchecked Sendable {
 
     var unixSocketPath: String { directory.appendingPathComponent("redis.sock").path }
 
-    /// Polls the port until the server accepts connections (at most 5 s).
+    /// Polls the port until the server accepts connections (at most 15 s: a loaded machine is slow to start it).
     private func waitUntilAnswering() throws {
-        for _ in 0..<200 {
+        for _ in 0..<600 {
             if Self.canConnect(port: port) { return }
             usleep(25_000)
         }
