@@ -16,10 +16,11 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.20.0"),
     ],
     targets: [
-        // Debian's libhiredis-dev (0.14.1) behind a small, prefixed shim header.
+        // Debian's libhiredis-dev (0.14.1, the RESP reader) and libssl-dev (OpenSSL, for `rediss://`)
+        // behind a small, prefixed shim header.
         .systemLibrary(
             name: "CHiredis",
-            providers: [.apt(["libhiredis-dev"]), .brew(["hiredis"])]
+            providers: [.apt(["libhiredis-dev", "libssl-dev"]), .brew(["hiredis", "openssl@3"])]
         ),
         // The only Swift code that touches hiredis: connections, replies, pipelining, pool, scripts.
         .target(name: "SluiceRedis", dependencies: ["CHiredis"]),

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Installs what Sluice needs and a fresh Debian machine lacks: hiredis (the C client library the
-# Swift client wraps), Redis 7 (server, redis-cli, redis-benchmark) and tmux (the terminal the
-# `sluice top` test runs in). Needs root or sudo for apt-get; does nothing when everything is
-# present. The Swift toolchain itself is expected on PATH.
+# Installs what Sluice needs and a fresh Debian machine lacks: hiredis (the RESP reader the Swift
+# client wraps), OpenSSL (TLS; the tests make their certificates with its command-line tool),
+# Redis 7 (server, redis-cli, redis-benchmark) and tmux (the terminal the `sluice top` test runs
+# in). Needs root or sudo for apt-get; does nothing when everything is present. The Swift
+# toolchain itself is expected on PATH.
 set -euo pipefail
 
 missing=()
 [ -f /usr/include/hiredis/hiredis.h ] || missing+=(libhiredis-dev)
+[ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 && command -v redis-benchmark >/dev/null 2>&1 || missing+=(redis-tools)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)

@@ -15,9 +15,23 @@ public struct RedisCommand: Sendable {
     /// The command's name, for errors and logs (never its arguments: they may hold user keys).
     public let name: String
     let encoded: [UInt8]
-    /// Whether the command breaks the one-reply-per-command rule that pipelining relies on
-    /// (pub/sub, `MONITOR`, `CLIENT REPLY`); such commands are refused before they are sent.
-    let breaksReplyOrder: Bool
+    /// How the command uses its connection; see ``Kind``.
+    let kind: Kind
+
+    /// What the connections must know about a command before sending it.
+    enum Kind: Sendable {
+        /// One reply, no effect on the connection: fine anywhere.
+        case ordinary
+        /// Not one reply per command (pub/sub, `MONITOR`, `CLIENT REPLY`): refused everywhere,
+        /// since pipelined replies could no longer be matched to their callers.
+        case withoutOneReply
+        /// Holds the connection until the server has something (`BLPOP`, `XREAD … BLOCK`, `WAIT`):
+        /// refused on a shared connection, where every other caller would wait behind it.
+        case blocking
+        /// Changes the connection's state for the commands after it (`SELECT`, `MULTI`, `AUTH`, …):
+        /// refused on a shared connection, where it would change other callers' commands.
+        case connectionState
+    }
 
     public init(_ name: String, _ arguments: [RedisArgument] = []) {
         self.name = name
@@ -27,24 +41,65 @@ public struct RedisCommand: Sendable {
         Self.appendBulk(name.utf8, to: &out)
         for argument in arguments { Self.appendBulk(argument.bytes, to: &out) }
         self.encoded = out
-        // Cheap first: most commands (EVALSHA, FCALL, GET, ...) start with another letter.
-        let first = name.utf8.first.map { $0 | 0x20 } ?? 0
-        guard
-            first == UInt8(ascii: "s") || first == UInt8(ascii: "p") || first == UInt8(ascii: "u")
-                || first == UInt8(ascii: "m") || first == UInt8(ascii: "c")
-        else {
-            self.breaksReplyOrder = false
-            return
+        self.kind = Self.classify(name, arguments)
+    }
+
+    private static func classify(_ name: String, _ arguments: [RedisArgument]) -> Kind {
+        // Cheap first: the hot commands (EVALSHA, FCALL, GET, HGET, INCR, ...) are decided by their
+        // first letter and length, without building an upper-case copy.
+        let utf8 = name.utf8
+        guard let firstByte = utf8.first, utf8.count <= 16 else { return .ordinary }
+        switch firstByte | 0x20 {
+        case UInt8(ascii: "e"):
+            // EXEC (4 letters); EVAL, EVALSHA and friends never block.
+            if utf8.count != 4 { return .ordinary }
+        case UInt8(ascii: "a"), UInt8(ascii: "b"), UInt8(ascii: "c"), UInt8(ascii: "d"), UInt8(ascii: "h"),
+            UInt8(ascii: "m"), UInt8(ascii: "p"), UInt8(ascii: "q"), UInt8(ascii: "r"), UInt8(ascii: "s"),
+            UInt8(ascii: "u"), UInt8(ascii: "w"), UInt8(ascii: "x"):
+            break
+        default:
+            return .ordinary
         }
         let upper = name.uppercased()
-        self.breaksReplyOrder =
-            Self.commandsWithoutOneReply.contains(upper)
-            || (upper == "CLIENT"
-                && arguments.first.map { String(decoding: $0.bytes, as: UTF8.self).uppercased() } == "REPLY")
+        if commandsWithoutOneReply.contains(upper) { return .withoutOneReply }
+        if blockingCommands.contains(upper) { return .blocking }
+        if connectionStateCommands.contains(upper) { return .connectionState }
+        func word(_ index: Int) -> String? {
+            index < arguments.count ? String(decoding: arguments[index].bytes, as: UTF8.self).uppercased() : nil
+        }
+        switch upper {
+        case "CLIENT":
+            switch word(0) {
+            case "REPLY": return .withoutOneReply
+            case "TRACKING", "CACHING", "SETNAME", "NO-EVICT", "NO-TOUCH": return .connectionState
+            default: return .ordinary
+            }
+        case "XREAD", "XREADGROUP":
+            // Blocking only with a BLOCK option, which comes before STREAMS (keys and ids follow it).
+            for index in arguments.indices {
+                switch word(index) {
+                case "STREAMS": return .ordinary
+                case "BLOCK": return .blocking
+                default: continue
+                }
+            }
+            return .ordinary
+        default:
+            return .ordinary
+        }
     }
 
     private static let commandsWithoutOneReply: Set<String> = [
         "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE", "MONITOR",
+    ]
+
+    private static let blockingCommands: Set<String> = [
+        "BLPOP", "BRPOP", "BRPOPLPUSH", "BLMOVE", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP", "WAIT", "WAITAOF",
+    ]
+
+    private static let connectionStateCommands: Set<String> = [
+        "SELECT", "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH", "AUTH", "HELLO", "RESET", "QUIT",
+        "READONLY", "READWRITE", "ASKING",
     ]
 
     public init(_ name: String, _ arguments: RedisArgument...) {

@@ -1,4 +1,7 @@
 /// Where and how to connect.
+///
+/// Printing a configuration (`description`, `debugDescription`, string interpolation, `dump`)
+/// never shows its password: it reads `***`.
 public struct RedisConfiguration: Sendable, Hashable {
     public enum Endpoint: Sendable, Hashable {
         case tcp(host: String, port: Int)
@@ -19,6 +22,32 @@ public struct RedisConfiguration: Sendable, Hashable {
     /// Backoff between reconnection attempts after a failure: starts at `initial`, doubles, caps
     /// at `maximum`. While backing off, commands fail at once with ``RedisError/Code/unavailable``.
     public var reconnectBackoff: Backoff
+    /// TLS for the connection (`rediss://`); `nil` for plain TCP and unix sockets.
+    public var tls: TLS?
+
+    /// TLS settings: the server's certificate is always verified, against the system's roots or
+    /// the given CA, and must name the host connected to (or ``serverName``).
+    public struct TLS: Sendable, Hashable {
+        /// A PEM file of the CA certificates to trust instead of the system's roots
+        /// (redis-server's `tls-ca-cert-file`).
+        public var caCertificateFile: String?
+        /// A PEM client certificate (chain) for mutual TLS (`tls-cert-file`); needs ``keyFile``.
+        public var certificateFile: String?
+        /// The PEM private key of ``certificateFile`` (`tls-key-file`).
+        public var keyFile: String?
+        /// The name sent as SNI and required in the server's certificate; the endpoint's host by default.
+        public var serverName: String?
+
+        public init(
+            caCertificateFile: String? = nil, certificateFile: String? = nil, keyFile: String? = nil,
+            serverName: String? = nil
+        ) {
+            self.caCertificateFile = caCertificateFile
+            self.certificateFile = certificateFile
+            self.keyFile = keyFile
+            self.serverName = serverName
+        }
+    }
 
     public struct Backoff: Sendable, Hashable {
         public var initial: Duration
@@ -36,7 +65,8 @@ public struct RedisConfiguration: Sendable, Hashable {
         database: Int = 0,
         connectTimeout: Duration = .seconds(2),
         commandTimeout: Duration = .seconds(2),
-        reconnectBackoff: Backoff = Backoff()
+        reconnectBackoff: Backoff = Backoff(),
+        tls: TLS? = nil
     ) {
         self.endpoint = endpoint
         self.username = username
@@ -45,11 +75,14 @@ public struct RedisConfiguration: Sendable, Hashable {
         self.connectTimeout = connectTimeout
         self.commandTimeout = commandTimeout
         self.reconnectBackoff = reconnectBackoff
+        self.tls = tls
     }
 
     /// Parses `redis://[user:password@]host[:port][/db]`, `redis://[:password@]host...`,
-    /// `unix:///path/to/socket[?db=N]` and `redis+unix:///path`. Percent-escapes in the user
-    /// name and password are decoded.
+    /// `rediss://…` (the same over TLS), `unix:///path/to/socket[?db=N]` and `redis+unix:///path`.
+    /// Percent-escapes in the user name and password are decoded. A `rediss://` URL may name its
+    /// TLS files in its query, with redis-server's option names:
+    /// `rediss://host:6380?tls-ca-cert-file=/etc/ca.pem&tls-cert-file=…&tls-key-file=…&tls-server-name=…`.
     public init(url: String) throws(RedisError) {
         self.init()
         func invalid(_ why: String) -> RedisError { RedisError(.invalidURL, why) }
@@ -75,8 +108,31 @@ public struct RedisConfiguration: Sendable, Hashable {
             }
             return
         }
-        guard url.hasPrefix("redis://") else { throw invalid("expected redis:// or unix://") }
-        var rest = Substring(url.dropFirst("redis://".count))
+        let scheme: String
+        if url.hasPrefix("redis://") {
+            scheme = "redis://"
+        } else if url.hasPrefix("rediss://") {
+            scheme = "rediss://"
+            tls = TLS()
+        } else {
+            throw invalid("expected redis://, rediss:// or unix://")
+        }
+        var rest = Substring(url.dropFirst(scheme.count))
+        if let question = rest.firstIndex(of: "?") {
+            for pair in rest[rest.index(after: question)...].split(separator: "&") {
+                let kv = pair.split(separator: "=", maxSplits: 1)
+                guard kv.count == 2 else { continue }
+                let value = Self.percentDecoded(kv[1])
+                switch kv[0] {
+                case "tls-ca-cert-file": tls?.caCertificateFile = value
+                case "tls-cert-file": tls?.certificateFile = value
+                case "tls-key-file": tls?.keyFile = value
+                case "tls-server-name": tls?.serverName = value
+                default: continue
+                }
+            }
+            rest = rest[..<question]
+        }
         if let at = rest.lastIndex(of: "@") {
             let credentials = rest[..<at]
             rest = rest[rest.index(after: at)...]
@@ -92,7 +148,7 @@ public struct RedisConfiguration: Sendable, Hashable {
         var hostPort = rest
         if let slash = rest.firstIndex(of: "/") {
             hostPort = rest[..<slash]
-            let db = rest[rest.index(after: slash)...].prefix { $0 != "?" }
+            let db = rest[rest.index(after: slash)...]
             if !db.isEmpty {
                 guard let number = Int(db), number >= 0 else { throw invalid("the database must be a number") }
                 database = number
@@ -120,6 +176,43 @@ public struct RedisConfiguration: Sendable, Hashable {
         endpoint = .tcp(host: host, port: port)
     }
 
+    /// The configuration as a URL with the password replaced by `***`: safe to log.
+    public var redactedURL: String {
+        var text: String
+        switch endpoint {
+        case .tcp(let host, let port):
+            text = tls == nil ? "redis://" : "rediss://"
+            if username != nil || password != nil {
+                text += Self.percentEncoded(username ?? "") + (password == nil ? "" : ":***") + "@"
+            }
+            text += (host.contains(":") ? "[\(host)]" : host) + ":\(port)"
+            if database != 0 { text += "/\(database)" }
+        case .unixSocket(let path):
+            text = "unix://" + path
+            var query: [String] = []
+            if database != 0 { query.append("db=\(database)") }
+            if let username { query.append("user=" + Self.percentEncoded(username)) }
+            if password != nil { query.append("password=***") }
+            if !query.isEmpty { text += "?" + query.joined(separator: "&") }
+        }
+        return text
+    }
+
+    private static func percentEncoded(_ text: String) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            let scalar = Unicode.Scalar(byte)
+            if byte < 0x80,
+                scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || "-._~".unicodeScalars.contains(scalar)
+            {
+                out.unicodeScalars.append(scalar)
+            } else {
+                out += "%" + (byte < 16 ? "0" : "") + String(byte, radix: 16, uppercase: true)
+            }
+        }
+        return out
+    }
+
     private static func percentDecoded(_ text: Substring) -> String {
         var bytes: [UInt8] = []
         var iterator = Array(text.utf8).makeIterator()
@@ -133,5 +226,31 @@ public struct RedisConfiguration: Sendable, Hashable {
             }
         }
         return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+extension RedisConfiguration: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    /// The redacted URL (``redactedURL``): never the password.
+    public var description: String { redactedURL }
+
+    public var debugDescription: String {
+        var text = "RedisConfiguration(\(redactedURL)"
+        if let tls {
+            text += ", tls: ca \(tls.caCertificateFile ?? "system roots")"
+            if let certificate = tls.certificateFile { text += ", client certificate \(certificate)" }
+            if let name = tls.serverName { text += ", server name \(name)" }
+        }
+        return text + ", connectTimeout: \(connectTimeout), commandTimeout: \(commandTimeout))"
+    }
+
+    /// What `dump` and debuggers show: every setting, the password as `***`.
+    public var customMirror: Mirror {
+        Mirror(
+            self,
+            children: [
+                "endpoint": endpoint, "username": username as Any, "password": password == nil ? "nil" : "***",
+                "database": database, "connectTimeout": connectTimeout, "commandTimeout": commandTimeout,
+                "reconnectBackoff": reconnectBackoff, "tls": tls as Any,
+            ], displayStyle: .struct)
     }
 }

@@ -6,7 +6,8 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
     public struct Code: Sendable, Hashable, CustomStringConvertible {
         private enum Base: String, Sendable, Hashable {
             case connect, io, endOfFile, protocolError, timeout, closed, server, authentication, invalidURL
-            case unavailable, unsupportedCommand
+            case unavailable, unsupportedCommand, cancelled, unexpectedReply, requiresDedicatedConnection
+            case tlsHandshake, tlsUntrustedCertificate, tlsNameMismatch, tlsConfiguration
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -34,6 +35,28 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         /// The command does not answer with exactly one reply (pub/sub, `MONITOR`, `CLIENT REPLY`),
         /// which the pipelined connections cannot match to their callers; it was not sent.
         public static let unsupportedCommand = Code(.unsupportedCommand)
+        /// The caller's task was cancelled before the reply arrived. A command already written still
+        /// runs on the server (its reply is read and dropped, so the connection stays in step); one
+        /// not yet written is never sent.
+        public static let cancelled = Code(.cancelled)
+        /// A reply arrived but does not have the shape the caller expects (a script answering with
+        /// the wrong number of items, say). The connection is fine: this is not a connection failure.
+        public static let unexpectedReply = Code(.unexpectedReply)
+        /// A blocking command (`BLPOP`, `XREAD … BLOCK`, `WAIT`, …) or one that changes the
+        /// connection's state (`SELECT`, `MULTI`, `AUTH`, …) was refused on a connection that other
+        /// callers share: it would stall or corrupt their commands. Run it on a connection of its
+        /// own (``RedisClient/withConnection(_:)``); it was not sent.
+        public static let requiresDedicatedConnection = Code(.requiresDedicatedConnection)
+        /// The TLS handshake failed for a reason other than the certificate (no common protocol or
+        /// cipher, the server refused the client certificate or required one, a plain-text server).
+        public static let tlsHandshake = Code(.tlsHandshake)
+        /// The server's certificate does not chain to a trusted root (the system's, or the configured CA).
+        public static let tlsUntrustedCertificate = Code(.tlsUntrustedCertificate)
+        /// The server's certificate is trusted but names another host than the one connected to.
+        public static let tlsNameMismatch = Code(.tlsNameMismatch)
+        /// A TLS setting cannot be used: a CA, certificate or key file that cannot be read or does
+        /// not match, or TLS over a unix socket.
+        public static let tlsConfiguration = Code(.tlsConfiguration)
 
         public var description: String { base.rawValue }
     }
@@ -56,10 +79,11 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         return word.isEmpty ? nil : String(word)
     }
 
-    /// Whether the failure broke the connection (as opposed to one command being refused).
+    /// Whether the failure broke the connection (as opposed to one command being refused, a reply
+    /// of an unexpected shape, a cancelled caller, or a setting that is wrong).
     public var isConnectionFailure: Bool {
         code == .connect || code == .io || code == .endOfFile || code == .protocolError || code == .timeout
-            || code == .unavailable
+            || code == .unavailable || code == .tlsHandshake
     }
 
     public var description: String {

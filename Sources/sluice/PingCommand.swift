@@ -7,11 +7,12 @@ struct PingCommand: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
 
     func run() async throws {
-        let client = try connection.makeClient()
+        let configuration = try connection.configuration()
+        let client = try RedisClient(configuration: configuration)
         defer { client.close() }
         let start = ContinuousClock.now
         let reply = try await client.send("PING")
         let micros = (ContinuousClock.now - start) / .microseconds(1)
-        print("\(reply.string ?? "?") from \(connection.resolvedURL) in \(Int(micros)) µs")
+        print("\(reply.string ?? "?") from \(configuration.redactedURL) in \(Int(micros)) µs")
     }
 }

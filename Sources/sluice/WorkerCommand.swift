@@ -24,7 +24,7 @@ struct WorkerCommand: AsyncParsableCommand {
         shouldDisplay: false,
         subcommands: [
             WorkerLeaseCommand.self, WorkerTreeCallsCommand.self, WorkerTreeSpawnCommand.self,
-            WorkerBreakerCommand.self, WorkerRetryCommand.self,
+            WorkerBreakerCommand.self, WorkerRetryCommand.self, WorkerConnectionChurnCommand.self,
         ]
     )
 }

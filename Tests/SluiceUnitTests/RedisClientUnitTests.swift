@@ -102,4 +102,87 @@ struct RedisClientUnitTests {
         let elements = String(repeating: ":7\r\n", count: 1000)
         #expect(RESPReplyDecoder.decode(Array("*1000\r\n\(elements)".utf8)).replies.first?.array?.count == 1000)
     }
+
+    @Test func tlsURLs() throws {
+        let plain = try RedisConfiguration(url: "rediss://cache.example.com:6380/2")
+        #expect(plain.endpoint == .tcp(host: "cache.example.com", port: 6380))
+        #expect(plain.database == 2)
+        #expect(plain.tls == RedisConfiguration.TLS())
+        #expect(try RedisConfiguration(url: "redis://h").tls == nil)
+
+        let files = try RedisConfiguration(
+            url: "rediss://:pw@10.1.2.3?tls-ca-cert-file=/etc/ca.pem&tls-cert-file=/etc/c%20crt.pem"
+                + "&tls-key-file=/etc/k.pem&tls-server-name=redis.internal")
+        #expect(files.endpoint == .tcp(host: "10.1.2.3", port: 6379))
+        #expect(files.password == "pw")
+        #expect(
+            files.tls
+                == RedisConfiguration.TLS(
+                    caCertificateFile: "/etc/ca.pem", certificateFile: "/etc/c crt.pem", keyFile: "/etc/k.pem",
+                    serverName: "redis.internal"))
+    }
+
+    @Test func tlsOverAUnixSocketIsRefused() {
+        var configuration = RedisConfiguration(endpoint: .unixSocket(path: "/tmp/redis.sock"))
+        configuration.tls = .init()
+        let error = #expect(throws: RedisError.self) { try RedisConnection(configuration: configuration) }
+        #expect(error?.code == .tlsConfiguration)
+    }
+
+    @Test func noSecretInAnyDescription() throws {
+        let configurations = [
+            try RedisConfiguration(url: "redis://agent:hunter2-secret@cache:6380/4"),
+            try RedisConfiguration(url: "rediss://:hunter2-secret@cache?tls-ca-cert-file=/ca.pem"),
+            try RedisConfiguration(url: "redis://hunter2-secret@cache"),
+            try RedisConfiguration(url: "unix:///run/redis.sock?password=hunter2-secret&db=2"),
+        ]
+        for configuration in configurations {
+            #expect(configuration.password == "hunter2-secret")
+            var dumped = ""
+            dump(configuration, to: &dumped)
+            for text in [
+                "\(configuration)", String(describing: configuration), String(reflecting: configuration), dumped,
+                configuration.redactedURL, "\([configuration])", "\(Optional(configuration) as Any)",
+            ] {
+                #expect(!text.contains("hunter2"), "\(text)")
+            }
+        }
+        #expect(configurations[0].redactedURL == "redis://agent:***@cache:6380/4")
+        #expect(configurations[1].redactedURL == "rediss://:***@cache:6379")
+        #expect(configurations[3].redactedURL == "unix:///run/redis.sock?db=2&password=***")
+        // The redacted URL reads back as the same place.
+        let back = try RedisConfiguration(url: configurations[0].redactedURL)
+        #expect(back.endpoint == configurations[0].endpoint && back.username == "agent" && back.database == 4)
+    }
+
+    @Test func errorKinds() {
+        #expect(!RedisError(.unexpectedReply, "decide replied with 3 items").isConnectionFailure)
+        #expect(!RedisError(.cancelled, "x").isConnectionFailure)
+        #expect(!RedisError(.requiresDedicatedConnection, "x").isConnectionFailure)
+        #expect(!RedisError(.tlsUntrustedCertificate, "x").isConnectionFailure)
+        #expect(RedisError(.tlsHandshake, "x").isConnectionFailure)
+        #expect(RedisError(.protocolError, "x").isConnectionFailure)
+    }
+
+    @Test func sharedConnectionsRefuseBlockingCommandsBeforeSending() async throws {
+        // Nothing listens on port 1: a command that was sent would fail with a connection error instead.
+        let redis = try RedisClient(url: "redis://127.0.0.1:1")
+        defer { redis.close() }
+        for command in [
+            RedisCommand("BLPOP", "k", "0"), RedisCommand("XREAD", "BLOCK", "0", "STREAMS", "s", "$"),
+            RedisCommand("select", "2"), RedisCommand("MULTI"), RedisCommand("WAIT", "1", "0"),
+        ] {
+            let error = await #expect(throws: RedisError.self) { try await redis.send(command) }
+            #expect(error?.code == .requiresDedicatedConnection, "\(command.name)")
+        }
+        let subscribe = await #expect(throws: RedisError.self) { try await redis.send(RedisCommand("SUBSCRIBE", "c")) }
+        #expect(subscribe?.code == .unsupportedCommand)
+        for command in [
+            RedisCommand("EVALSHA", "0", "0"), RedisCommand("XREAD", "STREAMS", "s", "0"),
+            RedisCommand("SET", "k", "v"),
+        ] {
+            let error = await #expect(throws: RedisError.self) { try await redis.send(command) }
+            #expect(error?.isConnectionFailure == true, "\(command.name) was sent: \(String(describing: error))")
+        }
+    }
 }

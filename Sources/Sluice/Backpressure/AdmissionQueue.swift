@@ -120,7 +120,7 @@ public struct AdmissionQueue: Sendable {
             LuaScripts.queueStatus, keys: [keys.queue, keys.stats, keys.inFlight],
             arguments: [RedisArgument(windowMilliseconds)])
         let numbers = (reply.array ?? []).map { Int($0.integer ?? 0) }
-        guard numbers.count == 5 else { throw RedisError(.protocolError, "queue-status replied unexpectedly") }
+        guard numbers.count == 5 else { throw RedisError(.unexpectedReply, "queue-status replied unexpectedly") }
         return QueueStatus(
             waiting: numbers[0], inFlight: numbers[1], joined: numbers[2], left: numbers[3], shed: numbers[4])
     }

@@ -120,7 +120,7 @@ public struct CircuitBreaker: Sendable {
     /// breaker-allow's reply: a permit, or ``BackpressureError/Code/breakerOpen``.
     func parsePermit(_ reply: RedisValue) throws -> Permit {
         let parts = reply.array ?? []
-        guard parts.count == 3 else { throw RedisError(.protocolError, "breaker-allow replied unexpectedly") }
+        guard parts.count == 3 else { throw RedisError(.unexpectedReply, "breaker-allow replied unexpectedly") }
         let state = State(parts[1].string ?? "closed")
         guard parts[0].integer == 1 else {
             let wait = Duration.milliseconds(parts[2].integer ?? 0)

@@ -159,7 +159,7 @@ public struct FleetReader: Sendable {
             let reply = try await redis.send(
                 "SCAN", RedisArgument(cursor), "MATCH", RedisArgument(pattern), "COUNT", 1000)
             guard let parts = reply.array, parts.count == 2 else {
-                throw RedisError(.protocolError, "SCAN replied unexpectedly", command: "SCAN")
+                throw RedisError(.unexpectedReply, "SCAN replied unexpectedly", command: "SCAN")
             }
             cursor = parts[0].string ?? "0"
             calls += 1
@@ -181,7 +181,7 @@ public struct FleetReader: Sendable {
     static func time(_ redis: RedisClient) async throws(RedisError) -> Int64 {
         let parts = try await redis.send("TIME").array ?? []
         guard parts.count == 2, let seconds = parts[0].integer, let micros = parts[1].integer else {
-            throw RedisError(.protocolError, "TIME replied unexpectedly", command: "TIME")
+            throw RedisError(.unexpectedReply, "TIME replied unexpectedly", command: "TIME")
         }
         return seconds * 1000 + micros / 1000
     }

@@ -84,7 +84,7 @@ public struct LeasePool: Sendable {
     /// lease-acquire's reply.
     func parseAcquire(_ reply: RedisValue) throws -> Attempt {
         let parts = reply.array ?? []
-        guard parts.count >= 3 else { throw RedisError(.protocolError, "lease-acquire replied unexpectedly") }
+        guard parts.count >= 3 else { throw RedisError(.unexpectedReply, "lease-acquire replied unexpectedly") }
         if parts[0].integer == 1 {
             return .acquired(
                 Lease(scope: scope, partition: partition, token: parts[1].integer ?? 0, holder: holder, ttl: ttl))

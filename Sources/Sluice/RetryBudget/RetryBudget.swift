@@ -71,7 +71,7 @@ public struct RetryBudget: Sendable {
     private func run(_ operation: String) async throws -> Verdict {
         let reply = try await redis.run(step(operation))
         let parts = reply.array ?? []
-        guard parts.count == 3 else { throw RedisError(.protocolError, "retry-budget replied unexpectedly") }
+        guard parts.count == 3 else { throw RedisError(.unexpectedReply, "retry-budget replied unexpectedly") }
         return Verdict(allowed: parts[0].integer == 1, retries: parts[1].double ?? 0, requests: parts[2].double ?? 0)
     }
 

@@ -160,7 +160,7 @@ final class ScriptLibrary: Sendable {
         } catch let error as RedisError {
             throw error
         } catch {
-            throw RedisError(.protocolError, "FUNCTION LOAD failed: \(error)", command: "FUNCTION")
+            throw RedisError(.unexpectedReply, "FUNCTION LOAD failed: \(error)", command: "FUNCTION")
         }
     }
 

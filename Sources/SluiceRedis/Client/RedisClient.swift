@@ -21,7 +21,9 @@ public final class RedisClient: Sendable {
     public init(configuration: RedisConfiguration, poolSize: Int = 4, sharedConnections: Int = 1) throws(RedisError) {
         self.configuration = configuration
         var shared: [RedisConnection] = []
-        for _ in 0..<max(1, sharedConnections) { shared.append(try RedisConnection(configuration: configuration)) }
+        for _ in 0..<max(1, sharedConnections) {
+            shared.append(try RedisConnection(configuration: configuration, shared: true))
+        }
         self.sharedConnections = shared
         self.pool = ConnectionPool(
             maximumConnections: poolSize, clock: .continuous,
@@ -44,6 +46,10 @@ public final class RedisClient: Sendable {
     }
 
     /// Sends one command on a shared connection; concurrent callers are pipelined together.
+    ///
+    /// Blocking commands (`BLPOP`, `XREAD … BLOCK`, `WAIT`, …) and those that change the
+    /// connection's state (`SELECT`, `MULTI`, `AUTH`, …) are refused here with
+    /// ``RedisError/Code/requiresDedicatedConnection``: send them in ``withConnection(deadline:_:)``.
     public func send(_ command: RedisCommand) async throws(RedisError) -> RedisValue {
         try await shared.send(command)
     }
@@ -77,7 +83,7 @@ public final class RedisClient: Sendable {
         let reply = try await shared.send(RedisCommand("SCRIPT", "LOAD", RedisArgument(script.source)))
         guard reply.string == script.sha1 else {
             throw RedisError(
-                .protocolError,
+                .unexpectedReply,
                 "SCRIPT LOAD of \(script.name) returned digest \(reply.string ?? "nil"), expected \(script.sha1)",
                 command: "SCRIPT")
         }

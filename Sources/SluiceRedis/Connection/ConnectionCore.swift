@@ -8,24 +8,22 @@ import Synchronization
 #endif
 
 /// The machinery behind ``RedisConnection``: a queue shared with callers, and an I/O thread that
-/// owns the hiredis context.
+/// owns the socket.
+///
+/// The I/O thread connects without blocking (connect, TLS handshake, `AUTH`, `SELECT`, all in its
+/// poll loop), so commands submitted meanwhile wait in ``waiting`` and count that time against
+/// their deadlines: one whose deadline passes before the connection is ready fails with
+/// ``RedisError/Code/timeout`` and is never written, and a cancelled caller's command is skipped.
 ///
 /// `@unchecked Sendable` because the two halves are guarded differently, and the compiler cannot
-/// see it: `shared` is behind a `Mutex`; the hiredis context, the in-flight list and the backoff
-/// state are touched only by the I/O thread (`run()` and what it calls), never by callers.
+/// see it: `shared` is behind a `Mutex`; the transport, the queues and the backoff state are
+/// touched only by the I/O thread (`run()` and what it calls), never by callers.
 final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     typealias Reply = Result<RedisValue, RedisError>
 
-    /// A caller waiting for one reply, or for the replies of a batch.
-    enum Waiter {
-        case single(UnsafeContinuation<Reply, Never>)
-        case batch(UnsafeContinuation<[Reply], Never>, count: Int)
-    }
-
     struct Submission {
         var bytes: [UInt8]
-        var commandName: String
-        var waiter: Waiter
+        var slot: ReplySlot
         var deadline: UInt64
     }
 
@@ -41,15 +39,35 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         var connected = false
     }
 
+    /// Where the I/O thread stands with the socket.
+    private enum Phase {
+        /// No socket.
+        case idle
+        /// Waiting for the socket to connect to `addresses[index]`.
+        case connecting(addresses: [SocketAddress], index: Int)
+        /// TLS handshake in progress.
+        case handshaking
+        /// Waiting for the replies to the setup commands (`AUTH`, `SELECT`, or a `PING` over TLS).
+        case settingUp(commands: [String], answered: Int)
+        case ready
+    }
+
     let configuration: RedisConfiguration
     private let shared = Mutex(Shared())
     private let wakeReadFD: Int32
     private let wakeWriteFD: Int32
     private let commandTimeoutNanos: UInt64
+    private let tls: TLSContext?
 
     // I/O thread only.
-    private var context: UnsafeMutablePointer<redisContext>?
-    private var inFlight = InFlightQueue()
+    private var phase = Phase.idle
+    private var transport: Transport?
+    /// The deadline of the connection attempt under way.
+    private var connectDeadline: UInt64 = 0
+    /// Commands submitted while connecting, not written yet.
+    private var waiting = SubmissionQueue()
+    /// Commands written, waiting for their replies, in order.
+    private var inFlight = SubmissionQueue()
     private var batchReplies: [Reply] = []
     private var nextConnectAttempt: UInt64 = 0
     private var currentBackoffNanos: UInt64 = 0
@@ -58,9 +76,17 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     init(configuration: RedisConfiguration) throws(RedisError) {
         self.configuration = configuration
         self.commandTimeoutNanos = configuration.commandTimeout.nanoseconds
+        if let settings = configuration.tls {
+            if case .unixSocket = configuration.endpoint {
+                throw RedisError(.tlsConfiguration, "TLS over a unix socket is not supported")
+            }
+            tls = try TLSContext(settings)
+        } else {
+            tls = nil
+        }
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else {
-            throw RedisError(.io, "could not create the wake-up pipe: \(String(cString: strerror(errno)))")
+            throw RedisError(.io, "could not create the wake-up pipe: \(Platform.describe(errno: errno))")
         }
         for fd in fds {
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
@@ -71,48 +97,20 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     }
 
     func start() {
-        let unmanaged = Unmanaged.passRetained(self)
-        var thread = pthread_t()
-        let status = pthread_create(
-            &thread, nil,
-            { argument in
-                #if canImport(Darwin)
-                    let core = Unmanaged<ConnectionCore>.fromOpaque(argument).takeRetainedValue()
-                #else
-                    let core = Unmanaged<ConnectionCore>.fromOpaque(argument!).takeRetainedValue()
-                #endif
-                core.run()
-                return nil
-            }, unmanaged.toOpaque())
-        precondition(status == 0, "could not start the Redis I/O thread: \(status)")
-        pthread_detach(thread)
+        Platform.startThread { [self] in run() }
     }
 
     var isConnected: Bool { shared.withLock { $0.connected } }
 
     // MARK: Caller side
 
-    func submit(_ command: RedisCommand, _ continuation: UnsafeContinuation<Reply, Never>) {
-        let submission = Submission(
-            bytes: command.encoded, commandName: command.name, waiter: .single(continuation),
-            deadline: monotonicNanos() &+ commandTimeoutNanos)
-        enqueue(CollectionOfOne(submission))
-    }
-
-    func submitBatch(_ commands: [RedisCommand], _ continuation: UnsafeContinuation<[Reply], Never>) {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(commands.reduce(0) { $0 + $1.encoded.count })
-        for command in commands { bytes.append(contentsOf: command.encoded) }
-        let submission = Submission(
-            bytes: bytes, commandName: commands.count == 1 ? commands[0].name : "pipeline",
-            waiter: .batch(continuation, count: commands.count), deadline: monotonicNanos() &+ commandTimeoutNanos)
-        enqueue(CollectionOfOne(submission))
-    }
-
-    private func enqueue(_ submissions: CollectionOfOne<Submission>) {
+    /// Queues a command (or a batch's commands, encoded back to back) for `slot`, whose
+    /// continuation is installed already.
+    func submit(_ bytes: [UInt8], _ slot: ReplySlot) {
+        let submission = Submission(bytes: bytes, slot: slot, deadline: monotonicNanos() &+ commandTimeoutNanos)
         let (accepted, mustWake) = shared.withLock { state -> (Bool, Bool) in
             if state.closed { return (false, false) }
-            state.queue.append(contentsOf: submissions)
+            state.queue.append(submission)
             if state.ioThreadPolling && !state.wakePending {
                 state.wakePending = true
                 return (true, true)
@@ -120,11 +118,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
             return (true, false)
         }
         if !accepted {
-            for submission in submissions {
-                Self.fail(
-                    submission.waiter, RedisError(.closed, "the connection was closed", command: submission.commandName)
-                )
-            }
+            slot.fail(RedisError(.closed, "the connection was closed"))
             return
         }
         if mustWake { wake() }
@@ -187,52 +181,61 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
                 return
             }
             if !work.isEmpty {
-                accept(work)
+                for submission in work { accept(submission) }
                 work.removeAll(keepingCapacity: true)
             }
-            if context != nil, sluice_context_has_pending_output(context!) != 0 { flush() }
+            if case .ready = phase, let transport, transport.hasPendingOutput { flush() }
             waitForEvents()
         }
     }
 
-    /// Takes new submissions: connects first when needed, then appends their bytes to the
-    /// output buffer and remembers who waits for which reply.
-    private func accept(_ work: [Submission]) {
-        if context == nil {
-            if let error = connectIfDue() {
-                for submission in work {
-                    var error = error
-                    error.command = submission.commandName
-                    Self.fail(submission.waiter, error)
-                }
+    /// Takes one new submission: writes it on a ready connection, or keeps it until the connection
+    /// is ready (starting to connect when none is under way).
+    private func accept(_ submission: Submission) {
+        switch phase {
+        case .ready:
+            writeOut(submission)
+        case .connecting, .handshaking, .settingUp:
+            waiting.append(submission)
+        case .idle:
+            if submission.slot.isAnswered { return }
+            let now = monotonicNanos()
+            if now < nextConnectAttempt, let lastConnectError {
+                let waitMillis = (nextConnectAttempt - now) / 1_000_000
+                submission.slot.fail(
+                    RedisError(.unavailable, "reconnecting in \(waitMillis) ms after: \(lastConnectError.message)"))
                 return
             }
+            waiting.append(submission)
+            startConnecting()
         }
-        guard let context else { return }
-        for submission in work {
-            let status = submission.bytes.withUnsafeBufferPointer { buffer in
-                buffer.withMemoryRebound(to: CChar.self) { sluice_append(context, $0.baseAddress!, $0.count) }
-            }
-            if status != REDIS_OK {
-                Self.fail(submission.waiter, RedisError(.io, "out of memory", command: submission.commandName))
-                continue
-            }
-            inFlight.append(submission)
+    }
+
+    /// Writes a submission unless its caller was cancelled or its deadline has passed.
+    private func writeOut(_ submission: Submission) {
+        if submission.slot.isAnswered { return }
+        if submission.deadline <= monotonicNanos() {
+            submission.slot.fail(
+                RedisError(.timeout, "the deadline (\(configuration.commandTimeout)) passed before it could be sent"))
+            return
         }
+        transport!.append(submission.bytes)
+        // The bytes are in the output buffer now; the queue keeps who waits, and until when.
+        inFlight.append(Submission(bytes: [], slot: submission.slot, deadline: submission.deadline))
     }
 
     private func flush() {
-        guard let context else { return }
-        var done: Int32 = 0
-        if redisBufferWrite(context, &done) != REDIS_OK {
-            dropConnection(failingWith: contextError(context))
+        do throws(RedisError) {
+            try transport?.flush()
+        } catch {
+            connectionFailed(error)
         }
     }
 
-    /// Blocks in `poll` until the socket is readable (or writable, with output pending), a caller
-    /// wakes the thread, or the oldest in-flight command reaches its deadline.
-    /// With work already waiting it only looks (timeout 0), so that a steady stream of new
-    /// commands or jobs can never starve reading replies or enforcing deadlines.
+    /// Blocks in `poll` until the socket is ready, a caller wakes the thread, or a deadline passes
+    /// (the oldest in-flight or waiting command's, or the connection attempt's). With work already
+    /// waiting it only looks (timeout 0), so that a steady stream of new commands or jobs can never
+    /// starve reading replies or enforcing deadlines.
     private func waitForEvents() {
         let mayBlock = shared.withLock { state -> Bool in
             if !state.queue.isEmpty || !state.jobs.isEmpty || state.closed { return false }
@@ -240,15 +243,20 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
             return true
         }
         var fds: [pollfd] = [pollfd(fd: wakeReadFD, events: Int16(POLLIN), revents: 0)]
-        if let context {
-            var events = Int16(POLLIN)
-            if sluice_context_has_pending_output(context) != 0 { events |= Int16(POLLOUT) }
-            fds.append(pollfd(fd: sluice_context_fd(context), events: events, revents: 0))
+        if let transport {
+            var events: Int16
+            if case .connecting = phase {
+                events = Int16(POLLOUT)
+            } else {
+                events = Int16(POLLIN)
+                if transport.hasPendingOutput { events |= Int16(POLLOUT) }
+            }
+            fds.append(pollfd(fd: transport.fd, events: events, revents: 0))
         }
         var timeoutMillis: Int32 = mayBlock ? -1 : 0
-        if mayBlock, let oldest = inFlight.first {
+        if mayBlock, let deadline = nextDeadline() {
             let now = monotonicNanos()
-            timeoutMillis = oldest.deadline <= now ? 0 : Int32(clamping: (oldest.deadline - now + 999_999) / 1_000_000)
+            timeoutMillis = deadline <= now ? 0 : Int32(clamping: (deadline - now + 999_999) / 1_000_000)
         }
         let ready = poll(&fds, nfds_t(fds.count), timeoutMillis)
 
@@ -259,12 +267,53 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
             }
         }
         if ready > 0 && fds[0].revents != 0 { drainWakePipe() }
-        if ready > 0, fds.count > 1 {
-            let events = fds[1].revents
-            if events & Int16(POLLIN | POLLERR | POLLHUP) != 0 { readReplies() }
-            if context != nil, events & Int16(POLLOUT) != 0 { flush() }
+        if ready > 0, fds.count > 1, fds[1].revents != 0 { socketEvent(fds[1].revents) }
+        expireOverdue()
+    }
+
+    private func nextDeadline() -> UInt64? {
+        var deadline = inFlight.first?.deadline
+        if let head = waiting.first?.deadline { deadline = min(deadline ?? head, head) }
+        switch phase {
+        case .connecting, .handshaking, .settingUp: deadline = min(deadline ?? connectDeadline, connectDeadline)
+        case .idle, .ready: break
         }
-        expireOverdueCommands()
+        return deadline
+    }
+
+    private func socketEvent(_ events: Int16) {
+        guard let transport else { return }
+        do throws(RedisError) {
+            switch phase {
+            case .idle: return
+            case .connecting(let addresses, let index):
+                let error = sluice_connect_result(transport.fd)
+                if error == 0 {
+                    try socketConnected()
+                } else {
+                    try connectNextAddress(addresses, after: index, failure: error)
+                }
+            case .handshaking:
+                if events & Int16(POLLIN | POLLERR | POLLHUP) != 0, try transport.receive() {
+                    throw RedisError(.endOfFile, "the server closed the connection during the TLS handshake")
+                }
+                if try transport.continueHandshake() {
+                    try beginSetup()
+                } else {
+                    try transport.flush()
+                }
+            case .settingUp, .ready:
+                if events & Int16(POLLIN | POLLERR | POLLHUP) != 0 {
+                    let closed = try transport.receive()
+                    // Replies that arrived complete before the server closed still reach their callers.
+                    try readReplies()
+                    if closed { throw RedisError(.endOfFile, "the server closed the connection") }
+                }
+                if self.transport != nil, events & Int16(POLLOUT) != 0 { try self.transport?.flush() }
+            }
+        } catch {
+            connectionFailed(error)
+        }
     }
 
     private func drainWakePipe() {
@@ -272,132 +321,229 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         while withUnsafeMutableBytes(of: &buffer, { read(wakeReadFD, $0.baseAddress, $0.count) }) > 0 {}
     }
 
-    private func readReplies() {
-        guard let context else { return }
-        if redisBufferRead(context) != REDIS_OK {
-            dropConnection(failingWith: contextError(context))
-            return
-        }
-        while true {
-            var reply: UnsafeMutablePointer<redisReply>?
-            if sluice_next_reply(context, &reply) != REDIS_OK {
-                dropConnection(failingWith: contextError(context))
-                return
+    private func readReplies() throws(RedisError) {
+        while let transport, let value = try transport.nextReply() {
+            if case .ready = phase {
+                try deliver(value)
+            } else {
+                try setupReplied(value)
             }
-            guard let reply else { return }
-            let value = Self.convert(reply)
-            sluice_free_reply(reply)
-            deliver(value)
-            // A reply nobody waited for drops the connection: the context is gone.
-            if self.context == nil { return }
         }
     }
 
     /// Hands one reply to the oldest waiter.
-    private func deliver(_ value: RedisValue) {
+    private func deliver(_ value: RedisValue) throws(RedisError) {
         guard let head = inFlight.first else {
             // A reply nobody asked for: the stream is out of step, so nothing after it can be trusted.
-            dropConnection(failingWith: RedisError(.protocolError, "received a reply no command was waiting for"))
-            return
+            throw RedisError(.protocolError, "received a reply no command was waiting for")
         }
         let reply: Reply
         if case .error(let message) = value {
-            reply = .failure(RedisError(.server, message, command: head.commandName))
+            reply = .failure(RedisError(.server, message, command: head.slot.command))
         } else {
             reply = .success(value)
         }
-        switch head.waiter {
-        case .single(let continuation):
+        if head.slot.replyCount == 1 {
             _ = inFlight.removeFirst()
-            continuation.resume(returning: reply)
-        case .batch(let continuation, let count):
+            head.slot.answer(reply)
+        } else {
             batchReplies.append(reply)
-            if batchReplies.count == count {
+            if batchReplies.count == head.slot.replyCount {
                 _ = inFlight.removeFirst()
                 let replies = batchReplies
                 batchReplies.removeAll(keepingCapacity: true)
-                continuation.resume(returning: replies)
+                head.slot.answer(replies)
             }
         }
     }
 
-    private func expireOverdueCommands() {
-        guard let oldest = inFlight.first, oldest.deadline <= monotonicNanos() else { return }
-        let timeout = configuration.commandTimeout
-        dropConnection(failingWith: RedisError(.timeout, "no reply within \(timeout)"))
-    }
-
-    /// Closes the socket and fails every command that was written or waiting to be written on it.
-    private func dropConnection(failingWith error: RedisError) {
-        if let context { redisFree(context) }
-        context = nil
-        shared.withLock { $0.connected = false }
-        batchReplies.removeAll()
-        while let submission = inFlight.removeFirst() {
-            var error = error
-            error.command = submission.commandName
-            Self.fail(submission.waiter, error)
-        }
-    }
-
-    private func shutDown(pendingWork: [Submission]) {
-        let closedError = RedisError(.closed, "the connection was closed")
-        dropConnection(failingWith: closedError)
-        for submission in pendingWork {
-            var error = closedError
-            error.command = submission.commandName
-            Self.fail(submission.waiter, error)
-        }
-        // The wake-up pipe stays open until deinit: a caller may still be about to write to it.
-    }
-
-    deinit {
-        Glibc.close(wakeReadFD)
-        Glibc.close(wakeWriteFD)
-    }
-
-    // MARK: Connecting
-
-    /// Connects unless a backoff is running; returns the error to fail the waiting commands with.
-    private func connectIfDue() -> RedisError? {
+    /// Fails the commands that waited past their deadline. A written one drops the connection (a
+    /// late reply could not be told from the next one); one still waiting for the connection is
+    /// failed and never written; a connection attempt past its deadline is given up.
+    private func expireOverdue() {
         let now = monotonicNanos()
-        if now < nextConnectAttempt, let lastConnectError {
-            let waitMillis = (nextConnectAttempt - now) / 1_000_000
-            return RedisError(
-                .unavailable, "reconnecting in \(waitMillis) ms after: \(lastConnectError.message)")
+        if let oldest = inFlight.first, oldest.deadline <= now {
+            connectionFailed(RedisError(.timeout, "no reply within \(configuration.commandTimeout)"))
         }
-        switch ConnectionHandshake.open(configuration) {
-        case .success(let newContext):
-            context = newContext
-            currentBackoffNanos = 0
-            nextConnectAttempt = 0
-            lastConnectError = nil
-            shared.withLock { $0.connected = true }
-            return nil
-        case .failure(let error):
+        while let head = waiting.first, head.deadline <= now || head.slot.isAnswered {
+            _ = waiting.removeFirst()
+            head.slot.fail(
+                RedisError(
+                    .timeout,
+                    "no connection within the command's deadline (\(configuration.commandTimeout)); it was not sent"))
+        }
+        guard connectDeadline <= now else { return }
+        switch phase {
+        case .connecting, .settingUp:
+            connectionFailed(
+                RedisError(.connect, "\(endpointDescription): could not connect within \(configuration.connectTimeout)")
+            )
+        case .handshaking:
+            connectionFailed(
+                RedisError(
+                    .tlsHandshake,
+                    "\(endpointDescription): no TLS handshake within \(configuration.connectTimeout) "
+                        + "(does the port speak TLS?)"))
+        case .idle, .ready: break
+        }
+    }
+
+    /// Closes the socket and fails every command written on it or waiting for it. After a failed
+    /// connection attempt, the next one waits for the backoff.
+    private func connectionFailed(_ error: RedisError) {
+        var error = error
+        switch phase {
+        case .idle: return
+        case .ready: break
+        case .connecting, .handshaking, .settingUp:
+            if tls != nil, case .settingUp = phase, error.code == .endOfFile || error.message.hasPrefix("TLS") {
+                // TLS 1.3 ends the handshake before the server has checked the client's
+                // certificate: a refusal shows up here, on the first reply.
+                error = RedisError(
+                    .tlsHandshake,
+                    "the server ended the TLS session during setup (a client certificate required or "
+                        + "refused?): \(error.message)")
+            }
             let backoff = configuration.reconnectBackoff
             currentBackoffNanos =
                 currentBackoffNanos == 0
                 ? backoff.initial.nanoseconds : min(currentBackoffNanos * 2, backoff.maximum.nanoseconds)
             nextConnectAttempt = monotonicNanos() &+ currentBackoffNanos
             lastConnectError = error
-            return error
+        }
+        transport = nil
+        phase = .idle
+        shared.withLock { $0.connected = false }
+        batchReplies.removeAll()
+        while let submission = inFlight.removeFirst() { submission.slot.fail(error) }
+        while let submission = waiting.removeFirst() { submission.slot.fail(error) }
+    }
+
+    private func shutDown(pendingWork: [Submission]) {
+        let closedError = RedisError(.closed, "the connection was closed")
+        transport = nil
+        phase = .idle
+        shared.withLock { $0.connected = false }
+        while let submission = inFlight.removeFirst() { submission.slot.fail(closedError) }
+        while let submission = waiting.removeFirst() { submission.slot.fail(closedError) }
+        for submission in pendingWork { submission.slot.fail(closedError) }
+        // The wake-up pipe stays open until deinit: a caller may still be about to write to it.
+    }
+
+    deinit {
+        Platform.closeDescriptor(wakeReadFD)
+        Platform.closeDescriptor(wakeWriteFD)
+    }
+
+    // MARK: Connecting
+
+    private var endpointDescription: String { ConnectionHandshake.describe(configuration.endpoint) }
+
+    /// Starts a connection attempt; the poll loop carries it on.
+    private func startConnecting() {
+        connectDeadline = monotonicNanos() &+ configuration.connectTimeout.nanoseconds
+        phase = .connecting(addresses: [], index: 0)
+        do throws(RedisError) {
+            switch configuration.endpoint {
+            case .tcp:
+                let addresses = try ConnectionHandshake.resolve(configuration.endpoint)
+                try connectNextAddress(addresses, after: -1, failure: 0)
+            case .unixSocket(let path):
+                var fd: Int32 = -1
+                let result = sluice_connect_unix(path, &fd)
+                guard result >= 0 else {
+                    throw RedisError(.connect, "\(path): \(Platform.describe(errno: sluice_errno()))")
+                }
+                transport = try Transport(fd: fd, tls: nil, serverName: "")
+                phase = .connecting(addresses: [], index: 0)
+                if result == 0 { try socketConnected() }
+            }
+        } catch {
+            connectionFailed(error)
         }
     }
 
-    private func contextError(_ context: UnsafeMutablePointer<redisContext>) -> RedisError {
-        ConnectionHandshake.error(of: context)
+    /// Tries the address after `index` (the previous one failed with errno `failure`).
+    private func connectNextAddress(_ addresses: [SocketAddress], after index: Int, failure: Int32) throws(RedisError) {
+        transport = nil
+        var lastFailure = failure
+        var next = index + 1
+        while next < addresses.count {
+            var fd: Int32 = -1
+            let result = addresses[next].withSockaddr { sluice_connect($0, $1, &fd) }
+            if result >= 0 {
+                transport = try Transport(fd: fd, tls: tls, serverName: serverName)
+                phase = .connecting(addresses: addresses, index: next)
+                if result == 0 { try socketConnected() }
+                return
+            }
+            lastFailure = sluice_errno()
+            next += 1
+        }
+        throw RedisError(.connect, "\(endpointDescription): \(Platform.describe(errno: lastFailure))")
+    }
+
+    private var serverName: String {
+        if let name = configuration.tls?.serverName { return name }
+        if case .tcp(let host, _) = configuration.endpoint { return host }
+        return ""
+    }
+
+    private func socketConnected() throws(RedisError) {
+        guard let transport else { return }
+        if tls != nil {
+            phase = .handshaking
+            if try transport.continueHandshake() {
+                try beginSetup()
+            } else {
+                try transport.flush()
+            }
+        } else {
+            try beginSetup()
+        }
+    }
+
+    /// Sends `AUTH` and `SELECT` when configured, and over TLS at least a `PING`: TLS 1.3 lets the
+    /// server refuse a client certificate only after the handshake, and that refusal must fail the
+    /// connection attempt, not the first caller's command.
+    private func beginSetup() throws(RedisError) {
+        var commands = ConnectionHandshake.setupCommands(configuration)
+        if commands.isEmpty && tls != nil { commands = [RedisCommand("PING")] }
+        if commands.isEmpty {
+            becomeReady()
+            return
+        }
+        for command in commands { transport!.append(command.encoded) }
+        phase = .settingUp(commands: commands.map(\.name), answered: 0)
+        try transport!.flush()
+    }
+
+    private func setupReplied(_ value: RedisValue) throws(RedisError) {
+        guard case .settingUp(let commands, let answered) = phase else { return }
+        let name = commands[answered]
+        if case .error(let message) = value {
+            let code: RedisError.Code = name == "AUTH" ? .authentication : .server
+            // Not a connection failure to retry at once: the server refused the settings.
+            throw RedisError(code, message, command: name)
+        }
+        if answered + 1 < commands.count {
+            phase = .settingUp(commands: commands, answered: answered + 1)
+        } else {
+            becomeReady()
+        }
+    }
+
+    private func becomeReady() {
+        phase = .ready
+        currentBackoffNanos = 0
+        nextConnectAttempt = 0
+        lastConnectError = nil
+        shared.withLock { $0.connected = true }
+        while let submission = waiting.removeFirst() { writeOut(submission) }
+        flush()
     }
 
     // MARK: Helpers
-
-    private static func fail(_ waiter: Waiter, _ error: RedisError) {
-        switch waiter {
-        case .single(let continuation): continuation.resume(returning: .failure(error))
-        case .batch(let continuation, let count):
-            continuation.resume(returning: Array(repeating: .failure(error), count: count))
-        }
-    }
 
     /// Copies hiredis' reply tree into a Swift value; the caller frees the C reply right after.
     static func convert(_ reply: UnsafeMutablePointer<redisReply>) -> RedisValue {
@@ -429,8 +575,8 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     }
 }
 
-/// A FIFO of in-flight submissions (array plus head index; compacted as it drains).
-struct InFlightQueue {
+/// A FIFO of submissions (array plus head index; compacted as it drains).
+struct SubmissionQueue {
     private var storage: [ConnectionCore.Submission] = []
     private var head = 0
 
@@ -452,12 +598,6 @@ struct InFlightQueue {
         }
         return element
     }
-}
-
-func monotonicNanos() -> UInt64 {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
 }
 
 extension Duration {

@@ -6,102 +6,68 @@ import CHiredis
     import Darwin
 #endif
 
-/// Opening a connection: connect within the deadline, AUTH, SELECT, then switch the socket to
-/// non-blocking mode for the I/O thread. Runs on a connection's I/O thread, never on Swift's
-/// cooperative pool.
+/// What opening a connection needs besides the poll loop: the addresses to try and the commands
+/// that set a new connection up. The I/O thread (``ConnectionCore``) drives the steps without
+/// blocking, so that they count against the waiting commands' deadlines.
 enum ConnectionHandshake {
-    typealias Context = UnsafeMutablePointer<redisContext>
-
-    static func open(_ configuration: RedisConfiguration) -> Result<Context, RedisError> {
-        let timeoutMicros = Int(configuration.connectTimeout.nanoseconds / 1000)
-        let maybeContext: Context?
-        switch configuration.endpoint {
-        case .tcp(let host, let port):
-            maybeContext = sluice_connect_tcp(host, Int32(port), timeoutMicros)
-        case .unixSocket(let path):
-            maybeContext = sluice_connect_unix(path, timeoutMicros)
+    /// Resolves a TCP endpoint to the addresses to try, in the resolver's order.
+    ///
+    /// `getaddrinfo` blocks: with a numeric address or `localhost` it answers at once; a DNS name
+    /// may take as long as the system's resolver does.
+    static func resolve(_ endpoint: RedisConfiguration.Endpoint) throws(RedisError) -> [SocketAddress] {
+        guard case .tcp(let host, let port) = endpoint else { return [] }
+        var list: UnsafeMutablePointer<addrinfo>?
+        let status = sluice_resolve(host, String(port), &list)
+        guard status == 0, let list else {
+            throw RedisError(.connect, "\(describe(endpoint)): \(String(cString: gai_strerror(status)))")
         }
-        guard let context = maybeContext else {
-            return .failure(RedisError(.connect, "could not allocate a connection"))
-        }
-        if sluice_context_err(context) != 0 {
-            let message = String(cString: sluice_context_errstr(context)!)
-            redisFree(context)
-            return .failure(RedisError(.connect, "\(describe(configuration.endpoint)): \(message)"))
-        }
-        _ = sluice_set_timeout(context, timeoutMicros)
-
-        if let password = configuration.password {
-            var arguments = ["AUTH"]
-            if let username = configuration.username { arguments.append(username) }
-            arguments.append(password)
-            if let error = run(arguments, on: context, name: "AUTH") {
-                redisFree(context)
-                return .failure(
-                    error.code == .server ? RedisError(.authentication, error.message, command: "AUTH") : error)
+        defer { freeaddrinfo(list) }
+        var addresses: [SocketAddress] = []
+        var entry: UnsafeMutablePointer<addrinfo>? = list
+        while let current = entry {
+            if let address = current.pointee.ai_addr {
+                addresses.append(SocketAddress(address, length: current.pointee.ai_addrlen))
             }
+            entry = current.pointee.ai_next
+        }
+        guard !addresses.isEmpty else { throw RedisError(.connect, "\(describe(endpoint)): no address") }
+        return addresses
+    }
+
+    /// `AUTH` and `SELECT`, as configured, in that order.
+    static func setupCommands(_ configuration: RedisConfiguration) -> [RedisCommand] {
+        var commands: [RedisCommand] = []
+        if let password = configuration.password {
+            var arguments: [RedisArgument] = []
+            if let username = configuration.username { arguments.append(RedisArgument(username)) }
+            arguments.append(RedisArgument(password))
+            commands.append(RedisCommand("AUTH", arguments))
         }
         if configuration.database != 0 {
-            if let error = run(["SELECT", String(configuration.database)], on: context, name: "SELECT") {
-                redisFree(context)
-                return .failure(error)
-            }
+            commands.append(RedisCommand("SELECT", RedisArgument(configuration.database)))
         }
-        if sluice_context_make_nonblocking(context) != REDIS_OK {
-            redisFree(context)
-            return .failure(RedisError(.io, "could not make the socket non-blocking"))
-        }
-        return .success(context)
-    }
-
-    /// Runs one command in blocking mode; returns the error, if any.
-    private static func run(_ arguments: [String], on context: Context, name: String) -> RedisError? {
-        // Copies of the whole UTF-8 bytes (not strdup: a password may hold a NUL byte).
-        let buffers: [UnsafeMutablePointer<CChar>] = arguments.map { argument in
-            let bytes = Array(argument.utf8)
-            let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: max(1, bytes.count))
-            bytes.withUnsafeBufferPointer { source in
-                source.withMemoryRebound(to: CChar.self) { buffer.update(from: $0.baseAddress!, count: bytes.count) }
-            }
-            return buffer
-        }
-        defer { buffers.forEach { $0.deallocate() } }
-        var lengths = arguments.map { $0.utf8.count }
-        var argv = buffers.map { UnsafePointer($0) }
-        let reply = argv.withUnsafeMutableBufferPointer { argv in
-            sluice_command_argv(context, Int32(arguments.count), argv.baseAddress!, &lengths)
-        }
-        guard let reply else {
-            var error = self.error(of: context)
-            error.command = name
-            return error
-        }
-        defer { sluice_free_reply(reply) }
-        if case .error(let message) = ConnectionCore.convert(reply) {
-            return RedisError(.server, message, command: name)
-        }
-        return nil
-    }
-
-    static func error(of context: Context) -> RedisError {
-        let message = sluice_context_errstr(context).map { String(cString: $0) } ?? "unknown error"
-        switch sluice_context_err(context) {
-        case REDIS_ERR_EOF:
-            return RedisError(.endOfFile, message.isEmpty ? "the server closed the connection" : message)
-        case REDIS_ERR_PROTOCOL: return RedisError(.protocolError, message)
-        case REDIS_ERR_IO:
-            if message.contains("timed out") || message.contains("temporarily unavailable") {
-                return RedisError(.timeout, message)
-            }
-            return RedisError(.io, message)
-        default: return RedisError(.io, message)
-        }
+        return commands
     }
 
     static func describe(_ endpoint: RedisConfiguration.Endpoint) -> String {
         switch endpoint {
         case .tcp(let host, let port): return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
         case .unixSocket(let path): return path
+        }
+    }
+}
+
+/// A socket address copied out of `getaddrinfo`'s list.
+struct SocketAddress {
+    private let bytes: [UInt8]
+
+    init(_ address: UnsafePointer<sockaddr>, length: socklen_t) {
+        bytes = Array(UnsafeRawBufferPointer(start: address, count: Int(length)))
+    }
+
+    func withSockaddr<T>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
+        bytes.withUnsafeBytes { raw in
+            body(raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(raw.count))
         }
     }
 }

@@ -1,18 +1,12 @@
-import CHiredis
-import Synchronization
-
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Darwin)
-    import Darwin
-#endif
-
 /// One connection to Redis, shared by any number of concurrent callers.
 ///
 /// Commands from concurrent callers are pipelined automatically: callers hand their encoded
 /// command to the connection's own I/O thread, which writes everything that is waiting in one go
 /// and matches the replies to the callers in order. No blocking call ever runs on Swift's
 /// cooperative thread pool; callers only suspend.
+///
+/// Nothing it does can raise SIGPIPE in the host process: every write passes `MSG_NOSIGNAL`
+/// (`SO_NOSIGPIPE` on Darwin), so a server that closed the connection is an error like any other.
 ///
 /// Failures are bounded and honest: a command whose reply does not arrive within
 /// ``RedisConfiguration/commandTimeout`` fails with ``RedisError/Code/timeout``, and so does
@@ -22,11 +16,21 @@ import Synchronization
 /// ``RedisError/Code/unavailable`` until the next attempt is due.
 public final class RedisConnection: Sendable {
     private let core: ConnectionCore
+    /// Whether other callers share this connection: blocking and connection-state commands are
+    /// then refused (``RedisError/Code/requiresDedicatedConnection``).
+    let isShared: Bool
 
     public var configuration: RedisConfiguration { core.configuration }
 
-    public init(configuration: RedisConfiguration) throws(RedisError) {
+    /// A connection of its own for one user at a time: every command that answers with one reply
+    /// is allowed, blocking ones and `MULTI` included.
+    public convenience init(configuration: RedisConfiguration) throws(RedisError) {
+        try self.init(configuration: configuration, shared: false)
+    }
+
+    init(configuration: RedisConfiguration, shared: Bool) throws(RedisError) {
         core = try ConnectionCore(configuration: configuration)
+        isShared = shared
         core.start()
     }
 
@@ -36,10 +40,20 @@ public final class RedisConnection: Sendable {
 
     /// Sends one command and waits for its reply. A server error reply is thrown as a
     /// ``RedisError`` with code ``RedisError/Code/server``.
+    ///
+    /// The reply must arrive within ``RedisConfiguration/commandTimeout``, counted from this call:
+    /// time spent connecting counts too, and a command whose deadline passed before the connection
+    /// was ready is never written. When the calling task is cancelled, the call returns at once
+    /// with ``RedisError/Code/cancelled``; see that code for what happens to the command.
     public func send(_ command: RedisCommand) async throws(RedisError) -> RedisValue {
-        if command.breaksReplyOrder { throw Self.unsupported(command) }
-        let result: Result<RedisValue, RedisError> = await withUnsafeContinuation { continuation in
-            core.submit(command, continuation)
+        try check(command)
+        let slot = ReplySlot(command: command.name, replyCount: 1)
+        let result: Result<RedisValue, RedisError> = await withTaskCancellationHandler {
+            await withUnsafeContinuation { continuation in
+                if slot.install(.single(continuation)) { core.submit(command.encoded, slot) }
+            }
+        } onCancel: {
+            slot.cancel()
         }
         return try result.get()
     }
@@ -49,9 +63,18 @@ public final class RedisConnection: Sendable {
     /// so one refused command does not hide the others' replies; connection failures are thrown.
     public func pipeline(_ commands: [RedisCommand]) async throws(RedisError) -> [RedisValue] {
         guard !commands.isEmpty else { return [] }
-        if let bad = commands.first(where: \.breaksReplyOrder) { throw Self.unsupported(bad) }
-        let results: [Result<RedisValue, RedisError>] = await withUnsafeContinuation { continuation in
-            core.submitBatch(commands, continuation)
+        for command in commands { try check(command) }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(commands.reduce(0) { $0 + $1.encoded.count })
+        for command in commands { bytes.append(contentsOf: command.encoded) }
+        let slot = ReplySlot(
+            command: commands.count == 1 ? commands[0].name : "pipeline", replyCount: commands.count)
+        let results: [Result<RedisValue, RedisError>] = await withTaskCancellationHandler {
+            await withUnsafeContinuation { continuation in
+                if slot.install(.batch(continuation)) { core.submit(bytes, slot) }
+            }
+        } onCancel: {
+            slot.cancel()
         }
         var values: [RedisValue] = []
         values.reserveCapacity(results.count)
@@ -65,10 +88,25 @@ public final class RedisConnection: Sendable {
         return values
     }
 
-    private static func unsupported(_ command: RedisCommand) -> RedisError {
-        RedisError(
-            .unsupportedCommand, "\(command.name) does not answer with one reply per command; it is not supported",
-            command: command.name)
+    private func check(_ command: RedisCommand) throws(RedisError) {
+        switch command.kind {
+        case .ordinary: return
+        case .withoutOneReply:
+            throw RedisError(
+                .unsupportedCommand,
+                "\(command.name) does not answer with one reply per command; it is not supported",
+                command: command.name)
+        case .blocking, .connectionState:
+            guard isShared else { return }
+            let why =
+                command.kind == .blocking
+                ? "blocks its connection" : "changes the state of its connection"
+            throw RedisError(
+                .requiresDedicatedConnection,
+                "\(command.name) \(why), which other callers share; run it on a connection of its own "
+                    + "(RedisClient.withConnection); it was not sent",
+                command: command.name)
+        }
     }
 
     /// Fails every waiting command with ``RedisError/Code/closed`` and closes the socket.

@@ -12,22 +12,44 @@ final class RedisServer: @unchecked Sendable {
     let directory: URL
     private(set) var pid: pid_t = 0
     private let extraArguments: [String]
+    /// The TLS settings it serves with, on `port` only (plain TCP is off; the unix socket stays plain).
+    let tls: TLS?
 
-    var url: String { "redis://127.0.0.1:\(port)" }
+    /// A TLS server's files and how it treats client certificates.
+    struct TLS {
+        var certificateFile: String
+        var keyFile: String
+        /// The CA that client certificates must chain to.
+        var caCertificateFile: String
+        /// `no`, `optional` or `yes` (redis-server's `tls-auth-clients`).
+        var authClients = "no"
+    }
 
-    init(arguments: [String] = [], port: Int? = nil) throws {
+    var url: String { tls == nil ? "redis://127.0.0.1:\(port)" : "rediss://127.0.0.1:\(port)" }
+
+    init(arguments: [String] = [], port: Int? = nil, tls: TLS? = nil) throws {
         self.port = try port ?? Self.freePort()
         self.directory = FileManager.default.temporaryDirectory.appendingPathComponent(
             "sluice-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         self.extraArguments = arguments
+        self.tls = tls
         try launch()
     }
 
     private func launch() throws {
+        var ports = ["--port", String(port)]
+        if let tls {
+            ports = [
+                "--port", "0", "--tls-port", String(port), "--tls-cert-file", tls.certificateFile,
+                "--tls-key-file", tls.keyFile, "--tls-ca-cert-file", tls.caCertificateFile,
+                "--tls-auth-clients", tls.authClients,
+            ]
+        }
         let arguments =
-            [
-                "redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            ["redis-server"] + ports
+            + [
+                "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--dir", directory.path, "--pidfile", directory.appendingPathComponent("redis.pid").path,
                 "--unixsocket", unixSocketPath, "--unixsocketperm", "700",
             ] + extraArguments
@@ -37,9 +59,9 @@ final class RedisServer: @unchecked Sendable {
 
     var unixSocketPath: String { directory.appendingPathComponent("redis.sock").path }
 
-    /// Polls the port until the server accepts connections (at most 5 s).
+    /// Polls the port until the server accepts connections (at most 15 s: a loaded machine is slow to start it).
     private func waitUntilAnswering() throws {
-        for _ in 0..<200 {
+        for _ in 0..<600 {
             if Self.canConnect(port: port) { return }
             usleep(25_000)
         }
