@@ -7,6 +7,7 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         private enum Base: String, Sendable, Hashable {
             case connect, io, endOfFile, protocolError, timeout, closed, server, authentication, invalidURL
             case unavailable, unsupportedCommand
+            case crossSlot
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -29,11 +30,16 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let authentication = Code(.authentication)
         /// The `redis://` URL could not be understood.
         public static let invalidURL = Code(.invalidURL)
-        /// The client is backing off after failed reconnection attempts and did not try again yet.
+        /// The client is backing off after failed reconnection attempts and did not try again yet; or a Redis
+        /// Cluster could not serve the command's slot before its deadline (`CLUSTERDOWN`, `TRYAGAIN`, `LOADING`
+        /// answered until then, or no node serves the slot).
         public static let unavailable = Code(.unavailable)
         /// The command does not answer with exactly one reply (pub/sub, `MONITOR`, `CLIENT REPLY`),
         /// which the pipelined connections cannot match to their callers; it was not sent.
         public static let unsupportedCommand = Code(.unsupportedCommand)
+        /// On a Redis Cluster, the command's keys hash to different slots (no single node can run it); it was
+        /// not sent. Keys that must go together share a hash tag: `sluice:{tenant}:a`, `sluice:{tenant}:b`.
+        public static let crossSlot = Code(.crossSlot)
 
         public var description: String { base.rawValue }
     }

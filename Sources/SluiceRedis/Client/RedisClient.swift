@@ -1,6 +1,11 @@
 /// The entry point: one automatically pipelined connection for everyday commands and scripts,
 /// and a small pool for callers that need a connection of their own (blocking reads, `MULTI`).
 ///
+/// Given any node of a Redis Cluster, the client finds out on its first command (`CLUSTER INFO`) and from
+/// then on sends each command to the primary that serves its keys, with a pipelined connection and a pool
+/// per primary, following `MOVED` and `ASK` (see ``sendToEveryPrimary(_:)`` and ``scanKeys(matching:type:)``
+/// for commands about servers rather than keys).
+///
 /// ```swift
 /// let redis = try RedisClient(url: "redis://127.0.0.1:6379")
 /// let pong = try await redis.send(RedisCommand("PING"))
@@ -9,12 +14,14 @@ public final class RedisClient: Sendable {
     public let configuration: RedisConfiguration
     private let shared: RedisConnection
     private let pool: RedisConnectionPool
+    let router: CommandRouter
 
     /// - Parameter poolSize: the most dedicated connections ``withConnection(_:)`` opens at once.
     public init(configuration: RedisConfiguration, poolSize: Int = 4) throws(RedisError) {
         self.configuration = configuration
         self.shared = try RedisConnection(configuration: configuration)
         self.pool = RedisConnectionPool(configuration: configuration, maximumConnections: poolSize)
+        self.router = CommandRouter(seed: shared, configuration: configuration, poolSize: poolSize)
     }
 
     public convenience init(url: String) throws(RedisError) {
@@ -27,17 +34,17 @@ public final class RedisClient: Sendable {
 
     /// Sends one command on the shared connection; concurrent callers are pipelined together.
     public func send(_ command: RedisCommand) async throws(RedisError) -> RedisValue {
-        try await shared.send(command)
+        try await router.send(command)
     }
 
     /// Sends one command built from its name and arguments.
     public func send(_ name: String, _ arguments: RedisArgument...) async throws(RedisError) -> RedisValue {
-        try await shared.send(RedisCommand(name, arguments))
+        try await router.send(RedisCommand(name, arguments))
     }
 
     /// Sends commands back to back and returns their replies in order (error replies in place).
     public func pipeline(_ commands: [RedisCommand]) async throws(RedisError) -> [RedisValue] {
-        try await shared.pipeline(commands)
+        try await router.pipeline(commands)
     }
 
     /// Runs a script with `EVALSHA`. When the server does not know it (`NOSCRIPT`: a restart, a
@@ -48,15 +55,15 @@ public final class RedisClient: Sendable {
         _ script: RedisScript, keys: [RedisArgument] = [], arguments: [RedisArgument] = []
     ) async throws(RedisError) -> RedisValue {
         do {
-            return try await shared.send(Self.evalCommand(script, byDigest: true, keys: keys, arguments: arguments))
+            return try await router.send(Self.evalCommand(script, byDigest: true, keys: keys, arguments: arguments))
         } catch  where error.serverPrefix == "NOSCRIPT" {
-            return try await shared.send(Self.evalCommand(script, byDigest: false, keys: keys, arguments: arguments))
+            return try await router.send(Self.evalCommand(script, byDigest: false, keys: keys, arguments: arguments))
         }
     }
 
     /// Loads a script into the server's script cache (`SCRIPT LOAD`).
     public func load(_ script: RedisScript) async throws(RedisError) {
-        let reply = try await shared.send(RedisCommand("SCRIPT", "LOAD", RedisArgument(script.source)))
+        let reply = try await router.send(RedisCommand("SCRIPT", "LOAD", RedisArgument(script.source)))
         guard reply.string == script.sha1 else {
             throw RedisError(
                 .protocolError,
@@ -68,8 +75,15 @@ public final class RedisClient: Sendable {
     /// Runs `body` with a connection of its own from the pool, returned to the pool afterwards.
     /// When `body` throws, the connection is closed instead: it may be inside a `MULTI` or waiting
     /// for a blocking read, and the next borrower must not inherit that.
+    /// On a Redis Cluster the connection goes to any primary; see ``withConnection(routingKey:_:)``.
     public func withConnection<Result: Sendable>(
         _ body: (RedisConnection) async throws -> Result
+    ) async throws -> Result {
+        try await withConnection(pool: dedicatedPool(routingKey: nil), body)
+    }
+
+    func withConnection<Result: Sendable>(
+        pool: RedisConnectionPool, _ body: (RedisConnection) async throws -> Result
     ) async throws -> Result {
         let connection = try await pool.acquire()
         do {
@@ -85,8 +99,15 @@ public final class RedisClient: Sendable {
     /// The shared connection's I/O thread as a task executor; see ``RedisConnection/executor``.
     public var executor: any TaskExecutor { shared.executor }
 
+    /// The pool of dedicated connections to the server, or on a cluster to the primary that serves `key`.
+    func dedicatedPool(routingKey key: RedisArgument?) async throws(RedisError) -> RedisConnectionPool {
+        guard case .cluster(let cluster) = try await router.mode() else { return pool }
+        return try await cluster.dedicatedPool(routingKey: key)
+    }
+
     /// Closes the shared connection and the pool; waiting commands fail with ``RedisError/Code/closed``.
     public func close() {
+        router.close()
         shared.close()
         pool.close()
     }
