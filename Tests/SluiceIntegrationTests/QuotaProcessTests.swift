@@ -4,7 +4,7 @@ import SluiceRedis
 import Testing
 
 /// Several `sluice` processes hammering one Redis, and the quota CLI.
-@Suite("Quota across processes and the CLI", .serialized)
+@Suite("Quota across processes and the CLI", .serialized, .onEveryServer)
 struct QuotaProcessTests {
     @Test("Four processes, 50 tasks each, share a bucket of burst 1000: exactly 1000 admissions")
     func processesShareOneBucket() async throws {

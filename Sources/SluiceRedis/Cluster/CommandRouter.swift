@@ -112,15 +112,26 @@ final class CommandRouter: Sendable {
 
     // MARK: Sending
 
+    /// The mode, for a command: an error while finding it names the command.
+    private func mode(for name: String) async throws(RedisError) -> Mode {
+        do {
+            return try await mode()
+        } catch {
+            var error = error
+            error.command = name
+            throw error
+        }
+    }
+
     func send(_ command: RedisCommand) async throws(RedisError) -> RedisValue {
-        switch try await mode() {
+        switch try await mode(for: command.name) {
         case .single: return try await seed.send(command)
         case .cluster(let router): return try await router.send(command)
         }
     }
 
     func pipeline(_ commands: [RedisCommand]) async throws(RedisError) -> [RedisValue] {
-        switch try await mode() {
+        switch try await mode(for: commands.count == 1 ? commands[0].name : "pipeline") {
         case .single: return try await seed.pipeline(commands)
         case .cluster(let router): return try await router.pipeline(commands)
         }
