@@ -186,4 +186,69 @@ struct ClusterFaultTests {
             "charged \(movedCharge) + \(stillCharge), admitted \(result.allowed)")
         #expect(result.allowed > 100)
     }
+
+    @Test(
+        "A cluster that cannot serve a slot is an outage: .unavailable within the deadline, and the failure policy decides",
+        .timeLimit(.minutes(2)))
+    func clusterDownIsAnOutage() async throws {
+        // No replicas: a killed primary's slots stay unserved, and the whole cluster answers CLUSTERDOWN.
+        let cluster = try await RedisCluster.start(primaries: 3, replicasPerPrimary: 0, nodeTimeout: .seconds(1))
+        defer { cluster.stop() }
+        let ports = try await cluster.primaryPorts()
+        let victim = ports[0]
+        let survivor = ports[1]
+        // A partition that a surviving primary serves.
+        let partition = try #require(
+            await (0..<200).map { "down-\($0)" }.asyncFirst { name in
+                (try? await cluster.primaryPort(forSlot: HashSlot.of(name))) == survivor
+            })
+        var configuration = try RedisConfiguration(url: "redis://127.0.0.1:\(survivor)")
+        configuration.commandTimeout = .milliseconds(500)
+        configuration.reconnectBackoff = .init(initial: .milliseconds(20), maximum: .milliseconds(200))
+        let client = try RedisClient(configuration: configuration)
+        defer { client.close() }
+        func backpressure(_ policy: FailurePolicy) -> Backpressure {
+            Backpressure(
+                redis: client,
+                configuration: .init(
+                    partition: partition, failurePolicy: policy,
+                    health: .init(
+                        stepTimeout: .seconds(2), initialCoolDown: .milliseconds(50),
+                        maximumCoolDown: .milliseconds(100)),
+                    heartbeat: nil))
+        }
+        let call = ProviderCall(scope: "openai/gpt-4o", concurrency: 8, timeout: .seconds(3), maxAttempts: 1)
+        _ = try await backpressure(.failClosed).call(call) { _ in CallOutcome(()) }
+
+        cluster.kill9(port: victim)
+        // Wait until the survivor itself says the cluster is down.
+        let end = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < end {
+            let info = try await cluster.send(survivor, "CLUSTER", "INFO").string ?? ""
+            if info.contains("cluster_state:fail") { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let key = RedisArgument("sluice:{\(partition)}:probe")
+        let started = ContinuousClock.now
+        let error = await #expect(throws: RedisError.self) { try await client.send("GET", key) }
+        let waited = ContinuousClock.now - started
+        #expect(error?.code == .unavailable, "\(String(describing: error))")
+        #expect(error?.message.contains("CLUSTERDOWN") == true, "\(String(describing: error))")
+        #expect(waited < .milliseconds(1500), "retried within the 500 ms deadline, took \(waited)")
+
+        let refused = await #expect(throws: BackpressureError.self) {
+            try await backpressure(.failClosed).call(call) { _ in CallOutcome(()) }
+        }
+        #expect(refused?.code == .redisUnavailable, "\(String(describing: refused))")
+        let open = try await backpressure(.failOpen).call(call) { _ in CallOutcome(()) }
+        #expect(open.degraded, "fail open lets the call through, marked degraded")
+    }
+}
+
+extension Sequence where Element: Sendable {
+    /// The first element for which `predicate` holds, asked one after another.
+    func asyncFirst(_ predicate: (Element) async -> Bool) async -> Element? {
+        for element in self where await predicate(element) { return element }
+        return nil
+    }
 }

@@ -116,4 +116,31 @@ struct QuotaProcessTests {
         #expect(result.status != 0 && result.status != 1, "\(result.output)")
         #expect(!result.output.contains("connect"), "\(result.output)")
     }
+
+    @Test("quota list and events show every partition (on a cluster, every primary's)")
+    func scansSeeEveryPartition() async throws {
+        let client = try TestRedis.client()
+        defer { client.close() }
+        let roots = (0..<12).map { "scan-\($0)-\(UUID().uuidString.prefix(6))" }
+        let log = EventLog(redis: client)
+        for root in roots {
+            _ = try await client.send(
+                "HSET", RedisArgument("sluice:{\(root)}:quotas"), RedisArgument("global=\(root)"),
+                "requests: bucket rate=5/s")
+            try await log.record(partition: root, type: "invalid-config", fields: [("detail", "scan test")])
+        }
+        let listed = try SluiceBinary.run(["quota", "list"])
+        #expect(listed.status == 0, "\(listed.output)")
+        let events = try SluiceBinary.run(["events", "--count", "1"])
+        #expect(events.status == 0, "\(events.output)")
+        for root in roots {
+            #expect(listed.output.contains("global=\(root)"), "quota list misses \(root)")
+            #expect(events.output.contains(root), "events misses \(root)")
+        }
+        for root in roots {
+            for key in try await client.scanKeys(matching: "sluice:{\(root)}:*") {
+                _ = try await client.send("DEL", RedisArgument(key))
+            }
+        }
+    }
 }
