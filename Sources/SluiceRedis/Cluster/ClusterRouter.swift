@@ -312,11 +312,13 @@ final class ClusterRouter: Sendable {
             case .moved(let movedSlot, let address):
                 redirects += 1
                 guard redirects <= Self.maximumRedirects else { throw error }
+                try Self.checkDeadline(deadline, command: command, after: error)
                 state.withLock { $0.topology.assign(slot: movedSlot, to: address) }
                 scheduleRefresh()
             case .ask(let address):
                 redirects += 1
                 guard redirects <= Self.maximumRedirects else { throw error }
+                try Self.checkDeadline(deadline, command: command, after: error)
                 askTarget = address
             case .retryLater(let word):
                 if word == "CLUSTERDOWN" || word == "MASTERDOWN" { scheduleRefresh() }
@@ -333,7 +335,7 @@ final class ClusterRouter: Sendable {
             throw error
         }
         // Nothing was sent: when the slot map, read again, names another primary (a fail-over), go there.
-        await refreshTopology(minimumAge: Self.refreshInterval, avoiding: target.address)
+        await refreshTopology(minimumAge: Self.refreshInterval, avoiding: target.address, until: deadline)
         let now = state.withLock { state -> NodeAddress? in
             slot.flatMap { state.topology.primary(forSlot: $0) } ?? state.topology.primaries.first
         }
@@ -341,6 +343,16 @@ final class ClusterRouter: Sendable {
     }
 
     private var isClosed: Bool { state.withLock { $0.closed } }
+
+    /// A redirect past the deadline ends the command: each attempt is bounded, but a chain of them must be too.
+    private static func checkDeadline(
+        _ deadline: ContinuousClock.Instant, command: RedisCommand, after error: RedisError
+    ) throws(RedisError) {
+        guard ContinuousClock.now < deadline else {
+            throw RedisError(
+                .timeout, "redirected past the command's deadline: \(error.message)", command: command.name)
+        }
+    }
 
     /// Sleeps before the next try: 5 ms, doubling up to 100 ms, never past the deadline.
     private func pause(
@@ -377,7 +389,7 @@ final class ClusterRouter: Sendable {
                 return try self.link(address, in: &state)
             }
             if let found { return found }
-            await refreshTopology(minimumAge: Self.refreshInterval)
+            await refreshTopology(minimumAge: Self.refreshInterval, until: deadline)
             try await pause(retries: &retries, deadline: deadline) { () -> RedisError in
                 RedisError(
                     .unavailable, slot.map { "no node of the cluster serves slot \($0)" } ?? "no primary is known")
@@ -471,7 +483,11 @@ final class ClusterRouter: Sendable {
     /// Reads the slot map again from any node that answers, trying `avoiding` (a node that just failed) last;
     /// callers at the same time share one refresh. Does nothing when the last one ended less than `minimumAge`
     /// ago.
-    func refreshTopology(minimumAge: Duration, avoiding: NodeAddress? = nil) async {
+    /// `until` bounds the wait (the refresh itself goes on): a node that stopped answering must not hold a command
+    /// past its deadline.
+    func refreshTopology(
+        minimumAge: Duration, avoiding: NodeAddress? = nil, until deadline: ContinuousClock.Instant? = nil
+    ) async {
         let task = state.withLock { state -> Task<Void, Never>? in
             if state.closed { return nil }
             if let running = state.refresh { return running }
@@ -482,7 +498,20 @@ final class ClusterRouter: Sendable {
             state.refresh = task
             return task
         }
-        await task?.value
+        guard let task else { return }
+        guard let deadline else { return await task.value }
+        let first = FirstOf()
+        let refreshed = Task {
+            await task.value
+            first.fire()
+        }
+        let timer = Task {
+            try? await Task.sleep(until: deadline, clock: .continuous)
+            first.fire()
+        }
+        await withUnsafeContinuation { first.wait($0) }
+        timer.cancel()
+        _ = refreshed
     }
 
     private func readTopology(candidates: [NodeAddress]) async {
@@ -523,5 +552,31 @@ final class ClusterRouter: Sendable {
             throw RedisError(.protocolError, "CLUSTER SLOTS replied unexpectedly", command: "CLUSTER")
         }
         return topology
+    }
+}
+
+/// Resumes a waiter once, when the first of several events fires (before or after it starts waiting).
+private final class FirstOf: Sendable {
+    private struct State {
+        var waiter: UnsafeContinuation<Void, Never>?
+        var fired = false
+    }
+    private let state = Mutex(State())
+
+    func wait(_ continuation: UnsafeContinuation<Void, Never>) {
+        let fired = state.withLock { state -> Bool in
+            if state.fired { return true }
+            state.waiter = continuation
+            return false
+        }
+        if fired { continuation.resume() }
+    }
+
+    func fire() {
+        state.withLock { state -> UnsafeContinuation<Void, Never>? in
+            state.fired = true
+            defer { state.waiter = nil }
+            return state.waiter
+        }?.resume()
     }
 }
