@@ -202,6 +202,25 @@ struct ClusterClientTests {
         #expect(try await popped.array?.last?.string == "woken")
     }
 
+    @Test("Commands the table does not know are routed by COMMAND INFO, or COMMAND GETKEYS when their keys move")
+    func unknownCommands() async throws {
+        let redis = try client()
+        defer { redis.close() }
+        let tag = TestRedis.uniquePrefix()
+        let a = RedisArgument("{\(tag)}a")
+        let b = RedisArgument("{\(tag)}b")
+        let union = RedisArgument("{\(tag)}u")
+        _ = try await redis.send("SADD", a, "1", "2")
+        _ = try await redis.send("SADD", b, "2", "3")
+        #expect(try await redis.send("SUNIONSTORE", union, a, b) == .integer(3))
+        #expect(try await redis.send("SINTERCARD", 2, a, b) == .integer(1))
+        let error = await #expect(throws: RedisError.self) {
+            try await redis.send("SINTERCARD", 2, a, RedisArgument(tag + "elsewhere"))
+        }
+        #expect(error?.code == .crossSlot)
+        _ = try await redis.send("DEL", a, b, union)
+    }
+
     @Test("A single server is not taken for a cluster")
     func singleServer() async throws {
         let redis = try TestRedis.client()

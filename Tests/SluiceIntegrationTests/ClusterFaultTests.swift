@@ -187,6 +187,54 @@ struct ClusterFaultTests {
         #expect(result.allowed > 100)
     }
 
+    @Test("ASK during a migration and MOVED after it are followed, one command at a time and in pipelines")
+    func asksAndMoves() async throws {
+        let cluster = try await RedisCluster.start(primaries: 3, replicasPerPrimary: 0)
+        defer { cluster.stop() }
+        let client = try RedisClient(url: cluster.url)
+        defer { client.close() }
+        let tag = "ask-\(UUID().uuidString.prefix(8))"
+        let slot = HashSlot.of(tag)
+        let moved = RedisArgument("{\(tag)}:moved")
+        let fresh = RedisArgument("{\(tag)}:fresh")
+        let stays = RedisArgument("{\(tag)}:stays")
+        _ = try await client.send("SET", moved, "1", "PX", 60_000)
+        _ = try await client.send("SET", stays, "2", "PX", 60_000)
+        let source = try await cluster.primaryPort(forSlot: slot)
+        let target = try #require(try await cluster.primaryPorts().first { $0 != source })
+        let sourceID = try await cluster.nodeID(source)
+        let targetID = try await cluster.nodeID(target)
+        try await cluster.send(target, "CLUSTER", "SETSLOT", RedisArgument(slot), "IMPORTING", RedisArgument(sourceID))
+        try await cluster.send(source, "CLUSTER", "SETSLOT", RedisArgument(slot), "MIGRATING", RedisArgument(targetID))
+        try await cluster.send(source, "MIGRATE", "127.0.0.1", RedisArgument(target), "", 0, 5000, "KEYS", moved)
+
+        // The source answers ASK for the key it gave away and for a new key; it still serves the other one.
+        #expect(try await client.send("GET", moved).string == "1")
+        _ = try await client.send("SET", fresh, "3", "PX", 60_000)
+        #expect(try await client.send("GET", stays).string == "2")
+        let replies = try await client.pipeline([
+            RedisCommand("GET", moved), RedisCommand("GET", stays), RedisCommand("GET", fresh),
+        ])
+        #expect(replies.map(\.string) == ["1", "2", "3"])
+        // The new key was written on the target.
+        let onTarget = try cluster.connection(target)
+        defer { onTarget.close() }
+        let asked = try await onTarget.pipeline([RedisCommand("ASKING"), RedisCommand("GET", fresh)])
+        #expect(asked.last?.string == "3")
+
+        // Finish the move: the client's map is stale and the source answers MOVED, which it follows.
+        try await cluster.send(source, "MIGRATE", "127.0.0.1", RedisArgument(target), "", 0, 5000, "KEYS", stays)
+        for port in [target, source] {
+            try await cluster.send(port, "CLUSTER", "SETSLOT", RedisArgument(slot), "NODE", RedisArgument(targetID))
+        }
+        #expect(try await client.send("GET", stays).string == "2")
+        #expect(
+            try await client.pipeline([RedisCommand("GET", moved), RedisCommand("GET", fresh)]).map(\.string) == [
+                "1", "3",
+            ])
+        #expect(try await client.primaries().count == 3)
+    }
+
     @Test(
         "A cluster that cannot serve a slot is an outage: .unavailable within the deadline, and the failure policy decides",
         .timeLimit(.minutes(2)))
