@@ -97,9 +97,11 @@ public struct RedisCommand: Sendable {
         "BLPOP", "BRPOP", "BRPOPLPUSH", "BLMOVE", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP", "WAIT", "WAITAOF",
     ]
 
+    // `ASKING` is not among them: it holds for the next command only, and the cluster router sends it in one
+    // pipeline with that command (a pipeline's commands are written back to back).
     private static let connectionStateCommands: Set<String> = [
         "SELECT", "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH", "AUTH", "HELLO", "RESET", "QUIT",
-        "READONLY", "READWRITE", "ASKING",
+        "READONLY", "READWRITE",
     ]
 
     public init(_ name: String, _ arguments: RedisArgument...) {

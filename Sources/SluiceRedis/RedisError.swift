@@ -8,6 +8,7 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
             case connect, io, endOfFile, protocolError, timeout, closed, server, authentication, invalidURL
             case unavailable, unsupportedCommand, cancelled, unexpectedReply, requiresDedicatedConnection
             case tlsHandshake, tlsUntrustedCertificate, tlsNameMismatch, tlsConfiguration
+            case crossSlot
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -30,7 +31,9 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let authentication = Code(.authentication)
         /// The `redis://` URL could not be understood.
         public static let invalidURL = Code(.invalidURL)
-        /// The client is backing off after failed reconnection attempts and did not try again yet.
+        /// The client is backing off after failed reconnection attempts and did not try again yet; or a Redis
+        /// Cluster could not serve the command's slot before its deadline (`CLUSTERDOWN`, `TRYAGAIN`, `LOADING`
+        /// answered until then, or no node serves the slot).
         public static let unavailable = Code(.unavailable)
         /// The command does not answer with exactly one reply (pub/sub, `MONITOR`, `CLIENT REPLY`),
         /// which the pipelined connections cannot match to their callers; it was not sent.
@@ -57,6 +60,9 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         /// A TLS setting cannot be used: a CA, certificate or key file that cannot be read or does
         /// not match, or TLS over a unix socket.
         public static let tlsConfiguration = Code(.tlsConfiguration)
+        /// On a Redis Cluster, the command's keys hash to different slots (no single node can run it); it was
+        /// not sent. Keys that must go together share a hash tag: `sluice:{tenant}:a`, `sluice:{tenant}:b`.
+        public static let crossSlot = Code(.crossSlot)
 
         public var description: String { base.rawValue }
     }

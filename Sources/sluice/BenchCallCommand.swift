@@ -81,12 +81,14 @@ struct BenchCallCommand: AsyncParsableCommand {
         var warmUp = LoadRunner(concurrency: min(concurrency, 8), stop: .count(min(concurrency, 8) * 4))
         warmUp.warmUpPerTask = 0
         _ = await warmUp.run(once)
-        _ = try await client.send("CONFIG", "RESETSTAT")
+        _ = try await client.sendToEveryPrimary(RedisCommand("CONFIG", "RESETSTAT"))
         let stop: LoadRunner.Stop = count.map { .count($0) } ?? .duration(.milliseconds(Int((duration ?? 1) * 1000)))
         var runner = LoadRunner(concurrency: concurrency, stop: stop)
         runner.warmUpPerTask = 0
         let (result, succeeded) = await runner.run(once)
-        let stats = ServerStatistics(try await client.send("INFO", "commandstats").string ?? "")
+        // Every primary's statistics on a cluster, added up.
+        let infos = try await client.sendToEveryPrimary(RedisCommand("INFO", "commandstats"))
+        let stats = ServerStatistics(infos.compactMap(\.string).joined(separator: "\n"))
         let calls = result.completed
         let perCall = { (total: Double) in calls > 0 ? total / Double(calls) : 0 }
         if json {

@@ -5,7 +5,7 @@ import Synchronization
 import Testing
 
 /// The high-level call: queue, tree, quota, lease, breaker, retry budget and the degradation hook.
-@Suite("Backpressure: one call wrapping a provider call end to end", .serialized)
+@Suite("Backpressure: one call wrapping a provider call end to end", .serialized, .onEveryServer)
 struct BackpressureCallTests {
     private func backpressure(
         _ fixture: BackpressureFixture, queue: AdmissionQueue.Configuration = .init(),

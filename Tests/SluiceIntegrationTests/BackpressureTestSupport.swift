@@ -91,18 +91,9 @@ struct BackpressureFixture {
         return type.map { type in all.filter { $0.type == type } } ?? all
     }
 
-    /// Every key of the partition.
+    /// Every key of the partition (on every primary of a cluster).
     func keys() async throws -> [String] {
-        var cursor = "0"
-        var keys: [String] = []
-        let pattern = "sluice:{\(KeyPattern.escape(partition))}:*"
-        repeat {
-            let reply = try await client.send(
-                "SCAN", RedisArgument(cursor), "MATCH", RedisArgument(pattern), "COUNT", 1000)
-            cursor = reply.array?[0].string ?? "0"
-            keys += (reply.array?[1].array ?? []).compactMap(\.string)
-        } while cursor != "0"
-        return keys
+        try await client.scanKeys(matching: "sluice:{\(KeyPattern.escape(partition))}:*")
     }
 
     func cleanUp() async {

@@ -4,7 +4,7 @@ import SluiceRedis
 import Testing
 
 /// One circuit breaker shared by worker processes.
-@Suite("Breakers: one fleet-wide breaker, opened once, probed by a few", .serialized)
+@Suite("Breakers: one fleet-wide breaker, opened once, probed by a few", .serialized, .onEveryServer)
 struct BreakersProcessTests {
     @Test("A breaker opens once for the whole fleet and, half-open, lets only the configured number of probes through")
     func opensOnceAndCapsProbes() async throws {

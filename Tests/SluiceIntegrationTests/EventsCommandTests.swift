@@ -8,7 +8,7 @@ import Testing
 #endif
 
 /// `sluice events`: what an operator sees.
-@Suite("Events: the stream and sluice events", .serialized)
+@Suite("Events: the stream and sluice events", .serialized, .onEveryServer)
 struct EventsCommandTests {
     @Test("sluice events prints a partition's events, as text and as JSON")
     func printsEvents() async throws {

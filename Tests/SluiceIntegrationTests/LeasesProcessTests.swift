@@ -4,7 +4,7 @@ import SluiceRedis
 import Testing
 
 /// Concurrency leases held by real worker processes.
-@Suite("Leases: expiry, heartbeat and fencing across processes", .serialized)
+@Suite("Leases: expiry, heartbeat and fencing across processes", .serialized, .onEveryServer)
 struct LeasesProcessTests {
     @Test("A worker killed with SIGKILL while holding leases loses them to another worker within the lease expiry")
     func killedWorkersLeasesReturn() async throws {

@@ -4,7 +4,7 @@ import Testing
 
 @testable import Sluice
 
-@Suite("Quota decisions against a real Redis", .serialized)
+@Suite("Quota decisions against a real Redis", .serialized, .onEveryServer)
 struct QuotaDecisionTests {
     @Test("A bucket of burst 1000 admits exactly 1000 of 1500 concurrent decisions")
     func burstIsExact() async throws {

@@ -4,7 +4,7 @@ import SluiceRedis
 import Testing
 
 /// Several `sluice` processes hammering one Redis, and the quota CLI.
-@Suite("Quota across processes and the CLI", .serialized)
+@Suite("Quota across processes and the CLI", .serialized, .onEveryServer)
 struct QuotaProcessTests {
     @Test("Four processes, 50 tasks each, share a bucket of burst 1000: exactly 1000 admissions")
     func processesShareOneBucket() async throws {
@@ -115,5 +115,32 @@ struct QuotaProcessTests {
         let result = try SluiceBinary.run(arguments + ["--redis", "redis://127.0.0.1:1"])
         #expect(result.status != 0 && result.status != 1, "\(result.output)")
         #expect(!result.output.contains("connect"), "\(result.output)")
+    }
+
+    @Test("quota list and events show every partition (on a cluster, every primary's)")
+    func scansSeeEveryPartition() async throws {
+        let client = try TestRedis.client()
+        defer { client.close() }
+        let roots = (0..<12).map { "scan-\($0)-\(UUID().uuidString.prefix(6))" }
+        let log = EventLog(redis: client)
+        for root in roots {
+            _ = try await client.send(
+                "HSET", RedisArgument("sluice:{\(root)}:quotas"), RedisArgument("global=\(root)"),
+                "requests: bucket rate=5/s")
+            try await log.record(partition: root, type: "invalid-config", fields: [("detail", "scan test")])
+        }
+        let listed = try SluiceBinary.run(["quota", "list"])
+        #expect(listed.status == 0, "\(listed.output)")
+        let events = try SluiceBinary.run(["events", "--count", "1"])
+        #expect(events.status == 0, "\(events.output)")
+        for root in roots {
+            #expect(listed.output.contains("global=\(root)"), "quota list misses \(root)")
+            #expect(events.output.contains(root), "events misses \(root)")
+        }
+        for root in roots {
+            for key in try await client.scanKeys(matching: "sluice:{\(root)}:*") {
+                _ = try await client.send("DEL", RedisArgument(key))
+            }
+        }
     }
 }

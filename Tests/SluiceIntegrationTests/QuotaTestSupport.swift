@@ -32,18 +32,9 @@ struct QuotaFixture {
             RedisCommand("HSET", RedisArgument(quotasKey), RedisArgument(full), RedisArgument(spec)))
     }
 
-    /// Every key of the partition.
+    /// Every key of the partition (on every primary of a cluster).
     func keys() async throws -> [String] {
-        var cursor = "0"
-        var keys: [String] = []
-        repeat {
-            let reply = try await client.send(
-                RedisCommand(
-                    "SCAN", RedisArgument(cursor), "MATCH", RedisArgument("sluice:{\(root)}:*"), "COUNT", "1000"))
-            cursor = reply.array?[0].string ?? "0"
-            keys += (reply.array?[1].array ?? []).compactMap(\.string)
-        } while cursor != "0"
-        return keys
+        try await client.scanKeys(matching: "sluice:{\(root)}:*")
     }
 
     func cleanUp() async {

@@ -7,7 +7,7 @@ import Testing
 
 /// The reconciler against a real Redis: the merge of provider responses into the partition's ceiling, reported by
 /// several processes at once (`sluice observe --apply`), and what decisions make of it.
-@Suite("Reconciler: one pause, one cut, never over-credited", .serialized)
+@Suite("Reconciler: one pause, one cut, never over-credited", .serialized, .onEveryServer)
 struct ReconcilerTests {
     static let throttled = """
         HTTP/1.1 429 Too Many Requests

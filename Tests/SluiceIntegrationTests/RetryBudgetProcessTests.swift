@@ -4,7 +4,7 @@ import SluiceRedis
 import Testing
 
 /// The retry budget shared by worker processes.
-@Suite("Retry budget across processes", .serialized)
+@Suite("Retry budget across processes", .serialized, .onEveryServer)
 struct RetryBudgetProcessTests {
     @Test("Retries beyond the fleet's budget are refused: retries <= ratio x requests + floor")
     func retriesBeyondTheBudgetAreRefused() async throws {

@@ -6,7 +6,7 @@ import Testing
 
 /// A call inside a request tree with a quota path is one decision (decide.lua's "tree" group):
 /// the tree and the quota admit it together or not at all, and one settle closes both.
-@Suite("Trees decided with the quota path in one script", .serialized)
+@Suite("Trees decided with the quota path in one script", .serialized, .onEveryServer)
 struct TreeAtomicTests {
     /// The raw state of everything a decision may touch, to compare before and after one.
     struct Snapshot: Equatable {

@@ -5,7 +5,7 @@ import Testing
 
 /// A request tree's limits, enforced for workers in separate processes that joined the tree
 /// through its header.
-@Suite("Trees: budgets, depth, fan-out, loop guard and deadline across processes", .serialized)
+@Suite("Trees: budgets, depth, fan-out, loop guard and deadline across processes", .serialized, .onEveryServer)
 struct TreesProcessTests {
     @Test("A tree's token budget is never exceeded across four processes, and settles account exactly")
     func budgetAcrossFourProcesses() async throws {

@@ -5,11 +5,13 @@ import Testing
 @testable import Sluice
 
 /// `Backpressure.call` in two Redis round trips (call-admit, call-finish), measured on a server of the
-/// test's own so that its statistics count this test's commands only.
-@Suite("Backpressure.call: one round trip to admit, one to finish", .serialized)
+/// test's own so that its statistics count this test's commands only; on the cluster run, on a cluster of the
+/// test's own (three primaries), its primaries' statistics added up.
+@Suite("Backpressure.call: one round trip to admit, one to finish", .serialized, .onEveryServer)
 struct TwoTripCallTests {
     private struct Setup {
-        let server: RedisServer
+        let server: RedisServer?
+        let cluster: RedisCluster?
         let client: RedisClient
         let limiter: Limiter
         let backpressure: Backpressure
@@ -19,10 +21,16 @@ struct TwoTripCallTests {
             defaults: [String: String] = [
                 "global": "tokens: bucket rate=1000000/s burst=1000000", "tenant": "requests: window 100000/min",
             ], queue: AdmissionQueue.Configuration = .init(), reconciler: Bool = false
-        ) throws {
-            server = try RedisServer()
+        ) async throws {
+            if TestRedis.onCluster {
+                server = nil
+                cluster = try await RedisCluster.start(primaries: 3, replicasPerPrimary: 0)
+            } else {
+                server = try RedisServer()
+                cluster = nil
+            }
             // Generous timeouts: these tests count round trips, and a loaded machine must not fail them.
-            var configuration = try RedisConfiguration(url: server.url)
+            var configuration = try RedisConfiguration(url: server?.url ?? cluster!.url)
             configuration.commandTimeout = .seconds(10)
             client = try RedisClient(configuration: configuration)
             limiter = try Limiter(client: client, configuration: .init(defaults: defaults))
@@ -35,8 +43,18 @@ struct TwoTripCallTests {
                 reconciler: reconciler ? try Reconciler(limiter: limiter) : nil)
         }
 
+        /// `INFO commandstats` of every primary, one after another.
+        func commandStats() async throws -> String {
+            try await client.sendToEveryPrimary(RedisCommand("INFO", "commandstats")).compactMap(\.string).joined(
+                separator: "\n")
+        }
+
+        func resetStats() async throws {
+            _ = try await client.sendToEveryPrimary(RedisCommand("CONFIG", "RESETSTAT"))
+        }
+
         func scriptCalls() async throws -> (calls: Int, microseconds: Double) {
-            let info = try await client.send("INFO", "commandstats").string ?? ""
+            let info = try await commandStats()
             var calls = 0
             var usec = 0.0
             for line in info.split(whereSeparator: \.isNewline)
@@ -54,31 +72,32 @@ struct TwoTripCallTests {
 
         /// Every top-level command the server ran since the last reset (the stats commands left out).
         func allCommands() async throws -> [String: Int] {
-            let info = try await client.send("INFO", "commandstats").string ?? ""
+            let info = try await commandStats()
             var out: [String: Int] = [:]
             for line in info.split(whereSeparator: \.isNewline) where line.hasPrefix("cmdstat_") {
                 let name = String(line.dropFirst(8).prefix { $0 != ":" })
                 let calls = line.split(separator: ",")[0].split(separator: "=")[1]
-                out[name] = Int(calls) ?? 0
+                out[name, default: 0] += Int(calls) ?? 0
             }
             return out
         }
 
         func close() {
             client.close()
-            server.stop()
+            server?.stop()
+            cluster?.stop()
         }
     }
 
     @Test("The happy path is two script calls: call-admit and call-finish, with a lease and a reconciler report")
     func twoRoundTrips() async throws {
-        let setup = try Setup(reconciler: true)
+        let setup = try await Setup(reconciler: true)
         defer { setup.close() }
         let call = ProviderCall(
             scope: "openai/gpt-4o", estimate: ["tokens": 100, "requests": 1], quotaPath: setup.path, concurrency: 4,
             maxAttempts: 1)
         _ = try await setup.backpressure.call(call) { _ in CallOutcome(0, usage: ["tokens": 50, "requests": 1]) }
-        _ = try await setup.client.send("CONFIG", "RESETSTAT")
+        try await setup.resetStats()
         let calls = 20
         for n in 0..<calls {
             let result = try await setup.backpressure.call(call) { _ in
@@ -109,7 +128,7 @@ struct TwoTripCallTests {
 
     @Test("Settle in call-finish charges the actual usage, not the estimate")
     func settlesActualUsage() async throws {
-        let setup = try Setup(defaults: ["global": "tokens: budget 1000", "tenant": "requests: window 100/min"])
+        let setup = try await Setup(defaults: ["global": "tokens: budget 1000", "tenant": "requests: window 100/min"])
         defer { setup.close() }
         let call = ProviderCall(
             scope: "s", estimate: ["tokens": 400, "requests": 1], quotaPath: setup.path, maxAttempts: 1)
@@ -126,7 +145,7 @@ struct TwoTripCallTests {
 
     @Test("A refusal at any stage leaves nothing behind: no lease, no queue entry, no charge")
     func refusalLeavesNothing() async throws {
-        let setup = try Setup(defaults: ["global": "tokens: budget 500"])
+        let setup = try await Setup(defaults: ["global": "tokens: budget 500"])
         defer { setup.close() }
         let path = try ScopePath("global=openai")
         let big = ProviderCall(scope: "s", estimate: ["tokens": 600], quotaPath: path, concurrency: 1, maxAttempts: 1)
@@ -145,13 +164,13 @@ struct TwoTripCallTests {
     @Test("Waiting callers are scheduled in the admission's reply: under contention at most 3 script calls per call")
     func scheduledWithoutPolling() async throws {
         // 10 a second, a burst of 1: 30 callers within a 2 s deadline — about 20 are scheduled, the rest shed.
-        let setup = try Setup(defaults: ["global": "requests: bucket rate=10/s burst=1 debt=20"])
+        let setup = try await Setup(defaults: ["global": "requests: bucket rate=10/s burst=1 debt=20"])
         defer { setup.close() }
         let path = try ScopePath("global=openai")
         let call = ProviderCall(
             scope: "s", estimate: ["requests": 1], quotaPath: path, timeout: .seconds(2), maxAttempts: 1)
         _ = try await setup.limiter.decide(path, cost: ["requests": 0])  // loads the function library
-        _ = try await setup.client.send("CONFIG", "RESETSTAT")
+        try await setup.resetStats()
         let outcomes = await withTaskGroup(of: String.self) { group in
             for _ in 0..<30 {
                 group.addTask {

@@ -4,8 +4,9 @@ import SluiceRedis
 /// A list in Redis that wakes callers waiting for something another caller frees: a lease pool's slot
 /// (`sluice:{P}:lease:<scope>:free`, pushed by lease-release.lua) or a request tree's call slot
 /// (`sluice:{P}:tree:<id>:free`, pushed by call-finish's "wake" step). A waiter blocks on it with `BLPOP` on
-/// a dedicated connection instead of asking again and again; call-admit empties the list whenever it refuses
-/// a caller for want of that thing, so a wake-up in it always stands for something freed since.
+/// a dedicated connection (on a cluster, to the primary that serves the list) instead of asking again and
+/// again; call-admit empties the list whenever it refuses a caller for want of that thing, so a wake-up in it
+/// always stands for something freed since.
 struct WakeUpList: Sendable {
     let key: RedisArgument
 
@@ -20,10 +21,17 @@ struct WakeUpList: Sendable {
         }
         let seconds = String(format: "%.3f", Double(limit.milliseconds) / 1000)
         let key = self.key
-        let reply = try await redis.withConnection { connection in
-            try await connection.send(RedisCommand("BLPOP", key, RedisArgument(seconds)))
+        do {
+            let reply = try await redis.withConnection(routingKey: key) { connection in
+                try await connection.send(RedisCommand("BLPOP", key, RedisArgument(seconds)))
+            }
+            return reply.array != nil
+        } catch let error as RedisError where error.serverPrefix == "MOVED" || error.serverPrefix == "ASK" {
+            // On a cluster, the list's slot is moving: no wake-up to wait for here. The caller asks again (through
+            // the router, which follows the slot) after a moment.
+            try await Task.sleep(for: min(.milliseconds(20), max(.zero, until - .now)))
+            return false
         }
-        return reply.array != nil
     }
 
     /// The step that pushes one wake-up (wake.lua).

@@ -48,40 +48,41 @@ public struct EventLog: Sendable {
         return Self.entries(reply, partition: partition).reversed()
     }
 
-    /// The partitions that have an event stream right now (found with `SCAN`).
+    /// The partitions that have an event stream right now (found with `SCAN`, on every primary of a cluster).
     public func partitions() async throws(RedisError) -> [String] {
-        var cursor = "0"
         var found: Set<String> = []
-        repeat {
-            let reply = try await redis.send(
-                "SCAN", RedisArgument(cursor), "MATCH", RedisArgument(Self.globEscaped(namespace) + ":{*}:events"),
-                "COUNT", 1000, "TYPE", "stream")
-            guard let parts = reply.array, parts.count == 2 else { break }
-            cursor = parts[0].string ?? "0"
-            for key in parts[1].array ?? [] {
-                if let text = key.string, let partition = Self.partition(ofKey: text, namespace: namespace) {
-                    found.insert(partition)
-                }
-            }
-        } while cursor != "0"
+        for key in try await redis.scanKeys(matching: Self.globEscaped(namespace) + ":{*}:events", type: "stream") {
+            if let partition = Self.partition(ofKey: key, namespace: namespace) { found.insert(partition) }
+        }
         return found.sorted()
     }
 
     /// Follows the streams of the given partitions: waits (`XREAD BLOCK`, on a pooled connection
-    /// of its own) and hands every new event to `handler` until the task is cancelled.
+    /// of its own) and hands every new event to `handler` until the task is cancelled. On a Redis Cluster each
+    /// partition is followed on a connection to the primary that serves it.
     /// - Parameter after: the entry id to start after per partition (`$`: only new events).
     public func follow(
-        partitions: [String], after: String = "$", handler: @Sendable (SluiceEvent) async -> Void
+        partitions: [String], after: String = "$", handler: @escaping @Sendable (SluiceEvent) async -> Void
     ) async throws {
         guard !partitions.isEmpty else { return }
+        if partitions.count > 1, try await redis.isCluster() {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for partition in partitions {
+                    group.addTask { try await follow(partitions: [partition], after: after, handler: handler) }
+                }
+                try await group.waitForAll()
+            }
+            return
+        }
         var last = Dictionary(uniqueKeysWithValues: partitions.map { ($0, after) })
         let block = max(100, Int(redis.configuration.commandTimeout / .milliseconds(1)) / 2)
-        try await redis.withConnection { connection in
+        try await redis.withConnection(routingKey: PartitionKeys(partition: partitions[0], namespace: namespace).events) {
+            connection in
             // `$` means "after the newest entry when this XREAD runs": sent again after a BLOCK that timed out, it
             // would skip the events recorded between the two XREADs. It is resolved once, to the newest id now.
             for partition in partitions where last[partition] == "$" {
                 let newest = try await connection.send(
-                    RedisCommand("XREVRANGE", PartitionKeys(partition: partition).events, "+", "-", "COUNT", "1"))
+                    RedisCommand("XREVRANGE", PartitionKeys(partition: partition, namespace: namespace).events, "+", "-", "COUNT", "1"))
                 last[partition] = newest.array?.first?.array?.first?.string ?? "0-0"
             }
             while !Task.isCancelled {

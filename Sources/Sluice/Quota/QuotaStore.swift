@@ -114,21 +114,15 @@ public struct QuotaStore: Sendable {
         return found
     }
 
-    /// Every field of every config hash under the namespace.
+    /// Every field of every config hash under the namespace (on every primary of a Redis Cluster).
     public func list() async throws(QuotaError) -> [QuotaField] {
         var fields: [QuotaField] = []
-        var cursor = "0"
-        var keys: Set<String> = []
-        repeat {
-            let reply = try await send(
-                RedisCommand(
-                    "SCAN", RedisArgument(cursor), "MATCH", RedisArgument("\(namespace):{*}:quotas"), "COUNT", "1000"))
-            guard let parts = reply.array, parts.count == 2, let next = parts[0].string else {
-                throw QuotaError(.unexpectedReply, "SCAN replied unexpectedly")
-            }
-            cursor = next
-            for key in parts[1].array ?? [] { if let key = key.string { keys.insert(key) } }
-        } while cursor != "0"
+        let keys: [String]
+        do {
+            keys = try await client.scanKeys(matching: "\(namespace):{*}:quotas")
+        } catch {
+            throw QuotaError.redis(error)
+        }
         for key in keys.sorted() {
             let reply = try await send(RedisCommand("HGETALL", RedisArgument(key)))
             let items = reply.array ?? []

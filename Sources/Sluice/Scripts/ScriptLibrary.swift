@@ -131,6 +131,9 @@ final class ScriptLibrary: Sendable {
                 // An ACL without FUNCTION (NOPERM), or a server that cannot load it: EVALSHA from now on.
                 Self.useEval(for: client)
                 return try await client.evalScript(evalScript(script, entry), keys: keys, arguments: arguments)
+            } catch  where error.isConnectionFailure {
+                // On a cluster, another primary may be down while this call's primary took the library: the call
+                // below finds out (and fails as it must when the library did not arrive).
             }
             return try await client.send(command)
         } catch  where error.code == .server && Self.lacksFunctions(error) {
@@ -143,6 +146,9 @@ final class ScriptLibrary: Sendable {
 
     /// Loads the library (`FUNCTION LOAD REPLACE`), once at a time per client: when a server lost it (a
     /// restart), the callers that find it missing together wait for one load instead of sending one each.
+    /// On a Redis Cluster the load reaches every primary (the client sends `FUNCTION LOAD` to each, and
+    /// replicas copy it); a primary that appears later without it (a new node after resharding, a restarted
+    /// node) answers the next call with "Function not found", and the load runs again.
     func load(on client: RedisClient) async throws(RedisError) {
         let id = ObjectIdentifier(client)
         let source = functionSource
@@ -170,24 +176,28 @@ final class ScriptLibrary: Sendable {
         return message.contains("unknown command") || error.serverPrefix == "NOPERM"
     }
 
-    /// Deletes the libraries of other Sluice versions from the server; returns their names.
+    /// Deletes the libraries of other Sluice versions from the server (every primary of a cluster); returns their
+    /// names.
     func pruneOthers(on client: RedisClient) async throws(RedisError) -> [String] {
-        let reply = try await client.send(RedisCommand("FUNCTION", "LIST", "LIBRARYNAME", "sluice_*"))
-        var removed: [String] = []
-        for library in reply.array ?? [] {
+        let replies = try await client.sendToEveryPrimary(RedisCommand("FUNCTION", "LIST", "LIBRARYNAME", "sluice_*"))
+        var others: Set<String> = []
+        for library in replies.flatMap({ $0.array ?? [] }) {
             let fields = library.array ?? []
             var index = 0
             while index + 1 < fields.count {
                 if fields[index].string == "library_name", let other = fields[index + 1].string,
                     other != name, other.hasPrefix("sluice_")
                 {
-                    _ = try await client.send(RedisCommand("FUNCTION", "DELETE", RedisArgument(other)))
-                    removed.append(other)
+                    others.insert(other)
                 }
                 index += 2
             }
         }
-        return removed
+        for other in others.sorted() {
+            // On a cluster this reaches every primary; one that lacks the library does not fail it.
+            _ = try await client.send(RedisCommand("FUNCTION", "DELETE", RedisArgument(other)))
+        }
+        return others.sorted()
     }
 }
 

@@ -1,8 +1,11 @@
-import Synchronization
-
 /// The entry point: automatically pipelined shared connections for everyday commands and scripts
 /// (one by default), and a small pool for callers that need a connection of their own (blocking
 /// reads, `MULTI`).
+///
+/// Given any node of a Redis Cluster, the client finds out on its first command (`CLUSTER INFO`) and from
+/// then on sends each command to the primary that serves its keys, with a pipelined connection and a pool
+/// per primary, following `MOVED` and `ASK` (see ``sendToEveryPrimary(_:)`` and ``scanKeys(matching:type:)``
+/// for commands about servers rather than keys).
 ///
 /// ```swift
 /// let redis = try RedisClient(url: "redis://127.0.0.1:6379")
@@ -10,9 +13,8 @@ import Synchronization
 /// ```
 public final class RedisClient: Sendable {
     public let configuration: RedisConfiguration
-    private let sharedConnections: [RedisConnection]
-    private let nextShared = Atomic<Int>(0)
-    private let pool: ConnectionPool<RedisConnection, ContinuousClock>
+    private let pool: DedicatedPool
+    let router: CommandRouter
 
     /// - Parameters:
     ///   - poolSize: the most dedicated connections ``withConnection(deadline:_:)`` opens at once.
@@ -24,10 +26,8 @@ public final class RedisClient: Sendable {
         for _ in 0..<max(1, sharedConnections) {
             shared.append(try RedisConnection(configuration: configuration, shared: true))
         }
-        self.sharedConnections = shared
-        self.pool = ConnectionPool(
-            maximumConnections: poolSize, clock: .continuous,
-            open: { try RedisConnection(configuration: configuration) }, close: { $0.close() })
+        self.pool = DedicatedPool(configuration: configuration, maximumConnections: poolSize)
+        self.router = CommandRouter(sharedConnections: shared, configuration: configuration, poolSize: poolSize)
     }
 
     public convenience init(url: String) throws(RedisError) {
@@ -38,30 +38,23 @@ public final class RedisClient: Sendable {
         close()
     }
 
-    /// The shared connection for the next command: in turn when there are several.
-    private var shared: RedisConnection {
-        if sharedConnections.count == 1 { return sharedConnections[0] }
-        let turn = nextShared.wrappingAdd(1, ordering: .relaxed).oldValue
-        return sharedConnections[Int(UInt(bitPattern: turn) % UInt(sharedConnections.count))]
-    }
-
     /// Sends one command on a shared connection; concurrent callers are pipelined together.
     ///
     /// Blocking commands (`BLPOP`, `XREAD … BLOCK`, `WAIT`, …) and those that change the
     /// connection's state (`SELECT`, `MULTI`, `AUTH`, …) are refused here with
     /// ``RedisError/Code/requiresDedicatedConnection``: send them in ``withConnection(deadline:_:)``.
     public func send(_ command: RedisCommand) async throws(RedisError) -> RedisValue {
-        try await shared.send(command)
+        try await router.send(command)
     }
 
     /// Sends one command built from its name and arguments.
     public func send(_ name: String, _ arguments: RedisArgument...) async throws(RedisError) -> RedisValue {
-        try await shared.send(RedisCommand(name, arguments))
+        try await router.send(RedisCommand(name, arguments))
     }
 
     /// Sends commands back to back and returns their replies in order (error replies in place).
     public func pipeline(_ commands: [RedisCommand]) async throws(RedisError) -> [RedisValue] {
-        try await shared.pipeline(commands)
+        try await router.pipeline(commands)
     }
 
     /// Runs a script with `EVALSHA`. When the server does not know it (`NOSCRIPT`: a restart, a
@@ -72,15 +65,15 @@ public final class RedisClient: Sendable {
         _ script: RedisScript, keys: [RedisArgument] = [], arguments: [RedisArgument] = []
     ) async throws(RedisError) -> RedisValue {
         do {
-            return try await shared.send(Self.evalCommand(script, byDigest: true, keys: keys, arguments: arguments))
+            return try await router.send(Self.evalCommand(script, byDigest: true, keys: keys, arguments: arguments))
         } catch  where error.serverPrefix == "NOSCRIPT" {
-            return try await shared.send(Self.evalCommand(script, byDigest: false, keys: keys, arguments: arguments))
+            return try await router.send(Self.evalCommand(script, byDigest: false, keys: keys, arguments: arguments))
         }
     }
 
     /// Loads a script into the server's script cache (`SCRIPT LOAD`).
     public func load(_ script: RedisScript) async throws(RedisError) {
-        let reply = try await shared.send(RedisCommand("SCRIPT", "LOAD", RedisArgument(script.source)))
+        let reply = try await router.send(RedisCommand("SCRIPT", "LOAD", RedisArgument(script.source)))
         guard reply.string == script.sha1 else {
             throw RedisError(
                 .unexpectedReply,
@@ -96,8 +89,16 @@ public final class RedisClient: Sendable {
     /// When every pooled connection is busy, the caller waits for one until `deadline` (default:
     /// ``RedisConfiguration/commandTimeout`` from now; then ``RedisError/Code/timeout``) and no
     /// longer than its task stays uncancelled (then `CancellationError`).
+    ///
+    /// On a Redis Cluster the connection goes to any primary; see ``withConnection(routingKey:deadline:_:)``.
     public func withConnection<Result: Sendable>(
         deadline: ContinuousClock.Instant? = nil, _ body: (RedisConnection) async throws -> Result
+    ) async throws -> Result {
+        try await withConnection(pool: dedicatedPool(routingKey: nil), deadline: deadline, body)
+    }
+
+    func withConnection<Result: Sendable>(
+        pool: DedicatedPool, deadline: ContinuousClock.Instant?, _ body: (RedisConnection) async throws -> Result
     ) async throws -> Result {
         let lease = try await pool.lease(deadline: deadline ?? .now + configuration.commandTimeout)
         do {
@@ -114,11 +115,17 @@ public final class RedisClient: Sendable {
     var poolUsage: (slots: Int, waiting: Int) { pool.usage }
 
     /// The first shared connection's I/O thread as a task executor; see ``RedisConnection/executor``.
-    public var executor: any TaskExecutor { sharedConnections[0].executor }
+    public var executor: any TaskExecutor { router.seed.executor }
 
-    /// Closes the shared connections and the pool; waiting commands fail with ``RedisError/Code/closed``.
+    /// The pool of dedicated connections to the server, or on a cluster to the primary that serves `key`.
+    func dedicatedPool(routingKey key: RedisArgument?) async throws(RedisError) -> DedicatedPool {
+        guard case .cluster(let cluster) = try await router.mode() else { return pool }
+        return try await cluster.dedicatedPool(routingKey: key)
+    }
+
+    /// Closes the shared connections and the pools; waiting commands fail with ``RedisError/Code/closed``.
     public func close() {
-        for connection in sharedConnections { connection.close() }
+        router.close()
         pool.close()
     }
 

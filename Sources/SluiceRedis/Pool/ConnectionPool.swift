@@ -170,3 +170,15 @@ where PoolClock.Duration == Duration {
         }
     }
 }
+
+/// Dedicated connections to one server (a cluster client keeps one such pool per primary).
+typealias DedicatedPool = ConnectionPool<RedisConnection, ContinuousClock>
+
+extension ConnectionPool where Connection == RedisConnection, PoolClock == ContinuousClock {
+    /// Opens up to `maximumConnections` connections to `configuration`'s server, each a caller's own.
+    convenience init(configuration: RedisConfiguration, maximumConnections: Int) {
+        self.init(
+            maximumConnections: maximumConnections, clock: .continuous,
+            open: { try RedisConnection(configuration: configuration) }, close: { $0.close() })
+    }
+}

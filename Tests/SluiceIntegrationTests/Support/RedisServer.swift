@@ -177,11 +177,24 @@ enum ChildProcess {
     }
 }
 
-/// The shared server of the test run: `REDIS_URL`, else the docker-compose default.
+/// The shared server of the test run: `REDIS_URL`, else the docker-compose default; inside a test that runs
+/// on the cluster as well (``OnEveryServer``), `REDIS_CLUSTER_URL` for its second run.
 enum TestRedis {
+    /// The server of the test that is running, when it is not `REDIS_URL` (set by ``OnEveryServer``).
+    @TaskLocal static var current: String?
+
     static var url: String {
-        ProcessInfo.processInfo.environment["REDIS_URL"] ?? "redis://127.0.0.1:6379"
+        current ?? ProcessInfo.processInfo.environment["REDIS_URL"] ?? "redis://127.0.0.1:6379"
     }
+
+    /// The shared Redis Cluster of the test run (`REDIS_CLUSTER_URL`: any node), when there is one.
+    static var clusterURL: String? {
+        guard let url = ProcessInfo.processInfo.environment["REDIS_CLUSTER_URL"], !url.isEmpty else { return nil }
+        return url
+    }
+
+    /// Whether the running test is on the cluster.
+    static var onCluster: Bool { current != nil && current == clusterURL }
 
     static func client(commandTimeout: Duration = .seconds(5)) throws -> RedisClient {
         var configuration = try RedisConfiguration(url: url)
