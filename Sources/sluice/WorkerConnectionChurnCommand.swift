@@ -9,7 +9,7 @@ import Synchronization
 #endif
 
 /// `sluice worker connection-churn`: keeps --callers callers busy on one shared connection for
-/// --duration-ms, each writing and reading values of --value-bytes (replies larger than the
+/// --duration-ms (or until --stop-file exists, when given), each writing and reading values of --value-bytes (replies larger than the
 /// socket buffers), while the test kills the connection from the server side. Reports how many
 /// calls got their own reply, a wrong reply, or which typed error. A process killed by a signal
 /// (SIGPIPE: status 141) writes nothing: the test sees its exit status.
@@ -20,6 +20,7 @@ struct WorkerConnectionChurnCommand: AsyncParsableCommand {
     @Option var callers = 300
     @Option(name: .customLong("duration-ms")) var durationMillis = 3000
     @Option var valueBytes = 20_000
+    @Option(help: "Stop as soon as this file exists (checked between calls).") var stopFile: String?
 
     func run() async throws {
         var configuration = try options.connection.configuration()
@@ -31,11 +32,15 @@ struct WorkerConnectionChurnCommand: AsyncParsableCommand {
         let end = ContinuousClock.now + .milliseconds(durationMillis)
         let size = valueBytes
         let prefix = "{\(options.partition)}:churn:\(getpid()):"
+        let stopFile = stopFile
+        let running: @Sendable () -> Bool = {
+            ContinuousClock.now < end && (stopFile.map { access($0, F_OK) != 0 } ?? true)
+        }
         await withTaskGroup(of: Void.self) { group in
             for caller in 0..<callers {
                 group.addTask {
                     var round = 0
-                    while ContinuousClock.now < end {
+                    while running() {
                         round += 1
                         // Each caller's own value, so that a reply given to the wrong caller shows.
                         let tag = Array("\(caller)-\(round)-".utf8)

@@ -76,13 +76,16 @@ public struct EventLog: Sendable {
         }
         var last = Dictionary(uniqueKeysWithValues: partitions.map { ($0, after) })
         let block = max(100, Int(redis.configuration.commandTimeout / .milliseconds(1)) / 2)
-        try await redis.withConnection(routingKey: PartitionKeys(partition: partitions[0], namespace: namespace).events) {
+        try await redis.withConnection(routingKey: PartitionKeys(partition: partitions[0], namespace: namespace).events)
+        {
             connection in
             // `$` means "after the newest entry when this XREAD runs": sent again after a BLOCK that timed out, it
             // would skip the events recorded between the two XREADs. It is resolved once, to the newest id now.
             for partition in partitions where last[partition] == "$" {
                 let newest = try await connection.send(
-                    RedisCommand("XREVRANGE", PartitionKeys(partition: partition, namespace: namespace).events, "+", "-", "COUNT", "1"))
+                    RedisCommand(
+                        "XREVRANGE", PartitionKeys(partition: partition, namespace: namespace).events, "+", "-",
+                        "COUNT", "1"))
                 last[partition] = newest.array?.first?.array?.first?.string ?? "0-0"
             }
             while !Task.isCancelled {

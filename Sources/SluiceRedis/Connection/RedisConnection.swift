@@ -63,7 +63,7 @@ public final class RedisConnection: Sendable {
     /// so one refused command does not hide the others' replies; connection failures are thrown.
     public func pipeline(_ commands: [RedisCommand]) async throws(RedisError) -> [RedisValue] {
         guard !commands.isEmpty else { return [] }
-        for command in commands { try check(command) }
+        try check(pipeline: commands)
         var bytes: [UInt8] = []
         bytes.reserveCapacity(commands.reduce(0) { $0 + $1.encoded.count })
         for command in commands { bytes.append(contentsOf: command.encoded) }
@@ -86,6 +86,26 @@ public final class RedisConnection: Sendable {
             }
         }
         return values
+    }
+
+    /// Checks each command of a pipeline; a `MULTI … EXEC` (or `… DISCARD`) block the pipeline holds whole
+    /// is accepted on a shared connection too: its commands are written back to back, so no other
+    /// caller's command can fall inside the transaction.
+    private func check(pipeline commands: [RedisCommand]) throws(RedisError) {
+        var transactionStart: Int?
+        var wholeBlocks = Set<Int>()
+        for (index, command) in commands.enumerated() {
+            switch command.name.uppercased() {
+            case "MULTI" where transactionStart == nil:
+                transactionStart = index
+            case "EXEC", "DISCARD":
+                if let start = transactionStart { wholeBlocks.formUnion([start, index]) }
+                transactionStart = nil
+            default:
+                break
+            }
+        }
+        for (index, command) in commands.enumerated() where !wholeBlocks.contains(index) { try check(command) }
     }
 
     private func check(_ command: RedisCommand) throws(RedisError) {
