@@ -11,6 +11,9 @@
 # Nodes time out after 2 s (cluster-node-timeout), so a replica takes over from a killed primary within
 # a few seconds. REDIS_CLUSTER_URL names the first primary; any node's URL works for Sluice.
 
+# stop_pids comes from redis.sh (sourced here unless the caller has sourced it already).
+declare -F stop_pids >/dev/null || source "$(dirname "${BASH_SOURCE[0]}")/redis.sh"
+
 _sluice_cluster_pids=()
 _sluice_cluster_dirs=()
 
@@ -119,15 +122,8 @@ _cluster_track_pids() {
 }
 
 cluster_stop() {
-  local pid dir
-  for pid in "${_sluice_cluster_pids[@]}"; do
-    kill -CONT "$pid" 2>/dev/null || true
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${_sluice_cluster_pids[@]}"; do
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-    kill -9 "$pid" 2>/dev/null || true
-  done
+  stop_pids "${_sluice_cluster_pids[@]}"
+  local dir
   for dir in "${_sluice_cluster_dirs[@]}"; do rm -rf "$dir"; done
   _sluice_cluster_pids=()
   _sluice_cluster_dirs=()

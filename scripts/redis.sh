@@ -49,18 +49,35 @@ redis_start() {
 }
 
 redis_stop() {
-  local pid
-  for pid in "${_sluice_redis_pids[@]}"; do
-    kill -CONT "$pid" 2>/dev/null || true
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${_sluice_redis_pids[@]}"; do
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-    kill -9 "$pid" 2>/dev/null || true
-  done
+  stop_pids "${_sluice_redis_pids[@]}"
+  local dir
   for dir in "${_sluice_redis_dirs[@]}"; do rm -rf "$dir"; done
   _sluice_redis_pids=()
   _sluice_redis_dirs=()
+}
+
+# Stops servers by pid: SIGCONT first (a test may have stopped one), then SIGTERM, and SIGKILL to
+# what is still running after 2.5 s.
+stop_pids() {
+  local pid
+  for pid in "$@"; do
+    kill -CONT "$pid" 2>/dev/null || true
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "$@"; do
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+}
+
+# Servers that fault-injection tests start themselves live in ${TMPDIR:-/tmp}/sluice-test-*; a test
+# process that dies cannot stop its own, so the test scripts sweep them on exit as well.
+sweep_test_servers() {
+  local pidfile
+  for pidfile in "${TMPDIR:-/tmp}"/sluice-test-*/redis.pid; do
+    [ -f "$pidfile" ] && kill -9 "$(cat "$pidfile")" 2>/dev/null || true
+  done
+  rm -rf "${TMPDIR:-/tmp}"/sluice-test-* 2>/dev/null || true
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then

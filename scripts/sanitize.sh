@@ -38,13 +38,6 @@ status=0
 swift test --skip-build "${swift[@]}" --parallel --filter SluiceUnitTests || status=$?
 
 source scripts/redis.sh
-sweep_test_servers() {
-  local pidfile
-  for pidfile in "${TMPDIR:-/tmp}"/sluice-test-*/redis.pid; do
-    [ -f "$pidfile" ] && kill -9 "$(cat "$pidfile")" 2>/dev/null || true
-  done
-  rm -rf "${TMPDIR:-/tmp}"/sluice-test-* 2>/dev/null || true
-}
 redis_start
 trap 'sweep_test_servers; redis_stop' EXIT
 echo "sanitize.sh: integration tests against $REDIS_URL" >&2

@@ -15,15 +15,6 @@ swift test --skip-build --parallel --filter SluiceUnitTests
 
 source scripts/redis.sh
 source scripts/cluster.sh
-# Servers that fault-injection tests start themselves live in ${TMPDIR:-/tmp}/sluice-test-*; a test
-# process that dies cannot stop its own, so sweep them on exit as well.
-sweep_test_servers() {
-  local pidfile
-  for pidfile in "${TMPDIR:-/tmp}"/sluice-test-*/redis.pid; do
-    [ -f "$pidfile" ] && kill -9 "$(cat "$pidfile")" 2>/dev/null || true
-  done
-  rm -rf "${TMPDIR:-/tmp}"/sluice-test-* 2>/dev/null || true
-}
 redis_start
 cluster_start
 trap 'sweep_test_servers; cluster_stop; redis_stop' EXIT
