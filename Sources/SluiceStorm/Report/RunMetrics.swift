@@ -31,6 +31,8 @@ public struct RunMetrics: Sendable, Hashable {
     public var callsOK: Int
     public var callsTotal: Int
     public var workerFailures: [String]
+    /// Shed calls by the refusal that shed them (`quotaDenied`, `overloaded`, `leaseUnavailable`, …).
+    public var shedByReason: [String: Int]
     /// The p99 time from wanting a call to its being shed, for the 2 a.m. story.
     public var shedP99Ms: Double?
 
@@ -77,6 +79,7 @@ public struct RunMetrics: Sendable, Hashable {
         peakQueueDepth = run.waiting.max() ?? 0
         let shedCalls = run.calls.filter { $0.outcome == .shed }
         shed = shedCalls.count
+        shedByReason = shedCalls.reduce(into: [:]) { $0[$1.refusal ?? "unknown", default: 0] += 1 }
         shedP99Ms = Self.percentile(shedCalls.map(\.latencyMs).sorted(), 0.99)
         followSeconds = Self.follow(run)
         redisCallsPerProviderCall = run.redisCost?.callsPerProviderCall

@@ -22,7 +22,8 @@ public struct StormReport: Sendable {
         }
         func integer(_ value: Int?) -> String { value.map(String.init) ?? "null" }
         let entries = metrics.map { m in
-            """
+            let reasons = m.shedByReason.sorted { $0.key < $1.key }.map { "\"\($0.key)\": \($0.value)" }
+            return """
                 {"scenario": "\(m.scenario)", "mode": "\(m.mode)", "provider_429s": \(m.provider429s), \
             "provider_429s_after_warmup": \(m.provider429sAfterWarmup), \
             "goodput_tokens_per_sec": \(number(m.goodputTokensPerSecond, digits: 10)), \
@@ -32,7 +33,8 @@ public struct StormReport: Sendable {
             "light_refusals": \(integer(m.lightRefusals)), \
             "jain_index": \(number(m.jainIndex)), "runaway_tokens": \(integer(m.runawayTokens)), \
             "runaway_budget": \(integer(m.runawayBudget)), "peak_queue_depth": \(m.peakQueueDepth), \
-            "shed": \(m.shed), "follow_seconds": \(number(m.followSeconds, digits: 100)), \
+            "shed": \(m.shed), "shed_by_reason": {\(reasons.joined(separator: ", "))}, \
+            "follow_seconds": \(number(m.followSeconds, digits: 100)), \
             "redis_calls_per_provider_call": \(number(m.redisCallsPerProviderCall, digits: 100)), \
             "redis_us_per_provider_call": \(number(m.redisMicrosecondsPerProviderCall, digits: 100))}
             """
