@@ -59,4 +59,42 @@ struct FunctionLibraryTests {
         #expect(try await limiter.decide(try ScopePath("global=openai"), cost: ["tokens": 1]).allowed)
         #expect(try await SluiceFunctions.pruneOthers(on: client).isEmpty)
     }
+
+    @Test("Loading a version removes the libraries no worker has run for a day, and only those")
+    func stalePrunedOnLoad() async throws {
+        let server = try RedisServer()
+        defer { server.stop() }
+        let client = try RedisClient(url: server.url)
+        defer { client.close() }
+        func library(_ version: String) -> RedisArgument {
+            RedisArgument(
+                "#!lua name=sluice_\(version)\nredis.register_function('sluice_ping_\(version)', function() return 1 end)"
+            )
+        }
+        for version in ["00000000dead", "00000000a11e", "0000000000e0"] {
+            _ = try await client.send("FUNCTION", "LOAD", library(version))
+        }
+        let now = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
+        _ = try await client.send(
+            "HSET", RedisArgument(ScriptLibrary.inUseKey),
+            // Last run 25 hours ago: stale. An hour ago: a worker of it may still run. No record: left alone.
+            "sluice_00000000dead", RedisArgument(now - 25 * 3_600_000),
+            "sluice_00000000a11e", RedisArgument(now - 3_600_000))
+
+        try await SluiceFunctions.load(on: client)
+        // The pruning runs after the load, off the caller's path.
+        var names: Set<String> = []
+        for _ in 0..<100 {
+            let libraries = try await client.send("FUNCTION", "LIST", "LIBRARYNAME", "sluice_*").array ?? []
+            names = Set(libraries.compactMap { $0.array?[1].string })
+            if !names.contains("sluice_00000000dead") { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(names == [ScriptLibrary.shared.name, "sluice_00000000a11e", "sluice_0000000000e0"], "\(names)")
+        let record = try await client.send("HGETALL", RedisArgument(ScriptLibrary.inUseKey)).array ?? []
+        let recorded = stride(from: 0, to: record.count, by: 2).compactMap { record[$0].string }
+        #expect(Set(recorded) == [ScriptLibrary.shared.name, "sluice_00000000a11e"], "\(recorded)")
+        let ttl = try await client.send("PTTL", RedisArgument(ScriptLibrary.inUseKey)).integer ?? -1
+        #expect(ttl > 0, "the record expires")
+    }
 }

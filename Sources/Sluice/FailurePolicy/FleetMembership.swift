@@ -40,6 +40,8 @@ public final class FleetMembership: Sendable {
             arguments: [RedisArgument(workerID), RedisArgument(max(1, Int(interval * 3 / .milliseconds(1))))])
         let count = max(1, Int(reply.integer ?? 1))
         known.withLock { $0 = count }
+        // A worker of this version is alive: its library must not be pruned as stale.
+        await ScriptLibrary.shared.noteInUse(on: redis)
         return count
     }
 

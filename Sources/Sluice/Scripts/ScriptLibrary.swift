@@ -1,3 +1,4 @@
+import Foundation
 import SluiceRedis
 import Synchronization
 
@@ -157,6 +158,12 @@ final class ScriptLibrary: Sendable {
             let task = Task<Void, any Error> {
                 defer { _ = Self.loads.withLock { $0.removeValue(forKey: id) } }
                 _ = try await client.send(RedisCommand("FUNCTION", "LOAD", "REPLACE", RedisArgument(source)))
+                // Housekeeping after a load, off the callers' path: this version is in use, and the
+                // libraries no worker has run for a day go.
+                Task { [self] in
+                    await noteInUse(on: client, force: true)
+                    _ = try? await pruneStale(on: client)
+                }
             }
             loads[id] = task
             return task
@@ -198,6 +205,63 @@ final class ScriptLibrary: Sendable {
             _ = try await client.send(RedisCommand("FUNCTION", "DELETE", RedisArgument(other)))
         }
         return others.sorted()
+    }
+}
+
+// MARK: Which versions are in use
+
+extension ScriptLibrary {
+    /// `sluice:libraries`, a hash: each library name → when a worker running it last said so (milliseconds
+    /// since 1970, by that worker's clock). Written on load and by workers' heartbeats (at most every ten
+    /// minutes per process); the key expires a week after its last write.
+    static let inUseKey = "sluice:libraries"
+    /// A library that no worker has run for this long is removed when any version loads its own.
+    static let staleAfter: Duration = .seconds(86_400)
+    private static let noteEvery: Duration = .seconds(600)
+    private static let lastNoted = Mutex<ContinuousClock.Instant?>(nil)
+
+    /// Records that this process runs this library (best effort: a failure only delays the record).
+    func noteInUse(on client: RedisClient, force: Bool = false) async {
+        let now = ContinuousClock.now
+        let due = Self.lastNoted.withLock { last in
+            if !force, let last, now - last < Self.noteEvery { return false }
+            last = now
+            return true
+        }
+        guard due else { return }
+        let milliseconds = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
+        _ = try? await client.pipeline([
+            RedisCommand("HSET", RedisArgument(Self.inUseKey), RedisArgument(name), RedisArgument(milliseconds)),
+            RedisCommand("PEXPIRE", RedisArgument(Self.inUseKey), RedisArgument(7 * 86_400_000)),
+        ])
+    }
+
+    /// Deletes the libraries of other versions whose last record in ``inUseKey`` is older than
+    /// ``staleAfter``; returns their names. A library without a record (from a version before the records,
+    /// or loaded by hand) is left alone: `sluice scripts prune` removes those.
+    func pruneStale(on client: RedisClient) async throws(RedisError) -> [String] {
+        let fields = try await client.send(RedisCommand("HGETALL", RedisArgument(Self.inUseKey))).array ?? []
+        let now = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
+        let horizon = now - Int64(Self.staleAfter / .milliseconds(1))
+        var stale: [String] = []
+        var index = 0
+        while index + 1 < fields.count {
+            if let library = fields[index].string, library != name, library.hasPrefix("sluice_"),
+                let seen = fields[index + 1].string.flatMap({ Int64($0) }), seen < horizon
+            {
+                stale.append(library)
+            }
+            index += 2
+        }
+        for library in stale.sorted() {
+            do {
+                _ = try await client.send(RedisCommand("FUNCTION", "DELETE", RedisArgument(library)))
+            } catch  where error.code == .server && error.message.contains("not found") {
+                // Already gone (pruned by hand, or by another worker a moment ago).
+            }
+            _ = try await client.send(RedisCommand("HDEL", RedisArgument(Self.inUseKey), RedisArgument(library)))
+        }
+        return stale.sorted()
     }
 }
 

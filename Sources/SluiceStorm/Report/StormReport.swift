@@ -24,20 +24,20 @@ public struct StormReport: Sendable {
         let entries = metrics.map { m in
             let reasons = m.shedByReason.sorted { $0.key < $1.key }.map { "\"\($0.key)\": \($0.value)" }
             return """
-                {"scenario": "\(m.scenario)", "mode": "\(m.mode)", "provider_429s": \(m.provider429s), \
-            "provider_429s_after_warmup": \(m.provider429sAfterWarmup), \
-            "goodput_tokens_per_sec": \(number(m.goodputTokensPerSecond, digits: 10)), \
-            "utilization": \(number(m.utilization)), "light_p50_ms": \(number(m.lightP50Ms, digits: 10)), \
-            "light_p99_ms": \(number(m.lightP99Ms, digits: 10)), \
-            "light_p99_baseline_ms": \(number(m.lightP99BaselineMs, digits: 10)), \
-            "light_refusals": \(integer(m.lightRefusals)), \
-            "jain_index": \(number(m.jainIndex)), "runaway_tokens": \(integer(m.runawayTokens)), \
-            "runaway_budget": \(integer(m.runawayBudget)), "peak_queue_depth": \(m.peakQueueDepth), \
-            "shed": \(m.shed), "shed_by_reason": {\(reasons.joined(separator: ", "))}, \
-            "follow_seconds": \(number(m.followSeconds, digits: 100)), \
-            "redis_calls_per_provider_call": \(number(m.redisCallsPerProviderCall, digits: 100)), \
-            "redis_us_per_provider_call": \(number(m.redisMicrosecondsPerProviderCall, digits: 100))}
-            """
+                    {"scenario": "\(m.scenario)", "mode": "\(m.mode)", "provider_429s": \(m.provider429s), \
+                "provider_429s_after_warmup": \(m.provider429sAfterWarmup), \
+                "goodput_tokens_per_sec": \(number(m.goodputTokensPerSecond, digits: 10)), \
+                "utilization": \(number(m.utilization)), "light_p50_ms": \(number(m.lightP50Ms, digits: 10)), \
+                "light_p99_ms": \(number(m.lightP99Ms, digits: 10)), \
+                "light_p99_baseline_ms": \(number(m.lightP99BaselineMs, digits: 10)), \
+                "light_refusals": \(integer(m.lightRefusals)), \
+                "jain_index": \(number(m.jainIndex)), "runaway_tokens": \(integer(m.runawayTokens)), \
+                "runaway_budget": \(integer(m.runawayBudget)), "peak_queue_depth": \(m.peakQueueDepth), \
+                "shed": \(m.shed), "shed_by_reason": {\(reasons.joined(separator: ", "))}, \
+                "follow_seconds": \(number(m.followSeconds, digits: 100)), \
+                "redis_calls_per_provider_call": \(number(m.redisCallsPerProviderCall, digits: 100)), \
+                "redis_us_per_provider_call": \(number(m.redisMicrosecondsPerProviderCall, digits: 100))}
+                """
         }
         return "{\"runs\": [\n" + entries.joined(separator: ",\n") + "\n]}\n"
     }
