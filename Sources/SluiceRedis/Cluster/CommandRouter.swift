@@ -137,7 +137,10 @@ final class CommandRouter: Sendable {
         }
     }
 
+    // Both refuse what a shared connection cannot take before anything else, finding the mode included: the
+    // answer must not depend on whether a server answers.
     func send(_ command: RedisCommand) async throws(RedisError) -> RedisValue {
+        try RedisConnection.check(command, shared: true)
         switch try await mode(for: command.name) {
         case .single: return try await shared.send(command)
         case .cluster(let router): return try await router.send(command)
@@ -145,6 +148,7 @@ final class CommandRouter: Sendable {
     }
 
     func pipeline(_ commands: [RedisCommand]) async throws(RedisError) -> [RedisValue] {
+        try RedisConnection.check(pipeline: commands, shared: true)
         switch try await mode(for: commands.count == 1 ? commands[0].name : "pipeline") {
         case .single: return try await shared.pipeline(commands)
         case .cluster(let router): return try await router.pipeline(commands)

@@ -88,10 +88,18 @@ public final class RedisConnection: Sendable {
         return values
     }
 
+    private func check(pipeline commands: [RedisCommand]) throws(RedisError) {
+        try Self.check(pipeline: commands, shared: isShared)
+    }
+
+    private func check(_ command: RedisCommand) throws(RedisError) {
+        try Self.check(command, shared: isShared)
+    }
+
     /// Checks each command of a pipeline; a `MULTI … EXEC` (or `… DISCARD`) block the pipeline holds whole
     /// is accepted on a shared connection too: its commands are written back to back, so no other
     /// caller's command can fall inside the transaction.
-    private func check(pipeline commands: [RedisCommand]) throws(RedisError) {
+    static func check(pipeline commands: [RedisCommand], shared: Bool) throws(RedisError) {
         var transactionStart: Int?
         var wholeBlocks = Set<Int>()
         for (index, command) in commands.enumerated() {
@@ -105,10 +113,13 @@ public final class RedisConnection: Sendable {
                 break
             }
         }
-        for (index, command) in commands.enumerated() where !wholeBlocks.contains(index) { try check(command) }
+        for (index, command) in commands.enumerated() where !wholeBlocks.contains(index) {
+            try check(command, shared: shared)
+        }
     }
 
-    private func check(_ command: RedisCommand) throws(RedisError) {
+    /// Refuses, before anything is sent, a command that cannot go on this kind of connection.
+    static func check(_ command: RedisCommand, shared: Bool) throws(RedisError) {
         switch command.kind {
         case .ordinary: return
         case .withoutOneReply:
@@ -117,7 +128,7 @@ public final class RedisConnection: Sendable {
                 "\(command.name) does not answer with one reply per command; it is not supported",
                 command: command.name)
         case .blocking, .connectionState:
-            guard isShared else { return }
+            guard shared else { return }
             let why =
                 command.kind == .blocking
                 ? "blocks its connection" : "changes the state of its connection"
