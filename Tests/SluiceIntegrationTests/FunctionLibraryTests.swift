@@ -60,8 +60,8 @@ struct FunctionLibraryTests {
         #expect(try await SluiceFunctions.pruneOthers(on: client).isEmpty)
     }
 
-    @Test("Loading a version removes the libraries no worker has run for a day, and only those")
-    func stalePrunedOnLoad() async throws {
+    @Test("A worker's heartbeat records its library and removes those no worker has run for a day, only those")
+    func stalePrunedOnHeartbeat() async throws {
         let server = try RedisServer()
         defer { server.stop() }
         let client = try RedisClient(url: server.url)
@@ -74,27 +74,24 @@ struct FunctionLibraryTests {
         for version in ["00000000dead", "00000000a11e", "0000000000e0"] {
             _ = try await client.send("FUNCTION", "LOAD", library(version))
         }
+        let namespace = "heartbeat-\(UUID().uuidString.prefix(8))"
+        let key = RedisArgument(ScriptLibrary.inUseKey(namespace: namespace))
         let now = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
         _ = try await client.send(
-            "HSET", RedisArgument(ScriptLibrary.inUseKey),
+            "HSET", key,
             // Last run 25 hours ago: stale. An hour ago: a worker of it may still run. No record: left alone.
             "sluice_00000000dead", RedisArgument(now - 25 * 3_600_000),
             "sluice_00000000a11e", RedisArgument(now - 3_600_000))
 
-        try await SluiceFunctions.load(on: client)
-        // The pruning runs after the load, off the caller's path.
-        var names: Set<String> = []
-        for _ in 0..<100 {
-            let libraries = try await client.send("FUNCTION", "LIST", "LIBRARYNAME", "sluice_*").array ?? []
-            names = Set(libraries.compactMap { $0.array?[1].string })
-            if !names.contains("sluice_00000000dead") { break }
-            try await Task.sleep(for: .milliseconds(100))
-        }
+        let membership = FleetMembership(redis: client, partition: "openai", namespace: namespace)
+        try await membership.beat()
+        let libraries = try await client.send("FUNCTION", "LIST", "LIBRARYNAME", "sluice_*").array ?? []
+        let names = Set(libraries.compactMap { $0.array?[1].string })
         #expect(names == [ScriptLibrary.shared.name, "sluice_00000000a11e", "sluice_0000000000e0"], "\(names)")
-        let record = try await client.send("HGETALL", RedisArgument(ScriptLibrary.inUseKey)).array ?? []
+        let record = try await client.send("HGETALL", key).array ?? []
         let recorded = stride(from: 0, to: record.count, by: 2).compactMap { record[$0].string }
         #expect(Set(recorded) == [ScriptLibrary.shared.name, "sluice_00000000a11e"], "\(recorded)")
-        let ttl = try await client.send("PTTL", RedisArgument(ScriptLibrary.inUseKey)).integer ?? -1
+        let ttl = try await client.send("PTTL", key).integer ?? -1
         #expect(ttl > 0, "the record expires")
     }
 }

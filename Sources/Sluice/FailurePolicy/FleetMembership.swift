@@ -40,8 +40,8 @@ public final class FleetMembership: Sendable {
             arguments: [RedisArgument(workerID), RedisArgument(max(1, Int(interval * 3 / .milliseconds(1))))])
         let count = max(1, Int(reply.integer ?? 1))
         known.withLock { $0 = count }
-        // A worker of this version is alive: its library must not be pruned as stale.
-        await ScriptLibrary.shared.noteInUse(on: redis)
+        // A worker of this version is alive: its library is not stale, and those no worker ran for a day go.
+        await ScriptLibrary.shared.noteInUse(on: redis, namespace: namespace)
         return count
     }
 

@@ -158,12 +158,6 @@ final class ScriptLibrary: Sendable {
             let task = Task<Void, any Error> {
                 defer { _ = Self.loads.withLock { $0.removeValue(forKey: id) } }
                 _ = try await client.send(RedisCommand("FUNCTION", "LOAD", "REPLACE", RedisArgument(source)))
-                // Housekeeping after a load, off the callers' path: this version is in use, and the
-                // libraries no worker has run for a day go.
-                Task { [self] in
-                    await noteInUse(on: client, force: true)
-                    _ = try? await pruneStale(on: client)
-                }
             }
             loads[id] = task
             return task
@@ -211,36 +205,42 @@ final class ScriptLibrary: Sendable {
 // MARK: Which versions are in use
 
 extension ScriptLibrary {
-    /// `sluice:libraries`, a hash: each library name → when a worker running it last said so (milliseconds
-    /// since 1970, by that worker's clock). Written on load and by workers' heartbeats (at most every ten
-    /// minutes per process); the key expires a week after its last write.
-    static let inUseKey = "sluice:libraries"
-    /// A library that no worker has run for this long is removed when any version loads its own.
+    /// A library that no worker has run for this long is removed by the heartbeat of a worker of another version.
     static let staleAfter: Duration = .seconds(86_400)
     private static let noteEvery: Duration = .seconds(600)
-    private static let lastNoted = Mutex<ContinuousClock.Instant?>(nil)
+    private static let lastNoted = Mutex<[String: ContinuousClock.Instant]>([:])
 
-    /// Records that this process runs this library (best effort: a failure only delays the record).
-    func noteInUse(on client: RedisClient, force: Bool = false) async {
+    /// `<namespace>:libraries`, a hash: each library name → when a worker running it last sent a heartbeat
+    /// (milliseconds since 1970, by that worker's clock); the key expires a week after its last write.
+    static func inUseKey(namespace: String) -> String { namespace + ":libraries" }
+
+    /// Records that a worker of this process runs this library, and removes the libraries no worker has run
+    /// for ``staleAfter`` (``pruneStale(on:namespace:)``); at most every ten minutes per process and
+    /// namespace (`force` skips that wait). Best effort: a failure only delays both.
+    func noteInUse(on client: RedisClient, namespace: String, force: Bool = false) async {
         let now = ContinuousClock.now
-        let due = Self.lastNoted.withLock { last in
-            if !force, let last, now - last < Self.noteEvery { return false }
-            last = now
+        let due = Self.lastNoted.withLock { noted in
+            if !force, let last = noted[namespace], now - last < Self.noteEvery { return false }
+            noted[namespace] = now
             return true
         }
         guard due else { return }
+        let key = RedisArgument(Self.inUseKey(namespace: namespace))
         let milliseconds = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
         _ = try? await client.pipeline([
-            RedisCommand("HSET", RedisArgument(Self.inUseKey), RedisArgument(name), RedisArgument(milliseconds)),
-            RedisCommand("PEXPIRE", RedisArgument(Self.inUseKey), RedisArgument(7 * 86_400_000)),
+            RedisCommand("HSET", key, RedisArgument(name), RedisArgument(milliseconds)),
+            RedisCommand("PEXPIRE", key, RedisArgument(7 * 86_400_000)),
         ])
+        _ = try? await pruneStale(on: client, namespace: namespace)
     }
 
-    /// Deletes the libraries of other versions whose last record in ``inUseKey`` is older than
-    /// ``staleAfter``; returns their names. A library without a record (from a version before the records,
-    /// or loaded by hand) is left alone: `sluice scripts prune` removes those.
-    func pruneStale(on client: RedisClient) async throws(RedisError) -> [String] {
-        let fields = try await client.send(RedisCommand("HGETALL", RedisArgument(Self.inUseKey))).array ?? []
+    /// Deletes the libraries of other versions whose last record is older than ``staleAfter``; returns their
+    /// names. A library without a record (from a version before the records, or loaded by hand) is left
+    /// alone: `sluice scripts prune` removes those. Workers of a pruned version that still run (under another
+    /// namespace, say) load it again on their next call.
+    func pruneStale(on client: RedisClient, namespace: String) async throws(RedisError) -> [String] {
+        let key = RedisArgument(Self.inUseKey(namespace: namespace))
+        let fields = try await client.send(RedisCommand("HGETALL", key)).array ?? []
         let now = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
         let horizon = now - Int64(Self.staleAfter / .milliseconds(1))
         var stale: [String] = []
@@ -259,7 +259,7 @@ extension ScriptLibrary {
             } catch  where error.code == .server && error.message.contains("not found") {
                 // Already gone (pruned by hand, or by another worker a moment ago).
             }
-            _ = try await client.send(RedisCommand("HDEL", RedisArgument(Self.inUseKey), RedisArgument(library)))
+            _ = try await client.send(RedisCommand("HDEL", key, RedisArgument(library)))
         }
         return stale.sorted()
     }
