@@ -39,9 +39,9 @@ struct SoakHostileInputs: Sendable {
     var count: Int { 6 }
 
     /// Sends hostile input number `number` (modulo ``count`` kinds; the rest of it picks within the kind) and says
-    /// what came of it: `typed` (a typed error), `accepted`, or `untyped:<type>` (a defect).
+    /// what came of it: `typed:<code>` (a typed error), `accepted`, or `untyped:<type>` (a defect).
     func send(number: Int) async -> (String, String) {
-        var random = SeededRandom(seed: UInt64(truncatingIfNeeded: number) &* 0x9E37_79B9_7F4A_7C15 &+ 1)
+        var random = SeededRandom(seed: SeededRandom.mix(UInt64(truncatingIfNeeded: number / count)))
         func pick<T>(_ items: [T]) -> T { items[Int(random.next() % UInt64(items.count))] }
         switch number % count {
         case 0:
@@ -52,7 +52,8 @@ struct SoakHostileInputs: Sendable {
             return (
                 "name",
                 await classify {
-                    let path = try ScopePath(parsing: ["global=\(SoakPlan.partition)", "tenant=\(name)"])
+                    // Unescaped names, as a program passes them (the text form would refuse most of them first).
+                    let path = try ScopePath([Scope("global", SoakPlan.partition), Scope("tenant", name)])
                     _ = try await limiter.decide(path, cost: ["hostile": 1])
                 }
             )
@@ -101,8 +102,12 @@ struct SoakHostileInputs: Sendable {
         do {
             try await body()
             return "accepted"
-        } catch is QuotaError, is BackpressureError, is RedisError {
-            return "typed"
+        } catch let error as QuotaError {
+            return "typed:\(error.code)"
+        } catch let error as BackpressureError {
+            return "typed:\(error.code)"
+        } catch let error as RedisError {
+            return "typed:\(error.code)"
         } catch {
             return "untyped:\(type(of: error))"
         }

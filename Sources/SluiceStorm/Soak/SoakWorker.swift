@@ -135,6 +135,7 @@ public struct SoakWorker: Sendable {
         let worker = options.index
         let started = ContinuousClock.now
         let admitted = AdmittedFlag()
+        var refused = false
         do {
             _ = try await tree.run {
                 try await backpressure.call(call) { attempt in
@@ -159,10 +160,14 @@ public struct SoakWorker: Sendable {
             }
         } catch let error as BackpressureError where error.isRefusal {
             if !admitted.value { note("refuse", via: "backpressure", detail: error.code.description) }
+            refused = true
         } catch {
             if !admitted.value { note("error", via: "backpressure", detail: Self.describe(error)) }
+            refused = true
         }
         checkLate(since: started, limit: SoakPlan.callTimeout, via: "backpressure")
+        // A refused agent pauses before its next call, as a real one would (and the loaded machine thanks it).
+        if refused { try? await Task.sleep(for: .milliseconds(50 + Int(random.next() % 100))) }
     }
 
     // MARK: Reservations through Limiter
@@ -210,7 +215,7 @@ public struct SoakWorker: Sendable {
         while running {
             try? await Task.sleep(for: .milliseconds(300 + Int(random.next() % 400)))
             guard running else { break }
-            let (name, outcome) = await hostile.send(number: Int(random.next() % UInt64(hostile.count)))
+            let (name, outcome) = await hostile.send(number: Int(random.next() >> 2))
             var entry = SoakEntry(kind: "hostile", worker: options.index)
             entry.via = name
             entry.detail = outcome
