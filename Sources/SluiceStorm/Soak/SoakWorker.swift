@@ -136,6 +136,7 @@ public struct SoakWorker: Sendable {
         let started = ContinuousClock.now
         let admitted = AdmittedFlag()
         var refused = false
+        var ending = ""
         do {
             _ = try await tree.run {
                 try await backpressure.call(call) { attempt in
@@ -158,14 +159,19 @@ public struct SoakWorker: Sendable {
                     return CallOutcome((), usage: estimate)
                 }
             }
+            ending = "ok"
         } catch let error as BackpressureError where error.isRefusal {
             if !admitted.value { note("refuse", via: "backpressure", detail: error.code.description) }
             refused = true
+            ending = error.code.description
         } catch {
             if !admitted.value { note("error", via: "backpressure", detail: Self.describe(error)) }
             refused = true
+            ending = Self.describe(error)
         }
-        checkLate(since: started, limit: SoakPlan.callTimeout, via: "backpressure")
+        checkLate(
+            since: started, limit: SoakPlan.callTimeout, via: "backpressure",
+            detail: "\(ending), \(admitted.value ? "ran" : "did not run")")
         // A refused agent pauses before its next call, as a real one would (and the loaded machine thanks it).
         if refused { try? await Task.sleep(for: .milliseconds(50 + Int(random.next() % 100))) }
     }
@@ -232,13 +238,15 @@ public struct SoakWorker: Sendable {
         ledger.append(entry)
     }
 
-    private func checkLate(since started: ContinuousClock.Instant, limit: Duration, via: String) {
+    private func checkLate(since started: ContinuousClock.Instant, limit: Duration, via: String, detail: String? = nil)
+    {
         let elapsed = ContinuousClock.now - started
         guard elapsed > limit + SoakPlan.lateMargin else { return }
         var entry = SoakEntry(kind: "late", worker: options.index)
         entry.via = via
         entry.elapsedMs = Double(elapsed / .microseconds(1)) / 1000
         entry.limitMs = Double(limit / .microseconds(1)) / 1000
+        entry.detail = detail
         ledger.append(entry)
     }
 
