@@ -19,7 +19,8 @@
 #                        and their time to live has passed
 #   keys_without_expiry  keys with no TTL (SCAN + TTL on every primary), the quota config hash aside
 #   crashed              processes that died other than by the driver (workers, provider, Redis, CLI by a signal)
-#   late_calls           calls that returned more than 100 ms after their deadline
+#   late_calls           calls that returned more than 100 ms after their deadline, not counting time the worker's
+#                        process stood still (measured by a thread of its own); late_calls_raw counts it
 #   faults               faults injected, by kind; decisions_per_second outside faults and through each kind
 # and exits 0 only when over_admitted, leaked_leases, keys_without_expiry, crashed, late_calls and untyped hostile
 # results are all 0 and every restart kept the quotas.
@@ -435,7 +436,9 @@ RESULT=$(jq -n --argjson ledger "$LEDGER_JSON" --argjson faults "$faults_json" -
     fail_open_admissions: ($ledger.fail_open_admissions // 0),
     refusals: ($ledger.refusals // 0),
     errors: ($ledger.errors // {}),
+    late_calls_raw: ($ledger.late_calls_raw // -1),
     late_call_worst_ms: ($ledger.late_call_worst_ms // 0),
+    late_call_worst_raw_ms: ($ledger.late_call_worst_raw_ms // 0),
     hostile_api: ($ledger.hostile_inputs // {}),
     hostile_api_untyped: $untyped,
     hostile_cli: {sent: ($hcli | tonumber), accepted: ($hcliok | tonumber)},

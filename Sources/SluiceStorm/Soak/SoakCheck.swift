@@ -34,8 +34,12 @@ public struct SoakCheck {
         public var fail_open_admissions: Int
         public var refusals: Int
         public var errors: [String: Int]
+        /// Calls past their deadline by more than ``SoakPlan/lateMargin``, less the time their process stood still.
         public var late_calls: Int
+        /// Calls past their deadline by more than the margin, stalls included.
+        public var late_calls_raw: Int
         public var late_call_worst_ms: Double
+        public var late_call_worst_raw_ms: Double
         public var hostile_inputs: [String: Int]
         public var decisions_per_second: [String: Double]
         public var ledger_torn_lines: Int
@@ -124,12 +128,17 @@ public struct SoakCheck {
         for entry in entries where entry.kind == "hostile" {
             hostile[(entry.via ?? "?") + ":" + (entry.detail ?? "?"), default: 0] += 1
         }
-        let late = entries.filter { $0.kind == "late" }
+        // Late: past the deadline by more than the margin, not counting the time the process itself stood still.
+        let margin = Double(SoakPlan.lateMargin / .microseconds(1)) / 1000
+        let overruns = entries.filter { $0.kind == "late" }.map { ($0.elapsedMs ?? 0) - ($0.limitMs ?? 0) }
+        let stalls = entries.filter { $0.kind == "late" }.map { $0.stalledMs ?? 0 }
+        let lateness = zip(overruns, stalls).map { $0 - $1 }
         return Report(
             over_admitted: violations.count, over_admitted_examples: Array(violations.prefix(5)),
             admissions_checked: checked.count, fail_open_admissions: admissions.count - checked.count,
-            refusals: entries.filter { $0.kind == "refuse" }.count, errors: errors, late_calls: late.count,
-            late_call_worst_ms: late.map { ($0.elapsedMs ?? 0) - ($0.limitMs ?? 0) }.max() ?? 0,
+            refusals: entries.filter { $0.kind == "refuse" }.count, errors: errors,
+            late_calls: lateness.filter { $0 > margin }.count, late_calls_raw: overruns.count,
+            late_call_worst_ms: lateness.max() ?? 0, late_call_worst_raw_ms: overruns.max() ?? 0,
             hostile_inputs: hostile, decisions_per_second: decisionRates(), ledger_torn_lines: tornLines)
     }
 

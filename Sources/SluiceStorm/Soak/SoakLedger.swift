@@ -29,6 +29,8 @@ public struct SoakEntry: Codable, Sendable {
     /// Late calls: how long the call took and its limit, ms.
     public var elapsedMs: Double?
     public var limitMs: Double?
+    /// Late calls: how long the machine kept the worker's process from running meanwhile, ms (``StallMeter``).
+    public var stalledMs: Double?
     /// Refusals, errors and hostile inputs: what happened, in a word.
     public var detail: String?
     public var worker: Int

@@ -46,6 +46,7 @@ public struct SoakWorker: Sendable {
     let backpressure: Backpressure
     let trees: RequestTrees
     let client: ProviderClient
+    let stallMeter = StallMeter()
 
     public init(_ options: Options) throws {
         self.options = options
@@ -243,6 +244,8 @@ public struct SoakWorker: Sendable {
         let elapsed = ContinuousClock.now - started
         guard elapsed > limit + SoakPlan.lateMargin else { return }
         var entry = SoakEntry(kind: "late", worker: options.index)
+        let elapsedMs = Double(elapsed / .microseconds(1)) / 1000
+        entry.stalledMs = stallMeter.stalled(fromMs: entry.wall - elapsedMs, toMs: entry.wall)
         entry.via = via
         entry.elapsedMs = Double(elapsed / .microseconds(1)) / 1000
         entry.limitMs = Double(limit / .microseconds(1)) / 1000
