@@ -145,6 +145,9 @@ cleanup() {
   if [ "$KEEP" = 1 ] || [ "${SOAK_FAILED:-1}" = 1 ]; then echo "soak: files kept in $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
+# Interrupted, or the reader of our output gone: still stop everything we started (the EXIT trap).
+trap 'exit 130' INT TERM HUP
+trap '' PIPE
 
 # --- Operators' quotas, the provider, the workers -------------------------------------------------------------
 set_t0() { # loose|strict
