@@ -11,7 +11,7 @@ struct SluiceCommand: AsyncParsableCommand {
             StormCommand.self,
             PingCommand.self, BenchCommand.self, ScriptsCommand.self,
             // Hidden: the processes that `sluice storm` and the multi-process tests start.
-            StormWorkerCommand.self, WorkerCommand.self,
+            StormWorkerCommand.self, WorkerCommand.self, SoakCommand.self,
         ]
     )
 }

@@ -1,4 +1,5 @@
 import SluiceRedis
+import Synchronization
 
 extension Backpressure {
     /// Runs one provider call end to end: joins the scope's queue (shed when it is full), enters
@@ -146,7 +147,8 @@ extension Backpressure {
                 let context = CallAttempt(
                     call: call, number: attempt, deadline: deadline, isProbe: permit?.isProbe ?? false,
                     degraded: step.degraded, tree: tree,
-                    sentAt: admitted.reservation.map { $0.decision.sendsAt + (.now - admittedAt).milliseconds })
+                    sentAt: admitted.reservation.map { $0.decision.sendsAt + (.now - admittedAt).milliseconds },
+                    admittedAt: admitted.reservation?.decision.decidedAt)
                 ran = true
                 do {
                     let outcome = try await withDeadline(
@@ -346,11 +348,39 @@ struct Steps {
     /// Runs a bookkeeping step after the call (best effort, bounded by the step timeout only).
     /// Shielded from the caller's cancellation: a cancelled call still gives back what it took (its lease, its
     /// queue slot, its reservation) once its operation has stopped.
+    ///
+    /// The caller waits for its bookkeeping until the deadline, or ``cleanupGrace`` after the first cleanup step
+    /// when that starts at or past the deadline — never longer: when Redis is stopped or slow, the steps finish on
+    /// their own in the background (and what they give back expires by itself if they fail), so that no call
+    /// returns more than the grace after its deadline (the chaos soak found calls 100-340 ms late after a SIGSTOP).
     func cleanup<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T? {
         if degraded { return nil }
         let health = owner.health
+        let work = Task { try await health.perform(deadline: .now + health.configuration.stepTimeout, body) }
+        let limit = cleanupWindow.limit(deadline: deadline)
+        // A cancelled caller waits as well (within the same limit): it returns with what it took given back.
         return try await withCancellationShield {
-            try await health.perform(deadline: .now + health.configuration.stepTimeout, body)
+            try await withDeadlineAbandoning(
+                limit, onTimeout: { RedisError(.timeout, "the call's bookkeeping goes on in the background") }
+            ) { try await work.value }
+        }
+    }
+
+    /// How long past its deadline a call waits for its bookkeeping at most.
+    static let cleanupGrace: Duration = .milliseconds(50)
+    private let cleanupWindow = CleanupWindow()
+}
+
+/// When a call stops waiting for its bookkeeping: fixed by its first cleanup step, shared by the later ones.
+private final class CleanupWindow: Sendable {
+    private let fixed = Mutex<ContinuousClock.Instant?>(nil)
+
+    func limit(deadline: ContinuousClock.Instant) -> ContinuousClock.Instant {
+        fixed.withLock { fixed in
+            if let fixed { return fixed }
+            let limit = Swift.max(deadline, .now + Steps.cleanupGrace)
+            fixed = limit
+            return limit
         }
     }
 }

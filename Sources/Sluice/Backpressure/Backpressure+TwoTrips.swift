@@ -200,7 +200,8 @@ extension Backpressure {
             let context = CallAttempt(
                 call: call, number: attempt, deadline: deadline, isProbe: permit?.isProbe ?? false,
                 degraded: step.degraded, tree: tree,
-                sentAt: admitted.map { $0.reservation.decision.sendsAt + (.now - admittedAt).milliseconds })
+                sentAt: admitted.map { $0.reservation.decision.sendsAt + (.now - admittedAt).milliseconds },
+                admittedAt: admitted?.reservation.decision.decidedAt)
             ran = true
             do {
                 let outcome = try await withDeadline(

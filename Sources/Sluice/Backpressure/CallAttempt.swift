@@ -17,6 +17,10 @@ public struct CallAttempt: Sendable {
     /// since on this host. Nil without a quota path (or when Redis was unreachable). Hand it to
     /// ``Reconciler/record(_:path:sentAt:admittedAt:)`` with the attempt's response.
     public let sentAt: Int64?
+    /// When the quota admitted the call in Redis' clock (ms since 1970, ``Decision/decidedAt``): the moment its
+    /// buckets and windows were charged, the same for every attempt. Nil without a quota path (or when Redis was
+    /// unreachable). An independent record of admissions (the chaos soak's ledger) checks the limits against it.
+    public let admittedAt: Int64?
 }
 
 /// What a successful operation returns: its value and what it actually used.

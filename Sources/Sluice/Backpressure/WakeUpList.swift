@@ -19,11 +19,16 @@ struct WakeUpList: Sendable {
             try await Task.sleep(for: max(.zero, limit))
             return false
         }
-        let seconds = String(format: "%.3f", Double(limit.milliseconds) / 1000)
         let key = self.key
+        let blockUntil = ContinuousClock.now + limit
         do {
-            let reply = try await redis.withConnection(routingKey: key) { connection in
-                try await connection.send(RedisCommand("BLPOP", key, RedisArgument(seconds)))
+            // Waiting for a free pooled connection counts against `until` too (the soak found calls 100-300 ms
+            // past their deadline when every connection was blocked in a BLPOP after Redis came back).
+            let reply = try await redis.withConnection(routingKey: key, deadline: blockUntil) { connection in
+                let left = blockUntil - .now
+                guard left >= .milliseconds(10) else { return RedisValue.null }
+                let seconds = String(format: "%.3f", Double(left.milliseconds) / 1000)
+                return try await connection.send(RedisCommand("BLPOP", key, RedisArgument(seconds)))
             }
             return reply.array != nil
         } catch let error as RedisError where error.serverPrefix == "MOVED" || error.serverPrefix == "ASK" {
