@@ -48,8 +48,9 @@ struct FailurePolicyFaultTests {
         }
     }
 
-    /// Calls until one succeeds without degradation (at most `within`); returns how long it took.
-    private static func recovery(_ backpressure: Backpressure, within: Duration = .seconds(15)) async -> Duration? {
+    /// Calls until one succeeds without degradation (at most `within`); returns how long it took. The bound is
+    /// generous: with 300 ms step timeouts a loaded machine reads as an outage for a while.
+    private static func recovery(_ backpressure: Backpressure, within: Duration = .seconds(60)) async -> Duration? {
         let start = ContinuousClock.now
         while ContinuousClock.now - start < within {
             if let result = try? await backpressure.call(call, { _ in CallOutcome(()) }), !result.degraded {
@@ -74,7 +75,9 @@ struct FailurePolicyFaultTests {
                 continue
             }
             #expect((error as? BackpressureError)?.code == .redisUnavailable, "\(error)")
-            #expect(took < .seconds(2), "the call hung \(took), past its 1 s deadline")
+            // A hung call would wait for Redis to come back (never, while it is stopped); the margin over
+            // the 1 s deadline is for a loaded machine.
+            #expect(took < .seconds(5), "the call hung \(took), past its 1 s deadline")
         }
         #expect(backpressure.health.statistics.degraded)
 
@@ -103,7 +106,7 @@ struct FailurePolicyFaultTests {
                 continue
             }
             #expect(degraded, "the result says it was not checked")
-            #expect(took < .seconds(2), "the call took \(took), past its 1 s deadline")
+            #expect(took < .seconds(5), "the call took \(took), past its 1 s deadline (margin for a loaded machine)")
         }
 
         server.kill9()
@@ -143,7 +146,7 @@ struct FailurePolicyFaultTests {
         #expect(refused.count == 40 - admitted)
         #expect(refused.allSatisfy { $0.code == .redisUnavailable || $0.code == .deadlineExceeded }, "\(refused)")
         #expect(refused.contains { $0.code == .redisUnavailable })
-        #expect(outcomes.allSatisfy { $0.1 < .seconds(2) }, "no call hangs past its deadline")
+        #expect(outcomes.allSatisfy { $0.1 < .seconds(5) }, "no call hangs past its 1 s deadline (margin for load)")
 
         server.kill9()
         try server.restart()
