@@ -15,6 +15,15 @@ import Synchronization
 /// their deadlines: one whose deadline passes before the connection is ready fails with
 /// ``RedisError/Code/timeout`` and is never written, and a cancelled caller's command is skipped.
 ///
+/// With Redis Sentinel (``RedisConfiguration/sentinel``) each connection attempt first asks the
+/// ``SentinelResolver`` for the primary's address and checks with `ROLE` that the server it reaches
+/// is a primary. While a fail-over is under way, failed attempts are repeated (after the backoff)
+/// for as long as waiting commands have time left, so a command that was never sent reaches the new
+/// primary. A `-READONLY` reply (the primary was turned into a replica) stops new writes on the
+/// connection, re-sends that command once the connection is to the new primary (it did not run),
+/// lets the replies already due arrive, then reconnects. Commands written before a connection was
+/// lost may have run and are never sent twice: their callers get the connection's error.
+///
 /// `@unchecked Sendable` because the two halves are guarded differently, and the compiler cannot
 /// see it: `shared` is behind a `Mutex`; the transport, the queues and the backoff state are
 /// touched only by the I/O thread (`run()` and what it calls), never by callers.
@@ -37,12 +46,16 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         var wakePending = false
         var closed = false
         var connected = false
+        /// The sentinels' answer to connection attempt `attempt`, for the I/O thread to take.
+        var resolved: (attempt: Int, result: Result<RedisConfiguration.Endpoint, RedisError>)?
     }
 
     /// Where the I/O thread stands with the socket.
     private enum Phase {
         /// No socket.
         case idle
+        /// Waiting for the sentinels to name the primary (connection attempt number `attempt`).
+        case resolving(attempt: Int)
         /// Waiting for the socket to connect to `addresses[index]`.
         case connecting(addresses: [SocketAddress], index: Int)
         /// TLS handshake in progress.
@@ -50,6 +63,9 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         /// Waiting for the replies to the setup commands (`AUTH`, `SELECT`, or a `PING` over TLS).
         case settingUp(commands: [String], answered: Int)
         case ready
+        /// The server answered `-READONLY` (no longer the primary): nothing more is written, the
+        /// replies already due are read, then the connection is replaced.
+        case draining
     }
 
     let configuration: RedisConfiguration
@@ -58,6 +74,8 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     private let wakeWriteFD: Int32
     private let commandTimeoutNanos: UInt64
     private let tls: TLSContext?
+    /// Names the primary on each connection attempt with Redis Sentinel; `nil` otherwise.
+    private let resolver: SentinelResolver?
 
     // I/O thread only.
     private var phase = Phase.idle
@@ -72,12 +90,26 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     private var nextConnectAttempt: UInt64 = 0
     private var currentBackoffNanos: UInt64 = 0
     private var lastConnectError: RedisError?
+    /// The server connected to: the configured endpoint, or the primary the sentinels named.
+    private var endpoint: RedisConfiguration.Endpoint
+    private var connectAttempts = 0
+    /// The last failed attempt may succeed when repeated (Sentinel: a fail-over under way), so
+    /// waiting commands wait for the next attempt instead of failing with it.
+    private var retryAfterBackoff = false
 
-    init(configuration: RedisConfiguration) throws(RedisError) {
+    /// - Parameter resolver: the client's resolver when ``RedisConfiguration/sentinel`` is set
+    ///   (shared by its connections); a connection of its own makes one when it is not given.
+    init(configuration: RedisConfiguration, resolver: SentinelResolver? = nil) throws(RedisError) {
         self.configuration = configuration
         self.commandTimeoutNanos = configuration.commandTimeout.nanoseconds
+        self.endpoint = configuration.endpoint
+        if configuration.sentinel != nil {
+            self.resolver = resolver ?? SentinelResolver(configuration: configuration)
+        } else {
+            self.resolver = nil
+        }
         if let settings = configuration.tls {
-            if case .unixSocket = configuration.endpoint {
+            if configuration.sentinel == nil, case .unixSocket = configuration.endpoint {
                 throw RedisError(.tlsConfiguration, "TLS over a unix socket is not supported")
             }
             tls = try TLSContext(settings)
@@ -164,10 +196,11 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         var work: [Submission] = []
         var jobs: [UnownedJob] = []
         while true {
-            let closed = shared.withLock { state -> Bool in
+            let (closed, resolved) = shared.withLock { state in
                 swap(&state.queue, &work)
                 swap(&state.jobs, &jobs)
-                return state.closed
+                defer { state.resolved = nil }
+                return (state.closed, state.resolved)
             }
             if !jobs.isEmpty {
                 // Tasks that prefer this thread resume here: no hand-off to another thread, and
@@ -180,12 +213,21 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
                 shutDown(pendingWork: work)
                 return
             }
+            if let resolved { primaryResolved(attempt: resolved.attempt, resolved.result) }
             if !work.isEmpty {
                 for submission in work { accept(submission) }
                 work.removeAll(keepingCapacity: true)
             }
-            if case .ready = phase, let transport, transport.hasPendingOutput { flush() }
+            if isWriting, let transport, transport.hasPendingOutput { flush() }
             waitForEvents()
+        }
+    }
+
+    /// Whether written commands are on their way: ready, or draining after `-READONLY`.
+    private var isWriting: Bool {
+        switch phase {
+        case .ready, .draining: return true
+        case .idle, .resolving, .connecting, .handshaking, .settingUp: return false
         }
     }
 
@@ -195,11 +237,21 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         switch phase {
         case .ready:
             writeOut(submission)
-        case .connecting, .handshaking, .settingUp:
+        case .resolving, .connecting, .handshaking, .settingUp, .draining:
             waiting.append(submission)
         case .idle:
             if submission.slot.isAnswered { return }
+            if retryAfterBackoff {
+                // The next attempt is due at `nextConnectAttempt` (the poll loop starts it); the
+                // command waits for it, within its own deadline.
+                waiting.append(submission)
+                return
+            }
             let now = monotonicNanos()
+            if now < nextConnectAttempt, let lastConnectError, lastConnectError.code == .unknownPrimary {
+                submission.slot.fail(lastConnectError)
+                return
+            }
             if now < nextConnectAttempt, let lastConnectError {
                 let waitMillis = (nextConnectAttempt - now) / 1_000_000
                 submission.slot.fail(
@@ -220,8 +272,11 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
             return
         }
         transport!.append(submission.bytes)
-        // The bytes are in the output buffer now; the queue keeps who waits, and until when.
-        inFlight.append(Submission(bytes: [], slot: submission.slot, deadline: submission.deadline))
+        // The bytes are in the output buffer now; the queue keeps who waits, and until when (and,
+        // with Sentinel, the bytes, to send again after a `-READONLY`).
+        inFlight.append(
+            Submission(
+                bytes: resolver == nil ? [] : submission.bytes, slot: submission.slot, deadline: submission.deadline))
     }
 
     private func flush() {
@@ -238,7 +293,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     /// starve reading replies or enforcing deadlines.
     private func waitForEvents() {
         let mayBlock = shared.withLock { state -> Bool in
-            if !state.queue.isEmpty || !state.jobs.isEmpty || state.closed { return false }
+            if !state.queue.isEmpty || !state.jobs.isEmpty || state.closed || state.resolved != nil { return false }
             state.ioThreadPolling = true
             return true
         }
@@ -269,14 +324,22 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         if ready > 0 && fds[0].revents != 0 { drainWakePipe() }
         if ready > 0, fds.count > 1, fds[1].revents != 0 { socketEvent(fds[1].revents) }
         expireOverdue()
+        if case .idle = phase, retryAfterBackoff, !waiting.isEmpty, nextConnectAttempt <= monotonicNanos() {
+            startConnecting()
+        }
     }
 
     private func nextDeadline() -> UInt64? {
         var deadline = inFlight.first?.deadline
         if let head = waiting.first?.deadline { deadline = min(deadline ?? head, head) }
         switch phase {
-        case .connecting, .handshaking, .settingUp: deadline = min(deadline ?? connectDeadline, connectDeadline)
-        case .idle, .ready: break
+        case .resolving, .connecting, .handshaking, .settingUp:
+            deadline = min(deadline ?? connectDeadline, connectDeadline)
+        case .idle:
+            if retryAfterBackoff && !waiting.isEmpty {
+                deadline = min(deadline ?? nextConnectAttempt, nextConnectAttempt)
+            }
+        case .ready, .draining: break
         }
         return deadline
     }
@@ -285,7 +348,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         guard let transport else { return }
         do throws(RedisError) {
             switch phase {
-            case .idle: return
+            case .idle, .resolving: return
             case .connecting(let addresses, let index):
                 let error = sluice_connect_result(transport.fd)
                 if error == 0 {
@@ -302,7 +365,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
                 } else {
                     try transport.flush()
                 }
-            case .settingUp, .ready:
+            case .settingUp, .ready, .draining:
                 if events & Int16(POLLIN | POLLERR | POLLHUP) != 0 {
                     let closed = try transport.receive()
                     // Replies that arrived complete before the server closed still reach their callers.
@@ -310,6 +373,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
                     if closed { throw RedisError(.endOfFile, "the server closed the connection") }
                 }
                 if self.transport != nil, events & Int16(POLLOUT) != 0 { try self.transport?.flush() }
+                finishDraining()
             }
         } catch {
             connectionFailed(error)
@@ -323,7 +387,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
 
     private func readReplies() throws(RedisError) {
         while let transport, let value = try transport.nextReply() {
-            if case .ready = phase {
+            if isWriting {
                 try deliver(value)
             } else {
                 try setupReplied(value)
@@ -339,6 +403,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         }
         let reply: Reply
         if case .error(let message) = value {
+            if resolver != nil, message.hasPrefix("READONLY"), noLongerPrimary(head) { return }
             reply = .failure(RedisError(.server, message, command: head.slot.command))
         } else {
             reply = .success(value)
@@ -357,6 +422,28 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         }
     }
 
+    /// A `-READONLY` reply with Sentinel: the server was turned into a replica. The command did not
+    /// run, so a single command waits to be sent again on the next connection (returns true); no
+    /// more commands are written here, and the connection is replaced once the replies already due
+    /// have arrived. A batch gets its replies as they are (some of its commands may have run).
+    private func noLongerPrimary(_ head: Submission) -> Bool {
+        if case .ready = phase { phase = .draining }
+        guard head.slot.replyCount == 1, batchReplies.isEmpty else { return false }
+        _ = inFlight.removeFirst()
+        if !head.slot.isAnswered { waiting.append(head) }
+        return true
+    }
+
+    /// Ends a drain once every reply due has arrived: the connection is closed and the waiting
+    /// commands go out on a new one, to the primary the sentinels name now.
+    private func finishDraining() {
+        guard case .draining = phase, inFlight.isEmpty else { return }
+        transport = nil
+        phase = .idle
+        shared.withLock { $0.connected = false }
+        if !waiting.isEmpty { startConnecting() }
+    }
+
     /// Fails the commands that waited past their deadline. A written one drops the connection (a
     /// late reply could not be told from the next one); one still waiting for the connection is
     /// failed and never written; a connection attempt past its deadline is given up.
@@ -367,13 +454,20 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         }
         while let head = waiting.first, head.deadline <= now || head.slot.isAnswered {
             _ = waiting.removeFirst()
-            head.slot.fail(
-                RedisError(
-                    .timeout,
-                    "no connection within the command's deadline (\(configuration.commandTimeout)); it was not sent"))
+            var message =
+                "no connection within the command's deadline (\(configuration.commandTimeout)); it was not sent"
+            if retryAfterBackoff, let lastConnectError { message += " (last attempt: \(lastConnectError.message))" }
+            head.slot.fail(RedisError(.timeout, message))
         }
         guard connectDeadline <= now else { return }
         switch phase {
+        case .resolving:
+            connectionFailed(
+                RedisError(
+                    .unavailable,
+                    "the sentinels did not name the primary '\(configuration.sentinel?.primaryName ?? "")' "
+                        + "within \(configuration.connectTimeout)"),
+                fromSentinels: true)
         case .connecting, .settingUp:
             connectionFailed(
                 RedisError(.connect, "\(endpointDescription): could not connect within \(configuration.connectTimeout)")
@@ -384,18 +478,21 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
                     .tlsHandshake,
                     "\(endpointDescription): no TLS handshake within \(configuration.connectTimeout) "
                         + "(does the port speak TLS?)"))
-        case .idle, .ready: break
+        case .idle, .ready, .draining: break
         }
     }
 
     /// Closes the socket and fails every command written on it or waiting for it. After a failed
     /// connection attempt, the next one waits for the backoff.
-    private func connectionFailed(_ error: RedisError) {
+    private func connectionFailed(_ error: RedisError, fromSentinels: Bool = false) {
         var error = error
+        retryAfterBackoff = false
+        var wasDraining = false
         switch phase {
         case .idle: return
         case .ready: break
-        case .connecting, .handshaking, .settingUp:
+        case .draining: wasDraining = true
+        case .resolving, .connecting, .handshaking, .settingUp:
             if tls != nil, case .settingUp = phase, error.code == .endOfFile || error.message.hasPrefix("TLS") {
                 // TLS 1.3 ends the handshake before the server has checked the client's
                 // certificate: a refusal shows up here, on the first reply.
@@ -410,12 +507,21 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
                 ? backoff.initial.nanoseconds : min(currentBackoffNanos * 2, backoff.maximum.nanoseconds)
             nextConnectAttempt = monotonicNanos() &+ currentBackoffNanos
             lastConnectError = error
+            // With Sentinel, a primary that refuses connections or turns out to be a replica is
+            // most likely a fail-over under way: ask the sentinels again after the backoff.
+            retryAfterBackoff = resolver != nil && !fromSentinels && error.isConnectionFailure
         }
         transport = nil
         phase = .idle
         shared.withLock { $0.connected = false }
         batchReplies.removeAll()
         while let submission = inFlight.removeFirst() { submission.slot.fail(error) }
+        if retryAfterBackoff { return }  // the waiting commands wait for the next attempt
+        if wasDraining && !waiting.isEmpty {
+            // Commands held back after a `-READONLY` were not run: they go to the new primary.
+            startConnecting()
+            return
+        }
         while let submission = waiting.removeFirst() { submission.slot.fail(error) }
     }
 
@@ -437,16 +543,52 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
 
     // MARK: Connecting
 
-    private var endpointDescription: String { ConnectionHandshake.describe(configuration.endpoint) }
+    private var endpointDescription: String { ConnectionHandshake.describe(endpoint) }
 
-    /// Starts a connection attempt; the poll loop carries it on.
+    /// Starts a connection attempt; the poll loop carries it on. With Sentinel, the sentinels are
+    /// asked for the primary first (off this thread; the answer comes back through ``Shared``).
     private func startConnecting() {
         connectDeadline = monotonicNanos() &+ configuration.connectTimeout.nanoseconds
+        retryAfterBackoff = false
+        guard let resolver else {
+            connect(to: configuration.endpoint)
+            return
+        }
+        connectAttempts += 1
+        let attempt = connectAttempts
+        phase = .resolving(attempt: attempt)
+        Task { [self] in
+            let result = await resolver.primary()
+            let mustWake = shared.withLock { state -> Bool in
+                state.resolved = (attempt, result)
+                if state.ioThreadPolling && !state.wakePending {
+                    state.wakePending = true
+                    return true
+                }
+                return false
+            }
+            if mustWake { wake() }
+        }
+    }
+
+    /// The sentinels answered attempt `attempt` (ignored when that attempt was given up meanwhile).
+    private func primaryResolved(attempt: Int, _ result: Result<RedisConfiguration.Endpoint, RedisError>) {
+        guard case .resolving(let current) = phase, current == attempt else { return }
+        switch result {
+        case .success(let primary):
+            endpoint = primary
+            connect(to: primary)
+        case .failure(let error):
+            connectionFailed(error, fromSentinels: true)
+        }
+    }
+
+    private func connect(to endpoint: RedisConfiguration.Endpoint) {
         phase = .connecting(addresses: [], index: 0)
         do throws(RedisError) {
-            switch configuration.endpoint {
+            switch endpoint {
             case .tcp:
-                let addresses = try ConnectionHandshake.resolve(configuration.endpoint)
+                let addresses = try ConnectionHandshake.resolve(endpoint)
                 try connectNextAddress(addresses, after: -1, failure: 0)
             case .unixSocket(let path):
                 var fd: Int32 = -1
@@ -485,7 +627,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
 
     private var serverName: String {
         if let name = configuration.tls?.serverName { return name }
-        if case .tcp(let host, _) = configuration.endpoint { return host }
+        if case .tcp(let host, _) = endpoint { return host }
         return ""
     }
 
@@ -508,6 +650,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     /// connection attempt, not the first caller's command.
     private func beginSetup() throws(RedisError) {
         var commands = ConnectionHandshake.setupCommands(configuration)
+        if resolver != nil { commands.append(RedisCommand("ROLE")) }
         if commands.isEmpty && tls != nil { commands = [RedisCommand("PING")] }
         if commands.isEmpty {
             becomeReady()
@@ -525,6 +668,13 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
             let code: RedisError.Code = name == "AUTH" ? .authentication : .server
             // Not a connection failure to retry at once: the server refused the settings.
             throw RedisError(code, message, command: name)
+        }
+        if name == "ROLE", value.array?.first?.string != "master" {
+            let role = value.array?.first?.string ?? "unknown"
+            throw RedisError(
+                .connect,
+                "\(endpointDescription) is a \(role), not the primary '\(configuration.sentinel?.primaryName ?? "")' "
+                    + "(a fail-over under way?)")
         }
         if answered + 1 < commands.count {
             phase = .settingUp(commands: commands, answered: answered + 1)

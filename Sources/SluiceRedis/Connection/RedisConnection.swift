@@ -28,8 +28,10 @@ public final class RedisConnection: Sendable {
         try self.init(configuration: configuration, shared: false)
     }
 
-    init(configuration: RedisConfiguration, shared: Bool) throws(RedisError) {
-        core = try ConnectionCore(configuration: configuration)
+    /// - Parameter resolver: the client's ``SentinelResolver`` when ``RedisConfiguration/sentinel``
+    ///   is set (a connection given none makes its own).
+    init(configuration: RedisConfiguration, shared: Bool, resolver: SentinelResolver? = nil) throws(RedisError) {
+        core = try ConnectionCore(configuration: configuration, resolver: resolver)
         isShared = shared
         core.start()
     }
