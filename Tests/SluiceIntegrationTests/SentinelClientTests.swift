@@ -1,0 +1,179 @@
+import Foundation
+import SluiceRedis
+import Synchronization
+import Testing
+
+@testable import Sluice
+
+/// The client through Redis Sentinel, each test on a sentinel setup of its own (a primary, a replica and three
+/// sentinels): connecting by `redis-sentinel://`, typed errors for a wrong primary name or no sentinel, and a
+/// `SENTINEL FAILOVER` while decisions run.
+@Suite("Redis Sentinel", .serialized)
+struct SentinelClientTests {
+    @Test("A redis-sentinel:// client reaches the primary the sentinels name, on its shared and its pooled connections")
+    func connectsThroughSentinel() async throws {
+        let setup = try await RedisSentinelSetup.start()
+        defer { setup.stop() }
+        let client = try RedisClient(url: setup.url())
+        defer { client.close() }
+        let key = RedisArgument("sentinel-test:\(UUID().uuidString)")
+        _ = try await client.send("SET", key, "through-sentinel")
+        #expect(try await client.send("GET", key).string == "through-sentinel")
+        #expect(try await client.primaries() == ["127.0.0.1:\(setup.primary.port)"])
+        #expect(try await client.isCluster() == false)
+        // A dedicated connection goes to the same primary (ROLE: master).
+        let role = try await client.withConnection { connection in
+            try await connection.send(RedisCommand("ROLE")).array?.first?.string
+        }
+        #expect(role == "master")
+        // The write really is on the primary (read back on a plain connection to it).
+        let direct = try RedisConnection(configuration: RedisConfiguration(url: setup.primary.url))
+        defer { direct.close() }
+        #expect(try await direct.send(RedisCommand("GET", key)).string == "through-sentinel")
+    }
+
+    @Test("A primary name the sentinels do not monitor is a typed error (.unknownPrimary), every time")
+    func unknownPrimaryName() async throws {
+        let setup = try await RedisSentinelSetup.start()
+        defer { setup.stop() }
+        let client = try RedisClient(url: setup.url(primaryName: "no-such-primary"))
+        defer { client.close() }
+        for _ in 0..<3 {
+            let error = await #expect(throws: RedisError.self) { try await client.send("PING") }
+            #expect(error?.code == .unknownPrimary, "\(String(describing: error))")
+            #expect(error?.message.contains("no-such-primary") == true)
+        }
+    }
+
+    @Test("No sentinel answering is a typed outage (.unavailable) that names the sentinels tried")
+    func noSentinelAnswers() async throws {
+        let ports = [try RedisServer.freePort(), try RedisServer.freePort()]
+        var configuration = try RedisConfiguration(
+            url: "redis-sentinel://" + ports.map { "127.0.0.1:\($0)" }.joined(separator: ",") + "#p")
+        configuration.commandTimeout = .seconds(5)
+        let client = try RedisClient(configuration: configuration)
+        defer { client.close() }
+        let started = ContinuousClock.now
+        let error = await #expect(throws: RedisError.self) { try await client.send("PING") }
+        #expect(error?.code == .unavailable, "\(String(describing: error))")
+        #expect(error?.message.contains("127.0.0.1:\(ports[1])") == true, "\(String(describing: error))")
+        // Refused at once: no waiting for the deadline (generous margin for a loaded machine).
+        #expect(ContinuousClock.now - started < .seconds(4))
+    }
+
+    /// What the decision loops saw.
+    private struct Tally: Sendable {
+        var allowed = 0
+        var allowedAfterSwitch = 0
+        var errors: [String: Int] = [:]
+        var longest: Duration = .zero
+    }
+
+    private final class Control: Sendable {
+        let switched = Mutex(false)
+        let done = Mutex(false)
+        let tally = Mutex(Tally())
+    }
+
+    private static func decide(_ limiter: Limiter, callers: Int, control: Control) async {
+        await withTaskGroup(of: Void.self) { group in
+            for caller in 0..<callers {
+                group.addTask {
+                    var round = 0
+                    while !control.done.withLock({ $0 }) {
+                        round += 1
+                        let started = ContinuousClock.now
+                        var failure: String?
+                        var allowed = false
+                        do {
+                            let path = try ScopePath("global=sentinel-\(caller % 4)", "tenant=t\(round % 3)")
+                            allowed = try await limiter.decide(path, cost: ["requests": 1]).allowed
+                        } catch let error as QuotaError {
+                            failure = error.redisError.map { "redis:\($0.code)" } ?? "\(error.code)"
+                        } catch {
+                            failure = "\(error)"
+                        }
+                        let took = ContinuousClock.now - started
+                        let switched = control.switched.withLock { $0 }
+                        control.tally.withLock { tally in
+                            tally.longest = max(tally.longest, took)
+                            if let failure {
+                                tally.errors[failure, default: 0] += 1
+                            } else if allowed {
+                                tally.allowed += 1
+                                if switched { tally.allowedAfterSwitch += 1 }
+                            }
+                        }
+                        if failure != nil { try? await Task.sleep(for: .milliseconds(20)) }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test(
+        "SENTINEL FAILOVER while 8 callers decide: decisions resume on the new primary without manual action, only typed outage errors, no call far past its deadline",
+        .timeLimit(.minutes(3)))
+    func failoverUnderLoad() async throws {
+        let setup = try await RedisSentinelSetup.start()
+        defer { setup.stop() }
+        var configuration = try RedisConfiguration(url: setup.url())
+        configuration.commandTimeout = .seconds(1)
+        configuration.connectTimeout = .milliseconds(500)
+        configuration.reconnectBackoff = .init(initial: .milliseconds(20), maximum: .milliseconds(200))
+        let client = try RedisClient(configuration: configuration)
+        defer { client.close() }
+        let limiter = try Limiter(
+            client: client, configuration: .init(defaults: ["global": "requests: bucket rate=1000000/s burst=1000000"]))
+        let oldPrimary = setup.primary.port
+        let newPrimary = setup.replica.port
+
+        let control = Control()
+        async let loops: Void = Self.decide(limiter, callers: 8, control: control)
+        try await Task.sleep(for: .seconds(1))
+        let failedOverAt = ContinuousClock.now
+        try await setup.failover()
+        // The sentinels switch to the replica; the old primary becomes its replica (Sentinel converts it some
+        // seconds later, and closes its clients' connections then).
+        try await setup.waitUntilAgreed(on: newPrimary, replicas: 1)
+        control.switched.withLock { $0 = true }
+        let switchedAfter = ContinuousClock.now - failedOverAt
+        // Decisions go on, now on the new primary: the client's writes reach it.
+        let marker = RedisArgument("sentinel-test:marker:\(UUID().uuidString)")
+        let direct = try RedisConnection(configuration: RedisConfiguration(url: setup.replica.url))
+        defer { direct.close() }
+        var landed = false
+        let until = ContinuousClock.now + .seconds(30)
+        while !landed && ContinuousClock.now < until {
+            if (try? await client.send("SET", marker, "1")) != nil,
+                (try? await direct.send(RedisCommand("GET", marker)))?.string == "1"
+            {
+                landed = true
+            } else {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        try await Task.sleep(for: .seconds(1))
+        control.done.withLock { $0 = true }
+        await loops
+        let tally = control.tally.withLock { $0 }
+        print(
+            "sentinel fail-over: sentinels agreed \(switchedAfter) after SENTINEL FAILOVER; longest call \(tally.longest), "
+                + "errors \(tally.errors), allowed \(tally.allowed) (\(tally.allowedAfterSwitch) after the switch)")
+
+        #expect(landed, "the client's writes did not reach the new primary within 30 s")
+        #expect(try await client.primaries() == ["127.0.0.1:\(newPrimary)"])
+        let role = try await client.withConnection { try await $0.send(RedisCommand("ROLE")).array?.first?.string }
+        #expect(role == "master")
+        #expect(oldPrimary != newPrimary)
+        let outageCodes: Set<String> = [
+            "redis:unavailable", "redis:connect", "redis:endOfFile", "redis:io", "redis:timeout",
+        ]
+        #expect(tally.errors.keys.allSatisfy { outageCodes.contains($0) }, "\(tally.errors)")
+        // A 1 s deadline plus one reconnect (0.5 s) and a sentinel question, with a generous margin for a loaded
+        // machine.
+        #expect(tally.longest < .seconds(3), "the longest call took \(tally.longest)")
+        #expect(tally.allowed > 100, "decisions ran: \(tally.allowed)")
+        #expect(tally.allowedAfterSwitch > 0, "no decision after the switch")
+    }
+}
