@@ -93,6 +93,8 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     /// The server connected to: the configured endpoint, or the primary the sentinels named.
     private var endpoint: RedisConfiguration.Endpoint
     private var connectAttempts = 0
+    /// The resolver's ``SentinelResolver/generation`` last looked at.
+    private var seenGeneration = 0
     /// The last failed attempt may succeed when repeated (Sentinel: a fail-over under way), so
     /// waiting commands wait for the next attempt instead of failing with it.
     private var retryAfterBackoff = false
@@ -214,6 +216,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
                 return
             }
             if let resolved { primaryResolved(attempt: resolved.attempt, resolved.result) }
+            if let resolver, resolver.generation != seenGeneration { primaryMayHaveChanged(resolver) }
             if !work.isEmpty {
                 for submission in work { accept(submission) }
                 work.removeAll(keepingCapacity: true)
@@ -432,6 +435,16 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         _ = inFlight.removeFirst()
         if !head.slot.isAnswered { waiting.append(head) }
         return true
+    }
+
+    /// The sentinels answered a lookup: when they name another primary than the one connected to
+    /// (a fail-over), nothing more is written here and the connection is replaced once the replies
+    /// already due have arrived.
+    private func primaryMayHaveChanged(_ resolver: SentinelResolver) {
+        seenGeneration = resolver.generation
+        guard case .ready = phase, let primary = resolver.lastKnownPrimary, primary != endpoint else { return }
+        phase = .draining
+        finishDraining()
     }
 
     /// Ends a drain once every reply due has arrived: the connection is closed and the waiting

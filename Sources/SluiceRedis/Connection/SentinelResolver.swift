@@ -10,6 +10,13 @@ import Synchronization
 /// same time share one round of questions. The connection then checks with `ROLE` that the server
 /// really is a primary (a sentinel may answer with the old address for a moment).
 ///
+/// Redis Sentinel announces a fail-over with `+switch-master` on pub/sub, which the pipelined
+/// connections cannot subscribe to; instead, once in use, the resolver asks the sentinels again every
+/// ``watchInterval``. When their answer changes, ``generation`` moves on, and each connection to the
+/// old primary stops writing, lets the replies already due arrive and reconnects: the old primary
+/// keeps accepting writes for some seconds after the switch (until Sentinel turns it into a replica),
+/// and those writes would be lost.
+///
 /// When no sentinel answers, the last primary the sentinels named is used (it is checked with
 /// `ROLE` like any other): a primary that works is not given up because its sentinels are down.
 /// Before any sentinel ever answered, that fails with ``RedisError/Code/unavailable``; a primary
@@ -24,13 +31,18 @@ final class SentinelResolver: Sendable {
         var preferred = 0
         var lookup: Task<Result<Endpoint, RedisError>, Never>?
         var lastPrimary: Endpoint?
+        var watch: Task<Void, Never>?
         var closed = false
     }
+
+    /// How often the sentinels are asked whether the primary changed, once the resolver is in use.
+    static let watchInterval: Duration = .seconds(1)
 
     let settings: RedisConfiguration.Sentinel
     /// How each sentinel is reached: its address, the sentinels' credentials, the client's TLS.
     private let sentinelConfigurations: [RedisConfiguration]
     private let state: Mutex<State>
+    private let changes = Atomic<Int>(0)
 
     /// - Parameter configuration: a configuration whose ``RedisConfiguration/sentinel`` is set.
     init(configuration: RedisConfiguration) {
@@ -56,8 +68,12 @@ final class SentinelResolver: Sendable {
         state = Mutex(State(connections: Array(repeating: nil, count: settings.sentinels.count)))
     }
 
-    /// The last primary address the sentinels gave (for status output).
+    /// The last primary address the sentinels gave.
     var lastKnownPrimary: Endpoint? { state.withLock { $0.lastPrimary } }
+
+    /// Moves on each time the sentinels name another primary: cheap to read on every loop of a
+    /// connection's I/O thread (then ``lastKnownPrimary`` says which).
+    var generation: Int { changes.load(ordering: .acquiring) }
 
     /// Asks the sentinels for the primary's address now.
     func primary() async -> Result<Endpoint, RedisError> {
@@ -66,6 +82,7 @@ final class SentinelResolver: Sendable {
             if let running = state.lookup { return running }
             let task = Task { await self.askSentinels() }
             state.lookup = task
+            if state.watch == nil { state.watch = watch() }
             return task
         }
         guard let task else { return .failure(RedisError(.closed, "the client was closed")) }
@@ -73,12 +90,35 @@ final class SentinelResolver: Sendable {
     }
 
     func close() {
-        let connections = state.withLock { state in
+        let (connections, watch) = state.withLock { state in
             state.closed = true
-            defer { state.connections = [] }
-            return state.connections.compactMap { $0 }
+            defer {
+                state.connections = []
+                state.watch = nil
+            }
+            return (state.connections.compactMap { $0 }, state.watch)
         }
+        watch?.cancel()
         connections.forEach { $0.close() }
+    }
+
+    deinit {
+        state.withLock { $0.watch }?.cancel()
+    }
+
+    /// Asks the sentinels every ``watchInterval`` until closed (holding the resolver only while asking).
+    private func watch() -> Task<Void, Never> {
+        Task { [weak self] in
+            while true {
+                do {
+                    try await Task.sleep(for: Self.watchInterval)
+                } catch {
+                    return
+                }
+                guard let self else { return }
+                _ = await self.primary()
+            }
+        }
     }
 
     private func askSentinels() async -> Result<Endpoint, RedisError> {
@@ -87,7 +127,10 @@ final class SentinelResolver: Sendable {
             state.lookup = nil
             switch result {
             case .success(let endpoint):
-                state.lastPrimary = endpoint
+                if state.lastPrimary != endpoint {
+                    state.lastPrimary = endpoint
+                    changes.add(1, ordering: .releasing)
+                }
                 return result
             case .failure(let error) where error.code == .unavailable:
                 if let last = state.lastPrimary { return .success(last) }
