@@ -115,6 +115,23 @@ struct SentinelClientTests {
         "SENTINEL FAILOVER while 8 callers decide: decisions resume on the new primary without manual action, only typed outage errors, no call far past its deadline",
         .timeLimit(.minutes(3)))
     func failoverUnderLoad() async throws {
+        try await Self.failOver(waitingUpTo: .seconds(30)) { setup in try await setup.failover() }
+    }
+
+    @Test(
+        "The primary SIGKILLed while 8 callers decide: the sentinels promote the replica and decisions resume there, only typed outage errors, no call far past its deadline",
+        .timeLimit(.minutes(3)))
+    func primaryKilledUnderLoad() async throws {
+        // The sentinels see it down after 2 s (down-after-milliseconds), then agree and promote the replica.
+        try await Self.failOver(waitingUpTo: .seconds(60), killed: true) { setup in setup.primary.kill9() }
+    }
+
+    /// Runs 8 deciding callers, causes a fail-over with `fault`, and checks that the client moves to the
+    /// replica (now the primary) within `limit`, with only typed outage errors.
+    private static func failOver(
+        waitingUpTo limit: Duration, killed: Bool = false,
+        _ fault: (RedisSentinelSetup) async throws -> Void
+    ) async throws {
         let setup = try await RedisSentinelSetup.start()
         defer { setup.stop() }
         var configuration = try RedisConfiguration(url: setup.url())
@@ -132,12 +149,12 @@ struct SentinelClientTests {
         async let loops: Void = Self.decide(limiter, callers: 8, control: control)
         try await Task.sleep(for: .seconds(1))
         let failedOverAt = ContinuousClock.now
-        try await setup.failover()
+        try await fault(setup)
         // Decisions go on, now on the new primary: the client's writes reach it. The client asks the sentinels
         // every second, so it moves before Sentinel turns the old primary into a replica (some seconds later).
         // (`INFO server` says which server the client's shared connection is on: the replica port, as a primary.)
         var landed = false
-        let until = ContinuousClock.now + .seconds(30)
+        let until = ContinuousClock.now + limit
         while !landed && ContinuousClock.now < until {
             let server = (try? await client.send("INFO", "server"))?.string ?? ""
             let role = (try? await client.send("ROLE"))?.array?.first?.string
@@ -148,8 +165,15 @@ struct SentinelClientTests {
             }
         }
         let landedAfter = ContinuousClock.now - failedOverAt
-        // The sentinels switch to the replica and see the old primary as its replica.
-        try await setup.waitUntilAgreed(on: newPrimary, replicas: 1)
+        // The sentinels switch to the replica and see the old primary as its replica (a killed one stays
+        // known to them as a replica that is down).
+        if killed {
+            for index in setup.sentinelPorts.indices {
+                #expect(try await setup.primaryPort(accordingTo: index) == newPrimary)
+            }
+        } else {
+            try await setup.waitUntilAgreed(on: newPrimary, replicas: 1)
+        }
         control.switched.withLock { $0 = true }
         let switchedAfter = ContinuousClock.now - failedOverAt
         try await Task.sleep(for: .seconds(1))
@@ -157,11 +181,11 @@ struct SentinelClientTests {
         await loops
         let tally = control.tally.withLock { $0 }
         print(
-            "sentinel fail-over: writes on the new primary \(landedAfter) and the sentinels agreed \(switchedAfter) after "
-                + "SENTINEL FAILOVER; longest call \(tally.longest), "
+            "sentinel fail-over\(killed ? " (primary killed)" : ""): writes on the new primary \(landedAfter) and the sentinels agreed \(switchedAfter) after "
+                + "the fault; longest call \(tally.longest), "
                 + "errors \(tally.errors), allowed \(tally.allowed) (\(tally.allowedAfterSwitch) after the switch)")
 
-        #expect(landed, "the client did not move to the new primary within 30 s")
+        #expect(landed, "the client did not move to the new primary within \(limit)")
         #expect(try await client.primaries() == ["127.0.0.1:\(newPrimary)"])
         let role = try await client.withConnection { try await $0.send(RedisCommand("ROLE")).array?.first?.string }
         #expect(role == "master")
