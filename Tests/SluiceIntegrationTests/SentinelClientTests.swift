@@ -61,6 +61,46 @@ struct SentinelClientTests {
         #expect(ContinuousClock.now - started < .seconds(4))
     }
 
+    @Test(
+        "-READONLY (the primary turned into a replica under a live connection): the refused command waits and runs once, on the primary",
+        .timeLimit(.minutes(2)))
+    func readOnlyReplyIsSentAgainOnThePrimary() async throws {
+        let setup = try await RedisSentinelSetup.start()
+        defer { setup.stop() }
+        var configuration = try RedisConfiguration(url: setup.url())
+        configuration.commandTimeout = .seconds(10)
+        configuration.connectTimeout = .seconds(1)
+        configuration.reconnectBackoff = .init(initial: .milliseconds(50), maximum: .milliseconds(200))
+        let client = try RedisClient(configuration: configuration)
+        defer { client.close() }
+        let key = RedisArgument("sentinel-test:readonly:\(UUID().uuidString)")
+        #expect(try await client.send("INCR", key).integer == 1)
+
+        // Swap the roles behind the sentinels' back: REPLICAOF keeps the clients' connections open, so the
+        // client's next write meets -READONLY (Sentinel itself would close them).
+        let primary = try RedisConnection(configuration: RedisConfiguration(url: setup.primary.url))
+        let replica = try RedisConnection(configuration: RedisConfiguration(url: setup.replica.url))
+        defer {
+            primary.close()
+            replica.close()
+        }
+        _ = try await replica.send(RedisCommand("REPLICAOF", "NO", "ONE"))
+        _ = try await primary.send(RedisCommand("REPLICAOF", "127.0.0.1", RedisArgument(setup.replica.port)))
+        #expect(try await primary.send(RedisCommand("ROLE")).array?.first?.string == "slave")
+
+        // The sentinels still name the old primary, which now says it is a replica: the INCR waits (the client
+        // asks again after each backoff) until the roles are swapped back, 1.5 s later, well within its deadline.
+        async let incremented = client.send("INCR", key)
+        try await Task.sleep(for: .milliseconds(1500))
+        _ = try await primary.send(RedisCommand("REPLICAOF", "NO", "ONE"))
+        _ = try await replica.send(RedisCommand("REPLICAOF", "127.0.0.1", RedisArgument(setup.primary.port)))
+        let value = try await incremented
+        // Run exactly once, on the primary: 2 (the data came back from the replica's full resync of the first 1).
+        #expect(value.integer == 2, "\(value)")
+        #expect(try await primary.send(RedisCommand("GET", key)).string == "2")
+        #expect(try await client.send("ROLE").array?.first?.string == "master")
+    }
+
     /// What the decision loops saw.
     private struct Tally: Sendable {
         var allowed = 0
