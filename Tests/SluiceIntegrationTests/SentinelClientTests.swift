@@ -185,6 +185,15 @@ struct SentinelClientTests {
         let oldPrimary = setup.primary.port
         let newPrimary = setup.replica.port
 
+        // A pooled connection, opened now and given back: after the fail-over it is on the old primary.
+        func pooledPort() async throws -> String? {
+            try await client.withConnection { connection in
+                try await connection.send(RedisCommand("INFO", "server")).string?.split(separator: "\r\n")
+                    .first { $0.hasPrefix("tcp_port:") }.map { String($0.dropFirst("tcp_port:".count)) }
+            }
+        }
+        #expect(try await pooledPort() == String(oldPrimary))
+
         let control = Control()
         async let loops: Void = Self.decide(limiter, callers: 8, control: control)
         try await Task.sleep(for: .seconds(1))
@@ -205,6 +214,8 @@ struct SentinelClientTests {
             }
         }
         let landedAfter = ContinuousClock.now - failedOverAt
+        // The pool lends a connection to the new primary, not the one left on the old.
+        #expect(try await pooledPort() == String(newPrimary))
         // The sentinels switch to the replica and see the old primary as its replica (a killed one stays
         // known to them as a replica that is down).
         if killed {

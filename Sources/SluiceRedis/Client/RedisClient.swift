@@ -107,7 +107,17 @@ public final class RedisClient: Sendable {
     func withConnection<Result: Sendable>(
         pool: DedicatedPool, deadline: ContinuousClock.Instant?, _ body: (RedisConnection) async throws -> Result
     ) async throws -> Result {
-        let lease = try await pool.lease(deadline: deadline ?? .now + configuration.commandTimeout)
+        let deadline = deadline ?? .now + configuration.commandTimeout
+        var lease = try await pool.lease(deadline: deadline)
+        // With Sentinel, a pooled connection still on the primary before a fail-over is closed, not lent.
+        var skipped = 0
+        while let sentinel, skipped < 4, let primary = sentinel.lastKnownPrimary,
+            let connectedTo = lease.connection.connectedTo, connectedTo != primary
+        {
+            pool.discard(lease)
+            skipped += 1
+            lease = try await pool.lease(deadline: deadline)
+        }
         do {
             let result = try await body(lease.connection)
             pool.release(lease)

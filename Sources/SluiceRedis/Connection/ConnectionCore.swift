@@ -20,8 +20,11 @@ import Synchronization
 /// is a primary. While a fail-over is under way, failed attempts are repeated (after the backoff)
 /// for as long as waiting commands have time left, so a command that was never sent reaches the new
 /// primary. A `-READONLY` reply (the primary was turned into a replica) stops new writes on the
-/// connection, re-sends that command once the connection is to the new primary (it did not run),
-/// lets the replies already due arrive, then reconnects. Commands written before a connection was
+/// connection, lets the replies already due arrive, then reconnects; on a shared connection the
+/// refused command (it did not run) is sent again on the new one, and when the sentinels name a new
+/// primary the connection moves the same way. A dedicated connection may hold state a new one would
+/// not (`MULTI`), so there the caller gets the `-READONLY` error, and it is not moved while in use
+/// (``RedisClient/withConnection(deadline:_:)`` skips pooled ones left on an old primary). Commands written before a connection was
 /// lost may have run and are never sent twice: their callers get the connection's error.
 ///
 /// `@unchecked Sendable` because the two halves are guarded differently, and the compiler cannot
@@ -48,6 +51,8 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         var connected = false
         /// The sentinels' answer to connection attempt `attempt`, for the I/O thread to take.
         var resolved: (attempt: Int, result: Result<RedisConfiguration.Endpoint, RedisError>)?
+        /// The server of the ready connection, if any.
+        var connectedTo: RedisConfiguration.Endpoint?
     }
 
     /// Where the I/O thread stands with the socket.
@@ -76,6 +81,8 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     private let tls: TLSContext?
     /// Names the primary on each connection attempt with Redis Sentinel; `nil` otherwise.
     private let resolver: SentinelResolver?
+    /// Other callers share the connection, so it holds no state of theirs (see ``RedisConnection/isShared``).
+    private let isShared: Bool
 
     // I/O thread only.
     private var phase = Phase.idle
@@ -101,8 +108,9 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
 
     /// - Parameter resolver: the client's resolver when ``RedisConfiguration/sentinel`` is set
     ///   (shared by its connections); a connection of its own makes one when it is not given.
-    init(configuration: RedisConfiguration, resolver: SentinelResolver? = nil) throws(RedisError) {
+    init(configuration: RedisConfiguration, shared: Bool, resolver: SentinelResolver? = nil) throws(RedisError) {
         self.configuration = configuration
+        self.isShared = shared
         self.commandTimeoutNanos = configuration.commandTimeout.nanoseconds
         self.endpoint = configuration.endpoint
         if configuration.sentinel != nil {
@@ -135,6 +143,9 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     }
 
     var isConnected: Bool { shared.withLock { $0.connected } }
+
+    /// The server the connection is ready on, if any.
+    var connectedTo: RedisConfiguration.Endpoint? { shared.withLock { $0.connectedTo } }
 
     // MARK: Caller side
 
@@ -431,7 +442,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     /// have arrived. A batch gets its replies as they are (some of its commands may have run).
     private func noLongerPrimary(_ head: Submission) -> Bool {
         if case .ready = phase { phase = .draining }
-        guard head.slot.replyCount == 1, batchReplies.isEmpty else { return false }
+        guard isShared, head.slot.replyCount == 1, batchReplies.isEmpty else { return false }
         _ = inFlight.removeFirst()
         if !head.slot.isAnswered { waiting.append(head) }
         return true
@@ -442,7 +453,9 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     /// already due have arrived.
     private func primaryMayHaveChanged(_ resolver: SentinelResolver) {
         seenGeneration = resolver.generation
-        guard case .ready = phase, let primary = resolver.lastKnownPrimary, primary != endpoint else { return }
+        guard isShared, case .ready = phase, let primary = resolver.lastKnownPrimary, primary != endpoint else {
+            return
+        }
         phase = .draining
         finishDraining()
     }
@@ -453,7 +466,10 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         guard case .draining = phase, inFlight.isEmpty else { return }
         transport = nil
         phase = .idle
-        shared.withLock { $0.connected = false }
+        shared.withLock { state in
+            state.connected = false
+            state.connectedTo = nil
+        }
         if !waiting.isEmpty { startConnecting() }
     }
 
@@ -526,7 +542,10 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         }
         transport = nil
         phase = .idle
-        shared.withLock { $0.connected = false }
+        shared.withLock { state in
+            state.connected = false
+            state.connectedTo = nil
+        }
         batchReplies.removeAll()
         while let submission = inFlight.removeFirst() { submission.slot.fail(error) }
         if retryAfterBackoff { return }  // the waiting commands wait for the next attempt
@@ -542,7 +561,10 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         let closedError = RedisError(.closed, "the connection was closed")
         transport = nil
         phase = .idle
-        shared.withLock { $0.connected = false }
+        shared.withLock { state in
+            state.connected = false
+            state.connectedTo = nil
+        }
         while let submission = inFlight.removeFirst() { submission.slot.fail(closedError) }
         while let submission = waiting.removeFirst() { submission.slot.fail(closedError) }
         for submission in pendingWork { submission.slot.fail(closedError) }
@@ -701,7 +723,10 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         currentBackoffNanos = 0
         nextConnectAttempt = 0
         lastConnectError = nil
-        shared.withLock { $0.connected = true }
+        shared.withLock { [endpoint] state in
+            state.connected = true
+            state.connectedTo = endpoint
+        }
         while let submission = waiting.removeFirst() { writeOut(submission) }
         flush()
     }
