@@ -24,8 +24,9 @@ import Synchronization
 /// refused command (it did not run) is sent again on the new one, and when the sentinels name a new
 /// primary the connection moves the same way. A dedicated connection may hold state a new one would
 /// not (`MULTI`), so there the caller gets the `-READONLY` error, and it is not moved while in use
-/// (``RedisClient/withConnection(deadline:_:)`` skips pooled ones left on an old primary). Commands written before a connection was
-/// lost may have run and are never sent twice: their callers get the connection's error.
+/// (``RedisClient/withConnection(deadline:_:)`` skips pooled ones left on an old primary).
+/// Commands written before a connection was lost may have run and are never sent twice: their
+/// callers get the connection's error.
 ///
 /// `@unchecked Sendable` because the two halves are guarded differently, and the compiler cannot
 /// see it: `shared` is behind a `Mutex`; the transport, the queues and the backoff state are
