@@ -32,6 +32,31 @@ struct SentinelClientTests {
         #expect(try await direct.send(RedisCommand("GET", key)).string == "through-sentinel")
     }
 
+    @Test(
+        "Password-protected sentinels and primary: the URL's password is the primary's, ?sentinel-password the sentinels'; a wrong or missing one is .authentication"
+    )
+    func passwords() async throws {
+        let setup = try await RedisSentinelSetup.start(password: "s3cret")
+        defer { setup.stop() }
+        let hosts = setup.sentinelPorts.map { "127.0.0.1:\($0)" }.joined(separator: ",")
+        let client = try RedisClient(
+            url: "redis-sentinel://:s3cret@\(hosts)?sentinel-password=s3cret#\(setup.primaryName)")
+        defer { client.close() }
+        #expect(try await client.send("PING").string == "PONG")
+        #expect(!"\(client.configuration)".contains("s3cret"))
+
+        for url in [
+            "redis-sentinel://:s3cret@\(hosts)?sentinel-password=wrong#\(setup.primaryName)",  // the sentinels refuse
+            "redis-sentinel://\(hosts)?sentinel-password=s3cret#\(setup.primaryName)",  // the primary wants one
+        ] {
+            let refused = try RedisClient(url: url)
+            defer { refused.close() }
+            let error = await #expect(throws: RedisError.self) { try await refused.send("PING") }
+            #expect(error?.code == .authentication, "\(String(describing: error))")
+            #expect(error?.message.contains("s3cret") == false)
+        }
+    }
+
     @Test("A primary name the sentinels do not monitor is a typed error (.unknownPrimary), every time")
     func unknownPrimaryName() async throws {
         let setup = try await RedisSentinelSetup.start()

@@ -701,7 +701,8 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         guard case .settingUp(let commands, let answered) = phase else { return }
         let name = commands[answered]
         if case .error(let message) = value {
-            let code: RedisError.Code = name == "AUTH" ? .authentication : .server
+            // NOAUTH: the server wants a password the configuration does not give.
+            let code: RedisError.Code = name == "AUTH" || message.hasPrefix("NOAUTH") ? .authentication : .server
             // Not a connection failure to retry at once: the server refused the settings.
             throw RedisError(code, message, command: name)
         }

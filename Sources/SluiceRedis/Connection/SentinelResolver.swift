@@ -147,6 +147,7 @@ final class SentinelResolver: Sendable {
         guard count > 0 else { return .failure(RedisError(.unavailable, "no sentinel is configured")) }
         let first = state.withLock { $0.preferred }
         var failures: [String] = []
+        var refusedCredentials = 0
         var unknown: [String] = []
         for offset in 0..<count {
             let index = (first + offset) % count
@@ -169,6 +170,7 @@ final class SentinelResolver: Sendable {
                 return .success(.tcp(host: host, port: port))
             } catch {
                 if error.code == .closed { return .failure(error) }
+                if error.code == .authentication || error.serverPrefix == "NOAUTH" { refusedCredentials += 1 }
                 failures.append("\(address): \(error.code): \(error.message)")
             }
         }
@@ -178,6 +180,13 @@ final class SentinelResolver: Sendable {
                     .unknownPrimary,
                     "the sentinels \(unknown.joined(separator: ", ")) monitor no primary named '\(name)'"
                         + (failures.isEmpty ? "" : "; others did not answer: " + failures.joined(separator: "; "))))
+        }
+        if refusedCredentials == count {
+            // Not an outage: the sentinels' credentials (`sentinel-username`/`sentinel-password`) are wrong.
+            return .failure(
+                RedisError(
+                    .authentication,
+                    "every sentinel refused the credentials: " + failures.joined(separator: "; ")))
         }
         return .failure(
             RedisError(

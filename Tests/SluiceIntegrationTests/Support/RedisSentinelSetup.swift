@@ -15,6 +15,9 @@ final class RedisSentinelSetup: @unchecked Sendable {
     let primaryName: String
     let primary: RedisServer
     let replica: RedisServer
+    /// The password of every process (the primary's and replica's `requirepass`/`masterauth`, the sentinels'
+    /// `requirepass`, `sentinel-pass` and `auth-pass`), if any.
+    let password: String?
     private(set) var sentinelPorts: [Int] = []
     private var sentinelPids: [pid_t] = []
     private var directories: [URL] = []
@@ -27,10 +30,14 @@ final class RedisSentinelSetup: @unchecked Sendable {
 
     /// Starts everything; returns once every sentinel names the primary and knows the replica and the other
     /// sentinels, and the replica is in sync (so that `SENTINEL FAILOVER` can pick it).
-    static func start(primaryName: String = "sluice-primary") async throws -> RedisSentinelSetup {
-        let primary = try RedisServer()
-        let replica = try RedisServer(arguments: ["--replicaof", "127.0.0.1", String(primary.port)])
-        let setup = try RedisSentinelSetup(primaryName: primaryName, primary: primary, replica: replica)
+    static func start(primaryName: String = "sluice-primary", password: String? = nil) async throws
+        -> RedisSentinelSetup
+    {
+        let auth = password.map { ["--requirepass", $0, "--masterauth", $0] } ?? []
+        let primary = try RedisServer(arguments: auth)
+        let replica = try RedisServer(arguments: auth + ["--replicaof", "127.0.0.1", String(primary.port)])
+        let setup = try RedisSentinelSetup(
+            primaryName: primaryName, password: password, primary: primary, replica: replica)
         do {
             try setup.launchSentinels(count: 3)
             try await setup.waitUntilAgreed(on: primary.port, replicas: 1)
@@ -41,8 +48,9 @@ final class RedisSentinelSetup: @unchecked Sendable {
         return setup
     }
 
-    private init(primaryName: String, primary: RedisServer, replica: RedisServer) throws {
+    private init(primaryName: String, password: String?, primary: RedisServer, replica: RedisServer) throws {
         self.primaryName = primaryName
+        self.password = password
         self.primary = primary
         self.replica = replica
     }
@@ -69,6 +77,7 @@ final class RedisSentinelSetup: @unchecked Sendable {
             sentinel monitor \(primaryName) 127.0.0.1 \(primary.port) 2
             sentinel down-after-milliseconds \(primaryName) 2000
             sentinel failover-timeout \(primaryName) 10000
+            \(password.map { "requirepass \($0)\nsentinel sentinel-pass \($0)\nsentinel auth-pass \(primaryName) \($0)" } ?? "")
 
             """.write(to: configuration, atomically: true, encoding: .utf8)
             let pid = try ChildProcess.spawn(redisServer, ["redis-server", configuration.path, "--sentinel"])
@@ -88,7 +97,8 @@ final class RedisSentinelSetup: @unchecked Sendable {
     /// Sends one command to a sentinel (index into ``sentinelPorts``) on a connection of its own.
     func askSentinel(_ index: Int, _ command: RedisCommand) async throws -> RedisValue {
         let connection = try RedisConnection(
-            configuration: RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: sentinelPorts[index])))
+            configuration: RedisConfiguration(
+                endpoint: .tcp(host: "127.0.0.1", port: sentinelPorts[index]), password: password))
         defer { connection.close() }
         return try await connection.send(command)
     }
@@ -134,7 +144,8 @@ final class RedisSentinelSetup: @unchecked Sendable {
                 let candidates = [self.primary, self.replica].filter { $0.port != port }
                 for server in candidates {
                     let connection = try RedisConnection(
-                        configuration: RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: server.port)))
+                        configuration: RedisConfiguration(
+                            endpoint: .tcp(host: "127.0.0.1", port: server.port), password: password))
                     defer { connection.close() }
                     let info = try? await connection.send(RedisCommand("INFO", "replication"))
                     if info?.string?.contains("master_link_status:up") != true { agreed = false }
