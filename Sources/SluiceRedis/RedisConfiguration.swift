@@ -24,6 +24,35 @@ public struct RedisConfiguration: Sendable, Hashable {
     public var reconnectBackoff: Backoff
     /// TLS for the connection (`rediss://`); `nil` for plain TCP and unix sockets.
     public var tls: TLS?
+    /// Redis Sentinel (`redis-sentinel://`): when set, ``endpoint`` is not used; every connection
+    /// asks the sentinels for the primary's address when it (re)connects.
+    public var sentinel: Sentinel?
+
+    /// Where to find the primary through Redis Sentinel.
+    ///
+    /// Each (re)connection asks the sentinels in turn (starting with the last one that answered)
+    /// `SENTINEL get-master-addr-by-name`, connects to the address the first one to answer gives,
+    /// and checks with `ROLE` that the server is a primary. ``RedisConfiguration/username``,
+    /// ``RedisConfiguration/password``, ``RedisConfiguration/database`` and
+    /// ``RedisConfiguration/tls`` apply to the primary; the sentinels get TLS too, and their own
+    /// credentials here.
+    public struct Sentinel: Sendable, Hashable {
+        /// The name the sentinels monitor the primary under (`sentinel monitor <name> …`).
+        public var primaryName: String
+        /// The sentinels to ask, in order (`host:port`, 26379 by default).
+        public var sentinels: [Endpoint]
+        /// The user for `AUTH` on the sentinels (Sentinel's own ACL), if any.
+        public var username: String?
+        /// The password for `AUTH` on the sentinels (`requirepass` in sentinel.conf), if any.
+        public var password: String?
+
+        public init(primaryName: String, sentinels: [Endpoint], username: String? = nil, password: String? = nil) {
+            self.primaryName = primaryName
+            self.sentinels = sentinels
+            self.username = username
+            self.password = password
+        }
+    }
 
     /// TLS settings: the server's certificate is always verified, against the system's roots or
     /// the given CA, and must name the host connected to (or ``serverName``).
@@ -66,7 +95,8 @@ public struct RedisConfiguration: Sendable, Hashable {
         connectTimeout: Duration = .seconds(2),
         commandTimeout: Duration = .seconds(2),
         reconnectBackoff: Backoff = Backoff(),
-        tls: TLS? = nil
+        tls: TLS? = nil,
+        sentinel: Sentinel? = nil
     ) {
         self.endpoint = endpoint
         self.username = username
@@ -76,6 +106,7 @@ public struct RedisConfiguration: Sendable, Hashable {
         self.commandTimeout = commandTimeout
         self.reconnectBackoff = reconnectBackoff
         self.tls = tls
+        self.sentinel = sentinel
     }
 
     /// Parses `redis://[user:password@]host[:port][/db]`, `redis://[:password@]host...`,
@@ -83,6 +114,12 @@ public struct RedisConfiguration: Sendable, Hashable {
     /// Percent-escapes in the user name and password are decoded. A `rediss://` URL may name its
     /// TLS files in its query, with redis-server's option names:
     /// `rediss://host:6380?tls-ca-cert-file=/etc/ca.pem&tls-cert-file=…&tls-key-file=…&tls-server-name=…`.
+    ///
+    /// Redis Sentinel takes Lettuce's form:
+    /// `redis-sentinel://[user:password@]host[:port][,host[:port]…][/db]#primaryName`
+    /// (`rediss-sentinel://` over TLS), port 26379 by default. The credentials and database are the
+    /// primary's; the sentinels' own credentials go in the query, as
+    /// `?sentinel-username=…&sentinel-password=…`.
     public init(url: String) throws(RedisError) {
         self.init()
         func invalid(_ why: String) -> RedisError { RedisError(.invalidURL, why) }
@@ -109,15 +146,26 @@ public struct RedisConfiguration: Sendable, Hashable {
             return
         }
         let scheme: String
+        var primaryName: String?
         if url.hasPrefix("redis://") {
             scheme = "redis://"
         } else if url.hasPrefix("rediss://") {
             scheme = "rediss://"
             tls = TLS()
+        } else if url.hasPrefix("redis-sentinel://") || url.hasPrefix("rediss-sentinel://") {
+            scheme = url.hasPrefix("rediss") ? "rediss-sentinel://" : "redis-sentinel://"
+            if scheme.hasPrefix("rediss") { tls = TLS() }
+            guard let hash = url.firstIndex(of: "#"), !url[url.index(after: hash)...].isEmpty else {
+                throw invalid("a redis-sentinel:// URL needs the primary's name after '#' (…:26379#mymaster)")
+            }
+            primaryName = Self.percentDecoded(url[url.index(after: hash)...])
         } else {
-            throw invalid("expected redis://, rediss:// or unix://")
+            throw invalid("expected redis://, rediss://, redis-sentinel://, rediss-sentinel:// or unix://")
         }
         var rest = Substring(url.dropFirst(scheme.count))
+        if primaryName != nil, let hash = rest.firstIndex(of: "#") { rest = rest[..<hash] }
+        var sentinelUsername: String?
+        var sentinelPassword: String?
         if let question = rest.firstIndex(of: "?") {
             for pair in rest[rest.index(after: question)...].split(separator: "&") {
                 let kv = pair.split(separator: "=", maxSplits: 1)
@@ -128,6 +176,8 @@ public struct RedisConfiguration: Sendable, Hashable {
                 case "tls-cert-file": tls?.certificateFile = value
                 case "tls-key-file": tls?.keyFile = value
                 case "tls-server-name": tls?.serverName = value
+                case "sentinel-username": sentinelUsername = value
+                case "sentinel-password": sentinelPassword = value
                 default: continue
                 }
             }
@@ -154,8 +204,24 @@ public struct RedisConfiguration: Sendable, Hashable {
                 database = number
             }
         }
+        guard let primaryName else {
+            endpoint = try Self.parseHostPort(hostPort, defaultPort: 6379)
+            return
+        }
+        var sentinels: [Endpoint] = []
+        for entry in hostPort.split(separator: ",", omittingEmptySubsequences: false) {
+            guard !entry.isEmpty else { throw invalid("an empty sentinel address in the list") }
+            sentinels.append(try Self.parseHostPort(entry, defaultPort: 26379))
+        }
+        sentinel = Sentinel(
+            primaryName: primaryName, sentinels: sentinels, username: sentinelUsername, password: sentinelPassword)
+    }
+
+    /// `host`, `host:port`, `[v6]` or `[v6]:port`; an empty host is 127.0.0.1.
+    private static func parseHostPort(_ hostPort: Substring, defaultPort: Int) throws(RedisError) -> Endpoint {
+        func invalid(_ why: String) -> RedisError { RedisError(.invalidURL, why) }
         var host = "127.0.0.1"
-        var port = 6379
+        var port = defaultPort
         if hostPort.hasPrefix("[") {
             guard let close = hostPort.firstIndex(of: "]") else { throw invalid("unclosed IPv6 address") }
             host = String(hostPort[hostPort.index(after: hostPort.startIndex)..<close])
@@ -173,11 +239,12 @@ public struct RedisConfiguration: Sendable, Hashable {
         } else if !hostPort.isEmpty {
             host = String(hostPort)
         }
-        endpoint = .tcp(host: host, port: port)
+        return .tcp(host: host, port: port)
     }
 
     /// The configuration as a URL with the password replaced by `***`: safe to log.
     public var redactedURL: String {
+        if let sentinel { return redactedSentinelURL(sentinel) }
         var text: String
         switch endpoint {
         case .tcp(let host, let port):
@@ -196,6 +263,25 @@ public struct RedisConfiguration: Sendable, Hashable {
             if !query.isEmpty { text += "?" + query.joined(separator: "&") }
         }
         return text
+    }
+
+    private func redactedSentinelURL(_ sentinel: Sentinel) -> String {
+        var text = tls == nil ? "redis-sentinel://" : "rediss-sentinel://"
+        if username != nil || password != nil {
+            text += Self.percentEncoded(username ?? "") + (password == nil ? "" : ":***") + "@"
+        }
+        text += sentinel.sentinels.map { endpoint in
+            switch endpoint {
+            case .tcp(let host, let port): (host.contains(":") ? "[\(host)]" : host) + ":\(port)"
+            case .unixSocket(let path): path
+            }
+        }.joined(separator: ",")
+        if database != 0 { text += "/\(database)" }
+        var query: [String] = []
+        if let name = sentinel.username { query.append("sentinel-username=" + Self.percentEncoded(name)) }
+        if sentinel.password != nil { query.append("sentinel-password=***") }
+        if !query.isEmpty { text += "?" + query.joined(separator: "&") }
+        return text + "#" + Self.percentEncoded(sentinel.primaryName)
     }
 
     private static func percentEncoded(_ text: String) -> String {
@@ -251,6 +337,27 @@ extension RedisConfiguration: CustomStringConvertible, CustomDebugStringConverti
                 "endpoint": endpoint, "username": username as Any, "password": password == nil ? "nil" : "***",
                 "database": database, "connectTimeout": connectTimeout, "commandTimeout": commandTimeout,
                 "reconnectBackoff": reconnectBackoff, "tls": tls as Any,
+                "sentinel": sentinel as Any,
+            ], displayStyle: .struct)
+    }
+}
+
+extension RedisConfiguration.Sentinel: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    /// The primary's name and the sentinels; never the sentinels' password.
+    public var description: String {
+        let addresses = sentinels.map { ConnectionHandshake.describe($0) }.joined(separator: ",")
+        return "Sentinel(\(primaryName) via \(addresses)\(password == nil ? "" : ", password: ***"))"
+    }
+
+    public var debugDescription: String { description }
+
+    /// What `dump` and debuggers show: the password as `***`.
+    public var customMirror: Mirror {
+        Mirror(
+            self,
+            children: [
+                "primaryName": primaryName, "sentinels": sentinels, "username": username as Any,
+                "password": password == nil ? "nil" : "***",
             ], displayStyle: .struct)
     }
 }

@@ -8,7 +8,7 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
             case connect, io, endOfFile, protocolError, timeout, closed, server, authentication, invalidURL
             case unavailable, unsupportedCommand, cancelled, unexpectedReply, requiresDedicatedConnection
             case tlsHandshake, tlsUntrustedCertificate, tlsNameMismatch, tlsConfiguration
-            case crossSlot
+            case crossSlot, unknownPrimary
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -63,6 +63,9 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         /// On a Redis Cluster, the command's keys hash to different slots (no single node can run it); it was
         /// not sent. Keys that must go together share a hash tag: `sluice:{tenant}:a`, `sluice:{tenant}:b`.
         public static let crossSlot = Code(.crossSlot)
+        /// Redis Sentinel: the sentinels that answered monitor no primary of the configured name
+        /// (``RedisConfiguration/Sentinel/primaryName``). A setting to fix, not an outage; nothing was sent.
+        public static let unknownPrimary = Code(.unknownPrimary)
 
         public var description: String { base.rawValue }
     }

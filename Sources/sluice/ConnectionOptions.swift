@@ -8,11 +8,14 @@ import SluiceRedis
 #endif
 
 /// `--redis URL` on every command; defaults to `$REDIS_URL`, else `redis://127.0.0.1:6379`.
-/// A `rediss://` URL connects over TLS; the TLS files take redis-server's own option names.
+/// A `rediss://` URL connects over TLS; the TLS files take redis-server's own option names. A
+/// `redis-sentinel://…#primaryName` URL finds the primary through Redis Sentinel and follows a fail-over.
 struct ConnectionOptions: ParsableArguments {
     @Option(
         name: .customLong("redis"),
-        help: "Redis URL: redis://, rediss:// (TLS) or unix:// (default: $REDIS_URL, else redis://127.0.0.1:6379).")
+        help:
+            "Redis URL: redis://, rediss:// (TLS), redis-sentinel://host:port[,host:port…][/db]#primaryName, rediss-sentinel:// or unix:// (default: $REDIS_URL, else redis://127.0.0.1:6379)."
+    )
     var url: String?
 
     @Option(
@@ -39,7 +42,8 @@ struct ConnectionOptions: ParsableArguments {
         var configuration = try RedisConfiguration(url: resolvedURL)
         if tlsCACertificateFile != nil || tlsCertificateFile != nil || tlsKeyFile != nil {
             guard var tls = configuration.tls else {
-                throw ValidationError("--tls-ca-cert-file, --tls-cert-file and --tls-key-file need a rediss:// URL")
+                throw ValidationError(
+                    "--tls-ca-cert-file, --tls-cert-file and --tls-key-file need a rediss:// or rediss-sentinel:// URL")
             }
             if let file = tlsCACertificateFile { tls.caCertificateFile = file }
             if let file = tlsCertificateFile { tls.certificateFile = file }

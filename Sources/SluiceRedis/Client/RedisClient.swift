@@ -7,6 +7,9 @@
 /// per primary, following `MOVED` and `ASK` (see ``sendToEveryPrimary(_:)`` and ``scanKeys(matching:type:)``
 /// for commands about servers rather than keys).
 ///
+/// Given Redis Sentinel (`redis-sentinel://…#primaryName`), every connection asks the sentinels for the
+/// primary when it connects and follows a fail-over (see ``RedisConfiguration/Sentinel``).
+///
 /// ```swift
 /// let redis = try RedisClient(url: "redis://127.0.0.1:6379")
 /// let pong = try await redis.send(RedisCommand("PING"))
@@ -15,6 +18,8 @@ public final class RedisClient: Sendable {
     public let configuration: RedisConfiguration
     private let pool: DedicatedPool
     let router: CommandRouter
+    /// With Redis Sentinel: names the primary to every connection of the client when it connects.
+    let sentinel: SentinelResolver?
 
     /// - Parameters:
     ///   - poolSize: the most dedicated connections ``withConnection(deadline:_:)`` opens at once.
@@ -22,11 +27,13 @@ public final class RedisClient: Sendable {
     ///     callers, taken in turn (each has an I/O thread of its own).
     public init(configuration: RedisConfiguration, poolSize: Int = 4, sharedConnections: Int = 1) throws(RedisError) {
         self.configuration = configuration
+        let sentinel = configuration.sentinel.map { _ in SentinelResolver(configuration: configuration) }
+        self.sentinel = sentinel
         var shared: [RedisConnection] = []
         for _ in 0..<max(1, sharedConnections) {
-            shared.append(try RedisConnection(configuration: configuration, shared: true))
+            shared.append(try RedisConnection(configuration: configuration, shared: true, resolver: sentinel))
         }
-        self.pool = DedicatedPool(configuration: configuration, maximumConnections: poolSize)
+        self.pool = DedicatedPool(configuration: configuration, maximumConnections: poolSize, resolver: sentinel)
         self.router = CommandRouter(sharedConnections: shared, configuration: configuration, poolSize: poolSize)
     }
 
@@ -100,7 +107,17 @@ public final class RedisClient: Sendable {
     func withConnection<Result: Sendable>(
         pool: DedicatedPool, deadline: ContinuousClock.Instant?, _ body: (RedisConnection) async throws -> Result
     ) async throws -> Result {
-        let lease = try await pool.lease(deadline: deadline ?? .now + configuration.commandTimeout)
+        let deadline = deadline ?? .now + configuration.commandTimeout
+        var lease = try await pool.lease(deadline: deadline)
+        // With Sentinel, a pooled connection still on the primary before a fail-over is closed, not lent.
+        var skipped = 0
+        while let sentinel, skipped < 4, let primary = sentinel.lastKnownPrimary,
+            let connectedTo = lease.connection.connectedTo, connectedTo != primary
+        {
+            pool.discard(lease)
+            skipped += 1
+            lease = try await pool.lease(deadline: deadline)
+        }
         do {
             let result = try await body(lease.connection)
             pool.release(lease)
@@ -127,6 +144,7 @@ public final class RedisClient: Sendable {
     public func close() {
         router.close()
         pool.close()
+        sentinel?.close()
     }
 
     static func evalCommand(

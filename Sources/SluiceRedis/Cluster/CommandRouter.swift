@@ -90,6 +90,8 @@ final class CommandRouter: Sendable {
     }
 
     private func detect() async throws(RedisError) -> Mode {
+        // The sentinels name one primary: Redis Sentinel and Redis Cluster do not go together.
+        if configuration.sentinel != nil { return .single }
         do {
             let info = try await seed.send(RedisCommand("CLUSTER", "INFO"))
             guard info.string?.contains("cluster_state:") == true else { return .single }

@@ -6,12 +6,20 @@ extension RedisClient {
     }
 
     /// The primaries commands go to: `host:port` of each on a cluster, in the slot map's order; the one
-    /// server's endpoint otherwise.
+    /// server's endpoint otherwise (with Sentinel, the primary the sentinels named last, once known).
     public func primaries() async throws(RedisError) -> [String] {
         switch try await router.mode() {
         case .cluster(let cluster): return cluster.primaryAddresses
         case .single:
-            switch configuration.endpoint {
+            var endpoint = configuration.endpoint
+            if let sentinel {
+                if let known = sentinel.lastKnownPrimary {
+                    endpoint = known
+                } else {
+                    endpoint = try await sentinel.primary().get()
+                }
+            }
+            switch endpoint {
             case .tcp(let host, let port): return [NodeAddress(host: host, port: port).description]
             case .unixSocket(let path): return [path]
             }

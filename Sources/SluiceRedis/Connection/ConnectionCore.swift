@@ -15,6 +15,19 @@ import Synchronization
 /// their deadlines: one whose deadline passes before the connection is ready fails with
 /// ``RedisError/Code/timeout`` and is never written, and a cancelled caller's command is skipped.
 ///
+/// With Redis Sentinel (``RedisConfiguration/sentinel``) each connection attempt first asks the
+/// ``SentinelResolver`` for the primary's address and checks with `ROLE` that the server it reaches
+/// is a primary. While a fail-over is under way, failed attempts are repeated (after the backoff)
+/// for as long as waiting commands have time left, so a command that was never sent reaches the new
+/// primary. A `-READONLY` reply (the primary was turned into a replica) stops new writes on the
+/// connection, lets the replies already due arrive, then reconnects; on a shared connection the
+/// refused command (it did not run) is sent again on the new one, and when the sentinels name a new
+/// primary the connection moves the same way. A dedicated connection may hold state a new one would
+/// not (`MULTI`), so there the caller gets the `-READONLY` error, and it is not moved while in use
+/// (``RedisClient/withConnection(deadline:_:)`` skips pooled ones left on an old primary).
+/// Commands written before a connection was lost may have run and are never sent twice: their
+/// callers get the connection's error.
+///
 /// `@unchecked Sendable` because the two halves are guarded differently, and the compiler cannot
 /// see it: `shared` is behind a `Mutex`; the transport, the queues and the backoff state are
 /// touched only by the I/O thread (`run()` and what it calls), never by callers.
@@ -37,12 +50,18 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         var wakePending = false
         var closed = false
         var connected = false
+        /// The sentinels' answer to connection attempt `attempt`, for the I/O thread to take.
+        var resolved: (attempt: Int, result: Result<RedisConfiguration.Endpoint, RedisError>)?
+        /// The server of the ready connection, if any.
+        var connectedTo: RedisConfiguration.Endpoint?
     }
 
     /// Where the I/O thread stands with the socket.
     private enum Phase {
         /// No socket.
         case idle
+        /// Waiting for the sentinels to name the primary (connection attempt number `attempt`).
+        case resolving(attempt: Int)
         /// Waiting for the socket to connect to `addresses[index]`.
         case connecting(addresses: [SocketAddress], index: Int)
         /// TLS handshake in progress.
@@ -50,6 +69,9 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         /// Waiting for the replies to the setup commands (`AUTH`, `SELECT`, or a `PING` over TLS).
         case settingUp(commands: [String], answered: Int)
         case ready
+        /// The server answered `-READONLY` (no longer the primary): nothing more is written, the
+        /// replies already due are read, then the connection is replaced.
+        case draining
     }
 
     let configuration: RedisConfiguration
@@ -58,6 +80,10 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     private let wakeWriteFD: Int32
     private let commandTimeoutNanos: UInt64
     private let tls: TLSContext?
+    /// Names the primary on each connection attempt with Redis Sentinel; `nil` otherwise.
+    private let resolver: SentinelResolver?
+    /// Other callers share the connection, so it holds no state of theirs (see ``RedisConnection/isShared``).
+    private let isShared: Bool
 
     // I/O thread only.
     private var phase = Phase.idle
@@ -72,12 +98,29 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     private var nextConnectAttempt: UInt64 = 0
     private var currentBackoffNanos: UInt64 = 0
     private var lastConnectError: RedisError?
+    /// The server connected to: the configured endpoint, or the primary the sentinels named.
+    private var endpoint: RedisConfiguration.Endpoint
+    private var connectAttempts = 0
+    /// The resolver's ``SentinelResolver/generation`` last looked at.
+    private var seenGeneration = 0
+    /// The last failed attempt may succeed when repeated (Sentinel: a fail-over under way), so
+    /// waiting commands wait for the next attempt instead of failing with it.
+    private var retryAfterBackoff = false
 
-    init(configuration: RedisConfiguration) throws(RedisError) {
+    /// - Parameter resolver: the client's resolver when ``RedisConfiguration/sentinel`` is set
+    ///   (shared by its connections); a connection of its own makes one when it is not given.
+    init(configuration: RedisConfiguration, shared: Bool, resolver: SentinelResolver? = nil) throws(RedisError) {
         self.configuration = configuration
+        self.isShared = shared
         self.commandTimeoutNanos = configuration.commandTimeout.nanoseconds
+        self.endpoint = configuration.endpoint
+        if configuration.sentinel != nil {
+            self.resolver = resolver ?? SentinelResolver(configuration: configuration)
+        } else {
+            self.resolver = nil
+        }
         if let settings = configuration.tls {
-            if case .unixSocket = configuration.endpoint {
+            if configuration.sentinel == nil, case .unixSocket = configuration.endpoint {
                 throw RedisError(.tlsConfiguration, "TLS over a unix socket is not supported")
             }
             tls = try TLSContext(settings)
@@ -101,6 +144,9 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     }
 
     var isConnected: Bool { shared.withLock { $0.connected } }
+
+    /// The server the connection is ready on, if any.
+    var connectedTo: RedisConfiguration.Endpoint? { shared.withLock { $0.connectedTo } }
 
     // MARK: Caller side
 
@@ -164,10 +210,11 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         var work: [Submission] = []
         var jobs: [UnownedJob] = []
         while true {
-            let closed = shared.withLock { state -> Bool in
+            let (closed, resolved) = shared.withLock { state in
                 swap(&state.queue, &work)
                 swap(&state.jobs, &jobs)
-                return state.closed
+                defer { state.resolved = nil }
+                return (state.closed, state.resolved)
             }
             if !jobs.isEmpty {
                 // Tasks that prefer this thread resume here: no hand-off to another thread, and
@@ -180,12 +227,22 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
                 shutDown(pendingWork: work)
                 return
             }
+            if let resolved { primaryResolved(attempt: resolved.attempt, resolved.result) }
+            if let resolver, resolver.generation != seenGeneration { primaryMayHaveChanged(resolver) }
             if !work.isEmpty {
                 for submission in work { accept(submission) }
                 work.removeAll(keepingCapacity: true)
             }
-            if case .ready = phase, let transport, transport.hasPendingOutput { flush() }
+            if isWriting, let transport, transport.hasPendingOutput { flush() }
             waitForEvents()
+        }
+    }
+
+    /// Whether written commands are on their way: ready, or draining after `-READONLY`.
+    private var isWriting: Bool {
+        switch phase {
+        case .ready, .draining: return true
+        case .idle, .resolving, .connecting, .handshaking, .settingUp: return false
         }
     }
 
@@ -195,11 +252,21 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         switch phase {
         case .ready:
             writeOut(submission)
-        case .connecting, .handshaking, .settingUp:
+        case .resolving, .connecting, .handshaking, .settingUp, .draining:
             waiting.append(submission)
         case .idle:
             if submission.slot.isAnswered { return }
+            if retryAfterBackoff {
+                // The next attempt is due at `nextConnectAttempt` (the poll loop starts it); the
+                // command waits for it, within its own deadline.
+                waiting.append(submission)
+                return
+            }
             let now = monotonicNanos()
+            if now < nextConnectAttempt, let lastConnectError, lastConnectError.code == .unknownPrimary {
+                submission.slot.fail(lastConnectError)
+                return
+            }
             if now < nextConnectAttempt, let lastConnectError {
                 let waitMillis = (nextConnectAttempt - now) / 1_000_000
                 submission.slot.fail(
@@ -220,8 +287,11 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
             return
         }
         transport!.append(submission.bytes)
-        // The bytes are in the output buffer now; the queue keeps who waits, and until when.
-        inFlight.append(Submission(bytes: [], slot: submission.slot, deadline: submission.deadline))
+        // The bytes are in the output buffer now; the queue keeps who waits, and until when (and,
+        // with Sentinel, the bytes, to send again after a `-READONLY`).
+        inFlight.append(
+            Submission(
+                bytes: resolver == nil ? [] : submission.bytes, slot: submission.slot, deadline: submission.deadline))
     }
 
     private func flush() {
@@ -238,7 +308,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     /// starve reading replies or enforcing deadlines.
     private func waitForEvents() {
         let mayBlock = shared.withLock { state -> Bool in
-            if !state.queue.isEmpty || !state.jobs.isEmpty || state.closed { return false }
+            if !state.queue.isEmpty || !state.jobs.isEmpty || state.closed || state.resolved != nil { return false }
             state.ioThreadPolling = true
             return true
         }
@@ -269,14 +339,22 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         if ready > 0 && fds[0].revents != 0 { drainWakePipe() }
         if ready > 0, fds.count > 1, fds[1].revents != 0 { socketEvent(fds[1].revents) }
         expireOverdue()
+        if case .idle = phase, retryAfterBackoff, !waiting.isEmpty, nextConnectAttempt <= monotonicNanos() {
+            startConnecting()
+        }
     }
 
     private func nextDeadline() -> UInt64? {
         var deadline = inFlight.first?.deadline
         if let head = waiting.first?.deadline { deadline = min(deadline ?? head, head) }
         switch phase {
-        case .connecting, .handshaking, .settingUp: deadline = min(deadline ?? connectDeadline, connectDeadline)
-        case .idle, .ready: break
+        case .resolving, .connecting, .handshaking, .settingUp:
+            deadline = min(deadline ?? connectDeadline, connectDeadline)
+        case .idle:
+            if retryAfterBackoff && !waiting.isEmpty {
+                deadline = min(deadline ?? nextConnectAttempt, nextConnectAttempt)
+            }
+        case .ready, .draining: break
         }
         return deadline
     }
@@ -285,7 +363,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         guard let transport else { return }
         do throws(RedisError) {
             switch phase {
-            case .idle: return
+            case .idle, .resolving: return
             case .connecting(let addresses, let index):
                 let error = sluice_connect_result(transport.fd)
                 if error == 0 {
@@ -302,7 +380,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
                 } else {
                     try transport.flush()
                 }
-            case .settingUp, .ready:
+            case .settingUp, .ready, .draining:
                 if events & Int16(POLLIN | POLLERR | POLLHUP) != 0 {
                     let closed = try transport.receive()
                     // Replies that arrived complete before the server closed still reach their callers.
@@ -310,6 +388,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
                     if closed { throw RedisError(.endOfFile, "the server closed the connection") }
                 }
                 if self.transport != nil, events & Int16(POLLOUT) != 0 { try self.transport?.flush() }
+                finishDraining()
             }
         } catch {
             connectionFailed(error)
@@ -323,7 +402,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
 
     private func readReplies() throws(RedisError) {
         while let transport, let value = try transport.nextReply() {
-            if case .ready = phase {
+            if isWriting {
                 try deliver(value)
             } else {
                 try setupReplied(value)
@@ -339,6 +418,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         }
         let reply: Reply
         if case .error(let message) = value {
+            if resolver != nil, message.hasPrefix("READONLY"), noLongerPrimary(head) { return }
             reply = .failure(RedisError(.server, message, command: head.slot.command))
         } else {
             reply = .success(value)
@@ -357,6 +437,43 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         }
     }
 
+    /// A `-READONLY` reply with Sentinel: the server was turned into a replica. The command did not
+    /// run, so a single command waits to be sent again on the next connection (returns true); no
+    /// more commands are written here, and the connection is replaced once the replies already due
+    /// have arrived. A batch gets its replies as they are (some of its commands may have run).
+    private func noLongerPrimary(_ head: Submission) -> Bool {
+        if case .ready = phase { phase = .draining }
+        guard isShared, head.slot.replyCount == 1, batchReplies.isEmpty else { return false }
+        _ = inFlight.removeFirst()
+        if !head.slot.isAnswered { waiting.append(head) }
+        return true
+    }
+
+    /// The sentinels answered a lookup: when they name another primary than the one connected to
+    /// (a fail-over), nothing more is written here and the connection is replaced once the replies
+    /// already due have arrived.
+    private func primaryMayHaveChanged(_ resolver: SentinelResolver) {
+        seenGeneration = resolver.generation
+        guard isShared, case .ready = phase, let primary = resolver.lastKnownPrimary, primary != endpoint else {
+            return
+        }
+        phase = .draining
+        finishDraining()
+    }
+
+    /// Ends a drain once every reply due has arrived: the connection is closed and the waiting
+    /// commands go out on a new one, to the primary the sentinels name now.
+    private func finishDraining() {
+        guard case .draining = phase, inFlight.isEmpty else { return }
+        transport = nil
+        phase = .idle
+        shared.withLock { state in
+            state.connected = false
+            state.connectedTo = nil
+        }
+        if !waiting.isEmpty { startConnecting() }
+    }
+
     /// Fails the commands that waited past their deadline. A written one drops the connection (a
     /// late reply could not be told from the next one); one still waiting for the connection is
     /// failed and never written; a connection attempt past its deadline is given up.
@@ -367,13 +484,20 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         }
         while let head = waiting.first, head.deadline <= now || head.slot.isAnswered {
             _ = waiting.removeFirst()
-            head.slot.fail(
-                RedisError(
-                    .timeout,
-                    "no connection within the command's deadline (\(configuration.commandTimeout)); it was not sent"))
+            var message =
+                "no connection within the command's deadline (\(configuration.commandTimeout)); it was not sent"
+            if retryAfterBackoff, let lastConnectError { message += " (last attempt: \(lastConnectError.message))" }
+            head.slot.fail(RedisError(.timeout, message))
         }
         guard connectDeadline <= now else { return }
         switch phase {
+        case .resolving:
+            connectionFailed(
+                RedisError(
+                    .unavailable,
+                    "the sentinels did not name the primary '\(configuration.sentinel?.primaryName ?? "")' "
+                        + "within \(configuration.connectTimeout)"),
+                fromSentinels: true)
         case .connecting, .settingUp:
             connectionFailed(
                 RedisError(.connect, "\(endpointDescription): could not connect within \(configuration.connectTimeout)")
@@ -384,18 +508,21 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
                     .tlsHandshake,
                     "\(endpointDescription): no TLS handshake within \(configuration.connectTimeout) "
                         + "(does the port speak TLS?)"))
-        case .idle, .ready: break
+        case .idle, .ready, .draining: break
         }
     }
 
     /// Closes the socket and fails every command written on it or waiting for it. After a failed
     /// connection attempt, the next one waits for the backoff.
-    private func connectionFailed(_ error: RedisError) {
+    private func connectionFailed(_ error: RedisError, fromSentinels: Bool = false) {
         var error = error
+        retryAfterBackoff = false
+        var wasDraining = false
         switch phase {
         case .idle: return
         case .ready: break
-        case .connecting, .handshaking, .settingUp:
+        case .draining: wasDraining = true
+        case .resolving, .connecting, .handshaking, .settingUp:
             if tls != nil, case .settingUp = phase, error.code == .endOfFile || error.message.hasPrefix("TLS") {
                 // TLS 1.3 ends the handshake before the server has checked the client's
                 // certificate: a refusal shows up here, on the first reply.
@@ -410,12 +537,24 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
                 ? backoff.initial.nanoseconds : min(currentBackoffNanos * 2, backoff.maximum.nanoseconds)
             nextConnectAttempt = monotonicNanos() &+ currentBackoffNanos
             lastConnectError = error
+            // With Sentinel, a primary that refuses connections or turns out to be a replica is
+            // most likely a fail-over under way: ask the sentinels again after the backoff.
+            retryAfterBackoff = resolver != nil && !fromSentinels && error.isConnectionFailure
         }
         transport = nil
         phase = .idle
-        shared.withLock { $0.connected = false }
+        shared.withLock { state in
+            state.connected = false
+            state.connectedTo = nil
+        }
         batchReplies.removeAll()
         while let submission = inFlight.removeFirst() { submission.slot.fail(error) }
+        if retryAfterBackoff { return }  // the waiting commands wait for the next attempt
+        if wasDraining && !waiting.isEmpty {
+            // Commands held back after a `-READONLY` were not run: they go to the new primary.
+            startConnecting()
+            return
+        }
         while let submission = waiting.removeFirst() { submission.slot.fail(error) }
     }
 
@@ -423,7 +562,10 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         let closedError = RedisError(.closed, "the connection was closed")
         transport = nil
         phase = .idle
-        shared.withLock { $0.connected = false }
+        shared.withLock { state in
+            state.connected = false
+            state.connectedTo = nil
+        }
         while let submission = inFlight.removeFirst() { submission.slot.fail(closedError) }
         while let submission = waiting.removeFirst() { submission.slot.fail(closedError) }
         for submission in pendingWork { submission.slot.fail(closedError) }
@@ -437,16 +579,52 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
 
     // MARK: Connecting
 
-    private var endpointDescription: String { ConnectionHandshake.describe(configuration.endpoint) }
+    private var endpointDescription: String { ConnectionHandshake.describe(endpoint) }
 
-    /// Starts a connection attempt; the poll loop carries it on.
+    /// Starts a connection attempt; the poll loop carries it on. With Sentinel, the sentinels are
+    /// asked for the primary first (off this thread; the answer comes back through ``Shared``).
     private func startConnecting() {
         connectDeadline = monotonicNanos() &+ configuration.connectTimeout.nanoseconds
+        retryAfterBackoff = false
+        guard let resolver else {
+            connect(to: configuration.endpoint)
+            return
+        }
+        connectAttempts += 1
+        let attempt = connectAttempts
+        phase = .resolving(attempt: attempt)
+        Task { [self] in
+            let result = await resolver.primary()
+            let mustWake = shared.withLock { state -> Bool in
+                state.resolved = (attempt, result)
+                if state.ioThreadPolling && !state.wakePending {
+                    state.wakePending = true
+                    return true
+                }
+                return false
+            }
+            if mustWake { wake() }
+        }
+    }
+
+    /// The sentinels answered attempt `attempt` (ignored when that attempt was given up meanwhile).
+    private func primaryResolved(attempt: Int, _ result: Result<RedisConfiguration.Endpoint, RedisError>) {
+        guard case .resolving(let current) = phase, current == attempt else { return }
+        switch result {
+        case .success(let primary):
+            endpoint = primary
+            connect(to: primary)
+        case .failure(let error):
+            connectionFailed(error, fromSentinels: true)
+        }
+    }
+
+    private func connect(to endpoint: RedisConfiguration.Endpoint) {
         phase = .connecting(addresses: [], index: 0)
         do throws(RedisError) {
-            switch configuration.endpoint {
+            switch endpoint {
             case .tcp:
-                let addresses = try ConnectionHandshake.resolve(configuration.endpoint)
+                let addresses = try ConnectionHandshake.resolve(endpoint)
                 try connectNextAddress(addresses, after: -1, failure: 0)
             case .unixSocket(let path):
                 var fd: Int32 = -1
@@ -485,7 +663,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
 
     private var serverName: String {
         if let name = configuration.tls?.serverName { return name }
-        if case .tcp(let host, _) = configuration.endpoint { return host }
+        if case .tcp(let host, _) = endpoint { return host }
         return ""
     }
 
@@ -508,6 +686,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     /// connection attempt, not the first caller's command.
     private func beginSetup() throws(RedisError) {
         var commands = ConnectionHandshake.setupCommands(configuration)
+        if resolver != nil { commands.append(RedisCommand("ROLE")) }
         if commands.isEmpty && tls != nil { commands = [RedisCommand("PING")] }
         if commands.isEmpty {
             becomeReady()
@@ -522,9 +701,17 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         guard case .settingUp(let commands, let answered) = phase else { return }
         let name = commands[answered]
         if case .error(let message) = value {
-            let code: RedisError.Code = name == "AUTH" ? .authentication : .server
+            // NOAUTH: the server wants a password the configuration does not give.
+            let code: RedisError.Code = name == "AUTH" || message.hasPrefix("NOAUTH") ? .authentication : .server
             // Not a connection failure to retry at once: the server refused the settings.
             throw RedisError(code, message, command: name)
+        }
+        if name == "ROLE", value.array?.first?.string != "master" {
+            let role = value.array?.first?.string ?? "unknown"
+            throw RedisError(
+                .connect,
+                "\(endpointDescription) is a \(role), not the primary '\(configuration.sentinel?.primaryName ?? "")' "
+                    + "(a fail-over under way?)")
         }
         if answered + 1 < commands.count {
             phase = .settingUp(commands: commands, answered: answered + 1)
@@ -538,7 +725,10 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         currentBackoffNanos = 0
         nextConnectAttempt = 0
         lastConnectError = nil
-        shared.withLock { $0.connected = true }
+        shared.withLock { [endpoint] state in
+            state.connected = true
+            state.connectedTo = endpoint
+        }
         while let submission = waiting.removeFirst() { writeOut(submission) }
         flush()
     }

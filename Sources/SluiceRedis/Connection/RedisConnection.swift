@@ -28,8 +28,10 @@ public final class RedisConnection: Sendable {
         try self.init(configuration: configuration, shared: false)
     }
 
-    init(configuration: RedisConfiguration, shared: Bool) throws(RedisError) {
-        core = try ConnectionCore(configuration: configuration)
+    /// - Parameter resolver: the client's ``SentinelResolver`` when ``RedisConfiguration/sentinel``
+    ///   is set (a connection given none makes its own).
+    init(configuration: RedisConfiguration, shared: Bool, resolver: SentinelResolver? = nil) throws(RedisError) {
+        core = try ConnectionCore(configuration: configuration, shared: shared, resolver: resolver)
         isShared = shared
         core.start()
     }
@@ -157,4 +159,7 @@ public final class RedisConnection: Sendable {
 
     /// Whether a socket is open right now (for tests and status output).
     public var isConnected: Bool { core.isConnected }
+
+    /// The server the connection is ready on (with Sentinel, the primary it found), if any.
+    var connectedTo: RedisConfiguration.Endpoint? { core.connectedTo }
 }

@@ -175,10 +175,12 @@ where PoolClock.Duration == Duration {
 typealias DedicatedPool = ConnectionPool<RedisConnection, ContinuousClock>
 
 extension ConnectionPool where Connection == RedisConnection, PoolClock == ContinuousClock {
-    /// Opens up to `maximumConnections` connections to `configuration`'s server, each a caller's own.
-    convenience init(configuration: RedisConfiguration, maximumConnections: Int) {
+    /// Opens up to `maximumConnections` connections to `configuration`'s server, each a caller's own
+    /// (with Sentinel, to the primary `resolver` names when each connects).
+    convenience init(configuration: RedisConfiguration, maximumConnections: Int, resolver: SentinelResolver? = nil) {
         self.init(
             maximumConnections: maximumConnections, clock: .continuous,
-            open: { try RedisConnection(configuration: configuration) }, close: { $0.close() })
+            open: { try RedisConnection(configuration: configuration, shared: false, resolver: resolver) },
+            close: { $0.close() })
     }
 }
