@@ -89,20 +89,22 @@ final class ClusterRouter: Sendable {
         guard !links.isEmpty else {
             throw RedisError(.unavailable, "no primary of the cluster is known", command: command.name)
         }
-        let results = await withTaskGroup(of: (Int, Result<RedisValue, RedisError>).self) { group in
+        // Replies come back in any order; they are put in the primaries' order by index, without subscripting a
+        // preallocated array (a release build trapped there on the first FUNCTION LOAD of a fresh cluster).
+        let indexed = await withTaskGroup(of: (Int, Result<RedisValue, RedisError>).self) { group in
             for (index, link) in links.enumerated() {
                 group.addTask {
-                    do throws(RedisError) {
-                        return (index, .success(try await link.connection.send(command)))
-                    } catch {
-                        return (index, .failure(error))
-                    }
+                    (
+                        index,
+                        await Self.outcome { () async throws(RedisError) in try await link.connection.send(command) }
+                    )
                 }
             }
-            var results = [Result<RedisValue, RedisError>](repeating: .success(.null), count: links.count)
-            for await (index, result) in group { results[index] = result }
-            return results
+            var collected: [(Int, Result<RedisValue, RedisError>)] = []
+            for await reply in group { collected.append(reply) }
+            return collected
         }
+        let results = indexed.sorted { $0.0 < $1.0 }.map(\.1)
         let tolerateMissingLibrary = command.name.uppercased() == "FUNCTION"
         var values: [RedisValue] = []
         var firstError: RedisError?
@@ -205,6 +207,17 @@ final class ClusterRouter: Sendable {
             }
         }
         return replies
+    }
+
+    /// `body`'s reply or its error, as a value.
+    private static func outcome(
+        _ body: () async throws(RedisError) -> RedisValue
+    ) async -> Result<RedisValue, RedisError> {
+        do {
+            return .success(try await body())
+        } catch {
+            return .failure(error)
+        }
     }
 
     /// A pool of dedicated connections to the primary that serves `key` (any primary without a key).
