@@ -339,6 +339,7 @@ extension QuotaStore {
             }
         }
         guard !buckets.isEmpty else { throw QuotaError(.invalidSpec, "the root has no token bucket to split") }
+        let rootScope = try Scope(root.levels[0].kind, root.partition)
         let epoch = try await send(
             RedisCommand("HINCRBY", RedisArgument(key(root)), "shards-epoch", "1")
         ).integer ?? 0
@@ -356,8 +357,9 @@ extension QuotaStore {
                     RedisArgument(share),
                 ]
             }
-            _ = try await ShardTransfers.run(
-                client, keys: [RedisArgument(shardKey(root.partition, index))], arguments)
+            let layout = ShardLayout(partition: root.partition, count: count, epoch: "")
+            let keys = ShardTransfers.shareKeys(layout, index, root: rootScope, namespace: namespace)
+            _ = try await ShardTransfers.run(client, keys: keys.base, arguments)
         }
         try await mirror(root, count: count)
     }
