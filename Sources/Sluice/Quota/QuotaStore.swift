@@ -87,15 +87,17 @@ public struct QuotaStore: Sendable {
         var probe = QuotaSpec()
         probe.set(limit, for: resource)
         _ = try QuotaSpec(parsing: probe.description)
-        let updated = try await edit(pattern) { current throws(QuotaError) in
-            var spec =
-                (try? current.map { (text: String) throws(QuotaError) in try QuotaSpec(parsing: text) }) ?? QuotaSpec()
-            spec.set(limit, for: resource)
-            guard spec.limitCount <= QuotaSpec.maximumLimits else {
-                throw QuotaError(.tooManyLimits, "a spec holds at most \(QuotaSpec.maximumLimits) limits")
-            }
-            return spec
-        } ?? QuotaSpec()
+        let updated =
+            try await edit(pattern) { current throws(QuotaError) in
+                var spec =
+                    (try? current.map { (text: String) throws(QuotaError) in try QuotaSpec(parsing: text) })
+                    ?? QuotaSpec()
+                spec.set(limit, for: resource)
+                guard spec.limitCount <= QuotaSpec.maximumLimits else {
+                    throw QuotaError(.tooManyLimits, "a spec holds at most \(QuotaSpec.maximumLimits) limits")
+                }
+                return spec
+            } ?? QuotaSpec()
         try await afterEdit(pattern)
         return updated
     }

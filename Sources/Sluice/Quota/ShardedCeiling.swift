@@ -329,20 +329,23 @@ extension QuotaStore {
             for limit in entry.limits {
                 guard limit.kind == .bucket, limit.ceiling == nil, let rate = limit.rate else {
                     throw QuotaError(
-                        .invalidSpec, "a sharded root holds token buckets without a ceiling (\(entry.resource) does not)")
+                        .invalidSpec,
+                        "a sharded root holds token buckets without a ceiling (\(entry.resource) does not)")
                 }
                 let burst = limit.burst ?? rate.amount
                 guard burst >= Int64(count) else {
-                    throw QuotaError(.invalidSpec, "\(entry.resource)'s burst \(burst) is below the shard count \(count)")
+                    throw QuotaError(
+                        .invalidSpec, "\(entry.resource)'s burst \(burst) is below the shard count \(count)")
                 }
                 buckets.append((entry.resource, limit, burst))
             }
         }
         guard !buckets.isEmpty else { throw QuotaError(.invalidSpec, "the root has no token bucket to split") }
         let rootScope = try Scope(root.levels[0].kind, root.partition)
-        let epoch = try await send(
-            RedisCommand("HINCRBY", RedisArgument(key(root)), "shards-epoch", "1")
-        ).integer ?? 0
+        let epoch =
+            try await send(
+                RedisCommand("HINCRBY", RedisArgument(key(root)), "shards-epoch", "1")
+            ).integer ?? 0
         for index in 0..<count {
             var arguments: [RedisArgument] = [
                 "set", RedisArgument(epoch), RedisArgument(index), RedisArgument(count), RedisArgument(root.field),
