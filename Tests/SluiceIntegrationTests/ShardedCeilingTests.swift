@@ -171,4 +171,38 @@ struct ShardedCeilingTests {
         #expect(try await shares(fixture).isEmpty)
         #expect(try await fixture.client.scanKeys(matching: "sluice:{\(fixture.root)~s*}:*").isEmpty)
     }
+
+    @Test("The reconciler reaches every shard: a reported remaining is divided among them, a 429 pauses them all")
+    func reconcilerOnEveryShard() async throws {
+        let fixture = try await shardedFixture()
+        defer { Task { await cleanUp(fixture) } }
+        let limiter = try fixture.limiter()
+        let reconciler = try Reconciler(limiter: limiter)
+        let tenants = try (0..<64).map { try fixture.path("tenant=r-\($0)") }
+        // The provider says 100 tokens remain of 1000: the shards together admit no more than 100.
+        let remaining = ProviderObservation(
+            status: 200, responseClass: ResponseClass(status: 200),
+            resources: [.tokens: ResourceObservation(limit: 1000, remaining: 100, resetAfter: .seconds(86_400))])
+        try await reconciler.record(remaining, path: tenants[0])
+        var allowed = 0
+        for round in 0..<4 {
+            _ = round
+            for path in tenants where try await limiter.decide(path, cost: ["tokens": 1]).allowed { allowed += 1 }
+        }
+        #expect(allowed <= 100)
+        #expect(allowed >= 90, "\(allowed) of the 100 the provider stated")
+
+        // A 429 pauses every shard, whichever tenant's path reported it.
+        let throttled = ProviderObservation(status: 429, responseClass: .quota, retryAfter: .seconds(60))
+        let outcome = try await reconciler.record(throttled, path: tenants[1])
+        #expect(outcome.pausedUntil != nil)
+        let shardsSeen = Set((0..<64).map { ShardHash.shard(of: "r-\($0)", shards: 4) })
+        #expect(shardsSeen.count == 4)
+        for path in tenants {
+            let decision = try await limiter.decide(path, cost: ["tokens": 1])
+            #expect(!decision.allowed)
+            // The buckets are spent too: the pause is among the limits that deny (after the bucket).
+            #expect(decision.limits.contains { $0.kind == .pause && $0.verdict == .denies }, "\(path)")
+        }
+    }
 }
