@@ -231,6 +231,10 @@ extension Limiter {
     /// share from the other shards (each asked once) and decides again.
     func runRouted(_ request: DecideRequest, layout: ShardLayout?) async throws(QuotaError) -> DecideRequest.Outcome {
         guard let layout else { return try await request.run(self) }
+        guard request.tree == nil else {
+            throw QuotaError(
+                .invalidScope, "a call inside a request tree cannot use a sharded root yet: its keys are in other slots")
+        }
         let index = layout.index(for: request.path)
         let namespace = configuration.namespace
         let root = request.path.root
