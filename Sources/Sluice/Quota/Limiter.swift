@@ -104,7 +104,9 @@ public final class Limiter: Sendable {
 
     /// Whether `path`'s quota keys and the backpressure keys of `partition` (a tree's, a lease pool's) share one
     /// hash tag, `{<escaped partition>}`: one Redis Cluster slot, so that one script may touch both.
+    /// Never on a sharded global ceiling: the path's keys are its shard's.
     func sharesPartition(with partition: String, path: ScopePath) -> Bool {
-        KeyName.escape(configuration.partition(path)) == KeyName.escape(partition)
+        shardDirectory.cached(configuration.partition(path)) == nil
+            && KeyName.escape(configuration.partition(path)) == KeyName.escape(partition)
     }
 }
