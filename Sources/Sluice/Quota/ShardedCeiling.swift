@@ -233,7 +233,8 @@ extension Limiter {
         guard let layout else { return try await request.run(self) }
         guard request.tree == nil else {
             throw QuotaError(
-                .invalidScope, "a call inside a request tree cannot use a sharded root yet: its keys are in other slots")
+                .invalidScope, "a call inside a request tree cannot use a sharded root yet: its keys are in other slots"
+            )
         }
         let index = layout.index(for: request.path)
         let namespace = configuration.namespace
