@@ -205,4 +205,25 @@ struct ShardedCeilingTests {
             #expect(decision.limits.contains { $0.kind == .pause && $0.verdict == .denies }, "\(path)")
         }
     }
+
+    @Test("A reservation on a sharded root is charged and settled on its tenant's shard")
+    func reservationOnItsShard() async throws {
+        let fixture = try await shardedFixture()
+        defer { Task { await cleanUp(fixture) } }
+        let limiter = try fixture.limiter()
+        let shard = ShardHash.shard(of: "acme", shards: 4)
+        let reservation = try await limiter.reserve(try fixture.path("tenant=acme"), estimate: ["tokens": 100])
+        #expect(reservation.decision.allowed)
+        var held = try await shares(fixture).first { $0.index == shard }?.shares["tokens"]
+        #expect(held?.level == 150)
+        try await reservation.settle(actual: ["tokens": 30])
+        held = try await shares(fixture).first { $0.index == shard }?.shares["tokens"]
+        #expect(held?.level == 220)
+        // More than its share: the shard borrows from the others for the reservation too.
+        let big = try await limiter.reserve(try fixture.path("tenant=acme"), estimate: ["tokens": 400])
+        #expect(big.decision.allowed)
+        let all = try await shares(fixture)
+        #expect(all.reduce(0) { $0 + ($1.shares["tokens"]?.share ?? 0) } == 1000)
+        #expect(all.reduce(0) { $0 + ($1.shares["tokens"]?.level ?? 0) } == 1000 - 30 - 400)
+    }
 }
