@@ -11,12 +11,17 @@ struct BenchDecideCommand: AsyncParsableCommand {
             process. Several processes at once may share one quota: the sums are exact.
               sluice bench decide global=openai tenant=acme tree=req-1 --cost requests=1 --cost tokens=100 \\
                 --default 'global=tokens: bucket rate=90000/min' --concurrency 50 --duration 5 --json
+            With --tenants N, the scope after the root names a prefix: decisions go round-robin to \
+            PREFIX-0 ... PREFIX-(N-1) (on a sharded global, spread over its shards):
+              sluice bench decide global=openai tenant=t --tenants 64 --cost tokens=1 --duration 5 --json
             """
     )
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var decision: QuotaDecisionOptions
     @Option(help: "How many tasks decide at once.") var concurrency: Int = 50
+    @Option(help: "Spread over tenants PREFIX-0 ... PREFIX-(N-1), PREFIX the name of the scope after the root.")
+    var tenants: Int?
     @Option(help: "Stop after this many decisions (in total).") var count: Int?
     @Option(help: "Stop after this many seconds.") var duration: Double?
     @Flag(help: "Print one JSON object instead of text.") var json = false
@@ -28,6 +33,12 @@ struct BenchDecideCommand: AsyncParsableCommand {
     var executor: BenchRedisCommand.ExecutorChoice = .pool
 
     func validate() throws {
+        if let tenants {
+            guard (1...1_000_000).contains(tenants) else { throw ValidationError("--tenants is 1 to 1000000") }
+            guard decision.scopes.count >= 2 else {
+                throw ValidationError("--tenants needs a scope after the root: global=NAME tenant=PREFIX")
+            }
+        }
         guard concurrency >= 1, concurrency <= 10_000 else { throw ValidationError("--concurrency is 1 to 10000") }
         switch (count, duration) {
         case (nil, nil), (.some, .some): throw ValidationError("give either --count or --duration")
@@ -41,6 +52,8 @@ struct BenchDecideCommand: AsyncParsableCommand {
         defer { client.close() }
         let limiter = try Limiter(client: client, configuration: decision.limiterConfiguration())
         let path = try decision.path()
+        let paths = try tenantPaths(path)
+        let next = Counter()
         let cost = try decision.cost()
         let priority = decision.priority
         let stop: LoadRunner.Stop = count.map { .count($0) } ?? .duration(.milliseconds(Int((duration ?? 1) * 1000)))
@@ -48,9 +61,10 @@ struct BenchDecideCommand: AsyncParsableCommand {
         runner.warmUpPerTask = 0  // every decision counts: warm-up ones would charge unseen
         if executor == .connection { runner.executor = client.executor }
         let (result, allowed) = await runner.run {
-            try await limiter.decide(path, cost: cost, priority: priority).allowed
+            try await limiter.decide(paths[next.next() % paths.count], cost: cost, priority: priority).allowed
         }
         let attempted = result.completed + result.failed
+
         if json {
             print(
                 JSONLine([
@@ -65,6 +79,17 @@ struct BenchDecideCommand: AsyncParsableCommand {
                 "\(attempted) decisions x\(concurrency): \(allowed) allowed, \(result.completed - allowed) denied, "
                     + "\(result.failed) failed; \(Int(result.operationsPerSecond))/s, p50 \(result.percentileMicros(0.5)) µs, "
                     + "p99 \(result.percentileMicros(0.99)) µs")
+        }
+    }
+
+    /// The path itself, or with --tenants one path per tenant PREFIX-i (the scope after the root renamed).
+    func tenantPaths(_ path: ScopePath) throws -> [ScopePath] {
+        guard let tenants else { return [path] }
+        let scope = path.scopes[1]
+        return try (0..<tenants).map { index in
+            var scopes = path.scopes
+            scopes[1] = try Scope(scope.kind, "\(scope.name)-\(index)")
+            return try ScopePath(scopes)
         }
     }
 }

@@ -11,6 +11,7 @@ struct QuotaSetCommand: AsyncParsableCommand {
               sluice quota set global=openai tenant=* --resource requests --window 600/min
               sluice quota set global=openai tenant=acme --resource tokens --rate 20000/min --ceiling 60000/min
               sluice quota set global=openai tenant=* tree=* --resource tokens --budget 200000 --shadow
+              sluice quota set global=openai --resource tokens --rate 90000/min --burst 90000 --shards 8
             Units: s, min, h, d (and N/10s style multiples); budget periods: s, min, h, d, w, mo.
             """
     )
@@ -32,6 +33,13 @@ struct QuotaSetCommand: AsyncParsableCommand {
     var ceiling: String?
     @Option(help: "Percent of this bucket's burst reserved for admissions within their guarantee.") var headroom: Int64?
     @Flag(help: "Shadow mode: count would-deny decisions, never deny.") var shadow = false
+    @Option(
+        help: """
+            A root scope only: split its token buckets across N shards on different hash slots (tenants map \
+            to one shard each; shares move to the demand, never summing past the limit). Setting the root \
+            again keeps its shard count.
+            """)
+    var shards: Int?
 
     func limit() throws -> QuotaLimit {
         let kinds = [rate != nil, window != nil, budget != nil].filter { $0 }.count
@@ -64,8 +72,15 @@ struct QuotaSetCommand: AsyncParsableCommand {
 
     func validate() throws {
         do {
-            _ = try ScopePattern(parsing: scopes)
+            let pattern = try ScopePattern(parsing: scopes)
             _ = try limit()
+            if let shards {
+                guard pattern.levels.count == 1 else { throw ValidationError("--shards is for a root scope alone") }
+                guard (2...1024).contains(shards) else { throw ValidationError("--shards is 2 to 1024") }
+                guard rate != nil, ceiling == nil else {
+                    throw ValidationError("--shards splits token buckets (--rate) without a --ceiling")
+                }
+            }
         } catch let error as QuotaError {
             throw ValidationError(error.message)
         }
@@ -75,7 +90,9 @@ struct QuotaSetCommand: AsyncParsableCommand {
         let client = try connection.makeClient()
         defer { client.close() }
         let pattern = try ScopePattern(parsing: scopes)
-        let spec = try await QuotaStore(client: client).set(pattern, resource: resource, limit: try limit())
-        print("\(pattern.field)  \(spec)")
+        let store = QuotaStore(client: client)
+        let spec = try await store.set(pattern, resource: resource, limit: try limit())
+        if let shards { try await store.setShards(pattern, count: shards) }
+        print("\(pattern.field)  \(spec)" + (shards.map { "  (\($0) shards)" } ?? ""))
     }
 }

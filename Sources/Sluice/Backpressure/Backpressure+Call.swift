@@ -53,6 +53,9 @@ extension Backpressure {
         guard started < deadline else {
             throw BackpressureError(.deadlineExceeded, "the deadline passed before the call started")
         }
+        // A sharded root's decisions go to the tenant's shard, another slot than the partition's queue, breaker and
+        // pool: known before choosing the route (the limiter caches it), they take the route of separate trips.
+        if let limiter, let path = call.quotaPath { _ = try? await limiter.shardLayout(path) }
         if let route = twoTrips(for: call, tree: tree) {
             return try await runInTwoTrips(call, route, tree: tree, deadline: deadline, operation)
         }

@@ -17,6 +17,14 @@ struct QuotaKeys: Sendable, Hashable {
         self.prefix = "\(namespace):{\(KeyName.escape(partition))}:"
     }
 
+    /// The keys under a hash tag that is already escaped: a shard of a sharded global ceiling,
+    /// `<escaped root>~s<k>` (an escaped name never holds `~` but as a cut's `~<24 hex digits>`,
+    /// so a shard's tag can equal no other partition's).
+    init(namespace: String, escapedTag: String) {
+        self.namespace = namespace
+        self.prefix = "\(namespace):{\(escapedTag)}:"
+    }
+
     var quotas: String { prefix + "quotas" }
     var stats: String { prefix + "stats" }
     var events: String { prefix + "events" }

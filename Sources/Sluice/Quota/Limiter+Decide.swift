@@ -11,9 +11,10 @@ extension Limiter {
     public func decide(
         _ path: ScopePath, cost: Cost, priority: Priority = .interactive, reportLimits: Bool = false
     ) async throws(QuotaError) -> Decision {
+        let layout = try await shardLayout(path)
         var request = try DecideRequest(limiter: self, path: path, cost: cost, priority: priority)
         request.reportLimits = reportLimits
-        return try await request.run(self).decision
+        return try await runRouted(request, layout: layout).decision
     }
 
     /// Scheduled admission: charges the buckets now, into their bounded debt, and answers how long
@@ -28,10 +29,11 @@ extension Limiter {
         tree: TreeCall? = nil
     ) async throws(QuotaError) -> Admission {
         let id = Reservation.newID()
+        let layout = try await shardLayout(path)
         let request = try scheduleRequest(
             path, cost: cost, maxWait: maxWait, priority: priority, reportLimits: reportLimits, tree: tree, id: id)
         let started = ContinuousClock.now
-        let outcome = try await request.run(self)
+        let outcome = try await runRouted(request, layout: layout)
         let reservation = Reservation(
             id: id, path: path, estimate: cost, decision: outcome.decision, limiter: self, resources: request.resources,
             tree: tree)
@@ -75,6 +77,7 @@ extension Limiter {
         }
         let id = id ?? Reservation.newID()
         guard !id.isEmpty else { throw QuotaError(.invalidReservation, "a reservation id is not empty") }
+        let layout = try await shardLayout(path)
         var request = try DecideRequest(limiter: self, path: path, cost: estimate, priority: priority)
         request.reservation = (id, ttl)
         request.reportLimits = reportLimits
@@ -82,7 +85,7 @@ extension Limiter {
             try tree.validate(path: path, limiter: self)
             request.tree = tree
         }
-        let outcome = try await request.run(self)
+        let outcome = try await runRouted(request, layout: layout)
         if outcome.status == "closed" {
             throw QuotaError(.reservationClosed, "this reservation id was already settled or cancelled")
         }
@@ -245,12 +248,14 @@ final class EncodedPaths: Sendable {
     private struct Key: Hashable {
         let path: ScopePath
         let resources: [String]
+        /// The keys' prefix: a sharded path's keys depend on its shard too.
+        let prefix: String
     }
     private let cache = Mutex<[Key: EncodedPath]>([:])
     private let bound = 4096
 
     func encoding(_ path: ScopePath, resources: [String], keys: QuotaKeys, limiter: Limiter) -> EncodedPath {
-        let key = Key(path: path, resources: resources)
+        let key = Key(path: path, resources: resources, prefix: keys.prefix)
         if let hit = cache.withLock({ $0[key] }) { return hit }
         // The plan: the resources, then each scope's default spec. The script memoizes it.
         var plan = resources.joined(separator: " ")

@@ -61,6 +61,8 @@ public final class Limiter: Sendable {
     /// The defaults, parsed and in canonical text.
     let defaults: [String: String]
     let encodedPaths = EncodedPaths()
+    /// Which partitions are sharded global ceilings (`quota set ... --shards N`), cached.
+    let shardDirectory = ShardDirectory()
     private let ownsClient: Bool
 
     /// Checks the defaults (a typed error before any I/O when one does not parse).
@@ -91,13 +93,20 @@ public final class Limiter: Sendable {
         if ownsClient { client.close() }
     }
 
+    /// The keys of `path`: its partition's, or on a sharded global ceiling its tenant's shard's.
     func keys(for path: ScopePath) -> QuotaKeys {
-        QuotaKeys(namespace: configuration.namespace, partition: configuration.partition(path))
+        let partition = configuration.partition(path)
+        if let layout = shardDirectory.cached(partition) {
+            return layout.keys(layout.index(for: path), namespace: configuration.namespace)
+        }
+        return QuotaKeys(namespace: configuration.namespace, partition: partition)
     }
 
     /// Whether `path`'s quota keys and the backpressure keys of `partition` (a tree's, a lease pool's) share one
     /// hash tag, `{<escaped partition>}`: one Redis Cluster slot, so that one script may touch both.
+    /// Never on a sharded global ceiling: the path's keys are its shard's.
     func sharesPartition(with partition: String, path: ScopePath) -> Bool {
-        KeyName.escape(configuration.partition(path)) == KeyName.escape(partition)
+        shardDirectory.cached(configuration.partition(path)) == nil
+            && KeyName.escape(configuration.partition(path)) == KeyName.escape(partition)
     }
 }

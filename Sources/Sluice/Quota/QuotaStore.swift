@@ -27,6 +27,11 @@ public struct ScopePattern: Sendable, Hashable, CustomStringConvertible {
         self.levels = levels
     }
 
+    /// Levels already checked (a prefix of a parsed pattern).
+    init(levels: [(kind: String, name: String?)]) {
+        self.levels = levels
+    }
+
     /// The field of the config hash, names escaped as in keys.
     public var field: String {
         levels.map { "\($0.kind)=\($0.name.map(KeyName.escape) ?? "*")" }.joined(separator: " ")
@@ -82,15 +87,19 @@ public struct QuotaStore: Sendable {
         var probe = QuotaSpec()
         probe.set(limit, for: resource)
         _ = try QuotaSpec(parsing: probe.description)
-        return try await edit(pattern) { current throws(QuotaError) in
-            var spec =
-                (try? current.map { (text: String) throws(QuotaError) in try QuotaSpec(parsing: text) }) ?? QuotaSpec()
-            spec.set(limit, for: resource)
-            guard spec.limitCount <= QuotaSpec.maximumLimits else {
-                throw QuotaError(.tooManyLimits, "a spec holds at most \(QuotaSpec.maximumLimits) limits")
-            }
-            return spec
-        } ?? QuotaSpec()
+        let updated =
+            try await edit(pattern) { current throws(QuotaError) in
+                var spec =
+                    (try? current.map { (text: String) throws(QuotaError) in try QuotaSpec(parsing: text) })
+                    ?? QuotaSpec()
+                spec.set(limit, for: resource)
+                guard spec.limitCount <= QuotaSpec.maximumLimits else {
+                    throw QuotaError(.tooManyLimits, "a spec holds at most \(QuotaSpec.maximumLimits) limits")
+                }
+                return spec
+            } ?? QuotaSpec()
+        try await afterEdit(pattern)
+        return updated
     }
 
     /// Removes `resource`'s limits at `pattern`, or the whole field when `resource` is nil.
@@ -111,6 +120,7 @@ public struct QuotaStore: Sendable {
             spec.remove(resource: resource)
             return spec.entries.isEmpty ? nil : spec
         }
+        try await afterEdit(pattern)
         return found
     }
 
@@ -123,11 +133,14 @@ public struct QuotaStore: Sendable {
         } catch {
             throw QuotaError.redis(error)
         }
-        for key in keys.sorted() {
+        // The shards of a sharded root ({<root>~s<k>}) hold copies and generated specs: the root's hash lists them.
+        for key in keys.sorted() where !Self.isShardConfig(key) {
             let reply = try await send(RedisCommand("HGETALL", RedisArgument(key)))
             let items = reply.array ?? []
             for index in stride(from: 0, to: items.count - 1, by: 2) {
-                guard let field = items[index].string, let value = items[index + 1].string else { continue }
+                // Fields that are no scope pattern (a sharded root's "shards") are bookkeeping.
+                guard let field = items[index].string, field.contains("="), let value = items[index + 1].string
+                else { continue }
                 fields.append(
                     QuotaField(
                         key: key, field: field, value: value,
@@ -135,6 +148,14 @@ public struct QuotaStore: Sendable {
             }
         }
         return fields.sorted { ($0.key, $0.field) < ($1.key, $1.field) }
+    }
+
+    /// `...{<tag>~s<digits>}:quotas`: a shard's config hash.
+    static func isShardConfig(_ key: String) -> Bool {
+        guard key.hasSuffix("}:quotas") else { return false }
+        let tag = key.dropLast("}:quotas".count)
+        let digits = tag.reversed().prefix { $0.isASCII && $0.isNumber }
+        return !digits.isEmpty && tag.dropLast(digits.count).hasSuffix("~s")
     }
 
     /// The would-deny counters of shadow limits, per `<field>|<resource>|<kind>`, for a partition.
@@ -175,7 +196,7 @@ public struct QuotaStore: Sendable {
         throw QuotaError(.redis, "the field kept changing under concurrent edits; try again")
     }
 
-    private func send(_ command: RedisCommand) async throws(QuotaError) -> RedisValue {
+    func send(_ command: RedisCommand) async throws(QuotaError) -> RedisValue {
         do {
             return try await client.send(command)
         } catch {

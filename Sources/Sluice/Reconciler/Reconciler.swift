@@ -128,6 +128,10 @@ public final class Reconciler: Sendable {
     public func record(
         _ observation: ProviderObservation, path: ScopePath, sentAt: Int64? = nil, admittedAt: Int64? = nil
     ) async throws(QuotaError) -> Outcome {
+        if let layout = try await limiter.shardLayout(path) {
+            return try await recordSharded(
+                observation, path: path, layout: layout, sentAt: sentAt, admittedAt: admittedAt)
+        }
         let reply: RedisValue
         do {
             reply = try await limiter.client.run(
@@ -140,9 +144,10 @@ public final class Reconciler: Sendable {
 
     /// reconcile.lua's step for one observation (see ``record(_:path:sentAt:admittedAt:)``).
     func recordStep(
-        _ observation: ProviderObservation, path: ScopePath, sentAt: Int64?, admittedAt: Int64?
+        _ observation: ProviderObservation, path: ScopePath, sentAt: Int64?, admittedAt: Int64?,
+        keys shardKeys: QuotaKeys? = nil
     ) -> ScriptStep {
-        let keys = limiter.keys(for: path)
+        let keys = shardKeys ?? limiter.keys(for: path)
         var arguments: [RedisArgument] = [
             RedisArgument(path.root.description), RedisArgument(observation.responseClass.name),
             RedisArgument(max(0, sentAt ?? 0)),
@@ -166,6 +171,51 @@ public final class Reconciler: Sendable {
         return ScriptStep(
             script: LuaScripts.reconcile, keys: [RedisArgument(keys.states(path)[0]), RedisArgument(keys.events)],
             arguments: arguments)
+    }
+
+    /// On a sharded global ceiling, one observation reaches every shard: a pause pauses each, a cut cuts each (it
+    /// scales the share a shard holds), and a stated limit or a remaining count is divided among the shards in
+    /// proportion to the share each holds now (evenly for a resource the shards do not split).
+    func recordSharded(
+        _ observation: ProviderObservation, path: ScopePath, layout: ShardLayout, sentAt: Int64?, admittedAt: Int64?
+    ) async throws(QuotaError) -> Outcome {
+        let store = QuotaStore(client: limiter.client, namespace: limiter.configuration.namespace)
+        let shares = try await store.shards(of: path.root)
+        var totals: [String: Int64] = [:]
+        for shard in shares { for (resource, held) in shard.shares { totals[resource, default: 0] += held.share } }
+        var merged = Outcome(pausedUntil: nil, cut: false, startedPause: false, mergedAt: 0)
+        for index in 0..<layout.count {
+            var part = observation
+            let held = shares.first { $0.index == index }?.shares ?? [:]
+            for (resource, values) in observation.resources {
+                let name = configuration.resourceNames[resource] ?? resource.name
+                let fraction: Double
+                if let share = held[name]?.share, let total = totals[name], total > 0 {
+                    fraction = Double(share) / Double(total)
+                } else {
+                    fraction = 1 / Double(layout.count)
+                }
+                var scaled = values
+                scaled.limit = values.limit.map { $0 < 0 ? $0 : Int((Double($0) * fraction).rounded(.down)) }
+                scaled.remaining = values.remaining.map { $0 < 0 ? $0 : Int((Double($0) * fraction).rounded(.down)) }
+                part.resources[resource] = scaled
+            }
+            let step = recordStep(
+                part, path: path, sentAt: sentAt, admittedAt: admittedAt,
+                keys: layout.keys(index, namespace: limiter.configuration.namespace))
+            let reply: RedisValue
+            do {
+                reply = try await limiter.client.run(step)
+            } catch {
+                throw QuotaError.redis(error)
+            }
+            let outcome = try Self.parseRecord(reply)
+            if let until = outcome.pausedUntil { merged.pausedUntil = max(merged.pausedUntil ?? 0, until) }
+            merged.cut = merged.cut || outcome.cut
+            merged.startedPause = merged.startedPause || outcome.startedPause
+            merged.mergedAt = max(merged.mergedAt, outcome.mergedAt)
+        }
+        return merged
     }
 
     /// reconcile.lua's reply.

@@ -1,0 +1,229 @@
+import Foundation
+import SluiceRedis
+import Testing
+
+@testable import Sluice
+
+/// A sharded global ceiling (`quota set global=NAME ... --shards 4`) against real servers: worker processes
+/// admit no more than the global burst in total and nearly all of it, whether one tenant's shard must borrow
+/// the others' share or the load spreads over tenants; a transfer cut short returns by itself.
+@Suite("Sharded global ceiling", .serialized, .onEveryServer)
+struct ShardedCeilingTests {
+    /// The global limit of every test: a bucket of 1000 that refills 1 a day.
+    static let burst: Int64 = 1000
+
+    func shardedFixture(_ test: String = #function) async throws -> QuotaFixture {
+        let fixture = try QuotaFixture(test)
+        let result = try SluiceBinary.run([
+            "quota", "set", "global=\(fixture.root)", "--resource", "tokens", "--rate", "1/d", "--burst",
+            "\(Self.burst)", "--shards", "4",
+        ])
+        #expect(result.status == 0, "\(result.output)")
+        return fixture
+    }
+
+    /// The fixture's keys and its shards' keys (on every primary).
+    func allKeys(_ fixture: QuotaFixture) async throws -> [String] {
+        try await fixture.keys() + fixture.client.scanKeys(matching: "sluice:{\(fixture.root)~s*}:*")
+    }
+
+    func cleanUp(_ fixture: QuotaFixture) async {
+        for key in (try? await allKeys(fixture)) ?? [] {
+            _ = try? await fixture.client.send(RedisCommand("DEL", RedisArgument(key)))
+        }
+        await fixture.cleanUp()
+    }
+
+    func shares(_ fixture: QuotaFixture) async throws -> [ShardShare] {
+        try await QuotaStore(client: fixture.client).shards(of: Scope("global", fixture.root))
+    }
+
+    /// Four `sluice bench decide` processes; returns the admissions in total.
+    func runWorkers(_ fixture: QuotaFixture, _ tenantArguments: [String]) throws -> Int {
+        let arguments =
+            ["bench", "decide", "global=\(fixture.root)"] + tenantArguments + [
+                "--cost", "tokens=1", "--concurrency", "8", "--count", "400", "--json",
+            ]
+        let running = try (0..<4).map { _ in try SluiceBinary.start(arguments) }
+        var allowed = 0
+        for process in running {
+            let (status, output) = process.wait()
+            #expect(status == 0, "\(output)")
+            let json = try #require(jsonObject(output), "\(output)")
+            #expect(json["failed"] as? Int == 0, "\(output)")
+            allowed += json["allowed"] as? Int ?? 0
+        }
+        return allowed
+    }
+
+    /// What the shards hold, with what was admitted, never exceeds the global burst.
+    func expectBound(_ fixture: QuotaFixture, allowed: Int) async throws {
+        let shares = try await shares(fixture)
+        #expect(shares.count == 4)
+        let shareSum = shares.reduce(0) { $0 + ($1.shares["tokens"]?.share ?? 0) }
+        let levelSum = shares.reduce(0) { $0 + ($1.shares["tokens"]?.level ?? 0) }
+        #expect(shareSum <= Self.burst)
+        #expect(levelSum + Int64(allowed) <= Self.burst, "levels \(levelSum), allowed \(allowed)")
+    }
+
+    @Test("Four processes on one tenant: its shard borrows, at most 1000 and at least 950 admitted")
+    func oneTenantBorrows() async throws {
+        let fixture = try await shardedFixture()
+        defer { Task { await cleanUp(fixture) } }
+        let allowed = try runWorkers(fixture, ["tenant=hot"])
+        #expect(allowed <= 1000)
+        #expect(allowed >= 950)
+        try await expectBound(fixture, allowed: allowed)
+        let hot = ShardHash.shard(of: "hot", shards: 4)
+        let share = try await shares(fixture).first { $0.index == hot }?.shares["tokens"]?.share ?? 0
+        #expect(share > 250, "the hot tenant's shard borrowed: \(share)")
+    }
+
+    @Test("Four processes over 64 tenants: at most 1000 and at least 950 admitted")
+    func spreadOverTenants() async throws {
+        let fixture = try await shardedFixture()
+        defer { Task { await cleanUp(fixture) } }
+        let spread = Set((0..<64).map { ShardHash.shard(of: "t-\($0)", shards: 4) })
+        #expect(spread.count == 4, "64 tenants reach every shard")
+        let allowed = try runWorkers(fixture, ["tenant=t", "--tenants", "64"])
+        #expect(allowed <= 1000)
+        #expect(allowed >= 950)
+        try await expectBound(fixture, allowed: allowed)
+    }
+
+    @Test("A transfer interrupted between give and take returns to its donor; every key expires")
+    func interruptedTransferReturns() async throws {
+        let fixture = try await shardedFixture()
+        defer { Task { await cleanUp(fixture) } }
+        let client = fixture.client
+        let root = try Scope("global", fixture.root)
+        let store = QuotaStore(client: client)
+        let before = try await shares(fixture)
+        let epoch = try #require(before.first?.epoch)
+        let layout = ShardLayout(partition: fixture.root, count: 4, epoch: epoch)
+        let tenant = "donor-tenant"
+        let donor = ShardHash.shard(of: tenant, shards: 4)
+        let receiver = (donor + 1) % 4
+        let from = ShardTransfers.shareKeys(layout, donor, root: root, namespace: "sluice")
+        let to = ShardTransfers.shareKeys(layout, receiver, root: root, namespace: "sluice")
+
+        // The give alone, as if the process died before its take: at least 100 (half the donor's spare,
+        // 125) in transit for 500 ms.
+        let given = try await ShardTransfers.run(
+            client, keys: from.base,
+            ["give", RedisArgument(epoch), "tokens", "100", "lost-1", RedisArgument(receiver), "500"])
+        let pair = try #require(given.array)
+        let amount = try #require(pair.first?.integer)
+        #expect(amount >= 100 && amount <= 249)
+        let deadline = try #require(pair.last?.integer)
+        var now = try await shares(fixture)
+        #expect(now.reduce(0) { $0 + ($1.shares["tokens"]?.share ?? 0) } == 1000 - amount, "in transit: held by nobody")
+        #expect(now.first { $0.index == donor }?.shares["tokens"]?.share == 250 - amount)
+
+        // Past the deadline (and the margin) no take succeeds, and the donor's next decision takes it back.
+        try await Task.sleep(for: .milliseconds(500 + Int(ShardTransfers.margin) + 1000))
+        let late = try await ShardTransfers.run(
+            client, keys: to.base + [RedisArgument(to.claim("lost-1"))],
+            [
+                "take", RedisArgument(epoch), "tokens", RedisArgument(amount), "lost-1", RedisArgument(deadline),
+                RedisArgument(donor),
+            ])
+        #expect(late.integer == 0)
+        let limiter = try fixture.limiter()
+        let decision = try await limiter.decide(try fixture.path("tenant=\(tenant)"), cost: ["tokens": 1])
+        #expect(decision.allowed)
+        now = try await shares(fixture)
+        #expect(now.reduce(0) { $0 + ($1.shares["tokens"]?.share ?? 0) } == 1000)
+        let back = now.first { $0.index == donor }?.shares["tokens"]
+        #expect(back?.share == 250)
+        #expect(back?.level == 249)
+        #expect(try await store.sweepShards(of: root) == 0, "nothing left in transit")
+
+        // A transfer that completes: share and tokens move, the sum stays.
+        let moved = try await ShardTransfers.transfer(
+            client, layout: layout, root: root, namespace: "sluice", resource: "tokens", need: 10, from: receiver,
+            to: donor)
+        #expect(moved >= 10)
+        now = try await shares(fixture)
+        #expect(now.reduce(0) { $0 + ($1.shares["tokens"]?.share ?? 0) } == 1000)
+        #expect(now.reduce(0) { $0 + ($1.shares["tokens"]?.level ?? 0) } == 999)
+
+        // Every key but the config hashes (operator data) expires.
+        for key in try await allKeys(fixture) where !key.hasSuffix(":quotas") {
+            let ttl = try await client.send(RedisCommand("PTTL", RedisArgument(key))).integer ?? -3
+            #expect(ttl > 0, "\(key) has no expiry")
+        }
+    }
+
+    @Test("quota set --shards refuses what it cannot split, with a typed error and nothing written")
+    func badShards() async throws {
+        let fixture = try QuotaFixture()
+        defer { Task { await cleanUp(fixture) } }
+        let store = QuotaStore(client: fixture.client)
+        let pattern = try ScopePattern(parsing: ["global=\(fixture.root)"])
+        try await store.set(
+            pattern, resource: "tokens", limit: QuotaLimit(kind: .window, rate: try Rate(parsing: "10/min")))
+        await #expect(throws: QuotaError.self) { try await store.setShards(pattern, count: 4) }
+        try await store.remove(pattern)
+        try await store.set(
+            pattern, resource: "tokens", limit: QuotaLimit(kind: .bucket, rate: try Rate(parsing: "3/min")))
+        await #expect(throws: QuotaError.self) { try await store.setShards(pattern, count: 4) }  // burst 3 < 4
+        #expect(try await shares(fixture).isEmpty)
+        #expect(try await fixture.client.scanKeys(matching: "sluice:{\(fixture.root)~s*}:*").isEmpty)
+    }
+
+    @Test("The reconciler reaches every shard: a reported remaining is divided among them, a 429 pauses them all")
+    func reconcilerOnEveryShard() async throws {
+        let fixture = try await shardedFixture()
+        defer { Task { await cleanUp(fixture) } }
+        let limiter = try fixture.limiter()
+        let reconciler = try Reconciler(limiter: limiter)
+        let tenants = try (0..<64).map { try fixture.path("tenant=r-\($0)") }
+        // The provider says 100 tokens remain of 1000: the shards together admit no more than 100.
+        let remaining = ProviderObservation(
+            status: 200, responseClass: ResponseClass(status: 200),
+            resources: [.tokens: ResourceObservation(limit: 1000, remaining: 100, resetAfter: .seconds(86_400))])
+        try await reconciler.record(remaining, path: tenants[0])
+        var allowed = 0
+        for round in 0..<4 {
+            _ = round
+            for path in tenants where try await limiter.decide(path, cost: ["tokens": 1]).allowed { allowed += 1 }
+        }
+        #expect(allowed <= 100)
+        #expect(allowed >= 90, "\(allowed) of the 100 the provider stated")
+
+        // A 429 pauses every shard, whichever tenant's path reported it.
+        let throttled = ProviderObservation(status: 429, responseClass: .quota, retryAfter: .seconds(60))
+        let outcome = try await reconciler.record(throttled, path: tenants[1])
+        #expect(outcome.pausedUntil != nil)
+        let shardsSeen = Set((0..<64).map { ShardHash.shard(of: "r-\($0)", shards: 4) })
+        #expect(shardsSeen.count == 4)
+        for path in tenants {
+            let decision = try await limiter.decide(path, cost: ["tokens": 1])
+            #expect(!decision.allowed)
+            // The buckets are spent too: the pause is among the limits that deny (after the bucket).
+            #expect(decision.limits.contains { $0.kind == .pause && $0.verdict == .denies }, "\(path)")
+        }
+    }
+
+    @Test("A reservation on a sharded root is charged and settled on its tenant's shard")
+    func reservationOnItsShard() async throws {
+        let fixture = try await shardedFixture()
+        defer { Task { await cleanUp(fixture) } }
+        let limiter = try fixture.limiter()
+        let shard = ShardHash.shard(of: "acme", shards: 4)
+        let reservation = try await limiter.reserve(try fixture.path("tenant=acme"), estimate: ["tokens": 100])
+        #expect(reservation.decision.allowed)
+        var held = try await shares(fixture).first { $0.index == shard }?.shares["tokens"]
+        #expect(held?.level == 150)
+        try await reservation.settle(actual: ["tokens": 30])
+        held = try await shares(fixture).first { $0.index == shard }?.shares["tokens"]
+        #expect(held?.level == 220)
+        // More than its share: the shard borrows from the others for the reservation too.
+        let big = try await limiter.reserve(try fixture.path("tenant=acme"), estimate: ["tokens": 400])
+        #expect(big.decision.allowed)
+        let all = try await shares(fixture)
+        #expect(all.reduce(0) { $0 + ($1.shares["tokens"]?.share ?? 0) } == 1000)
+        #expect(all.reduce(0) { $0 + ($1.shares["tokens"]?.level ?? 0) } == 1000 - 30 - 400)
+    }
+}
