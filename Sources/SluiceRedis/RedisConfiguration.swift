@@ -24,6 +24,8 @@ public struct RedisConfiguration: Sendable, Hashable {
     public var reconnectBackoff: Backoff
     /// TLS for the connection (`rediss://`); `nil` for plain TCP and unix sockets.
     public var tls: TLS?
+    /// Where the connections log and count (set by ``RedisClient``; not a setting: equality ignores it).
+    var observability = RedisObservability.disabled
 
     /// TLS settings: the server's certificate is always verified, against the system's roots or
     /// the given CA, and must name the host connected to (or ``serverName``).

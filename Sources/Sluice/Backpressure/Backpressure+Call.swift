@@ -1,3 +1,4 @@
+import Logging
 import SluiceRedis
 
 extension Backpressure {
@@ -19,11 +20,19 @@ extension Backpressure {
     ///
     /// When Redis is unreachable, ``Configuration/failurePolicy`` decides, and no Redis step can
     /// hold the call past its deadline.
+    ///
+    /// `logger` receives this call's own lines (at `debug`: what the failure policy decided for it); `nil` uses
+    /// the background ``logger``.
     public func call<Value: Sendable>(
         _ call: ProviderCall,
         degrade: (@Sendable (BackpressureError, ProviderCall) -> ProviderCall?)? = nil,
+        logger: Logger? = nil,
         _ operation: @escaping @Sendable (CallAttempt) async throws -> CallOutcome<Value>
     ) async throws -> CallResult<Value> {
+        var logger = logger ?? self.logger
+        if logger[metadataKey: "sluice.partition"] == nil {
+            logger[metadataKey: "sluice.partition"] = "\(configuration.partition)"
+        }
         var current = call
         var fellBack = false
         var tried: Set<ProviderCall> = []
@@ -31,7 +40,7 @@ extension Backpressure {
             try current.validate()
             tried.insert(current)
             do {
-                var result = try await run(current, operation)
+                var result = try await run(current, logger: logger, operation)
                 result.fellBack = fellBack
                 return result
             } catch let refusal as BackpressureError where refusal.isRefusal {
@@ -43,7 +52,8 @@ extension Backpressure {
     }
 
     private func run<Value: Sendable>(
-        _ call: ProviderCall, _ operation: @escaping @Sendable (CallAttempt) async throws -> CallOutcome<Value>
+        _ call: ProviderCall, logger: Logger,
+        _ operation: @escaping @Sendable (CallAttempt) async throws -> CallOutcome<Value>
     ) async throws -> CallResult<Value> {
         let tree = TreeContext.current
         let started = ContinuousClock.now
@@ -53,10 +63,10 @@ extension Backpressure {
             throw BackpressureError(.deadlineExceeded, "the deadline passed before the call started")
         }
         if let route = twoTrips(for: call, tree: tree) {
-            return try await runInTwoTrips(call, route, tree: tree, deadline: deadline, operation)
+            return try await runInTwoTrips(call, route, tree: tree, deadline: deadline, logger: logger, operation)
         }
         // Otherwise (no quota path, or parts in other partitions) each stage is a round trip of its own.
-        var step = Steps(owner: self, deadline: deadline)
+        var step = Steps(owner: self, deadline: deadline, logger: logger)
         let id = TreeContext.newID()
         let partition = configuration.partition
         let queue = AdmissionQueue(
@@ -72,7 +82,7 @@ extension Backpressure {
         let pool = call.concurrency.map { slots in
             let pool = LeasePool(
                 redis: redis, partition: partition, scope: call.scope, slots: slots, ttl: configuration.leaseTTL,
-                holder: configuration.holder, namespace: namespace)
+                holder: configuration.holder, namespace: namespace, logger: self.logger)
             // Overloads cut the partition's concurrency share; the pool's slots follow it when its key shares the
             // reconciler's hash slot (the same partition), so that the script may read both on Redis Cluster.
             guard let reconciler, let path = call.quotaPath,
@@ -239,6 +249,7 @@ extension Backpressure {
 
     /// Operators' invalid config that a decision ignored goes to the event stream (rate-limited per worker).
     func reportWarnings(_ decision: Decision, step: inout Steps) async {
+        limiter?.log(decision.warnings)  // throttled there: a decision the limiter ran itself is logged once
         guard !decision.warnings.isEmpty, shouldReport(decision.warnings) else { return }
         let log = EventLog(redis: redis)
         let detail = decision.warnings.map(\.description).joined(separator: "; ")
@@ -324,11 +335,14 @@ private struct Admitted {
 struct Steps {
     let owner: Backpressure
     let deadline: ContinuousClock.Instant
+    /// The call's logger.
+    let logger: Logger
     private(set) var degraded = false
 
-    init(owner: Backpressure, deadline: ContinuousClock.Instant) {
+    init(owner: Backpressure, deadline: ContinuousClock.Instant, logger: Logger) {
         self.owner = owner
         self.deadline = deadline
+        self.logger = logger
     }
 
     /// Runs an admission step; `nil` when Redis is unavailable and the policy lets the call on.
@@ -337,7 +351,7 @@ struct Steps {
         do {
             return try await owner.health.perform(deadline: deadline, body)
         } catch let error as BackpressureError where error.code == .redisUnavailable {
-            try await owner.applyFailurePolicy(error, deadline: deadline)
+            try await owner.applyFailurePolicy(error, deadline: deadline, logger: logger)
             degraded = true
             return nil
         }

@@ -1,3 +1,4 @@
+import Logging
 import SluiceRedis
 
 /// The provider call in two Redis round trips: `call-admit` joins the queue, checks the breaker, takes
@@ -32,9 +33,9 @@ extension Backpressure {
 
     func runInTwoTrips<Value: Sendable>(
         _ call: ProviderCall, _ route: TwoTrips, tree: TreeContext?, deadline: ContinuousClock.Instant,
-        _ operation: @escaping @Sendable (CallAttempt) async throws -> CallOutcome<Value>
+        logger: Logger, _ operation: @escaping @Sendable (CallAttempt) async throws -> CallOutcome<Value>
     ) async throws -> CallResult<Value> {
-        var step = Steps(owner: self, deadline: deadline)
+        var step = Steps(owner: self, deadline: deadline, logger: logger)
         let redis = self.redis
         let partition = configuration.partition
         let queue = AdmissionQueue(
@@ -50,7 +51,7 @@ extension Backpressure {
         let pool = call.concurrency.map { slots in
             let pool = LeasePool(
                 redis: redis, partition: partition, scope: call.scope, slots: slots, ttl: configuration.leaseTTL,
-                holder: configuration.holder, namespace: namespace)
+                holder: configuration.holder, namespace: namespace, logger: self.logger)
             return reconciler.map { pool.following($0, path: route.path) } ?? pool
         }
         let limiter = route.limiter
@@ -163,7 +164,13 @@ extension Backpressure {
                         admittedAt: admitted.reservation.decision.decidedAt))
             }
             let finish = ScriptStep.composite(LuaScripts.callFinish, steps)
-            _ = try? await step.cleanup { try await redis.run(finish) }
+            let replies = try? await step.cleanup { try await redis.run(finish) }
+            // call-finish answers one reply per step, in order: the reconciler's is the last.
+            if let reconciler, let observation, let last = replies?.array?.last,
+                let outcome = try? Reconciler.parseRecord(last)
+            {
+                reconciler.log(outcome, path: route.path, responseClass: observation.responseClass)
+            }
         }
 
         if let admitted {
@@ -249,7 +256,12 @@ extension Backpressure {
                 }
                 if !report.isEmpty {
                     let composite = ScriptStep.composite(LuaScripts.callFinish, report)
-                    _ = try? await step.run { try await redis.run(composite) }
+                    let replies = try? await step.run { try await redis.run(composite) }
+                    if let reconciler, let observation = failure.observation, let last = replies?.array?.last,
+                        let outcome = try? Reconciler.parseRecord(last)
+                    {
+                        reconciler.log(outcome, path: route.path, responseClass: observation.responseClass)
+                    }
                 }
                 let verdict: RetryBudget.Verdict?
                 do {

@@ -1,3 +1,4 @@
+import Logging
 import SluiceRedis
 import Synchronization
 
@@ -90,6 +91,9 @@ public final class Backpressure: Sendable {
     /// Merges every attempt's ``CallOutcome/observation`` or ``ProviderFailure/observation`` into the ceiling of
     /// the call's quota path, and scales the call's concurrency slots by the partition's concurrency share.
     public let reconciler: Reconciler?
+    /// The background logger: Redis outages and recoveries (with the partition and the failure policy), invalid
+    /// operator config, lost leases. Calls log to the logger they are given, else to this one.
+    public let logger: Logger
     let trees: RequestTrees
     let fallback: LocalFallbackBucket?
     private let ceiling: Mutex<Double>
@@ -103,8 +107,13 @@ public final class Backpressure: Sendable {
 
     /// A backpressure layer on `redis`; pass the quota `limiter` to reserve quota paths, and a `reconciler` to
     /// follow the provider's real ceiling from the responses the calls return.
+    ///
+    /// - Parameter logger: the background logger (postgres-nio's style: each ``call(_:degrade:logger:_:)`` may pass
+    ///   its own). Its lines carry `sluice.partition` and `sluice.failure_policy`; none at `info` or above names a
+    ///   tenant, a tree or a password. By default nothing is logged.
     public init(
-        redis: RedisClient, configuration: Configuration, limiter: Limiter? = nil, reconciler: Reconciler? = nil
+        redis: RedisClient, configuration: Configuration, limiter: Limiter? = nil, reconciler: Reconciler? = nil,
+        logger: Logger = .sluiceDisabled
     ) {
         self.redis = redis
         self.configuration = configuration
@@ -112,11 +121,16 @@ public final class Backpressure: Sendable {
         self.reconciler = reconciler
         let namespace = configuration.namespace ?? limiter?.configuration.namespace ?? "sluice"
         self.namespace = namespace
-        self.health = RedisHealth(configuration: configuration.health)
+        var logger = logger
+        logger[metadataKey: "sluice.partition"] = "\(configuration.partition)"
+        logger[metadataKey: "sluice.failure_policy"] = "\(configuration.failurePolicy)"
+        self.logger = logger
+        self.health = RedisHealth(configuration: configuration.health, logger: logger, now: { .now })
         self.trees = RequestTrees(redis: redis, namespace: namespace)
         if let interval = configuration.heartbeat {
             let membership = FleetMembership(
-                redis: redis, partition: configuration.partition, interval: interval, namespace: namespace)
+                redis: redis, partition: configuration.partition, interval: interval, namespace: namespace,
+                logger: logger)
             membership.start()
             self.membership = membership
         } else {
@@ -174,19 +188,27 @@ public final class Backpressure: Sendable {
 
     /// Applies the failure policy to a call whose Redis step failed: returns normally when the
     /// call may go on without Redis, throws when it may not.
-    func applyFailurePolicy(_ error: BackpressureError, deadline: ContinuousClock.Instant) async throws {
+    func applyFailurePolicy(
+        _ error: BackpressureError, deadline: ContinuousClock.Instant, logger: Logger
+    ) async throws {
         switch configuration.failurePolicy.kind {
         case .closed:
             counters.withLock { $0.degradedRefusals += 1 }
+            logger.debug("Redis unavailable: the call is refused (fail closed)")
             throw error
         case .open:
             counters.withLock { $0.degradedAdmissions += 1 }
+            logger.debug("Redis unavailable: the call goes on unchecked (fail open)")
         case .fallback:
             refreshFallbackShare()
             if await fallback?.take(waitingUntil: deadline) == true {
                 counters.withLock { $0.degradedAdmissions += 1 }
+                logger.debug(
+                    "Redis unavailable: the call is admitted by this worker's local fallback bucket",
+                    metadata: ["sluice.fallback_rate": "\(fallback?.rate ?? 0)"])
             } else {
                 counters.withLock { $0.degradedRefusals += 1 }
+                logger.debug("Redis unavailable: the local fallback bucket is empty, the call is refused")
                 throw BackpressureError(
                     .redisUnavailable, "Redis is unavailable and this worker's local fallback bucket is empty")
             }

@@ -1,3 +1,4 @@
+import Logging
 import SluiceRedis
 import Synchronization
 
@@ -13,6 +14,8 @@ public final class FleetMembership: Sendable {
     public let interval: Duration
     /// The first part of its keys (`<namespace>:{<partition>}:...`), as ``Limiter/Configuration/namespace``.
     public let namespace: String
+    /// Where failed heartbeats are logged (at `debug`: the Redis client and ``RedisHealth`` report outages).
+    public let logger: Logger
     private let redis: RedisClient
     private let known = Mutex<Int>(1)
     private let task = Mutex<Task<Void, Never>?>(nil)
@@ -20,9 +23,10 @@ public final class FleetMembership: Sendable {
     /// A membership; call ``start()`` to register and keep beating.
     public init(
         redis: RedisClient, partition: String, workerID: String = TreeContext.newID(), interval: Duration = .seconds(5),
-        namespace: String = "sluice"
+        namespace: String = "sluice", logger: Logger = .sluiceDisabled
     ) {
         self.redis = redis
+        self.logger = logger
         self.namespace = namespace
         self.partition = partition
         self.workerID = workerID
@@ -47,8 +51,12 @@ public final class FleetMembership: Sendable {
     public func start() {
         let heartbeat = Task { [self] in
             while !Task.isCancelled {
-                _ = try? await withDeadline(.now + interval, onTimeout: { RedisError(.timeout, "heartbeat") }) {
-                    try await self.beat()
+                do {
+                    _ = try await withDeadline(.now + interval, onTimeout: { RedisError(.timeout, "heartbeat") }) {
+                        try await self.beat()
+                    }
+                } catch {
+                    logger.debug("worker heartbeat failed", metadata: ["error": "\(error)"])
                 }
                 try? await Task.sleep(for: interval)
             }

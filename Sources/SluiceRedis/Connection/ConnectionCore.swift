@@ -1,4 +1,5 @@
 import CHiredis
+import Logging
 import Synchronization
 
 #if canImport(Glibc)
@@ -72,6 +73,10 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     private var nextConnectAttempt: UInt64 = 0
     private var currentBackoffNanos: UInt64 = 0
     private var lastConnectError: RedisError?
+    /// Whether this connection was ready once: a later `ready` is a reconnect (logged and counted).
+    private var wasReady = false
+    /// Failed connection attempts since the connection was last ready (logged at `debug` after the first).
+    private var failedAttempts = 0
 
     init(configuration: RedisConfiguration) throws(RedisError) {
         self.configuration = configuration
@@ -394,7 +399,12 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         var error = error
         switch phase {
         case .idle: return
-        case .ready: break
+        case .ready:
+            let observability = configuration.observability
+            observability.connectionLosses.increment()
+            observability.logger.warning(
+                "Redis connection lost; the next command reconnects",
+                metadata: ["redis.error": "\(error.code)", "redis.reason": "\(error.message)"])
         case .connecting, .handshaking, .settingUp:
             if tls != nil, case .settingUp = phase, error.code == .endOfFile || error.message.hasPrefix("TLS") {
                 // TLS 1.3 ends the handshake before the server has checked the client's
@@ -410,6 +420,19 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
                 ? backoff.initial.nanoseconds : min(currentBackoffNanos * 2, backoff.maximum.nanoseconds)
             nextConnectAttempt = monotonicNanos() &+ currentBackoffNanos
             lastConnectError = error
+            failedAttempts += 1
+            let logger = configuration.observability.logger
+            let metadata: Logger.Metadata = [
+                "redis.error": "\(error.code)", "redis.reason": "\(error.message)",
+                "redis.backoff_ms": "\(currentBackoffNanos / 1_000_000)",
+            ]
+            if failedAttempts == 1 && wasReady {
+                logger.warning("Redis reconnect failed; backing off", metadata: metadata)
+            } else if failedAttempts == 1 {
+                logger.warning("Redis connect failed; backing off", metadata: metadata)
+            } else {
+                logger.debug("Redis connect failed again; backing off", metadata: metadata)
+            }
         }
         transport = nil
         phase = .idle
@@ -535,6 +558,16 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
 
     private func becomeReady() {
         phase = .ready
+        let observability = configuration.observability
+        if wasReady || failedAttempts > 0 {
+            observability.reconnects.increment()
+            observability.logger.info(
+                "Redis connection re-established", metadata: ["redis.failed_attempts": "\(failedAttempts)"])
+        } else {
+            observability.logger.debug("Redis connection established")
+        }
+        wasReady = true
+        failedAttempts = 0
         currentBackoffNanos = 0
         nextConnectAttempt = 0
         lastConnectError = nil
