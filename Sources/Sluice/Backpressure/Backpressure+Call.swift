@@ -92,10 +92,13 @@ extension Backpressure {
         }
         let trees = self.trees
         let maxCallDuration = configuration.maxCallDuration
+        let metrics = self.metrics
+        let dependency = call.dependency
 
         // Admission: each stage undoes what the earlier ones took when a later one refuses.
         var admitted = Admitted()
         var admittedAt = ContinuousClock.now
+        metrics.startedWaiting()
         do {
             if try await step.run({ try await queue.enter(callerID: id, patience: deadline - .now) }) != nil {
                 admitted.queued = true
@@ -121,14 +124,20 @@ extension Backpressure {
             }
             if let pool {
                 admitted.lease = try await acquire(pool, step: &step)
+                if admitted.lease != nil { metrics.tookLease() }
             }
             if admitted.queued {
                 _ = try await step.run { try await queue.leave(callerID: id, admitted: true, callTTL: maxCallDuration) }
             }
         } catch {
+            metrics.stoppedWaiting()
             await release(admitted, ran: false, usage: [:], call: call, queue: queue, pool: pool, step: &step, id: id)
             throw error
         }
+        metrics.stoppedWaiting()
+        metrics.admissionWait.recordNanoseconds((ContinuousClock.now - started).nanosecondsClamped)
+        metrics.startedRunning()
+        defer { metrics.stoppedRunning() }
 
         // Attempts.
         let heartbeat = admitted.lease.map { lease in Task { await pool!.keepAlive(lease) } }
@@ -152,7 +161,14 @@ extension Backpressure {
                 if attempt == 1 {
                     _ = try await step.run { try await budget.recordRequest() }
                 }
-                let permit = try await step.run { try await breaker.permit() }
+                let permit: CircuitBreaker.Permit?
+                do {
+                    permit = try await step.run { try await breaker.permit() }
+                } catch let error as BackpressureError where error.code == .breakerOpen {
+                    metrics.breaker(dependency, is: .open)
+                    throw error
+                }
+                if let permit { metrics.breaker(dependency, is: permit.state) }
                 let context = CallAttempt(
                     call: call, number: attempt, deadline: deadline, isProbe: permit?.isProbe ?? false,
                     degraded: step.degraded, tree: tree,
@@ -165,7 +181,11 @@ extension Backpressure {
                             BackpressureError(.deadlineExceeded, "the call did not finish before its deadline")
                         }
                     ) { try await operation(context) }
-                    if let permit { _ = try? await step.run { try await breaker.record(permit, success: true) } }
+                    metrics.response(success: true, observation: outcome.observation)
+                    if let permit, let state = try? await step.run({ try await breaker.record(permit, success: true) })
+                    {
+                        metrics.breaker(dependency, is: state)
+                    }
                     await report(outcome.observation, of: context, step: &step)
                     usage = outcome.usage
                     heartbeat?.cancel()
@@ -177,8 +197,11 @@ extension Backpressure {
                 } catch {
                     let failure = error as? ProviderFailure
                     let timedOut = (error as? BackpressureError)?.code == .deadlineExceeded
-                    if let permit, failure?.countsAgainstBreaker ?? true {
-                        _ = try? await step.run { try await breaker.record(permit, success: false) }
+                    if failure != nil { metrics.response(success: false, observation: failure?.observation) }
+                    if let permit, failure?.countsAgainstBreaker ?? true,
+                        let state = try? await step.run({ try await breaker.record(permit, success: false) })
+                    {
+                        metrics.breaker(dependency, is: state)
                     }
                     await report(failure?.observation, of: context, step: &step)
                     usage = failure?.usage ?? [:]
@@ -194,6 +217,7 @@ extension Backpressure {
                     }
                     let verdict = try await step.run { try await budget.allowRetry() }
                     if let verdict, !verdict.allowed {
+                        metrics.retryBudgetRefused()
                         throw BackpressureError(
                             .retryBudgetExhausted,
                             "the retry budget of \(call.scope) is spent (\(Int(verdict.retries)) retries for \(Int(verdict.requests)) requests); last failure: \(failure.message)"
@@ -241,6 +265,7 @@ extension Backpressure {
             }
         }
         guard let admission else { return nil }
+        metrics.decision(admission.decision)
         await reportWarnings(admission.decision, step: &step)
         guard admission.allowed else { throw refusal(admission.decision, call: call, together: together) }
         try await admission.proceed()
@@ -309,6 +334,7 @@ extension Backpressure {
         }
         if let lease = admitted.lease, let pool {
             _ = try? await step.cleanup { try await pool.release(lease) }
+            metrics.gaveLease()
         }
         if admitted.queued {
             _ = try? await step.cleanup {

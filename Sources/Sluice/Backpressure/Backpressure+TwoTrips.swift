@@ -58,6 +58,12 @@ extension Backpressure {
         let cost = Cost(call.estimate.mapValues { Int64($0) })
         let priority = tree?.priority ?? .interactive
         let callTTL = configuration.maxCallDuration
+        let metrics = self.metrics
+        let dependency = call.dependency
+        let started = ContinuousClock.now
+        metrics.startedWaiting()
+        var waiting = true
+        defer { if waiting { metrics.stoppedWaiting() } }
 
         // 1. Admission: one round trip; again only when every lease is held (woken when one may be free).
         let id = Reservation.newID()
@@ -82,6 +88,7 @@ extension Backpressure {
             case "shed":
                 throw queue.overloaded(waiting: Int(parts[1].integer ?? 0))
             case "breaker":
+                metrics.breaker(dependency, is: .open)
                 _ = try breaker.parsePermit(parts[1])
                 throw BackpressureError(.breakerOpen, "the circuit breaker of \(call.dependency) refused the call")
             case "lease":
@@ -108,6 +115,7 @@ extension Backpressure {
                 }
             case "quota":
                 let decision = try DecideRequest.parse(parts[1], path: route.path).decision
+                metrics.decision(decision)
                 await reportWarnings(decision, step: &step)
                 let refused = refusal(decision, call: call, together: route.together)
                 // Every call slot of the tree is taken: woken when one of its calls ends, then asks again.
@@ -124,15 +132,20 @@ extension Backpressure {
                 }
             case "admitted" where parts.count == 4:
                 let decision = try DecideRequest.parse(parts[1], path: route.path).decision
+                metrics.decision(decision)
                 await reportWarnings(decision, step: &step)
                 let reservation = Reservation(
                     id: id, path: route.path, estimate: cost, decision: decision, limiter: limiter,
                     resources: request.resources, tree: route.together)
                 var lease: Lease?
-                if let pool, case .acquired(let taken) = try pool.parseAcquire(parts[3]) { lease = taken }
+                if let pool, case .acquired(let taken) = try pool.parseAcquire(parts[3]) {
+                    lease = taken
+                    metrics.tookLease()
+                }
+                let permit = try breaker.parsePermit(parts[2])
+                metrics.breaker(dependency, is: permit.state)
                 admitted = Admitted(
-                    reservation: reservation, permit: try breaker.parsePermit(parts[2]), lease: lease,
-                    proceedAt: asked + decision.wait)
+                    reservation: reservation, permit: permit, lease: lease, proceedAt: asked + decision.wait)
             default:
                 throw BackpressureError(.redisUnavailable, "call-admit replied unexpectedly")
             }
@@ -151,8 +164,15 @@ extension Backpressure {
             } else {
                 steps.append(admitted.reservation.closeStep(["cancel"]))
             }
-            if let outcome, let permit = admitted.permit { steps.append(breaker.recordStep(permit, success: outcome)) }
-            if let lease = admitted.lease, let pool { steps.append(pool.releaseStep(lease)) }
+            var breakerReply: Int?
+            if let outcome, let permit = admitted.permit {
+                breakerReply = steps.count
+                steps.append(breaker.recordStep(permit, success: outcome))
+            }
+            if let lease = admitted.lease, let pool {
+                steps.append(pool.releaseStep(lease))
+                metrics.gaveLease()
+            }
             steps.append(queue.finishStep(callerID: id))
             if let together = route.together {
                 steps.append(together.freed(namespace: limiter.configuration.namespace).wakeStep)
@@ -165,6 +185,11 @@ extension Backpressure {
             }
             let finish = ScriptStep.composite(LuaScripts.callFinish, steps)
             let replies = try? await step.cleanup { try await redis.run(finish) }
+            if let breakerReply, let parts = replies?.array, breakerReply < parts.count,
+                let state = parts[breakerReply].array?.first?.string
+            {
+                metrics.breaker(dependency, is: CircuitBreaker.State(state))
+            }
             // call-finish answers one reply per step, in order: the reconciler's is the last.
             if let reconciler, let observation, let last = replies?.array?.last,
                 let outcome = try? Reconciler.parseRecord(last)
@@ -181,6 +206,11 @@ extension Backpressure {
                 throw error
             }
         }
+        waiting = false
+        metrics.stoppedWaiting()
+        metrics.admissionWait.recordNanoseconds((ContinuousClock.now - started).nanosecondsClamped)
+        metrics.startedRunning()
+        defer { metrics.stoppedRunning() }
 
         // 3. Attempts: the first one's breaker permit came with the admission.
         let heartbeat = admitted?.lease.map { lease in Task { await pool!.keepAlive(lease) } }
@@ -196,7 +226,9 @@ extension Backpressure {
             if attempt > 1 {
                 do {
                     permit = try await step.run { try await breaker.permit() }
+                    if let permit { metrics.breaker(dependency, is: permit.state) }
                 } catch {
+                    if (error as? BackpressureError)?.code == .breakerOpen { metrics.breaker(dependency, is: .open) }
                     heartbeat?.cancel()
                     await finish(
                         ran: ran, usage: settled(usage, known: usageKnown, call), outcome: nil,
@@ -214,6 +246,7 @@ extension Backpressure {
                     deadline,
                     onTimeout: { BackpressureError(.deadlineExceeded, "the call did not finish before its deadline") }
                 ) { try await operation(context) }
+                metrics.response(success: true, observation: outcome.observation)
                 heartbeat?.cancel()
                 usage = outcome.usage
                 await finish(
@@ -224,6 +257,7 @@ extension Backpressure {
                     degraded: step.degraded)
             } catch {
                 let failure = error as? ProviderFailure
+                if failure != nil { metrics.response(success: false, observation: failure?.observation) }
                 let timedOut = (error as? BackpressureError)?.code == .deadlineExceeded
                 let counts = permit != nil && (failure?.countsAgainstBreaker ?? true)
                 usage = failure?.usage ?? [:]
@@ -267,6 +301,7 @@ extension Backpressure {
                 do {
                     verdict = try await step.run { try await budget.allowRetry() }
                     if let verdict, !verdict.allowed {
+                        metrics.retryBudgetRefused()
                         throw BackpressureError(
                             .retryBudgetExhausted,
                             "the retry budget of \(call.scope) is spent (\(Int(verdict.retries)) retries for \(Int(verdict.requests)) requests); last failure: \(failure.message)"

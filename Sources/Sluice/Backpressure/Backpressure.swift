@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import SluiceRedis
 import Synchronization
@@ -94,6 +95,7 @@ public final class Backpressure: Sendable {
     /// The background logger: Redis outages and recoveries (with the partition and the failure policy), invalid
     /// operator config, lost leases. Calls log to the logger they are given, else to this one.
     public let logger: Logger
+    let metrics: BackpressureMetrics
     let trees: RequestTrees
     let fallback: LocalFallbackBucket?
     private let ceiling: Mutex<Double>
@@ -111,9 +113,12 @@ public final class Backpressure: Sendable {
     /// - Parameter logger: the background logger (postgres-nio's style: each ``call(_:degrade:logger:_:)`` may pass
     ///   its own). Its lines carry `sluice.partition` and `sluice.failure_policy`; none at `info` or above names a
     ///   tenant, a tree or a password. By default nothing is logged.
+    /// - Parameter metricsFactory: where this layer's metrics go (see <doc:Backpressure>'s Metrics), made once here;
+    ///   `nil`: the application's bootstrapped `MetricsSystem.factory`. Tests pass a factory of their own so that
+    ///   they need not touch the process-wide bootstrap.
     public init(
         redis: RedisClient, configuration: Configuration, limiter: Limiter? = nil, reconciler: Reconciler? = nil,
-        logger: Logger = .sluiceDisabled
+        logger: Logger = .sluiceDisabled, metricsFactory: (any MetricsFactory)? = nil
     ) {
         self.redis = redis
         self.configuration = configuration
@@ -125,7 +130,13 @@ public final class Backpressure: Sendable {
         logger[metadataKey: "sluice.partition"] = "\(configuration.partition)"
         logger[metadataKey: "sluice.failure_policy"] = "\(configuration.failurePolicy)"
         self.logger = logger
-        self.health = RedisHealth(configuration: configuration.health, logger: logger, now: { .now })
+        let metrics = BackpressureMetrics(
+            factory: metricsFactory ?? MetricsSystem.factory, partition: configuration.partition,
+            policy: configuration.failurePolicy)
+        self.metrics = metrics
+        self.health = RedisHealth(
+            configuration: configuration.health, logger: logger, now: { .now },
+            onTransition: { metrics.redisHealth($0) })
         self.trees = RequestTrees(redis: redis, namespace: namespace)
         if let interval = configuration.heartbeat {
             let membership = FleetMembership(
@@ -139,6 +150,7 @@ public final class Backpressure: Sendable {
         if case .fallback(let rate, let burst) = configuration.failurePolicy.kind {
             self.ceiling = Mutex(rate)
             self.fallback = LocalFallbackBucket(rate: rate, burst: burst)
+            metrics.ceiling(share: rate)
         } else {
             self.ceiling = Mutex(0)
             self.fallback = nil
@@ -183,7 +195,9 @@ public final class Backpressure: Sendable {
     func refreshFallbackShare() {
         guard let fallback else { return }
         let workers = max(1, membership?.liveWorkers ?? 1)
-        fallback.update(rate: ceiling.withLock { $0 } / Double(workers))
+        let share = ceiling.withLock { $0 } / Double(workers)
+        fallback.update(rate: share)
+        metrics.ceiling(share: share)
     }
 
     /// Applies the failure policy to a call whose Redis step failed: returns normally when the
@@ -194,20 +208,24 @@ public final class Backpressure: Sendable {
         switch configuration.failurePolicy.kind {
         case .closed:
             counters.withLock { $0.degradedRefusals += 1 }
+            metrics.failurePolicy(admitted: false)
             logger.debug("Redis unavailable: the call is refused (fail closed)")
             throw error
         case .open:
             counters.withLock { $0.degradedAdmissions += 1 }
+            metrics.failurePolicy(admitted: true)
             logger.debug("Redis unavailable: the call goes on unchecked (fail open)")
         case .fallback:
             refreshFallbackShare()
             if await fallback?.take(waitingUntil: deadline) == true {
                 counters.withLock { $0.degradedAdmissions += 1 }
+                metrics.failurePolicy(admitted: true)
                 logger.debug(
                     "Redis unavailable: the call is admitted by this worker's local fallback bucket",
                     metadata: ["sluice.fallback_rate": "\(fallback?.rate ?? 0)"])
             } else {
                 counters.withLock { $0.degradedRefusals += 1 }
+                metrics.failurePolicy(admitted: false)
                 logger.debug("Redis unavailable: the local fallback bucket is empty, the call is refused")
                 throw BackpressureError(
                     .redisUnavailable, "Redis is unavailable and this worker's local fallback bucket is empty")
