@@ -20,8 +20,10 @@ struct ObservabilityFaultTests {
         let server = try RedisServer(arguments: ["--requirepass", Self.password])
         defer { server.stop() }
         var configuration = try RedisConfiguration(url: "redis://:\(Self.password)@127.0.0.1:\(server.port)")
-        configuration.commandTimeout = .milliseconds(800)
-        configuration.connectTimeout = .milliseconds(300)
+        // Generous for a loaded machine (a healthy step slower than the step timeout would count as an outage), and
+        // the command timeout well inside the outage, so that the stopped server's connection is dropped and redone.
+        configuration.commandTimeout = .milliseconds(1_500)
+        configuration.connectTimeout = .milliseconds(500)
         configuration.reconnectBackoff = .init(initial: .milliseconds(20), maximum: .milliseconds(200))
         let logs = CapturedLogs()
         let clientMetrics = TestMetrics()
@@ -38,7 +40,7 @@ struct ObservabilityFaultTests {
             configuration: .init(
                 partition: "obs", failurePolicy: .failOpen,
                 health: .init(
-                    stepTimeout: .milliseconds(300), initialCoolDown: .milliseconds(100), maximumCoolDown: .seconds(1)),
+                    stepTimeout: .seconds(1), initialCoolDown: .milliseconds(100), maximumCoolDown: .seconds(1)),
                 heartbeat: nil),
             limiter: limiter, logger: logs.logger(label: "backpressure"), metricsFactory: metrics)
         let path = try ScopePath(parsing: ["global=obs", "tenant=\(Self.tenant)"])
@@ -87,20 +89,22 @@ struct ObservabilityFaultTests {
         #expect(latencies.count >= 4 && latencies.allSatisfy { $0 > 0 }, "\(latencies)")
 
         // Down: the server stops answering. Fail open lets every call through, unchecked, within its deadline.
+        let policyAdmissionsBefore = metrics.counterTotal(
+            label: "sluice_failure_policy_decisions_total", dimensions: [p, policy, ("result", "admitted")])
         server.pause()
         let downSince = ContinuousClock.now
         var degradedCalls = 0
-        while ContinuousClock.now - downSince < .milliseconds(2_500) {
+        while ContinuousClock.now - downSince < .milliseconds(3_500) {
             let result = try await backpressure.call(other) { _ in CallOutcome(()) }
             if result.degraded { degradedCalls += 1 }
             try await Task.sleep(for: .milliseconds(100))
         }
-        #expect(degradedCalls >= 5)
+        #expect(degradedCalls >= 3)
         #expect(try metrics.expectGauge("sluice_redis_degraded", [p, policy]).lastValue == 1)
         #expect(metrics.counterTotal(label: "sluice_redis_outages_total", dimensions: [p, policy]) == 1)
         let admittedByPolicy = metrics.counterTotal(
             label: "sluice_failure_policy_decisions_total", dimensions: [p, policy, ("result", "admitted")])
-        #expect(admittedByPolicy == Int64(degradedCalls))
+        #expect(admittedByPolicy - policyAdmissionsBefore == Int64(degradedCalls))
         let down = logs.lines(containing: "Redis is unavailable")
         #expect(down.count == 1 && down.first?.level == .warning)
         #expect(down.first?.metadata["sluice.failure_policy"]?.description == "fail open")
@@ -117,7 +121,7 @@ struct ObservabilityFaultTests {
         #expect(recovered, "decisions never resumed after the server was resumed: \(logs.all)")
         #expect(try metrics.expectGauge("sluice_redis_degraded", [p, policy]).lastValue == 0)
         let degradedSeconds = metrics.counterTotal(label: "sluice_degraded_seconds_total", dimensions: [p, policy])
-        #expect(degradedSeconds >= 2, "the 2.5 s outage counted \(degradedSeconds) s")
+        #expect(degradedSeconds >= 2, "the 3.5 s outage counted \(degradedSeconds) s")
         let back = logs.lines(containing: "Redis is available again")
         #expect(back.count == 1 && back.first?.level == .notice)
         #expect(back.first?.metadata["sluice.failure_policy"]?.description == "fail open")

@@ -1,5 +1,6 @@
 import CoreMetrics
 import Logging
+import ServiceLifecycle
 import SluiceRedis
 import Synchronization
 
@@ -139,11 +140,10 @@ public final class Backpressure: Sendable {
             onTransition: { metrics.redisHealth($0) })
         self.trees = RequestTrees(redis: redis, namespace: namespace)
         if let interval = configuration.heartbeat {
-            let membership = FleetMembership(
+            // Not started here (no I/O in an init): by run() in a ServiceGroup, or by start().
+            self.membership = FleetMembership(
                 redis: redis, partition: configuration.partition, interval: interval, namespace: namespace,
                 logger: logger)
-            membership.start()
-            self.membership = membership
         } else {
             self.membership = nil
         }
@@ -174,7 +174,14 @@ public final class Backpressure: Sendable {
         counters.withLock { ($0.degradedAdmissions, $0.degradedRefusals) }
     }
 
-    /// Stops the heartbeat and leaves the worker registry.
+    /// Without a `ServiceGroup`: starts the background work (the worker registry's heartbeat, when
+    /// ``Configuration/heartbeat`` is set); ``shutdown()`` stops it. With one, add the layer to the group instead
+    /// (``run()``). Calls work either way; without the heartbeat, the local fallback's share counts this worker only.
+    public func start() {
+        membership?.start()
+    }
+
+    /// Stops what ``start()`` started and leaves the worker registry.
     public func shutdown() async {
         await membership?.stop()
     }
@@ -230,6 +237,27 @@ public final class Backpressure: Sendable {
                 throw BackpressureError(
                     .redisUnavailable, "Redis is unavailable and this worker's local fallback bucket is empty")
             }
+        }
+    }
+}
+
+extension Backpressure: Service {
+    /// Runs the layer's background work as a `Service`: registers this worker and beats its heartbeat (when
+    /// ``Configuration/heartbeat`` is set) until the group's graceful shutdown or cancellation, then leaves the
+    /// registry. Nothing happens in `init`; without a `ServiceGroup`, use ``start()`` and ``shutdown()``.
+    ///
+    /// ```swift
+    /// let redis = try RedisClient(configuration: configuration, backgroundLogger: logger)
+    /// let backpressure = Backpressure(redis: redis, configuration: .init(partition: "openai"), logger: logger)
+    /// // The client first: a group stops its services in reverse order, so the layer still reaches Redis as it stops.
+    /// let group = ServiceGroup(services: [redis, backpressure, app], gracefulShutdownSignals: [.sigterm], logger: logger)
+    /// try await group.run()
+    /// ```
+    public func run() async {
+        if let membership {
+            await membership.run()
+        } else {
+            try? await gracefulShutdown()
         }
     }
 }
