@@ -58,8 +58,8 @@ struct ObservabilityFaultTests {
         for _ in 0..<3 {
             let result = try await backpressure.call(call) { _ in
                 // While the operation runs, this worker counts it in flight and holds its lease.
-                let inFlight = try metrics.expectGauge("sluice_calls_in_flight", [p]).lastValue
-                let leases = try metrics.expectGauge("sluice_leases_held", [p]).lastValue
+                let inFlight = try metrics.expectGauge("sluice_worker_calls_in_flight", [p]).lastValue
+                let leases = try metrics.expectGauge("sluice_worker_leases_held", [p]).lastValue
                 #expect(
                     inFlight == 1 && leases == 1,
                     "in flight \(String(describing: inFlight)), leases \(String(describing: leases))")
@@ -79,11 +79,11 @@ struct ObservabilityFaultTests {
         #expect(deniedDimensions["limit_kind"] == "budget", "\(deniedDimensions)")
         #expect(deniedDimensions["scope_kind"] == "tenant" && deniedDimensions["resource"] == "tokens")
         #expect(try metrics.expectTimer("sluice_admission_wait_seconds", [p]).values.count == 3)
-        #expect(try metrics.expectGauge("sluice_calls_in_flight", [p]).lastValue == 0)
-        #expect(try metrics.expectGauge("sluice_calls_waiting", [p]).lastValue == 0)
-        #expect(try metrics.expectGauge("sluice_leases_held", [p]).lastValue == 0)
+        #expect(try metrics.expectGauge("sluice_worker_calls_in_flight", [p]).lastValue == 0)
+        #expect(try metrics.expectGauge("sluice_worker_calls_waiting", [p]).lastValue == 0)
+        #expect(try metrics.expectGauge("sluice_worker_leases_held", [p]).lastValue == 0)
         #expect(metrics.counterTotal(label: "sluice_provider_responses_total", dimensions: [p, ("class", "ok")]) == 3)
-        #expect(try metrics.expectGauge("sluice_breakers", [p, ("state", "closed")]).lastValue == 1)
+        #expect(try metrics.expectGauge("sluice_worker_breakers", [p, ("state", "closed")]).lastValue == 1)
         #expect(try metrics.expectGauge("sluice_redis_degraded", [p, policy]).lastValue == 0)
         let latencies = clientMetrics.timers(label: "sluice_redis_command_duration_seconds").flatMap(\.values)
         #expect(latencies.count >= 4 && latencies.allSatisfy { $0 > 0 }, "\(latencies)")

@@ -114,7 +114,7 @@ public final class Backpressure: Sendable {
     /// - Parameter logger: the background logger (postgres-nio's style: each ``call(_:degrade:logger:_:)`` may pass
     ///   its own). Its lines carry `sluice.partition` and `sluice.failure_policy`; none at `info` or above names a
     ///   tenant, a tree or a password. By default nothing is logged.
-    /// - Parameter metricsFactory: where this layer's metrics go (see <doc:Backpressure>'s Metrics), made once here;
+    /// - Parameter metricsFactory: where this layer's metrics go (see <doc:Backpressure>, *Logging, metrics and lifecycle*), made once here;
     ///   `nil`: the application's bootstrapped `MetricsSystem.factory`. Tests pass a factory of their own so that
     ///   they need not touch the process-wide bootstrap.
     public init(

@@ -9,13 +9,13 @@ import Synchronization
 /// |---|---|---|
 /// | `sluice_decisions_total` | counter | partition, result (`admitted`, `denied`), limit_kind, scope_kind, resource |
 /// | `sluice_admission_wait_seconds` | timer | partition |
-/// | `sluice_calls_waiting`, `sluice_calls_in_flight` | gauge | partition |
-/// | `sluice_leases_held` | gauge | partition |
-/// | `sluice_breakers` | gauge | partition, state (dependencies last seen in it) |
+/// | `sluice_worker_calls_waiting`, `sluice_worker_calls_in_flight` | gauge | partition |
+/// | `sluice_worker_leases_held` | gauge | partition |
+/// | `sluice_worker_breakers` | gauge | partition, state (dependencies last seen in it) |
 /// | `sluice_breaker_transitions_total` | counter | partition, state (the new one) |
 /// | `sluice_retry_budget_refusals_total` | counter | partition |
 /// | `sluice_provider_responses_total` | counter | partition, class (`ok`, `quota` = 429, `overload`, `do_not_retry`, `error`) |
-/// | `sluice_ceiling_share` | gauge | partition (this worker's local-fallback rate, calls/s) |
+/// | `sluice_worker_ceiling_share` | gauge | partition (this worker's local-fallback rate, calls/s) |
 /// | `sluice_redis_degraded` | gauge | partition, policy (1 while Redis is unavailable) |
 /// | `sluice_redis_outages_total` | counter | partition, policy |
 /// | `sluice_degraded_seconds_total` | floating-point counter | partition, policy |
@@ -62,11 +62,11 @@ final class BackpressureMetrics: Sendable {
         let p = [("partition", partition)]
         let pp = p + [("policy", self.policy)]
         admissionWait = Timer(label: "sluice_admission_wait_seconds", dimensions: p, factory: factory)
-        waiting = Gauge(label: "sluice_calls_waiting", dimensions: p, factory: factory)
-        inFlight = Gauge(label: "sluice_calls_in_flight", dimensions: p, factory: factory)
-        leasesHeld = Gauge(label: "sluice_leases_held", dimensions: p, factory: factory)
+        waiting = Gauge(label: "sluice_worker_calls_waiting", dimensions: p, factory: factory)
+        inFlight = Gauge(label: "sluice_worker_calls_in_flight", dimensions: p, factory: factory)
+        leasesHeld = Gauge(label: "sluice_worker_leases_held", dimensions: p, factory: factory)
         retryBudgetRefusals = Counter(label: "sluice_retry_budget_refusals_total", dimensions: p, factory: factory)
-        ceilingShare = Gauge(label: "sluice_ceiling_share", dimensions: p, factory: factory)
+        ceilingShare = Gauge(label: "sluice_worker_ceiling_share", dimensions: p, factory: factory)
         redisDegraded = Gauge(label: "sluice_redis_degraded", dimensions: pp, factory: factory)
         outages = Counter(label: "sluice_redis_outages_total", dimensions: pp, factory: factory)
         degradedSeconds = FloatingPointCounter(label: "sluice_degraded_seconds_total", dimensions: pp, factory: factory)
@@ -77,7 +77,7 @@ final class BackpressureMetrics: Sendable {
         var gauges: [String: Gauge] = [:]
         for state in Self.breakerStates {
             gauges[state.description] = Gauge(
-                label: "sluice_breakers", dimensions: p + [("state", state.description)], factory: factory)
+                label: "sluice_worker_breakers", dimensions: p + [("state", state.description)], factory: factory)
         }
         breakerGauges = gauges
         redisDegraded.record(0)
