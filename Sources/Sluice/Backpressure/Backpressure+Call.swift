@@ -1,5 +1,6 @@
 import Logging
 import SluiceRedis
+import Tracing
 
 extension Backpressure {
     /// Runs one provider call end to end: joins the scope's queue (shed when it is full), enters
@@ -33,20 +34,30 @@ extension Backpressure {
         if logger[metadataKey: "sluice.partition"] == nil {
             logger[metadataKey: "sluice.partition"] = "\(configuration.partition)"
         }
-        var current = call
-        var fellBack = false
-        var tried: Set<ProviderCall> = []
-        while true {
-            try current.validate()
-            tried.insert(current)
-            do {
-                var result = try await run(current, logger: logger, operation)
-                result.fellBack = fellBack
-                return result
-            } catch let refusal as BackpressureError where refusal.isRefusal {
-                guard let degrade, let next = degrade(refusal, current), !tried.contains(next) else { throw refusal }
-                current = next
-                fellBack = true
+        return try await traced("sluice.call") { span in
+            span.attributes["sluice.partition"] = configuration.partition
+            span.attributes["sluice.dependency"] = call.dependency
+            var current = call
+            var fellBack = false
+            var tried: Set<ProviderCall> = []
+            while true {
+                try current.validate()
+                tried.insert(current)
+                do {
+                    var result = try await run(current, logger: logger, operation)
+                    result.fellBack = fellBack
+                    span.attributes["sluice.attempts"] = result.attempts
+                    span.attributes["sluice.degraded"] = result.degraded
+                    span.attributes["sluice.fell_back"] = fellBack
+                    return result
+                } catch let refusal as BackpressureError where refusal.isRefusal {
+                    span.attributes["sluice.refusal"] = "\(refusal.code)"
+                    guard let degrade, let next = degrade(refusal, current), !tried.contains(next) else {
+                        throw refusal
+                    }
+                    current = next
+                    fellBack = true
+                }
             }
         }
     }
@@ -100,7 +111,12 @@ extension Backpressure {
         var admittedAt = ContinuousClock.now
         metrics.startedWaiting()
         do {
-            if try await step.run({ try await queue.enter(callerID: id, patience: deadline - .now) }) != nil {
+            if try await traced(
+                "sluice.queue",
+                { _ in
+                    try await step.run({ try await queue.enter(callerID: id, patience: deadline - .now) })
+                }) != nil
+            {
                 admitted.queued = true
             }
             // With a quota path in the tree's partition, one script decides both (the tree's checks
@@ -111,19 +127,22 @@ extension Backpressure {
                 }
             }
             if let tree, together == nil {
-                admitted.ticket = try await step.run {
-                    try await trees.enter(
-                        tree, callID: id, estimate: call.estimate, tool: call.tool, arguments: call.arguments,
-                        ttl: maxCallDuration)
+                admitted.ticket = try await traced("sluice.tree") { _ in
+                    try await step.run {
+                        try await trees.enter(
+                            tree, callID: id, estimate: call.estimate, tool: call.tool, arguments: call.arguments,
+                            ttl: maxCallDuration)
+                    }
                 }
             }
             if let limiter, let path = call.quotaPath {
-                admitted.reservation = try await schedule(
-                    limiter, path, call, tree: tree, together: together, step: &step)
+                admitted.reservation = try await traced("sluice.quota") { _ in
+                    try await schedule(limiter, path, call, tree: tree, together: together, step: &step)
+                }
                 admittedAt = .now  // the admission's wait is over: its sendsAt is about now
             }
             if let pool {
-                admitted.lease = try await acquire(pool, step: &step)
+                admitted.lease = try await traced("sluice.lease") { _ in try await acquire(pool, step: &step) }
                 if admitted.lease != nil { metrics.tookLease() }
             }
             if admitted.queued {
@@ -175,12 +194,15 @@ extension Backpressure {
                     sentAt: admitted.reservation.map { $0.decision.sendsAt + (.now - admittedAt).milliseconds })
                 ran = true
                 do {
-                    let outcome = try await withDeadline(
-                        deadline,
-                        onTimeout: {
-                            BackpressureError(.deadlineExceeded, "the call did not finish before its deadline")
-                        }
-                    ) { try await operation(context) }
+                    let outcome = try await traced("sluice.attempt") { span in
+                        span.attributes["sluice.attempt"] = context.number
+                        return try await withDeadline(
+                            deadline,
+                            onTimeout: {
+                                BackpressureError(.deadlineExceeded, "the call did not finish before its deadline")
+                            }
+                        ) { try await operation(context) }
+                    }
                     metrics.response(success: true, observation: outcome.observation)
                     if let permit, let state = try? await step.run({ try await breaker.record(permit, success: true) })
                     {
@@ -316,6 +338,15 @@ extension Backpressure {
     }
 
     private func release(
+        _ admitted: Admitted, ran: Bool, usage: [String: Int], call: ProviderCall, queue: AdmissionQueue,
+        pool: LeasePool?, step: inout Steps, id: String
+    ) async {
+        _ = try? await traced("sluice.settle") { _ in
+            await settle(admitted, ran: ran, usage: usage, call: call, queue: queue, pool: pool, step: &step, id: id)
+        }
+    }
+
+    private func settle(
         _ admitted: Admitted, ran: Bool, usage: [String: Int], call: ProviderCall, queue: AdmissionQueue,
         pool: LeasePool?, step: inout Steps, id: String
     ) async {

@@ -3,6 +3,7 @@ import Logging
 import ServiceLifecycle
 import SluiceRedis
 import Synchronization
+import Tracing
 
 /// The stop buttons around every provider call, in one place: the fleet-wide queue (shedding when
 /// overloaded), the request tree's limits, the quota (scheduled admission), concurrency leases,
@@ -97,6 +98,8 @@ public final class Backpressure: Sendable {
     /// operator config, lost leases. Calls log to the logger they are given, else to this one.
     public let logger: Logger
     let metrics: BackpressureMetrics
+    /// The tracer given to `init` (`nil`: the bootstrapped one).
+    let tracer: (any Tracer)?
     let trees: RequestTrees
     let fallback: LocalFallbackBucket?
     private let ceiling: Mutex<Double>
@@ -117,10 +120,13 @@ public final class Backpressure: Sendable {
     /// - Parameter metricsFactory: where this layer's metrics go (see <doc:Backpressure>, *Logging, metrics and lifecycle*), made once here;
     ///   `nil`: the application's bootstrapped `MetricsSystem.factory`. Tests pass a factory of their own so that
     ///   they need not touch the process-wide bootstrap.
+    /// - Parameter tracer: where each call's span goes (`sluice.call`, with a child span per stage); `nil`: the
+    ///   bootstrapped `InstrumentationSystem.tracer`, read at each call.
     public init(
         redis: RedisClient, configuration: Configuration, limiter: Limiter? = nil, reconciler: Reconciler? = nil,
-        logger: Logger = .sluiceDisabled, metricsFactory: (any MetricsFactory)? = nil
+        logger: Logger = .sluiceDisabled, metricsFactory: (any MetricsFactory)? = nil, tracer: (any Tracer)? = nil
     ) {
+        self.tracer = tracer
         self.redis = redis
         self.configuration = configuration
         self.limiter = limiter
