@@ -17,11 +17,12 @@ struct LifecycleTests {
     @Test("init does no I/O; run() registers and beats until the graceful shutdown, then leaves; the client closes")
     func serviceGroup() async throws {
         let partition = "lifecycle-\(UUID().uuidString.prefix(8))"
-        let observer = try RedisClient(url: TestRedis.url)
+        let observer = try patientRedisClient()
         defer { observer.close() }
-        let client = try RedisClient(url: TestRedis.url)
+        let client = try patientRedisClient()
         let backpressure = Backpressure(
-            redis: client, configuration: .init(partition: partition, heartbeat: .milliseconds(50)))
+            redis: client,
+            configuration: .init(partition: partition, health: patientHealth, heartbeat: .milliseconds(50)))
         let worker = try #require(backpressure.membership?.workerID)
 
         // Several heartbeat intervals after init: still not registered (no background task started by init).
@@ -38,7 +39,7 @@ struct LifecycleTests {
         }
         #expect(joined, "the service never registered the worker")
         // Calls work while the group runs.
-        let result = try await backpressure.call(ProviderCall(scope: "m", timeout: .seconds(5))) { _ in
+        let result = try await backpressure.call(ProviderCall(scope: "m", timeout: .seconds(30))) { _ in
             CallOutcome(42)
         }
         #expect(result.value == 42)
@@ -53,10 +54,11 @@ struct LifecycleTests {
     @Test("Without a ServiceGroup: start() registers, shutdown() leaves")
     func startAndShutdown() async throws {
         let partition = "lifecycle-\(UUID().uuidString.prefix(8))"
-        let client = try RedisClient(url: TestRedis.url)
+        let client = try patientRedisClient()
         defer { client.close() }
         let backpressure = Backpressure(
-            redis: client, configuration: .init(partition: partition, heartbeat: .milliseconds(50)))
+            redis: client,
+            configuration: .init(partition: partition, health: patientHealth, heartbeat: .milliseconds(50)))
         let worker = try #require(backpressure.membership?.workerID)
         backpressure.start()
         var joined = false
@@ -69,3 +71,15 @@ struct LifecycleTests {
         #expect(try await !Self.registered(client, partition: partition, worker: worker))
     }
 }
+
+/// A client of the shared test server that waits long for its replies: these tests are about spans and lifecycles,
+/// not outages, and the shared server stalls for seconds when the whole suite loads a busy machine.
+func patientRedisClient() throws -> RedisClient {
+    var configuration = try RedisConfiguration(url: TestRedis.url)
+    configuration.commandTimeout = .seconds(15)
+    configuration.connectTimeout = .seconds(5)
+    return try RedisClient(configuration: configuration)
+}
+
+/// The breaker around Redis with steps as patient as ``patientRedisClient()``.
+let patientHealth = RedisHealth.Configuration(stepTimeout: .seconds(15))

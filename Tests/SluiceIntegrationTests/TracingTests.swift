@@ -19,18 +19,19 @@ struct TracingTests {
     @Test("Two round trips: admit, attempt, settle under sluice.call, under the caller's span; a refusal is recorded")
     func twoTrips() async throws {
         let partition = Self.partition()
-        let client = try RedisClient(url: TestRedis.url)
+        let client = try patientRedisClient()
         defer { client.close() }
         let limiter = try Limiter(
             client: client, configuration: .init(defaults: ["tenant": "tokens: budget 1000"]))
         let tracer = InMemoryTracer()
         let backpressure = Backpressure(
-            redis: client, configuration: .init(partition: partition, heartbeat: nil), limiter: limiter,
+            redis: client, configuration: .init(partition: partition, health: patientHealth, heartbeat: nil),
+            limiter: limiter,
             tracer: tracer)
         let call = ProviderCall(
             scope: "openai/gpt-4o", estimate: ["tokens": 600],
             quotaPath: try ScopePath(parsing: ["global=\(partition)", "tenant=tenant-zq91"]), concurrency: 2,
-            timeout: .seconds(5), maxAttempts: 1)
+            timeout: .seconds(30), maxAttempts: 1)
 
         let root = tracer.startSpan("request")
         let seenInOperation = try await ServiceContext.withValue(root.context) {
@@ -72,12 +73,13 @@ struct TracingTests {
 
     @Test("Stage by stage (no quota path): queue, lease, attempt, settle under sluice.call")
     func stageByStage() async throws {
-        let client = try RedisClient(url: TestRedis.url)
+        let client = try patientRedisClient()
         defer { client.close() }
         let tracer = InMemoryTracer()
         let backpressure = Backpressure(
-            redis: client, configuration: .init(partition: Self.partition(), heartbeat: nil), tracer: tracer)
-        let call = ProviderCall(scope: "m", concurrency: 1, timeout: .seconds(5), maxAttempts: 1)
+            redis: client, configuration: .init(partition: Self.partition(), health: patientHealth, heartbeat: nil),
+            tracer: tracer)
+        let call = ProviderCall(scope: "m", concurrency: 1, timeout: .seconds(30), maxAttempts: 1)
         _ = try await backpressure.call(call) { _ in CallOutcome(()) }
         let span = try #require(Self.spans(tracer, named: "sluice.call").first)
         for stage in ["sluice.queue", "sluice.lease", "sluice.attempt", "sluice.settle"] {

@@ -65,12 +65,13 @@ public final class FleetMembership: Sendable {
         }
     }
 
-    /// Leaves the registry: best effort, bounded by ``interval``, and not cut short by the caller's cancellation.
+    /// Leaves the registry: best effort, bounded by three ``interval``s (at least 5 s, for a loaded server), and not cut
+    /// short by the caller's cancellation.
     func leave() async {
         let redis = self.redis
         let key = PartitionKeys(partition: partition, namespace: namespace).workers
         let workerID = self.workerID
-        let deadline = ContinuousClock.now + max(interval, .milliseconds(500))
+        let deadline = ContinuousClock.now + max(interval * 3, .seconds(5))
         await withCancellationShield {
             _ = try? await withDeadline(deadline, onTimeout: { RedisError(.timeout, "leaving the registry") }) {
                 try await redis.send("ZREM", key, RedisArgument(workerID))
@@ -88,9 +89,12 @@ public final class FleetMembership: Sendable {
 
     /// Stops what ``start()`` started and leaves the registry (best effort).
     public func stop() async {
-        task.withLock {
-            $0?.cancel(); $0 = nil
+        let heartbeat = task.withLock { task in
+            defer { task = nil }
+            return task
         }
+        heartbeat?.cancel()
+        await heartbeat?.value  // a beat under way ends first: it cannot register the worker again after it left
         await leave()
     }
 }

@@ -93,13 +93,14 @@ public final class Limiter: Sendable {
         }
     }
 
-    /// Connects to `url` (`redis://host:port/db`, `unix:///path`); ``close()`` closes the client.
+    /// Connects to `url` (`redis://host:port/db`, `unix:///path`); ``close()`` closes the client, which logs its
+    /// connections' losses and reconnects to `logger` as well.
     public init(url: String, configuration: Configuration = Configuration(), logger: Logger = .sluiceDisabled)
         throws(QuotaError)
     {
         let client: RedisClient
         do {
-            client = try RedisClient(url: url)
+            client = try RedisClient(configuration: RedisConfiguration(url: url), backgroundLogger: logger)
         } catch {
             throw QuotaError.redis(error)
         }

@@ -559,10 +559,13 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     private func becomeReady() {
         phase = .ready
         let observability = configuration.observability
-        if wasReady || failedAttempts > 0 {
+        if wasReady {
             observability.reconnects.increment()
             observability.logger.info(
                 "Redis connection re-established", metadata: ["redis.failed_attempts": "\(failedAttempts)"])
+        } else if failedAttempts > 0 {
+            observability.logger.info(
+                "Redis connection established", metadata: ["redis.failed_attempts": "\(failedAttempts)"])
         } else {
             observability.logger.debug("Redis connection established")
         }
