@@ -11,6 +11,14 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // The Swift server conventions the library targets follow: a `Logger` for what happens in the background,
+        // swift-metrics for counters/gauges/timers (the application picks the backend), and `Service`s for the
+        // background work, so that a ServiceGroup starts and gracefully stops it.
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        // A span around each Backpressure.call, with its stages, for the application's tracer.
+        .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.1.0"),
         // Only the load injector (`sluice storm`) and `sluice serve` use these; the library targets stay free of them.
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.20.0"),
@@ -23,9 +31,24 @@ let package = Package(
             providers: [.apt(["libhiredis-dev", "libssl-dev"]), .brew(["hiredis", "openssl@3"])]
         ),
         // The only Swift code that touches hiredis: connections, replies, pipelining, pool, scripts.
-        .target(name: "SluiceRedis", dependencies: ["CHiredis"]),
+        .target(
+            name: "SluiceRedis",
+            dependencies: [
+                "CHiredis",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
         // The limiter itself.
-        .target(name: "Sluice", dependencies: ["SluiceRedis"]),
+        .target(
+            name: "Sluice",
+            dependencies: [
+                "SluiceRedis",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ]),
         // The load injector behind `sluice storm`: a mock LLM provider, agent workers, scenarios, reports.
         .target(
             name: "SluiceStorm",
@@ -47,7 +70,15 @@ let package = Package(
             ]
         ),
         .testTarget(name: "SluiceUnitTests", dependencies: ["Sluice", "SluiceRedis", "SluiceStorm"]),
-        .testTarget(name: "SluiceIntegrationTests", dependencies: ["Sluice", "SluiceRedis", "SluiceStorm", "sluice"]),
+        .testTarget(
+            name: "SluiceIntegrationTests",
+            dependencies: [
+                "Sluice", "SluiceRedis", "SluiceStorm", "sluice",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
     ],
     swiftLanguageModes: [.v6]
 )

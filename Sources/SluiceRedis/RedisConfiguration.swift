@@ -53,6 +53,8 @@ public struct RedisConfiguration: Sendable, Hashable {
             self.password = password
         }
     }
+    /// Where the connections log and count (set by ``RedisClient``; not a setting: equality ignores it).
+    var observability = RedisObservability.disabled
 
     /// TLS settings: the server's certificate is always verified, against the system's roots or
     /// the given CA, and must name the host connected to (or ``serverName``).

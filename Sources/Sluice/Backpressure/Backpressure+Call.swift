@@ -1,5 +1,7 @@
+import Logging
 import SluiceRedis
 import Synchronization
+import Tracing
 
 extension Backpressure {
     /// Runs one provider call end to end: joins the scope's queue (shed when it is full), enters
@@ -20,31 +22,50 @@ extension Backpressure {
     ///
     /// When Redis is unreachable, ``Configuration/failurePolicy`` decides, and no Redis step can
     /// hold the call past its deadline.
+    ///
+    /// `logger` receives this call's own lines (at `debug`: what the failure policy decided for it); `nil` uses
+    /// the background ``logger``.
     public func call<Value: Sendable>(
         _ call: ProviderCall,
         degrade: (@Sendable (BackpressureError, ProviderCall) -> ProviderCall?)? = nil,
+        logger: Logger? = nil,
         _ operation: @escaping @Sendable (CallAttempt) async throws -> CallOutcome<Value>
     ) async throws -> CallResult<Value> {
-        var current = call
-        var fellBack = false
-        var tried: Set<ProviderCall> = []
-        while true {
-            try current.validate()
-            tried.insert(current)
-            do {
-                var result = try await run(current, operation)
-                result.fellBack = fellBack
-                return result
-            } catch let refusal as BackpressureError where refusal.isRefusal {
-                guard let degrade, let next = degrade(refusal, current), !tried.contains(next) else { throw refusal }
-                current = next
-                fellBack = true
+        var logger = logger ?? self.logger
+        if logger[metadataKey: "sluice.partition"] == nil {
+            logger[metadataKey: "sluice.partition"] = "\(configuration.partition)"
+        }
+        return try await traced("sluice.call") { span in
+            span.attributes["sluice.partition"] = configuration.partition
+            span.attributes["sluice.dependency"] = call.dependency
+            var current = call
+            var fellBack = false
+            var tried: Set<ProviderCall> = []
+            while true {
+                try current.validate()
+                tried.insert(current)
+                do {
+                    var result = try await run(current, logger: logger, operation)
+                    result.fellBack = fellBack
+                    span.attributes["sluice.attempts"] = result.attempts
+                    span.attributes["sluice.degraded"] = result.degraded
+                    span.attributes["sluice.fell_back"] = fellBack
+                    return result
+                } catch let refusal as BackpressureError where refusal.isRefusal {
+                    span.attributes["sluice.refusal"] = "\(refusal.code)"
+                    guard let degrade, let next = degrade(refusal, current), !tried.contains(next) else {
+                        throw refusal
+                    }
+                    current = next
+                    fellBack = true
+                }
             }
         }
     }
 
     private func run<Value: Sendable>(
-        _ call: ProviderCall, _ operation: @escaping @Sendable (CallAttempt) async throws -> CallOutcome<Value>
+        _ call: ProviderCall, logger: Logger,
+        _ operation: @escaping @Sendable (CallAttempt) async throws -> CallOutcome<Value>
     ) async throws -> CallResult<Value> {
         let tree = TreeContext.current
         let started = ContinuousClock.now
@@ -57,10 +78,10 @@ extension Backpressure {
         // pool: known before choosing the route (the limiter caches it), they take the route of separate trips.
         if let limiter, let path = call.quotaPath { _ = try? await limiter.shardLayout(path) }
         if let route = twoTrips(for: call, tree: tree) {
-            return try await runInTwoTrips(call, route, tree: tree, deadline: deadline, operation)
+            return try await runInTwoTrips(call, route, tree: tree, deadline: deadline, logger: logger, operation)
         }
         // Otherwise (no quota path, or parts in other partitions) each stage is a round trip of its own.
-        var step = Steps(owner: self, deadline: deadline)
+        var step = Steps(owner: self, deadline: deadline, logger: logger)
         let id = TreeContext.newID()
         let partition = configuration.partition
         let queue = AdmissionQueue(
@@ -76,7 +97,7 @@ extension Backpressure {
         let pool = call.concurrency.map { slots in
             let pool = LeasePool(
                 redis: redis, partition: partition, scope: call.scope, slots: slots, ttl: configuration.leaseTTL,
-                holder: configuration.holder, namespace: namespace)
+                holder: configuration.holder, namespace: namespace, logger: self.logger)
             // Overloads cut the partition's concurrency share; the pool's slots follow it when its key shares the
             // reconciler's hash slot (the same partition), so that the script may read both on Redis Cluster.
             guard let reconciler, let path = call.quotaPath,
@@ -86,12 +107,20 @@ extension Backpressure {
         }
         let trees = self.trees
         let maxCallDuration = configuration.maxCallDuration
+        let metrics = self.metrics
+        let dependency = call.dependency
 
         // Admission: each stage undoes what the earlier ones took when a later one refuses.
         var admitted = Admitted()
         var admittedAt = ContinuousClock.now
+        metrics.startedWaiting()
         do {
-            if try await step.run({ try await queue.enter(callerID: id, patience: deadline - .now) }) != nil {
+            if try await traced(
+                "sluice.queue",
+                { _ in
+                    try await step.run({ try await queue.enter(callerID: id, patience: deadline - .now) })
+                }) != nil
+            {
                 admitted.queued = true
             }
             // With a quota path in the tree's partition, one script decides both (the tree's checks
@@ -102,27 +131,36 @@ extension Backpressure {
                 }
             }
             if let tree, together == nil {
-                admitted.ticket = try await step.run {
-                    try await trees.enter(
-                        tree, callID: id, estimate: call.estimate, tool: call.tool, arguments: call.arguments,
-                        ttl: maxCallDuration)
+                admitted.ticket = try await traced("sluice.tree") { _ in
+                    try await step.run {
+                        try await trees.enter(
+                            tree, callID: id, estimate: call.estimate, tool: call.tool, arguments: call.arguments,
+                            ttl: maxCallDuration)
+                    }
                 }
             }
             if let limiter, let path = call.quotaPath {
-                admitted.reservation = try await schedule(
-                    limiter, path, call, tree: tree, together: together, step: &step)
+                admitted.reservation = try await traced("sluice.quota") { _ in
+                    try await schedule(limiter, path, call, tree: tree, together: together, step: &step)
+                }
                 admittedAt = .now  // the admission's wait is over: its sendsAt is about now
             }
             if let pool {
-                admitted.lease = try await acquire(pool, step: &step)
+                admitted.lease = try await traced("sluice.lease") { _ in try await acquire(pool, step: &step) }
+                if admitted.lease != nil { metrics.tookLease() }
             }
             if admitted.queued {
                 _ = try await step.run { try await queue.leave(callerID: id, admitted: true, callTTL: maxCallDuration) }
             }
         } catch {
+            metrics.stoppedWaiting()
             await release(admitted, ran: false, usage: [:], call: call, queue: queue, pool: pool, step: &step, id: id)
             throw error
         }
+        metrics.stoppedWaiting()
+        metrics.admissionWait.recordNanoseconds((ContinuousClock.now - started).nanosecondsClamped)
+        metrics.startedRunning()
+        defer { metrics.stoppedRunning() }
 
         // Attempts.
         let heartbeat = admitted.lease.map { lease in Task { await pool!.keepAlive(lease) } }
@@ -146,7 +184,14 @@ extension Backpressure {
                 if attempt == 1 {
                     _ = try await step.run { try await budget.recordRequest() }
                 }
-                let permit = try await step.run { try await breaker.permit() }
+                let permit: CircuitBreaker.Permit?
+                do {
+                    permit = try await step.run { try await breaker.permit() }
+                } catch let error as BackpressureError where error.code == .breakerOpen {
+                    metrics.breaker(dependency, is: .open)
+                    throw error
+                }
+                if let permit { metrics.breaker(dependency, is: permit.state) }
                 let context = CallAttempt(
                     call: call, number: attempt, deadline: deadline, isProbe: permit?.isProbe ?? false,
                     degraded: step.degraded, tree: tree,
@@ -154,13 +199,20 @@ extension Backpressure {
                     admittedAt: admitted.reservation?.decision.decidedAt)
                 ran = true
                 do {
-                    let outcome = try await withDeadline(
-                        deadline,
-                        onTimeout: {
-                            BackpressureError(.deadlineExceeded, "the call did not finish before its deadline")
-                        }
-                    ) { try await operation(context) }
-                    if let permit { _ = try? await step.run { try await breaker.record(permit, success: true) } }
+                    let outcome = try await traced("sluice.attempt") { span in
+                        span.attributes["sluice.attempt"] = context.number
+                        return try await withDeadline(
+                            deadline,
+                            onTimeout: {
+                                BackpressureError(.deadlineExceeded, "the call did not finish before its deadline")
+                            }
+                        ) { try await operation(context) }
+                    }
+                    metrics.response(success: true, observation: outcome.observation)
+                    if let permit, let state = try? await step.run({ try await breaker.record(permit, success: true) })
+                    {
+                        metrics.breaker(dependency, is: state)
+                    }
                     await report(outcome.observation, of: context, step: &step)
                     usage = outcome.usage
                     heartbeat?.cancel()
@@ -172,8 +224,11 @@ extension Backpressure {
                 } catch {
                     let failure = error as? ProviderFailure
                     let timedOut = (error as? BackpressureError)?.code == .deadlineExceeded
-                    if let permit, failure?.countsAgainstBreaker ?? true {
-                        _ = try? await step.run { try await breaker.record(permit, success: false) }
+                    if failure != nil { metrics.response(success: false, observation: failure?.observation) }
+                    if let permit, failure?.countsAgainstBreaker ?? true,
+                        let state = try? await step.run({ try await breaker.record(permit, success: false) })
+                    {
+                        metrics.breaker(dependency, is: state)
                     }
                     await report(failure?.observation, of: context, step: &step)
                     usage = failure?.usage ?? [:]
@@ -189,6 +244,7 @@ extension Backpressure {
                     }
                     let verdict = try await step.run { try await budget.allowRetry() }
                     if let verdict, !verdict.allowed {
+                        metrics.retryBudgetRefused()
                         throw BackpressureError(
                             .retryBudgetExhausted,
                             "the retry budget of \(call.scope) is spent (\(Int(verdict.retries)) retries for \(Int(verdict.requests)) requests); last failure: \(failure.message)"
@@ -236,6 +292,7 @@ extension Backpressure {
             }
         }
         guard let admission else { return nil }
+        metrics.decision(admission.decision)
         await reportWarnings(admission.decision, step: &step)
         guard admission.allowed else { throw refusal(admission.decision, call: call, together: together) }
         try await admission.proceed()
@@ -244,6 +301,7 @@ extension Backpressure {
 
     /// Operators' invalid config that a decision ignored goes to the event stream (rate-limited per worker).
     func reportWarnings(_ decision: Decision, step: inout Steps) async {
+        limiter?.log(decision.warnings)  // throttled there: a decision the limiter ran itself is logged once
         guard !decision.warnings.isEmpty, shouldReport(decision.warnings) else { return }
         let log = EventLog(redis: redis)
         let detail = decision.warnings.map(\.description).joined(separator: "; ")
@@ -288,6 +346,15 @@ extension Backpressure {
         _ admitted: Admitted, ran: Bool, usage: [String: Int], call: ProviderCall, queue: AdmissionQueue,
         pool: LeasePool?, step: inout Steps, id: String
     ) async {
+        _ = try? await traced("sluice.settle") { _ in
+            await settle(admitted, ran: ran, usage: usage, call: call, queue: queue, pool: pool, step: &step, id: id)
+        }
+    }
+
+    private func settle(
+        _ admitted: Admitted, ran: Bool, usage: [String: Int], call: ProviderCall, queue: AdmissionQueue,
+        pool: LeasePool?, step: inout Steps, id: String
+    ) async {
         let trees = self.trees
         if let ticket = admitted.ticket {
             _ = try? await step.cleanup {
@@ -303,6 +370,7 @@ extension Backpressure {
         }
         if let lease = admitted.lease, let pool {
             _ = try? await step.cleanup { try await pool.release(lease) }
+            metrics.gaveLease()
         }
         if admitted.queued {
             _ = try? await step.cleanup {
@@ -329,11 +397,14 @@ private struct Admitted {
 struct Steps {
     let owner: Backpressure
     let deadline: ContinuousClock.Instant
+    /// The call's logger.
+    let logger: Logger
     private(set) var degraded = false
 
-    init(owner: Backpressure, deadline: ContinuousClock.Instant) {
+    init(owner: Backpressure, deadline: ContinuousClock.Instant, logger: Logger) {
         self.owner = owner
         self.deadline = deadline
+        self.logger = logger
     }
 
     /// Runs an admission step; `nil` when Redis is unavailable and the policy lets the call on.
@@ -342,7 +413,7 @@ struct Steps {
         do {
             return try await owner.health.perform(deadline: deadline, body)
         } catch let error as BackpressureError where error.code == .redisUnavailable {
-            try await owner.applyFailurePolicy(error, deadline: deadline)
+            try await owner.applyFailurePolicy(error, deadline: deadline, logger: logger)
             degraded = true
             return nil
         }

@@ -1,4 +1,6 @@
+import Logging
 import SluiceRedis
+import Tracing
 
 /// The provider call in two Redis round trips: `call-admit` joins the queue, checks the breaker, takes
 /// the lease and decides the quota path with the tree, all or nothing; `call-finish` settles, records
@@ -32,9 +34,9 @@ extension Backpressure {
 
     func runInTwoTrips<Value: Sendable>(
         _ call: ProviderCall, _ route: TwoTrips, tree: TreeContext?, deadline: ContinuousClock.Instant,
-        _ operation: @escaping @Sendable (CallAttempt) async throws -> CallOutcome<Value>
+        logger: Logger, _ operation: @escaping @Sendable (CallAttempt) async throws -> CallOutcome<Value>
     ) async throws -> CallResult<Value> {
-        var step = Steps(owner: self, deadline: deadline)
+        var step = Steps(owner: self, deadline: deadline, logger: logger)
         let redis = self.redis
         let partition = configuration.partition
         let queue = AdmissionQueue(
@@ -50,91 +52,109 @@ extension Backpressure {
         let pool = call.concurrency.map { slots in
             let pool = LeasePool(
                 redis: redis, partition: partition, scope: call.scope, slots: slots, ttl: configuration.leaseTTL,
-                holder: configuration.holder, namespace: namespace)
+                holder: configuration.holder, namespace: namespace, logger: self.logger)
             return reconciler.map { pool.following($0, path: route.path) } ?? pool
         }
         let limiter = route.limiter
         let cost = Cost(call.estimate.mapValues { Int64($0) })
         let priority = tree?.priority ?? .interactive
         let callTTL = configuration.maxCallDuration
+        let metrics = self.metrics
+        let dependency = call.dependency
+        let started = ContinuousClock.now
+        metrics.startedWaiting()
+        var waiting = true
+        defer { if waiting { metrics.stoppedWaiting() } }
 
         // 1. Admission: one round trip; again only when every lease is held (woken when one may be free).
         let id = Reservation.newID()
         var admitted: Admitted?
-        while admitted == nil {
-            let asked = ContinuousClock.now
-            let request = try limiter.scheduleRequest(
-                route.path, cost: cost, maxWait: min(.seconds(86_400), max(.zero, deadline - asked)),
-                priority: priority, tree: route.together, id: id)
-            var steps = [
-                queue.admitStep(callerID: id, callTTL: callTTL, patience: deadline - asked), breaker.permitStep(),
-            ]
-            if let pool { steps.append(pool.acquireStep()) }
-            steps += [request.step, budget.step("request")]
-            let admit = ScriptStep.composite(LuaScripts.callAdmit, steps)
-            guard let reply = try await step.run({ try await redis.run(admit) }) else { break }  // degraded
-            let parts = reply.array ?? []
-            guard parts.count >= 2, let status = parts[0].string else {
-                throw BackpressureError(.redisUnavailable, "call-admit replied unexpectedly")
-            }
-            switch status {
-            case "shed":
-                throw queue.overloaded(waiting: Int(parts[1].integer ?? 0))
-            case "breaker":
-                _ = try breaker.parsePermit(parts[1])
-                throw BackpressureError(.breakerOpen, "the circuit breaker of \(call.dependency) refused the call")
-            case "lease":
-                guard let pool, case .busy(let held, let earliest) = try pool.parseAcquire(parts[1]) else {
+        // One span for the admission round trip(s): queue, breaker, lease, tree and quota are decided together.
+        try await traced("sluice.admit") { span in
+            while admitted == nil {
+                let asked = ContinuousClock.now
+                let request = try limiter.scheduleRequest(
+                    route.path, cost: cost, maxWait: min(.seconds(86_400), max(.zero, deadline - asked)),
+                    priority: priority, tree: route.together, id: id)
+                var steps = [
+                    queue.admitStep(callerID: id, callTTL: callTTL, patience: deadline - asked), breaker.permitStep(),
+                ]
+                if let pool { steps.append(pool.acquireStep()) }
+                steps += [request.step, budget.step("request")]
+                let admit = ScriptStep.composite(LuaScripts.callAdmit, steps)
+                guard let reply = try await step.run({ try await redis.run(admit) }) else { break }  // degraded
+                let parts = reply.array ?? []
+                guard parts.count >= 2, let status = parts[0].string else {
                     throw BackpressureError(.redisUnavailable, "call-admit replied unexpectedly")
                 }
-                // Woken by a release (or when the earliest lease expires), not by asking again and again.
-                guard ContinuousClock.now + .milliseconds(1) < deadline else {
-                    _ = try? await step.cleanup {
-                        try await queue.leave(callerID: id, admitted: false, callTTL: .seconds(1))
+                switch status {
+                case "shed":
+                    throw queue.overloaded(waiting: Int(parts[1].integer ?? 0))
+                case "breaker":
+                    metrics.breaker(dependency, is: .open)
+                    _ = try breaker.parsePermit(parts[1])
+                    throw BackpressureError(.breakerOpen, "the circuit breaker of \(call.dependency) refused the call")
+                case "lease":
+                    guard let pool, case .busy(let held, let earliest) = try pool.parseAcquire(parts[1]) else {
+                        throw BackpressureError(.redisUnavailable, "call-admit replied unexpectedly")
                     }
-                    throw BackpressureError(
-                        .leaseUnavailable, "all \(held) slots of \(pool.scope) stay held past the deadline",
-                        retryAfter: earliest)
+                    // Woken by a release (or when the earliest lease expires), not by asking again and again.
+                    guard ContinuousClock.now + .milliseconds(1) < deadline else {
+                        _ = try? await step.cleanup {
+                            try await queue.leave(callerID: id, admitted: false, callTTL: .seconds(1))
+                        }
+                        throw BackpressureError(
+                            .leaseUnavailable, "all \(held) slots of \(pool.scope) stay held past the deadline",
+                            retryAfter: earliest)
+                    }
+                    let until = min(deadline, ContinuousClock.now + earliest + .milliseconds(1))
+                    do {
+                        _ = try await pool.freed.wait(on: redis, until: until)
+                    } catch is CancellationError {
+                        throw CancellationError()
+                    } catch {
+                        // The wait itself failed (a pool connection): wait out the earliest expiry instead.
+                        try await Task.sleep(until: until, clock: .continuous)
+                    }
+                case "quota":
+                    let decision = try DecideRequest.parse(parts[1], path: route.path).decision
+                    metrics.decision(decision)
+                    await reportWarnings(decision, step: &step)
+                    let refused = refusal(decision, call: call, together: route.together)
+                    // Every call slot of the tree is taken: woken when one of its calls ends, then asks again.
+                    guard refused.code == .treeInFlight, let together = route.together,
+                        ContinuousClock.now + .milliseconds(1) < deadline
+                    else { throw refused }
+                    do {
+                        _ = try await together.freed(namespace: limiter.configuration.namespace).wait(
+                            on: redis, until: deadline)
+                    } catch is CancellationError {
+                        throw CancellationError()
+                    } catch {
+                        throw refused
+                    }
+                case "admitted" where parts.count == 4:
+                    let decision = try DecideRequest.parse(parts[1], path: route.path).decision
+                    metrics.decision(decision)
+                    await reportWarnings(decision, step: &step)
+                    let reservation = Reservation(
+                        id: id, path: route.path, estimate: cost, decision: decision, limiter: limiter,
+                        resources: request.resources, tree: route.together)
+                    var lease: Lease?
+                    if let pool, case .acquired(let taken) = try pool.parseAcquire(parts[3]) {
+                        lease = taken
+                        metrics.tookLease()
+                    }
+                    let permit = try breaker.parsePermit(parts[2])
+                    metrics.breaker(dependency, is: permit.state)
+                    admitted = Admitted(
+                        reservation: reservation, permit: permit, lease: lease, proceedAt: asked + decision.wait)
+                default:
+                    throw BackpressureError(.redisUnavailable, "call-admit replied unexpectedly")
                 }
-                let until = min(deadline, ContinuousClock.now + earliest + .milliseconds(1))
-                do {
-                    _ = try await pool.freed.wait(on: redis, until: until)
-                } catch is CancellationError {
-                    throw CancellationError()
-                } catch {
-                    // The wait itself failed (a pool connection): wait out the earliest expiry instead.
-                    try await Task.sleep(until: until, clock: .continuous)
-                }
-            case "quota":
-                let decision = try DecideRequest.parse(parts[1], path: route.path).decision
-                await reportWarnings(decision, step: &step)
-                let refused = refusal(decision, call: call, together: route.together)
-                // Every call slot of the tree is taken: woken when one of its calls ends, then asks again.
-                guard refused.code == .treeInFlight, let together = route.together,
-                    ContinuousClock.now + .milliseconds(1) < deadline
-                else { throw refused }
-                do {
-                    _ = try await together.freed(namespace: limiter.configuration.namespace).wait(
-                        on: redis, until: deadline)
-                } catch is CancellationError {
-                    throw CancellationError()
-                } catch {
-                    throw refused
-                }
-            case "admitted" where parts.count == 4:
-                let decision = try DecideRequest.parse(parts[1], path: route.path).decision
-                await reportWarnings(decision, step: &step)
-                let reservation = Reservation(
-                    id: id, path: route.path, estimate: cost, decision: decision, limiter: limiter,
-                    resources: request.resources, tree: route.together)
-                var lease: Lease?
-                if let pool, case .acquired(let taken) = try pool.parseAcquire(parts[3]) { lease = taken }
-                admitted = Admitted(
-                    reservation: reservation, permit: try breaker.parsePermit(parts[2]), lease: lease,
-                    proceedAt: asked + decision.wait)
-            default:
-                throw BackpressureError(.redisUnavailable, "call-admit replied unexpectedly")
             }
+            span.attributes["sluice.admitted"] = admitted != nil
+            span.attributes["sluice.degraded"] = step.degraded
         }
 
         // 2. Everything after the provider answered, in one round trip (best effort, like any cleanup).
@@ -150,8 +170,15 @@ extension Backpressure {
             } else {
                 steps.append(admitted.reservation.closeStep(["cancel"]))
             }
-            if let outcome, let permit = admitted.permit { steps.append(breaker.recordStep(permit, success: outcome)) }
-            if let lease = admitted.lease, let pool { steps.append(pool.releaseStep(lease)) }
+            var breakerReply: Int?
+            if let outcome, let permit = admitted.permit {
+                breakerReply = steps.count
+                steps.append(breaker.recordStep(permit, success: outcome))
+            }
+            if let lease = admitted.lease, let pool {
+                steps.append(pool.releaseStep(lease))
+                metrics.gaveLease()
+            }
             steps.append(queue.finishStep(callerID: id))
             if let together = route.together {
                 steps.append(together.freed(namespace: limiter.configuration.namespace).wakeStep)
@@ -163,17 +190,40 @@ extension Backpressure {
                         admittedAt: admitted.reservation.decision.decidedAt))
             }
             let finish = ScriptStep.composite(LuaScripts.callFinish, steps)
-            _ = try? await step.cleanup { try await redis.run(finish) }
+            let replies = try? await traced("sluice.settle") { _ in
+                try await step.cleanup { try await redis.run(finish) }
+            }
+            if let breakerReply, let parts = replies?.array, breakerReply < parts.count,
+                let state = parts[breakerReply].array?.first?.string
+            {
+                metrics.breaker(dependency, is: CircuitBreaker.State(state))
+            }
+            // call-finish answers one reply per step, in order: the reconciler's is the last.
+            if let reconciler, let observation, let last = replies?.array?.last,
+                let outcome = try? Reconciler.parseRecord(last)
+            {
+                reconciler.log(outcome, path: route.path, responseClass: observation.responseClass)
+            }
         }
 
         if let admitted {
             do {
-                try await Task.sleep(until: admitted.proceedAt, clock: .continuous)
+                // The quota's scheduled admission: charged already, the call waits its turn.
+                if admitted.proceedAt > .now {
+                    try await traced("sluice.quota_wait") { _ in
+                        try await Task.sleep(until: admitted.proceedAt, clock: .continuous)
+                    }
+                }
             } catch {
                 await finish(ran: false, usage: [:], outcome: nil, observation: nil, sentAt: nil)
                 throw error
             }
         }
+        waiting = false
+        metrics.stoppedWaiting()
+        metrics.admissionWait.recordNanoseconds((ContinuousClock.now - started).nanosecondsClamped)
+        metrics.startedRunning()
+        defer { metrics.stoppedRunning() }
 
         // 3. Attempts: the first one's breaker permit came with the admission.
         let heartbeat = admitted?.lease.map { lease in Task { await pool!.keepAlive(lease) } }
@@ -189,7 +239,9 @@ extension Backpressure {
             if attempt > 1 {
                 do {
                     permit = try await step.run { try await breaker.permit() }
+                    if let permit { metrics.breaker(dependency, is: permit.state) }
                 } catch {
+                    if (error as? BackpressureError)?.code == .breakerOpen { metrics.breaker(dependency, is: .open) }
                     heartbeat?.cancel()
                     await finish(
                         ran: ran, usage: settled(usage, known: usageKnown, call), outcome: nil,
@@ -204,10 +256,16 @@ extension Backpressure {
                 admittedAt: admitted?.reservation.decision.decidedAt)
             ran = true
             do {
-                let outcome = try await withDeadline(
-                    deadline,
-                    onTimeout: { BackpressureError(.deadlineExceeded, "the call did not finish before its deadline") }
-                ) { try await operation(context) }
+                let outcome = try await traced("sluice.attempt") { span in
+                    span.attributes["sluice.attempt"] = context.number
+                    return try await withDeadline(
+                        deadline,
+                        onTimeout: {
+                            BackpressureError(.deadlineExceeded, "the call did not finish before its deadline")
+                        }
+                    ) { try await operation(context) }
+                }
+                metrics.response(success: true, observation: outcome.observation)
                 heartbeat?.cancel()
                 usage = outcome.usage
                 await finish(
@@ -218,6 +276,7 @@ extension Backpressure {
                     degraded: step.degraded)
             } catch {
                 let failure = error as? ProviderFailure
+                if failure != nil { metrics.response(success: false, observation: failure?.observation) }
                 let timedOut = (error as? BackpressureError)?.code == .deadlineExceeded
                 let counts = permit != nil && (failure?.countsAgainstBreaker ?? true)
                 usage = failure?.usage ?? [:]
@@ -250,12 +309,18 @@ extension Backpressure {
                 }
                 if !report.isEmpty {
                     let composite = ScriptStep.composite(LuaScripts.callFinish, report)
-                    _ = try? await step.run { try await redis.run(composite) }
+                    let replies = try? await step.run { try await redis.run(composite) }
+                    if let reconciler, let observation = failure.observation, let last = replies?.array?.last,
+                        let outcome = try? Reconciler.parseRecord(last)
+                    {
+                        reconciler.log(outcome, path: route.path, responseClass: observation.responseClass)
+                    }
                 }
                 let verdict: RetryBudget.Verdict?
                 do {
                     verdict = try await step.run { try await budget.allowRetry() }
                     if let verdict, !verdict.allowed {
+                        metrics.retryBudgetRefused()
                         throw BackpressureError(
                             .retryBudgetExhausted,
                             "the retry budget of \(call.scope) is spent (\(Int(verdict.retries)) retries for \(Int(verdict.requests)) requests); last failure: \(failure.message)"

@@ -1,5 +1,9 @@
+import CoreMetrics
+import Logging
+import ServiceLifecycle
 import SluiceRedis
 import Synchronization
+import Tracing
 
 /// The stop buttons around every provider call, in one place: the fleet-wide queue (shedding when
 /// overloaded), the request tree's limits, the quota (scheduled admission), concurrency leases,
@@ -90,6 +94,12 @@ public final class Backpressure: Sendable {
     /// Merges every attempt's ``CallOutcome/observation`` or ``ProviderFailure/observation`` into the ceiling of
     /// the call's quota path, and scales the call's concurrency slots by the partition's concurrency share.
     public let reconciler: Reconciler?
+    /// The background logger: Redis outages and recoveries (with the partition and the failure policy), invalid
+    /// operator config, lost leases. Calls log to the logger they are given, else to this one.
+    public let logger: Logger
+    let metrics: BackpressureMetrics
+    /// The tracer given to `init` (`nil`: the bootstrapped one).
+    let tracer: (any Tracer)?
     let trees: RequestTrees
     let fallback: LocalFallbackBucket?
     private let ceiling: Mutex<Double>
@@ -103,28 +113,50 @@ public final class Backpressure: Sendable {
 
     /// A backpressure layer on `redis`; pass the quota `limiter` to reserve quota paths, and a `reconciler` to
     /// follow the provider's real ceiling from the responses the calls return.
+    ///
+    /// - Parameter logger: the background logger (postgres-nio's style: each ``call(_:degrade:logger:_:)`` may pass
+    ///   its own). Its lines carry `sluice.partition` and `sluice.failure_policy`; none at `info` or above names a
+    ///   tenant, a tree or a password. By default nothing is logged.
+    /// - Parameter metricsFactory: where this layer's metrics go (see <doc:Backpressure>, *Logging, metrics and lifecycle*), made once here;
+    ///   `nil`: the application's bootstrapped `MetricsSystem.factory`. Tests pass a factory of their own so that
+    ///   they need not touch the process-wide bootstrap.
+    /// - Parameter tracer: where each call's span goes (`sluice.call`, with a child span per stage); `nil`: the
+    ///   bootstrapped `InstrumentationSystem.tracer`, read at each call.
     public init(
-        redis: RedisClient, configuration: Configuration, limiter: Limiter? = nil, reconciler: Reconciler? = nil
+        redis: RedisClient, configuration: Configuration, limiter: Limiter? = nil, reconciler: Reconciler? = nil,
+        logger: Logger = .sluiceDisabled, metricsFactory: (any MetricsFactory)? = nil, tracer: (any Tracer)? = nil
     ) {
+        self.tracer = tracer
         self.redis = redis
         self.configuration = configuration
         self.limiter = limiter
         self.reconciler = reconciler
         let namespace = configuration.namespace ?? limiter?.configuration.namespace ?? "sluice"
         self.namespace = namespace
-        self.health = RedisHealth(configuration: configuration.health)
+        var logger = logger
+        logger[metadataKey: "sluice.partition"] = "\(configuration.partition)"
+        logger[metadataKey: "sluice.failure_policy"] = "\(configuration.failurePolicy)"
+        self.logger = logger
+        let metrics = BackpressureMetrics(
+            factory: metricsFactory ?? MetricsSystem.factory, partition: configuration.partition,
+            policy: configuration.failurePolicy)
+        self.metrics = metrics
+        self.health = RedisHealth(
+            configuration: configuration.health, logger: logger, now: { .now },
+            onTransition: { metrics.redisHealth($0) })
         self.trees = RequestTrees(redis: redis, namespace: namespace)
         if let interval = configuration.heartbeat {
-            let membership = FleetMembership(
-                redis: redis, partition: configuration.partition, interval: interval, namespace: namespace)
-            membership.start()
-            self.membership = membership
+            // Not started here (no I/O in an init): by run() in a ServiceGroup, or by start().
+            self.membership = FleetMembership(
+                redis: redis, partition: configuration.partition, interval: interval, namespace: namespace,
+                logger: logger)
         } else {
             self.membership = nil
         }
         if case .fallback(let rate, let burst) = configuration.failurePolicy.kind {
             self.ceiling = Mutex(rate)
             self.fallback = LocalFallbackBucket(rate: rate, burst: burst)
+            metrics.ceiling(share: rate)
         } else {
             self.ceiling = Mutex(0)
             self.fallback = nil
@@ -148,7 +180,14 @@ public final class Backpressure: Sendable {
         counters.withLock { ($0.degradedAdmissions, $0.degradedRefusals) }
     }
 
-    /// Stops the heartbeat and leaves the worker registry.
+    /// Without a `ServiceGroup`: starts the background work (the worker registry's heartbeat, when
+    /// ``Configuration/heartbeat`` is set); ``shutdown()`` stops it. With one, add the layer to the group instead
+    /// (``run()``). Calls work either way; without the heartbeat, the local fallback's share counts this worker only.
+    public func start() {
+        membership?.start()
+    }
+
+    /// Stops what ``start()`` started and leaves the worker registry.
     public func shutdown() async {
         await membership?.stop()
     }
@@ -169,27 +208,62 @@ public final class Backpressure: Sendable {
     func refreshFallbackShare() {
         guard let fallback else { return }
         let workers = max(1, membership?.liveWorkers ?? 1)
-        fallback.update(rate: ceiling.withLock { $0 } / Double(workers))
+        let share = ceiling.withLock { $0 } / Double(workers)
+        fallback.update(rate: share)
+        metrics.ceiling(share: share)
     }
 
     /// Applies the failure policy to a call whose Redis step failed: returns normally when the
     /// call may go on without Redis, throws when it may not.
-    func applyFailurePolicy(_ error: BackpressureError, deadline: ContinuousClock.Instant) async throws {
+    func applyFailurePolicy(
+        _ error: BackpressureError, deadline: ContinuousClock.Instant, logger: Logger
+    ) async throws {
         switch configuration.failurePolicy.kind {
         case .closed:
             counters.withLock { $0.degradedRefusals += 1 }
+            metrics.failurePolicy(admitted: false)
+            logger.debug("Redis unavailable: the call is refused (fail closed)")
             throw error
         case .open:
             counters.withLock { $0.degradedAdmissions += 1 }
+            metrics.failurePolicy(admitted: true)
+            logger.debug("Redis unavailable: the call goes on unchecked (fail open)")
         case .fallback:
             refreshFallbackShare()
             if await fallback?.take(waitingUntil: deadline) == true {
                 counters.withLock { $0.degradedAdmissions += 1 }
+                metrics.failurePolicy(admitted: true)
+                logger.debug(
+                    "Redis unavailable: the call is admitted by this worker's local fallback bucket",
+                    metadata: ["sluice.fallback_rate": "\(fallback?.rate ?? 0)"])
             } else {
                 counters.withLock { $0.degradedRefusals += 1 }
+                metrics.failurePolicy(admitted: false)
+                logger.debug("Redis unavailable: the local fallback bucket is empty, the call is refused")
                 throw BackpressureError(
                     .redisUnavailable, "Redis is unavailable and this worker's local fallback bucket is empty")
             }
+        }
+    }
+}
+
+extension Backpressure: Service {
+    /// Runs the layer's background work as a `Service`: registers this worker and beats its heartbeat (when
+    /// ``Configuration/heartbeat`` is set) until the group's graceful shutdown or cancellation, then leaves the
+    /// registry. Nothing happens in `init`; without a `ServiceGroup`, use ``start()`` and ``shutdown()``.
+    ///
+    /// ```swift
+    /// let redis = try RedisClient(configuration: configuration, backgroundLogger: logger)
+    /// let backpressure = Backpressure(redis: redis, configuration: .init(partition: "openai"), logger: logger)
+    /// // The client first: a group stops its services in reverse order, so the layer still reaches Redis as it stops.
+    /// let group = ServiceGroup(services: [redis, backpressure, app], gracefulShutdownSignals: [.sigterm], logger: logger)
+    /// try await group.run()
+    /// ```
+    public func run() async {
+        if let membership {
+            await membership.run()
+        } else {
+            try? await gracefulShutdown()
         }
     }
 }

@@ -1,9 +1,14 @@
+import Logging
+import ServiceLifecycle
 import SluiceRedis
 import Synchronization
 
 /// This worker's registration in its partition's worker registry (`sluice:{P}:workers`), kept
 /// alive by a heartbeat. The number of live workers is what sizes each worker's share of a ceiling
 /// when it has to decide locally (``FailurePolicy/localFallback(fleetCeiling:burst:)``).
+///
+/// Nothing happens in `init`. Run it as a `Service` in the application's `ServiceGroup` (``run()``: beats until
+/// the group's graceful shutdown, then leaves the registry), or without one: ``start()`` and ``stop()``.
 public final class FleetMembership: Sendable {
     /// This worker's id.
     public let workerID: String
@@ -13,6 +18,8 @@ public final class FleetMembership: Sendable {
     public let interval: Duration
     /// The first part of its keys (`<namespace>:{<partition>}:...`), as ``Limiter/Configuration/namespace``.
     public let namespace: String
+    /// Where failed heartbeats are logged (at `debug`: the Redis client and ``RedisHealth`` report outages).
+    public let logger: Logger
     private let redis: RedisClient
     private let known = Mutex<Int>(1)
     private let task = Mutex<Task<Void, Never>?>(nil)
@@ -20,9 +27,10 @@ public final class FleetMembership: Sendable {
     /// A membership; call ``start()`` to register and keep beating.
     public init(
         redis: RedisClient, partition: String, workerID: String = TreeContext.newID(), interval: Duration = .seconds(5),
-        namespace: String = "sluice"
+        namespace: String = "sluice", logger: Logger = .sluiceDisabled
     ) {
         self.redis = redis
+        self.logger = logger
         self.namespace = namespace
         self.partition = partition
         self.workerID = workerID
@@ -45,27 +53,59 @@ public final class FleetMembership: Sendable {
         return count
     }
 
-    /// Registers now (best effort) and keeps beating every ``interval`` until ``stop()``.
-    public func start() {
-        let heartbeat = Task { [self] in
-            while !Task.isCancelled {
-                _ = try? await withDeadline(.now + interval, onTimeout: { RedisError(.timeout, "heartbeat") }) {
+    /// Beats every ``interval`` (each beat bounded by it) until the task is cancelled.
+    func heartbeats() async {
+        while !Task.isCancelled {
+            do {
+                _ = try await withDeadline(.now + interval, onTimeout: { RedisError(.timeout, "heartbeat") }) {
                     try await self.beat()
                 }
-                try? await Task.sleep(for: interval)
+            } catch {
+                logger.debug("worker heartbeat failed", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: interval)
+        }
+    }
+
+    /// Leaves the registry: best effort, bounded by three ``interval``s (at least 5 s, for a loaded server), and not cut
+    /// short by the caller's cancellation.
+    func leave() async {
+        let redis = self.redis
+        let key = PartitionKeys(partition: partition, namespace: namespace).workers
+        let workerID = self.workerID
+        let deadline = ContinuousClock.now + max(interval * 3, .seconds(5))
+        await withCancellationShield {
+            _ = try? await withDeadline(deadline, onTimeout: { RedisError(.timeout, "leaving the registry") }) {
+                try await redis.send("ZREM", key, RedisArgument(workerID))
             }
         }
+    }
+
+    /// Without a `ServiceGroup`: registers now (best effort) and keeps beating every ``interval`` until ``stop()``.
+    public func start() {
+        let heartbeat = Task { [self] in await heartbeats() }
         task.withLock {
             $0?.cancel(); $0 = heartbeat
         }
     }
 
-    /// Stops the heartbeat and leaves the registry (best effort).
+    /// Stops what ``start()`` started and leaves the registry (best effort).
     public func stop() async {
-        task.withLock {
-            $0?.cancel(); $0 = nil
+        let heartbeat = task.withLock { task in
+            defer { task = nil }
+            return task
         }
-        _ = try? await redis.send(
-            "ZREM", PartitionKeys(partition: partition, namespace: namespace).workers, RedisArgument(workerID))
+        heartbeat?.cancel()
+        await heartbeat?.value  // a beat under way ends first: it cannot register the worker again after it left
+        await leave()
+    }
+}
+
+extension FleetMembership: Service {
+    /// Registers, beats every ``interval`` until the service group's graceful shutdown (or cancellation), then
+    /// leaves the registry.
+    public func run() async {
+        await cancelWhenGracefulShutdown { await self.heartbeats() }
+        await leave()
     }
 }

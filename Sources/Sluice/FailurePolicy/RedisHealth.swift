@@ -1,3 +1,4 @@
+import Logging
 import SluiceRedis
 import Synchronization
 
@@ -6,6 +7,10 @@ import Synchronization
 /// meanwhile callers are told at once that Redis is unavailable, and their failure policy decides.
 /// A recovering server is not hammered by every caller of every worker, and no caller waits on a
 /// server that is known to be down. The time spent degraded is measured.
+///
+/// Logs to its `logger`: Redis becoming unavailable at `warning` (once per outage), a failed trial at `debug`, and
+/// Redis answering again at `notice`, with the time spent degraded. ``Backpressure`` hands it a logger that carries
+/// the partition and the failure policy.
 public final class RedisHealth: Sendable {
     /// How the breaker around Redis behaves.
     public struct Configuration: Sendable, Hashable {
@@ -53,22 +58,39 @@ public final class RedisHealth: Sendable {
         var skipped = 0
     }
 
+    /// A change between healthy and degraded, for whoever counts them (``Backpressure``'s metrics).
+    enum Transition: Sendable {
+        /// Redis became unavailable.
+        case degraded
+        /// Redis answers again after `after` degraded.
+        case recovered(after: Duration)
+    }
+
     /// The configuration.
     public let configuration: Configuration
+    /// Where the transitions are logged.
+    public let logger: Logger
     private let state: Mutex<State>
+    private let onTransition: @Sendable (Transition) -> Void
     /// The time: the continuous clock, or a test's.
     private let now: @Sendable () -> ContinuousClock.Instant
 
     /// A healthy breaker.
-    public convenience init(configuration: Configuration = Configuration()) {
-        self.init(configuration: configuration, now: { .now })
+    public convenience init(configuration: Configuration = Configuration(), logger: Logger = .sluiceDisabled) {
+        self.init(configuration: configuration, logger: logger, now: { .now })
     }
 
     /// A healthy breaker on a clock of the caller's (tests). Step deadlines are still slept on the continuous clock.
-    init(configuration: Configuration, now: @escaping @Sendable () -> ContinuousClock.Instant) {
+    init(
+        configuration: Configuration, logger: Logger = .sluiceDisabled,
+        now: @escaping @Sendable () -> ContinuousClock.Instant,
+        onTransition: @escaping @Sendable (Transition) -> Void = { _ in }
+    ) {
         self.configuration = configuration
+        self.logger = logger
         self.state = Mutex(State(coolDown: configuration.initialCoolDown))
         self.now = now
+        self.onTransition = onTransition
     }
 
     /// The statistics now.
@@ -112,7 +134,7 @@ public final class RedisHealth: Sendable {
             succeeded(trial: isTrial)
             return value
         } catch let error as RedisError where error.isConnectionFailure || error.code == .closed {
-            failed(trial: isTrial)
+            failed(trial: isTrial, error: error)
             throw BackpressureError(.redisUnavailable, "Redis is unavailable: \(error.code)")
         } catch {
             if isTrial { state.withLock { $0.trialRunning = false } }
@@ -122,30 +144,52 @@ public final class RedisHealth: Sendable {
 
     private func succeeded(trial: Bool) {
         let now = self.now()
-        state.withLock { state in
+        let recoveredAfter: Duration? = state.withLock { state in
             if trial { state.trialRunning = false }
+            var stretch: Duration?
             if let since = state.degradedSince {
+                stretch = now - since
                 state.degradedTotal += now - since
                 state.degradedSince = nil
             }
             state.openUntil = nil
             state.coolDown = configuration.initialCoolDown
+            return stretch
+        }
+        if let recoveredAfter {
+            logger.notice(
+                "Redis is available again; decisions are checked in Redis again",
+                metadata: ["sluice.degraded_seconds": "\(recoveredAfter.inSeconds)"])
+            onTransition(.recovered(after: recoveredAfter))
         }
     }
 
-    private func failed(trial: Bool) {
+    private func failed(trial: Bool, error: RedisError) {
         let now = self.now()
-        state.withLock { state in
+        let (started, coolDown) = state.withLock { state in
             if trial { state.trialRunning = false }
             state.failures += 1
+            var started = false
             if state.degradedSince == nil {
                 state.degradedSince = now
                 state.outages += 1
                 state.coolDown = configuration.initialCoolDown
+                started = true
             } else if trial {
                 state.coolDown = min(configuration.maximumCoolDown, state.coolDown * 2)
             }
             state.openUntil = now + state.coolDown
+            return (started, state.coolDown)
+        }
+        let metadata: Logger.Metadata = [
+            "redis.error": "\(error.code)", "sluice.cool_down_ms": "\(coolDown.milliseconds)",
+        ]
+        if started {
+            logger.warning(
+                "Redis is unavailable; the failure policy decides until it answers again", metadata: metadata)
+            onTransition(.degraded)
+        } else {
+            logger.debug("Redis still unavailable", metadata: metadata)
         }
     }
 }

@@ -1,3 +1,4 @@
+import Logging
 import SluiceRedis
 
 /// Fleet-wide concurrency slots per scope, as leases in Redis (a sorted set of lease ids scored by
@@ -23,6 +24,8 @@ public struct LeasePool: Sendable {
     /// The first part of its keys (`<namespace>:{<partition>}:...`), as ``Limiter/Configuration/namespace``.
     public let namespace: String
 
+    /// Where lost leases are logged (`warning`).
+    public let logger: Logger
     private let redis: RedisClient
     private let key: RedisArgument
     /// The root scope's state key of the partition whose reconciler scales the slots (see ``following(_:path:)``).
@@ -31,8 +34,9 @@ public struct LeasePool: Sendable {
     /// A pool of `slots` leases for `scope`.
     public init(
         redis: RedisClient, partition: String, scope: String, slots: Int, ttl: Duration = .seconds(30),
-        holder: String = "worker", namespace: String = "sluice"
+        holder: String = "worker", namespace: String = "sluice", logger: Logger = .sluiceDisabled
     ) {
+        self.logger = logger
         self.redis = redis
         self.namespace = namespace
         self.partition = partition
@@ -168,7 +172,15 @@ public struct LeasePool: Sendable {
         while !Task.isCancelled {
             do {
                 try await Task.sleep(for: lease.ttl / 3)
-                if try await !renew(lease) { return }
+                if try await !renew(lease) {
+                    // Its ttl passed without a renewal (a long Redis outage, a paused process): another caller may
+                    // hold the slot now, so the pool may briefly run one call over its slots.
+                    logger.warning(
+                        "a concurrency lease was lost before its call ended",
+                        metadata: ["sluice.partition": "\(partition)", "sluice.slots": "\(slots)"])
+                    logger.debug("lost lease", metadata: ["sluice.scope": "\(scope)", "sluice.holder": "\(holder)"])
+                    return
+                }
             } catch is CancellationError {
                 return
             } catch {

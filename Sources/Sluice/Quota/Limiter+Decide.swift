@@ -155,7 +155,9 @@ struct DecideRequest: Sendable {
         } catch {
             throw QuotaError.redis(error)
         }
-        return try DecideRequest.parse(reply, path: path)
+        let outcome = try DecideRequest.parse(reply, path: path)
+        limiter.log(outcome.decision.warnings)
+        return outcome
     }
 
     /// Reads decide.lua's flat reply (its header comment documents it).

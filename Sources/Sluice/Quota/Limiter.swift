@@ -1,4 +1,6 @@
+import Logging
 import SluiceRedis
+import Synchronization
 
 /// The fleet's limiter: every decision is one atomic script in Redis over the whole path.
 ///
@@ -64,20 +66,43 @@ public final class Limiter: Sendable {
     /// Which partitions are sharded global ceilings (`quota set ... --shards N`), cached.
     let shardDirectory = ShardDirectory()
     private let ownsClient: Bool
+    /// Where invalid operator config that decisions skipped is logged: `warning` with its code and scope level, at
+    /// most once a minute for the same finding (the config field, which may name a tenant, only at `debug`).
+    public let logger: Logger
+    let warningThrottle = WarningThrottle()
 
     /// Checks the defaults (a typed error before any I/O when one does not parse).
-    public init(client: RedisClient, configuration: Configuration = Configuration()) throws(QuotaError) {
+    public init(
+        client: RedisClient, configuration: Configuration = Configuration(), logger: Logger = .sluiceDisabled
+    ) throws(QuotaError) {
         self.client = client
         self.configuration = configuration
         self.defaults = try configuration.canonicalDefaults()
         self.ownsClient = false
+        self.logger = logger
     }
 
-    /// Connects to `url` (`redis://host:port/db`, `unix:///path`); ``close()`` closes the client.
-    public init(url: String, configuration: Configuration = Configuration()) throws(QuotaError) {
+    /// Logs the invalid config a decision skipped (throttled).
+    func log(_ warnings: [QuotaWarning]) {
+        guard !warnings.isEmpty, warningThrottle.shouldReport(warnings) else { return }
+        for warning in warnings {
+            logger.warning(
+                "a quota config field does not parse; the next less specific one applies",
+                metadata: ["sluice.warning": "\(warning.code)", "sluice.scope_level": "\(warning.scopeIndex)"])
+            logger.debug(
+                "invalid quota config",
+                metadata: ["sluice.field": "\(warning.field)", "sluice.reason": "\(warning.reason)"])
+        }
+    }
+
+    /// Connects to `url` (`redis://host:port/db`, `unix:///path`); ``close()`` closes the client, which logs its
+    /// connections' losses and reconnects to `logger` as well.
+    public init(url: String, configuration: Configuration = Configuration(), logger: Logger = .sluiceDisabled)
+        throws(QuotaError)
+    {
         let client: RedisClient
         do {
-            client = try RedisClient(url: url)
+            client = try RedisClient(configuration: RedisConfiguration(url: url), backgroundLogger: logger)
         } catch {
             throw QuotaError.redis(error)
         }
@@ -86,6 +111,7 @@ public final class Limiter: Sendable {
         self.configuration = configuration
         self.defaults = checked.defaults
         self.ownsClient = true
+        self.logger = logger
     }
 
     /// Closes the client if this limiter opened it.
@@ -108,5 +134,22 @@ public final class Limiter: Sendable {
     func sharesPartition(with partition: String, path: ScopePath) -> Bool {
         shardDirectory.cached(configuration.partition(path)) == nil
             && KeyName.escape(configuration.partition(path)) == KeyName.escape(partition)
+    }
+}
+
+/// Whether a set of findings was not reported from this process in the last minute: each invalid value is one
+/// report a minute per worker, not one per decision.
+final class WarningThrottle: Sendable {
+    private let reported = Mutex<[String: ContinuousClock.Instant]>([:])
+
+    func shouldReport(_ warnings: [QuotaWarning]) -> Bool {
+        let key = warnings.map(\.description).joined(separator: "\n")
+        let now = ContinuousClock.now
+        return reported.withLock { reported in
+            if let last = reported[key], now - last < .seconds(60) { return false }
+            if reported.count > 1_000 { reported.removeAll() }
+            reported[key] = now
+            return true
+        }
     }
 }

@@ -1,3 +1,4 @@
+import Logging
 import SluiceRedis
 
 /// A scope pattern of the config hash: exact names, then (optionally) `*` for every kind below, as
@@ -60,9 +61,13 @@ public struct QuotaStore: Sendable {
     public let client: RedisClient
     public let namespace: String
 
-    public init(client: RedisClient, namespace: String = "sluice") {
+    /// Where invalid operator config found by ``list()`` is logged (`warning`, counts only; the fields at `debug`).
+    public let logger: Logger
+
+    public init(client: RedisClient, namespace: String = "sluice", logger: Logger = .sluiceDisabled) {
         self.client = client
         self.namespace = namespace
+        self.logger = logger
     }
 
     func key(_ pattern: ScopePattern) -> String { QuotaKeys(namespace: namespace, partition: pattern.partition).quotas }
@@ -145,6 +150,16 @@ public struct QuotaStore: Sendable {
                     QuotaField(
                         key: key, field: field, value: value,
                         spec: Result { () throws(QuotaError) in try QuotaSpec(parsing: value) }))
+            }
+        }
+        let invalid = fields.filter { if case .failure = $0.spec { true } else { false } }
+        if !invalid.isEmpty {
+            logger.warning(
+                "quota config fields do not parse; decisions ignore them",
+                metadata: ["sluice.invalid_fields": "\(invalid.count)"])
+            for field in invalid {
+                logger.debug(
+                    "invalid quota field", metadata: ["sluice.key": "\(field.key)", "sluice.field": "\(field.field)"])
             }
         }
         return fields.sorted { ($0.key, $0.field) < ($1.key, $1.field) }

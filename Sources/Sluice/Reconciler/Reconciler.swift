@@ -1,3 +1,4 @@
+import Logging
 import SluiceRedis
 
 /// Follows the provider's real ceiling: every worker hands it each provider response, and it merges them into the
@@ -108,11 +109,34 @@ public final class Reconciler: Sendable {
 
     public let limiter: Limiter
     public let configuration: Configuration
+    /// Where pauses and cuts are logged (`notice`, with the partition; the full scope path only at `debug`).
+    public let logger: Logger
 
-    public init(limiter: Limiter, configuration: Configuration = Configuration()) throws(QuotaError) {
+    public init(
+        limiter: Limiter, configuration: Configuration = Configuration(), logger: Logger = .sluiceDisabled
+    ) throws(QuotaError) {
         try configuration.validate()
         self.limiter = limiter
         self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Logs what one merged observation did: the pause it started and the cut it made.
+    func log(_ outcome: Outcome, path: ScopePath, responseClass: ResponseClass) {
+        guard outcome.startedPause || outcome.cut else { return }
+        let partition = limiter.configuration.partition(path)
+        var metadata: Logger.Metadata = [
+            "sluice.partition": "\(partition)", "sluice.response_class": "\(responseClass.name)",
+        ]
+        if outcome.startedPause {
+            metadata["sluice.paused_until_ms"] = "\(outcome.pausedUntil ?? 0)"
+            logger.notice("the provider rate-limited the partition: admissions paused", metadata: metadata)
+        }
+        if outcome.cut {
+            metadata["sluice.cut_factor"] = "\(configuration.cutFactor)"
+            logger.notice("the partition's ceiling was cut after a congestion signal", metadata: metadata)
+        }
+        logger.debug("reconciled", metadata: ["sluice.scope_path": "\(path)"])
     }
 
     /// Merges one provider response into the ceiling of `path`'s partition (its root scope).
@@ -139,7 +163,9 @@ public final class Reconciler: Sendable {
         } catch {
             throw QuotaError.redis(error)
         }
-        return try Self.parseRecord(reply)
+        let outcome = try Self.parseRecord(reply)
+        log(outcome, path: path, responseClass: observation.responseClass)
+        return outcome
     }
 
     /// reconcile.lua's step for one observation (see ``record(_:path:sentAt:admittedAt:)``).

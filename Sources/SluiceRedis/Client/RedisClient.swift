@@ -1,3 +1,6 @@
+import CoreMetrics
+import Logging
+
 /// The entry point: automatically pipelined shared connections for everyday commands and scripts
 /// (one by default), and a small pool for callers that need a connection of their own (blocking
 /// reads, `MULTI`).
@@ -14,6 +17,13 @@
 /// let redis = try RedisClient(url: "redis://127.0.0.1:6379")
 /// let pong = try await redis.send(RedisCommand("PING"))
 /// ```
+///
+/// Logging and metrics: pass a `backgroundLogger` to hear about what the connections do on their own (a lost
+/// connection at `warning`, each reconnect at `info`, a Redis Cluster slot map that names other primaries at
+/// `notice`, every failed attempt at `debug`); no line carries a password. The client's metrics
+/// (`sluice_redis_reconnects_total`, `sluice_redis_connection_losses_total`, `sluice_redis_topology_changes_total`,
+/// `sluice_redis_command_duration_seconds{kind}`) go to `metricsFactory`, by default the backend the application
+/// bootstrapped (`MetricsSystem.bootstrap`).
 public final class RedisClient: Sendable {
     public let configuration: RedisConfiguration
     private let pool: DedicatedPool
@@ -25,7 +35,17 @@ public final class RedisClient: Sendable {
     ///   - poolSize: the most dedicated connections ``withConnection(deadline:_:)`` opens at once.
     ///   - sharedConnections: how many pipelined connections share the commands of concurrent
     ///     callers, taken in turn (each has an I/O thread of its own).
-    public init(configuration: RedisConfiguration, poolSize: Int = 4, sharedConnections: Int = 1) throws(RedisError) {
+    ///   - backgroundLogger: where connection losses, reconnects and fail-overs are logged (by default nowhere).
+    ///   - metricsFactory: where the client's metrics go; `nil`: the bootstrapped `MetricsSystem.factory`.
+    public init(
+        configuration: RedisConfiguration, poolSize: Int = 4, sharedConnections: Int = 1,
+        backgroundLogger: Logger = .sluiceDisabled, metricsFactory: (any MetricsFactory)? = nil
+    ) throws(RedisError) {
+        var configuration = configuration
+        var logger = backgroundLogger
+        logger[metadataKey: "redis.endpoint"] = "\(ConnectionHandshake.describe(configuration.endpoint))"
+        configuration.observability = RedisObservability(
+            logger: logger, factory: metricsFactory ?? MetricsSystem.factory)
         self.configuration = configuration
         let sentinel = configuration.sentinel.map { _ in SentinelResolver(configuration: configuration) }
         self.sentinel = sentinel
@@ -51,17 +71,21 @@ public final class RedisClient: Sendable {
     /// connection's state (`SELECT`, `MULTI`, `AUTH`, …) are refused here with
     /// ``RedisError/Code/requiresDedicatedConnection``: send them in ``withConnection(deadline:_:)``.
     public func send(_ command: RedisCommand) async throws(RedisError) -> RedisValue {
-        try await router.send(command)
+        let start = ContinuousClock.now
+        defer { configuration.observability.recordDuration(.command, since: start) }
+        return try await router.send(command)
     }
 
     /// Sends one command built from its name and arguments.
     public func send(_ name: String, _ arguments: RedisArgument...) async throws(RedisError) -> RedisValue {
-        try await router.send(RedisCommand(name, arguments))
+        try await send(RedisCommand(name, arguments))
     }
 
     /// Sends commands back to back and returns their replies in order (error replies in place).
     public func pipeline(_ commands: [RedisCommand]) async throws(RedisError) -> [RedisValue] {
-        try await router.pipeline(commands)
+        let start = ContinuousClock.now
+        defer { configuration.observability.recordDuration(.pipeline, since: start) }
+        return try await router.pipeline(commands)
     }
 
     /// Runs a script with `EVALSHA`. When the server does not know it (`NOSCRIPT`: a restart, a
@@ -71,6 +95,8 @@ public final class RedisClient: Sendable {
     public func evalScript(
         _ script: RedisScript, keys: [RedisArgument] = [], arguments: [RedisArgument] = []
     ) async throws(RedisError) -> RedisValue {
+        let start = ContinuousClock.now
+        defer { configuration.observability.recordDuration(.script, since: start) }
         do {
             return try await router.send(Self.evalCommand(script, byDigest: true, keys: keys, arguments: arguments))
         } catch  where error.serverPrefix == "NOSCRIPT" {

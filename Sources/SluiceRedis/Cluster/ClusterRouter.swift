@@ -1,3 +1,4 @@
+import Logging
 import Synchronization
 
 /// Sends commands to a Redis Cluster: each to the primary that serves the slot of its keys.
@@ -544,10 +545,24 @@ final class ClusterRouter: Sendable {
         {
             found = topology
         }
-        state.withLock { state in
+        let previous = state.withLock { state in
+            let previous = state.topology.primaries
             if let found { state.topology = found }
             state.lastRefresh = .now
             state.refresh = nil
+            return previous
+        }
+        let observability = template.observability
+        if let found, !previous.isEmpty, Set(previous) != Set(found.primaries) {
+            observability.topologyChanges.increment()
+            observability.logger.notice(
+                "Redis Cluster slot map names other primaries (a fail-over or resharding)",
+                metadata: [
+                    "redis.primaries": "\(found.primaries.map { "\($0.host):\($0.port)" }.joined(separator: ","))",
+                    "redis.previous_primaries": "\(previous.count)",
+                ])
+        } else if found == nil {
+            observability.logger.warning("Redis Cluster slot map could not be read from any node")
         }
     }
 

@@ -1,4 +1,5 @@
 import CHiredis
+import Logging
 import Synchronization
 
 #if canImport(Glibc)
@@ -106,6 +107,10 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     /// The last failed attempt may succeed when repeated (Sentinel: a fail-over under way), so
     /// waiting commands wait for the next attempt instead of failing with it.
     private var retryAfterBackoff = false
+    /// Whether this connection was ready once: a later `ready` is a reconnect (logged and counted).
+    private var wasReady = false
+    /// Failed connection attempts since the connection was last ready (logged at `debug` after the first).
+    private var failedAttempts = 0
 
     /// - Parameter resolver: the client's resolver when ``RedisConfiguration/sentinel`` is set
     ///   (shared by its connections); a connection of its own makes one when it is not given.
@@ -520,7 +525,12 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         var wasDraining = false
         switch phase {
         case .idle: return
-        case .ready: break
+        case .ready:
+            let observability = configuration.observability
+            observability.connectionLosses.increment()
+            observability.logger.warning(
+                "Redis connection lost; the next command reconnects",
+                metadata: ["redis.error": "\(error.code)", "redis.reason": "\(error.message)"])
         case .draining: wasDraining = true
         case .resolving, .connecting, .handshaking, .settingUp:
             if tls != nil, case .settingUp = phase, error.code == .endOfFile || error.message.hasPrefix("TLS") {
@@ -540,6 +550,19 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
             // With Sentinel, a primary that refuses connections or turns out to be a replica is
             // most likely a fail-over under way: ask the sentinels again after the backoff.
             retryAfterBackoff = resolver != nil && !fromSentinels && error.isConnectionFailure
+            failedAttempts += 1
+            let logger = configuration.observability.logger
+            let metadata: Logger.Metadata = [
+                "redis.error": "\(error.code)", "redis.reason": "\(error.message)",
+                "redis.backoff_ms": "\(currentBackoffNanos / 1_000_000)",
+            ]
+            if failedAttempts == 1 && wasReady {
+                logger.warning("Redis reconnect failed; backing off", metadata: metadata)
+            } else if failedAttempts == 1 {
+                logger.warning("Redis connect failed; backing off", metadata: metadata)
+            } else {
+                logger.debug("Redis connect failed again; backing off", metadata: metadata)
+            }
         }
         transport = nil
         phase = .idle
@@ -722,6 +745,19 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
 
     private func becomeReady() {
         phase = .ready
+        let observability = configuration.observability
+        if wasReady {
+            observability.reconnects.increment()
+            observability.logger.info(
+                "Redis connection re-established", metadata: ["redis.failed_attempts": "\(failedAttempts)"])
+        } else if failedAttempts > 0 {
+            observability.logger.info(
+                "Redis connection established", metadata: ["redis.failed_attempts": "\(failedAttempts)"])
+        } else {
+            observability.logger.debug("Redis connection established")
+        }
+        wasReady = true
+        failedAttempts = 0
         currentBackoffNanos = 0
         nextConnectAttempt = 0
         lastConnectError = nil
