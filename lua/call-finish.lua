@@ -10,7 +10,7 @@
 -- Reply: one element per step, in order: the step's reply, or "!error <message>".
 
 local function call_finish(KEYS, ARGV)
-    local out, k, a = {}, 0, 1
+    local out, k, a, t = {}, 0, 1, redis.call('TIME') -- one TIME for every step that takes it
     for entry, nk, na in string.gmatch(ARGV[1], '([%w_]+):(%d+):(%d+)') do
         nk, na = tonumber(nk), tonumber(na)
         local keys, args = {}, {}
@@ -20,7 +20,7 @@ local function call_finish(KEYS, ARGV)
         if #keys ~= nk or #args ~= na or not run or entry == 'call_admit' or entry == 'call_finish' then
             error('sluice call-finish: a step names an unknown entry or more KEYS and ARGV than sent', 0)
         end
-        local ok, reply = pcall(run, keys, args)
+        local ok, reply = pcall(run, keys, args, t)
         if ok then
             out[#out + 1] = reply == nil and 0 or reply
         else

@@ -69,8 +69,12 @@ extension Backpressure {
             var steps = [
                 queue.admitStep(callerID: id, callTTL: callTTL, patience: deadline - asked), breaker.permitStep(),
             ]
-            if let pool { steps.append(pool.acquireStep()) }
-            steps += [request.step, budget.step("request")]
+            if let pool { steps += [pool.acquireStep(), pool.freedStep] }
+            steps.append(request.step)
+            if let together = route.together {
+                steps.append(together.freed(namespace: limiter.configuration.namespace).freedStep)
+            }
+            steps.append(budget.step("count"))  // a first attempt, counted without reading the window
             let admit = ScriptStep.composite(LuaScripts.callAdmit, steps)
             guard let reply = try await step.run({ try await redis.run(admit) }) else { break }  // degraded
             let parts = reply.array ?? []
