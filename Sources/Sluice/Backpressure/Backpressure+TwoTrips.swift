@@ -109,6 +109,16 @@ extension Backpressure {
                     // The wait itself failed (a pool connection): wait out the earliest expiry instead.
                     try await Task.sleep(until: until, clock: .continuous)
                 }
+                // Woken at the deadline: refused now. Asking again with no time left would time out, and a
+                // timeout counts as Redis being unreachable (it would open the health breaker for every call).
+                guard ContinuousClock.now + .milliseconds(1) < deadline else {
+                    _ = try? await step.cleanup {
+                        try await queue.leave(callerID: id, admitted: false, callTTL: .seconds(1))
+                    }
+                    throw BackpressureError(
+                        .leaseUnavailable, "all \(held) slots of \(pool.scope) stayed held until the deadline",
+                        retryAfter: earliest)
+                }
             case "quota":
                 let decision = try DecideRequest.parse(parts[1], path: route.path).decision
                 await reportWarnings(decision, step: &step)
@@ -125,6 +135,7 @@ extension Backpressure {
                 } catch {
                     throw refused
                 }
+                guard ContinuousClock.now + .milliseconds(1) < deadline else { throw refused }  // as for a lease
             case "admitted" where parts.count == 4:
                 let decision = try DecideRequest.parse(parts[1], path: route.path).decision
                 await reportWarnings(decision, step: &step)
