@@ -80,11 +80,22 @@ enum LuaScripts {
         -- when); in between the state is written with KEEPTTL, which costs Redis a fraction of PX.
         -- The third parameter, when a composite (call-finish) runs it, is the TIME reply it already has.
 
+        -- The last state this library wrote, and its table: every worker's calls run in this one Lua VM, so
+        -- the value read back is nearly always the one written last, and its cmsgpack need not be unpacked
+        -- again. (Forgotten while a record is changed: a script error half way leaves no half-changed table.)
+        local lastRaw, lastState = nil, nil
+
         local function breaker_record(KEYS, ARGV, t)
             t = t or redis.call('TIME')
             local now = t[1] * 1000 + math.floor(t[2] / 1000)
             local raw = redis.call('GET', KEYS[1])
-            local s = raw and cmsgpack.unpack(raw) or { s = 'closed', u = 0, b = {}, p = {}, n = 0, ok = 0, g = 0 }
+            local s
+            if raw and raw == lastRaw then
+                s = lastState
+            else
+                s = raw and cmsgpack.unpack(raw) or { s = 'closed', u = 0, b = {}, p = {}, n = 0, ok = 0, g = 0 }
+            end
+            lastRaw, lastState = nil, nil
             local failed, probe = ARGV[2] == 'failure', tonumber(ARGV[3])
             local window, buckets = tonumber(ARGV[4]), tonumber(ARGV[9])
             local function event(kind, detail)
@@ -134,15 +145,19 @@ enum LuaScripts {
                     end
                 end
             else
+                lastRaw, lastState = raw, s -- unchanged
                 return { s.s, 0, 0 } -- stale: the outcome of a call let through before the breaker opened
             end
             local ttl = tonumber(ARGV[10])
-            if raw and s.e and now >= s.e and now - s.e < ttl / 2 then
-                redis.call('SET', KEYS[1], cmsgpack.pack(s), 'KEEPTTL')
+            local keep = raw and s.e and now >= s.e and now - s.e < ttl / 2
+            if not keep then s.e = now end
+            local packed = cmsgpack.pack(s)
+            if keep then
+                redis.call('SET', KEYS[1], packed, 'KEEPTTL')
             else
-                s.e = now
-                redis.call('SET', KEYS[1], cmsgpack.pack(s), 'PX', ARGV[10])
+                redis.call('SET', KEYS[1], packed, 'PX', ARGV[10])
             end
+            lastRaw, lastState = packed, s
             return { s.s, calls, failures }
         end
 
