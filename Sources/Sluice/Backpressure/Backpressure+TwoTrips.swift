@@ -253,7 +253,7 @@ extension Backpressure {
                     }
                     throw error
                 }
-                // This attempt's outcome and observation, then the retry budget: the call goes on.
+                // This attempt's outcome and observation, and the retry budget, in one round trip: the call goes on.
                 var report: [ScriptStep] = []
                 if counts, let permit { report.append(breaker.recordStep(permit, success: false)) }
                 if let reconciler, let observation = failure.observation, let admitted {
@@ -262,13 +262,14 @@ extension Backpressure {
                             observation, path: route.path, sentAt: context.sentAt,
                             admittedAt: admitted.reservation.decision.decidedAt))
                 }
-                if !report.isEmpty {
-                    let composite = ScriptStep.composite(LuaScripts.callFinish, report)
-                    _ = try? await step.run { try await redis.run(composite) }
-                }
+                report.append(budget.step("retry"))
+                let composite = ScriptStep.composite(LuaScripts.callFinish, report)
                 let verdict: RetryBudget.Verdict?
                 do {
-                    verdict = try await step.run { try await budget.allowRetry() }
+                    // call-finish runs each step on its own: the retry budget's reply is the last one.
+                    verdict = try await step.run {
+                        try budget.verdict(from: try await redis.run(composite).array?.last ?? .null)
+                    }
                     if let verdict, !verdict.allowed {
                         throw BackpressureError(
                             .retryBudgetExhausted,
