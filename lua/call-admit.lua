@@ -5,7 +5,8 @@
 -- ever sees them.
 --
 -- ARGV[1] the steps, "<entry>:<keys>:<args>" separated by spaces, in this order, each optional but
---   decide: "queue", "breaker_allow", "lease_acquire", "decide", "retry_budget"; KEYS and ARGV[2...]
+--   decide (each runs with the one TIME this script reads): "queue", "breaker_allow", "lease_acquire", "lease_free", "decide", "tree_free",
+--   "retry_budget"; KEYS and ARGV[2...]
 --   are the steps' own KEYS and ARGV one after another (each as its script documents; "queue" below).
 -- The "queue" step: KEYS queue, queue stats, in flight, events (queue-enter.lua, queue-leave.lua);
 --   ARGV caller id, max waiting, growth alert, window ms, scope, the call's ttl ms (in flight until),
@@ -13,24 +14,50 @@
 -- Reply: {"admitted", decide's reply, breaker_allow's reply | 0, lease_acquire's reply | 0}; or
 --   {"shed", waiting} (the queue is full); {"breaker", breaker_allow's reply}; {"lease",
 --   lease_acquire's reply}; {"quota", decide's reply} (refused by the quota or the tree).
--- A caller refused because its tree has the most calls in flight waits on the tree's wake-up list
--- (sluice:{P}:tree:<id>:free, pushed by call-finish's "wake" step); this script empties it then.
+-- The "lease_free" step (KEYS the lease pool's wake-up list, sluice:{P}:lease:<scope>:free, no ARGV;
+--   required with "lease_acquire") and the "tree_free" step (KEYS the tree's wake-up list,
+--   sluice:{P}:tree:<id>:free; optional, for a call inside a tree): a caller refused because every
+--   lease is held, or because its tree has the most calls in flight, waits on that list (pushed by
+--   lease-release and by call-finish's "wake" step); this script empties it then, so a wake-up there
+--   always stands for something freed since. Every key this script touches comes in KEYS, none is
+--   built from another key's name (Redis Cluster and proxies route by the declared keys).
 -- A caller admitted with a wait (decide's scheduled admission) counts as waiting until it proceeds,
 -- then as in flight: no step of the caller's runs in between.
 
-local function steps(KEYS, ARGV)
-    local out, k, a = {}, 0, 1
-    for entry, nk, na in string.gmatch(ARGV[1], '([%w_]+):(%d+):(%d+)') do
+-- The steps' layout, parsed once per header text (bounded), and each step's KEYS and ARGV tables,
+-- reused call after call (no step keeps them): the composite allocates nothing per call for them.
+local LAYOUTS, layouts, SCRATCH, PICKED = {}, 0, {}, {}
+
+local function layout(header)
+    local steps, k, a = {}, 0, 1
+    for entry, nk, na in string.gmatch(header, '([%w_]+):(%d+):(%d+)') do
         nk, na = tonumber(nk), tonumber(na)
-        local keys, args = {}, {}
-        for i = 1, nk do keys[i] = KEYS[k + i] end
-        for i = 1, na do args[i] = ARGV[a + i] end
-        if #keys ~= nk or #args ~= na then error('sluice call-admit: the steps name more KEYS or ARGV than sent', 0) end
-        out[entry] = { keys, args }
+        steps[#steps + 1] = { entry, k, nk, a, na }
         k, a = k + nk, a + na
     end
-    if k ~= #KEYS or a ~= #ARGV then error('sluice call-admit: KEYS or ARGV left over after the steps', 0) end
-    return out
+    steps.k, steps.a = k, a
+    if layouts < 64 then LAYOUTS[header], layouts = steps, layouts + 1 end
+    return steps
+end
+
+local function steps(KEYS, ARGV)
+    local plan = LAYOUTS[ARGV[1]] or layout(ARGV[1])
+    if plan.k ~= #KEYS or plan.a ~= #ARGV then
+        error('sluice call-admit: the steps name other KEYS or ARGV than sent', 0)
+    end
+    for entry in pairs(PICKED) do PICKED[entry] = nil end
+    for j = 1, #plan do
+        local entry, k, nk, a, na = unpack(plan[j])
+        local step = SCRATCH[entry]
+        if not step then step = { {}, {} }; SCRATCH[entry] = step end
+        local keys, args = step[1], step[2]
+        for i = 1, nk do keys[i] = KEYS[k + i] end
+        for i = #keys, nk + 1, -1 do keys[i] = nil end
+        for i = 1, na do args[i] = ARGV[a + i] end
+        for i = #args, na + 1, -1 do args[i] = nil end
+        PICKED[entry] = step
+    end
+    return PICKED
 end
 
 -- A half-open breaker's probe slot taken by this call, given back (breaker-allow.lua's state format).
@@ -56,13 +83,13 @@ local function call_admit(KEYS, ARGV)
     local s = steps(KEYS, ARGV)
     local queue, breaker, lease, decide = s.queue, s.breaker_allow, s.lease_acquire, s.decide
     if not decide then error('sluice call-admit: the decide step is missing', 0) end
+    if lease and not s.lease_free then error('sluice call-admit: lease_acquire needs the lease_free step', 0) end
     local t = redis.call('TIME')
     local now = t[1] * 1000 + math.floor(t[2] / 1000)
 
     if queue then -- full: shed, counted (and reported) by queue-enter itself
         local q, a = queue[1], queue[2]
-        redis.call('ZREMRANGEBYSCORE', q[1], '-inf', now)
-        local waiting = redis.call('ZCARD', q[1])
+        local waiting = redis.call('ZCOUNT', q[1], now, '+inf') -- the expired are removed by queue-enter
         if waiting >= tonumber(a[2]) then
             local r = sluice.queue_enter({ q[1], q[2], q[4] }, { a[1], 1, a[2], a[3], a[4], a[5] })
             return { 'shed', r[2] }
@@ -70,7 +97,7 @@ local function call_admit(KEYS, ARGV)
     end
     local permit, probe = 0, 0
     if breaker then
-        permit = sluice.breaker_allow(breaker[1], breaker[2])
+        permit = sluice.breaker_allow(breaker[1], breaker[2], t)
         if permit[1] == 0 then return { 'breaker', permit } end
         if permit[2] == 'half-open' then probe = permit[3] end
     end
@@ -78,7 +105,7 @@ local function call_admit(KEYS, ARGV)
     if lease then
         slot = sluice.lease_acquire(lease[1], lease[2])
         if slot[1] == 0 then
-            redis.call('DEL', lease[1][1] .. ':free') -- no slot is free now: older wake-ups are stale
+            redis.call('DEL', s.lease_free[1][1]) -- no slot is free now: older wake-ups are stale
             if probe > 0 then unprobe(breaker[1][1], probe) end
             if queue then -- waiting for a slot: visible in the queue until admitted or given up
                 local q, a = queue[1], queue[2]
@@ -89,15 +116,14 @@ local function call_admit(KEYS, ARGV)
             return { 'lease', slot }
         end
     end
-    local verdict = sluice.decide(decide[1], decide[2])
+    local verdict = sluice.decide(decide[1], decide[2], t)
     local ok, wait = admitted(verdict)
-    if not ok and verdict[5] > 0 and verdict[6 * verdict[5] + 5] == 'tree-in-flight' then
-        local keys = decide[1] -- ..., the reservation, the tree's hash, its calls, events (decide.lua)
-        redis.call('DEL', keys[#keys - 2] .. ':free') -- every call slot is taken: older wake-ups are stale
+    if not ok and s.tree_free and verdict[5] > 0 and verdict[6 * verdict[5] + 5] == 'tree-in-flight' then
+        redis.call('DEL', s.tree_free[1][1]) -- every call slot is taken: older wake-ups are stale
     end
     if not ok then
         if slot ~= 0 then -- the slot goes back; a caller waiting for one may take it
-            sluice.lease_release({ lease[1][1] }, { string.format('%d', slot[2]) .. '|' .. lease[2][3] })
+            sluice.lease_release({ lease[1][1], s.lease_free[1][1] }, { string.format('%d', slot[2]) .. '|' .. lease[2][3] })
         end
         if probe > 0 then unprobe(breaker[1][1], probe) end
         return { 'quota', verdict }
@@ -113,9 +139,12 @@ local function call_admit(KEYS, ARGV)
             sluice.queue_enter({ q[1], q[2], q[4] }, { a[1], math.max(1, math.ceil(wait)), a[2], a[3], a[4], a[5] })
         end
         redis.call('ZADD', q[3], until_, a[1])
-        if redis.call('PTTL', q[3]) < until_ - now + 60000 then redis.call('PEXPIRE', q[3], until_ - now + 60000) end
+        -- The set outlives its last member by a minute; extended with slack (up to an hour more than
+        -- needed), so that not every call pays a PEXPIRE. Never shortened.
+        local needed = until_ - now + 60000
+        if redis.call('PTTL', q[3]) < needed then redis.call('PEXPIRE', q[3], needed + math.min(needed, 3600000)) end
     end
-    if s.retry_budget then sluice.retry_budget(s.retry_budget[1], s.retry_budget[2]) end
+    if s.retry_budget then sluice.retry_budget(s.retry_budget[1], s.retry_budget[2], t) end
     return { 'admitted', verdict, permit, slot }
 end
 

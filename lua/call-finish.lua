@@ -9,26 +9,49 @@
 --   ARGV one after another, each as its script documents ("queue_finish": queue-finish.lua).
 -- Reply: one element per step, in order: the step's reply, or "!error <message>".
 
-local function call_finish(KEYS, ARGV)
-    local out, k, a = {}, 0, 1
-    for entry, nk, na in string.gmatch(ARGV[1], '([%w_]+):(%d+):(%d+)') do
+-- The steps' layout, parsed and checked once per header text (bounded), and each step's KEYS and
+-- ARGV tables and the reply, reused call after call (no step keeps them).
+local LAYOUTS, layouts, SCRATCH, OUT = {}, 0, {}, {}
+
+local function layout(header)
+    local steps, k, a = {}, 0, 1
+    for entry, nk, na in string.gmatch(header, '([%w_]+):(%d+):(%d+)') do
+        if not sluice[entry] or entry == 'call_admit' or entry == 'call_finish' then
+            error('sluice call-finish: a step names an unknown entry', 0)
+        end
         nk, na = tonumber(nk), tonumber(na)
-        local keys, args = {}, {}
-        for i = 1, nk do keys[i] = KEYS[k + i] end
-        for i = 1, na do args[i] = ARGV[a + i] end
-        local run = sluice[entry]
-        if #keys ~= nk or #args ~= na or not run or entry == 'call_admit' or entry == 'call_finish' then
-            error('sluice call-finish: a step names an unknown entry or more KEYS and ARGV than sent', 0)
-        end
-        local ok, reply = pcall(run, keys, args)
-        if ok then
-            out[#out + 1] = reply == nil and 0 or reply
-        else
-            out[#out + 1] = '!error ' .. tostring(type(reply) == 'table' and reply.err or reply)
-        end
+        steps[#steps + 1] = { entry, k, nk, a, na }
         k, a = k + nk, a + na
     end
-    return out
+    steps.k, steps.a = k, a
+    if layouts < 64 then LAYOUTS[header], layouts = steps, layouts + 1 end
+    return steps
+end
+
+local function call_finish(KEYS, ARGV)
+    local plan = LAYOUTS[ARGV[1]] or layout(ARGV[1])
+    if plan.k ~= #KEYS or plan.a ~= #ARGV then
+        error('sluice call-finish: the steps name other KEYS or ARGV than sent', 0)
+    end
+    local t = redis.call('TIME') -- one TIME for every step that takes it
+    for j = 1, #plan do
+        local entry, k, nk, a, na = unpack(plan[j])
+        local step = SCRATCH[j]
+        if not step then step = { {}, {} }; SCRATCH[j] = step end
+        local keys, args = step[1], step[2]
+        for i = 1, nk do keys[i] = KEYS[k + i] end
+        for i = #keys, nk + 1, -1 do keys[i] = nil end
+        for i = 1, na do args[i] = ARGV[a + i] end
+        for i = #args, na + 1, -1 do args[i] = nil end
+        local ok, reply = pcall(sluice[entry], keys, args, t)
+        if ok then
+            OUT[j] = reply == nil and 0 or reply
+        else
+            OUT[j] = '!error ' .. tostring(type(reply) == 'table' and reply.err or reply)
+        end
+    end
+    for j = #OUT, #plan + 1, -1 do OUT[j] = nil end
+    return OUT
 end
 
 if redis.register_function then

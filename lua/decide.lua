@@ -510,7 +510,7 @@ local function resolve(plan, config, ARGV, F, n, R)
     return out, warnings
 end
 
-local function decide(KEYS, ARGV)
+local function decide(KEYS, ARGV, clock) -- clock: the TIME reply a composite already has
     if not pack then pack, unpack_, floor, ceil = struct.pack, struct.unpack, math.floor, math.ceil end
     local plan = PLANS[ARGV[1]] or memoized(PLANS, ARGV[1], parsePlan)
     local options = OPTIONS[ARGV[2]] or memoized(OPTIONS, ARGV[2], parseOptions)
@@ -537,7 +537,7 @@ local function decide(KEYS, ARGV)
         local bad = treeInput(KEYS, ARGV, T, n, resTTL)
         if bad then return redis.error_reply('decide: ' .. bad) end
     end
-    local time = redis.call('TIME')
+    local time = clock or redis.call('TIME')
     local now = time[1] * 1000 + time[2] / 1000
     local config = redis.call('HMGET', KEYS[1], unpack(ARGV, F + 1, F + n * (n + 1) / 2))
     local raw = redis.call('MGET', unpack(KEYS, 3, resTTL > 0 and 3 + n or 2 + n))

@@ -48,6 +48,7 @@ else -- a new key, or one that expired: start above every token it ever handed o
     redis.call('ZADD', key, -token, '#seq')
 end
 redis.call('ZADD', key, now + ttl, string.format('%d', token) .. '|' .. ARGV[3])
--- The counter outlives the last lease by a day; a shorter lease never shortens a longer one's.
-if redis.call('PTTL', key) < ttl + 86400000 then redis.call('PEXPIRE', key, ttl + 86400000) end
+-- The counter outlives the last lease by a day; a shorter lease never shortens a longer one's. The
+-- expiry is extended with an hour of slack, so that not every acquire pays a PEXPIRE.
+if redis.call('PTTL', key) < ttl + 86400000 then redis.call('PEXPIRE', key, ttl + 86400000 + 3600000) end
 return { 1, token, now + ttl, held + 1, slots }

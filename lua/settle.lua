@@ -9,7 +9,8 @@
 --   tree budgets are charged the actual costs instead of the estimate ("cancel": given back, with
 --   the loop guard's count), in the same step as the quota, and only once.
 -- ARGV[1] "settle" | "cancel"   ARGV[2k], ARGV[2k+1] a resource and its actual cost (integer >= 0);
---   a resource not named keeps its estimate
+--   a resource not named keeps its estimate (a "settle" naming none, outside a tree, only marks the
+--   reservation settled: the fast path of a call that cost what it estimated)
 -- Reply: {status}: "settled" | "cancelled" | "already settled" | "already cancelled" | "unknown"
 --   (never made, or expired: its estimate stays charged) | "mismatch" (KEYS are not its path, or
 --   not its tree)
@@ -18,8 +19,9 @@
 local RECORD = '<Bc0ddddHc0' -- decide.lua explains the state layout
 local EXTRAS = '<dddd' -- a bucket's pool, absorbed, born and batch debt (decide.lua explains them)
 local HORIZON = 1e12 -- the longest a record lives, ms (decide.lua)
+local NONE = {} -- the records of a scope no charge changes: never read, never written
 
-local function settle(KEYS, ARGV)
+local function settle(KEYS, ARGV, clock) -- clock: the TIME reply a composite already has
     local max, min, ceil, floor = math.max, math.min, math.ceil, math.floor
     -- Bad input is refused before anything is read or written: a negative actual cost would refund
     -- more than was charged (other callers' usage); "nan", "inf" or "0x10" are no costs.
@@ -37,17 +39,33 @@ local function settle(KEYS, ARGV)
     end
     if #KEYS < 2 then return redis.error_reply('settle: KEYS are the reservation and its path') end
     local n, cancel = #KEYS - 1, ARGV[1] == 'cancel'
-    local raw = redis.call('MGET', unpack(KEYS))
-    if not raw[1] then return { 'unknown' } end
-    if raw[1] == 'settled' or raw[1] == 'cancelled' then return { 'already ' .. raw[1] } end
-    local reservation = cmsgpack.unpack(raw[1])
+    local record = redis.call('GET', KEYS[1])
+    if not record then return { 'unknown' } end
+    if record == 'settled' or record == 'cancelled' then return { 'already ' .. record } end
+    -- Settled at the estimate (no actual cost named) outside a tree: nothing changes but the status,
+    -- so the record is not even unpacked. (cmsgpack writes the record's "tree" field as \164tree; a
+    -- resource named tree takes the long way, which comes to the same.)
+    if #ARGV == 1 and not cancel and not string.find(record, '\164tree', 1, true) then
+        redis.call('SET', KEYS[1], 'settled', 'KEEPTTL')
+        return { 'settled' }
+    end
+    local reservation = cmsgpack.unpack(record)
     local tree = reservation.tree
-    if tree then -- made inside a request tree: its two keys follow the path's (MGET read them as nil)
+    if tree then -- made inside a request tree: its two keys follow the path's
         n = #KEYS - 3
         if KEYS[2 + n] ~= tree or KEYS[3 + n] ~= tree .. ':calls' then return { 'mismatch' } end
     end
     if reservation.leaf ~= KEYS[1 + n] then return { 'mismatch' } end
-    local time = redis.call('TIME')
+    -- The scopes' states are read only when a charge changes: settling at the estimate (the common
+    -- case for a request count) reads and writes no scope.
+    local raw = { record }
+    for _, ch in ipairs(reservation.charges) do
+        if (cancel and ch[5] or ch[5] - (actual[ch[2]] or ch[5])) ~= 0 then
+            raw = redis.call('MGET', unpack(KEYS, 1, 1 + n))
+            break
+        end
+    end
+    local time = clock or redis.call('TIME')
     local now = time[1] * 1000 + time[2] / 1000
 
     local scopes = {} -- scope i -> { expires = key expiry, [tag] = record, [k] = record }
@@ -70,7 +88,7 @@ local function settle(KEYS, ARGV)
     for _, ch in ipairs(reservation.charges) do
         local i, res, tag, kind, cost, mark, rate, burst, ceiling, born, absorbedThen = unpack(ch, 1, 11)
         local refund = cancel and cost or cost - (actual[res] or cost) -- < 0: an overrun to charge
-        local st = records(i)
+        local st = refund ~= 0 and records(i) or NONE
         local r = st[tag]
         if refund ~= 0 and kind == 'bucket' then
             if not r and refund < 0 then -- expired, so full: record the overrun as fresh debt

@@ -200,6 +200,29 @@ struct TwoTripCallTests {
         #expect(scripts == refused + 2 * (30 - refused), "\(scripts) script calls for \(outcomes)")
     }
 
+    @Test("A retry costs two script calls: the failed attempt's outcome with the retry budget, then the next permit")
+    func retryRoundTrips() async throws {
+        let setup = try await Setup()
+        defer { setup.close() }
+        let call = ProviderCall(
+            scope: "openai/gpt-4o", estimate: ["tokens": 100, "requests": 1], quotaPath: setup.path, maxAttempts: 2)
+        _ = try await setup.backpressure.call(call) { _ in CallOutcome(0, usage: ["tokens": 50, "requests": 1]) }
+        try await setup.resetStats()
+        let attempts = Counter()
+        let result = try await setup.backpressure.call(call) { _ in
+            attempts.add()
+            if attempts.value == 1 { throw ProviderFailure("503", retryable: true, retryAfter: .milliseconds(1)) }
+            return CallOutcome(1, usage: ["tokens": 40, "requests": 1])
+        }
+        #expect(result.value == 1 && result.attempts == 2)
+        let (scripts, _) = try await setup.scriptCalls()
+        // call-admit; call-finish with the breaker's outcome and the retry budget; the second attempt's breaker
+        // permit; call-finish.
+        #expect(scripts == 4, "\(scripts) script calls for one call retried once")
+        let commands = try await setup.allCommands()
+        #expect(commands["fcall", default: 0] + commands["evalsha", default: 0] == 4, "\(commands)")
+    }
+
     @Test("sluice bench call reports two round trips per call on the happy path, from the server's statistics")
     func benchCall() async throws {
         let server = try RedisServer()

@@ -79,8 +79,12 @@ extension Backpressure {
                 var steps = [
                     queue.admitStep(callerID: id, callTTL: callTTL, patience: deadline - asked), breaker.permitStep(),
                 ]
-                if let pool { steps.append(pool.acquireStep()) }
-                steps += [request.step, budget.step("request")]
+                if let pool { steps += [pool.acquireStep(), pool.freedStep] }
+                steps.append(request.step)
+                if let together = route.together {
+                    steps.append(together.freed(namespace: limiter.configuration.namespace).freedStep)
+                }
+                steps.append(budget.step("count"))  // a first attempt, counted without reading the window
                 let admit = ScriptStep.composite(LuaScripts.callAdmit, steps)
                 guard let reply = try await step.run({ try await redis.run(admit) }) else { break }  // degraded
                 let parts = reply.array ?? []
@@ -116,6 +120,16 @@ extension Backpressure {
                         // The wait itself failed (a pool connection): wait out the earliest expiry instead.
                         try await Task.sleep(until: until, clock: .continuous)
                     }
+                    // Woken at the deadline: refused now. Asking again with no time left would time out, and a
+                    // timeout counts as Redis being unreachable (it would open the health breaker for every call).
+                    guard ContinuousClock.now + .milliseconds(1) < deadline else {
+                        _ = try? await step.cleanup {
+                            try await queue.leave(callerID: id, admitted: false, callTTL: .seconds(1))
+                        }
+                        throw BackpressureError(
+                            .leaseUnavailable, "all \(held) slots of \(pool.scope) stayed held until the deadline",
+                            retryAfter: earliest)
+                    }
                 case "quota":
                     let decision = try DecideRequest.parse(parts[1], path: route.path).decision
                     metrics.decision(decision)
@@ -133,6 +147,7 @@ extension Backpressure {
                     } catch {
                         throw refused
                     }
+                    guard ContinuousClock.now + .milliseconds(1) < deadline else { throw refused }  // as for a lease
                 case "admitted" where parts.count == 4:
                     let decision = try DecideRequest.parse(parts[1], path: route.path).decision
                     metrics.decision(decision)
@@ -298,7 +313,7 @@ extension Backpressure {
                     }
                     throw error
                 }
-                // This attempt's outcome and observation, then the retry budget: the call goes on.
+                // This attempt's outcome and observation, and the retry budget, in one round trip: the call goes on.
                 var report: [ScriptStep] = []
                 if counts, let permit { report.append(breaker.recordStep(permit, success: false)) }
                 if let reconciler, let observation = failure.observation, let admitted {
@@ -307,18 +322,22 @@ extension Backpressure {
                             observation, path: route.path, sentAt: context.sentAt,
                             admittedAt: admitted.reservation.decision.decidedAt))
                 }
-                if !report.isEmpty {
-                    let composite = ScriptStep.composite(LuaScripts.callFinish, report)
-                    let replies = try? await step.run { try await redis.run(composite) }
-                    if let reconciler, let observation = failure.observation, let last = replies?.array?.last,
-                        let outcome = try? Reconciler.parseRecord(last)
-                    {
-                        reconciler.log(outcome, path: route.path, responseClass: observation.responseClass)
-                    }
-                }
+                report.append(budget.step("retry"))
+                let composite = ScriptStep.composite(LuaScripts.callFinish, report)
                 let verdict: RetryBudget.Verdict?
                 do {
-                    verdict = try await step.run { try await budget.allowRetry() }
+                    // call-finish runs each step on its own: the retry budget's reply is the last one, the
+                    // reconciler's (when it took part) the one before.
+                    let reconciling = reconciler != nil && failure.observation != nil && admitted != nil
+                    verdict = try await step.run {
+                        let replies = try await redis.run(composite).array ?? []
+                        if reconciling, let reconciler, let observation = failure.observation, replies.count >= 2,
+                            let outcome = try? Reconciler.parseRecord(replies[replies.count - 2])
+                        {
+                            reconciler.log(outcome, path: route.path, responseClass: observation.responseClass)
+                        }
+                        return try budget.verdict(from: replies.last ?? .null)
+                    }
                     if let verdict, !verdict.allowed {
                         metrics.retryBudgetRefused()
                         throw BackpressureError(

@@ -41,4 +41,7 @@ struct WakeUpList: Sendable {
 
     /// The step that pushes one wake-up (wake.lua).
     var wakeStep: ScriptStep { ScriptStep(script: LuaScripts.wake, keys: [key], arguments: []) }
+    /// call-admit's "tree_free" step: the list it empties when it refuses a caller for want of what the list
+    /// announces (declared in KEYS, not built from another key's name).
+    var freedStep: ScriptStep { ScriptStep(script: LuaScripts.wake, keys: [key], arguments: [], entry: "tree_free") }
 }

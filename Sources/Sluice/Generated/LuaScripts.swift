@@ -13,39 +13,54 @@ enum LuaScripts {
         --
         -- KEYS[1] sluice:{P}:breaker:<name>  STRING: cmsgpack { s = "closed"|"open"|"half-open", u = open
         --         until (ms), b = {{bucket, calls, failures}...}, p = {{probe id, expires at}...},
-        --         n = last probe id, ok = probe successes, g = times opened }
+        --         n = last probe id, ok = probe successes, g = times opened, e = when the key's expiry was
+        --         last set (ms, breaker-record) }. The state s is the only string value in it, so a closed
+        --         breaker is recognised by the bytes cmsgpack writes for s = "closed" without unpacking.
         -- KEYS[2] sluice:{P}:events  the partition's event stream
         -- ARGV[1] breaker name (for events)   ARGV[2] max probes   ARGV[3] probe timeout ms   ARGV[4] key ttl ms
         -- Reply: {1, state, probe id (0: not a probe)} go ahead; {0, state, retry after ms} refused
-        local t = redis.call('TIME')
-        local now = t[1] * 1000 + math.floor(t[2] / 1000)
-        local raw = redis.call('GET', KEYS[1])
-        if not raw then return { 1, 'closed', 0 } end
-        local s = cmsgpack.unpack(raw)
-        if s.s == 'closed' then return { 1, 'closed', 0 } end
-        if s.s == 'open' then
-            if now < s.u then return { 0, 'open', s.u - now } end
-            s.s, s.p, s.ok = 'half-open', {}, 0
-            redis.call('XADD', KEYS[2], 'MAXLEN', '~', 10000, '*', 'type', 'breaker-half-open', 'breaker', ARGV[1],
-                'detail', 'cool-down over; letting ' .. ARGV[2] .. ' probe calls through')
-            redis.call('PEXPIRE', KEYS[2], 604800000)
-        end
-        local live, first = {}, nil
-        for _, p in ipairs(s.p) do
-            if p[2] > now then
-                live[#live + 1] = p
-                first = math.min(first or p[2], p[2])
+        -- The third parameter, when a composite (call-admit) runs it, is the TIME reply it already has.
+
+        local CLOSED = { 1, 'closed', 0 } -- the common reply, never changed
+        local IS_CLOSED = '\161s\166closed' -- cmsgpack of the key "s" and the value "closed"
+
+        local function breaker_allow(KEYS, ARGV, t)
+            local raw = redis.call('GET', KEYS[1])
+            if not raw or string.find(raw, IS_CLOSED, 1, true) then return CLOSED end
+            local s = cmsgpack.unpack(raw)
+            if s.s == 'closed' then return CLOSED end
+            t = t or redis.call('TIME')
+            local now = t[1] * 1000 + math.floor(t[2] / 1000)
+            if s.s == 'open' then
+                if now < s.u then return { 0, 'open', s.u - now } end
+                s.s, s.p, s.ok = 'half-open', {}, 0
+                redis.call('XADD', KEYS[2], 'MAXLEN', '~', 10000, '*', 'type', 'breaker-half-open', 'breaker', ARGV[1],
+                    'detail', 'cool-down over; letting ' .. ARGV[2] .. ' probe calls through')
+                redis.call('PEXPIRE', KEYS[2], 604800000)
             end
-        end
-        s.p = live
-        if #live >= tonumber(ARGV[2]) then
+            local live, first = {}, nil
+            for _, p in ipairs(s.p) do
+                if p[2] > now then
+                    live[#live + 1] = p
+                    first = math.min(first or p[2], p[2])
+                end
+            end
+            s.p, s.e = live, now
+            if #live >= tonumber(ARGV[2]) then
+                redis.call('SET', KEYS[1], cmsgpack.pack(s), 'PX', ARGV[4])
+                return { 0, 'half-open', first - now }
+            end
+            s.n = (s.n or 0) + 1
+            live[#live + 1] = { s.n, now + tonumber(ARGV[3]) }
             redis.call('SET', KEYS[1], cmsgpack.pack(s), 'PX', ARGV[4])
-            return { 0, 'half-open', first - now }
+            return { 1, 'half-open', s.n }
         end
-        s.n = (s.n or 0) + 1
-        live[#live + 1] = { s.n, now + tonumber(ARGV[3]) }
-        redis.call('SET', KEYS[1], cmsgpack.pack(s), 'PX', ARGV[4])
-        return { 1, 'half-open', s.n }
+
+        if redis.register_function then
+            redis.register_function('sluice_breaker_allow_VERSION', function(keys, args) return breaker_allow(keys, args) end)
+        else
+            return breaker_allow(KEYS, ARGV)
+        end
         """####
     )
     static let breakerRecord = RedisScript(
@@ -61,59 +76,96 @@ enum LuaScripts {
         -- ARGV[4] window ms   ARGV[5] minimum calls   ARGV[6] failure ratio, e.g. "0.15"   ARGV[7] cool-down ms
         -- ARGV[8] probe successes that close it   ARGV[9] buckets per window   ARGV[10] key ttl ms
         -- Reply: {state, calls in the window, failures in the window}
-        local t = redis.call('TIME')
-        local now = t[1] * 1000 + math.floor(t[2] / 1000)
-        local raw = redis.call('GET', KEYS[1])
-        local s = raw and cmsgpack.unpack(raw) or { s = 'closed', u = 0, b = {}, p = {}, n = 0, ok = 0, g = 0 }
-        local failed, probe = ARGV[2] == 'failure', tonumber(ARGV[3])
-        local window, buckets = tonumber(ARGV[4]), tonumber(ARGV[9])
-        local function event(kind, detail)
-            redis.call('XADD', KEYS[2], 'MAXLEN', '~', 10000, '*', 'type', kind, 'breaker', ARGV[1], 'detail', detail)
-            redis.call('PEXPIRE', KEYS[2], 604800000)
-        end
-        local function open(why)
-            s.s, s.u, s.b, s.p, s.ok, s.g = 'open', now + tonumber(ARGV[7]), {}, {}, 0, (s.g or 0) + 1
-            event('breaker-open', why .. '; open for ' .. ARGV[7] .. ' ms')
-        end
-        local calls, failures = 0, 0
-        if s.s == 'closed' then
-            local width = math.max(1, math.floor(window / buckets))
-            local current, kept, found = math.floor(now / width), {}, false
-            for _, b in ipairs(s.b) do
-                if b[1] > current - buckets then
-                    if b[1] == current then b[2], b[3], found = b[2] + 1, b[3] + (failed and 1 or 0), true end
-                    kept[#kept + 1] = b
-                    calls, failures = calls + b[2], failures + b[3]
+        -- The key's expiry is set (PX) when it is new and once half of it has passed (its state's e records
+        -- when); in between the state is written with KEEPTTL, which costs Redis a fraction of PX.
+        -- The third parameter, when a composite (call-finish) runs it, is the TIME reply it already has.
+
+        -- The last state this library wrote, and its table: every worker's calls run in this one Lua VM, so
+        -- the value read back is nearly always the one written last, and its cmsgpack need not be unpacked
+        -- again. (Forgotten while a record is changed: a script error half way leaves no half-changed table.)
+        local lastRaw, lastState = nil, nil
+
+        local function breaker_record(KEYS, ARGV, t)
+            t = t or redis.call('TIME')
+            local now = t[1] * 1000 + math.floor(t[2] / 1000)
+            local raw = redis.call('GET', KEYS[1])
+            local s
+            if raw and raw == lastRaw then
+                s = lastState
+            else
+                s = raw and cmsgpack.unpack(raw) or { s = 'closed', u = 0, b = {}, p = {}, n = 0, ok = 0, g = 0 }
+            end
+            lastRaw, lastState = nil, nil
+            local failed, probe = ARGV[2] == 'failure', tonumber(ARGV[3])
+            local window, buckets = tonumber(ARGV[4]), tonumber(ARGV[9])
+            local function event(kind, detail)
+                redis.call('XADD', KEYS[2], 'MAXLEN', '~', 10000, '*', 'type', kind, 'breaker', ARGV[1], 'detail', detail)
+                redis.call('PEXPIRE', KEYS[2], 604800000)
+            end
+            local function open(why)
+                s.s, s.u, s.b, s.p, s.ok, s.g = 'open', now + tonumber(ARGV[7]), {}, {}, 0, (s.g or 0) + 1
+                event('breaker-open', why .. '; open for ' .. ARGV[7] .. ' ms')
+            end
+            local calls, failures = 0, 0
+            if s.s == 'closed' then
+                local width = math.max(1, math.floor(window / buckets))
+                local current, b, kept, found = math.floor(now / width), s.b, 0, false
+                for i = 1, #b do -- the buckets still in the window, kept in place
+                    local bucket = b[i]
+                    b[i] = nil
+                    if bucket[1] > current - buckets then
+                        if bucket[1] == current then
+                            bucket[2], bucket[3], found = bucket[2] + 1, bucket[3] + (failed and 1 or 0), true
+                        end
+                        kept = kept + 1
+                        b[kept] = bucket
+                        calls, failures = calls + bucket[2], failures + bucket[3]
+                    end
                 end
-            end
-            if not found then
-                kept[#kept + 1] = { current, 1, failed and 1 or 0 }
-                calls, failures = calls + 1, failures + (failed and 1 or 0)
-            end
-            s.b = kept
-            if failed and calls >= tonumber(ARGV[5]) and failures >= tonumber(ARGV[6]) * calls then
-                open(failures .. ' of ' .. calls .. ' calls failed in ' .. window .. ' ms')
-            end
-        elseif s.s == 'half-open' and probe > 0 then
-            local live, mine = {}, false
-            for _, p in ipairs(s.p) do
-                if p[1] == probe then mine = true else live[#live + 1] = p end
-            end
-            s.p = live
-            if mine and failed then
-                open('a probe call failed')
-            elseif mine then
-                s.ok = s.ok + 1
-                if s.ok >= tonumber(ARGV[8]) then
-                    s.s, s.b, s.p, s.ok = 'closed', {}, {}, 0
-                    event('breaker-closed', ARGV[8] .. ' probe calls succeeded')
+                if not found then
+                    b[kept + 1] = { current, 1, failed and 1 or 0 }
+                    calls, failures = calls + 1, failures + (failed and 1 or 0)
                 end
+                if failed and calls >= tonumber(ARGV[5]) and failures >= tonumber(ARGV[6]) * calls then
+                    open(failures .. ' of ' .. calls .. ' calls failed in ' .. window .. ' ms')
+                end
+            elseif s.s == 'half-open' and probe > 0 then
+                local live, mine = {}, false
+                for _, p in ipairs(s.p) do
+                    if p[1] == probe then mine = true else live[#live + 1] = p end
+                end
+                s.p = live
+                if mine and failed then
+                    open('a probe call failed')
+                elseif mine then
+                    s.ok = s.ok + 1
+                    if s.ok >= tonumber(ARGV[8]) then
+                        s.s, s.b, s.p, s.ok = 'closed', {}, {}, 0
+                        event('breaker-closed', ARGV[8] .. ' probe calls succeeded')
+                    end
+                end
+            else
+                lastRaw, lastState = raw, s -- unchanged
+                return { s.s, 0, 0 } -- stale: the outcome of a call let through before the breaker opened
             end
+            local ttl = tonumber(ARGV[10])
+            local keep = raw and s.e and now >= s.e and now - s.e < ttl / 2
+            if not keep then s.e = now end
+            local packed = cmsgpack.pack(s)
+            if keep then
+                redis.call('SET', KEYS[1], packed, 'KEEPTTL')
+            else
+                redis.call('SET', KEYS[1], packed, 'PX', ARGV[10])
+            end
+            lastRaw, lastState = packed, s
+            return { s.s, calls, failures }
+        end
+
+        if redis.register_function then
+            redis.register_function('sluice_breaker_record_VERSION', function(keys, args) return breaker_record(keys, args) end)
         else
-            return { s.s, 0, 0 } -- stale: the outcome of a call let through before the breaker opened
+            return breaker_record(KEYS, ARGV)
         end
-        redis.call('SET', KEYS[1], cmsgpack.pack(s), 'PX', ARGV[10])
-        return { s.s, calls, failures }
         """####
     )
     static let callAdmit = RedisScript(
@@ -126,7 +178,8 @@ enum LuaScripts {
         -- ever sees them.
         --
         -- ARGV[1] the steps, "<entry>:<keys>:<args>" separated by spaces, in this order, each optional but
-        --   decide: "queue", "breaker_allow", "lease_acquire", "decide", "retry_budget"; KEYS and ARGV[2...]
+        --   decide (each runs with the one TIME this script reads): "queue", "breaker_allow", "lease_acquire", "lease_free", "decide", "tree_free",
+        --   "retry_budget"; KEYS and ARGV[2...]
         --   are the steps' own KEYS and ARGV one after another (each as its script documents; "queue" below).
         -- The "queue" step: KEYS queue, queue stats, in flight, events (queue-enter.lua, queue-leave.lua);
         --   ARGV caller id, max waiting, growth alert, window ms, scope, the call's ttl ms (in flight until),
@@ -134,24 +187,50 @@ enum LuaScripts {
         -- Reply: {"admitted", decide's reply, breaker_allow's reply | 0, lease_acquire's reply | 0}; or
         --   {"shed", waiting} (the queue is full); {"breaker", breaker_allow's reply}; {"lease",
         --   lease_acquire's reply}; {"quota", decide's reply} (refused by the quota or the tree).
-        -- A caller refused because its tree has the most calls in flight waits on the tree's wake-up list
-        -- (sluice:{P}:tree:<id>:free, pushed by call-finish's "wake" step); this script empties it then.
+        -- The "lease_free" step (KEYS the lease pool's wake-up list, sluice:{P}:lease:<scope>:free, no ARGV;
+        --   required with "lease_acquire") and the "tree_free" step (KEYS the tree's wake-up list,
+        --   sluice:{P}:tree:<id>:free; optional, for a call inside a tree): a caller refused because every
+        --   lease is held, or because its tree has the most calls in flight, waits on that list (pushed by
+        --   lease-release and by call-finish's "wake" step); this script empties it then, so a wake-up there
+        --   always stands for something freed since. Every key this script touches comes in KEYS, none is
+        --   built from another key's name (Redis Cluster and proxies route by the declared keys).
         -- A caller admitted with a wait (decide's scheduled admission) counts as waiting until it proceeds,
         -- then as in flight: no step of the caller's runs in between.
 
-        local function steps(KEYS, ARGV)
-            local out, k, a = {}, 0, 1
-            for entry, nk, na in string.gmatch(ARGV[1], '([%w_]+):(%d+):(%d+)') do
+        -- The steps' layout, parsed once per header text (bounded), and each step's KEYS and ARGV tables,
+        -- reused call after call (no step keeps them): the composite allocates nothing per call for them.
+        local LAYOUTS, layouts, SCRATCH, PICKED = {}, 0, {}, {}
+
+        local function layout(header)
+            local steps, k, a = {}, 0, 1
+            for entry, nk, na in string.gmatch(header, '([%w_]+):(%d+):(%d+)') do
                 nk, na = tonumber(nk), tonumber(na)
-                local keys, args = {}, {}
-                for i = 1, nk do keys[i] = KEYS[k + i] end
-                for i = 1, na do args[i] = ARGV[a + i] end
-                if #keys ~= nk or #args ~= na then error('sluice call-admit: the steps name more KEYS or ARGV than sent', 0) end
-                out[entry] = { keys, args }
+                steps[#steps + 1] = { entry, k, nk, a, na }
                 k, a = k + nk, a + na
             end
-            if k ~= #KEYS or a ~= #ARGV then error('sluice call-admit: KEYS or ARGV left over after the steps', 0) end
-            return out
+            steps.k, steps.a = k, a
+            if layouts < 64 then LAYOUTS[header], layouts = steps, layouts + 1 end
+            return steps
+        end
+
+        local function steps(KEYS, ARGV)
+            local plan = LAYOUTS[ARGV[1]] or layout(ARGV[1])
+            if plan.k ~= #KEYS or plan.a ~= #ARGV then
+                error('sluice call-admit: the steps name other KEYS or ARGV than sent', 0)
+            end
+            for entry in pairs(PICKED) do PICKED[entry] = nil end
+            for j = 1, #plan do
+                local entry, k, nk, a, na = unpack(plan[j])
+                local step = SCRATCH[entry]
+                if not step then step = { {}, {} }; SCRATCH[entry] = step end
+                local keys, args = step[1], step[2]
+                for i = 1, nk do keys[i] = KEYS[k + i] end
+                for i = #keys, nk + 1, -1 do keys[i] = nil end
+                for i = 1, na do args[i] = ARGV[a + i] end
+                for i = #args, na + 1, -1 do args[i] = nil end
+                PICKED[entry] = step
+            end
+            return PICKED
         end
 
         -- A half-open breaker's probe slot taken by this call, given back (breaker-allow.lua's state format).
@@ -177,13 +256,13 @@ enum LuaScripts {
             local s = steps(KEYS, ARGV)
             local queue, breaker, lease, decide = s.queue, s.breaker_allow, s.lease_acquire, s.decide
             if not decide then error('sluice call-admit: the decide step is missing', 0) end
+            if lease and not s.lease_free then error('sluice call-admit: lease_acquire needs the lease_free step', 0) end
             local t = redis.call('TIME')
             local now = t[1] * 1000 + math.floor(t[2] / 1000)
 
             if queue then -- full: shed, counted (and reported) by queue-enter itself
                 local q, a = queue[1], queue[2]
-                redis.call('ZREMRANGEBYSCORE', q[1], '-inf', now)
-                local waiting = redis.call('ZCARD', q[1])
+                local waiting = redis.call('ZCOUNT', q[1], now, '+inf') -- the expired are removed by queue-enter
                 if waiting >= tonumber(a[2]) then
                     local r = sluice.queue_enter({ q[1], q[2], q[4] }, { a[1], 1, a[2], a[3], a[4], a[5] })
                     return { 'shed', r[2] }
@@ -191,7 +270,7 @@ enum LuaScripts {
             end
             local permit, probe = 0, 0
             if breaker then
-                permit = sluice.breaker_allow(breaker[1], breaker[2])
+                permit = sluice.breaker_allow(breaker[1], breaker[2], t)
                 if permit[1] == 0 then return { 'breaker', permit } end
                 if permit[2] == 'half-open' then probe = permit[3] end
             end
@@ -199,7 +278,7 @@ enum LuaScripts {
             if lease then
                 slot = sluice.lease_acquire(lease[1], lease[2])
                 if slot[1] == 0 then
-                    redis.call('DEL', lease[1][1] .. ':free') -- no slot is free now: older wake-ups are stale
+                    redis.call('DEL', s.lease_free[1][1]) -- no slot is free now: older wake-ups are stale
                     if probe > 0 then unprobe(breaker[1][1], probe) end
                     if queue then -- waiting for a slot: visible in the queue until admitted or given up
                         local q, a = queue[1], queue[2]
@@ -210,15 +289,14 @@ enum LuaScripts {
                     return { 'lease', slot }
                 end
             end
-            local verdict = sluice.decide(decide[1], decide[2])
+            local verdict = sluice.decide(decide[1], decide[2], t)
             local ok, wait = admitted(verdict)
-            if not ok and verdict[5] > 0 and verdict[6 * verdict[5] + 5] == 'tree-in-flight' then
-                local keys = decide[1] -- ..., the reservation, the tree's hash, its calls, events (decide.lua)
-                redis.call('DEL', keys[#keys - 2] .. ':free') -- every call slot is taken: older wake-ups are stale
+            if not ok and s.tree_free and verdict[5] > 0 and verdict[6 * verdict[5] + 5] == 'tree-in-flight' then
+                redis.call('DEL', s.tree_free[1][1]) -- every call slot is taken: older wake-ups are stale
             end
             if not ok then
                 if slot ~= 0 then -- the slot goes back; a caller waiting for one may take it
-                    sluice.lease_release({ lease[1][1] }, { string.format('%d', slot[2]) .. '|' .. lease[2][3] })
+                    sluice.lease_release({ lease[1][1], s.lease_free[1][1] }, { string.format('%d', slot[2]) .. '|' .. lease[2][3] })
                 end
                 if probe > 0 then unprobe(breaker[1][1], probe) end
                 return { 'quota', verdict }
@@ -234,9 +312,12 @@ enum LuaScripts {
                     sluice.queue_enter({ q[1], q[2], q[4] }, { a[1], math.max(1, math.ceil(wait)), a[2], a[3], a[4], a[5] })
                 end
                 redis.call('ZADD', q[3], until_, a[1])
-                if redis.call('PTTL', q[3]) < until_ - now + 60000 then redis.call('PEXPIRE', q[3], until_ - now + 60000) end
+                -- The set outlives its last member by a minute; extended with slack (up to an hour more than
+                -- needed), so that not every call pays a PEXPIRE. Never shortened.
+                local needed = until_ - now + 60000
+                if redis.call('PTTL', q[3]) < needed then redis.call('PEXPIRE', q[3], needed + math.min(needed, 3600000)) end
             end
-            if s.retry_budget then sluice.retry_budget(s.retry_budget[1], s.retry_budget[2]) end
+            if s.retry_budget then sluice.retry_budget(s.retry_budget[1], s.retry_budget[2], t) end
             return { 'admitted', verdict, permit, slot }
         end
 
@@ -261,26 +342,49 @@ enum LuaScripts {
         --   ARGV one after another, each as its script documents ("queue_finish": queue-finish.lua).
         -- Reply: one element per step, in order: the step's reply, or "!error <message>".
 
-        local function call_finish(KEYS, ARGV)
-            local out, k, a = {}, 0, 1
-            for entry, nk, na in string.gmatch(ARGV[1], '([%w_]+):(%d+):(%d+)') do
+        -- The steps' layout, parsed and checked once per header text (bounded), and each step's KEYS and
+        -- ARGV tables and the reply, reused call after call (no step keeps them).
+        local LAYOUTS, layouts, SCRATCH, OUT = {}, 0, {}, {}
+
+        local function layout(header)
+            local steps, k, a = {}, 0, 1
+            for entry, nk, na in string.gmatch(header, '([%w_]+):(%d+):(%d+)') do
+                if not sluice[entry] or entry == 'call_admit' or entry == 'call_finish' then
+                    error('sluice call-finish: a step names an unknown entry', 0)
+                end
                 nk, na = tonumber(nk), tonumber(na)
-                local keys, args = {}, {}
-                for i = 1, nk do keys[i] = KEYS[k + i] end
-                for i = 1, na do args[i] = ARGV[a + i] end
-                local run = sluice[entry]
-                if #keys ~= nk or #args ~= na or not run or entry == 'call_admit' or entry == 'call_finish' then
-                    error('sluice call-finish: a step names an unknown entry or more KEYS and ARGV than sent', 0)
-                end
-                local ok, reply = pcall(run, keys, args)
-                if ok then
-                    out[#out + 1] = reply == nil and 0 or reply
-                else
-                    out[#out + 1] = '!error ' .. tostring(type(reply) == 'table' and reply.err or reply)
-                end
+                steps[#steps + 1] = { entry, k, nk, a, na }
                 k, a = k + nk, a + na
             end
-            return out
+            steps.k, steps.a = k, a
+            if layouts < 64 then LAYOUTS[header], layouts = steps, layouts + 1 end
+            return steps
+        end
+
+        local function call_finish(KEYS, ARGV)
+            local plan = LAYOUTS[ARGV[1]] or layout(ARGV[1])
+            if plan.k ~= #KEYS or plan.a ~= #ARGV then
+                error('sluice call-finish: the steps name other KEYS or ARGV than sent', 0)
+            end
+            local t = redis.call('TIME') -- one TIME for every step that takes it
+            for j = 1, #plan do
+                local entry, k, nk, a, na = unpack(plan[j])
+                local step = SCRATCH[j]
+                if not step then step = { {}, {} }; SCRATCH[j] = step end
+                local keys, args = step[1], step[2]
+                for i = 1, nk do keys[i] = KEYS[k + i] end
+                for i = #keys, nk + 1, -1 do keys[i] = nil end
+                for i = 1, na do args[i] = ARGV[a + i] end
+                for i = #args, na + 1, -1 do args[i] = nil end
+                local ok, reply = pcall(sluice[entry], keys, args, t)
+                if ok then
+                    OUT[j] = reply == nil and 0 or reply
+                else
+                    OUT[j] = '!error ' .. tostring(type(reply) == 'table' and reply.err or reply)
+                end
+            end
+            for j = #OUT, #plan + 1, -1 do OUT[j] = nil end
+            return OUT
         end
 
         if redis.register_function then
@@ -805,7 +909,7 @@ enum LuaScripts {
             return out, warnings
         end
 
-        local function decide(KEYS, ARGV)
+        local function decide(KEYS, ARGV, clock) -- clock: the TIME reply a composite already has
             if not pack then pack, unpack_, floor, ceil = struct.pack, struct.unpack, math.floor, math.ceil end
             local plan = PLANS[ARGV[1]] or memoized(PLANS, ARGV[1], parsePlan)
             local options = OPTIONS[ARGV[2]] or memoized(OPTIONS, ARGV[2], parseOptions)
@@ -832,7 +936,7 @@ enum LuaScripts {
                 local bad = treeInput(KEYS, ARGV, T, n, resTTL)
                 if bad then return redis.error_reply('decide: ' .. bad) end
             end
-            local time = redis.call('TIME')
+            local time = clock or redis.call('TIME')
             local now = time[1] * 1000 + time[2] / 1000
             local config = redis.call('HMGET', KEYS[1], unpack(ARGV, F + 1, F + n * (n + 1) / 2))
             local raw = redis.call('MGET', unpack(KEYS, 3, resTTL > 0 and 3 + n or 2 + n))
@@ -1271,8 +1375,9 @@ enum LuaScripts {
             redis.call('ZADD', key, -token, '#seq')
         end
         redis.call('ZADD', key, now + ttl, string.format('%d', token) .. '|' .. ARGV[3])
-        -- The counter outlives the last lease by a day; a shorter lease never shortens a longer one's.
-        if redis.call('PTTL', key) < ttl + 86400000 then redis.call('PEXPIRE', key, ttl + 86400000) end
+        -- The counter outlives the last lease by a day; a shorter lease never shortens a longer one's. The
+        -- expiry is extended with an hour of slack, so that not every acquire pays a PEXPIRE.
+        if redis.call('PTTL', key) < ttl + 86400000 then redis.call('PEXPIRE', key, ttl + 86400000 + 3600000) end
         return { 1, token, now + ttl, held + 1, slots }
         """####
     )
@@ -1283,18 +1388,21 @@ enum LuaScripts {
         -- a member that is gone (or expired), so it can never free a slot that someone else holds now.
         --
         -- KEYS[1] sluice:{P}:lease:<scope>  ZSET (see lease-acquire)
+        -- KEYS[2] sluice:{P}:lease:<scope>:free  LIST, the pool's wake-up list (bounded, short-lived): a slot
+        --         released in time pushes a wake-up onto it; callers waiting for a slot block on it (BLPOP)
+        --         instead of asking again and again. call-admit empties it whenever it finds every slot held,
+        --         so a wake-up there always stands for a slot freed since. (Declared, not built from KEYS[1]:
+        --         a script touches only the keys it is given, as Redis Cluster and proxies require.)
         -- ARGV[1] the lease's member "<token>|<holder>"
-        -- A slot released in time also pushes a wake-up onto KEYS[1] .. ':free' (a LIST, bounded, short-lived):
-        -- callers waiting for a slot block on it (BLPOP) instead of asking again and again. call-admit empties it
-        -- whenever it finds every slot held, so a wake-up there always stands for a slot freed since.
         -- Reply: 1 released in time; 0 it was no longer held (expired, or released before)
+        if not KEYS[2] then return redis.error_reply('lease-release: KEYS[2] is the wake-up list') end
         local t = redis.call('TIME')
         local now = t[1] * 1000 + math.floor(t[2] / 1000)
         local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
         if not score then return 0 end
         redis.call('ZREM', KEYS[1], ARGV[1])
         if tonumber(score) <= now then return 0 end
-        local free = KEYS[1] .. ':free'
+        local free = KEYS[2]
         redis.call('LPUSH', free, 1)
         redis.call('LTRIM', free, 0, 999)
         redis.call('PEXPIRE', free, 60000)
@@ -1763,45 +1871,70 @@ enum LuaScripts {
         -- windows, the previous one weighted by its overlap) and allows a retry only while
         -- retries + 1 <= ratio * requests + floor. A refused retry is not counted.
         --
-        -- KEYS[1] sluice:{P}:retry:<scope>  HASH: w window index, rq / rt requests and retries in it,
-        --         prq / prt in the previous one, x the last window that raised an exhaustion event
+        -- KEYS[1] sluice:{P}:retry:<scope>  HASH: q<w> / t<w> requests and retries in window w (only the
+        --         current and the previous window are kept), x the last window that raised an exhaustion
+        --         event. Counting a request is one HINCRBY; the first count of a window also drops older
+        --         windows and refreshes the expiry (two windows and a minute). Older versions kept w, rq, rt,
+        --         prq, prt in the same hash: both count on side by side while a fleet upgrades.
         -- KEYS[2] sluice:{P}:events  the partition's event stream
-        -- ARGV[1] "request" | "retry"   ARGV[2] ratio, e.g. "0.1"   ARGV[3] floor (retries per window)
+        -- ARGV[1] "request" | "retry" | "count" (a request, counted without reading the window: what
+        --   call-admit sends)   ARGV[2] ratio, e.g. "0.1"   ARGV[3] floor (retries per window)
         -- ARGV[4] window ms   ARGV[5] the scope (for events)
-        -- Reply: {allowed 1|0, retries in the window, requests in the window} (the counts as strings)
-        local t = redis.call('TIME')
-        local now = t[1] * 1000 + math.floor(t[2] / 1000)
-        local key, window = KEYS[1], tonumber(ARGV[4])
-        local h = redis.call('HMGET', key, 'w', 'rq', 'rt', 'prq', 'prt', 'x')
-        local w, stored = math.floor(now / window), tonumber(h[1])
-        local rq, rt, prq, prt = 0, 0, 0, 0
-        if stored == w then
-            rq, rt, prq, prt = tonumber(h[2]), tonumber(h[3]), tonumber(h[4]), tonumber(h[5])
-        elseif stored == w - 1 then
-            prq, prt = tonumber(h[2]), tonumber(h[3])
-        end
-        local weight = 1 - (now - w * window) / window
-        local requests, retries = rq + prq * weight, rt + prt * weight
-        local allowed = true
-        if ARGV[1] == 'retry' then
-            allowed = retries + 1 <= tonumber(ARGV[2]) * requests + tonumber(ARGV[3])
-            if allowed then rt, retries = rt + 1, retries + 1 end
-        else
-            rq, requests = rq + 1, requests + 1
-        end
-        local x = h[6]
-        if not allowed and tonumber(x) ~= w then
-            x = w
-            redis.call('XADD', KEYS[2], 'MAXLEN', '~', 10000, '*', 'type', 'retry-budget-exhausted', 'scope', ARGV[5],
-                'detail', string.format('%.1f retries for %.1f requests; allowed %s x requests + %s', retries, requests,
-                    ARGV[2], ARGV[3]))
-            redis.call('PEXPIRE', KEYS[2], 604800000)
-        end
-        if allowed or x ~= h[6] then
-            redis.call('HSET', key, 'w', w, 'rq', rq, 'rt', rt, 'prq', prq, 'prt', prt, 'x', x or -1)
+        -- Reply: {allowed 1|0, retries in the window, requests in the window} (the counts as strings);
+        --   "count": 1
+        -- The third parameter, when a composite (call-admit) runs it, is the TIME reply it already has.
+
+        local function newWindow(key, w, window) -- the first count of window w: older windows go
+            local fields = redis.call('HKEYS', key)
+            for i = 1, #fields do
+                local old = tonumber(string.match(fields[i], '^[qt](%d+)$')) -- (fields of older versions stay)
+                if old and old < w - 1 then redis.call('HDEL', key, fields[i]) end
+            end
             redis.call('PEXPIRE', key, 2 * window + 60000)
         end
-        return { allowed and 1 or 0, string.format('%.3f', retries), string.format('%.3f', requests) }
+
+        local function retry_budget(KEYS, ARGV, t)
+            local key, op, window = KEYS[1], ARGV[1], tonumber(ARGV[4])
+            if not window or window ~= window or window < 1 or window > 1e11 then
+                return redis.error_reply('retry-budget: the window is 1 to 1e11 ms')
+            end
+            t = t or redis.call('TIME')
+            local now = t[1] * 1000 + math.floor(t[2] / 1000)
+            local w = math.floor(now / window)
+            local qw, tw = 'q' .. w, 't' .. w
+            if op == 'request' or op == 'count' then
+                if redis.call('HINCRBY', key, qw, 1) == 1 then newWindow(key, w, window) end
+                if op == 'count' then return 1 end
+            elseif op ~= 'retry' then
+                return redis.error_reply('retry-budget: ARGV[1] is request, retry or count')
+            end
+            local h = redis.call('HMGET', key, qw, tw, 'q' .. (w - 1), 't' .. (w - 1), 'x')
+            local weight = 1 - (now - w * window) / window
+            local requests = (tonumber(h[1]) or 0) + (tonumber(h[3]) or 0) * weight
+            local retries = (tonumber(h[2]) or 0) + (tonumber(h[4]) or 0) * weight
+            local allowed = true
+            if op == 'retry' then
+                allowed = retries + 1 <= tonumber(ARGV[2]) * requests + tonumber(ARGV[3])
+                if allowed then
+                    retries = retries + 1
+                    if redis.call('HINCRBY', key, tw, 1) == 1 and not h[1] then newWindow(key, w, window) end
+                elseif tonumber(h[5]) ~= w then
+                    redis.call('HSET', key, 'x', w)
+                    redis.call('PEXPIRE', key, 2 * window + 60000)
+                    redis.call('XADD', KEYS[2], 'MAXLEN', '~', 10000, '*', 'type', 'retry-budget-exhausted', 'scope', ARGV[5],
+                        'detail', string.format('%.1f retries for %.1f requests; allowed %s x requests + %s', retries,
+                            requests, ARGV[2], ARGV[3]))
+                    redis.call('PEXPIRE', KEYS[2], 604800000)
+                end
+            end
+            return { allowed and 1 or 0, string.format('%.3f', retries), string.format('%.3f', requests) }
+        end
+
+        if redis.register_function then
+            redis.register_function('sluice_retry_budget_VERSION', function(keys, args) return retry_budget(keys, args) end)
+        else
+            return retry_budget(KEYS, ARGV)
+        end
         """####
     )
     static let settle = RedisScript(
@@ -1818,7 +1951,8 @@ enum LuaScripts {
         --   tree budgets are charged the actual costs instead of the estimate ("cancel": given back, with
         --   the loop guard's count), in the same step as the quota, and only once.
         -- ARGV[1] "settle" | "cancel"   ARGV[2k], ARGV[2k+1] a resource and its actual cost (integer >= 0);
-        --   a resource not named keeps its estimate
+        --   a resource not named keeps its estimate (a "settle" naming none, outside a tree, only marks the
+        --   reservation settled: the fast path of a call that cost what it estimated)
         -- Reply: {status}: "settled" | "cancelled" | "already settled" | "already cancelled" | "unknown"
         --   (never made, or expired: its estimate stays charged) | "mismatch" (KEYS are not its path, or
         --   not its tree)
@@ -1827,8 +1961,9 @@ enum LuaScripts {
         local RECORD = '<Bc0ddddHc0' -- decide.lua explains the state layout
         local EXTRAS = '<dddd' -- a bucket's pool, absorbed, born and batch debt (decide.lua explains them)
         local HORIZON = 1e12 -- the longest a record lives, ms (decide.lua)
+        local NONE = {} -- the records of a scope no charge changes: never read, never written
 
-        local function settle(KEYS, ARGV)
+        local function settle(KEYS, ARGV, clock) -- clock: the TIME reply a composite already has
             local max, min, ceil, floor = math.max, math.min, math.ceil, math.floor
             -- Bad input is refused before anything is read or written: a negative actual cost would refund
             -- more than was charged (other callers' usage); "nan", "inf" or "0x10" are no costs.
@@ -1846,17 +1981,33 @@ enum LuaScripts {
             end
             if #KEYS < 2 then return redis.error_reply('settle: KEYS are the reservation and its path') end
             local n, cancel = #KEYS - 1, ARGV[1] == 'cancel'
-            local raw = redis.call('MGET', unpack(KEYS))
-            if not raw[1] then return { 'unknown' } end
-            if raw[1] == 'settled' or raw[1] == 'cancelled' then return { 'already ' .. raw[1] } end
-            local reservation = cmsgpack.unpack(raw[1])
+            local record = redis.call('GET', KEYS[1])
+            if not record then return { 'unknown' } end
+            if record == 'settled' or record == 'cancelled' then return { 'already ' .. record } end
+            -- Settled at the estimate (no actual cost named) outside a tree: nothing changes but the status,
+            -- so the record is not even unpacked. (cmsgpack writes the record's "tree" field as \164tree; a
+            -- resource named tree takes the long way, which comes to the same.)
+            if #ARGV == 1 and not cancel and not string.find(record, '\164tree', 1, true) then
+                redis.call('SET', KEYS[1], 'settled', 'KEEPTTL')
+                return { 'settled' }
+            end
+            local reservation = cmsgpack.unpack(record)
             local tree = reservation.tree
-            if tree then -- made inside a request tree: its two keys follow the path's (MGET read them as nil)
+            if tree then -- made inside a request tree: its two keys follow the path's
                 n = #KEYS - 3
                 if KEYS[2 + n] ~= tree or KEYS[3 + n] ~= tree .. ':calls' then return { 'mismatch' } end
             end
             if reservation.leaf ~= KEYS[1 + n] then return { 'mismatch' } end
-            local time = redis.call('TIME')
+            -- The scopes' states are read only when a charge changes: settling at the estimate (the common
+            -- case for a request count) reads and writes no scope.
+            local raw = { record }
+            for _, ch in ipairs(reservation.charges) do
+                if (cancel and ch[5] or ch[5] - (actual[ch[2]] or ch[5])) ~= 0 then
+                    raw = redis.call('MGET', unpack(KEYS, 1, 1 + n))
+                    break
+                end
+            end
+            local time = clock or redis.call('TIME')
             local now = time[1] * 1000 + time[2] / 1000
 
             local scopes = {} -- scope i -> { expires = key expiry, [tag] = record, [k] = record }
@@ -1879,7 +2030,7 @@ enum LuaScripts {
             for _, ch in ipairs(reservation.charges) do
                 local i, res, tag, kind, cost, mark, rate, burst, ceiling, born, absorbedThen = unpack(ch, 1, 11)
                 local refund = cancel and cost or cost - (actual[res] or cost) -- < 0: an overrun to charge
-                local st = records(i)
+                local st = refund ~= 0 and records(i) or NONE
                 local r = st[tag]
                 if refund ~= 0 and kind == 'bucket' then
                     if not r and refund < 0 then -- expired, so full: record the overrun as fresh debt

@@ -81,8 +81,14 @@ public struct LeasePool: Sendable {
         WakeUpList(key: PartitionKeys(partition: partition, namespace: namespace).key("lease", scope, "free"))
     }
 
+    /// lease-release.lua with the pool's key and its wake-up list (declared: a script touches only its KEYS).
     func releaseStep(_ lease: Lease) -> ScriptStep {
-        ScriptStep(script: LuaScripts.leaseRelease, keys: [key], arguments: [RedisArgument(lease.member)])
+        ScriptStep(script: LuaScripts.leaseRelease, keys: [key, freed.key], arguments: [RedisArgument(lease.member)])
+    }
+
+    /// call-admit's "lease_free" step: the wake-up list it empties when every slot is held.
+    var freedStep: ScriptStep {
+        ScriptStep(script: LuaScripts.wake, keys: [freed.key], arguments: [], entry: "lease_free")
     }
 
     /// lease-acquire's reply.

@@ -37,11 +37,15 @@ public struct Reservation: Sendable {
         try await close(try settleStep(actual: actual))
     }
 
-    /// settle.lua's step settling with `actual`.
+    /// settle.lua's step settling with `actual`. A resource whose actual cost is its estimate is not sent: it
+    /// keeps its estimate all the same, and a settle that names no resource only marks the reservation settled
+    /// (settle.lua reads no scope then).
     func settleStep(actual: Cost) throws(QuotaError) -> ScriptStep {
         var arguments: [RedisArgument] = ["settle"]
         for (resource, amount) in try actual.validated()
-        where resources.isEmpty || resources.contains(where: { $0.resource == resource }) {
+        where (resources.isEmpty || resources.contains(where: { $0.resource == resource }))
+            && estimate.amounts[resource] != amount
+        {
             arguments += [RedisArgument(resource), RedisArgument(amount)]
         }
         return closeStep(arguments)

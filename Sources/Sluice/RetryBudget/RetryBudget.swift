@@ -69,7 +69,15 @@ public struct RetryBudget: Sendable {
     }
 
     private func run(_ operation: String) async throws -> Verdict {
-        let reply = try await redis.run(step(operation))
+        try verdict(from: try await redis.run(step(operation)))
+    }
+
+    /// retry-budget's reply ("request" or "retry"), also as a step of call-finish (which reports a step's
+    /// failure as `!error <message>`).
+    func verdict(from reply: RedisValue) throws -> Verdict {
+        if let text = reply.string, text.hasPrefix("!error") {
+            throw RedisError(.unexpectedReply, "retry-budget failed: \(text.dropFirst(7))")
+        }
         let parts = reply.array ?? []
         guard parts.count == 3 else { throw RedisError(.unexpectedReply, "retry-budget replied unexpectedly") }
         return Verdict(allowed: parts[0].integer == 1, retries: parts[1].double ?? 0, requests: parts[2].double ?? 0)
