@@ -41,7 +41,7 @@ source scripts/redis.sh
 redis_start
 trap 'sweep_test_servers; redis_stop' EXIT
 echo "sanitize.sh: integration tests against $REDIS_URL" >&2
-swift test --skip-build "${swift[@]}" --filter SluiceIntegrationTests || status=$?
+swift test --skip-build "${swift[@]}" --no-parallel --filter SluiceIntegrationTests || status=$?
 
 found=$(find "$reports" -type f | sort)
 if [ -n "$found" ]; then

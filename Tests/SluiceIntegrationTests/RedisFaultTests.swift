@@ -23,7 +23,7 @@ struct RedisFaultTests {
         #expect(error?.code == .timeout)
         #expect(elapsed >= .milliseconds(250))
         // The bound leaves room for a loaded two-core machine; a hang would take forever.
-        #expect(elapsed < .milliseconds(3000), "the call took \(elapsed), far past its 300 ms deadline")
+        #expect(elapsed < .seconds(10), "the call took \(elapsed), far past its 300 ms deadline")
         // The next call reconnects.
         #expect(try await redis.send("PING") == .simpleString("PONG"))
     }
