@@ -19,6 +19,10 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         // A span around each Backpressure.call, with its stages, for the application's tracer.
         .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.1.0"),
+        // SHA-1 for the script digests `EVALSHA` names and SHA-256 for the suffix of cut key names (`Crypto`:
+        // BoringSSL on Linux, CryptoKit on Apple platforms), instead of hand-written hashes. Majors 3 and 4 carry the
+        // same API; the range lets an application that pins either one use Sluice.
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         // Only the load injector (`sluice storm`) and `sluice serve` use these; the library targets stay free of them.
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.20.0"),
@@ -35,6 +39,7 @@ let package = Package(
             name: "SluiceRedis",
             dependencies: [
                 "CHiredis",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -44,6 +49,7 @@ let package = Package(
             name: "Sluice",
             dependencies: [
                 "SluiceRedis",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

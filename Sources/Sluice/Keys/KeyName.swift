@@ -1,3 +1,5 @@
+import Crypto
+
 /// Escaping of user-supplied names (scope names, reservation ids) for keys and config fields.
 ///
 /// Bytes outside `[A-Za-z0-9._-]` become `%XX` (so `{`, `}`, `:`, `/`, `=`, ` `, `*`, `|`, `%` and
@@ -30,7 +32,7 @@ enum KeyName {
             out.removeSubrange(cut...)
             out.append(UInt8(ascii: "~"))
             out.append(
-                contentsOf: SHA256.digest(bytes).prefix(12).flatMap { [hex[Int($0 >> 4)], hex[Int($0 & 0x0f)]] })
+                contentsOf: SHA256.hash(data: bytes).prefix(12).flatMap { [hex[Int($0 >> 4)], hex[Int($0 & 0x0f)]] })
         }
         return String(decoding: out, as: UTF8.self)
     }
