@@ -23,6 +23,8 @@ let package = Package(
         // BoringSSL on Linux, CryptoKit on Apple platforms), instead of hand-written hashes. Majors 3 and 4 carry the
         // same API; the range lets an application that pins either one use Sluice.
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        // `Deque` for the FIFOs of the Redis client: the connection pool's waiters and a connection's submissions.
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
         // Only the load injector (`sluice storm`) and `sluice serve` use these; the library targets stay free of them.
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.20.0"),
@@ -40,6 +42,7 @@ let package = Package(
             dependencies: [
                 "CHiredis",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -1,4 +1,5 @@
 import CHiredis
+import DequeModule
 import Logging
 import Synchronization
 
@@ -92,9 +93,9 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     /// The deadline of the connection attempt under way.
     private var connectDeadline: UInt64 = 0
     /// Commands submitted while connecting, not written yet.
-    private var waiting = SubmissionQueue()
+    private var waiting = Deque<Submission>()
     /// Commands written, waiting for their replies, in order.
-    private var inFlight = SubmissionQueue()
+    private var inFlight = Deque<Submission>()
     private var batchReplies: [Reply] = []
     private var nextConnectAttempt: UInt64 = 0
     private var currentBackoffNanos: UInt64 = 0
@@ -429,12 +430,12 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
             reply = .success(value)
         }
         if head.slot.replyCount == 1 {
-            _ = inFlight.removeFirst()
+            _ = inFlight.popFirst()
             head.slot.answer(reply)
         } else {
             batchReplies.append(reply)
             if batchReplies.count == head.slot.replyCount {
-                _ = inFlight.removeFirst()
+                _ = inFlight.popFirst()
                 let replies = batchReplies
                 batchReplies.removeAll(keepingCapacity: true)
                 head.slot.answer(replies)
@@ -449,7 +450,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     private func noLongerPrimary(_ head: Submission) -> Bool {
         if case .ready = phase { phase = .draining }
         guard isShared, head.slot.replyCount == 1, batchReplies.isEmpty else { return false }
-        _ = inFlight.removeFirst()
+        _ = inFlight.popFirst()
         if !head.slot.isAnswered { waiting.append(head) }
         return true
     }
@@ -488,7 +489,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
             connectionFailed(RedisError(.timeout, "no reply within \(configuration.commandTimeout)"))
         }
         while let head = waiting.first, head.deadline <= now || head.slot.isAnswered {
-            _ = waiting.removeFirst()
+            _ = waiting.popFirst()
             var message =
                 "no connection within the command's deadline (\(configuration.commandTimeout)); it was not sent"
             if retryAfterBackoff, let lastConnectError { message += " (last attempt: \(lastConnectError.message))" }
@@ -571,14 +572,14 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
             state.connectedTo = nil
         }
         batchReplies.removeAll()
-        while let submission = inFlight.removeFirst() { submission.slot.fail(error) }
+        while let submission = inFlight.popFirst() { submission.slot.fail(error) }
         if retryAfterBackoff { return }  // the waiting commands wait for the next attempt
         if wasDraining && !waiting.isEmpty {
             // Commands held back after a `-READONLY` were not run: they go to the new primary.
             startConnecting()
             return
         }
-        while let submission = waiting.removeFirst() { submission.slot.fail(error) }
+        while let submission = waiting.popFirst() { submission.slot.fail(error) }
     }
 
     private func shutDown(pendingWork: [Submission]) {
@@ -589,8 +590,8 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
             state.connected = false
             state.connectedTo = nil
         }
-        while let submission = inFlight.removeFirst() { submission.slot.fail(closedError) }
-        while let submission = waiting.removeFirst() { submission.slot.fail(closedError) }
+        while let submission = inFlight.popFirst() { submission.slot.fail(closedError) }
+        while let submission = waiting.popFirst() { submission.slot.fail(closedError) }
         for submission in pendingWork { submission.slot.fail(closedError) }
         // The wake-up pipe stays open until deinit: a caller may still be about to write to it.
     }
@@ -765,7 +766,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
             state.connected = true
             state.connectedTo = endpoint
         }
-        while let submission = waiting.removeFirst() { writeOut(submission) }
+        while let submission = waiting.popFirst() { writeOut(submission) }
         flush()
     }
 
@@ -798,31 +799,6 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     private static func text(_ reply: redisReply) -> String {
         guard let str = reply.str else { return "" }
         return String(decoding: UnsafeRawBufferPointer(start: str, count: reply.len), as: UTF8.self)
-    }
-}
-
-/// A FIFO of submissions (array plus head index; compacted as it drains).
-struct SubmissionQueue {
-    private var storage: [ConnectionCore.Submission] = []
-    private var head = 0
-
-    var first: ConnectionCore.Submission? { head < storage.count ? storage[head] : nil }
-    var isEmpty: Bool { head == storage.count }
-
-    mutating func append(_ submission: ConnectionCore.Submission) { storage.append(submission) }
-
-    mutating func removeFirst() -> ConnectionCore.Submission? {
-        guard head < storage.count else { return nil }
-        let element = storage[head]
-        head += 1
-        if head == storage.count {
-            storage.removeAll(keepingCapacity: true)
-            head = 0
-        } else if head >= 1024 && head * 2 >= storage.count {
-            storage.removeFirst(head)
-            head = 0
-        }
-        return element
     }
 }
 

@@ -1,3 +1,5 @@
+import DequeModule
+
 /// The connection pool's bookkeeping as a pure state machine: no I/O, no locks, no clock of its own.
 ///
 /// Every event — a caller asks for a connection, a caller gives one back or throws it away, an
@@ -62,7 +64,7 @@ struct PoolStateMachine<Connection, Instant: Comparable> {
     private(set) var idle: [(id: ConnectionID, value: Connection)] = []
     private(set) var leased: Set<ConnectionID> = []
     private(set) var opening: Set<ConnectionID> = []
-    private(set) var waiters: [Waiter] = []
+    private(set) var waiters: Deque<Waiter> = []
     private(set) var isClosed = false
     private var nextConnectionID = 0
 
