@@ -25,6 +25,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         // `Deque` for the FIFOs of the Redis client: the connection pool's waiters and a connection's submissions.
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+        // `HTTPResponse` and `HTTPFields`, so that a provider's response from Hummingbird, swift-openapi-runtime or
+        // NIOHTTPTypes goes to `ProviderObservation` as it is.
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
         // Only the load injector (`sluice storm`) and `sluice serve` use these; the library targets stay free of them.
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.20.0"),
@@ -53,6 +56,7 @@ let package = Package(
             dependencies: [
                 "SluiceRedis",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -78,7 +82,11 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
             ]
         ),
-        .testTarget(name: "SluiceUnitTests", dependencies: ["Sluice", "SluiceRedis", "SluiceStorm"]),
+        .testTarget(
+            name: "SluiceUnitTests",
+            dependencies: [
+                "Sluice", "SluiceRedis", "SluiceStorm", .product(name: "HTTPTypes", package: "swift-http-types"),
+            ]),
         .testTarget(
             name: "SluiceIntegrationTests",
             dependencies: [

@@ -11,7 +11,10 @@
 /// the fleet's shared view of the provider's real ceiling:
 ///
 /// ```swift
-/// let observation = ProviderObservation(status: response.status, headers: ResponseHeaders(response.headers))
+/// let observation = ProviderObservation(response)  // a swift-http-types HTTPResponse (swift-openapi-runtime)
+/// let observation = ProviderObservation(status: response.status, headers: response.headers)  // Hummingbird's HTTPFields
+/// let observation = ProviderObservation(  // AsyncHTTPClient: NIO's HTTPHeaders are (name, value) pairs
+///     status: Int(response.status.code), headers: ResponseHeaders(response.headers))
 /// if observation.responseClass == .quota, let wait = observation.retryAfter { ... }
 /// if let tokensLeft = observation[.tokens]?.remaining { ... }
 /// ```

@@ -9,7 +9,7 @@ import SluiceRedis
 /// let admission = try await limiter.schedule(path, cost: estimate, maxWait: .seconds(5))
 /// try await admission.proceed()
 /// let response = try await provider.send(request)
-/// let observation = ProviderObservation(status: response.status, headers: ResponseHeaders(response.headers))
+/// let observation = ProviderObservation(response)  // a swift-http-types HTTPResponse; see ProviderObservation's initialisers
 /// try await reconciler.record(
 ///     observation, path: path, sentAt: admission.decision.sendsAt, admittedAt: admission.decision.decidedAt)
 /// ```

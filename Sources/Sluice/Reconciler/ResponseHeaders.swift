@@ -3,6 +3,7 @@
 /// Build it from whatever your HTTP client returns:
 ///
 /// ```swift
+/// let headers = ResponseHeaders(response.headers)  // AsyncHTTPClient's HTTPHeaders, or swift-http-types' HTTPFields
 /// let headers = ResponseHeaders(response.headers.map { (name: $0.name, value: $0.value) })
 /// let headers: ResponseHeaders = ["x-ratelimit-remaining-requests": "9999"]
 /// ```
