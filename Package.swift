@@ -28,6 +28,8 @@ let package = Package(
         // `HTTPResponse` and `HTTPFields`, so that a provider's response from Hummingbird, swift-openapi-runtime or
         // NIOHTTPTypes goes to `ProviderObservation` as it is.
         .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
+        // The RFC 9651 parser behind the IETF `RateLimit` and `RateLimit-Policy` fields (`rfc9651BareItem`, as 1.7 has it).
+        .package(url: "https://github.com/apple/swift-http-structured-headers", from: "1.7.0"),
         // Only the load injector (`sluice storm`) and `sluice serve` use these; the library targets stay free of them.
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.20.0"),
@@ -57,6 +59,7 @@ let package = Package(
                 "SluiceRedis",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "RawStructuredFieldValues", package: "swift-http-structured-headers"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -113,6 +113,23 @@ struct ReconcilerIETFTests {
         #expect(strings[.requests] == ResourceObservation(limit: nil, remaining: nil, resetAfter: nil))
     }
 
+    @Test("Decimal resets are exact to the millisecond, a repeated parameter's last value wins, a Date is no count")
+    func decimalsAndRFC9651Items() {
+        let observation = ReconcilerFixture.observe(
+            """
+            RateLimit-Policy: "tpm";q=30000;qu="tokens";w=60, "rpm";q=500;w=60
+            RateLimit: "tpm";r=100;t=0.3, "rpm";r=7;r=5;t=1.25
+            """
+        )
+        #expect(
+            observation[.tokens] == ResourceObservation(limit: 30_000, remaining: 100, resetAfter: .milliseconds(300)))
+        #expect(
+            observation[.requests] == ResourceObservation(limit: 500, remaining: 5, resetAfter: .milliseconds(1_250)))
+        // RFC 9651 Dates and Display Strings are valid structured values, but not counts or seconds.
+        let dated = ReconcilerFixture.observe(#"RateLimit: "default";r=%"fifty";t=@1747822560, "other";r=3"#)
+        #expect(dated[.requests] == ResourceObservation(limit: nil, remaining: 3, resetAfter: nil))
+    }
+
     @Test(
         "A field that is not a valid structured field is ignored as a whole",
         arguments: [

@@ -1,5 +1,8 @@
 // The IETF rate-limit fields: draft-ietf-httpapi-ratelimit-headers in its structured (drafts 8-10), dictionary
-// (drafts 3-7) and separate-field (drafts 0-2) forms.
+// (drafts 3-7) and separate-field (drafts 0-2) forms. The structured fields are read with swift-http-structured-headers'
+// RFC 9651 parser.
+
+import RawStructuredFieldValues
 
 extension ObservationParser.Context {
     func ietfResources() -> [RateLimitResource: ResourceObservation] {
@@ -38,30 +41,31 @@ extension ObservationParser.Context {
     /// restrictive wins: the one with the least remaining (on a tie, the later reset); without any remaining, the
     /// first listed. A field that is not a valid structured field is ignored as a whole, as the draft requires.
     private func structuredFieldResources() -> [RateLimitResource: ResourceObservation] {
-        let policies = (combined("ratelimit-policy").flatMap(StructuredFields.parseList) ?? []).compactMap {
+        let policies = (combined("ratelimit-policy").flatMap(Self.parseList) ?? []).compactMap {
             member -> Policy? in
-            guard case .item(let item) = member, let name = item.value.text else { return nil }
-            return Policy(name: name, quota: item.parameter("q").flatMap(Self.count), unit: Self.unit(of: item))
+            guard case .item(let item) = member, let name = Self.text(item.rfc9651BareItem) else { return nil }
+            return Policy(
+                name: name, quota: item.rfc9651Parameters["q"].flatMap(Self.count), unit: Self.unit(of: item))
         }
 
         var candidates: [(resource: RateLimitResource, observation: ResourceObservation)] = []
         var policiesWithLimits: Set<String> = []
         if let field = combined("ratelimit") {
-            if let members = StructuredFields.parseList(field) {
+            if let members = Self.parseList(field) {
                 for case .item(let item) in members {
-                    guard let name = item.value.text else { continue }
+                    guard let name = Self.text(item.rfc9651BareItem) else { continue }
                     let policy = policies.first { $0.name == name }
                     policiesWithLimits.insert(name)
                     guard let resource = Self.resource(ofQuotaUnit: policy?.unit ?? Self.unit(of: item)) else {
                         continue
                     }
                     let observation = ResourceObservation(
-                        limit: policy?.quota, remaining: item.parameter("r").flatMap(Self.count),
-                        resetAfter: item.parameter("t").flatMap(Self.seconds)
+                        limit: policy?.quota, remaining: item.rfc9651Parameters["r"].flatMap(Self.count),
+                        resetAfter: item.rfc9651Parameters["t"].flatMap(Self.seconds)
                     )
                     candidates.append((resource, observation))
                 }
-            } else if let dictionary = StructuredFields.parseDictionary(field) {
+            } else if let dictionary = Self.parseDictionary(field) {
                 candidates.append((.requests, Self.draft7Limit(dictionary)))
             }
         }
@@ -81,17 +85,36 @@ extension ObservationParser.Context {
     }
 
     /// Drafts 3 to 7: `RateLimit: limit=100, remaining=50, reset=30`.
-    private static func draft7Limit(_ dictionary: [(key: String, member: StructuredFields.Member)])
-        -> ResourceObservation
-    {
-        func value(_ key: String) -> StructuredFields.BareItem? {
-            guard case .item(let item)? = dictionary.last(where: { $0.key == key })?.member else { return nil }
-            return item.value
+    private static func draft7Limit(_ dictionary: OrderedMap<String, ItemOrInnerList>) -> ResourceObservation {
+        func value(_ key: String) -> RFC9651BareItem? {
+            guard case .item(let item)? = dictionary[key] else { return nil }
+            return item.rfc9651BareItem
         }
         return ResourceObservation(
             limit: value("limit").flatMap(count), remaining: value("remaining").flatMap(count),
             resetAfter: value("reset").flatMap(seconds)
         )
+    }
+
+    /// A List, such as `"burst";q=100;w=60, "daily";q=1000;w=86400`; nil when the field is not a valid one (RFC 9651
+    /// rejects such a field as a whole).
+    private static func parseList(_ field: Substring) -> [ItemOrInnerList]? {
+        var parser = StructuredFieldValueParser(Array(field.utf8))
+        return try? parser.parseListFieldValue()
+    }
+
+    /// A Dictionary, such as `limit=100, remaining=50, reset=30`; nil when the field is not a valid one.
+    private static func parseDictionary(_ field: Substring) -> OrderedMap<String, ItemOrInnerList>? {
+        var parser = StructuredFieldValueParser(Array(field.utf8))
+        return try? parser.parseDictionaryFieldValue()
+    }
+
+    /// The text of a String or a Token, which rate-limit fields use interchangeably for names and units.
+    private static func text(_ item: RFC9651BareItem) -> String? {
+        switch item {
+        case .string(let text), .token(let text): text
+        default: nil
+        }
     }
 
     private static func isMoreRestrictive(_ candidate: ResourceObservation, than chosen: ResourceObservation) -> Bool {
@@ -101,20 +124,27 @@ extension ObservationParser.Context {
         return (candidate.resetAfter ?? .zero) > (chosen.resetAfter ?? .zero)
     }
 
-    private static func unit(of item: StructuredFields.Item) -> String? {
-        (item.parameter("qu") ?? item.parameter("pu"))?.text
+    private static func unit(of item: Item) -> String? {
+        (item.rfc9651Parameters["qu"] ?? item.rfc9651Parameters["pu"]).flatMap(text)
     }
 
-    private static func count(_ item: StructuredFields.BareItem) -> Int? {
-        guard let value = item.integer, value >= 0 else { return nil }
+    private static func count(_ item: RFC9651BareItem) -> Int? {
+        guard case .integer(let value) = item, value >= 0 else { return nil }
         return Int(exactly: value)
     }
 
-    private static func seconds(_ item: StructuredFields.BareItem) -> Duration? {
+    /// Whole or decimal seconds. A Decimal has at most three fractional digits (exponent -3 to 0), so it converts to
+    /// whole milliseconds exactly.
+    private static func seconds(_ item: RFC9651BareItem) -> Duration? {
         switch item {
-        case .integer(let value) where value >= 0: .seconds(value)
-        case .decimal(let value) where value >= 0: .seconds(value)
-        default: nil
+        case .integer(let value) where value >= 0:
+            return .seconds(value)
+        case .decimal(let value) where value.mantissa >= 0 && (-3...0).contains(value.exponent):
+            var milliseconds = value.mantissa
+            for _ in 0..<(3 + Int(value.exponent)) { milliseconds *= 10 }
+            return .milliseconds(milliseconds)
+        default:
+            return nil
         }
     }
 
