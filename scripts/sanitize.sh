@@ -8,8 +8,10 @@
 #
 # Reports stay in .build/sanitize-KIND/reports/ (one file per process: KIND.PID).
 #
-# Under address, LeakSanitizer skips the leaks listed, each with its reason, in scripts/sanitizers/lsan.supp
-# (Foundation's and XCTest's, none allocated by Sluice).
+# Under thread, Sluice's own targets are built with SLUICE_THREAD_SANITIZER (Package.swift), so that their locks are
+# pthread mutexes ThreadSanitizer sees (Sources/SluiceRedis/Concurrency/SluiceMutex.swift): a report is then a real
+# unordered access, not a `Synchronization.Mutex` it cannot see. Under address, LeakSanitizer skips the leaks listed,
+# each with its reason, in scripts/sanitizers/lsan.supp (Foundation's and XCTest's, none allocated by Sluice).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +24,9 @@ esac
 scratch=.build/sanitize-$kind
 reports=$PWD/$scratch/reports
 swift=(--scratch-path "$scratch" --sanitize="$kind")
+if [ "$kind" = thread ]; then
+  export SLUICE_THREAD_SANITIZER=1
+fi
 
 scripts/install-deps.sh
 start=$(date +%s)

@@ -1,6 +1,5 @@
 import Foundation
 import SluiceRedis
-import Synchronization
 import Testing
 
 @testable import Sluice
@@ -135,9 +134,9 @@ struct SentinelClientTests {
     }
 
     private final class Control: Sendable {
-        let switched = Mutex(false)
-        let done = Mutex(false)
-        let tally = Mutex(Tally())
+        let switched = SluiceMutex(false)
+        let done = SluiceMutex(false)
+        let tally = SluiceMutex(Tally())
     }
 
     private static func decide(_ limiter: Limiter, callers: Int, control: Control) async {
