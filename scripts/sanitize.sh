@@ -10,7 +10,8 @@
 #
 # Under thread, Sluice's own targets are built with SLUICE_THREAD_SANITIZER (Package.swift), so that their locks are
 # pthread mutexes ThreadSanitizer sees (Sources/SluiceRedis/Concurrency/SluiceMutex.swift): a report is then a real
-# unordered access, not a `Synchronization.Mutex` it cannot see. Under address, LeakSanitizer skips the leaks listed,
+# unordered access, not a `Synchronization.Mutex` it cannot see; the Swift runtime's own false reports are listed,
+# each with its reason, in scripts/sanitizers/tsan.supp. Under address, LeakSanitizer skips the leaks listed,
 # each with its reason, in scripts/sanitizers/lsan.supp (Foundation's and XCTest's, none allocated by Sluice).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +40,7 @@ mkdir -p "$reports"
 # status (exitcode=0): the tests judge behaviour, the reports judge memory and threads. Swift's own backtracer
 # would take a crash's signal first, so the sanitizer's report would be lost.
 export SWIFT_BACKTRACE=enable=no
-export TSAN_OPTIONS="log_path=$reports/thread:exitcode=0:halt_on_error=0:second_deadlock_stack=1:history_size=4"
+export TSAN_OPTIONS="log_path=$reports/thread:exitcode=0:halt_on_error=0:second_deadlock_stack=1:history_size=4:suppressions=$PWD/scripts/sanitizers/tsan.supp"
 export ASAN_OPTIONS="log_path=$reports/address:exitcode=0:detect_leaks=1:detect_stack_use_after_return=0"
 export LSAN_OPTIONS="suppressions=$PWD/scripts/sanitizers/lsan.supp:print_suppressions=0"
 
