@@ -118,3 +118,12 @@ if Context.environment["SLUICE_FUZZ"] == "1" {
             .executableTarget(name: fuzzer.name, dependencies: fuzzer.dependencies, path: "Fuzz/\(fuzzer.name)"))
     }
 }
+
+// `scripts/sanitize.sh thread` sets SLUICE_THREAD_SANITIZER=1: Sluice's own targets then lock with a pthread mutex that
+// ThreadSanitizer can see instead of `Synchronization.Mutex` (Sources/SluiceRedis/Concurrency/SluiceMutex.swift).
+// A define here, not `-Xswiftc -D…`, so that only Sluice's targets rebuild, not every dependency.
+if Context.environment["SLUICE_THREAD_SANITIZER"] == "1" {
+    for target in package.targets where target.type != .system {
+        target.swiftSettings = (target.swiftSettings ?? []) + [.define("SLUICE_THREAD_SANITIZER")]
+    }
+}

@@ -71,13 +71,24 @@ stop_pids() {
 }
 
 # Servers that fault-injection tests start themselves live in ${TMPDIR:-/tmp}/sluice-test-*; a test
-# process that dies cannot stop its own, so the test scripts sweep them on exit as well.
+# process that dies cannot stop its own, so the test scripts sweep them on exit as well. Only orphans: a
+# server whose parent is still a running test binary (`*.xctest`) belongs to another run on the same
+# machine (a second checkout, the sanitizer runs), which would otherwise lose its servers mid-test.
 sweep_test_servers() {
-  local pidfile
-  for pidfile in "${TMPDIR:-/tmp}"/sluice-test-*/redis.pid; do
-    [ -f "$pidfile" ] && kill -9 "$(cat "$pidfile")" 2>/dev/null || true
+  local dir pid parent
+  for dir in "${TMPDIR:-/tmp}"/sluice-test-*; do
+    [ -d "$dir" ] || continue
+    pid=$(cat "$dir/redis.pid" 2>/dev/null || true)
+    [ -n "$pid" ] || continue # not started yet, or not a server's directory: nothing to stop
+    if kill -0 "$pid" 2>/dev/null; then
+      parent=$(ps -o ppid= -p "$pid" 2>/dev/null | tr -d ' ')
+      if [ -n "$parent" ] && ps -o args= -p "$parent" 2>/dev/null | grep -q '\.xctest'; then
+        continue
+      fi
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -rf "$dir" 2>/dev/null || true
   done
-  rm -rf "${TMPDIR:-/tmp}"/sluice-test-* 2>/dev/null || true
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then

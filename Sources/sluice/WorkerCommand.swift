@@ -1,7 +1,6 @@
 import ArgumentParser
 import Sluice
 import SluiceRedis
-import Synchronization
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials
@@ -69,7 +68,7 @@ struct OutcomeCounts {
 
 /// ``OutcomeCounts`` that concurrent operation closures can add to.
 final class SharedCounts: Sendable {
-    private let counts = Mutex(OutcomeCounts())
+    private let counts = SluiceMutex(OutcomeCounts())
     func add(_ name: String) { counts.withLock { $0.add(name) } }
     var snapshot: OutcomeCounts { counts.withLock { $0 } }
 }

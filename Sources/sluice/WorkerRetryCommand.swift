@@ -1,7 +1,6 @@
 import ArgumentParser
 import Sluice
 import SluiceRedis
-import Synchronization
 
 /// `sluice worker retry`: makes --calls calls that always fail with a retryable error, each
 /// allowed --attempts attempts, and reports the attempts made and how the calls ended.
@@ -47,7 +46,7 @@ struct WorkerRetryCommand: AsyncParsableCommand {
 
 /// A counter the operation closure can bump.
 final class AttemptCounter: Sendable {
-    private let count = Mutex(0)
+    private let count = SluiceMutex(0)
     var value: Int { count.withLock { $0 } }
     func increment() { count.withLock { $0 += 1 } }
 }

@@ -1,7 +1,6 @@
 import Foundation
 import Sluice
 import SluiceRedis
-import Synchronization
 import Testing
 
 /// The high-level call: queue, tree, quota, lease, breaker, retry budget and the degradation hook.
@@ -234,7 +233,7 @@ struct BackpressureCallTests {
 
 /// Holds operations until the test opens it.
 final class Gate: Sendable {
-    private let isOpen = Mutex(false)
+    private let isOpen = SluiceMutex(false)
     func open() { isOpen.withLock { $0 = true } }
     func wait() async {
         while !isOpen.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(10)) }
@@ -254,7 +253,7 @@ extension AdmissionQueue {
 
 /// Instants appended from the operation closure.
 final class AttemptLog: Sendable {
-    private let times = Mutex<[ContinuousClock.Instant]>([])
+    private let times = SluiceMutex<[ContinuousClock.Instant]>([])
     func append(_ time: ContinuousClock.Instant) { times.withLock { $0.append(time) } }
     var all: [ContinuousClock.Instant] { times.withLock { $0 } }
 }

@@ -1,6 +1,5 @@
 import Foundation
 import SluiceRedis
-import Synchronization
 import Testing
 
 @testable import Sluice
@@ -21,9 +20,9 @@ struct ClusterFaultTests {
 
     /// What the test and its decision loops share: when the primary was killed, and whether to stop.
     private final class Control: Sendable {
-        let killedAt = Mutex<ContinuousClock.Instant?>(nil)
-        let done = Mutex(false)
-        let tally = Mutex(Tally())
+        let killedAt = SluiceMutex<ContinuousClock.Instant?>(nil)
+        let done = SluiceMutex(false)
+        let tally = SluiceMutex(Tally())
         var stop: Bool { done.withLock { $0 } }
     }
 

@@ -1,7 +1,6 @@
 import Foundation
 import Sluice
 import SluiceRedis
-import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -159,10 +158,10 @@ final class FleetTraffic: Sendable {
     let client: RedisClient
     let partition: String
     let treeID: String
-    private let calls: Mutex<[Task<Void, Never>]> = Mutex([])
+    private let calls: SluiceMutex<[Task<Void, Never>]> = SluiceMutex([])
     private let backpressure: Backpressure
     private let slow: Backpressure
-    private let gate = Mutex<Gate?>(nil)
+    private let gate = SluiceMutex<Gate?>(nil)
 
     private init(client: RedisClient, partition: String, treeID: String, backpressure: Backpressure, slow: Backpressure)
     {
@@ -288,7 +287,7 @@ final class FleetTraffic: Sendable {
 
 /// Calls that reached the provider.
 final class Counter: Sendable {
-    private let count = Mutex(0)
+    private let count = SluiceMutex(0)
     func add() { count.withLock { $0 += 1 } }
     var value: Int { count.withLock { $0 } }
 }

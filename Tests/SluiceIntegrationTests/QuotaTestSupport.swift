@@ -1,7 +1,6 @@
 import Foundation
 import Sluice
 import SluiceRedis
-import Synchronization
 
 /// One test's own partition (a unique root scope name) on the shared test server, so tests never
 /// see each other's keys; ``cleanUp()`` deletes its keys.
@@ -112,7 +111,7 @@ enum SluiceBinary {
     }
 
     final class ReceivedBytes: Sendable {
-        private let bytes = Mutex<[UInt8]>([])
+        private let bytes = SluiceMutex<[UInt8]>([])
         func append(_ more: some Sequence<UInt8>) { bytes.withLock { $0.append(contentsOf: more) } }
         var text: String { bytes.withLock { String(decoding: $0, as: UTF8.self) } }
     }

@@ -2,7 +2,6 @@ import Foundation
 import Sluice
 import SluiceRedis
 import SluiceStorm
-import Synchronization
 import Testing
 
 /// The reconciler against a real Redis: the merge of provider responses into the partition's ceiling, reported by
@@ -281,7 +280,7 @@ struct ReconcilerTests {
             maxAttempts: 1)
         // A pause long enough to be still in force when the second call starts, however loaded the machine.
         let throttled = Self.observation(remaining: 0, status: 429, retryAfterMs: 2_000)
-        let sentAt = Mutex<Int64?>(nil)
+        let sentAt = SluiceMutex<Int64?>(nil)
         await #expect(throws: ProviderFailure.self) {
             _ = try await backpressure.call(call) { attempt -> CallOutcome<Void> in
                 sentAt.withLock { $0 = attempt.sentAt }

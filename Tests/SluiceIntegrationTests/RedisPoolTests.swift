@@ -1,4 +1,3 @@
-import Synchronization
 import Testing
 
 @testable import SluiceRedis
@@ -33,7 +32,7 @@ struct RedisPoolTests {
         let listB = RedisArgument(prefix + "b")
 
         // Two holders take both connections and block on lists; A throws once its read returns.
-        let holderAID = Mutex<Int64>(-1)
+        let holderAID = SluiceMutex<Int64>(-1)
         let holderA = Task {
             try await redis.withConnection { connection -> Void in
                 let id = try await connection.send(RedisCommand("CLIENT", "ID")).integer ?? -1

@@ -1,6 +1,5 @@
 import Foundation
 import SluiceRedis
-import Synchronization
 import Testing
 
 @testable import Sluice
@@ -135,9 +134,9 @@ struct SentinelClientTests {
     }
 
     private final class Control: Sendable {
-        let switched = Mutex(false)
-        let done = Mutex(false)
-        let tally = Mutex(Tally())
+        let switched = SluiceMutex(false)
+        let done = SluiceMutex(false)
+        let tally = SluiceMutex(Tally())
     }
 
     private static func decide(_ limiter: Limiter, callers: Int, control: Control) async {
@@ -145,7 +144,9 @@ struct SentinelClientTests {
             for caller in 0..<callers {
                 group.addTask {
                     var round = 0
-                    while !control.done.withLock({ $0 }) {
+                    // Also ends when cancelled: when the test throws before setting `done`, leaving its scope cancels
+                    // `loops`, and a cancelled caller's decisions and sleeps return at once, so it would spin forever.
+                    while !control.done.withLock({ $0 }) && !Task.isCancelled {
                         round += 1
                         let started = ContinuousClock.now
                         var failure: String?

@@ -16,7 +16,7 @@ struct ConnectionPoolTests {
 
     /// Opens connections only when the test completes the pending opens.
     final class Opener: Sendable {
-        private let pending = Mutex<[CheckedContinuation<MockConnection, any Error>]>([])
+        private let pending = SluiceMutex<[CheckedContinuation<MockConnection, any Error>]>([])
         private let count = Atomic(0)
 
         var waiting: Int { pending.withLock { $0.count } }

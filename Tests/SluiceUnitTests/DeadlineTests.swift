@@ -1,3 +1,4 @@
+import SluiceRedis
 import Synchronization
 import Testing
 
@@ -10,7 +11,7 @@ struct DeadlineTests {
 
     /// An operation that waits until cancelled (or `release()`d), recording that it stopped.
     final class Operation: Sendable {
-        private let state = Mutex<(started: Bool, stopped: Bool, gate: CheckedContinuation<Void, any Error>?)>(
+        private let state = SluiceMutex<(started: Bool, stopped: Bool, gate: CheckedContinuation<Void, any Error>?)>(
             (false, false, nil))
         var started: Bool { state.withLock { $0.started } }
         var stopped: Bool { state.withLock { $0.stopped } }
@@ -80,7 +81,7 @@ struct DeadlineTests {
     @Test("An operation that ignores the cancellation is awaited, and its late value is kept")
     func lateValueKept() async throws {
         let clock = MockClock()
-        let release = Mutex<CheckedContinuation<Void, Never>?>(nil)
+        let release = SluiceMutex<CheckedContinuation<Void, Never>?>(nil)
         let task = Task {
             try await withDeadline(clock.now.advanced(by: .seconds(1)), clock: clock, onTimeout: { TimedOut() }) {
                 await withCheckedContinuation { continuation in release.withLock { $0 = continuation } }
@@ -159,7 +160,7 @@ struct DeadlineTests {
 
     @Test("The abandoning race returns at the deadline while an operation that ignores cancellation still runs")
     func abandoningReturnsAtTheDeadline() async throws {
-        let gate = Mutex<CheckedContinuation<Void, Never>?>(nil)
+        let gate = SluiceMutex<CheckedContinuation<Void, Never>?>(nil)
         let finished = Atomic(false)
         await #expect(throws: TimedOut.self) {
             try await withDeadlineAbandoning(.now + .milliseconds(50), onTimeout: { TimedOut() }) {

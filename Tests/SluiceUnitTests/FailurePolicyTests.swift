@@ -1,5 +1,4 @@
 import SluiceRedis
-import Synchronization
 import Testing
 
 @testable import Sluice
@@ -117,7 +116,7 @@ struct FailurePolicyTests {
 
 /// A clock that moves only when the test moves it, from the moment it is made.
 final class ManualClock: Sendable {
-    private let instant = Mutex(ContinuousClock.now)
+    private let instant = SluiceMutex(ContinuousClock.now)
 
     var now: @Sendable () -> ContinuousClock.Instant { { [self] in instant.withLock { $0 } } }
 

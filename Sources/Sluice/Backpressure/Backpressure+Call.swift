@@ -1,6 +1,5 @@
 import Logging
 import SluiceRedis
-import Synchronization
 import Tracing
 
 extension Backpressure {
@@ -447,7 +446,7 @@ struct Steps {
 
 /// When a call stops waiting for its bookkeeping: fixed by its first cleanup step, shared by the later ones.
 private final class CleanupWindow: Sendable {
-    private let fixed = Mutex<ContinuousClock.Instant?>(nil)
+    private let fixed = SluiceMutex<ContinuousClock.Instant?>(nil)
 
     func limit(deadline: ContinuousClock.Instant) -> ContinuousClock.Instant {
         fixed.withLock { fixed in

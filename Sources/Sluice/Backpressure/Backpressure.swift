@@ -2,7 +2,6 @@ import CoreMetrics
 import Logging
 import ServiceLifecycle
 import SluiceRedis
-import Synchronization
 import Tracing
 
 /// The stop buttons around every provider call, in one place: the fleet-wide queue (shedding when
@@ -102,9 +101,9 @@ public final class Backpressure: Sendable {
     let tracer: (any Tracer)?
     let trees: RequestTrees
     let fallback: LocalFallbackBucket?
-    private let ceiling: Mutex<Double>
-    private let counters = Mutex(Counters())
-    private let reported = Mutex<[String: ContinuousClock.Instant]>([:])
+    private let ceiling: SluiceMutex<Double>
+    private let counters = SluiceMutex(Counters())
+    private let reported = SluiceMutex<[String: ContinuousClock.Instant]>([:])
 
     struct Counters {
         var degradedAdmissions = 0
@@ -154,11 +153,11 @@ public final class Backpressure: Sendable {
             self.membership = nil
         }
         if case .fallback(let rate, let burst) = configuration.failurePolicy.kind {
-            self.ceiling = Mutex(rate)
+            self.ceiling = SluiceMutex(rate)
             self.fallback = LocalFallbackBucket(rate: rate, burst: burst)
             metrics.ceiling(share: rate)
         } else {
-            self.ceiling = Mutex(0)
+            self.ceiling = SluiceMutex(0)
             self.fallback = nil
         }
     }

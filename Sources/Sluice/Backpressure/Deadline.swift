@@ -1,4 +1,4 @@
-import Synchronization
+import SluiceRedis
 
 /// Runs `operation` against `deadline` as a structured race: when the deadline passes first, the
 /// operation is cancelled and awaited, and the caller gets `onTimeout()`'s error once it has
@@ -112,7 +112,7 @@ private final class AbandoningRace<T: Sendable>: Sendable {
         var finished = false
         var tasks: [Task<Void, Never>] = []
     }
-    private let state = Mutex(State())
+    private let state = SluiceMutex(State())
 
     /// Whether the race goes on; when it already finished, the continuation is resumed at once.
     func start(_ continuation: CheckedContinuation<T, any Error>) -> Bool {

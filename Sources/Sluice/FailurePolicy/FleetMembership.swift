@@ -1,7 +1,6 @@
 import Logging
 import ServiceLifecycle
 import SluiceRedis
-import Synchronization
 
 /// This worker's registration in its partition's worker registry (`sluice:{P}:workers`), kept
 /// alive by a heartbeat. The number of live workers is what sizes each worker's share of a ceiling
@@ -21,8 +20,8 @@ public final class FleetMembership: Sendable {
     /// Where failed heartbeats are logged (at `debug`: the Redis client and ``RedisHealth`` report outages).
     public let logger: Logger
     private let redis: RedisClient
-    private let known = Mutex<Int>(1)
-    private let task = Mutex<Task<Void, Never>?>(nil)
+    private let known = SluiceMutex<Int>(1)
+    private let task = SluiceMutex<Task<Void, Never>?>(nil)
 
     /// A membership; call ``start()`` to register and keep beating.
     public init(

@@ -1,4 +1,4 @@
-import Synchronization
+import SluiceRedis
 
 /// A token bucket in this process, for deciding without Redis (``FailurePolicy/localFallback(fleetCeiling:burst:)``).
 /// Its rate is this worker's share of the fleet's ceiling and follows the ceiling and the number of
@@ -11,14 +11,14 @@ public final class LocalFallbackBucket: Sendable {
         var updated: ContinuousClock.Instant
     }
 
-    private let state: Mutex<State>
+    private let state: SluiceMutex<State>
     private let burst: Duration
 
     /// A full bucket of `rate` tokens per second holding `burst` worth of it (at least 1).
     public init(rate: Double, burst: Duration) {
         let capacity = max(1, rate * (burst / .seconds(1)))
         self.burst = burst
-        self.state = Mutex(State(rate: max(0, rate), capacity: capacity, level: capacity, updated: .now))
+        self.state = SluiceMutex(State(rate: max(0, rate), capacity: capacity, level: capacity, updated: .now))
     }
 
     /// The current rate in tokens per second.

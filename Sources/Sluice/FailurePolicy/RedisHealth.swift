@@ -1,6 +1,5 @@
 import Logging
 import SluiceRedis
-import Synchronization
 
 /// A breaker around Redis itself, in this process: after a connection failure or a timeout it
 /// stops sending for a cool-down (doubling up to a maximum), then lets one trial call through;
@@ -70,7 +69,7 @@ public final class RedisHealth: Sendable {
     public let configuration: Configuration
     /// Where the transitions are logged.
     public let logger: Logger
-    private let state: Mutex<State>
+    private let state: SluiceMutex<State>
     private let onTransition: @Sendable (Transition) -> Void
     /// The time: the continuous clock, or a test's.
     private let now: @Sendable () -> ContinuousClock.Instant
@@ -88,7 +87,7 @@ public final class RedisHealth: Sendable {
     ) {
         self.configuration = configuration
         self.logger = logger
-        self.state = Mutex(State(coolDown: configuration.initialCoolDown))
+        self.state = SluiceMutex(State(coolDown: configuration.initialCoolDown))
         self.now = now
         self.onTransition = onTransition
     }

@@ -1,5 +1,5 @@
 import CoreMetrics
-import Synchronization
+import SluiceRedis
 
 /// ``Backpressure``'s metrics, created once per layer on the factory it was given (by default the application's
 /// bootstrapped backend). Every dimension is bounded: the partition, the failure policy's kind, a result, a limit
@@ -45,9 +45,9 @@ final class BackpressureMetrics: Sendable {
         /// Each dependency's breaker state, as this worker last saw it.
         var breakers: [String: CircuitBreaker.State] = [:]
     }
-    private let counts = Mutex(Counts())
+    private let counts = SluiceMutex(Counts())
     /// The counters whose dimensions are known only when they happen, made once each.
-    private let labelled = Mutex<[String: Counter]>([:])
+    private let labelled = SluiceMutex<[String: Counter]>([:])
 
     static let breakerStates: [CircuitBreaker.State] = [.closed, .open, .halfOpen]
 

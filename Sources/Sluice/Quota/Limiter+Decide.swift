@@ -1,5 +1,4 @@
 import SluiceRedis
-import Synchronization
 
 extension Limiter {
     /// Decides now: admits `cost` against every limit on `path` (charging all of them) or denies
@@ -253,7 +252,7 @@ final class EncodedPaths: Sendable {
         /// The keys' prefix: a sharded path's keys depend on its shard too.
         let prefix: String
     }
-    private let cache = Mutex<[Key: EncodedPath]>([:])
+    private let cache = SluiceMutex<[Key: EncodedPath]>([:])
     private let bound = 4096
 
     func encoding(_ path: ScopePath, resources: [String], keys: QuotaKeys, limiter: Limiter) -> EncodedPath {

@@ -1,6 +1,5 @@
 import Logging
 import SluiceRedis
-import Synchronization
 
 /// The fleet's limiter: every decision is one atomic script in Redis over the whole path.
 ///
@@ -140,7 +139,7 @@ public final class Limiter: Sendable {
 /// Whether a set of findings was not reported from this process in the last minute: each invalid value is one
 /// report a minute per worker, not one per decision.
 final class WarningThrottle: Sendable {
-    private let reported = Mutex<[String: ContinuousClock.Instant]>([:])
+    private let reported = SluiceMutex<[String: ContinuousClock.Instant]>([:])
 
     func shouldReport(_ warnings: [QuotaWarning]) -> Bool {
         let key = warnings.map(\.description).joined(separator: "\n")

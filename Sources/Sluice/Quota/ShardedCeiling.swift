@@ -1,5 +1,4 @@
 import SluiceRedis
-import Synchronization
 
 /// The tenant-to-shard map of a sharded global ceiling (`sluice quota set global=NAME ... --shards N`):
 /// the jump consistent hash (Lamping and Veach) of the tenant's name, so that every process maps a
@@ -74,8 +73,8 @@ final class ShardDirectory: Sendable {
         var layout: ShardLayout?
         var fetched: ContinuousClock.Instant
     }
-    private let entries = Mutex<[String: Entry]>([:])
-    private let sweeps = Mutex<[String: ContinuousClock.Instant]>([:])
+    private let entries = SluiceMutex<[String: Entry]>([:])
+    private let sweeps = SluiceMutex<[String: ContinuousClock.Instant]>([:])
 
     /// How long a process keeps a root's layout before reading it again (a new `--shards` reaches every
     /// process within it).

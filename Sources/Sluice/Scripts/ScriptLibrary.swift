@@ -1,6 +1,5 @@
 import Foundation
 import SluiceRedis
-import Synchronization
 
 /// Every Lua script of `lua/`, joined into one Redis function library named after its version.
 ///
@@ -24,7 +23,7 @@ final class ScriptLibrary: Sendable {
     /// The library's body, which the `EVALSHA` form of each entry starts with.
     private let body: String
     /// The `EVALSHA` forms made so far (each costs a SHA-1 of the whole library: made only when needed).
-    private let evalScripts = Mutex<[String: RedisScript]>([:])
+    private let evalScripts = SluiceMutex<[String: RedisScript]>([:])
 
     struct Entry: Sendable {
         let function: String
@@ -91,7 +90,7 @@ final class ScriptLibrary: Sendable {
 
     /// The clients that run scripts through `EVALSHA`, by identity; weak, so that a client allocated later at a
     /// freed one's address does not inherit its mode.
-    private static let evalClients = Mutex<[ObjectIdentifier: WeakClient]>([:])
+    private static let evalClients = SluiceMutex<[ObjectIdentifier: WeakClient]>([:])
 
     private final class WeakClient: Sendable {
         weak let client: RedisClient?
@@ -143,7 +142,7 @@ final class ScriptLibrary: Sendable {
         }
     }
 
-    private static let loads = Mutex<[ObjectIdentifier: Task<Void, any Error>]>([:])
+    private static let loads = SluiceMutex<[ObjectIdentifier: Task<Void, any Error>]>([:])
 
     /// Loads the library (`FUNCTION LOAD REPLACE`), once at a time per client: when a server lost it (a
     /// restart), the callers that find it missing together wait for one load instead of sending one each.
@@ -208,7 +207,7 @@ extension ScriptLibrary {
     /// A library that no worker has run for this long is removed by the heartbeat of a worker of another version.
     static let staleAfter: Duration = .seconds(86_400)
     private static let noteEvery: Duration = .seconds(600)
-    private static let lastNoted = Mutex<[String: ContinuousClock.Instant]>([:])
+    private static let lastNoted = SluiceMutex<[String: ContinuousClock.Instant]>([:])
 
     /// `<namespace>:libraries`, a hash: each library name → when a worker running it last sent a heartbeat
     /// (milliseconds since 1970, by that worker's clock); the key expires a week after its last write.

@@ -1,5 +1,4 @@
 import Logging
-import Synchronization
 
 /// Sends commands to a Redis Cluster: each to the primary that serves the slot of its keys.
 ///
@@ -29,7 +28,7 @@ final class ClusterRouter: Sendable {
     /// The connection the client was given: asked for the slot map when no known node answers.
     private let seed: RedisConnection
     private let seedHost: String
-    private let state = Mutex(State())
+    private let state = SluiceMutex(State())
 
     /// Redirects one command may follow before it fails (a slot moving back and forth, a confused cluster).
     static let maximumRedirects = 16
@@ -589,7 +588,7 @@ private final class FirstOf: Sendable {
         var waiter: UnsafeContinuation<Void, Never>?
         var fired = false
     }
-    private let state = Mutex(State())
+    private let state = SluiceMutex(State())
 
     func wait(_ continuation: UnsafeContinuation<Void, Never>) {
         let fired = state.withLock { state -> Bool in

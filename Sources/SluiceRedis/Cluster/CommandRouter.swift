@@ -24,7 +24,7 @@ final class CommandRouter: Sendable {
     private let nextShared = Atomic<Int>(0)
     private let configuration: RedisConfiguration
     private let poolSize: Int
-    private let state = Mutex(State())
+    private let state = SluiceMutex(State())
 
     init(sharedConnections: [RedisConnection], configuration: RedisConfiguration, poolSize: Int) {
         precondition(!sharedConnections.isEmpty, "a router needs a connection")

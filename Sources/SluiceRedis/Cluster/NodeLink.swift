@@ -1,5 +1,3 @@
-import Synchronization
-
 /// The connections a cluster client keeps to one node: one shared, automatically pipelined connection for
 /// commands and scripts, and a small pool (opened on first use) for callers that need a connection of their
 /// own (blocking reads).
@@ -8,7 +6,7 @@ final class NodeLink: Sendable {
     let connection: RedisConnection
     private let configuration: RedisConfiguration
     private let poolSize: Int
-    private let pool = Mutex<DedicatedPool?>(nil)
+    private let pool = SluiceMutex<DedicatedPool?>(nil)
 
     /// `template` is the client's configuration; only its endpoint is replaced (a cluster has database 0 only).
     init(address: NodeAddress, template: RedisConfiguration, poolSize: Int) throws(RedisError) {

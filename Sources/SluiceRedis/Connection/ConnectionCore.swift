@@ -1,7 +1,6 @@
 import CHiredis
 import DequeModule
 import Logging
-import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -77,7 +76,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     }
 
     let configuration: RedisConfiguration
-    private let shared = Mutex(Shared())
+    private let shared = SluiceMutex(Shared())
     private let wakeReadFD: Int32
     private let wakeWriteFD: Int32
     private let commandTimeoutNanos: UInt64

@@ -1,5 +1,3 @@
-import Synchronization
-
 /// Where one caller waits for its reply (or a batch's replies), answered exactly once: by the
 /// I/O thread with the replies or an error, or by the caller's cancellation, whichever comes first.
 ///
@@ -25,7 +23,7 @@ final class ReplySlot: Sendable {
     let command: String
     /// How many replies answer it (1, or the batch's size).
     let replyCount: Int
-    private let state = Mutex(State.unset)
+    private let state = SluiceMutex(State.unset)
 
     init(command: String, replyCount: Int) {
         self.command = command

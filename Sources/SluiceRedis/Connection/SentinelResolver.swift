@@ -41,7 +41,7 @@ final class SentinelResolver: Sendable {
     let settings: RedisConfiguration.Sentinel
     /// How each sentinel is reached: its address, the sentinels' credentials, the client's TLS.
     private let sentinelConfigurations: [RedisConfiguration]
-    private let state: Mutex<State>
+    private let state: SluiceMutex<State>
     private let changes = Atomic<Int>(0)
 
     /// - Parameter configuration: a configuration whose ``RedisConfiguration/sentinel`` is set.
@@ -65,7 +65,7 @@ final class SentinelResolver: Sendable {
                     return tls
                 })
         }
-        state = Mutex(State(connections: Array(repeating: nil, count: settings.sentinels.count)))
+        state = SluiceMutex(State(connections: Array(repeating: nil, count: settings.sentinels.count)))
     }
 
     /// The last primary address the sentinels gave.

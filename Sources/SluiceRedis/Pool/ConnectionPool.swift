@@ -1,5 +1,3 @@
-import Synchronization
-
 /// A small pool of dedicated connections, opened on demand up to a maximum: the I/O around
 /// ``PoolStateMachine``, which decides everything.
 ///
@@ -36,7 +34,7 @@ where PoolClock.Duration == Duration {
         var open: [Int] = []
     }
 
-    private let state: Mutex<State>
+    private let state: SluiceMutex<State>
     private let clock: PoolClock
     private let openConnection: @Sendable () async throws -> Connection
     private let closeConnection: @Sendable (Connection) -> Void
@@ -48,7 +46,7 @@ where PoolClock.Duration == Duration {
         maximumConnections: Int, clock: PoolClock, open: @escaping @Sendable () async throws -> Connection,
         close: @escaping @Sendable (Connection) -> Void
     ) {
-        self.state = Mutex(State(machine: Machine(maximumConnections: maximumConnections)))
+        self.state = SluiceMutex(State(machine: Machine(maximumConnections: maximumConnections)))
         self.clock = clock
         self.openConnection = open
         self.closeConnection = close

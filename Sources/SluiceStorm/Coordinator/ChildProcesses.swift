@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import SluiceRedis
 
 #if canImport(Glibc)
     import Glibc
@@ -20,7 +20,7 @@ public final class ChildProcesses: Sendable {
     /// Kept alive for the life of the process; written once, from ``installSignalHandlers()``.
     nonisolated(unsafe) private static var signalSources: [any DispatchSourceSignal] = []
 
-    private let state = Mutex(State())
+    private let state = SluiceMutex(State())
 
     func add(pid: Int32) { state.withLock { _ = $0.pids.insert(pid) } }
     func remove(pid: Int32) { state.withLock { _ = $0.pids.remove(pid) } }

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import SluiceRedis
 import Synchronization
 
 /// A mock LLM provider: a real HTTP server on loopback that answers under its own quota, with log-normal latency
@@ -98,7 +99,7 @@ extension MockProvider {
             var nextID = 0
         }
 
-        private let state = Mutex<Run?>(nil)
+        private let state = SluiceMutex<Run?>(nil)
         private let generation = Atomic<Int>(0)
 
         func begin(settings: ProviderSettings, startMs: Double) {

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import SluiceRedis
 
 #if canImport(Glibc)
     import Glibc
@@ -45,7 +45,7 @@ public struct SoakEntry: Codable, Sendable {
 /// Appends ``SoakEntry`` lines to a worker's ledger file.
 public final class SoakLedger: Sendable {
     private let descriptor: Int32
-    private let lock = Mutex(())
+    private let lock = SluiceMutex(())
 
     public init(path: String) throws {
         descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)

@@ -1,7 +1,6 @@
 import Foundation
 import Sluice
 import SluiceRedis
-import Synchronization
 
 /// One worker process of the chaos soak (`sluice soak worker`): until its end it runs request trees whose calls
 /// go through ``Backpressure/call(_:degrade:_:)`` (fail-open: the tree, the quota path `global → tenant`, a
@@ -263,7 +262,7 @@ public struct SoakWorker: Sendable {
 
 /// Whether a call's first attempt ran (and so its admission is in the ledger).
 final class AdmittedFlag: Sendable {
-    private let flag = Mutex(false)
+    private let flag = SluiceMutex(false)
     func set() { flag.withLock { $0 = true } }
     var value: Bool { flag.withLock { $0 } }
 }

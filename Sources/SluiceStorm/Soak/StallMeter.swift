@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import SluiceRedis
 
 #if canImport(Glibc)
     import Glibc
@@ -17,7 +17,7 @@ final class StallMeter: Sendable {
         var lengthMs: Double
     }
 
-    private let stalls = Mutex<[Stall]>([])
+    private let stalls = SluiceMutex<[Stall]>([])
 
     init() {
         let thread = Thread { [self] in

@@ -1,4 +1,4 @@
-import Synchronization
+import SluiceRedis
 
 /// Runs request trees the way agents do: a planner call, parallel branches of steps with tool calls between
 /// them, sub-agents, a synthesis call, or a runaway loop; every LLM call goes through the mode's ``CallGate``
@@ -136,7 +136,7 @@ final class AttemptTally: Sendable {
         var attemptMs = 0.0
     }
 
-    private let state = Mutex(Counts())
+    private let state = SluiceMutex(Counts())
 
     func add(_ result: AttemptResult) {
         state.withLock { counts in

@@ -1,4 +1,4 @@
-import Synchronization
+import SluiceRedis
 
 /// What a worker collects while it runs: its call records and a gauge of the calls waiting and in flight, kept
 /// per bin of ``ProviderRecorder/binSeconds`` (the most seen during each bin).
@@ -18,7 +18,7 @@ final class WorkerLedger: Sendable {
         var peaks: [Int: Peak] = [:]
     }
 
-    private let state = Mutex(State())
+    private let state = SluiceMutex(State())
     private let startMs: Double
 
     init(startMs: Double) { self.startMs = startMs }

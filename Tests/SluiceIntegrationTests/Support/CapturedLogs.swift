@@ -1,5 +1,5 @@
 import Logging
-import Synchronization
+import SluiceRedis
 
 /// A log backend for tests: every line a `Logger` made from ``logger(label:)`` emits, with its metadata (the
 /// logger's and the line's), kept in memory to be asserted on.
@@ -16,7 +16,7 @@ final class CapturedLogs: Sendable {
         }
     }
 
-    private let records = Mutex<[Record]>([])
+    private let records = SluiceMutex<[Record]>([])
 
     /// Every line so far.
     var all: [Record] { records.withLock { $0 } }

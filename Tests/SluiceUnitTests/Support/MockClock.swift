@@ -1,4 +1,4 @@
-import Synchronization
+import SluiceRedis
 import Testing
 
 /// A clock that moves only when a test advances it (after postgres-nio's `MockClock`): sleepers
@@ -25,7 +25,7 @@ final class MockClock: Clock {
         var nextID = 0
     }
 
-    private let state = Mutex(State())
+    private let state = SluiceMutex(State())
 
     var now: Instant { state.withLock { $0.now } }
     var minimumResolution: Duration { .nanoseconds(1) }
