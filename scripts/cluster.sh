@@ -21,7 +21,7 @@ _sluice_cluster_dirs=()
 _cluster_free_port() {
   local port taken
   for _ in $(seq 1 100); do
-    port=$(( 20000 + RANDOM % 15000 ))
+    port=$(_sluice_random_port 10000)
     taken=0
     for other in "$@"; do
       if [ "$port" = "$other" ] || [ "$port" = $(( other + 10000 )) ] || [ $(( port + 10000 )) = "$other" ]; then

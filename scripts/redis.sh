@@ -11,10 +11,22 @@
 _sluice_redis_pids=()
 _sluice_redis_dirs=()
 
+# Test servers take ports below the kernel's ephemeral range (ip_local_port_range, from 32768 by default): a port
+# inside it can become, at any moment, the local end of some outgoing connection, and redis-server then fails to
+# bind a port that looked free a moment before ("Address already in use"; seen once in a soak under load).
+# Prints a random port in [10000, first ephemeral port - RESERVED), RESERVED (default 0) leaving room above it.
+_sluice_random_port() {
+  local first _rest span
+  read -r first _rest </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || first=32768
+  span=$(( first - ${1:-0} - 10000 ))
+  [ "$span" -ge 1000 ] || span=1000
+  echo $(( 10000 + RANDOM % span ))
+}
+
 _redis_free_port() {
   local port
   for _ in $(seq 1 50); do
-    port=$(( 20000 + RANDOM % 20000 ))
+    port=$(_sluice_random_port)
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       echo "$port"
       return 0

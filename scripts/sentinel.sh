@@ -10,6 +10,8 @@
 # Or run a command with one: scripts/sentinel.sh run -- COMMAND...
 # A fail-over on demand: redis-cli -p "${SENTINEL_PORTS[0]}" sentinel failover sluice-primary
 
+declare -F _sluice_random_port >/dev/null || source "$(dirname "${BASH_SOURCE[0]}")/redis.sh"
+
 _sluice_sentinel_pids=()
 _sluice_sentinel_dirs=()
 SENTINEL_PRIMARY_NAME=sluice-primary
@@ -17,7 +19,7 @@ SENTINEL_PRIMARY_NAME=sluice-primary
 _sentinel_free_port() {
   local port taken
   for _ in $(seq 1 100); do
-    port=$(( 20000 + RANDOM % 15000 ))
+    port=$(_sluice_random_port)
     taken=0
     for other in "$@"; do [ "$port" = "$other" ] && taken=1; done
     [ "$taken" = 1 ] && continue

@@ -123,9 +123,14 @@ if [ "$CLUSTER" = 1 ]; then
   PRIMARY_PORTS() { for p in "${CLUSTER_PORTS[@]}"; do
     redis-cli -p "$p" info replication 2>/dev/null | tr -d '\r' | grep -q '^role:master$' && echo "$p"; done; }
 else
-  PORT=$(_redis_free_port) || exit 1
   mkdir -p "$WORK/redis"
-  start_node "$PORT" "$WORK/redis"
+  # A port that looked free can be taken before redis-server binds it: then try another.
+  for _ in 1 2 3 4 5; do
+    PORT=$(_redis_free_port) || exit 1
+    start_node "$PORT" "$WORK/redis"
+    redis-cli -p "$PORT" ping 2>/dev/null | grep -q PONG && break
+    log "redis-server did not start on port $PORT: $(tail -1 "$WORK/redis/redis.log" 2>/dev/null)"
+  done
   REDIS_PID=$NODE_PID
   URL="redis://127.0.0.1:$PORT"
   PRIMARY_PORTS() { echo "$PORT"; }

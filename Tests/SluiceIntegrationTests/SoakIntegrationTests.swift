@@ -11,15 +11,22 @@ struct SoakIntegrationTests {
         let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().path
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-soak-\(UUID()).json").path
-        defer { try? FileManager.default.removeItem(atPath: output) }
+        let progress = output + ".log"
+        defer {
+            try? FileManager.default.removeItem(atPath: output)
+            try? FileManager.default.removeItem(atPath: progress)
+        }
         let command =
             "SLUICE=\(WorkerProcess.quote(SluiceBinary.path)) \(WorkerProcess.quote(repository + "/scripts/soak.sh"))"
-            + " --duration 20 --workers 2 --seed 3 --json >\(WorkerProcess.quote(output)) 2>/dev/null </dev/null"
+            + " --duration 20 --workers 2 --seed 3 --json >\(WorkerProcess.quote(output))"
+            + " 2>\(WorkerProcess.quote(progress)) </dev/null"
         let pid = try ChildProcess.spawn("/bin/sh", ["sh", "-c", command])
         let status = await WorkerProcess(pid: pid, out: "/dev/null/none").exitStatus()
         let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+        let log = (try? String(contentsOfFile: progress, encoding: .utf8)) ?? ""
         let report = try #require(
-            try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], "soak.sh printed: \(text)")
+            try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+            "soak.sh printed: \(text)\nand logged: \(log.suffix(2000))")
         for figure in ["over_admitted", "leaked_leases", "keys_without_expiry", "crashed", "late_calls", "quota_lost"] {
             #expect(report[figure] as? Int == 0, "\(figure): \(text)")
         }
