@@ -99,21 +99,32 @@ final class RedisServer: @unchecked Sendable {
         throw RedisError(.connect, "\(name) is not on PATH (scripts/install-deps.sh installs it)")
     }
 
+    /// A loopback port nothing is bound to, below the kernel's ephemeral range (`ip_local_port_range`, from 32768 by
+    /// default): a port inside it, even one free a moment ago, can become the local end of some outgoing connection
+    /// before redis-server binds it, which then fails with "Address already in use" (scripts/redis.sh does the same).
     static func freePort() throws -> Int {
+        let ranges = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
+        let firstEphemeral = ranges.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } ?? 32768
+        let upper = max(firstEphemeral, 11000)
+        for _ in 0..<200 {
+            let port = Int.random(in: 10000..<upper)
+            if bindable(port) { return port }
+        }
+        throw RedisError(.io, "no free port below \(upper)")
+    }
+
+    private static func bindable(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
+        address.sin_port = UInt16(port).bigEndian
+        return withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
             }
         }
-        guard bound else { throw RedisError(.io, "no free port") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     static func canConnect(port: Int) -> Bool {
