@@ -227,6 +227,11 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
                 let executor = asUnownedTaskExecutor()
                 for job in jobs { job.runSynchronously(on: executor) }
                 jobs.removeAll(keepingCapacity: true)
+                // What they sent goes out in this pass, not after a needless non-blocking `poll`.
+                shared.withLock { state in
+                    work.append(contentsOf: state.queue)
+                    state.queue.removeAll(keepingCapacity: true)
+                }
             }
             if closed {
                 shutDown(pendingWork: work)
@@ -402,7 +407,11 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
 
     private func drainWakePipe() {
         var buffer = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
-        while withUnsafeMutableBytes(of: &buffer, { read(wakeReadFD, $0.baseAddress, $0.count) }) > 0 {}
+        // One read takes every byte in practice (one is written per wake-up); a full buffer means
+        // there may be more.
+        while withUnsafeMutableBytes(of: &buffer, { read(wakeReadFD, $0.baseAddress, $0.count) })
+            == MemoryLayout.size(ofValue: buffer)
+        {}
     }
 
     private func readReplies() throws(RedisError) {
