@@ -5,14 +5,14 @@
 -- ever sees them.
 --
 -- ARGV[1] the steps, "<entry>:<keys>:<args>" separated by spaces, in this order, each optional but
---   decide (each runs with the one TIME this script reads): "queue", "breaker_allow", "lease_acquire", "lease_free", "decide", "tree_free",
---   "retry_budget"; KEYS and ARGV[2...]
+--   decide (each runs with the one TIME this script reads): "queue", "breaker_allow", "lease_acquire", "lease_free", "line", "decide",
+--   "tree_free", "retry_budget"; KEYS and ARGV[2...]
 --   are the steps' own KEYS and ARGV one after another (each as its script documents; "queue" below).
 -- The "queue" step: KEYS queue, queue stats, in flight, events (queue-enter.lua, queue-leave.lua);
 --   ARGV caller id, max waiting, growth alert, window ms, scope, the call's ttl ms (in flight until),
 --   patience ms (how long the caller would wait for a lease: it counts as waiting meanwhile).
 -- Reply: {"admitted", decide's reply, breaker_allow's reply | 0, lease_acquire's reply | 0}; or
---   {"shed", waiting} (the queue is full); {"breaker", breaker_allow's reply}; {"lease",
+--   {"shed", waiting} (the queue is full); {"line", decide's reply, ms until its place} (below); {"breaker", breaker_allow's reply}; {"lease",
 --   lease_acquire's reply}; {"quota", decide's reply} (refused by the quota or the tree).
 -- The "lease_free" step (KEYS the lease pool's wake-up list, sluice:{P}:lease:<scope>:free, no ARGV;
 --   required with "lease_acquire") and the "tree_free" step (KEYS the tree's wake-up list,
@@ -21,12 +21,22 @@
 --   lease-release and by call-finish's "wake" step); this script empties it then, so a wake-up there
 --   always stands for something freed since. Every key this script touches comes in KEYS, none is
 --   built from another key's name (Redis Cluster and proxies route by the declared keys).
+-- The "line" step (KEYS the scope's line for the caller's priority, sluice:{P}:queue:<scope>:line:<priority>,
+--   a string: when the line's last place ends, ms; ARGV the caller's patience ms, and 1 when it
+--   holds a place it was given, else 0): callers the root scope's buckets refuse only because their
+--   debt is as deep as it may go wait in line instead of being refused. Each gets a place: the
+--   moment the buckets can take its cost, behind every place given before, the places as far apart
+--   as those buckets take to refill one call's cost. Reply {"line", decide's reply, ms until its
+--   place}; it then counts as waiting, and asks again at its place (with 1). While a line waits,
+--   newcomers of its priority are admitted at the root only without a wait (decide's "line"
+--   option), so they cannot take the debt the line's callers were promised. A place past the
+--   caller's patience refuses it as before, with the honest retry-after (when its place would come).
 -- A caller admitted with a wait (decide's scheduled admission) counts as waiting until it proceeds,
 -- then as in flight: no step of the caller's runs in between.
 
 -- The steps' layout, parsed once per header text (bounded), and each step's KEYS and ARGV tables,
 -- reused call after call (no step keeps them): the composite allocates nothing per call for them.
-local LAYOUTS, layouts, SCRATCH, PICKED = {}, 0, {}, {}
+local LAYOUTS, layouts, SCRATCH, PICKED, LINE = {}, 0, {}, {}, { spacing = 0 }
 
 local function layout(header)
     local steps, k, a = {}, 0, 1
@@ -90,7 +100,7 @@ local function call_admit(KEYS, ARGV)
     if queue then -- full: shed, counted (and reported) by queue-enter itself
         local q, a = queue[1], queue[2]
         local waiting = redis.call('ZCOUNT', q[1], now, '+inf') -- the expired are removed by queue-enter
-        if waiting >= tonumber(a[2]) then
+        if waiting >= tonumber(a[2]) and not redis.call('ZSCORE', q[1], a[1]) then -- not one already waiting
             local r = sluice.queue_enter({ q[1], q[2], q[4] }, { a[1], 1, a[2], a[3], a[4], a[5] })
             return { 'shed', r[2] }
         end
@@ -116,7 +126,13 @@ local function call_admit(KEYS, ARGV)
             return { 'lease', slot }
         end
     end
-    local verdict = sluice.decide(decide[1], decide[2], t)
+    local line, lineEnds, ticket = s.line, 0, false
+    if line then
+        ticket = line[2][2] == '1'
+        lineEnds = tonumber(redis.call('GET', line[1][1]) or '0')
+        if lineEnds > now and not ticket then decide[2][2] = decide[2][2] .. ' line' end
+    end
+    local verdict = sluice.decide(decide[1], decide[2], t, line and LINE)
     local ok, wait = admitted(verdict)
     if not ok and s.tree_free and verdict[5] > 0 and verdict[6 * verdict[5] + 5] == 'tree-in-flight' then
         redis.call('DEL', s.tree_free[1][1]) -- every call slot is taken: older wake-ups are stale
@@ -126,9 +142,31 @@ local function call_admit(KEYS, ARGV)
             sluice.lease_release({ lease[1][1], s.lease_free[1][1] }, { string.format('%d', slot[2]) .. '|' .. lease[2][3] })
         end
         if probe > 0 then unprobe(breaker[1][1], probe) end
+        if line and LINE.spacing > 0 then -- refused by the root's debt alone: a place in line
+            local place = now + verdict[3]
+            if not ticket and lineEnds > place then place = lineEnds end
+            local left = math.ceil(place - now)
+            if left <= tonumber(line[2][1]) then
+                local ends = (lineEnds > place and lineEnds or place) + LINE.spacing
+                redis.call('SET', line[1][1], string.format('%d', math.ceil(ends)), 'PX', math.ceil(ends - now) + 1000)
+                if queue then -- waiting in line: visible in the queue until it asks again (or gives up)
+                    local q, a = queue[1], queue[2]
+                    if not redis.call('ZSCORE', q[1], a[1]) then
+                        sluice.queue_enter({ q[1], q[2], q[4] }, { a[1], left + 1000, a[2], a[3], a[4], a[5] })
+                    end
+                end
+                return { 'line', verdict, left }
+            end
+            verdict[3] = left -- past its patience: refused, told when its place would have come
+        end
         return { 'quota', verdict }
     end
 
+    if ticket and wait == 0 and lineEnds > now + LINE.spacing then
+        -- It found the root's buckets with room to spare (calls used less than their estimates): the line
+        -- runs behind them, and moves up by one place.
+        redis.call('SET', line[1][1], string.format('%d', math.ceil(lineEnds - LINE.spacing)), 'KEEPTTL')
+    end
     if queue then
         local q, a = queue[1], queue[2]
         local until_ = now + wait + tonumber(a[6])

@@ -9,8 +9,10 @@
 --   sluice:{P}:tree:<id> its HASH (tree-open.lua), sluice:{P}:tree:<id>:calls the calls in flight
 --   (ZSET, score when each stops counting, ms) and sluice:{P}:events; the same hash tag as KEYS[1]
 -- ARGV[1] the plan: "<resource> <resource>...\n<default spec of scope 1>\n...\n<of scope n>"
--- ARGV[2] options: words among "batch" (a batch admission), "report" (report every limit) and
---   "time" (reply with Redis' time even in the common case)
+-- ARGV[2] options: words among "batch" (a batch admission), "report" (report every limit), "time"
+--   (reply with Redis' time even in the common case) and "line" (callers of this priority are waiting
+--   in line for the root scope, call-admit.lua: its buckets admit only without a wait, so that a newcomer
+--   cannot take the debt the line's callers were promised)
 -- ARGV[3] max wait ms (0: now or never)
 -- ARGV[4] reservation ttl ms (0: none)       ARGV[4+j] the cost of resource j, an integer >= 0
 -- ARGV[5+R...] for i = 1..n, the i config fields of scope i, most specific first, e.g.
@@ -510,7 +512,10 @@ local function resolve(plan, config, ARGV, F, n, R)
     return out, warnings
 end
 
-local function decide(KEYS, ARGV, clock) -- clock: the TIME reply a composite already has
+-- clock: the TIME reply a composite already has. line: a composite's table; decide sets line.spacing to
+-- the ms the root scope's buckets take to refill this call's cost (how far apart callers waiting in
+-- line must be), or to 0 when a limit other than those buckets refused it.
+local function decide(KEYS, ARGV, clock, line)
     if not pack then pack, unpack_, floor, ceil = struct.pack, struct.unpack, math.floor, math.ceil end
     local plan = PLANS[ARGV[1]] or memoized(PLANS, ARGV[1], parsePlan)
     local options = OPTIONS[ARGV[2]] or memoized(OPTIONS, ARGV[2], parseOptions)
@@ -660,7 +665,7 @@ local function decide(KEYS, ARGV, clock) -- clock: the TIME reply a composite al
                 end
                 local bottom, avail = 0, level + bdebt
                 if batch then bottom, avail = headroom, level end
-                local allowance = rate * maxWait
+                local allowance = (i == 1 and options.line) and 0 or rate * maxWait
                 if l.debt < allowance then allowance = l.debt end
                 local borrow, up = false, PARENT[l.res]
                 -- HTB: above its guarantee a child borrows, up to its ceiling, while the parent bucket
@@ -800,6 +805,16 @@ local function decide(KEYS, ARGV, clock) -- clock: the TIME reply a composite al
         end
     end
     if treeK > 0 then denied = treeK end -- the tree's refusal first, as when tree-enter decided first
+    if line then
+        local spacing = 0
+        for k = 1, K do
+            local e = POOL[k]
+            local root = e.l.kind == 'bucket' and e.i == 1
+            if not (e.ok or e.l.shadow or root and e.retry >= 0) then spacing = 0; break end
+            if root and not e.l.shadow and e.cost / e.rate > spacing then spacing = e.cost / e.rate end
+        end
+        line.spacing = spacing
+    end
 
     -- 3. Charge every limit (shadow limits only where they allowed), and write each scope once. A
     --    key's expiry is refreshed only when a record would outlive it (SET KEEPTTL is cheaper).

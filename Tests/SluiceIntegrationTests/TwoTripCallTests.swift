@@ -195,9 +195,49 @@ struct TwoTripCallTests {
         #expect(answered == 30, "every caller admitted or refused: \(outcomes)")
         let (scripts, _) = try await setup.scriptCalls()
         // Refused callers: call-admit only; every other caller (admitted, or out of time after its turn came):
-        // call-admit and call-finish. Nobody asked twice.
+        // call-admit and call-finish. Nobody asked twice (interactive callers wait in no line).
         let refused = outcomes["quotaDenied"] ?? 0
         #expect(scripts == refused + 2 * (30 - refused), "\(scripts) script calls for \(outcomes)")
+    }
+
+    @Test("Batch callers beyond the debt wait in line, told their place: all admitted in turn, none asking thrice")
+    func linedBeyondTheDebt() async throws {
+        // 10 a second, a burst of 1 and a debt of 3: of 15 batch callers at once, 4 are scheduled into the debt,
+        // the others get places in line 100 ms apart (within their 5 s deadline) and are admitted when asking there.
+        let setup = try await Setup(defaults: ["global": "requests: bucket rate=10/s burst=1 debt=3"])
+        defer { setup.close() }
+        let path = try ScopePath("global=openai")
+        let call = ProviderCall(
+            scope: "s", estimate: ["requests": 1], quotaPath: path, timeout: .seconds(5), maxAttempts: 1)
+        let tree = try await RequestTrees(redis: setup.client).open(
+            partition: "openai", limits: TreeLimits(maxInFlight: 100), priority: .batch)
+        _ = try await setup.limiter.decide(path, cost: ["requests": 0])  // loads the function library
+        try await setup.resetStats()
+        let started = ContinuousClock.now
+        let outcomes = await withTaskGroup(of: String.self) { group in
+            for _ in 0..<15 {
+                group.addTask {
+                    do {
+                        _ = try await tree.run {
+                            try await setup.backpressure.call(call) { _ in CallOutcome((), usage: ["requests": 1]) }
+                        }
+                        return "admitted"
+                    } catch {
+                        return "\(error)"
+                    }
+                }
+            }
+            var all: [String: Int] = [:]
+            for await outcome in group { all[outcome, default: 0] += 1 }
+            return all
+        }
+        #expect(outcomes == ["admitted": 15], "every caller admitted in its turn: \(outcomes)")
+        #expect(ContinuousClock.now - started >= .milliseconds(900), "paced by the bucket: 10 a second after the first")
+        let (scripts, _) = try await setup.scriptCalls()
+        // call-finish once each; call-admit once, or twice for a caller that waited in line.
+        #expect(scripts > 2 * 15 && scripts <= 3 * 15, "\(scripts) script calls for 15 calls")
+        let line = try await setup.client.send(RedisCommand("PTTL", "sluice:{openai}:queue:s:line:batch"))
+        #expect(line.integer == -2 || (line.integer ?? 0) > 0, "the line's key expires (PTTL \(line))")
     }
 
     @Test("A retry costs two script calls: the failed attempt's outcome with the retry budget, then the next permit")

@@ -101,6 +101,17 @@ public struct AdmissionQueue: Sendable {
             ], entry: "queue")
     }
 
+    /// call-admit's "line" step (batch calls): a caller the root scope's buckets refuse only for want of debt waits in the
+    /// line of its `priority` (`<namespace>:{<partition>}:queue:<scope>:line:<priority>`) instead, told its
+    /// place in the reply; `holdsPlace` when it asks again at the place it was given.
+    func lineStep(priority: Priority, patience: Duration, holdsPlace: Bool) -> ScriptStep {
+        let key = PartitionKeys(partition: partition, namespace: namespace).key("queue", scope, "line:\(priority)")
+        return ScriptStep(
+            script: LuaScripts.callAdmit, keys: [key],
+            arguments: [RedisArgument(max(0, Int(patience / .milliseconds(1)))), holdsPlace ? "1" : "0"],
+            entry: "line")
+    }
+
     func finishStep(callerID: String) -> ScriptStep {
         let keys = self.keys
         return ScriptStep(

@@ -66,9 +66,11 @@ extension Backpressure {
         var waiting = true
         defer { if waiting { metrics.stoppedWaiting() } }
 
-        // 1. Admission: one round trip; again only when every lease is held (woken when one may be free).
+        // 1. Admission: one round trip; again only when every lease is held (woken when one may be free), or, for a
+        // batch call, at the place in line it was given (the root's buckets were as deep in debt as they may go).
         let id = Reservation.newID()
         var admitted: Admitted?
+        var holdsPlace = false
         // One span for the admission round trip(s): queue, breaker, lease, tree and quota are decided together.
         try await traced("sluice.admit") { span in
             while admitted == nil {
@@ -80,6 +82,9 @@ extension Backpressure {
                     queue.admitStep(callerID: id, callTTL: callTTL, patience: deadline - asked), breaker.permitStep(),
                 ]
                 if let pool { steps += [pool.acquireStep(), pool.freedStep] }
+                if priority == .batch {  // an interactive caller is better told at once than kept waiting
+                    steps.append(queue.lineStep(priority: priority, patience: deadline - asked, holdsPlace: holdsPlace))
+                }
                 steps.append(request.step)
                 if let together = route.together {
                     steps.append(together.freed(namespace: limiter.configuration.namespace).freedStep)
@@ -129,6 +134,19 @@ extension Backpressure {
                         throw BackpressureError(
                             .leaseUnavailable, "all \(held) slots of \(pool.scope) stayed held until the deadline",
                             retryAfter: earliest)
+                    }
+                case "line" where parts.count == 3:
+                    // Its place in line: it sleeps until then and asks again, holding the place (no newcomer of
+                    // its priority may take the debt promised to the line meanwhile).
+                    let place = asked + .milliseconds(parts[2].integer ?? 0)
+                    holdsPlace = true
+                    try await Task.sleep(until: min(place, deadline), clock: .continuous)
+                    guard ContinuousClock.now + .milliseconds(1) < deadline else {
+                        _ = try? await step.cleanup {
+                            try await queue.leave(callerID: id, admitted: false, callTTL: .seconds(1))
+                        }
+                        let decision = try DecideRequest.parse(parts[1], path: route.path).decision
+                        throw refusal(decision, call: call, together: route.together)
                     }
                 case "quota":
                     let decision = try DecideRequest.parse(parts[1], path: route.path).decision

@@ -178,14 +178,14 @@ enum LuaScripts {
         -- ever sees them.
         --
         -- ARGV[1] the steps, "<entry>:<keys>:<args>" separated by spaces, in this order, each optional but
-        --   decide (each runs with the one TIME this script reads): "queue", "breaker_allow", "lease_acquire", "lease_free", "decide", "tree_free",
-        --   "retry_budget"; KEYS and ARGV[2...]
+        --   decide (each runs with the one TIME this script reads): "queue", "breaker_allow", "lease_acquire", "lease_free", "line", "decide",
+        --   "tree_free", "retry_budget"; KEYS and ARGV[2...]
         --   are the steps' own KEYS and ARGV one after another (each as its script documents; "queue" below).
         -- The "queue" step: KEYS queue, queue stats, in flight, events (queue-enter.lua, queue-leave.lua);
         --   ARGV caller id, max waiting, growth alert, window ms, scope, the call's ttl ms (in flight until),
         --   patience ms (how long the caller would wait for a lease: it counts as waiting meanwhile).
         -- Reply: {"admitted", decide's reply, breaker_allow's reply | 0, lease_acquire's reply | 0}; or
-        --   {"shed", waiting} (the queue is full); {"breaker", breaker_allow's reply}; {"lease",
+        --   {"shed", waiting} (the queue is full); {"line", decide's reply, ms until its place} (below); {"breaker", breaker_allow's reply}; {"lease",
         --   lease_acquire's reply}; {"quota", decide's reply} (refused by the quota or the tree).
         -- The "lease_free" step (KEYS the lease pool's wake-up list, sluice:{P}:lease:<scope>:free, no ARGV;
         --   required with "lease_acquire") and the "tree_free" step (KEYS the tree's wake-up list,
@@ -194,12 +194,22 @@ enum LuaScripts {
         --   lease-release and by call-finish's "wake" step); this script empties it then, so a wake-up there
         --   always stands for something freed since. Every key this script touches comes in KEYS, none is
         --   built from another key's name (Redis Cluster and proxies route by the declared keys).
+        -- The "line" step (KEYS the scope's line for the caller's priority, sluice:{P}:queue:<scope>:line:<priority>,
+        --   a string: when the line's last place ends, ms; ARGV the caller's patience ms, and 1 when it
+        --   holds a place it was given, else 0): callers the root scope's buckets refuse only because their
+        --   debt is as deep as it may go wait in line instead of being refused. Each gets a place: the
+        --   moment the buckets can take its cost, behind every place given before, the places as far apart
+        --   as those buckets take to refill one call's cost. Reply {"line", decide's reply, ms until its
+        --   place}; it then counts as waiting, and asks again at its place (with 1). While a line waits,
+        --   newcomers of its priority are admitted at the root only without a wait (decide's "line"
+        --   option), so they cannot take the debt the line's callers were promised. A place past the
+        --   caller's patience refuses it as before, with the honest retry-after (when its place would come).
         -- A caller admitted with a wait (decide's scheduled admission) counts as waiting until it proceeds,
         -- then as in flight: no step of the caller's runs in between.
 
         -- The steps' layout, parsed once per header text (bounded), and each step's KEYS and ARGV tables,
         -- reused call after call (no step keeps them): the composite allocates nothing per call for them.
-        local LAYOUTS, layouts, SCRATCH, PICKED = {}, 0, {}, {}
+        local LAYOUTS, layouts, SCRATCH, PICKED, LINE = {}, 0, {}, {}, { spacing = 0 }
 
         local function layout(header)
             local steps, k, a = {}, 0, 1
@@ -263,7 +273,7 @@ enum LuaScripts {
             if queue then -- full: shed, counted (and reported) by queue-enter itself
                 local q, a = queue[1], queue[2]
                 local waiting = redis.call('ZCOUNT', q[1], now, '+inf') -- the expired are removed by queue-enter
-                if waiting >= tonumber(a[2]) then
+                if waiting >= tonumber(a[2]) and not redis.call('ZSCORE', q[1], a[1]) then -- not one already waiting
                     local r = sluice.queue_enter({ q[1], q[2], q[4] }, { a[1], 1, a[2], a[3], a[4], a[5] })
                     return { 'shed', r[2] }
                 end
@@ -289,7 +299,13 @@ enum LuaScripts {
                     return { 'lease', slot }
                 end
             end
-            local verdict = sluice.decide(decide[1], decide[2], t)
+            local line, lineEnds, ticket = s.line, 0, false
+            if line then
+                ticket = line[2][2] == '1'
+                lineEnds = tonumber(redis.call('GET', line[1][1]) or '0')
+                if lineEnds > now and not ticket then decide[2][2] = decide[2][2] .. ' line' end
+            end
+            local verdict = sluice.decide(decide[1], decide[2], t, line and LINE)
             local ok, wait = admitted(verdict)
             if not ok and s.tree_free and verdict[5] > 0 and verdict[6 * verdict[5] + 5] == 'tree-in-flight' then
                 redis.call('DEL', s.tree_free[1][1]) -- every call slot is taken: older wake-ups are stale
@@ -299,9 +315,31 @@ enum LuaScripts {
                     sluice.lease_release({ lease[1][1], s.lease_free[1][1] }, { string.format('%d', slot[2]) .. '|' .. lease[2][3] })
                 end
                 if probe > 0 then unprobe(breaker[1][1], probe) end
+                if line and LINE.spacing > 0 then -- refused by the root's debt alone: a place in line
+                    local place = now + verdict[3]
+                    if not ticket and lineEnds > place then place = lineEnds end
+                    local left = math.ceil(place - now)
+                    if left <= tonumber(line[2][1]) then
+                        local ends = (lineEnds > place and lineEnds or place) + LINE.spacing
+                        redis.call('SET', line[1][1], string.format('%d', math.ceil(ends)), 'PX', math.ceil(ends - now) + 1000)
+                        if queue then -- waiting in line: visible in the queue until it asks again (or gives up)
+                            local q, a = queue[1], queue[2]
+                            if not redis.call('ZSCORE', q[1], a[1]) then
+                                sluice.queue_enter({ q[1], q[2], q[4] }, { a[1], left + 1000, a[2], a[3], a[4], a[5] })
+                            end
+                        end
+                        return { 'line', verdict, left }
+                    end
+                    verdict[3] = left -- past its patience: refused, told when its place would have come
+                end
                 return { 'quota', verdict }
             end
 
+            if ticket and wait == 0 and lineEnds > now + LINE.spacing then
+                -- It found the root's buckets with room to spare (calls used less than their estimates): the line
+                -- runs behind them, and moves up by one place.
+                redis.call('SET', line[1][1], string.format('%d', math.ceil(lineEnds - LINE.spacing)), 'KEEPTTL')
+            end
             if queue then
                 local q, a = queue[1], queue[2]
                 local until_ = now + wait + tonumber(a[6])
@@ -408,8 +446,10 @@ enum LuaScripts {
         --   sluice:{P}:tree:<id> its HASH (tree-open.lua), sluice:{P}:tree:<id>:calls the calls in flight
         --   (ZSET, score when each stops counting, ms) and sluice:{P}:events; the same hash tag as KEYS[1]
         -- ARGV[1] the plan: "<resource> <resource>...\n<default spec of scope 1>\n...\n<of scope n>"
-        -- ARGV[2] options: words among "batch" (a batch admission), "report" (report every limit) and
-        --   "time" (reply with Redis' time even in the common case)
+        -- ARGV[2] options: words among "batch" (a batch admission), "report" (report every limit), "time"
+        --   (reply with Redis' time even in the common case) and "line" (callers of this priority are waiting
+        --   in line for the root scope, call-admit.lua: its buckets admit only without a wait, so that a newcomer
+        --   cannot take the debt the line's callers were promised)
         -- ARGV[3] max wait ms (0: now or never)
         -- ARGV[4] reservation ttl ms (0: none)       ARGV[4+j] the cost of resource j, an integer >= 0
         -- ARGV[5+R...] for i = 1..n, the i config fields of scope i, most specific first, e.g.
@@ -909,7 +949,10 @@ enum LuaScripts {
             return out, warnings
         end
 
-        local function decide(KEYS, ARGV, clock) -- clock: the TIME reply a composite already has
+        -- clock: the TIME reply a composite already has. line: a composite's table; decide sets line.spacing to
+        -- the ms the root scope's buckets take to refill this call's cost (how far apart callers waiting in
+        -- line must be), or to 0 when a limit other than those buckets refused it.
+        local function decide(KEYS, ARGV, clock, line)
             if not pack then pack, unpack_, floor, ceil = struct.pack, struct.unpack, math.floor, math.ceil end
             local plan = PLANS[ARGV[1]] or memoized(PLANS, ARGV[1], parsePlan)
             local options = OPTIONS[ARGV[2]] or memoized(OPTIONS, ARGV[2], parseOptions)
@@ -1059,7 +1102,7 @@ enum LuaScripts {
                         end
                         local bottom, avail = 0, level + bdebt
                         if batch then bottom, avail = headroom, level end
-                        local allowance = rate * maxWait
+                        local allowance = (i == 1 and options.line) and 0 or rate * maxWait
                         if l.debt < allowance then allowance = l.debt end
                         local borrow, up = false, PARENT[l.res]
                         -- HTB: above its guarantee a child borrows, up to its ceiling, while the parent bucket
@@ -1199,6 +1242,16 @@ enum LuaScripts {
                 end
             end
             if treeK > 0 then denied = treeK end -- the tree's refusal first, as when tree-enter decided first
+            if line then
+                local spacing = 0
+                for k = 1, K do
+                    local e = POOL[k]
+                    local root = e.l.kind == 'bucket' and e.i == 1
+                    if not (e.ok or e.l.shadow or root and e.retry >= 0) then spacing = 0; break end
+                    if root and not e.l.shadow and e.cost / e.rate > spacing then spacing = e.cost / e.rate end
+                end
+                line.spacing = spacing
+            end
 
             -- 3. Charge every limit (shadow limits only where they allowed), and write each scope once. A
             --    key's expiry is refreshed only when a record would outlive it (SET KEEPTTL is cheaper).
