@@ -10,28 +10,32 @@ struct AgentRunner: Sendable {
     /// Wall-clock ms at which the run ends.
     let endMs: Double
 
-    /// Runs one tree to its end. `seed` fixes every random choice in it.
-    func runTree(_ tree: AgentTree, seed: UInt64) async {
+    /// Runs one tree to its end. `seed` fixes every random choice in it. Returns how long the limiter said to
+    /// wait (ms) when it shed the tree's first call, so that a job runner honours that before its next job.
+    @discardableResult
+    func runTree(_ tree: AgentTree, seed: UInt64) async -> Double? {
         var tree = tree
         await gate.treeStarted(&tree)
-        await runTreeCalls(tree, seed: seed)
+        return await runTreeCalls(tree, seed: seed)
     }
 
-    private func runTreeCalls(_ tree: AgentTree, seed: UInt64) async {
+    private func runTreeCalls(_ tree: AgentTree, seed: UInt64) async -> Double? {
         let shape = tree.group.tree
-        guard await call(shape.planner, kind: "planner", tree: tree, seed: seed, path: "p") else { return }
+        let planner = await conclude(shape.planner, kind: "planner", tree: tree, seed: seed, path: "p")
+        guard planner.outcome == .ok else { return planner.outcome == .shed ? planner.retryAfterMs : nil }
         if let loop = shape.loop {
             await withTaskGroup(of: Void.self) { group in
                 for agent in 0..<loop.parallel {
                     group.addTask { await runaway(loop, agent: agent, tree: tree, seed: seed) }
                 }
             }
-            return
+            return nil
         }
         await branches(of: shape, fanout: shape.fanout, depth: shape.depth, tree: tree, seed: seed, path: "")
         if let final = shape.final {
             _ = await call(final, kind: "final", tree: tree, seed: seed, path: "f")
         }
+        return nil
     }
 
     /// `fanout` parallel branches; below depth 1 each is a sub-agent with a planner and branches of its own.
@@ -92,7 +96,14 @@ struct AgentRunner: Sendable {
 
     /// One logical LLM call with all its attempts; true when the provider served it.
     func call(_ shape: CallShape, kind: String, tree: AgentTree, seed: UInt64, path: String) async -> Bool {
-        guard StormClock.nowMs() < endMs, !Task.isCancelled else { return false }
+        await conclude(shape, kind: kind, tree: tree, seed: seed, path: path).outcome == .ok
+    }
+
+    /// One logical LLM call with all its attempts, and how it ended.
+    func conclude(_ shape: CallShape, kind: String, tree: AgentTree, seed: UInt64, path: String) async
+        -> GateConclusion
+    {
+        guard StormClock.nowMs() < endMs, !Task.isCancelled else { return GateConclusion(outcome: .cancelled) }
         let ticket = CallTicket(
             tree: tree, shape: shape, seed: SeededRandom.derive([seed, SeededRandom.hash(path)]), kind: kind)
         let tally = AttemptTally()
@@ -121,7 +132,9 @@ struct AgentRunner: Sendable {
                 providerErrors: counts.errors, tokens: counts.tokens, estimate: shape.estimate,
                 waitedMs: max(0, (end - start) * 1000 - counts.attemptMs), refusal: conclusion.refusal,
                 refusals: conclusion.refusals))
-        return outcome == .ok
+        var concluded = conclusion
+        concluded.outcome = outcome
+        return concluded
     }
 }
 

@@ -26,12 +26,15 @@ struct GateConclusion: Sendable {
     /// How many times the limiter refused the call on its way (each refused ask of the single bucket; Sluice's
     /// refusal that ended it).
     var refusals: Int
+    /// When the refusal that ended the call said the caller could be served (ms from now), if it did.
+    var retryAfterMs: Double?
 
     /// `refusals` defaults to one when a limiter's `refusal` ended the call (shed, over budget, past its deadline)
     /// and to none otherwise.
-    init(outcome: CallEnding, refusal: String? = nil, refusals: Int? = nil) {
+    init(outcome: CallEnding, refusal: String? = nil, refusals: Int? = nil, retryAfterMs: Double? = nil) {
         self.outcome = outcome
         self.refusal = refusal
+        self.retryAfterMs = retryAfterMs
         self.refusals =
             refusals ?? (refusal != nil && [.shed, .budget, .deadline].contains(outcome) ? 1 : 0)
     }

@@ -107,7 +107,9 @@ final class SluiceGate: CallGate {
         } catch let refusal as BackpressureError {
             switch refusal.code {
             case .quotaDenied, .overloaded, .breakerOpen, .leaseUnavailable, .treeInFlight:
-                return GateConclusion(outcome: .shed, refusal: refusal.code.description)
+                return GateConclusion(
+                    outcome: .shed, refusal: refusal.code.description,
+                    retryAfterMs: refusal.retryAfter.map { Double($0 / .milliseconds(1)) })
             case .treeBudget, .loopGuard, .treeDepth, .treeChildren:
                 return GateConclusion(outcome: .budget, refusal: refusal.code.description)
             case .deadlineExceeded:

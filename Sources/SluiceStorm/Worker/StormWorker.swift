@@ -77,7 +77,9 @@ public enum StormWorker {
             }
         } else if let concurrent = arrivals.concurrent {
             // Closed loop: `concurrent` trees at a time (times the surge), each slot starting a new one when its
-            // tree ends.
+            // tree ends, or, when the limiter shed the tree's first call, once the wait the refusal named is over
+            // (a job runner that honours retry-after instead of turning a refusal into a loop), looking again
+            // after at most one reset period of the provider (its limits may have changed meanwhile).
             let maximumSurge = (arrivals.surges ?? []).map(\.factor).max() ?? 1
             let slots = Int((Double(concurrent) * max(1, maximumSurge)).rounded(.up))
             await withTaskGroup(of: Void.self) { group in
@@ -93,8 +95,13 @@ public enum StormWorker {
                                 continue
                             }
                             let seed = SeededRandom.derive([tenantSeed, UInt64(index)])
-                            await runner.runTree(tree(index, startedAt: time), seed: seed)
+                            let backOffMs = await runner.runTree(tree(index, startedAt: time), seed: seed)
                             index += slots
+                            if let backOffMs, backOffMs > 0 {
+                                let backOff = min(backOffMs, assignment.scenario.provider.window * 1000)
+                                let untilMs = min(StormClock.nowMs() + backOff, startMs + until * 1000)
+                                do { try await StormClock.sleep(untilMs: untilMs) } catch { return }
+                            }
                         }
                     }
                 }
