@@ -3,7 +3,7 @@ import Sluice
 /// How the `sluice` mode configures the library for a scenario's provider, from what an operator knows: the
 /// provider's stated limits and reset window.
 ///
-/// - global scope (the provider): token and request buckets at 95% of the stated rate, a burst of 40% of a window,
+/// - global scope (the provider): token and request buckets at the stated rate, a burst of 40% of a window,
 ///   half of it kept as headroom that only interactive callers may use, and a debt as deep as that headroom (so
 ///   batch callers scheduled ahead never push the bucket below empty for interactive ones);
 /// - tenant scope: a token bucket at 75% of the global rate, so that no one tenant can take the whole fleet, with a
@@ -15,11 +15,14 @@ import Sluice
 ///   full jitter that honours retry-after;
 /// - fleet-wide concurrency leases on the provider: enough slots for the stated request rate at the p99 latency,
 ///   plus half again (Little's law), so a latency spike cannot pile up unbounded calls at the provider;
-/// - the reconciler, fed every response: the provider's window, a safety factor of 95% (as the buckets), a cut of
-///   30% per congestion event and a climb back within one window, so a ceiling that comes back is followed within
-///   two reset periods.
+/// - the reconciler, fed every response: the provider's window, no safety factor below the stated limit (the
+///   buckets never hold more than the lowest remaining the provider reported, refilled since that request was
+///   sent, so the remaining-headers, not a flat margin, keep the fleet under the limit), a cut of 30% per
+///   congestion event and a climb back within one window, so a ceiling that comes back is followed within two
+///   reset periods.
 struct SluiceSettings: Sendable {
-    static let utilizationTarget = 0.95
+    /// The share of the stated limits the fleet aims at.
+    static let utilizationTarget = 1.0
     static let maxWaiting = 150
     static let maxAttempts = 4
 
