@@ -22,7 +22,8 @@
 --   always stands for something freed since. Every key this script touches comes in KEYS, none is
 --   built from another key's name (Redis Cluster and proxies route by the declared keys).
 -- The "line" step (KEYS the scope's line for the caller's priority, sluice:{P}:queue:<scope>:line:<priority>,
---   a string: when the line's last place ends, ms; ARGV the caller's patience ms, and 1 when it
+--   a string "<end> <front>": when the line's last place ends, and when the next place at its front
+--   is free (for callers whose place came without room for them yet), ms; ARGV the caller's patience ms, and 1 when it
 --   holds a place it was given, else 0): callers the root scope's buckets refuse only because their
 --   debt is as deep as it may go wait in line instead of being refused. Each gets a place: the
 --   moment the buckets can take its cost, behind every place given before, the places as far apart
@@ -126,10 +127,14 @@ local function call_admit(KEYS, ARGV)
             return { 'lease', slot }
         end
     end
-    local line, lineEnds, ticket = s.line, 0, false
+    local line, lineEnds, lineFront, ticket = s.line, 0, 0, false
     if line then
         ticket = line[2][2] == '1'
-        lineEnds = tonumber(redis.call('GET', line[1][1]) or '0')
+        local v = redis.call('GET', line[1][1])
+        if v then
+            local e, f = string.match(v, '^(%d+) (%d+)$')
+            lineEnds, lineFront = tonumber(e) or 0, tonumber(f) or 0
+        end
         if lineEnds > now and not ticket then decide[2][2] = decide[2][2] .. ' line' end
     end
     local verdict = sluice.decide(decide[1], decide[2], t, line and LINE)
@@ -143,12 +148,17 @@ local function call_admit(KEYS, ARGV)
         end
         if probe > 0 then unprobe(breaker[1][1], probe) end
         if line and LINE.spacing > 0 then -- refused by the root's debt alone: a place in line
+            -- A newcomer goes to the end of the line; a caller whose place came and found no room yet keeps
+            -- its turn, at the front, behind the others that did (places at the front are spaced too).
             local place = now + verdict[3]
-            if not ticket and lineEnds > place then place = lineEnds end
+            local after = ticket and lineFront or lineEnds
+            if after > place then place = after end
             local left = math.ceil(place - now)
             if left <= tonumber(line[2][1]) then
                 local ends = (lineEnds > place and lineEnds or place) + LINE.spacing
-                redis.call('SET', line[1][1], string.format('%d', math.ceil(ends)), 'PX', math.ceil(ends - now) + 1000)
+                local front = ticket and place + LINE.spacing or lineFront
+                redis.call('SET', line[1][1], string.format('%d %d', math.ceil(ends), math.ceil(front)), 'PX',
+                    math.ceil(ends - now) + 1000)
                 if queue then -- waiting in line: visible in the queue until it asks again (or gives up)
                     local q, a = queue[1], queue[2]
                     if not redis.call('ZSCORE', q[1], a[1]) then
@@ -165,7 +175,7 @@ local function call_admit(KEYS, ARGV)
     if ticket and wait == 0 and lineEnds > now + LINE.spacing then
         -- It found the root's buckets with room to spare (calls used less than their estimates): the line
         -- runs behind them, and moves up by one place.
-        redis.call('SET', line[1][1], string.format('%d', math.ceil(lineEnds - LINE.spacing)), 'KEEPTTL')
+        redis.call('SET', line[1][1], string.format('%d %d', math.ceil(lineEnds - LINE.spacing), lineFront), 'KEEPTTL')
     end
     if queue then
         local q, a = queue[1], queue[2]
