@@ -32,6 +32,47 @@ struct SentinelClientTests {
     }
 
     @Test(
+        "rediss-sentinel:// over TLS sentinels reaches the TLS primary they name, verified against the CA, and follows a fail-over",
+        .timeLimit(.minutes(3)))
+    func sentinelOverTLS() async throws {
+        let certificates = try await TestCertificates.shared()
+        let setup = try await RedisSentinelSetup.start(tls: certificates.server())
+        defer { setup.stop() }
+        var configuration = try RedisConfiguration(url: setup.url())
+        configuration.commandTimeout = .seconds(5)
+        let client = try RedisClient(configuration: configuration)
+        defer { client.close() }
+        // Which server answered: its TLS port (its plain port is 0).
+        func servingPort() async throws -> String? {
+            try await client.send(RedisCommand("CONFIG", "GET", "tls-port")).array?.last?.string
+        }
+        let key = RedisArgument("sentinel-tls-test:\(UUID().uuidString)")
+        _ = try await client.send("SET", key, "over-tls")
+        #expect(try await client.send("GET", key).string == "over-tls")
+        #expect(try await servingPort() == String(setup.primary.port))
+
+        // Without the test CA the sentinels' certificates are not trusted: a typed error, not a connection in clear.
+        var systemRoots = configuration
+        systemRoots.tls?.caCertificateFile = nil
+        let untrusted = try RedisClient(configuration: systemRoots)
+        defer { untrusted.close() }
+        let refused = await #expect(throws: RedisError.self) { try await untrusted.send("PING") }
+        #expect(refused?.code == .tlsUntrustedCertificate, "\(String(describing: refused))")
+
+        try await setup.failover()
+        var moved = false
+        let until = ContinuousClock.now + .seconds(60)
+        while !moved, ContinuousClock.now < until {
+            moved = (try? await servingPort()) == String(setup.replica.port)
+            if !moved { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(moved, "the client follows the sentinels to the promoted replica, over TLS")
+        #expect(try await client.send("GET", key).string == "over-tls", "replicated before the fail-over")
+        _ = try await client.send("SET", key, "after-failover")
+        #expect(try await client.send("GET", key).string == "after-failover")
+    }
+
+    @Test(
         "Password-protected sentinels and primary: the URL's password is the primary's, ?sentinel-password the sentinels'; a wrong or missing one is .authentication"
     )
     func passwords() async throws {

@@ -147,7 +147,8 @@ final class SentinelResolver: Sendable {
         guard count > 0 else { return .failure(RedisError(.unavailable, "no sentinel is configured")) }
         let first = state.withLock { $0.preferred }
         var failures: [String] = []
-        var refusedCredentials = 0
+        // Failures that no retry mends (wrong credentials, an untrusted or misnamed certificate), by code.
+        var misconfigured: [RedisError.Code: Int] = [:]
         var unknown: [String] = []
         for offset in 0..<count {
             let index = (first + offset) % count
@@ -170,7 +171,11 @@ final class SentinelResolver: Sendable {
                 return .success(.tcp(host: host, port: port))
             } catch {
                 if error.code == .closed { return .failure(error) }
-                if error.code == .authentication || error.serverPrefix == "NOAUTH" { refusedCredentials += 1 }
+                if error.code == .authentication || error.serverPrefix == "NOAUTH" {
+                    misconfigured[.authentication, default: 0] += 1
+                } else if [.tlsUntrustedCertificate, .tlsNameMismatch, .tlsConfiguration].contains(error.code) {
+                    misconfigured[error.code, default: 0] += 1
+                }
                 failures.append("\(address): \(error.code): \(error.message)")
             }
         }
@@ -181,12 +186,16 @@ final class SentinelResolver: Sendable {
                     "the sentinels \(unknown.joined(separator: ", ")) monitor no primary named '\(name)'"
                         + (failures.isEmpty ? "" : "; others did not answer: " + failures.joined(separator: "; "))))
         }
-        if refusedCredentials == count {
+        if misconfigured[.authentication] == count {
             // Not an outage: the sentinels' credentials (`sentinel-username`/`sentinel-password`) are wrong.
             return .failure(
                 RedisError(
                     .authentication,
                     "every sentinel refused the credentials: " + failures.joined(separator: "; ")))
+        }
+        if let (code, _) = misconfigured.first(where: { $0.value == count }) {
+            // Not an outage either: every sentinel failed TLS the same way (its certificate, or the CA given).
+            return .failure(RedisError(code, "every sentinel failed TLS: " + failures.joined(separator: "; ")))
         }
         return .failure(
             RedisError(

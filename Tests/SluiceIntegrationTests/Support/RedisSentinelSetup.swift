@@ -7,7 +7,8 @@ import SluiceRedis
 
 /// A real Redis Sentinel setup of a test's own: a primary, a replica and three sentinels (quorum 2), each a
 /// `redis-server` process on a free loopback port (the sentinels run `redis-server sentinel.conf --sentinel`),
-/// with no persistence, stopped by pid when the test is done. Each sentinel's directory is
+/// with no persistence, stopped by pid when the test is done; with `tls`, every process serves TLS only (the
+/// replica and the sentinels reach the primary over TLS too). Each sentinel's directory is
 /// `${TMPDIR}/sluice-test-sentinel-*` with its `redis.pid`, so scripts/test.sh sweeps them even when a test
 /// process dies.
 final class RedisSentinelSetup: @unchecked Sendable {
@@ -18,26 +19,39 @@ final class RedisSentinelSetup: @unchecked Sendable {
     /// The password of every process (the primary's and replica's `requirepass`/`masterauth`, the sentinels'
     /// `requirepass`, `sentinel-pass` and `auth-pass`), if any.
     let password: String?
+    /// The TLS every process serves, if any.
+    let tls: RedisServer.TLS?
     private(set) var sentinelPorts: [Int] = []
     private var sentinelPids: [pid_t] = []
     private var directories: [URL] = []
 
-    /// `redis-sentinel://` with every sentinel, for `primaryName` (or another name).
+    /// `redis-sentinel://` (`rediss-sentinel://` trusting the test CA, with `tls`) with every sentinel, for
+    /// `primaryName` (or another name).
     func url(primaryName name: String? = nil) -> String {
-        "redis-sentinel://" + sentinelPorts.map { "127.0.0.1:\($0)" }.joined(separator: ",") + "#"
-            + (name ?? primaryName)
+        (tls == nil ? "redis-sentinel://" : "rediss-sentinel://")
+            + sentinelPorts.map { "127.0.0.1:\($0)" }.joined(separator: ",")
+            + (tls.map { "?tls-ca-cert-file=\($0.caCertificateFile)" } ?? "") + "#" + (name ?? primaryName)
+    }
+
+    /// How the setup's own helpers reach one of its processes.
+    private func configuration(port: Int) throws -> RedisConfiguration {
+        var configuration = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: port), password: password)
+        if let tls { configuration.tls = RedisConfiguration.TLS(caCertificateFile: tls.caCertificateFile) }
+        return configuration
     }
 
     /// Starts everything; returns once every sentinel names the primary and knows the replica and the other
     /// sentinels, and the replica is in sync (so that `SENTINEL FAILOVER` can pick it).
-    static func start(primaryName: String = "sluice-primary", password: String? = nil) async throws
-        -> RedisSentinelSetup
-    {
-        let auth = password.map { ["--requirepass", $0, "--masterauth", $0] } ?? []
-        let primary = try RedisServer(arguments: auth)
-        let replica = try RedisServer(arguments: auth + ["--replicaof", "127.0.0.1", String(primary.port)])
+    static func start(
+        primaryName: String = "sluice-primary", password: String? = nil, tls: RedisServer.TLS? = nil
+    ) async throws -> RedisSentinelSetup {
+        let auth =
+            (password.map { ["--requirepass", $0, "--masterauth", $0] } ?? [])
+            + (tls == nil ? [] : ["--tls-replication", "yes"])
+        let primary = try RedisServer(arguments: auth, tls: tls)
+        let replica = try RedisServer(arguments: auth + ["--replicaof", "127.0.0.1", String(primary.port)], tls: tls)
         let setup = try RedisSentinelSetup(
-            primaryName: primaryName, password: password, primary: primary, replica: replica)
+            primaryName: primaryName, password: password, tls: tls, primary: primary, replica: replica)
         do {
             try setup.launchSentinels(count: 3)
             try await setup.waitUntilAgreed(on: primary.port, replicas: 1)
@@ -48,9 +62,12 @@ final class RedisSentinelSetup: @unchecked Sendable {
         return setup
     }
 
-    private init(primaryName: String, password: String?, primary: RedisServer, replica: RedisServer) throws {
+    private init(
+        primaryName: String, password: String?, tls: RedisServer.TLS?, primary: RedisServer, replica: RedisServer
+    ) throws {
         self.primaryName = primaryName
         self.password = password
+        self.tls = tls
         self.primary = primary
         self.replica = replica
     }
@@ -68,8 +85,20 @@ final class RedisSentinelSetup: @unchecked Sendable {
             directories.append(home)
             let configuration = home.appendingPathComponent("sentinel.conf")
             // A sentinel rewrites its configuration file, so each gets one of its own.
+            let listen =
+                tls.map {
+                    """
+                    port 0
+                    tls-port \(port)
+                    tls-cert-file \($0.certificateFile)
+                    tls-key-file \($0.keyFile)
+                    tls-ca-cert-file \($0.caCertificateFile)
+                    tls-auth-clients no
+                    tls-replication yes
+                    """
+                } ?? "port \(port)"
             try """
-            port \(port)
+            \(listen)
             bind 127.0.0.1
             daemonize no
             dir \(home.path)
@@ -96,9 +125,7 @@ final class RedisSentinelSetup: @unchecked Sendable {
 
     /// Sends one command to a sentinel (index into ``sentinelPorts``) on a connection of its own.
     func askSentinel(_ index: Int, _ command: RedisCommand) async throws -> RedisValue {
-        let connection = try RedisConnection(
-            configuration: RedisConfiguration(
-                endpoint: .tcp(host: "127.0.0.1", port: sentinelPorts[index]), password: password))
+        let connection = try RedisConnection(configuration: configuration(port: sentinelPorts[index]))
         defer { connection.close() }
         return try await connection.send(command)
     }
@@ -143,9 +170,7 @@ final class RedisSentinelSetup: @unchecked Sendable {
             if agreed {
                 let candidates = [self.primary, self.replica].filter { $0.port != port }
                 for server in candidates {
-                    let connection = try RedisConnection(
-                        configuration: RedisConfiguration(
-                            endpoint: .tcp(host: "127.0.0.1", port: server.port), password: password))
+                    let connection = try RedisConnection(configuration: configuration(port: server.port))
                     defer { connection.close() }
                     let info = try? await connection.send(RedisCommand("INFO", "replication"))
                     if info?.string?.contains("master_link_status:up") != true { agreed = false }
