@@ -122,11 +122,13 @@ struct StormIntegrationTests {
         let outage = try #require(scenario.provider.incidents.first)
         let during = Double(run.provider[30..<40].reduce(0) { $0 + $1.tokensServed })  // 3 s to 4 s
         #expect(during < 0.75 * scenario.provider.tokensPerSecond, "served \(during) tokens/s during the outage")
-        // After the outage, calls are served again.
+        // After the outage, calls are served again: most of them while the ceiling still climbs back (within one
+        // reset period). Under stress-ng 78-90% of them were served in the failing runs, on this code and on the
+        // code before the line; a fleet that did not recover serves next to none.
         let after = run.calls.filter {
             $0.start >= (outage.until ?? 0) + 0.3 && $0.outcome != .cancelled && $0.role == "light"
         }
         let served = after.filter { $0.outcome == .ok }.count
-        #expect(after.count >= 20 && Double(served) >= 0.9 * Double(after.count), "\(served) of \(after.count) served")
+        #expect(after.count >= 20 && Double(served) >= 0.7 * Double(after.count), "\(served) of \(after.count) served")
     }
 }
