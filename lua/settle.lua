@@ -105,14 +105,18 @@ local function settle(KEYS, ARGV, clock) -- clock: the TIME reply a composite al
                 local give = refund -- < 0: an overrun, charged whole
                 if refund > 0 and mark == 0 then -- never above what the bucket would hold without the charge
                     local left = max(0, burst - level)
-                    if pool > left then pool, absorbed = left, absorbed + pool - left end
-                    if born then
-                        give = min(refund, pool, poolBorn == born and cost - (absorbed - absorbedThen) or 0)
+                    if pool > left then
+                        if left > 0 then absorbed = absorbed + math.log(pool / left) end
+                        pool = left
+                    end
+                    if born then -- what is left of its charge in the pool (decide.lua's EXTRAS) leaves it
+                        local share = poolBorn == born and min(pool, cost * math.exp(absorbedThen - absorbed)) or 0
+                        give = min(refund, share)
+                        pool = pool - share
                     else -- charged by an older version, which kept no pool: at most up to the burst
                         give = min(refund, left)
                     end
                     give = max(0, give)
-                    pool = max(0, pool - give)
                     r[2] = r[2] + give
                     r[4] = r[4] + min(give, max(0, burst - top))
                 elseif refund > 0 then -- a borrowing admission charged only its ceiling

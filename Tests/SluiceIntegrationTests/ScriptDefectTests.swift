@@ -122,6 +122,34 @@ struct ScriptDefectTests {
         #expect(left.limits.first { $0.scopeIndex == 1 }?.remaining == Int64(100 - 10 - 30 - 1))
     }
 
+    @Test("3b. Under sustained load every reservation gets back what it did not use, as the bucket refills")
+    func refundsSurviveRefill() async throws {
+        // Ten open reservations hold the whole burst while the bucket refills. Had none been charged, the
+        // bucket would have been full all along, so the refunds may add up to what it lacks of its burst. The
+        // pool used to charge every reservation with all it absorbed since (each lost the whole refill), so
+        // under a fleet's steady load no refund came back at all and calls were paced by their estimates.
+        let fixture = try QuotaFixture()
+        defer { Task { await fixture.cleanUp() } }
+        let limiter = try fixture.limiter(["global": "tokens: bucket rate=200/s burst=1000"])
+        let path = try fixture.path()
+        var reservations: [Reservation] = []
+        for _ in 0..<10 {
+            let reservation = try await limiter.reserve(path, estimate: ["tokens": 100])
+            #expect(reservation.decision.allowed)
+            reservations.append(reservation)
+        }
+        try await Task.sleep(for: .milliseconds(400))  // refilled by at least 80: more than a refund of 50 leaves
+        func remaining() async throws -> Int64 {  // after a charge of 1
+            try await limiter.decide(path, cost: ["tokens": 1], reportLimits: true).limits.first?.remaining ?? -1
+        }
+        let before = try await remaining()
+        for reservation in reservations { #expect(try await reservation.settle(actual: ["tokens": 50]) == .settled) }
+        let after = try await remaining()
+        // 10 x 50 back (less only where the refill since left less room under the burst), and never above it.
+        #expect(after - before >= min(490, 1_000 - before - 10), "refunds gave back \(after - before) from \(before)")
+        #expect(after <= 1_000)
+    }
+
     @Test("4. Editing a window between exact and approximate keeps its count")
     func windowEditKeepsCount() async throws {
         let fixture = try QuotaFixture()

@@ -746,12 +746,14 @@ enum LuaScripts {
         local PARTS, RESERVATION, CHARGES, CHARGE, REPLY, replyLength, TIMED = {}, {}, {}, {}, {}, 0, {}
         local HEADED = '<dBc0ddddHc0' -- the key's expiry and one record
         -- A bucket's record may carry extras in its blob (else empty): EXTRAS, four doubles.
-        --   pool: what reservations charged and may still refund. Refunds never lift a bucket above what it
-        --     would hold had the call never been charged: the pool shrinks as the level without its charges
-        --     would have reached the burst (refilled more than it holds), and what it lost is "absorbed".
-        --     A refund gets back at most the pool, and at most its charge less what the pool absorbed
-        --     since it was charged (settle.lua); a pool emptied and started again is "born" anew, so older
-        --     charges get nothing.
+        --   pool: what open reservations charged and may still refund. Refunds never lift a bucket above
+        --     what it would hold had the call never been charged: the pool shrinks as the level without its
+        --     charges would have reached the burst (refilled more than it holds), every charge in it by the
+        --     same fraction. "absorbed" sums -ln(1 - fraction) over those shrinks, so a charge c made when it
+        --     was a0 keeps c * exp(a0 - absorbed) of itself in the pool: a settle gives back at most that
+        --     (and at most the pool), and takes it out of the pool, the reservation being closed
+        --     (settle.lua). The pool's shares then always add up to the pool, under any load; a pool emptied
+        --     and started again is "born" anew, so older charges get nothing.
         --   absorbed, born: see the pool.   bdebt: see the headroom (batch admissions).
         local EXTRAS = '<dddd'
         -- The longest a record lives (ms, about 31 years): a bucket refilling 1 a million days from a debt of
@@ -1095,7 +1097,10 @@ enum LuaScripts {
                             if #blob == 32 then pool, absorbed, born, bdebt = unpack_(EXTRAS, blob) end
                             if pool > 0 then -- as if the pool's charges had never been made: that level caps first
                                 local left = level < burst and burst - level or 0
-                                if pool > left then pool, absorbed = left, absorbed + pool - left end
+                                if pool > left then
+                                    if left > 0 then absorbed = absorbed + math.log(pool / left) end
+                                    pool = left -- emptied (left 0): the next charge starts a pool anew
+                                end
                             end
                             if level > burst then level = burst end
                             if ceiling > burst then ceiling = burst end
@@ -2110,14 +2115,18 @@ enum LuaScripts {
                         local give = refund -- < 0: an overrun, charged whole
                         if refund > 0 and mark == 0 then -- never above what the bucket would hold without the charge
                             local left = max(0, burst - level)
-                            if pool > left then pool, absorbed = left, absorbed + pool - left end
-                            if born then
-                                give = min(refund, pool, poolBorn == born and cost - (absorbed - absorbedThen) or 0)
+                            if pool > left then
+                                if left > 0 then absorbed = absorbed + math.log(pool / left) end
+                                pool = left
+                            end
+                            if born then -- what is left of its charge in the pool (decide.lua's EXTRAS) leaves it
+                                local share = poolBorn == born and min(pool, cost * math.exp(absorbedThen - absorbed)) or 0
+                                give = min(refund, share)
+                                pool = pool - share
                             else -- charged by an older version, which kept no pool: at most up to the burst
                                 give = min(refund, left)
                             end
                             give = max(0, give)
-                            pool = max(0, pool - give)
                             r[2] = r[2] + give
                             r[4] = r[4] + min(give, max(0, burst - top))
                         elseif refund > 0 then -- a borrowing admission charged only its ceiling
