@@ -38,6 +38,7 @@
 -- The steps' layout, parsed once per header text (bounded), and each step's KEYS and ARGV tables,
 -- reused call after call (no step keeps them): the composite allocates nothing per call for them.
 local LAYOUTS, layouts, SCRATCH, PICKED, LINE = {}, 0, {}, {}, { spacing = 0 }
+local LINE_FORMAT = '^([%d.]+) ([%d.]+)$' -- a line's "<end> <front>", ms to a tenth
 
 local function layout(header)
     local steps, k, a = {}, 0, 1
@@ -132,7 +133,7 @@ local function call_admit(KEYS, ARGV)
         ticket = line[2][2] == '1'
         local v = redis.call('GET', line[1][1])
         if v then
-            local e, f = string.match(v, '^(%d+) (%d+)$')
+            local e, f = string.match(v, LINE_FORMAT)
             lineEnds, lineFront = tonumber(e) or 0, tonumber(f) or 0
         end
         if lineEnds > now and not ticket then decide[2][2] = decide[2][2] .. ' line' end
@@ -157,7 +158,7 @@ local function call_admit(KEYS, ARGV)
             if left <= tonumber(line[2][1]) then
                 local ends = (lineEnds > place and lineEnds or place) + LINE.spacing
                 local front = ticket and place + LINE.spacing or lineFront
-                redis.call('SET', line[1][1], string.format('%d %d', math.ceil(ends), math.ceil(front)), 'PX',
+                redis.call('SET', line[1][1], string.format('%.1f %.1f', ends, front), 'PX',
                     math.ceil(ends - now) + 1000)
                 if queue then -- waiting in line: visible in the queue until it asks again (or gives up)
                     local q, a = queue[1], queue[2]
@@ -175,7 +176,7 @@ local function call_admit(KEYS, ARGV)
     if ticket and wait == 0 and lineEnds > now + LINE.spacing then
         -- It found the root's buckets with room to spare (calls used less than their estimates): the line
         -- runs behind them, and moves up by one place.
-        redis.call('SET', line[1][1], string.format('%d %d', math.ceil(lineEnds - LINE.spacing), lineFront), 'KEEPTTL')
+        redis.call('SET', line[1][1], string.format('%.1f %.1f', lineEnds - LINE.spacing, lineFront), 'KEEPTTL')
     end
     if queue then
         local q, a = queue[1], queue[2]
@@ -194,6 +195,23 @@ local function call_admit(KEYS, ARGV)
     end
     if s.retry_budget then sluice.retry_budget(s.retry_budget[1], s.retry_budget[2], t) end
     return { 'admitted', verdict, permit, slot }
+end
+
+-- call-finish.lua's "line_credit" step (KEYS the line, as for "line"; no ARGV), after its settle step:
+-- the call gave back to the root's buckets what it did not use of its estimate (or all of it), so they can
+-- take the callers in line that much sooner. The line's end moves up by the time they take to refill it
+-- (settle.lua's `line_credit`), never before now; places already given stay. Without this the line would
+-- pace the fleet by estimates, not by what calls use. Reply: the ms it moved up.
+sluice.line_credit = function(KEYS, _, t, shared)
+    local credit = shared and shared.line_credit or 0
+    if credit <= 0 then return 0 end
+    local v = redis.call('GET', KEYS[1])
+    local e, f = string.match(v or '', LINE_FORMAT)
+    local now, ends = t[1] * 1000 + t[2] / 1000, tonumber(e)
+    if not ends or ends <= now then return 0 end
+    local moved = ends - credit < now and now or ends - credit
+    redis.call('SET', KEYS[1], string.format('%.1f %s', moved, f), 'KEEPTTL')
+    return math.floor(ends - moved)
 end
 
 if redis.register_function then

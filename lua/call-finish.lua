@@ -5,13 +5,15 @@
 -- others from running, and its error is reported in its place.
 --
 -- ARGV[1] the steps, "<entry>:<keys>:<args>" separated by spaces, among "settle", "breaker_record",
---   "lease_release", "queue_finish", "reconcile"; KEYS and ARGV[2...] are the steps' own KEYS and
+--   "lease_release", "queue_finish", "line_credit", "reconcile"; KEYS and ARGV[2...] are the steps' own KEYS and
 --   ARGV one after another, each as its script documents ("queue_finish": queue-finish.lua).
 -- Reply: one element per step, in order: the step's reply, or "!error <message>".
+-- Steps share one table (SHARED, emptied per call): settle leaves there what "line_credit" (after it)
+-- moves call-admit.lua's line up by.
 
 -- The steps' layout, parsed and checked once per header text (bounded), and each step's KEYS and
 -- ARGV tables and the reply, reused call after call (no step keeps them).
-local LAYOUTS, layouts, SCRATCH, OUT = {}, 0, {}, {}
+local LAYOUTS, layouts, SCRATCH, OUT, SHARED = {}, 0, {}, {}, {}
 
 local function layout(header)
     local steps, k, a = {}, 0, 1
@@ -34,6 +36,7 @@ local function call_finish(KEYS, ARGV)
         error('sluice call-finish: the steps name other KEYS or ARGV than sent', 0)
     end
     local t = redis.call('TIME') -- one TIME for every step that takes it
+    for name in pairs(SHARED) do SHARED[name] = nil end
     for j = 1, #plan do
         local entry, k, nk, a, na = unpack(plan[j])
         local step = SCRATCH[j]
@@ -43,7 +46,7 @@ local function call_finish(KEYS, ARGV)
         for i = #keys, nk + 1, -1 do keys[i] = nil end
         for i = 1, na do args[i] = ARGV[a + i] end
         for i = #args, na + 1, -1 do args[i] = nil end
-        local ok, reply = pcall(sluice[entry], keys, args, t)
+        local ok, reply = pcall(sluice[entry], keys, args, t, SHARED)
         if ok then
             OUT[j] = reply == nil and 0 or reply
         else

@@ -15,13 +15,16 @@
 --   (never made, or expired: its estimate stays charged) | "mismatch" (KEYS are not its path, or
 --   not its tree)
 -- Loaded with FUNCTION LOAD as sluice_settle_VERSION, like decide; EVAL runs it too.
+-- Inside a composite (call-finish.lua), `shared.line_credit` is set to the ms the root scope's binding
+-- bucket (the one slowest to refill a call's cost, which spaces call-admit.lua's line) takes to refill
+-- what this settle gave back to it: its "line_credit" step moves the line up by that much.
 
 local RECORD = '<Bc0ddddHc0' -- decide.lua explains the state layout
 local EXTRAS = '<dddd' -- a bucket's pool, absorbed, born and batch debt (decide.lua explains them)
 local HORIZON = 1e12 -- the longest a record lives, ms (decide.lua)
 local NONE = {} -- the records of a scope no charge changes: never read, never written
 
-local function settle(KEYS, ARGV, clock) -- clock: the TIME reply a composite already has
+local function settle(KEYS, ARGV, clock, shared) -- clock: the TIME reply a composite already has
     local max, min, ceil, floor = math.max, math.min, math.ceil, math.floor
     -- Bad input is refused before anything is read or written: a negative actual cost would refund
     -- more than was charged (other callers' usage); "nan", "inf" or "0x10" are no costs.
@@ -85,11 +88,13 @@ local function settle(KEYS, ARGV, clock) -- clock: the TIME reply a composite al
         return st
     end
 
+    local binding, credit = 0, 0 -- the root's slowest refill of a call's cost, and what it got back (ms)
     for _, ch in ipairs(reservation.charges) do
         local i, res, tag, kind, cost, mark, rate, burst, ceiling, born, absorbedThen = unpack(ch, 1, 11)
         local refund = cancel and cost or cost - (actual[res] or cost) -- < 0: an overrun to charge
         local st = refund ~= 0 and records(i) or NONE
         local r = st[tag]
+        local given = 0
         if refund ~= 0 and kind == 'bucket' then
             if not r and refund < 0 then -- expired, so full: record the overrun as fresh debt
                 r = { tag, burst, now, burst, 0, '' }
@@ -117,6 +122,7 @@ local function settle(KEYS, ARGV, clock) -- clock: the TIME reply a composite al
                         give = min(refund, left)
                     end
                     give = max(0, give)
+                    given = give
                     r[2] = r[2] + give
                     r[4] = r[4] + min(give, max(0, burst - top))
                 elseif refund > 0 then -- a borrowing admission charged only its ceiling
@@ -173,7 +179,11 @@ local function settle(KEYS, ARGV, clock) -- clock: the TIME reply a composite al
         elseif refund ~= 0 and r and kind == 'budget' and r[3] == mark then
             r[2], st.dirty = max(0, r[2] - refund), true
         end
+        if i == 1 and kind == 'bucket' and rate > 0 and cost / rate > binding then
+            binding, credit = cost / rate, given / rate
+        end
     end
+    if shared then shared.line_credit = credit end
 
     for i, st in pairs(scopes) do
         if st.dirty then

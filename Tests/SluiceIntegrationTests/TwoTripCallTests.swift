@@ -240,6 +240,38 @@ struct TwoTripCallTests {
         #expect(line.integer == -2 || (line.integer ?? 0) > 0, "the line's key expires (PTTL \(line))")
     }
 
+    @Test("What a batch call did not use of its estimate moves the line up: places follow usage, not estimates")
+    func lineMovesUpByRefunds() async throws {
+        // 1,000 tokens a second: a call that estimated 500 and used 100 gave back 400, which the bucket would
+        // have taken 400 ms to refill, so the line (here 5 s long) ends 400 ms sooner.
+        let setup = try await Setup(defaults: ["global": "tokens: bucket rate=1000/s burst=10000 debt=1000"])
+        defer { setup.close() }
+        let path = try ScopePath("global=openai")
+        let call = ProviderCall(scope: "s", estimate: ["tokens": 500], quotaPath: path, maxAttempts: 1)
+        let tree = try await RequestTrees(redis: setup.client).open(
+            partition: "openai", limits: TreeLimits(maxInFlight: 100), priority: .batch)
+        let key = RedisArgument("sluice:{openai}:queue:s:line:batch")
+        let now = try await setup.client.send(RedisCommand("TIME")).array ?? []
+        let nowMs = Double((now.first?.string).flatMap(Int.init) ?? 0) * 1000
+        let ends = nowMs + 5_000
+        _ = try await setup.client.send(
+            RedisCommand("SET", key, RedisArgument(String(format: "%.1f 0", ends)), "PX", 10_000))
+        _ = try await tree.run {
+            try await setup.backpressure.call(call) { _ in CallOutcome((), usage: ["tokens": 100]) }
+        }
+        let line = try await setup.client.send(RedisCommand("GET", key)).string ?? ""
+        let moved = line.split(separator: " ").first.flatMap { Double($0) }.map { ends - $0 }
+        #expect(moved.map { abs($0 - 400) < 1 } == true, "the line moved up by \(moved ?? -1) ms: \(line)")
+
+        // A call that used its estimate gives nothing back; an interactive call (outside the batch tree) is not
+        // in the line.
+        _ = try await tree.run {
+            try await setup.backpressure.call(call) { _ in CallOutcome((), usage: ["tokens": 500]) }
+        }
+        _ = try await setup.backpressure.call(call) { _ in CallOutcome((), usage: ["tokens": 100]) }
+        #expect(try await setup.client.send(RedisCommand("GET", key)).string == line)
+    }
+
     @Test("A retry costs two script calls: the failed attempt's outcome with the retry budget, then the next permit")
     func retryRoundTrips() async throws {
         let setup = try await Setup()

@@ -105,11 +105,19 @@ public struct AdmissionQueue: Sendable {
     /// line of its `priority` (`<namespace>:{<partition>}:queue:<scope>:line:<priority>`) instead, told its
     /// place in the reply; `holdsPlace` when it asks again at the place it was given.
     func lineStep(priority: Priority, patience: Duration, holdsPlace: Bool) -> ScriptStep {
-        let key = PartitionKeys(partition: partition, namespace: namespace).key("queue", scope, "line:\(priority)")
-        return ScriptStep(
-            script: LuaScripts.callAdmit, keys: [key],
+        ScriptStep(
+            script: LuaScripts.callAdmit, keys: [lineKey(priority)],
             arguments: [RedisArgument(max(0, Int(patience / .milliseconds(1)))), holdsPlace ? "1" : "0"],
             entry: "line")
+    }
+
+    /// call-finish's step after a settle: the line moves up by what the call gave back to the root's buckets.
+    func lineCreditStep(priority: Priority) -> ScriptStep {
+        ScriptStep(script: LuaScripts.callAdmit, keys: [lineKey(priority)], arguments: [], entry: "line_credit")
+    }
+
+    private func lineKey(_ priority: Priority) -> RedisArgument {
+        PartitionKeys(partition: partition, namespace: namespace).key("queue", scope, "line:\(priority)")
     }
 
     func finishStep(callerID: String) -> ScriptStep {

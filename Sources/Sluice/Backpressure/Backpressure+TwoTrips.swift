@@ -203,6 +203,7 @@ extension Backpressure {
             } else {
                 steps.append(admitted.reservation.closeStep(["cancel"]))
             }
+            if priority == .batch { steps.append(queue.lineCreditStep(priority: priority)) }
             var breakerReply: Int?
             if let outcome, let permit = admitted.permit {
                 breakerReply = steps.count

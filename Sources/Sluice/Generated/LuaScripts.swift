@@ -211,6 +211,7 @@ enum LuaScripts {
         -- The steps' layout, parsed once per header text (bounded), and each step's KEYS and ARGV tables,
         -- reused call after call (no step keeps them): the composite allocates nothing per call for them.
         local LAYOUTS, layouts, SCRATCH, PICKED, LINE = {}, 0, {}, {}, { spacing = 0 }
+        local LINE_FORMAT = '^([%d.]+) ([%d.]+)$' -- a line's "<end> <front>", ms to a tenth
 
         local function layout(header)
             local steps, k, a = {}, 0, 1
@@ -305,7 +306,7 @@ enum LuaScripts {
                 ticket = line[2][2] == '1'
                 local v = redis.call('GET', line[1][1])
                 if v then
-                    local e, f = string.match(v, '^(%d+) (%d+)$')
+                    local e, f = string.match(v, LINE_FORMAT)
                     lineEnds, lineFront = tonumber(e) or 0, tonumber(f) or 0
                 end
                 if lineEnds > now and not ticket then decide[2][2] = decide[2][2] .. ' line' end
@@ -330,7 +331,7 @@ enum LuaScripts {
                     if left <= tonumber(line[2][1]) then
                         local ends = (lineEnds > place and lineEnds or place) + LINE.spacing
                         local front = ticket and place + LINE.spacing or lineFront
-                        redis.call('SET', line[1][1], string.format('%d %d', math.ceil(ends), math.ceil(front)), 'PX',
+                        redis.call('SET', line[1][1], string.format('%.1f %.1f', ends, front), 'PX',
                             math.ceil(ends - now) + 1000)
                         if queue then -- waiting in line: visible in the queue until it asks again (or gives up)
                             local q, a = queue[1], queue[2]
@@ -348,7 +349,7 @@ enum LuaScripts {
             if ticket and wait == 0 and lineEnds > now + LINE.spacing then
                 -- It found the root's buckets with room to spare (calls used less than their estimates): the line
                 -- runs behind them, and moves up by one place.
-                redis.call('SET', line[1][1], string.format('%d %d', math.ceil(lineEnds - LINE.spacing), lineFront), 'KEEPTTL')
+                redis.call('SET', line[1][1], string.format('%.1f %.1f', lineEnds - LINE.spacing, lineFront), 'KEEPTTL')
             end
             if queue then
                 local q, a = queue[1], queue[2]
@@ -369,6 +370,23 @@ enum LuaScripts {
             return { 'admitted', verdict, permit, slot }
         end
 
+        -- call-finish.lua's "line_credit" step (KEYS the line, as for "line"; no ARGV), after its settle step:
+        -- the call gave back to the root's buckets what it did not use of its estimate (or all of it), so they can
+        -- take the callers in line that much sooner. The line's end moves up by the time they take to refill it
+        -- (settle.lua's `line_credit`), never before now; places already given stay. Without this the line would
+        -- pace the fleet by estimates, not by what calls use. Reply: the ms it moved up.
+        sluice.line_credit = function(KEYS, _, t, shared)
+            local credit = shared and shared.line_credit or 0
+            if credit <= 0 then return 0 end
+            local v = redis.call('GET', KEYS[1])
+            local e, f = string.match(v or '', LINE_FORMAT)
+            local now, ends = t[1] * 1000 + t[2] / 1000, tonumber(e)
+            if not ends or ends <= now then return 0 end
+            local moved = ends - credit < now and now or ends - credit
+            redis.call('SET', KEYS[1], string.format('%.1f %s', moved, f), 'KEEPTTL')
+            return math.floor(ends - moved)
+        end
+
         if redis.register_function then
             redis.register_function('sluice_call_admit_VERSION', function(keys, args) return call_admit(keys, args) end)
         else
@@ -386,13 +404,15 @@ enum LuaScripts {
         -- others from running, and its error is reported in its place.
         --
         -- ARGV[1] the steps, "<entry>:<keys>:<args>" separated by spaces, among "settle", "breaker_record",
-        --   "lease_release", "queue_finish", "reconcile"; KEYS and ARGV[2...] are the steps' own KEYS and
+        --   "lease_release", "queue_finish", "line_credit", "reconcile"; KEYS and ARGV[2...] are the steps' own KEYS and
         --   ARGV one after another, each as its script documents ("queue_finish": queue-finish.lua).
         -- Reply: one element per step, in order: the step's reply, or "!error <message>".
+        -- Steps share one table (SHARED, emptied per call): settle leaves there what "line_credit" (after it)
+        -- moves call-admit.lua's line up by.
 
         -- The steps' layout, parsed and checked once per header text (bounded), and each step's KEYS and
         -- ARGV tables and the reply, reused call after call (no step keeps them).
-        local LAYOUTS, layouts, SCRATCH, OUT = {}, 0, {}, {}
+        local LAYOUTS, layouts, SCRATCH, OUT, SHARED = {}, 0, {}, {}, {}
 
         local function layout(header)
             local steps, k, a = {}, 0, 1
@@ -415,6 +435,7 @@ enum LuaScripts {
                 error('sluice call-finish: the steps name other KEYS or ARGV than sent', 0)
             end
             local t = redis.call('TIME') -- one TIME for every step that takes it
+            for name in pairs(SHARED) do SHARED[name] = nil end
             for j = 1, #plan do
                 local entry, k, nk, a, na = unpack(plan[j])
                 local step = SCRATCH[j]
@@ -424,7 +445,7 @@ enum LuaScripts {
                 for i = #keys, nk + 1, -1 do keys[i] = nil end
                 for i = 1, na do args[i] = ARGV[a + i] end
                 for i = #args, na + 1, -1 do args[i] = nil end
-                local ok, reply = pcall(sluice[entry], keys, args, t)
+                local ok, reply = pcall(sluice[entry], keys, args, t, SHARED)
                 if ok then
                     OUT[j] = reply == nil and 0 or reply
                 else
@@ -2025,13 +2046,16 @@ enum LuaScripts {
         --   (never made, or expired: its estimate stays charged) | "mismatch" (KEYS are not its path, or
         --   not its tree)
         -- Loaded with FUNCTION LOAD as sluice_settle_VERSION, like decide; EVAL runs it too.
+        -- Inside a composite (call-finish.lua), `shared.line_credit` is set to the ms the root scope's binding
+        -- bucket (the one slowest to refill a call's cost, which spaces call-admit.lua's line) takes to refill
+        -- what this settle gave back to it: its "line_credit" step moves the line up by that much.
 
         local RECORD = '<Bc0ddddHc0' -- decide.lua explains the state layout
         local EXTRAS = '<dddd' -- a bucket's pool, absorbed, born and batch debt (decide.lua explains them)
         local HORIZON = 1e12 -- the longest a record lives, ms (decide.lua)
         local NONE = {} -- the records of a scope no charge changes: never read, never written
 
-        local function settle(KEYS, ARGV, clock) -- clock: the TIME reply a composite already has
+        local function settle(KEYS, ARGV, clock, shared) -- clock: the TIME reply a composite already has
             local max, min, ceil, floor = math.max, math.min, math.ceil, math.floor
             -- Bad input is refused before anything is read or written: a negative actual cost would refund
             -- more than was charged (other callers' usage); "nan", "inf" or "0x10" are no costs.
@@ -2095,11 +2119,13 @@ enum LuaScripts {
                 return st
             end
 
+            local binding, credit = 0, 0 -- the root's slowest refill of a call's cost, and what it got back (ms)
             for _, ch in ipairs(reservation.charges) do
                 local i, res, tag, kind, cost, mark, rate, burst, ceiling, born, absorbedThen = unpack(ch, 1, 11)
                 local refund = cancel and cost or cost - (actual[res] or cost) -- < 0: an overrun to charge
                 local st = refund ~= 0 and records(i) or NONE
                 local r = st[tag]
+                local given = 0
                 if refund ~= 0 and kind == 'bucket' then
                     if not r and refund < 0 then -- expired, so full: record the overrun as fresh debt
                         r = { tag, burst, now, burst, 0, '' }
@@ -2127,6 +2153,7 @@ enum LuaScripts {
                                 give = min(refund, left)
                             end
                             give = max(0, give)
+                            given = give
                             r[2] = r[2] + give
                             r[4] = r[4] + min(give, max(0, burst - top))
                         elseif refund > 0 then -- a borrowing admission charged only its ceiling
@@ -2183,7 +2210,11 @@ enum LuaScripts {
                 elseif refund ~= 0 and r and kind == 'budget' and r[3] == mark then
                     r[2], st.dirty = max(0, r[2] - refund), true
                 end
+                if i == 1 and kind == 'bucket' and rate > 0 and cost / rate > binding then
+                    binding, credit = cost / rate, given / rate
+                end
             end
+            if shared then shared.line_credit = credit end
 
             for i, st in pairs(scopes) do
                 if st.dirty then
