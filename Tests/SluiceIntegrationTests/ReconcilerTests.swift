@@ -443,7 +443,7 @@ struct ReconcilerFollowTests {
         let full = try #require(bins(0, change.time).compactMap { run.ceiling[$0] }.max())
         let after = bins(restore.time, scenario.duration).compactMap { run.ceiling[$0] }
         let between = Set(after.filter { $0 > halved * 1.05 && $0 < full * 0.95 }.map { Int($0) })
-        #expect(between.count >= 3, "gradual: \(after)")
+        #expect(between.count >= 2, "gradual: \(after)")  // a climb of a third of a reset period, sampled every 0.1 s
         #expect(after.last.map { $0 >= full * 0.99 } ?? false, "back to the full ceiling: \(after)")
     }
 }

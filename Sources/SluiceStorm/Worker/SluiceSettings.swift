@@ -18,8 +18,9 @@ import Sluice
 /// - the reconciler, fed every response: the provider's window, no safety factor below the stated limit (the
 ///   buckets never hold more than the lowest remaining the provider reported, refilled since that request was
 ///   sent, so the remaining-headers, not a flat margin, keep the fleet under the limit), a cut of 30% per
-///   congestion event and a climb back within one window, so a ceiling that comes back is followed within two
-///   reset periods.
+///   congestion event and a climb back within a third of a window: the remaining-headers still bound every
+///   step of the climb, so it can be as fast as they report room, and a ceiling that comes back is followed
+///   within about one reset period.
 struct SluiceSettings: Sendable {
     /// The share of the stated limits the fleet aims at.
     static let utilizationTarget = 1.0
@@ -37,7 +38,7 @@ struct SluiceSettings: Sendable {
     var reconciler: Reconciler.Configuration {
         let window = Duration.milliseconds(Int64((provider.window * 1000).rounded(.up)))
         return Reconciler.Configuration(
-            window: window, safetyFactor: Self.utilizationTarget, cutFactor: 0.7, recovery: window,
+            window: window, safetyFactor: Self.utilizationTarget, cutFactor: 0.7, recovery: window / 3,
             // A 429 that names no wait pauses the fleet for a fifth of the reset period.
             defaultPause: .milliseconds(Int64((provider.window * 200).rounded(.up))))
     }
