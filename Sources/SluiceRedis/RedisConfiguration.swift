@@ -134,14 +134,15 @@ public struct RedisConfiguration: Sendable, Hashable {
             if parts.count == 2 {
                 for pair in parts[1].split(separator: "&") {
                     let kv = pair.split(separator: "=", maxSplits: 1)
-                    guard kv.count == 2 else { continue }
+                    guard kv.count == 2 else { throw invalid("URL option '\(pair)' has no value (name=value)") }
                     switch kv[0] {
                     case "db":
                         guard let db = Int(kv[1]), db >= 0 else { throw invalid("db must be a number") }
                         database = db
                     case "password": password = Self.percentDecoded(kv[1])
                     case "user", "username": username = Self.percentDecoded(kv[1])
-                    default: continue
+                    default:
+                        throw invalid("unknown URL option '\(kv[0])': a unix:// URL takes db, user and password")
                     }
                 }
             }
@@ -169,18 +170,30 @@ public struct RedisConfiguration: Sendable, Hashable {
         var sentinelUsername: String?
         var sentinelPassword: String?
         if let question = rest.firstIndex(of: "?") {
+            // A misspelt or misplaced option is an error, not silently ignored: a TLS file named on a redis:// URL
+            // would otherwise connect in clear text.
             for pair in rest[rest.index(after: question)...].split(separator: "&") {
                 let kv = pair.split(separator: "=", maxSplits: 1)
-                guard kv.count == 2 else { continue }
+                guard kv.count == 2 else { throw invalid("URL option '\(pair)' has no value (name=value)") }
+                let name = String(kv[0])
                 let value = Self.percentDecoded(kv[1])
-                switch kv[0] {
+                if name.hasPrefix("tls-"), tls == nil {
+                    throw invalid("URL option \(name) needs a rediss:// or rediss-sentinel:// URL")
+                }
+                if name.hasPrefix("sentinel-"), primaryName == nil {
+                    throw invalid("URL option \(name) needs a redis-sentinel:// or rediss-sentinel:// URL")
+                }
+                switch name {
                 case "tls-ca-cert-file": tls?.caCertificateFile = value
                 case "tls-cert-file": tls?.certificateFile = value
                 case "tls-key-file": tls?.keyFile = value
                 case "tls-server-name": tls?.serverName = value
                 case "sentinel-username": sentinelUsername = value
                 case "sentinel-password": sentinelPassword = value
-                default: continue
+                default:
+                    throw invalid(
+                        "unknown URL option '\(name)' (known: tls-ca-cert-file, tls-cert-file, tls-key-file, "
+                            + "tls-server-name, sentinel-username, sentinel-password)")
                 }
             }
             rest = rest[..<question]

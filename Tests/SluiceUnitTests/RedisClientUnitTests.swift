@@ -30,6 +30,10 @@ struct RedisClientUnitTests {
         for url in [
             "http://x", "redis://host:notaport", "redis://host:0", "redis://host:70000", "redis://host/abc",
             "unix://relative",
+            // Unknown, misspelt or misplaced options are refused rather than ignored.
+            "redis://host?tls-ca-cert-file=/ca.pem", "rediss://host?tls-ca-cert=/ca.pem", "redis://host?db=2",
+            "rediss://host?sentinel-password=x", "redis-sentinel://s1?timeout=1#p", "unix:///run/r.sock?database=1",
+            "rediss://host?tls-ca-cert-file",
         ] {
             let error = #expect(throws: RedisError.self, "\(url)") { try RedisConfiguration(url: url) }
             #expect(error?.code == .invalidURL)
