@@ -444,8 +444,8 @@ struct StormModelTests {
             Set(runs[0].keys) == [
                 "scenario", "mode", "provider_429s", "provider_429s_after_warmup", "goodput_tokens_per_sec",
                 "utilization", "light_p50_ms", "light_p99_ms", "light_p99_baseline_ms", "jain_index",
-                "runaway_tokens", "runaway_budget", "peak_queue_depth", "shed", "shed_by_reason", "follow_seconds",
-                "light_refusals", "redis_calls_per_provider_call", "redis_us_per_provider_call",
+                "runaway_tokens", "runaway_budget", "peak_queue_depth", "shed", "shed_by_reason", "shed_p99_ms",
+                "follow_seconds", "light_refusals", "redis_calls_per_provider_call", "redis_us_per_provider_call",
             ])
         #expect((runs[0]["shed_by_reason"] as? [String: Any])?.isEmpty == true, "an object, empty without shed calls")
         #expect(runs[0]["runaway_tokens"] is NSNull)

@@ -34,6 +34,7 @@ public struct StormReport: Sendable {
                 "jain_index": \(number(m.jainIndex)), "runaway_tokens": \(integer(m.runawayTokens)), \
                 "runaway_budget": \(integer(m.runawayBudget)), "peak_queue_depth": \(m.peakQueueDepth), \
                 "shed": \(m.shed), "shed_by_reason": {\(reasons.joined(separator: ", "))}, \
+                "shed_p99_ms": \(number(m.shedP99Ms, digits: 10)), \
                 "follow_seconds": \(number(m.followSeconds, digits: 100)), \
                 "redis_calls_per_provider_call": \(number(m.redisCallsPerProviderCall, digits: 100)), \
                 "redis_us_per_provider_call": \(number(m.redisMicrosecondsPerProviderCall, digits: 100))}
