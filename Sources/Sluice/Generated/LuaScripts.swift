@@ -329,7 +329,11 @@ enum LuaScripts {
                     if after > place then place = after end
                     local left = math.ceil(place - now)
                     if left <= tonumber(line[2][1]) then
-                        local ends = (lineEnds > place and lineEnds or place) + LINE.spacing
+                        -- A newcomer lengthens the line by its place. A caller back at the front does not: its place at the
+                        -- end was given when it first joined, and the callers behind it keep theirs (lengthening the line
+                        -- for each of them would give places no one holds, and leave the buckets idle meanwhile).
+                        local ends = ticket and math.max(lineEnds, place + LINE.spacing)
+                            or (lineEnds > place and lineEnds or place) + LINE.spacing
                         local front = ticket and place + LINE.spacing or lineFront
                         redis.call('SET', line[1][1], string.format('%.1f %.1f', ends, front), 'PX',
                             math.ceil(ends - now) + 1000)
