@@ -22,6 +22,17 @@ struct StormCommand: AsyncParsableCommand {
         help: "Redis URL shared by the workers (default: $REDIS_URL, else a throwaway redis-server).")
     var redis: String?
 
+    @Option(
+        name: .customLong("tls-ca-cert-file"),
+        help: "PEM file of the CA certificates to trust for a rediss:// --redis (default: the system's roots).")
+    var tlsCACertificateFile: String?
+
+    @Option(name: .customLong("tls-cert-file"), help: "PEM client certificate for mutual TLS (with --tls-key-file).")
+    var tlsCertificateFile: String?
+
+    @Option(name: .customLong("tls-key-file"), help: "PEM private key of --tls-cert-file.")
+    var tlsKeyFile: String?
+
     @Option(help: "Worker processes per run.")
     var workers = 4
 
@@ -80,6 +91,7 @@ struct StormCommand: AsyncParsableCommand {
         {
             redisURL = fromEnvironment
         }
+        redisURL = try withTLSFiles(redisURL)
         let executable =
             (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
             ?? CommandLine.arguments[0]
@@ -110,5 +122,27 @@ struct StormCommand: AsyncParsableCommand {
         if !failures.isEmpty {
             throw ValidationError("\(failures.count) worker(s) failed:\n" + failures.joined(separator: "\n"))
         }
+    }
+
+    /// The URL the workers get: the TLS files of the options in its query (redis-server's option names), which
+    /// every worker process reads back with the URL.
+    private func withTLSFiles(_ url: String?) throws -> String? {
+        let files = [
+            ("tls-ca-cert-file", tlsCACertificateFile), ("tls-cert-file", tlsCertificateFile),
+            ("tls-key-file", tlsKeyFile),
+        ].compactMap { name, file in file.map { (name, $0) } }
+        if files.isEmpty { return url }
+        guard let url, url.hasPrefix("rediss://") || url.hasPrefix("rediss-sentinel://") else {
+            throw ValidationError(
+                "--tls-ca-cert-file, --tls-cert-file and --tls-key-file need a rediss:// or rediss-sentinel:// --redis")
+        }
+        var allowed = CharacterSet.urlQueryAllowed
+        allowed.remove(charactersIn: "&=#+")
+        let query = files.map { name, file in
+            name + "=" + (file.addingPercentEncoding(withAllowedCharacters: allowed) ?? file)
+        }
+        let fragment = url.firstIndex(of: "#").map { String(url[$0...]) } ?? ""
+        let base = String(url.dropLast(fragment.count))
+        return base + (base.contains("?") ? "&" : "?") + query.joined(separator: "&") + fragment
     }
 }

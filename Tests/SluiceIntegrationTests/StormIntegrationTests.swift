@@ -5,10 +5,12 @@ import Testing
 /// Redis, and the outcomes issue 6 asks of the `sluice` mode.
 @Suite("Storm: real worker processes against the mock provider", .serialized)
 struct StormIntegrationTests {
-    static func storm(_ scenarios: [String], modes: [StormMode]) async throws -> StormReport {
+    static func storm(
+        _ scenarios: [String], modes: [StormMode], redisURL: String = TestRedis.url, duration: Double? = nil
+    ) async throws -> StormReport {
         let options = StormOptions(
-            redisURL: TestRedis.url, workers: 4, scenarios: try scenarios.map(BuiltinScenarios.load), modes: modes,
-            workerExecutable: SluiceBinary.path)
+            redisURL: redisURL, workers: 4, duration: duration, scenarios: try scenarios.map(BuiltinScenarios.load),
+            modes: modes, workerExecutable: SluiceBinary.path)
         let report = try await StormRunner(options: options).run()
         for metrics in report.metrics { #expect(metrics.workerFailures.isEmpty, "\(metrics.workerFailures)") }
         return report
@@ -130,5 +132,28 @@ struct StormIntegrationTests {
         }
         let served = after.filter { $0.outcome == .ok }.count
         #expect(after.count >= 20 && Double(served) >= 0.7 * Double(after.count), "\(served) of \(after.count) served")
+    }
+
+    @Test(
+        "The storm runs on a Redis Cluster and over TLS: the guard holds, and its cost is measured on every primary",
+        .timeLimit(.minutes(3)))
+    func clusterAndTLS() async throws {
+        let certificates = try await TestCertificates.shared()
+        let server = try RedisServer(tls: certificates.server())
+        defer { server.stop() }
+        // The TLS files travel to the worker processes in the URL's query (what `sluice storm --tls-ca-cert-file`
+        // writes).
+        var urls = ["rediss://127.0.0.1:\(server.port)?tls-ca-cert-file=\(certificates.caCertificate)"]
+        if let cluster = TestRedis.clusterURL { urls.append(cluster) }
+        for url in urls {
+            let report = try await Self.storm(["runaway-agent"], modes: [.sluice], redisURL: url, duration: 3)
+            let sluice = try Self.metrics(report, "runaway-agent", .sluice)
+            #expect(sluice.callsOK > 0, "\(url): \(sluice.callsOK) calls served")
+            let tokens = try #require(sluice.runawayTokens)
+            let budget = try #require(sluice.runawayBudget)
+            #expect(tokens <= budget, "\(url): \(tokens) of \(budget)")
+            let calls = try #require(sluice.redisCallsPerProviderCall, "\(url): no Redis statistics")
+            #expect(calls >= 1 && calls < 10, "\(url): \(calls) Redis calls per provider call")
+        }
     }
 }

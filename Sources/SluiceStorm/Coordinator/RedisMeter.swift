@@ -3,6 +3,7 @@ import SluiceRedis
 /// Measures what one run asks of the storm's Redis: `CONFIG RESETSTAT` before the run's workers start, then
 /// `INFO commandstats` after they have exited. Where `CONFIG` is refused (a managed Redis), it takes a snapshot of
 /// `INFO commandstats` first and subtracts it. With a Redis other clients use too, their commands count as well.
+/// On a Redis Cluster it asks every primary and adds their statistics up.
 struct RedisMeter {
     private let client: RedisClient
     private let baseline: RedisCommandStats?
@@ -10,7 +11,7 @@ struct RedisMeter {
     /// Starts measuring; nil (and no figures for the run) when the server answers neither command.
     static func start(url: String) async -> RedisMeter? {
         guard let client = try? RedisClient(url: url) else { return nil }
-        if (try? await client.send("CONFIG", "RESETSTAT")) != nil {
+        if (try? await send(client, RedisCommand("CONFIG", "RESETSTAT"))) != nil {
             return RedisMeter(client: client, baseline: nil)
         }
         guard let snapshot = await snapshot(client) else {
@@ -18,6 +19,12 @@ struct RedisMeter {
             return nil
         }
         return RedisMeter(client: client, baseline: snapshot)
+    }
+
+    /// The command's replies: the server's, or every primary's on a cluster.
+    private static func send(_ client: RedisClient, _ command: RedisCommand) async throws -> [RedisValue] {
+        if try await client.isCluster() { return try await client.sendToEveryPrimary(command) }
+        return [try await client.send(command)]
     }
 
     /// The commands since ``start(url:)``.
@@ -51,7 +58,14 @@ struct RedisMeter {
     }
 
     private static func snapshot(_ client: RedisClient) async -> RedisCommandStats? {
-        guard let reply = try? await client.send("INFO", "commandstats"), let text = reply.string else { return nil }
-        return RedisCommandStats(info: text)
+        guard let replies = try? await send(client, RedisCommand("INFO", "commandstats")), !replies.isEmpty else {
+            return nil
+        }
+        var total = RedisCommandStats()
+        for reply in replies {
+            guard let text = reply.string else { return nil }
+            total = total.adding(RedisCommandStats(info: text))
+        }
+        return total
     }
 }

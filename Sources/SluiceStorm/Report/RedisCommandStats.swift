@@ -44,6 +44,16 @@ public struct RedisCommandStats: Sendable, Hashable {
         return RedisCommandStats(commands: difference)
     }
 
+    /// Both together: the statistics of several servers (a cluster's primaries) as one.
+    public func adding(_ other: RedisCommandStats) -> RedisCommandStats {
+        var sum = commands
+        for (name, entry) in other.commands {
+            let mine = sum[name] ?? Entry(calls: 0, microseconds: 0)
+            sum[name] = Entry(calls: mine.calls + entry.calls, microseconds: mine.microseconds + entry.microseconds)
+        }
+        return RedisCommandStats(commands: sum)
+    }
+
     /// The commands that run a Lua script: Sluice's decisions and bookkeeping.
     public static let scriptCommands: Set<String> = ["fcall", "fcall_ro", "evalsha", "evalsha_ro", "eval", "eval_ro"]
 
