@@ -18,16 +18,7 @@ struct ConnectionOptions: ParsableArguments {
     )
     var url: String?
 
-    @Option(
-        name: .customLong("tls-ca-cert-file"),
-        help: "PEM file of the CA certificates to trust for rediss:// (default: the system's roots).")
-    var tlsCACertificateFile: String?
-
-    @Option(name: .customLong("tls-cert-file"), help: "PEM client certificate for mutual TLS (with --tls-key-file).")
-    var tlsCertificateFile: String?
-
-    @Option(name: .customLong("tls-key-file"), help: "PEM private key of --tls-cert-file.")
-    var tlsKeyFile: String?
+    @OptionGroup var tlsFiles: TLSFileOptions
 
     var resolvedURL: String {
         if let url { return url }
@@ -40,14 +31,11 @@ struct ConnectionOptions: ParsableArguments {
     /// The configuration the URL and the other options describe.
     func configuration() throws -> RedisConfiguration {
         var configuration = try RedisConfiguration(url: resolvedURL)
-        if tlsCACertificateFile != nil || tlsCertificateFile != nil || tlsKeyFile != nil {
-            guard var tls = configuration.tls else {
-                throw ValidationError(
-                    "--tls-ca-cert-file, --tls-cert-file and --tls-key-file need a rediss:// or rediss-sentinel:// URL")
-            }
-            if let file = tlsCACertificateFile { tls.caCertificateFile = file }
-            if let file = tlsCertificateFile { tls.certificateFile = file }
-            if let file = tlsKeyFile { tls.keyFile = file }
+        if !tlsFiles.named.isEmpty {
+            guard var tls = configuration.tls else { throw tlsFiles.needsTLS }
+            if let file = tlsFiles.caCertificateFile { tls.caCertificateFile = file }
+            if let file = tlsFiles.certificateFile { tls.certificateFile = file }
+            if let file = tlsFiles.keyFile { tls.keyFile = file }
             configuration.tls = tls
         }
         return configuration
@@ -55,5 +43,31 @@ struct ConnectionOptions: ParsableArguments {
 
     func makeClient(poolSize: Int = 4, sharedConnections: Int = 1) throws -> RedisClient {
         try RedisClient(configuration: configuration(), poolSize: poolSize, sharedConnections: sharedConnections)
+    }
+}
+
+/// `--tls-ca-cert-file`, `--tls-cert-file` and `--tls-key-file`: redis-server's own option names, for a `rediss://`
+/// or `rediss-sentinel://` URL.
+struct TLSFileOptions: ParsableArguments {
+    @Option(
+        name: .customLong("tls-ca-cert-file"),
+        help: "PEM file of the CA certificates to trust for rediss:// (default: the system's roots).")
+    var caCertificateFile: String?
+
+    @Option(name: .customLong("tls-cert-file"), help: "PEM client certificate for mutual TLS (with --tls-key-file).")
+    var certificateFile: String?
+
+    @Option(name: .customLong("tls-key-file"), help: "PEM private key of --tls-cert-file.")
+    var keyFile: String?
+
+    /// The files given, by option name.
+    var named: [(option: String, file: String)] {
+        [("tls-ca-cert-file", caCertificateFile), ("tls-cert-file", certificateFile), ("tls-key-file", keyFile)]
+            .compactMap { option, file in file.map { (option, $0) } }
+    }
+
+    var needsTLS: ValidationError {
+        ValidationError(
+            "--tls-ca-cert-file, --tls-cert-file and --tls-key-file need a rediss:// or rediss-sentinel:// URL")
     }
 }

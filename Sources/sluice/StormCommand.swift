@@ -22,16 +22,7 @@ struct StormCommand: AsyncParsableCommand {
         help: "Redis URL shared by the workers (default: $REDIS_URL, else a throwaway redis-server).")
     var redis: String?
 
-    @Option(
-        name: .customLong("tls-ca-cert-file"),
-        help: "PEM file of the CA certificates to trust for a rediss:// --redis (default: the system's roots).")
-    var tlsCACertificateFile: String?
-
-    @Option(name: .customLong("tls-cert-file"), help: "PEM client certificate for mutual TLS (with --tls-key-file).")
-    var tlsCertificateFile: String?
-
-    @Option(name: .customLong("tls-key-file"), help: "PEM private key of --tls-cert-file.")
-    var tlsKeyFile: String?
+    @OptionGroup var tlsFiles: TLSFileOptions
 
     @Option(help: "Worker processes per run.")
     var workers = 4
@@ -127,14 +118,10 @@ struct StormCommand: AsyncParsableCommand {
     /// The URL the workers get: the TLS files of the options in its query (redis-server's option names), which
     /// every worker process reads back with the URL.
     private func withTLSFiles(_ url: String?) throws -> String? {
-        let files = [
-            ("tls-ca-cert-file", tlsCACertificateFile), ("tls-cert-file", tlsCertificateFile),
-            ("tls-key-file", tlsKeyFile),
-        ].compactMap { name, file in file.map { (name, $0) } }
+        let files = tlsFiles.named
         if files.isEmpty { return url }
         guard let url, url.hasPrefix("rediss://") || url.hasPrefix("rediss-sentinel://") else {
-            throw ValidationError(
-                "--tls-ca-cert-file, --tls-cert-file and --tls-key-file need a rediss:// or rediss-sentinel:// --redis")
+            throw tlsFiles.needsTLS
         }
         var allowed = CharacterSet.urlQueryAllowed
         allowed.remove(charactersIn: "&=#+")
