@@ -85,6 +85,13 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
             ]
         ),
+        // The multi-process tests' worker processes: built with the tests, not part of the operator's `sluice`.
+        .executableTarget(
+            name: "SluiceTestWorker",
+            dependencies: [
+                "Sluice", "SluiceRedis", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .testTarget(
             name: "SluiceUnitTests",
             dependencies: [
@@ -93,7 +100,7 @@ let package = Package(
         .testTarget(
             name: "SluiceIntegrationTests",
             dependencies: [
-                "Sluice", "SluiceRedis", "SluiceStorm", "sluice",
+                "Sluice", "SluiceRedis", "SluiceStorm", "sluice", "SluiceTestWorker",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),

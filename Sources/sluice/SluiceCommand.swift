@@ -10,8 +10,9 @@ struct SluiceCommand: AsyncParsableCommand {
             StatusCommand.self, EventsCommand.self, TopCommand.self, ServeCommand.self, ObserveCommand.self,
             StormCommand.self,
             PingCommand.self, BenchCommand.self, ScriptsCommand.self,
-            // Hidden: the processes that `sluice storm` and the multi-process tests start.
-            StormWorkerCommand.self, WorkerCommand.self, SoakCommand.self,
+            // Hidden: the processes that `sluice storm` and `scripts/soak.sh` start (the multi-process tests' own
+            // workers are a separate executable, SluiceTestWorker).
+            StormWorkerCommand.self, SoakCommand.self,
         ]
     )
 }

@@ -6,18 +6,18 @@ import SluiceRedis
     import Glibc
 #endif
 
-/// A `sluice worker ...` process (a real OS process sharing the test's Redis) and its result file.
+/// A `SluiceTestWorker ...` process (a real OS process sharing the test's Redis) and its result file.
 struct WorkerProcess {
     let pid: pid_t
     let out: String
 
-    /// Starts `sluice worker <arguments> --redis URL --out <file>` with a clean signal mask.
+    /// Starts `SluiceTestWorker <arguments> --redis URL --out <file>` with a clean signal mask.
     static func start(_ arguments: [String], redisURL: String = TestRedis.url) throws -> WorkerProcess {
         let out = FileManager.default.temporaryDirectory.appendingPathComponent(
             "sluice-worker-\(UUID().uuidString).json"
         ).path
         let pid = try ChildProcess.spawn(
-            SluiceBinary.path, ["sluice", "worker"] + arguments + ["--redis", redisURL, "--out", out])
+            SluiceBinary.testWorkerPath, ["SluiceTestWorker"] + arguments + ["--redis", redisURL, "--out", out])
         return WorkerProcess(pid: pid, out: out)
     }
 

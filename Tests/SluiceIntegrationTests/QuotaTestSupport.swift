@@ -46,14 +46,27 @@ struct QuotaFixture {
 enum SluiceBinary {
     static var path: String {
         if let path = ProcessInfo.processInfo.environment["SLUICE_BIN"] { return path }
+        return built("sluice")
+    }
+
+    /// The tests' own worker processes (`SluiceTestWorker`), built next to `sluice`.
+    static var testWorkerPath: String {
+        if let sluice = ProcessInfo.processInfo.environment["SLUICE_BIN"] {
+            return URL(fileURLWithPath: sluice).deletingLastPathComponent().appendingPathComponent("SluiceTestWorker")
+                .path
+        }
+        return built("SluiceTestWorker")
+    }
+
+    private static func built(_ name: String) -> String {
         let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
         var directory = bundle.deletingLastPathComponent()
         for _ in 0..<4 {
-            let candidate = directory.appendingPathComponent("sluice")
+            let candidate = directory.appendingPathComponent(name)
             if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate.path }
             directory = directory.deletingLastPathComponent()
         }
-        return "sluice"
+        return name
     }
 
     /// Starts `sluice arguments...` with `REDIS_URL` set; `wait()` gives its status and output.

@@ -30,7 +30,7 @@ struct WorkerTreeCallsCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard let context = TreeContext(headerValue: header) else { throw ValidationError("bad --header") }
-        let client = try options.connection.makeClient()
+        let client = try options.makeClient()
         defer { client.close() }
         let backpressure: Backpressure
         var provider = ProviderCall(
@@ -85,6 +85,6 @@ struct WorkerTreeCallsCommand: AsyncParsableCommand {
             outcomes.add(outcome)
             spent += tokens
         }
-        try options.write(JSONLine([("spent", .int(spent)), ("outcomes", outcomes.json)]))
+        try options.write(["spent": spent, "outcomes": outcomes.json])
     }
 }

@@ -23,7 +23,7 @@ struct WorkerConnectionChurnCommand: AsyncParsableCommand {
     @Option(help: "Stop as soon as this file exists (checked between calls).") var stopFile: String?
 
     func run() async throws {
-        var configuration = try options.connection.configuration()
+        var configuration = try options.configuration()
         configuration.commandTimeout = .seconds(10)
         configuration.reconnectBackoff = .init(initial: .milliseconds(5), maximum: .milliseconds(50))
         let client = try RedisClient(configuration: configuration)
@@ -63,6 +63,6 @@ struct WorkerConnectionChurnCommand: AsyncParsableCommand {
                 }
             }
         }
-        try options.write(JSONLine([("outcomes", counts.snapshot.json)]))
+        try options.write(["outcomes": counts.snapshot.json])
     }
 }

@@ -15,7 +15,7 @@ struct WorkerRetryCommand: AsyncParsableCommand {
     @Option var floor: Int = 5
 
     func run() async throws {
-        let client = try options.connection.makeClient()
+        let client = try options.makeClient()
         defer { client.close() }
         let backpressure = options.backpressure(
             client, breaker: .init(minimumCalls: 1_000_000),
@@ -40,7 +40,7 @@ struct WorkerRetryCommand: AsyncParsableCommand {
             }
             made += counter.value
         }
-        try options.write(JSONLine([("attempts", .int(made)), ("outcomes", outcomes.json)]))
+        try options.write(["attempts": made, "outcomes": outcomes.json])
     }
 }
 

@@ -1,12 +1,7 @@
 import ArgumentParser
+import Foundation
 import Sluice
 import SluiceRedis
-
-#if canImport(FoundationEssentials)
-    import FoundationEssentials
-#else
-    import Foundation
-#endif
 
 #if canImport(Glibc)
     import Glibc
@@ -14,13 +9,14 @@ import SluiceRedis
     import Darwin
 #endif
 
-/// `sluice worker ...` (hidden): small worker processes for the multi-process integration tests.
-/// Each does one job against a shared Redis and writes one JSON line of what it saw to `--out`.
+/// `SluiceTestWorker ...`: small worker processes for the multi-process integration tests, built with the tests and
+/// kept out of the operator's `sluice` binary. Each does one job against a shared Redis and writes one JSON line of
+/// what it saw to `--out`.
+@main
 struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "worker",
+        commandName: "SluiceTestWorker",
         abstract: "Test workers for Sluice's multi-process tests.",
-        shouldDisplay: false,
         subcommands: [
             WorkerLeaseCommand.self, WorkerTreeCallsCommand.self, WorkerTreeSpawnCommand.self,
             WorkerBreakerCommand.self, WorkerRetryCommand.self, WorkerConnectionChurnCommand.self,
@@ -30,7 +26,13 @@ struct WorkerCommand: AsyncParsableCommand {
 
 /// The options every worker takes.
 struct WorkerOptions: ParsableArguments {
-    @OptionGroup var connection: ConnectionOptions
+    @Option(help: "Redis URL.")
+    var redis: String
+
+    /// A client of `--redis`.
+    func makeClient() throws -> RedisClient { try RedisClient(configuration: configuration()) }
+
+    func configuration() throws -> RedisConfiguration { try RedisConfiguration(url: redis) }
 
     @Option(help: "The partition of the keys.")
     var partition = "test"
@@ -38,10 +40,13 @@ struct WorkerOptions: ParsableArguments {
     @Option(help: "Where to write the result line.")
     var out: String
 
-    /// Writes `line` to `--out` (replacing it), atomically: written to a temporary file, then renamed.
-    func write(_ line: JSONLine) throws {
+    /// Writes `fields` as one JSON line to `--out` (replacing it), atomically: written to a temporary file, then
+    /// renamed. A nil value is written as null.
+    func write(_ fields: [String: Any?]) throws {
+        let object = fields.mapValues { $0 ?? NSNull() }
+        let line = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
         let temporary = out + ".tmp"
-        try (line.text + "\n").write(toFile: temporary, atomically: false, encoding: .utf8)
+        try (line + Data("\n".utf8)).write(to: URL(fileURLWithPath: temporary))
         _ = rename(temporary, out)
     }
 
@@ -61,9 +66,7 @@ struct WorkerOptions: ParsableArguments {
 struct OutcomeCounts {
     var counts: [String: Int] = [:]
     mutating func add(_ name: String) { counts[name, default: 0] += 1 }
-    var json: JSONLine.Value {
-        .raw(JSONLine(counts.sorted { $0.key < $1.key }.map { ($0.key, .int($0.value)) }).text)
-    }
+    var json: [String: Int] { counts }
 }
 
 /// ``OutcomeCounts`` that concurrent operation closures can add to.

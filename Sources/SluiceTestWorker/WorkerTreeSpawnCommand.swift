@@ -15,7 +15,7 @@ struct WorkerTreeSpawnCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard let context = TreeContext(headerValue: header) else { throw ValidationError("bad --header") }
-        let client = try options.connection.makeClient()
+        let client = try options.makeClient()
         defer { client.close() }
         let trees = RequestTrees(redis: client)
         let spawned = await withTaskGroup(of: Result<TreeContext, BackpressureError>?.self) { group in
@@ -55,9 +55,8 @@ struct WorkerTreeSpawnCommand: AsyncParsableCommand {
             }
         }
         try options.write(
-            JSONLine([
-                ("outcomes", outcomes.json), ("deepest", .int(deepest)), ("stopped_by", .string(stop)),
-                ("deepest_header", .string(deepestHeader)),
-            ]))
+            [
+                "outcomes": outcomes.json, "deepest": deepest, "stopped_by": stop, "deepest_header": deepestHeader,
+            ])
     }
 }

@@ -20,7 +20,7 @@ struct WorkerBreakerCommand: AsyncParsableCommand {
     @Option var probes: Int = 2
 
     func run() async throws {
-        let client = try options.connection.makeClient()
+        let client = try options.makeClient()
         defer { client.close() }
         let breaker = CircuitBreaker.Configuration(
             window: .seconds(60), minimumCalls: minimumCalls, failureRatio: ratio, coolDown: .milliseconds(coolDown),
@@ -59,6 +59,6 @@ struct WorkerBreakerCommand: AsyncParsableCommand {
             }
             return total
         }
-        try options.write(JSONLine([("outcomes", counts.json)]))
+        try options.write(["outcomes": counts.json])
     }
 }

@@ -28,7 +28,7 @@ struct WorkerLeaseCommand: AsyncParsableCommand {
     @Option(name: .customLong("hold-ms")) var hold: Int = 600_000
 
     func run() async throws {
-        let client = try options.connection.makeClient()
+        let client = try options.makeClient()
         defer { client.close() }
         let pool = LeasePool(
             redis: client, partition: options.partition, scope: scope, slots: slots, ttl: .milliseconds(ttl),
@@ -43,11 +43,9 @@ struct WorkerLeaseCommand: AsyncParsableCommand {
         }
         let elapsed = Int((ContinuousClock.now - started) / .milliseconds(1))
         try options.write(
-            JSONLine([
-                ("acquired", .int(leases.count)),
-                ("tokens", .raw("[" + leases.map { String($0.token) }.joined(separator: ",") + "]")),
-                ("wait_ms", .int(elapsed)), ("refused", refused.map { .string($0) } ?? .null),
-            ]))
+            [
+                "acquired": leases.count, "tokens": leases.map(\.token), "wait_ms": elapsed, "refused": refused,
+            ])
         await withTaskGroup(of: Void.self) { group in
             for lease in leases { group.addTask { await pool.keepAlive(lease) } }
             group.addTask { try? await Task.sleep(for: .milliseconds(hold)) }
