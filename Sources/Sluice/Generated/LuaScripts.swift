@@ -2149,8 +2149,10 @@ enum LuaScripts {
                                 if left > 0 then absorbed = absorbed + math.log(pool / left) end
                                 pool = left
                             end
-                            if born then -- what is left of its charge in the pool (decide.lua's EXTRAS) leaves it
-                                local share = poolBorn == born and min(pool, cost * math.exp(absorbedThen - absorbed)) or 0
+                            -- What is left of its charge in the pool (decide.lua's EXTRAS) leaves it; never more than the
+                            -- charge (an index ahead of the pool's: charged by an older version that counted tokens there).
+                            if born then
+                                local share = poolBorn == born and min(pool, cost * math.exp(min(0, absorbedThen - absorbed))) or 0
                                 give = min(refund, share)
                                 pool = pool - share
                             else -- charged by an older version, which kept no pool: at most up to the burst
