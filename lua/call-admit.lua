@@ -204,16 +204,18 @@ end
 -- call-finish.lua's "line_credit" step (KEYS the line, as for "line"; no ARGV), after its settle step:
 -- the call gave back to the root's buckets what it did not use of its estimate (or all of it), so they can
 -- take the callers in line that much sooner. The line's end moves up by the time they take to refill it
--- (settle.lua's `line_credit`), never before now; places already given stay. Without this the line would
--- pace the fleet by estimates, not by what calls use. Reply: the ms it moved up.
+-- (settle.lua's `line_credit`), never before now or before its front; places already given stay. Without
+-- this the line would pace the fleet by estimates, not by what calls use. Reply: the ms it moved up.
 sluice.line_credit = function(KEYS, _, t, shared)
     local credit = shared and shared.line_credit or 0
     if credit <= 0 then return 0 end
     local v = redis.call('GET', KEYS[1])
     local e, f = string.match(v or '', LINE_FORMAT)
-    local now, ends = t[1] * 1000 + t[2] / 1000, tonumber(e)
-    if not ends or ends <= now then return 0 end
-    local moved = ends - credit < now and now or ends - credit
+    local ends, front = tonumber(e), tonumber(f) or 0
+    local earliest = t[1] * 1000 + t[2] / 1000
+    if front > earliest then earliest = front end
+    if not ends or ends <= earliest then return 0 end
+    local moved = ends - credit < earliest and earliest or ends - credit
     redis.call('SET', KEYS[1], string.format('%.1f %s', moved, f), 'KEEPTTL')
     return math.floor(ends - moved)
 end

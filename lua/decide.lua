@@ -842,8 +842,10 @@ local function decide(KEYS, ARGV, clock, line)
                         if l.kind == 'bucket' then -- with its pool when charged (see EXTRAS)
                             ch[4], ch[7], ch[8], ch[9], ch[10], ch[11] = 'bucket', l.rate, l.burst, l.ceil or false,
                                 e.born, e.absorbed
+                            ch[12] = l.shadow and true or nil -- no line credit for a bucket that enforces nothing
                         else
                             ch[4], ch[7], ch[8], ch[9], ch[10], ch[11] = l.exact and 'exact' or l.kind, nil, nil, nil, nil, nil
+                            ch[12] = nil
                         end
                     end
                 end

@@ -16,8 +16,12 @@
 --   not its tree)
 -- Loaded with FUNCTION LOAD as sluice_settle_VERSION, like decide; EVAL runs it too.
 -- Inside a composite (call-finish.lua), `shared.line_credit` is set to the ms the root scope's binding
--- bucket (the one slowest to refill a call's cost, which spaces call-admit.lua's line) takes to refill
--- what this settle gave back to it: its "line_credit" step moves the line up by that much.
+-- bucket (the one slowest to refill a call's cost, which spaces call-admit.lua's line; shadow buckets
+-- enforce nothing and are left out) takes to refill what this settle gave back to it: its "line_credit"
+-- step moves the line up by that much.
+-- A settle at the estimate that names no resource (the fast path below) leaves its charge in the bucket's
+-- pool: reading and writing the scope there would cost every such settle. Such a share only takes part
+-- in later shrinking, so the other reservations get back less, never more.
 
 local RECORD = '<Bc0ddddHc0' -- decide.lua explains the state layout
 local EXTRAS = '<dddd' -- a bucket's pool, absorbed, born and batch debt (decide.lua explains them)
@@ -90,7 +94,7 @@ local function settle(KEYS, ARGV, clock, shared) -- clock: the TIME reply a comp
 
     local binding, credit = 0, 0 -- the root's slowest refill of a call's cost, and what it got back (ms)
     for _, ch in ipairs(reservation.charges) do
-        local i, res, tag, kind, cost, mark, rate, burst, ceiling, born, absorbedThen = unpack(ch, 1, 11)
+        local i, res, tag, kind, cost, mark, rate, burst, ceiling, born, absorbedThen, shadow = unpack(ch, 1, 12)
         local refund = cancel and cost or cost - (actual[res] or cost) -- < 0: an overrun to charge
         local st = refund ~= 0 and records(i) or NONE
         local r = st[tag]
@@ -107,23 +111,25 @@ local function settle(KEYS, ARGV, clock, shared) -- clock: the TIME reply a comp
                 local level, top = r[2] + dt * rate, r[4] + dt * (ceiling or rate)
                 local pool, absorbed, poolBorn, bdebt = 0, 0, 0, 0
                 if #r[6] == 32 then pool, absorbed, poolBorn, bdebt = struct.unpack(EXTRAS, r[6]) end
-                local give = refund -- < 0: an overrun, charged whole
-                if refund > 0 and mark == 0 then -- never above what the bucket would hold without the charge
+                local give, share = refund, 0 -- refund < 0: an overrun, charged whole
+                if mark == 0 then -- never above what the bucket would hold without the charge
                     local left = max(0, burst - level)
                     if pool > left then
                         if left > 0 then absorbed = absorbed + math.log(pool / left) end
                         pool = left
                     end
-                    -- What is left of its charge in the pool (decide.lua's EXTRAS) leaves it; never more than the
-                    -- charge (an index ahead of the pool's: charged by an older version that counted tokens there).
-                    if born then
-                        local share = poolBorn == born and min(pool, cost * math.exp(min(0, absorbedThen - absorbed))) or 0
-                        give = min(refund, share)
+                    -- What is left of its charge in the pool (decide.lua's EXTRAS) leaves it, refunded or not
+                    -- (the reservation is closed); never more than the charge (an index ahead of the pool's:
+                    -- charged by an older version that counted tokens there).
+                    if born and poolBorn == born then
+                        share = min(pool, cost * math.exp(min(0, absorbedThen - absorbed)))
                         pool = pool - share
-                    else -- charged by an older version, which kept no pool: at most up to the burst
-                        give = min(refund, left)
                     end
-                    give = max(0, give)
+                    if refund > 0 then -- charged by an older version, which kept no pool: at most up to the burst
+                        give = max(0, born and min(refund, share) or min(refund, left))
+                    end
+                end
+                if refund > 0 and mark == 0 then
                     given = give
                     r[2] = r[2] + give
                     r[4] = r[4] + min(give, max(0, burst - top))
@@ -181,7 +187,7 @@ local function settle(KEYS, ARGV, clock, shared) -- clock: the TIME reply a comp
         elseif refund ~= 0 and r and kind == 'budget' and r[3] == mark then
             r[2], st.dirty = max(0, r[2] - refund), true
         end
-        if i == 1 and kind == 'bucket' and rate > 0 and cost / rate > binding then
+        if i == 1 and kind == 'bucket' and not shadow and rate > 0 and cost / rate > binding then
             binding, credit = cost / rate, given / rate
         end
     end

@@ -133,7 +133,7 @@ public struct RedisConfiguration: Sendable, Hashable {
             endpoint = .unixSocket(path: path)
             if parts.count == 2 {
                 for pair in parts[1].split(separator: "&") {
-                    let kv = pair.split(separator: "=", maxSplits: 1)
+                    let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
                     guard kv.count == 2 else { throw invalid("URL option '\(pair)' has no value (name=value)") }
                     switch kv[0] {
                     case "db":
@@ -173,7 +173,7 @@ public struct RedisConfiguration: Sendable, Hashable {
             // A misspelt or misplaced option is an error, not silently ignored: a TLS file named on a redis:// URL
             // would otherwise connect in clear text.
             for pair in rest[rest.index(after: question)...].split(separator: "&") {
-                let kv = pair.split(separator: "=", maxSplits: 1)
+                let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
                 guard kv.count == 2 else { throw invalid("URL option '\(pair)' has no value (name=value)") }
                 let name = String(kv[0])
                 let value = Self.percentDecoded(kv[1])
@@ -190,6 +190,8 @@ public struct RedisConfiguration: Sendable, Hashable {
                 case "tls-server-name": tls?.serverName = value
                 case "sentinel-username": sentinelUsername = value
                 case "sentinel-password": sentinelPassword = value
+                case "db", "database":
+                    throw invalid("the database goes in the URL's path (redis://host:6379/2), not in its query")
                 default:
                     throw invalid(
                         "unknown URL option '\(name)' (known: tls-ca-cert-file, tls-cert-file, tls-key-file, "

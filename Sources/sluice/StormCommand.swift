@@ -128,7 +128,9 @@ struct StormCommand: AsyncParsableCommand {
         let query = files.map { name, file in
             name + "=" + (file.addingPercentEncoding(withAllowedCharacters: allowed) ?? file)
         }
-        let fragment = url.firstIndex(of: "#").map { String(url[$0...]) } ?? ""
+        // Only a Sentinel URL has a fragment (its primary's name); elsewhere a '#' belongs to the URL (a password).
+        let sentinel = url.hasPrefix("rediss-sentinel://")
+        let fragment = sentinel ? url.firstIndex(of: "#").map { String(url[$0...]) } ?? "" : ""
         let base = String(url.dropLast(fragment.count))
         return base + (base.contains("?") ? "&" : "?") + query.joined(separator: "&") + fragment
     }

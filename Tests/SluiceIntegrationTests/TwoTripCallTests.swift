@@ -270,6 +270,16 @@ struct TwoTripCallTests {
         }
         _ = try await setup.backpressure.call(call) { _ in CallOutcome((), usage: ["tokens": 100]) }
         #expect(try await setup.client.send(RedisCommand("GET", key)).string == line)
+
+        // Never before the line's front: callers placed there again keep their turn ahead of newcomers.
+        let front = ends - 100
+        _ = try await setup.client.send(
+            RedisCommand("SET", key, RedisArgument(String(format: "%.1f %.1f", ends, front)), "PX", 10_000))
+        _ = try await tree.run {
+            try await setup.backpressure.call(call) { _ in CallOutcome((), usage: ["tokens": 100]) }
+        }
+        let clamped = try await setup.client.send(RedisCommand("GET", key)).string ?? ""
+        #expect(clamped == String(format: "%.1f %.1f", front, front), "\(clamped)")
     }
 
     @Test("A retry costs two script calls: the failed attempt's outcome with the retry budget, then the next permit")

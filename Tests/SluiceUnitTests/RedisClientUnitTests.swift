@@ -33,7 +33,7 @@ struct RedisClientUnitTests {
             // Unknown, misspelt or misplaced options are refused rather than ignored.
             "redis://host?tls-ca-cert-file=/ca.pem", "rediss://host?tls-ca-cert=/ca.pem", "redis://host?db=2",
             "rediss://host?sentinel-password=x", "redis-sentinel://s1?timeout=1#p", "unix:///run/r.sock?database=1",
-            "rediss://host?tls-ca-cert-file",
+            "rediss://host?tls-ca-cert-file", "redis-sentinel://s1?database=2#p",
         ] {
             let error = #expect(throws: RedisError.self, "\(url)") { try RedisConfiguration(url: url) }
             #expect(error?.code == .invalidURL)

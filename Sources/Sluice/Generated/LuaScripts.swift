@@ -377,16 +377,18 @@ enum LuaScripts {
         -- call-finish.lua's "line_credit" step (KEYS the line, as for "line"; no ARGV), after its settle step:
         -- the call gave back to the root's buckets what it did not use of its estimate (or all of it), so they can
         -- take the callers in line that much sooner. The line's end moves up by the time they take to refill it
-        -- (settle.lua's `line_credit`), never before now; places already given stay. Without this the line would
-        -- pace the fleet by estimates, not by what calls use. Reply: the ms it moved up.
+        -- (settle.lua's `line_credit`), never before now or before its front; places already given stay. Without
+        -- this the line would pace the fleet by estimates, not by what calls use. Reply: the ms it moved up.
         sluice.line_credit = function(KEYS, _, t, shared)
             local credit = shared and shared.line_credit or 0
             if credit <= 0 then return 0 end
             local v = redis.call('GET', KEYS[1])
             local e, f = string.match(v or '', LINE_FORMAT)
-            local now, ends = t[1] * 1000 + t[2] / 1000, tonumber(e)
-            if not ends or ends <= now then return 0 end
-            local moved = ends - credit < now and now or ends - credit
+            local ends, front = tonumber(e), tonumber(f) or 0
+            local earliest = t[1] * 1000 + t[2] / 1000
+            if front > earliest then earliest = front end
+            if not ends or ends <= earliest then return 0 end
+            local moved = ends - credit < earliest and earliest or ends - credit
             redis.call('SET', KEYS[1], string.format('%.1f %s', moved, f), 'KEEPTTL')
             return math.floor(ends - moved)
         end
@@ -1314,8 +1316,10 @@ enum LuaScripts {
                                 if l.kind == 'bucket' then -- with its pool when charged (see EXTRAS)
                                     ch[4], ch[7], ch[8], ch[9], ch[10], ch[11] = 'bucket', l.rate, l.burst, l.ceil or false,
                                         e.born, e.absorbed
+                                    ch[12] = l.shadow and true or nil -- no line credit for a bucket that enforces nothing
                                 else
                                     ch[4], ch[7], ch[8], ch[9], ch[10], ch[11] = l.exact and 'exact' or l.kind, nil, nil, nil, nil, nil
+                                    ch[12] = nil
                                 end
                             end
                         end
@@ -2051,8 +2055,12 @@ enum LuaScripts {
         --   not its tree)
         -- Loaded with FUNCTION LOAD as sluice_settle_VERSION, like decide; EVAL runs it too.
         -- Inside a composite (call-finish.lua), `shared.line_credit` is set to the ms the root scope's binding
-        -- bucket (the one slowest to refill a call's cost, which spaces call-admit.lua's line) takes to refill
-        -- what this settle gave back to it: its "line_credit" step moves the line up by that much.
+        -- bucket (the one slowest to refill a call's cost, which spaces call-admit.lua's line; shadow buckets
+        -- enforce nothing and are left out) takes to refill what this settle gave back to it: its "line_credit"
+        -- step moves the line up by that much.
+        -- A settle at the estimate that names no resource (the fast path below) leaves its charge in the bucket's
+        -- pool: reading and writing the scope there would cost every such settle. Such a share only takes part
+        -- in later shrinking, so the other reservations get back less, never more.
 
         local RECORD = '<Bc0ddddHc0' -- decide.lua explains the state layout
         local EXTRAS = '<dddd' -- a bucket's pool, absorbed, born and batch debt (decide.lua explains them)
@@ -2125,7 +2133,7 @@ enum LuaScripts {
 
             local binding, credit = 0, 0 -- the root's slowest refill of a call's cost, and what it got back (ms)
             for _, ch in ipairs(reservation.charges) do
-                local i, res, tag, kind, cost, mark, rate, burst, ceiling, born, absorbedThen = unpack(ch, 1, 11)
+                local i, res, tag, kind, cost, mark, rate, burst, ceiling, born, absorbedThen, shadow = unpack(ch, 1, 12)
                 local refund = cancel and cost or cost - (actual[res] or cost) -- < 0: an overrun to charge
                 local st = refund ~= 0 and records(i) or NONE
                 local r = st[tag]
@@ -2142,23 +2150,25 @@ enum LuaScripts {
                         local level, top = r[2] + dt * rate, r[4] + dt * (ceiling or rate)
                         local pool, absorbed, poolBorn, bdebt = 0, 0, 0, 0
                         if #r[6] == 32 then pool, absorbed, poolBorn, bdebt = struct.unpack(EXTRAS, r[6]) end
-                        local give = refund -- < 0: an overrun, charged whole
-                        if refund > 0 and mark == 0 then -- never above what the bucket would hold without the charge
+                        local give, share = refund, 0 -- refund < 0: an overrun, charged whole
+                        if mark == 0 then -- never above what the bucket would hold without the charge
                             local left = max(0, burst - level)
                             if pool > left then
                                 if left > 0 then absorbed = absorbed + math.log(pool / left) end
                                 pool = left
                             end
-                            -- What is left of its charge in the pool (decide.lua's EXTRAS) leaves it; never more than the
-                            -- charge (an index ahead of the pool's: charged by an older version that counted tokens there).
-                            if born then
-                                local share = poolBorn == born and min(pool, cost * math.exp(min(0, absorbedThen - absorbed))) or 0
-                                give = min(refund, share)
+                            -- What is left of its charge in the pool (decide.lua's EXTRAS) leaves it, refunded or not
+                            -- (the reservation is closed); never more than the charge (an index ahead of the pool's:
+                            -- charged by an older version that counted tokens there).
+                            if born and poolBorn == born then
+                                share = min(pool, cost * math.exp(min(0, absorbedThen - absorbed)))
                                 pool = pool - share
-                            else -- charged by an older version, which kept no pool: at most up to the burst
-                                give = min(refund, left)
                             end
-                            give = max(0, give)
+                            if refund > 0 then -- charged by an older version, which kept no pool: at most up to the burst
+                                give = max(0, born and min(refund, share) or min(refund, left))
+                            end
+                        end
+                        if refund > 0 and mark == 0 then
                             given = give
                             r[2] = r[2] + give
                             r[4] = r[4] + min(give, max(0, burst - top))
@@ -2216,7 +2226,7 @@ enum LuaScripts {
                 elseif refund ~= 0 and r and kind == 'budget' and r[3] == mark then
                     r[2], st.dirty = max(0, r[2] - refund), true
                 end
-                if i == 1 and kind == 'bucket' and rate > 0 and cost / rate > binding then
+                if i == 1 and kind == 'bucket' and not shadow and rate > 0 and cost / rate > binding then
                     binding, credit = cost / rate, given / rate
                 end
             end
