@@ -67,9 +67,10 @@ struct FailurePolicyTests {
             configuration: .init(stepTimeout: .seconds(30), initialCoolDown: .milliseconds(200)), now: clock.now)
         let value = try await health.perform(deadline: nil) { 7 }
         #expect(value == 7)
-        await #expect(throws: BackpressureError.self) {
+        let outage = await #expect(throws: BackpressureError.self) {
             try await health.perform(deadline: nil) { () async throws -> Int in throw RedisError(.connect, "refused") }
         }
+        #expect((outage?.underlying as? RedisError)?.code == .connect, "the client's error is kept underneath")
         #expect(health.statistics.degraded && health.statistics.outages == 1)
         clock.advance(by: .milliseconds(199))
         let skipped = await #expect(throws: BackpressureError.self) { try await health.perform(deadline: nil) { 1 } }

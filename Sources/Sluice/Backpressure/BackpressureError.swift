@@ -45,12 +45,29 @@ public struct BackpressureError: Error, Sendable, Hashable, CustomStringConverti
     public var message: String
     /// When trying again may succeed; `nil` when unknown or never (a spent budget).
     public var retryAfter: Duration?
+    /// The error that caused this one, if any: the client's `RedisError` behind ``Code/redisUnavailable``, the
+    /// ``QuotaError`` behind ``Code/invalidArgument`` for a bad cost. Not part of equality, which compares
+    /// `code`, `message` and `retryAfter`.
+    public var underlying: (any Error & Sendable)?
 
     /// Creates an error.
-    public init(_ code: Code, _ message: String, retryAfter: Duration? = nil) {
+    public init(
+        _ code: Code, _ message: String, retryAfter: Duration? = nil, underlying: (any Error & Sendable)? = nil
+    ) {
         self.code = code
         self.message = message
         self.retryAfter = retryAfter
+        self.underlying = underlying
+    }
+
+    public static func == (lhs: BackpressureError, rhs: BackpressureError) -> Bool {
+        lhs.code == rhs.code && lhs.message == rhs.message && lhs.retryAfter == rhs.retryAfter
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(code)
+        hasher.combine(message)
+        hasher.combine(retryAfter)
     }
 
     /// Whether Sluice refused the call before it reached the provider (as opposed to the call

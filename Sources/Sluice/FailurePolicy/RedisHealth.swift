@@ -134,7 +134,7 @@ public final class RedisHealth: Sendable {
             return value
         } catch let error as RedisError where error.isConnectionFailure || error.code == .closed {
             failed(trial: isTrial, error: error)
-            throw BackpressureError(.redisUnavailable, "Redis is unavailable: \(error.code)")
+            throw BackpressureError(.redisUnavailable, "Redis is unavailable: \(error.code)", underlying: error)
         } catch {
             if isTrial { state.withLock { $0.trialRunning = false } }
             throw error

@@ -36,7 +36,7 @@ public struct QuotaError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let reservationClosed = Code("reservationClosed")
         /// Settle or cancel named a reservation whose path is different.
         public static let reservationMismatch = Code("reservationMismatch")
-        /// Redis failed; ``QuotaError/redisError`` says how.
+        /// Redis failed; ``QuotaError/underlying`` (a `RedisError`) says how.
         public static let redis = Code("redis")
         /// A script answered something this version does not understand.
         public static let unexpectedReply = Code("unexpectedReply")
@@ -44,20 +44,36 @@ public struct QuotaError: Error, Sendable, Hashable, CustomStringConvertible {
         public var description: String { name }
     }
 
+    /// What kind of failure it was.
     public var code: Code
+    /// Why, in words.
     public var message: String
-    /// The underlying client error, for ``Code/redis``.
-    public var redisError: RedisError?
+    /// The error that caused this one, if any: the client's `RedisError` for ``Code/redis``. Not part of
+    /// equality, which compares `code` and `message`.
+    public var underlying: (any Error & Sendable)?
 
-    public init(_ code: Code, _ message: String, redisError: RedisError? = nil) {
+    /// Creates an error.
+    public init(_ code: Code, _ message: String, underlying: (any Error & Sendable)? = nil) {
         self.code = code
         self.message = message
-        self.redisError = redisError
+        self.underlying = underlying
     }
+
+    /// The client's error, for ``Code/redis``.
+    public var redisError: RedisError? { underlying as? RedisError }
 
     public var description: String { "Sluice \(code): \(message)" }
 
+    public static func == (lhs: QuotaError, rhs: QuotaError) -> Bool {
+        lhs.code == rhs.code && lhs.message == rhs.message
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(code)
+        hasher.combine(message)
+    }
+
     static func redis(_ error: RedisError) -> QuotaError {
-        QuotaError(.redis, error.description, redisError: error)
+        QuotaError(.redis, error.description, underlying: error)
     }
 }
