@@ -34,7 +34,8 @@ struct WorkerTreeCallsCommand: AsyncParsableCommand {
         defer { client.close() }
         let backpressure: Backpressure
         var provider = ProviderCall(
-            scope: scope, estimate: ["tokens": estimate], timeout: .seconds(30), tool: tool, arguments: arguments,
+            scope: scope, estimate: ["tokens": Int64(estimate)], timeout: .seconds(30), tool: tool,
+            arguments: arguments,
             maxAttempts: 1)
         if let quota {
             let limiter = try Limiter(client: client, configuration: .init(defaults: ["global": quota]))
@@ -61,9 +62,9 @@ struct WorkerTreeCallsCommand: AsyncParsableCommand {
                         do {
                             let result = try await backpressure.call(call) { _ in
                                 try await Task.sleep(for: .milliseconds(Int.random(in: 1...4)))
-                                return CallOutcome((), usage: ["tokens": Int.random(in: low...high)])
+                                return CallOutcome((), usage: ["tokens": Int64.random(in: Int64(low)...Int64(high))])
                             }
-                            return ("admitted", result.usage["tokens"] ?? 0)
+                            return ("admitted", Int(result.usage["tokens"]))
                         } catch let error as BackpressureError {
                             return (error.code.description, 0)
                         } catch {

@@ -46,7 +46,7 @@ struct BenchCallCommand: AsyncParsableCommand {
         defer { client.close() }
         let limiter = try Limiter(client: client, configuration: decision.limiterConfiguration())
         let path = try decision.path()
-        let estimate = try decision.cost().amounts.mapValues { Int($0) }
+        let estimate = try decision.cost()
         let backpressure = Backpressure(
             redis: client,
             configuration: .init(

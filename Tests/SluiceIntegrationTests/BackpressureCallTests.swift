@@ -127,7 +127,7 @@ struct BackpressureCallTests {
         func run(_ operation: @escaping @Sendable (CallAttempt) async throws -> CallOutcome<Int>) async throws {
             _ = try await root.run { try await backpressure.call(call, operation) }
         }
-        func used() async throws -> Int? {
+        func used() async throws -> Int64 {
             let usage = try await trees.usage(root)
             return usage.used["tokens"]
         }

@@ -222,7 +222,8 @@ struct TreeAtomicTests {
         let trees = RequestTrees(redis: fixture.client)
         let n = 25
         let estimate = 100
-        let root = try await trees.open(partition: fixture.root, limits: TreeLimits(budgets: ["tokens": n * estimate]))
+        let root = try await trees.open(
+            partition: fixture.root, limits: TreeLimits(budgets: ["tokens": Int64(n * estimate)]))
         let path = try fixture.path()
 
         struct Event: Sendable {
@@ -268,11 +269,11 @@ struct TreeAtomicTests {
         let early = refused.filter { $0.at < full }
         #expect(early.isEmpty, "\(early.count) tree refusals came before the tree was full")
         var usage = try await trees.usage(root)
-        #expect(usage.used["tokens"] == n * estimate && usage.inFlight == n)
+        #expect(usage.used["tokens"] == Int64(n * estimate) && usage.inFlight == n)
 
         for event in admitted { _ = try await event.reservation?.settle(actual: ["tokens": 40]) }
         usage = try await trees.usage(root)
-        #expect(usage.used["tokens"] == n * 40 && usage.inFlight == 0)
+        #expect(usage.used["tokens"] == Int64(n * 40) && usage.inFlight == 0)
     }
 }
 

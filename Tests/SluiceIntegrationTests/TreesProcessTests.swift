@@ -13,7 +13,8 @@ struct TreesProcessTests {
         defer { Task { await fixture.cleanUp() } }
         let trees = RequestTrees(redis: fixture.client)
         let budget = 20_000
-        let root = try await trees.open(partition: fixture.partition, limits: TreeLimits(budgets: ["tokens": budget]))
+        let root = try await trees.open(
+            partition: fixture.partition, limits: TreeLimits(budgets: ["tokens": Int64(budget)]))
         let arguments = [
             "tree-calls", "--partition", fixture.partition, "--header", root.headerValue, "--calls", "60",
             "--concurrency", "6", "--estimate", "400", "--actual-min", "100", "--actual-max", "400",
@@ -25,7 +26,7 @@ struct TreesProcessTests {
 
         #expect(outcomes.values.reduce(0, +) == 240, "every call accounted for: \(outcomes) \(results)")
         #expect(outcomes["admitted", default: 0] > 0 && outcomes["tree-budget", default: 0] > 0, "\(outcomes)")
-        #expect(usage.used["tokens"] == spent, "Redis charged exactly what the workers report they used")
+        #expect(usage.used["tokens"] == Int64(spent), "Redis charged exactly what the workers report they used")
         #expect(spent <= budget, "spent \(spent) of a budget of \(budget)")
         #expect(spent > budget / 2, "the budget was used, not refused early: \(spent)")
         #expect(usage.inFlight == 0)
@@ -42,7 +43,8 @@ struct TreesProcessTests {
         defer { Task { await fixture.cleanUp() } }
         let trees = RequestTrees(redis: fixture.client)
         let budget = 4_000
-        let root = try await trees.open(partition: fixture.partition, limits: TreeLimits(budgets: ["tokens": budget]))
+        let root = try await trees.open(
+            partition: fixture.partition, limits: TreeLimits(budgets: ["tokens": Int64(budget)]))
         let arguments = [
             "tree-calls", "--partition", fixture.partition, "--header", root.headerValue, "--calls", "200",
             "--concurrency", "6", "--estimate", "400", "--actual-min", "100", "--actual-max", "400",
@@ -56,8 +58,10 @@ struct TreesProcessTests {
         #expect(outcomes.values.reduce(0, +) == 800, "every call accounted for: \(outcomes) \(results)")
         #expect(outcomes["admitted", default: 0] > 0 && outcomes["tree-budget", default: 0] > 0, "\(outcomes)")
         #expect(outcomes["quota-denied", default: 0] > 0, "the quota's bucket refused some calls: \(outcomes)")
-        #expect(usage.used["tokens"] == spent, "Redis charged exactly what the workers report they used")
-        #expect(usage.used["requests"] == outcomes["admitted"], "one request per admitted call, none for refused ones")
+        #expect(usage.used["tokens"] == Int64(spent), "Redis charged exactly what the workers report they used")
+        #expect(
+            usage.used["requests"] == Int64(outcomes["admitted", default: 0]),
+            "one request per admitted call, none for refused ones")
         #expect(spent <= budget, "spent \(spent) of a budget of \(budget)")
         #expect(usage.inFlight == 0, "every settle closed the tree side")
         let reservations = try await fixture.keys().filter { $0.contains(":r:") }

@@ -69,6 +69,19 @@ struct TreesContextTests {
         #expect(throws: Never.self) { try TreeLimits(budgets: ["usd_micros": 5]).validate() }
     }
 
+    @Test("A call's cost is checked by the same rules as a decision's, and the quota's error stays underneath")
+    func callCostUsesTheQuotaRules() throws {
+        let tooLong = String(repeating: "t", count: 33)  // the quota's identifiers stop at 32 characters
+        let error = try #require(throws: BackpressureError.self) {
+            try ProviderCall(scope: "s", estimate: [tooLong: 1]).validate()
+        }
+        #expect(error.code == .invalidArgument)
+        #expect((error.underlying as? QuotaError)?.code == .invalidResource)
+        #expect(throws: Never.self) { try ProviderCall(scope: "s", estimate: [:]).validate() }  // nothing reserved
+        let merged = Cost(["tokens": 500, "requests": 1]).merging(["tokens": 120])
+        #expect(merged == ["tokens": 120, "requests": 1], "a resource the usage does not name keeps its estimate")
+    }
+
     @Test("The loop guard's fingerprint is stable per tool and arguments, and differs when they differ")
     func loopKey() {
         let key = RequestTrees.loopKey(tool: "search", arguments: "{\"q\":\"x\"}")

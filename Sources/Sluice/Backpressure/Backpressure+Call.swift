@@ -174,7 +174,7 @@ extension Backpressure {
             }
         }
         var attempt = 0
-        var usage: [String: Int] = [:]
+        var usage: Cost = [:]
         var ran = false  // whether the operation ran at all (else the admission is given back)
         var usageKnown = false  // whether the last failure said what it used (else the estimate stays)
         do {
@@ -256,7 +256,9 @@ extension Backpressure {
             heartbeat?.cancel()
             var settled = usage
             if usageKnown {  // a provider failure: what it did not name, it did not use
-                for resource in call.estimate.keys where settled[resource] == nil { settled[resource] = 0 }
+                for resource in call.estimate.amounts.keys where settled.amounts[resource] == nil {
+                    settled[resource] = 0
+                }
             }
             await release(
                 admitted, ran: ran, usage: settled, call: call, queue: queue, pool: pool, step: &step, id: id)
@@ -279,7 +281,7 @@ extension Backpressure {
         _ limiter: Limiter, _ path: ScopePath, _ call: ProviderCall, tree: TreeContext?, together: TreeCall?,
         step: inout Steps
     ) async throws -> Reservation? {
-        let cost = Cost(call.estimate.mapValues { Int64($0) })
+        let cost = call.estimate
         let maxWait = max(.zero, step.deadline - .now)
         let priority = tree?.priority ?? .interactive
         let admission = try await step.run {
@@ -342,7 +344,7 @@ extension Backpressure {
     }
 
     private func release(
-        _ admitted: Admitted, ran: Bool, usage: [String: Int], call: ProviderCall, queue: AdmissionQueue,
+        _ admitted: Admitted, ran: Bool, usage: Cost, call: ProviderCall, queue: AdmissionQueue,
         pool: LeasePool?, step: inout Steps, id: String
     ) async {
         _ = try? await traced("sluice.settle") { _ in
@@ -351,7 +353,7 @@ extension Backpressure {
     }
 
     private func settle(
-        _ admitted: Admitted, ran: Bool, usage: [String: Int], call: ProviderCall, queue: AdmissionQueue,
+        _ admitted: Admitted, ran: Bool, usage: Cost, call: ProviderCall, queue: AdmissionQueue,
         pool: LeasePool?, step: inout Steps, id: String
     ) async {
         let trees = self.trees
@@ -362,7 +364,7 @@ extension Backpressure {
         }
         if let reservation = admitted.reservation {
             // As on the tree: a resource the usage does not name keeps its estimate.
-            let actual = Cost(call.estimate.merging(usage) { $1 }.mapValues { Int64($0) })
+            let actual = call.estimate.merging(usage)
             _ = try? await step.cleanup {
                 ran ? try await reservation.settle(actual: actual) : try await reservation.cancel()
             }

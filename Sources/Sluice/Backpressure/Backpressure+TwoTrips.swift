@@ -56,7 +56,7 @@ extension Backpressure {
             return reconciler.map { pool.following($0, path: route.path) } ?? pool
         }
         let limiter = route.limiter
-        let cost = Cost(call.estimate.mapValues { Int64($0) })
+        let cost = call.estimate
         let priority = tree?.priority ?? .interactive
         let callTTL = configuration.maxCallDuration
         let metrics = self.metrics
@@ -191,14 +191,14 @@ extension Backpressure {
         }
 
         // 2. Everything after the provider answered, in one round trip (best effort, like any cleanup).
-        func finish(ran: Bool, usage: [String: Int], outcome: Bool?, observation: ProviderObservation?, sentAt: Int64?)
+        func finish(ran: Bool, usage: Cost, outcome: Bool?, observation: ProviderObservation?, sentAt: Int64?)
             async
         {
             guard let admitted else { return }
             var steps: [ScriptStep] = []
             if ran {
                 // A resource the usage does not name keeps its estimate.
-                let actual = Cost(call.estimate.merging(usage) { $1 }.mapValues { Int64($0) })
+                let actual = call.estimate.merging(usage)
                 if let settle = try? admitted.reservation.settleStep(actual: actual) { steps.append(settle) }
             } else {
                 steps.append(admitted.reservation.closeStep(["cancel"]))
@@ -264,7 +264,7 @@ extension Backpressure {
         defer { heartbeat?.cancel() }
         var permit = admitted?.permit
         var attempt = 0
-        var usage: [String: Int] = [:]
+        var usage: Cost = [:]
         var ran = false
         var usageKnown = false
         let admittedAt = ContinuousClock.now
@@ -377,10 +377,10 @@ extension Backpressure {
     }
 
     /// A provider failure names what it used; what it does not name, it did not use (else the estimate stays).
-    private func settled(_ usage: [String: Int], known: Bool, _ call: ProviderCall) -> [String: Int] {
+    private func settled(_ usage: Cost, known: Bool, _ call: ProviderCall) -> Cost {
         guard known else { return usage }
         var settled = usage
-        for resource in call.estimate.keys where settled[resource] == nil { settled[resource] = 0 }
+        for resource in call.estimate.amounts.keys where settled.amounts[resource] == nil { settled[resource] = 0 }
         return settled
     }
 }

@@ -28,12 +28,12 @@ public struct CallOutcome<Value: Sendable>: Sendable {
     /// The operation's result.
     public var value: Value
     /// The actual usage per resource (`["tokens": 2718]`), settled instead of the estimate.
-    public var usage: [String: Int]
+    public var usage: Cost
     /// What the provider's response said about its limits; with a ``Reconciler``, ``Backpressure`` merges it.
     public var observation: ProviderObservation?
 
     /// An outcome.
-    public init(_ value: Value, usage: [String: Int] = [:], observation: ProviderObservation? = nil) {
+    public init(_ value: Value, usage: Cost = [:], observation: ProviderObservation? = nil) {
         self.value = value
         self.usage = usage
         self.observation = observation
@@ -45,7 +45,7 @@ public struct CallResult<Value: Sendable>: Sendable {
     /// The operation's value.
     public var value: Value
     /// The usage that was settled.
-    public var usage: [String: Int]
+    public var usage: Cost
     /// How many attempts it took.
     public var attempts: Int
     /// The call that succeeded (the degradation hook's when it fell back).
@@ -66,7 +66,7 @@ public struct ProviderFailure: Error, Sendable, Hashable, CustomStringConvertibl
     /// do; a client error such as a bad request does not).
     public var countsAgainstBreaker: Bool
     /// What the failed call used anyway (settled instead of the estimate; unnamed resources: 0).
-    public var usage: [String: Int]
+    public var usage: Cost
     /// What happened, in words.
     public var message: String
     /// What the provider's response said about its limits; with a ``Reconciler``, ``Backpressure`` merges it.
@@ -75,7 +75,7 @@ public struct ProviderFailure: Error, Sendable, Hashable, CustomStringConvertibl
     /// A failure.
     public init(
         _ message: String, retryable: Bool = true, retryAfter: Duration? = nil, countsAgainstBreaker: Bool = true,
-        usage: [String: Int] = [:], observation: ProviderObservation? = nil
+        usage: Cost = [:], observation: ProviderObservation? = nil
     ) {
         self.message = message
         self.retryable = retryable
@@ -88,7 +88,7 @@ public struct ProviderFailure: Error, Sendable, Hashable, CustomStringConvertibl
     /// The failure a provider's response describes: a 429 (quota) or an overload (5xx, 529, a timeout) may be
     /// retried after its retry-after, and only overloads count against the breaker; a do-not-retry response is
     /// final.
-    public init(_ observation: ProviderObservation, usage: [String: Int] = [:]) {
+    public init(_ observation: ProviderObservation, usage: Cost = [:]) {
         let status = observation.status.map { "HTTP \($0)" } ?? "no response"
         self.init(
             "\(status) (\(observation.responseClass))",

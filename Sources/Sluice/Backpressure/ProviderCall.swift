@@ -7,7 +7,7 @@ public struct ProviderCall: Sendable, Hashable {
     public var dependency: String
     /// The estimate reserved on the tree's budgets and the quota path (prompt tokens + max output
     /// tokens, micro-dollars, ...); settled with the actual usage afterwards.
-    public var estimate: [String: Int]
+    public var estimate: Cost
     /// The quota path to reserve the estimate on, with scheduled admission (`nil`: no quota).
     public var quotaPath: ScopePath?
     /// Fleet-wide concurrency slots of ``scope`` (`nil`: no lease).
@@ -25,7 +25,7 @@ public struct ProviderCall: Sendable, Hashable {
 
     /// Describes a call.
     public init(
-        scope: String, dependency: String? = nil, estimate: [String: Int] = [:], quotaPath: ScopePath? = nil,
+        scope: String, dependency: String? = nil, estimate: Cost = [:], quotaPath: ScopePath? = nil,
         concurrency: Int? = nil, timeout: Duration? = nil, tool: String? = nil, arguments: String? = nil,
         maxAttempts: Int = 3, label: String = ""
     ) {
@@ -45,7 +45,7 @@ public struct ProviderCall: Sendable, Hashable {
         guard !scope.isEmpty, !dependency.isEmpty else {
             throw BackpressureError(.invalidArgument, "a call needs a scope and a dependency")
         }
-        try ResourceName.validate(estimate)
+        try estimate.checkForCall("a call's estimate")
         guard maxAttempts >= 1 else { throw BackpressureError(.invalidArgument, "max attempts must be at least 1") }
         if let concurrency, concurrency < 1 {
             throw BackpressureError(.invalidArgument, "concurrency must be at least 1")

@@ -1,8 +1,9 @@
-/// What one decision costs: whole units per resource (`requests`, `tokens`, `input_tokens`,
-/// `usd_micros`, ...). Written as a dictionary literal: `["requests": 1, "tokens": 1200]`.
+/// Whole units per resource (`requests`, `tokens`, `input_tokens`, `usd_micros`, ...): what a decision
+/// costs, what a call estimates and what it used, what a tree may spend. Written as a dictionary literal:
+/// `["requests": 1, "tokens": 1200]`.
 ///
-/// Validation happens when a decision is asked for, before any I/O: every resource name must be an
-/// identifier, every amount an integer from 0 to ``maximumAmount``, and at least one resource named.
+/// Validation happens before any I/O: every resource name must be an identifier, every amount an integer
+/// from 0 to ``maximumAmount``; a decision also needs at least one resource named.
 public struct Cost: Sendable, Hashable, ExpressibleByDictionaryLiteral, CustomStringConvertible {
     public var amounts: [String: Int64]
 
@@ -32,13 +33,27 @@ public struct Cost: Sendable, Hashable, ExpressibleByDictionaryLiteral, CustomSt
         set { amounts[resource] = newValue }
     }
 
+    /// Whether no resource is named.
+    public var isEmpty: Bool { amounts.isEmpty }
+
+    /// This cost with `other`'s amounts in place of its own, for the resources `other` names.
+    public func merging(_ other: Cost) -> Cost {
+        Cost(amounts.merging(other.amounts) { $1 })
+    }
+
     public var description: String {
         amounts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
     }
 
-    /// The amounts sorted by resource, after checking them.
+    /// The amounts sorted by resource, after checking them; at least one resource must be named.
     func validated() throws(QuotaError) -> [(resource: String, amount: Int64)] {
         guard !amounts.isEmpty else { throw QuotaError(.emptyCost, "a cost names at least one resource") }
+        return try sortedValidAmounts()
+    }
+
+    /// The amounts sorted by resource, after checking them; an empty cost passes (a tree call may reserve
+    /// nothing).
+    func sortedValidAmounts() throws(QuotaError) -> [(resource: String, amount: Int64)] {
         for (resource, amount) in amounts {
             guard Identifier.isValid(resource) else {
                 throw QuotaError(

@@ -44,7 +44,7 @@ public struct RequestTrees: Sendable {
             RedisArgument(limits.maxDepth ?? 0), RedisArgument(limits.maxChildren ?? 0),
             RedisArgument(limits.maxInFlight ?? 0), RedisArgument(limits.loopGuard ?? 0),
         ]
-        for (resource, budget) in limits.budgets.sorted(by: { $0.key < $1.key }) {
+        for (resource, budget) in limits.budgets.amounts.sorted(by: { $0.key < $1.key }) {
             arguments += [RedisArgument(resource), RedisArgument(budget)]
         }
         let reply = try await redis.run(LuaScripts.treeOpen, keys: [keys.key("tree", id)], arguments: arguments)
@@ -90,17 +90,17 @@ public struct RequestTrees: Sendable {
     ///   - arguments: the call's arguments in any stable textual form; only a fingerprint is stored.
     ///   - ttl: after this long the call stops counting as in flight even if it never exits (a crash).
     public func enter(
-        _ context: TreeContext, callID: String = TreeContext.newID(), estimate: [String: Int] = [:],
+        _ context: TreeContext, callID: String = TreeContext.newID(), estimate: Cost = [:],
         tool: String? = nil, arguments: String? = nil, ttl: Duration = .seconds(600)
     ) async throws -> TreeTicket {
-        try ResourceName.validate(estimate)
+        try estimate.checkForCall("a tree call's estimate")
         let keys = PartitionKeys(partition: context.partition, namespace: namespace)
         let loop = tool.map { Self.loopKey(tool: $0, arguments: arguments ?? "") } ?? ""
         var scriptArguments: [RedisArgument] = [
             RedisArgument(callID), RedisArgument(Self.milliseconds(ttl)), RedisArgument(context.depth),
             RedisArgument(context.deadlineMilliseconds ?? 0), RedisArgument(loop), RedisArgument(context.treeID),
         ]
-        for (resource, amount) in estimate.sorted(by: { $0.key < $1.key }) {
+        for (resource, amount) in estimate.amounts.sorted(by: { $0.key < $1.key }) {
             scriptArguments += [RedisArgument(resource), RedisArgument(amount)]
         }
         let reply = try await redis.run(
@@ -115,10 +115,10 @@ public struct RequestTrees: Sendable {
     /// Settles an admitted call with its actual usage (a resource not named keeps its estimate).
     /// Idempotent: a second settle is a no-op. Returns whether this call settled it.
     @discardableResult
-    public func settle(_ ticket: TreeTicket, usage: [String: Int]) async throws -> Bool {
-        try ResourceName.validate(usage)
+    public func settle(_ ticket: TreeTicket, usage: Cost) async throws -> Bool {
+        try usage.checkForCall("a tree call's usage")
         var arguments: [RedisArgument] = [RedisArgument(ticket.callID), "settle"]
-        for (resource, amount) in usage.sorted(by: { $0.key < $1.key }) {
+        for (resource, amount) in usage.amounts.sorted(by: { $0.key < $1.key }) {
             arguments += [RedisArgument(resource), RedisArgument(amount)]
         }
         return try await exit(ticket, arguments)
@@ -142,10 +142,10 @@ public struct RequestTrees: Sendable {
         var usage = TreeUsage(used: [:], budgets: [:], inFlight: Int(replies[1].integer ?? 0), children: [:])
         for index in stride(from: 0, to: flat.count - 1, by: 2) {
             let field = flat[index]
-            let value = Int(flat[index + 1]) ?? 0
+            let value = Int64(flat[index + 1]) ?? 0
             if field.hasPrefix("u:") { usage.used[String(field.dropFirst(2))] = value }
             if field.hasPrefix("b:") { usage.budgets[String(field.dropFirst(2))] = value }
-            if field.hasPrefix("c:") { usage.children[String(field.dropFirst(2))] = value }
+            if field.hasPrefix("c:") { usage.children[String(field.dropFirst(2))] = Int(value) }
         }
         return usage
     }

@@ -3,7 +3,7 @@
 public struct TreeLimits: Sendable, Hashable {
     /// A hard, non-refilling budget per resource for the whole tree (`["tokens": 200_000,
     /// "usd_micros": 5_000_000]`): each call reserves its estimate and settles its actual usage.
-    public var budgets: [String: Int]
+    public var budgets: Cost
     /// The deepest a node may be (the root is at depth 0).
     public var maxDepth: Int?
     /// The most children one node may start.
@@ -20,7 +20,7 @@ public struct TreeLimits: Sendable, Hashable {
 
     /// Creates limits; everything unlimited by default.
     public init(
-        budgets: [String: Int] = [:], maxDepth: Int? = nil, maxChildren: Int? = nil, maxInFlight: Int? = nil,
+        budgets: Cost = [:], maxDepth: Int? = nil, maxChildren: Int? = nil, maxInFlight: Int? = nil,
         loopGuard: Int? = nil, deadline: Duration? = nil, lifetime: Duration = .seconds(86_400)
     ) {
         self.budgets = budgets
@@ -33,12 +33,7 @@ public struct TreeLimits: Sendable, Hashable {
     }
 
     func validate() throws(BackpressureError) {
-        for (resource, budget) in budgets {
-            guard ResourceName.isValid(resource) else {
-                throw BackpressureError(.invalidArgument, "invalid resource name \"\(resource)\"")
-            }
-            guard budget >= 0 else { throw BackpressureError(.invalidArgument, "the \(resource) budget is negative") }
-        }
+        try budgets.checkForCall("a tree's budgets")
         for (name, value) in [
             ("max depth", maxDepth), ("max children", maxChildren), ("max in flight", maxInFlight),
             ("loop guard", loopGuard),
@@ -51,27 +46,14 @@ public struct TreeLimits: Sendable, Hashable {
     }
 }
 
-/// Resource names: `[A-Za-z_][A-Za-z0-9_]*`, at most 64 characters (`tokens`, `usd_micros`).
-enum ResourceName {
-    static func isValid(_ name: String) -> Bool {
-        guard let first = name.utf8.first, name.utf8.count <= 64 else { return false }
-        func letter(_ byte: UInt8) -> Bool {
-            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte)
-                || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
-                || byte == UInt8(ascii: "_")
-        }
-        return letter(first)
-            && name.utf8.allSatisfy { letter($0) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
-    }
-
-    static func validate(_ costs: [String: Int]) throws(BackpressureError) {
-        for (resource, amount) in costs {
-            guard isValid(resource) else {
-                throw BackpressureError(.invalidArgument, "invalid resource name \"\(resource)\"")
-            }
-            guard amount >= 0 && amount < 1 << 50 else {
-                throw BackpressureError(.invalidArgument, "the \(resource) amount \(amount) is out of range")
-            }
+extension Cost {
+    /// Checks the cost for a tree or a provider call, where an empty cost is allowed, and says what is wrong as a
+    /// ``BackpressureError`` (the quota's own error is kept as its `underlying` error).
+    func checkForCall(_ what: String) throws(BackpressureError) {
+        do {
+            _ = try sortedValidAmounts()
+        } catch {
+            throw BackpressureError(.invalidArgument, "\(what): \(error.message)", underlying: error)
         }
     }
 }

@@ -7,15 +7,15 @@ public struct TreeTicket: Sendable, Hashable {
     /// The call's id, unique within the tree.
     public let callID: String
     /// What was reserved per resource.
-    public let estimate: [String: Int]
+    public let estimate: Cost
 }
 
 /// A tree's usage as recorded in Redis.
 public struct TreeUsage: Sendable, Hashable {
     /// Spent (settled) plus reserved (in flight) per resource.
-    public var used: [String: Int]
+    public var used: Cost
     /// The budgets, per resource.
-    public var budgets: [String: Int]
+    public var budgets: Cost
     /// Calls in flight right now.
     public var inFlight: Int
     /// Children started, per node id.

@@ -96,7 +96,7 @@ public struct SoakWorker: Sendable {
             let tenant = SoakPlan.treeTenants[Int(random.next() % UInt64(SoakPlan.treeTenants.count))]
             let id = "w\(options.index)-\(getpid())-\(lane)-\(number)"
             let limits = TreeLimits(
-                budgets: ["tokens": SoakPlan.treeBudget], maxInFlight: 2, deadline: .seconds(3),
+                budgets: ["tokens": Int64(SoakPlan.treeBudget)], maxInFlight: 2, deadline: .seconds(3),
                 lifetime: .seconds(60))
             let context: TreeContext
             do {
@@ -124,7 +124,7 @@ public struct SoakWorker: Sendable {
         let prompt = 40 + Int(random.next() % 200)
         let maxTokens = 20 + Int(random.next() % 180)
         let shape = CallShape(promptTokens: prompt, maxTokens: maxTokens)
-        let estimate = ["requests": 1, "tokens": shape.estimate]
+        let estimate: Cost = ["requests": 1, "tokens": Int64(shape.estimate)]
         let pathNames = ["global=\(SoakPlan.partition)", "tenant=\(tenant)"]
         guard let path = try? ScopePath(parsing: pathNames) else { return }
         let call = ProviderCall(
@@ -147,7 +147,7 @@ public struct SoakWorker: Sendable {
                         entry.degraded = attempt.degraded
                         entry.path = pathNames
                         entry.tree = tree.treeID
-                        entry.cost = estimate
+                        entry.cost = estimate.amounts.mapValues { Int($0) }
                         ledger.append(entry)
                         admitted.set()
                     }

@@ -51,7 +51,7 @@ final class SluiceGate: CallGate {
     func treeStarted(_ tree: inout AgentTree) async {
         let shape = tree.group.tree
         let limits = TreeLimits(
-            budgets: shape.budgetTokens.map { ["tokens": $0] } ?? [:], maxInFlight: shape.maxInFlight,
+            budgets: shape.budgetTokens.map { ["tokens": Int64($0)] } ?? [:], maxInFlight: shape.maxInFlight,
             loopGuard: shape.loopGuard, deadline: .milliseconds(Int64(max(1, tree.deadlineMs - StormClock.nowMs()))))
         tree.context = try? await trees.open(
             id: tree.id, partition: partition, limits: limits,
@@ -83,7 +83,7 @@ final class SluiceGate: CallGate {
         let remaining = call.remainingMs
         guard remaining > 1 else { return GateConclusion(outcome: .deadline) }
         let providerCall = ProviderCall(
-            scope: "provider", estimate: ["tokens": call.shape.estimate, "requests": 1], quotaPath: path,
+            scope: "provider", estimate: ["tokens": Int64(call.shape.estimate), "requests": 1], quotaPath: path,
             concurrency: concurrencySlots,
             timeout: .milliseconds(Int64(remaining)), maxAttempts: SluiceSettings.maxAttempts, label: call.kind)
         do {
@@ -98,7 +98,7 @@ final class SluiceGate: CallGate {
                         } ?? .noResponse
                     if result.succeeded {
                         return CallOutcome(
-                            (), usage: ["tokens": result.tokens, "requests": 1], observation: observation)
+                            (), usage: ["tokens": Int64(result.tokens), "requests": 1], observation: observation)
                     }
                     throw ProviderFailure(observation, usage: ["tokens": 0, "requests": 1])
                 }
