@@ -96,6 +96,7 @@ let package = Package(
             name: "SluiceUnitTests",
             dependencies: [
                 "Sluice", "SluiceRedis", "SluiceStorm", .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ]),
         .testTarget(
             name: "SluiceIntegrationTests",

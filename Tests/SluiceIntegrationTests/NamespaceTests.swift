@@ -48,7 +48,7 @@ struct NamespaceTests {
         let call = ProviderCall(
             scope: "openai/gpt-4o", estimate: ["tokens": 100], quotaPath: path, concurrency: 4, tool: "search",
             arguments: "q")
-        let result = try await TreeContext.$current.withValue(child) {
+        let result = try await child.run {
             try await backpressure.call(call) { _ in CallOutcome("ok", usage: ["tokens": 60]) }
         }
         #expect(result.value == "ok" && !result.degraded)

@@ -1,4 +1,5 @@
 import Testing
+import Tracing
 
 @testable import Sluice
 
@@ -60,6 +61,45 @@ struct TreesContextTests {
         #expect(TreeContext.current == nil)
     }
 
+    @Test("The tree is a value of the ServiceContext: run keeps the application's other values beside it")
+    func serviceContextValue() async {
+        var application = ServiceContext.topLevel
+        application[RequestIDKey.self] = "r-42"
+        let root = TreeContext(treeID: "t-service", partition: "p")
+        let seen = await ServiceContext.withValue(application) {
+            await root.run { (ServiceContext.current?[RequestIDKey.self], ServiceContext.current?.sluiceTree?.treeID) }
+        }
+        #expect(seen.0 == "r-42" && seen.1 == "t-service")
+        var extracted = ServiceContext.topLevel
+        extracted.sluiceTree = root.child(nodeID: "n2")
+        let current = ServiceContext.withValue(extracted) { TreeContext.current }
+        #expect(current?.treeID == "t-service" && current?.depth == 1, "a context set by the application is current")
+    }
+
+    @Test("The propagator carries the tree in the Sluice-Tree header and ignores a malformed one")
+    func propagator() {
+        let propagator = TreeContextPropagator()
+        var context = ServiceContext.topLevel
+        context.sluiceTree = TreeContext(
+            treeID: "t-wire", nodeID: "n1", depth: 1, deadlineMilliseconds: 1_718_000_000_000, priority: .batch,
+            partition: "openai")
+        var headers: [String: String] = [:]
+        propagator.inject(context, into: &headers, using: DictionaryInjector())
+        #expect(headers == [TreeContext.headerName: context.sluiceTree!.headerValue])
+
+        var received = ServiceContext.topLevel
+        propagator.extract(headers, into: &received, using: DictionaryExtractor())
+        #expect(received.sluiceTree == context.sluiceTree)
+
+        var untouched = ServiceContext.topLevel
+        propagator.extract([TreeContext.headerName: "2;x"], into: &untouched, using: DictionaryExtractor())
+        propagator.extract([:], into: &untouched, using: DictionaryExtractor())
+        #expect(untouched.sluiceTree == nil)
+        var nothing: [String: String] = [:]
+        propagator.inject(.topLevel, into: &nothing, using: DictionaryInjector())
+        #expect(nothing.isEmpty, "no tree, no header")
+    }
+
     @Test("Invalid limits are refused before any I/O")
     func invalidLimits() {
         #expect(throws: BackpressureError.self) { try TreeLimits(budgets: ["tokens": -1]).validate() }
@@ -90,4 +130,16 @@ struct TreesContextTests {
         #expect(key != RequestTrees.loopKey(tool: "fetch", arguments: "{\"q\":\"x\"}"))
         #expect(RequestTrees.loopKey(tool: "a|b\n", arguments: "").hasPrefix("a%7Cb%0A|"))
     }
+}
+
+private enum RequestIDKey: ServiceContextKey {
+    typealias Value = String
+}
+
+private struct DictionaryInjector: Injector {
+    func inject(_ value: String, forKey key: String, into carrier: inout [String: String]) { carrier[key] = value }
+}
+
+private struct DictionaryExtractor: Extractor {
+    func extract(key: String, from carrier: [String: String]) -> String? { carrier[key] }
 }

@@ -1,21 +1,25 @@
 import Foundation
+import Tracing
 
 /// Where a piece of work sits in a request tree: the tree, this node, its parent, its depth, the
 /// tree's deadline and priority, and the partition holding the tree's state.
 ///
-/// The context is task-local: child tasks inherit it automatically. It crosses process boundaries
-/// as one compact header value (``headerValue``, ``init(headerValue:)``), so a sub-agent on
-/// another host counts against the same tree.
+/// The context is a value of the task's `ServiceContext` (``ServiceContext/sluiceTree``), beside the
+/// application's trace: child tasks inherit it, and whatever carries the application's `ServiceContext`
+/// carries the tree too. It crosses process boundaries as one compact header value (``headerValue``,
+/// ``init(headerValue:)``), which ``TreeContextPropagator`` injects and extracts for the application's
+/// instrument, so a sub-agent on another host counts against the same tree.
 ///
 /// ```swift
 /// let root = try await trees.open(partition: "openai", limits: TreeLimits(budgets: ["tokens": 200_000]))
 /// try await root.run {
-///     // TreeContext.current is `root` here and in every child task
+///     // TreeContext.current (ServiceContext.current?.sluiceTree) is `root` here and in every child task
 /// }
 /// ```
 public struct TreeContext: Sendable, Hashable {
-    /// The current task's tree context, inherited by child tasks.
-    @TaskLocal public static var current: TreeContext?
+    /// The current task's tree context (``ServiceContext/sluiceTree`` of `ServiceContext.current`), inherited
+    /// by child tasks.
+    public static var current: TreeContext? { ServiceContext.current?.sluiceTree }
 
     /// The header that carries a context to another process.
     public static let headerName = "Sluice-Tree"
@@ -60,9 +64,14 @@ public struct TreeContext: Sendable, Hashable {
         return child
     }
 
-    /// Runs `body` with this context as ``current`` (and in every child task it starts).
-    public func run<Result>(_ body: () async throws -> Result) async rethrows -> Result {
-        try await TreeContext.$current.withValue(self, operation: body)
+    /// Runs `body` with this context as ``current`` (and in every child task it starts): the current
+    /// `ServiceContext`, trace and all, with this tree in it.
+    public func run<Result>(
+        isolation: isolated (any Actor)? = #isolation, _ body: () async throws -> Result
+    ) async rethrows -> Result {
+        var context = ServiceContext.current ?? .topLevel
+        context.sluiceTree = self
+        return try await ServiceContext.withValue(context, operation: body)
     }
 
     /// The time left before the deadline, by this machine's wall clock; `nil`: no deadline.
