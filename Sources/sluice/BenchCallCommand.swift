@@ -50,13 +50,13 @@ struct BenchCallCommand: AsyncParsableCommand {
         let backpressure = Backpressure(
             redis: client,
             configuration: .init(
-                partition: limiter.configuration.partition(path), defaultTimeout: .milliseconds(Int(timeout * 1000)),
+                partition: path.partition, defaultTimeout: .milliseconds(Int(timeout * 1000)),
                 heartbeat: nil, holder: "bench"),
             limiter: limiter)
         let context: TreeContext? =
             tree
             ? try await RequestTrees(redis: client).open(
-                partition: limiter.configuration.partition(path), limits: TreeLimits(), priority: decision.priority)
+                partition: path.partition, limits: TreeLimits(), priority: decision.priority)
             : nil
         let call = ProviderCall(
             scope: path.description, estimate: estimate, quotaPath: path, concurrency: leaseSlots, maxAttempts: 1,

@@ -22,17 +22,10 @@ public final class Limiter: Sendable {
         public var defaults: [String: String]
         /// The first part of every key (`sluice:{openai}:...`).
         public var namespace: String
-        /// The partition of a path (its keys' hash tag, and whose config hash applies). Default:
-        /// the root scope's name.
-        public var partition: @Sendable (ScopePath) -> String
 
-        public init(
-            defaults: [String: String] = [:], namespace: String = "sluice",
-            partition: @escaping @Sendable (ScopePath) -> String = { $0.root.name }
-        ) {
+        public init(defaults: [String: String] = [:], namespace: String = "sluice") {
             self.defaults = defaults
             self.namespace = namespace
-            self.partition = partition
         }
 
         /// Checks the defaults: a typed error when a kind is not an identifier or a spec does not
@@ -120,7 +113,7 @@ public final class Limiter: Sendable {
 
     /// The keys of `path`: its partition's, or on a sharded global ceiling its tenant's shard's.
     func keys(for path: ScopePath) -> QuotaKeys {
-        let partition = configuration.partition(path)
+        let partition = path.partition
         if let layout = shardDirectory.cached(partition) {
             return layout.keys(layout.index(for: path), namespace: configuration.namespace)
         }
@@ -131,8 +124,8 @@ public final class Limiter: Sendable {
     /// hash tag, `{<escaped partition>}`: one Redis Cluster slot, so that one script may touch both.
     /// Never on a sharded global ceiling: the path's keys are its shard's.
     func sharesPartition(with partition: String, path: ScopePath) -> Bool {
-        shardDirectory.cached(configuration.partition(path)) == nil
-            && KeyName.escape(configuration.partition(path)) == KeyName.escape(partition)
+        shardDirectory.cached(path.partition) == nil
+            && KeyName.escape(path.partition) == KeyName.escape(partition)
     }
 }
 

@@ -68,6 +68,10 @@ public struct ScopePath: Sendable, Hashable, CustomStringConvertible {
 
     public var count: Int { scopes.count }
     public var root: Scope { scopes[0] }
+    /// The partition the path's keys live in: the root scope's name (`openai` for `global=openai tenant=acme`).
+    /// It is the keys' hash tag and names the config hash operators edit (`sluice quota set`), so every part of
+    /// Sluice means the same string by it.
+    public var partition: String { root.name }
     public var description: String { scopes.map(\.description).joined(separator: " ") }
 
     /// The config fields that may hold the spec of scope `index`, most specific first: the exact

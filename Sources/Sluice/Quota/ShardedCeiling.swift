@@ -223,7 +223,7 @@ extension Limiter {
     /// The shard layout of `path`'s partition, re-read at most every ``ShardDirectory/refreshInterval``.
     func shardLayout(_ path: ScopePath) async throws(QuotaError) -> ShardLayout? {
         try await shardDirectory.layout(
-            configuration.partition(path), namespace: configuration.namespace, client: client)
+            path.partition, namespace: configuration.namespace, client: client)
     }
 
     /// Runs a decide call on its shard; when the shard's share of the root's bucket refuses it, moves unused

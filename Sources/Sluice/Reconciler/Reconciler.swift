@@ -124,7 +124,7 @@ public final class Reconciler: Sendable {
     /// Logs what one merged observation did: the pause it started and the cut it made.
     func log(_ outcome: Outcome, path: ScopePath, responseClass: ResponseClass) {
         guard outcome.startedPause || outcome.cut else { return }
-        let partition = limiter.configuration.partition(path)
+        let partition = path.partition
         var metadata: Logger.Metadata = [
             "sluice.partition": "\(partition)", "sluice.response_class": "\(responseClass.name)",
         ]

@@ -65,7 +65,7 @@ public struct TreeCall: Sendable, Hashable {
         guard !context.treeID.isEmpty, context.depth >= 0 else {
             throw QuotaError(.invalidScope, "a tree call needs a tree id and a depth >= 0")
         }
-        let partition = limiter.configuration.partition(path)
+        let partition = path.partition
         guard KeyName.escape(partition) == KeyName.escape(context.partition) else {
             throw QuotaError(
                 .invalidScope, "the tree and the quota path are in different partitions: one decision needs one")
