@@ -62,6 +62,32 @@ extension Backpressure {
         }
     }
 
+    /// The Redis-side parts of one call in the layer's partition: its scope's queue, its dependency's breaker,
+    /// its scope's retry budget and, with a concurrency limit, its lease pool, whose slots follow the reconciler's
+    /// overload cuts of `path` when one is given.
+    func parts(of call: ProviderCall, followingReconcilerOn path: ScopePath?) -> (
+        queue: AdmissionQueue, breaker: CircuitBreaker, budget: RetryBudget, pool: LeasePool?
+    ) {
+        let partition = configuration.partition
+        let queue = AdmissionQueue(
+            redis: redis, partition: partition, scope: call.scope, configuration: configuration.queue,
+            namespace: namespace)
+        let breaker = CircuitBreaker(
+            redis: redis, partition: partition, name: call.dependency, configuration: configuration.breaker,
+            namespace: namespace)
+        let budget = RetryBudget(
+            redis: redis, partition: partition, scope: call.scope, configuration: configuration.retryBudget,
+            namespace: namespace)
+        let pool = call.concurrency.map { slots in
+            let pool = LeasePool(
+                redis: redis, partition: partition, scope: call.scope, slots: slots, ttl: configuration.leaseTTL,
+                holder: configuration.holder, namespace: namespace, logger: logger)
+            guard let reconciler, let path else { return pool }
+            return pool.following(reconciler, path: path)
+        }
+        return (queue, breaker, budget, pool)
+    }
+
     private func run<Value: Sendable>(
         _ call: ProviderCall, logger: Logger,
         _ operation: @escaping @Sendable (CallAttempt) async throws -> CallOutcome<Value>
@@ -82,28 +108,12 @@ extension Backpressure {
         // Otherwise (no quota path, or parts in other partitions) each stage is a round trip of its own.
         var step = Steps(owner: self, deadline: deadline, logger: logger)
         let id = TreeContext.newID()
-        let partition = configuration.partition
-        let queue = AdmissionQueue(
-            redis: redis, partition: partition, scope: call.scope, configuration: configuration.queue,
-            namespace: namespace)
-        let breaker = CircuitBreaker(
-            redis: redis, partition: partition, name: call.dependency, configuration: configuration.breaker,
-            namespace: namespace)
-        let budget = RetryBudget(
-            redis: redis, partition: partition, scope: call.scope, configuration: configuration.retryBudget,
-            namespace: namespace)
-        let reconciler = self.reconciler
-        let pool = call.concurrency.map { slots in
-            let pool = LeasePool(
-                redis: redis, partition: partition, scope: call.scope, slots: slots, ttl: configuration.leaseTTL,
-                holder: configuration.holder, namespace: namespace, logger: self.logger)
-            // Overloads cut the partition's concurrency share; the pool's slots follow it when its key shares the
-            // reconciler's hash slot (the same partition), so that the script may read both on Redis Cluster.
-            guard let reconciler, let path = call.quotaPath,
-                reconciler.limiter.sharesPartition(with: partition, path: path)
-            else { return pool }
-            return pool.following(reconciler, path: path)
+        // Overloads cut the partition's concurrency share; the pool's slots follow it when its key shares the
+        // reconciler's hash slot (the same partition), so that the script may read both on Redis Cluster.
+        let followed = call.quotaPath.flatMap { path in
+            reconciler?.limiter.sharesPartition(with: configuration.partition, path: path) == true ? path : nil
         }
+        let (queue, breaker, budget, pool) = parts(of: call, followingReconcilerOn: followed)
         let trees = self.trees
         let maxCallDuration = configuration.maxCallDuration
         let metrics = self.metrics

@@ -38,23 +38,8 @@ extension Backpressure {
     ) async throws -> CallResult<Value> {
         var step = Steps(owner: self, deadline: deadline, logger: logger)
         let redis = self.redis
-        let partition = configuration.partition
-        let queue = AdmissionQueue(
-            redis: redis, partition: partition, scope: call.scope, configuration: configuration.queue,
-            namespace: namespace)
-        let breaker = CircuitBreaker(
-            redis: redis, partition: partition, name: call.dependency, configuration: configuration.breaker,
-            namespace: namespace)
-        let budget = RetryBudget(
-            redis: redis, partition: partition, scope: call.scope, configuration: configuration.retryBudget,
-            namespace: namespace)
+        let (queue, breaker, budget, pool) = parts(of: call, followingReconcilerOn: route.path)
         let reconciler = self.reconciler
-        let pool = call.concurrency.map { slots in
-            let pool = LeasePool(
-                redis: redis, partition: partition, scope: call.scope, slots: slots, ttl: configuration.leaseTTL,
-                holder: configuration.holder, namespace: namespace, logger: self.logger)
-            return reconciler.map { pool.following($0, path: route.path) } ?? pool
-        }
         let limiter = route.limiter
         let cost = call.estimate
         let priority = tree?.priority ?? .interactive
