@@ -62,6 +62,38 @@ extension Backpressure {
         }
     }
 
+    /// Runs one attempt of the provider call in its span, cut off at the call's deadline.
+    func runAttempt<Value: Sendable>(
+        _ context: CallAttempt, _ operation: @escaping @Sendable (CallAttempt) async throws -> CallOutcome<Value>
+    ) async throws -> CallOutcome<Value> {
+        try await traced("sluice.attempt") { span in
+            span.attributes["sluice.attempt"] = context.number
+            return try await withDeadline(
+                context.deadline,
+                onTimeout: { BackpressureError(.deadlineExceeded, "the call did not finish before its deadline") }
+            ) { try await operation(context) }
+        }
+    }
+
+    /// The refusal of a retry by the scope's spent retry budget.
+    static func retryBudgetSpent(
+        _ verdict: RetryBudget.Verdict, _ call: ProviderCall, _ failure: ProviderFailure
+    ) -> BackpressureError {
+        BackpressureError(
+            .retryBudgetExhausted,
+            "the retry budget of \(call.scope) is spent (\(Int(verdict.retries)) retries for "
+                + "\(Int(verdict.requests)) requests); last failure: \(failure.message)")
+    }
+
+    /// The usage to settle after the last attempt. A provider failure names what it used; what it does not name,
+    /// it did not use. Otherwise (`known` false: the call did not say) the estimate stays for what is not named.
+    static func settled(_ usage: Cost, known: Bool, _ call: ProviderCall) -> Cost {
+        guard known else { return usage }
+        var settled = usage
+        for resource in call.estimate.amounts.keys where settled.amounts[resource] == nil { settled[resource] = 0 }
+        return settled
+    }
+
     /// The Redis-side parts of one call in the layer's partition: its scope's queue, its dependency's breaker,
     /// its scope's retry budget and, with a concurrency limit, its lease pool, whose slots follow the reconciler's
     /// overload cuts of `path` when one is given.
@@ -208,15 +240,7 @@ extension Backpressure {
                     admittedAt: admitted.reservation?.decision.decidedAt)
                 ran = true
                 do {
-                    let outcome = try await traced("sluice.attempt") { span in
-                        span.attributes["sluice.attempt"] = context.number
-                        return try await withDeadline(
-                            deadline,
-                            onTimeout: {
-                                BackpressureError(.deadlineExceeded, "the call did not finish before its deadline")
-                            }
-                        ) { try await operation(context) }
-                    }
+                    let outcome = try await runAttempt(context, operation)
                     metrics.response(success: true, observation: outcome.observation)
                     if let permit, let state = try? await step.run({ try await breaker.record(permit, success: true) })
                     {
@@ -254,24 +278,16 @@ extension Backpressure {
                     let verdict = try await step.run { try await budget.allowRetry() }
                     if let verdict, !verdict.allowed {
                         metrics.retryBudgetRefused()
-                        throw BackpressureError(
-                            .retryBudgetExhausted,
-                            "the retry budget of \(call.scope) is spent (\(Int(verdict.retries)) retries for \(Int(verdict.requests)) requests); last failure: \(failure.message)"
-                        )
+                        throw Self.retryBudgetSpent(verdict, call, failure)
                     }
                     try await Task.sleep(for: pause)
                 }
             }
         } catch {
             heartbeat?.cancel()
-            var settled = usage
-            if usageKnown {  // a provider failure: what it did not name, it did not use
-                for resource in call.estimate.amounts.keys where settled.amounts[resource] == nil {
-                    settled[resource] = 0
-                }
-            }
             await release(
-                admitted, ran: ran, usage: settled, call: call, queue: queue, pool: pool, step: &step, id: id)
+                admitted, ran: ran, usage: Self.settled(usage, known: usageKnown, call), call: call, queue: queue,
+                pool: pool, step: &step, id: id)
             throw error
         }
     }

@@ -263,7 +263,7 @@ extension Backpressure {
                     if (error as? BackpressureError)?.code == .breakerOpen { metrics.breaker(dependency, is: .open) }
                     heartbeat?.cancel()
                     await finish(
-                        ran: ran, usage: settled(usage, known: usageKnown, call), outcome: nil,
+                        ran: ran, usage: Self.settled(usage, known: usageKnown, call), outcome: nil,
                         observation: nil, sentAt: nil)
                     throw error
                 }
@@ -275,15 +275,7 @@ extension Backpressure {
                 admittedAt: admitted?.reservation.decision.decidedAt)
             ran = true
             do {
-                let outcome = try await traced("sluice.attempt") { span in
-                    span.attributes["sluice.attempt"] = context.number
-                    return try await withDeadline(
-                        deadline,
-                        onTimeout: {
-                            BackpressureError(.deadlineExceeded, "the call did not finish before its deadline")
-                        }
-                    ) { try await operation(context) }
-                }
+                let outcome = try await runAttempt(context, operation)
                 metrics.response(success: true, observation: outcome.observation)
                 heartbeat?.cancel()
                 usage = outcome.usage
@@ -308,7 +300,7 @@ extension Backpressure {
                 guard let retry, let failure else {
                     heartbeat?.cancel()
                     await finish(
-                        ran: true, usage: settled(usage, known: usageKnown, call), outcome: counts ? false : nil,
+                        ran: true, usage: Self.settled(usage, known: usageKnown, call), outcome: counts ? false : nil,
                         observation: failure?.observation, sentAt: context.sentAt)
                     if !timedOut, let failure, failure.retryable, attempt < call.maxAttempts {
                         throw BackpressureError(
@@ -344,29 +336,18 @@ extension Backpressure {
                     }
                     if let verdict, !verdict.allowed {
                         metrics.retryBudgetRefused()
-                        throw BackpressureError(
-                            .retryBudgetExhausted,
-                            "the retry budget of \(call.scope) is spent (\(Int(verdict.retries)) retries for \(Int(verdict.requests)) requests); last failure: \(failure.message)"
-                        )
+                        throw Self.retryBudgetSpent(verdict, call, failure)
                     }
                     try await Task.sleep(for: retry)
                 } catch {
                     heartbeat?.cancel()
                     await finish(
-                        ran: true, usage: settled(usage, known: true, call), outcome: nil, observation: nil,
+                        ran: true, usage: Self.settled(usage, known: true, call), outcome: nil, observation: nil,
                         sentAt: nil)
                     throw error
                 }
             }
         }
-    }
-
-    /// A provider failure names what it used; what it does not name, it did not use (else the estimate stays).
-    private func settled(_ usage: Cost, known: Bool, _ call: ProviderCall) -> Cost {
-        guard known else { return usage }
-        var settled = usage
-        for resource in call.estimate.amounts.keys where settled.amounts[resource] == nil { settled[resource] = 0 }
-        return settled
     }
 }
 
