@@ -48,6 +48,9 @@ struct NamespaceTests {
         let call = ProviderCall(
             scope: "openai/gpt-4o", estimate: ["tokens": 100], quotaPath: path, concurrency: 4, tool: "search",
             arguments: "q")
+        // An operator's spec that does not parse: the decision ignores it and reports it in the namespace's stream.
+        _ = try await client.send(
+            "HSET", RedisArgument("\(namespace):{openai}:quotas"), "global=openai", "tokens: bucket rate=fast")
         let result = try await child.run {
             try await backpressure.call(call) { _ in CallOutcome("ok", usage: ["tokens": 60]) }
         }
@@ -88,6 +91,7 @@ struct NamespaceTests {
         #expect(try await log.partitions() == ["openai"])
         let types = try await log.recent(partition: "openai").map(\.type)
         #expect(types.contains("pause") && types.contains("ceiling-cut"), "\(types)")
+        #expect(types.contains("invalid-config"), "the ignored spec is reported in the namespace: \(types)")
         let (status, output) = try SluiceBinary.run([
             "events", "--redis", server.url, "--namespace", namespace, "--json",
         ])

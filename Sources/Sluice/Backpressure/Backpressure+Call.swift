@@ -330,7 +330,7 @@ extension Backpressure {
     func reportWarnings(_ decision: Decision, step: inout Steps) async {
         limiter?.log(decision.warnings)  // throttled there: a decision the limiter ran itself is logged once
         guard !decision.warnings.isEmpty, shouldReport(decision.warnings) else { return }
-        let log = EventLog(redis: redis)
+        let log = EventLog(redis: redis, namespace: namespace)
         let detail = decision.warnings.map(\.description).joined(separator: "; ")
         _ = try? await step.run {
             try await log.record(
