@@ -25,17 +25,17 @@ public struct AdmissionQueue: Sendable {
     }
 
     /// The scope whose callers are counted.
-    public let scope: String
+    package let scope: String
     /// The partition (hash tag) of its keys.
-    public let partition: String
+    package let partition: String
     /// The limits.
-    public let configuration: Configuration
+    package let configuration: Configuration
     /// The first part of its keys (`<namespace>:{<partition>}:...`), as ``Limiter/Configuration/namespace``.
-    public let namespace: String
+    package let namespace: String
     private let redis: RedisClient
 
     /// The queue of `scope`.
-    public init(
+    package init(
         redis: RedisClient, partition: String, scope: String, configuration: Configuration = Configuration(),
         namespace: String = "sluice"
     ) {
@@ -56,7 +56,7 @@ public struct AdmissionQueue: Sendable {
     /// Joins the queue as `callerID`, giving up after `patience`; throws ``BackpressureError/Code/overloaded``
     /// when the queue is full. Returns the number waiting, this caller included.
     @discardableResult
-    public func enter(callerID: String, patience: Duration) async throws -> Int {
+    package func enter(callerID: String, patience: Duration) async throws -> Int {
         let keys = self.keys
         let reply = try await redis.run(
             LuaScripts.queueEnter, keys: [keys.queue, keys.stats, keys.events],
@@ -72,7 +72,7 @@ public struct AdmissionQueue: Sendable {
     }
 
     /// Leaves the queue: `admitted` callers count as in flight until ``finish(callerID:)`` or `callTTL`.
-    public func leave(callerID: String, admitted: Bool, callTTL: Duration) async throws {
+    package func leave(callerID: String, admitted: Bool, callTTL: Duration) async throws {
         let keys = self.keys
         _ = try await redis.run(
             LuaScripts.queueLeave, keys: [keys.queue, keys.stats, keys.inFlight],
@@ -83,7 +83,7 @@ public struct AdmissionQueue: Sendable {
     }
 
     /// An admitted call is done: it stops counting as in flight.
-    public func finish(callerID: String) async throws {
+    package func finish(callerID: String) async throws {
         _ = try await redis.run(finishStep(callerID: callerID))
     }
 
@@ -133,7 +133,7 @@ public struct AdmissionQueue: Sendable {
     }
 
     /// The queue right now.
-    public func status() async throws -> QueueStatus {
+    package func status() async throws -> QueueStatus {
         let keys = self.keys
         let reply = try await redis.run(
             LuaScripts.queueStatus, keys: [keys.queue, keys.stats, keys.inFlight],

@@ -85,7 +85,7 @@ public final class Backpressure: Sendable {
     /// The breaker around Redis, with the time spent degraded.
     public let health: RedisHealth
     /// This worker's registration (when ``Configuration/heartbeat`` is set).
-    public let membership: FleetMembership?
+    package let membership: FleetMembership?
     /// The Redis client.
     public let redis: RedisClient
     /// The quota limiter that reserves ``ProviderCall/quotaPath``.
@@ -170,12 +170,12 @@ public final class Backpressure: Sendable {
     }
 
     /// The local fallback bucket's rate: the ceiling divided by the live workers last seen.
-    public var fallbackShare: Double? {
+    package var fallbackShare: Double? {
         fallback?.rate
     }
 
     /// Calls admitted and refused by the local failure policy (while Redis was unreachable).
-    public var degradedDecisions: (admitted: Int, refused: Int) {
+    package var degradedDecisions: (admitted: Int, refused: Int) {
         counters.withLock { ($0.degradedAdmissions, $0.degradedRefusals) }
     }
 

@@ -25,7 +25,8 @@ public struct EventLog: Sendable {
 
     /// Appends an event (for events the Swift side notices, such as an invalid config value).
     @discardableResult
-    public func record(partition: String, type: String, fields: [(String, String)]) async throws(RedisError) -> String {
+    package func record(partition: String, type: String, fields: [(String, String)]) async throws(RedisError) -> String
+    {
         let keys = PartitionKeys(partition: partition, namespace: namespace)
         var arguments: [RedisArgument] = [
             keys.events, "MAXLEN", "~", RedisArgument(Self.maximumLength), "*", "type", RedisArgument(type),

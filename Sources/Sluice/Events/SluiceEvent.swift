@@ -16,7 +16,7 @@ public struct SluiceEvent: Sendable, Hashable {
     public var fields: [(String, String)]
 
     /// Creates an event.
-    public init(id: String, partition: String, type: String, fields: [(String, String)]) {
+    package init(id: String, partition: String, type: String, fields: [(String, String)]) {
         self.id = id
         self.partition = partition
         self.type = type

@@ -8,23 +8,23 @@ import SluiceRedis
 ///
 /// Nothing happens in `init`. Run it as a `Service` in the application's `ServiceGroup` (``run()``: beats until
 /// the group's graceful shutdown, then leaves the registry), or without one: ``start()`` and ``stop()``.
-public final class FleetMembership: Sendable {
+package final class FleetMembership: Sendable {
     /// This worker's id.
-    public let workerID: String
+    package let workerID: String
     /// The partition of the registry.
-    public let partition: String
+    package let partition: String
     /// How often the heartbeat runs; a registration lapses after three missed beats.
-    public let interval: Duration
+    package let interval: Duration
     /// The first part of its keys (`<namespace>:{<partition>}:...`), as ``Limiter/Configuration/namespace``.
-    public let namespace: String
+    package let namespace: String
     /// Where failed heartbeats are logged (at `debug`: the Redis client and ``RedisHealth`` report outages).
-    public let logger: Logger
+    package let logger: Logger
     private let redis: RedisClient
     private let known = SluiceMutex<Int>(1)
     private let task = SluiceMutex<Task<Void, Never>?>(nil)
 
     /// A membership; call ``start()`` to register and keep beating.
-    public init(
+    package init(
         redis: RedisClient, partition: String, workerID: String = TreeContext.newID(), interval: Duration = .seconds(5),
         namespace: String = "sluice", logger: Logger = .sluiceDisabled
     ) {
@@ -37,11 +37,11 @@ public final class FleetMembership: Sendable {
     }
 
     /// The number of live workers last seen (at least 1: this one).
-    public var liveWorkers: Int { known.withLock { $0 } }
+    package var liveWorkers: Int { known.withLock { $0 } }
 
     /// Sends one heartbeat and returns the number of live workers.
     @discardableResult
-    public func beat() async throws -> Int {
+    package func beat() async throws -> Int {
         let reply = try await redis.run(
             LuaScripts.workerHeartbeat, keys: [PartitionKeys(partition: partition, namespace: namespace).workers],
             arguments: [RedisArgument(workerID), RedisArgument(max(1, Int(interval * 3 / .milliseconds(1))))])
@@ -81,7 +81,7 @@ public final class FleetMembership: Sendable {
     }
 
     /// Without a `ServiceGroup`: registers now (best effort) and keeps beating every ``interval`` until ``stop()``.
-    public func start() {
+    package func start() {
         let heartbeat = Task { [self] in await heartbeats() }
         task.withLock {
             $0?.cancel(); $0 = heartbeat
@@ -89,7 +89,7 @@ public final class FleetMembership: Sendable {
     }
 
     /// Stops what ``start()`` started and leaves the registry (best effort).
-    public func stop() async {
+    package func stop() async {
         let heartbeat = task.withLock { task in
             defer { task = nil }
             return task
@@ -103,7 +103,7 @@ public final class FleetMembership: Sendable {
 extension FleetMembership: Service {
     /// Registers, beats every ``interval`` until the service group's graceful shutdown (or cancellation), then
     /// leaves the registry.
-    public func run() async {
+    package func run() async {
         await cancelWhenGracefulShutdown { await self.heartbeats() }
         await leave()
     }

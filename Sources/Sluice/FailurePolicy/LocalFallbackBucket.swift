@@ -3,7 +3,7 @@ import SluiceRedis
 /// A token bucket in this process, for deciding without Redis (``FailurePolicy/localFallback(fleetCeiling:burst:)``).
 /// Its rate is this worker's share of the fleet's ceiling and follows the ceiling and the number of
 /// live workers as they change.
-public final class LocalFallbackBucket: Sendable {
+package final class LocalFallbackBucket: Sendable {
     private struct State {
         var rate: Double  // tokens per second
         var capacity: Double
@@ -15,17 +15,17 @@ public final class LocalFallbackBucket: Sendable {
     private let burst: Duration
 
     /// A full bucket of `rate` tokens per second holding `burst` worth of it (at least 1).
-    public init(rate: Double, burst: Duration) {
+    package init(rate: Double, burst: Duration) {
         let capacity = max(1, rate * (burst / .seconds(1)))
         self.burst = burst
         self.state = SluiceMutex(State(rate: max(0, rate), capacity: capacity, level: capacity, updated: .now))
     }
 
     /// The current rate in tokens per second.
-    public var rate: Double { state.withLock { $0.rate } }
+    package var rate: Double { state.withLock { $0.rate } }
 
     /// Changes the rate (a new share); the level is kept, capped at the new capacity.
-    public func update(rate: Double) {
+    package func update(rate: Double) {
         state.withLock { state in
             refill(&state, now: .now)
             state.rate = max(0, rate)
@@ -36,7 +36,7 @@ public final class LocalFallbackBucket: Sendable {
 
     /// Takes one token now if there is one; otherwise says how long until there will be (`nil`:
     /// never, the rate is zero).
-    public func take(now: ContinuousClock.Instant = .now) -> (taken: Bool, wait: Duration?) {
+    package func take(now: ContinuousClock.Instant = .now) -> (taken: Bool, wait: Duration?) {
         state.withLock { state in
             refill(&state, now: now)
             if state.level >= 1 {
@@ -52,7 +52,8 @@ public final class LocalFallbackBucket: Sendable {
     /// Returns false at once when it would not, and for a cancelled caller: one cancelled before it
     /// asks takes nothing, one cancelled while it waits gives its token back. `now` is the moment the
     /// bucket is asked at (tests pass one).
-    public func take(waitingUntil deadline: ContinuousClock.Instant?, now: ContinuousClock.Instant = .now) async -> Bool
+    package func take(waitingUntil deadline: ContinuousClock.Instant?, now: ContinuousClock.Instant = .now) async
+        -> Bool
     {
         if Task.isCancelled { return false }
         let reservation: Duration? = state.withLock { state in

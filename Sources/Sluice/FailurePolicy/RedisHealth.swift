@@ -75,7 +75,7 @@ public final class RedisHealth: Sendable {
     private let now: @Sendable () -> ContinuousClock.Instant
 
     /// A healthy breaker.
-    public convenience init(configuration: Configuration = Configuration(), logger: Logger = .sluiceDisabled) {
+    package convenience init(configuration: Configuration = Configuration(), logger: Logger = .sluiceDisabled) {
         self.init(configuration: configuration, logger: logger, now: { .now })
     }
 
@@ -107,7 +107,7 @@ public final class RedisHealth: Sendable {
     /// ``BackpressureError/Code/redisUnavailable`` at once while the breaker is open, and when the
     /// step fails on the connection or times out (which opens it). Server error replies are not
     /// outages: they are rethrown as they are.
-    public func perform<T: Sendable>(
+    package func perform<T: Sendable>(
         deadline: ContinuousClock.Instant?, _ step: @escaping @Sendable () async throws -> T
     ) async throws -> T {
         let now = self.now()

@@ -11,22 +11,22 @@ import SluiceRedis
 ///     print(snapshot.partition, snapshot.scopes.map(\.inFlight).reduce(0, +))
 /// }
 /// ```
-public struct FleetReader: Sendable {
+package struct FleetReader: Sendable {
     /// How much one read may do.
-    public struct Configuration: Sendable, Hashable {
+    package struct Configuration: Sendable, Hashable {
         /// The most `SCAN` calls (`COUNT 1000` each) per read, to find partitions and their keys.
-        public var scanCalls: Int
+        package var scanCalls: Int
         /// The most scopes, breakers and tree hashes read per partition.
-        public var maxScopes: Int
-        public var maxBreakers: Int
-        public var maxTrees: Int
+        package var maxScopes: Int
+        package var maxBreakers: Int
+        package var maxTrees: Int
         /// How many of the trees spending most a snapshot lists.
-        public var topTrees: Int
+        package var topTrees: Int
         /// How many recent events a snapshot carries.
-        public var recentEvents: Int
+        package var recentEvents: Int
 
         /// Creates a configuration; the defaults walk at most about 100,000 keys per read.
-        public init(
+        package init(
             scanCalls: Int = 100, maxScopes: Int = 100, maxBreakers: Int = 100, maxTrees: Int = 500,
             topTrees: Int = 10, recentEvents: Int = 20
         ) {
@@ -39,22 +39,22 @@ public struct FleetReader: Sendable {
         }
     }
 
-    public let configuration: Configuration
+    package let configuration: Configuration
     private let redis: RedisClient
 
     /// A reader on `redis`.
-    public init(redis: RedisClient, configuration: Configuration = Configuration()) {
+    package init(redis: RedisClient, configuration: Configuration = Configuration()) {
         self.redis = redis
         self.configuration = configuration
     }
 
     /// The partitions that have any key now, sorted.
-    public func partitions() async throws(RedisError) -> [String] {
+    package func partitions() async throws(RedisError) -> [String] {
         try await inventory(of: nil).partitions.keys.map(\.name).sorted()
     }
 
     /// A snapshot of each of `partitions` (nil: every partition found), in the order given or sorted.
-    public func snapshots(_ partitions: [String]? = nil) async throws(RedisError) -> [FleetSnapshot] {
+    package func snapshots(_ partitions: [String]? = nil) async throws(RedisError) -> [FleetSnapshot] {
         let found = try await inventory(of: partitions)
         let wanted =
             partitions.map { $0.map(Tag.init(name:)) } ?? found.partitions.keys.sorted { $0.name < $1.name }
@@ -67,12 +67,12 @@ public struct FleetReader: Sendable {
     }
 
     /// One partition's snapshot.
-    public func snapshot(_ partition: String) async throws(RedisError) -> FleetSnapshot {
+    package func snapshot(_ partition: String) async throws(RedisError) -> FleetSnapshot {
         try await snapshots([partition])[0]
     }
 
     /// Up to `count` events of `partition` after the entry id `after` (`0`: from the oldest), oldest first.
-    public func events(_ partition: String, after: String = "0", count: Int = 1_000) async throws(RedisError)
+    package func events(_ partition: String, after: String = "0", count: Int = 1_000) async throws(RedisError)
         -> [SluiceEvent]
     {
         let tag = Tag(name: partition)

@@ -13,7 +13,7 @@ public struct Cost: Sendable, Hashable, ExpressibleByDictionaryLiteral, CustomSt
     }
 
     /// Parses `R=N` items, as the CLI takes them: `requests=1 tokens=1200`.
-    public init(parsing items: [String]) throws(QuotaError) {
+    package init(parsing items: [String]) throws(QuotaError) {
         var amounts: [String: Int64] = [:]
         for item in items.flatMap({ $0.split(separator: " ").map(String.init) }) {
             guard let equals = item.firstIndex(of: "="), let amount = Int64(item[item.index(after: equals)...]) else {
@@ -70,7 +70,7 @@ public struct Cost: Sendable, Hashable, ExpressibleByDictionaryLiteral, CustomSt
 
 extension Cost {
     /// Validates a `Double` amount (from JSON, say): it must be a whole, finite, non-negative number.
-    public static func amount(_ value: Double) throws(QuotaError) -> Int64 {
+    package static func amount(_ value: Double) throws(QuotaError) -> Int64 {
         guard value.isFinite, value == value.rounded(), value >= 0, value <= Double(maximumAmount) else {
             throw QuotaError(.invalidCost, "a cost is a whole number from 0 to \(maximumAmount)")
         }

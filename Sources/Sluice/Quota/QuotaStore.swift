@@ -174,7 +174,7 @@ public struct QuotaStore: Sendable {
     }
 
     /// The would-deny counters of shadow limits, per `<field>|<resource>|<kind>`, for a partition.
-    public func shadowCounts(partition: String) async throws(QuotaError) -> [String: Int64] {
+    package func shadowCounts(partition: String) async throws(QuotaError) -> [String: Int64] {
         let reply = try await send(
             RedisCommand("HGETALL", RedisArgument(QuotaKeys(namespace: namespace, partition: partition).stats)))
         let items = reply.array ?? []

@@ -1,11 +1,11 @@
 /// Redis Cluster's hash slots: CRC16 (XMODEM) of a key, or of its hash tag, modulo 16384.
-public enum HashSlot {
+package enum HashSlot {
     /// How many slots a cluster has.
-    public static let count = 16384
+    package static let count = 16384
 
     /// The slot of `key`. When the key holds a hash tag — the bytes between its first `{` and the first `}`
     /// after it, when there is at least one — only the tag is hashed, so keys sharing a tag share a slot.
-    public static func of<Key: RandomAccessCollection>(_ key: Key) -> Int where Key.Element == UInt8 {
+    package static func of<Key: RandomAccessCollection>(_ key: Key) -> Int where Key.Element == UInt8 {
         if let open = key.firstIndex(of: UInt8(ascii: "{")) {
             let afterOpen = key.index(after: open)
             if let close = key[afterOpen...].firstIndex(of: UInt8(ascii: "}")), close != afterOpen {
@@ -16,7 +16,7 @@ public enum HashSlot {
     }
 
     /// The slot of a text key.
-    public static func of(_ key: String) -> Int {
+    package static func of(_ key: String) -> Int {
         of(Array(key.utf8))
     }
 

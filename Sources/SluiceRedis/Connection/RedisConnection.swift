@@ -158,7 +158,7 @@ public final class RedisConnection: Sendable {
     public var executor: any TaskExecutor { core }
 
     /// Whether a socket is open right now (for tests and status output).
-    public var isConnected: Bool { core.isConnected }
+    package var isConnected: Bool { core.isConnected }
 
     /// The server the connection is ready on (with Sentinel, the primary it found), if any.
     var connectedTo: RedisConfiguration.Endpoint? { core.connectedTo }
