@@ -436,7 +436,7 @@ struct StormModelTests {
         let run = RunResult(
             scenario: scenario, mode: .none, isBaseline: false,
             provider: Array(repeating: ProviderRecorder.Bin(), count: 60), calls: [], waiting: [], workerFailures: [])
-        let json = StormReport(runs: [run]).summaryJSON
+        let json = try StormReport(runs: [run]).summaryJSON
         let object = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
         #expect(object != nil)
         let runs = try #require(object?["runs"] as? [[String: Any]])
@@ -457,7 +457,7 @@ struct StormModelTests {
         measured.redisCost = RedisCost(calls: 700, scriptMicroseconds: 3_150, providerCalls: 200)
         let withRedis =
             try JSONSerialization.jsonObject(
-                with: Data(StormReport(runs: [measured]).summaryJSON.utf8)) as? [String: Any]
+                with: Data(try StormReport(runs: [measured]).summaryJSON.utf8)) as? [String: Any]
         let entry = try #require((withRedis?["runs"] as? [[String: Any]])?.first)
         #expect(entry["redis_calls_per_provider_call"] as? Double == 3.5)
         #expect(entry["redis_us_per_provider_call"] as? Double == 15.75)
