@@ -33,6 +33,10 @@ let package = Package(
         // Only the load injector (`sluice storm`) and `sluice serve` use these; the library targets stay free of them.
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.20.0"),
+        // HdrHistogram for the latency percentiles of `sluice bench` and of the storm's reports: each sample is
+        // recorded in a histogram (three significant digits: within 0.1%) instead of being kept and sorted. The CLI
+        // and the storm only; the library targets stay free of it.
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // Debian's libhiredis-dev (0.14.1, the RESP reader) and libssl-dev (OpenSSL, for `rediss://`)
@@ -72,6 +76,8 @@ let package = Package(
                 "Sluice", "SluiceRedis",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                // The reports' latency percentiles.
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             exclude: ["README-section.md"]
         ),
@@ -83,6 +89,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 // `sluice serve`'s Prometheus endpoint.
                 .product(name: "Hummingbird", package: "hummingbird"),
+                // `sluice bench`'s latency percentiles.
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
         // The multi-process tests' worker processes: built with the tests, not part of the operator's `sluice`.

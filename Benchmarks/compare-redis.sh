@@ -51,7 +51,10 @@ fi
 sha=$(redis-cli -p "$REDIS_PORT" SCRIPT LOAD "return 1")
 
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-json_field() { sed -E "s/.*\"$1\": ([0-9.]+).*/\1/"; }
+# The last line of a command's --json output, one field of it (empty when null); any JSON spacing.
+json_field() {
+  python3 -c 'import json, sys; v = json.loads(sys.stdin.read().splitlines()[-1])[sys.argv[1]]; print("" if v is None else v)' "$1"
+}
 # redis-benchmark --csv: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",...
 csv_field() { tail -n 1 | tr -d '"' | cut -d, -f"$1"; }
 

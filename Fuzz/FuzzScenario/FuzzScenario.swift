@@ -35,7 +35,13 @@ func report(_ scenario: Scenario) {
         waiting: Array(repeating: 0, count: bins.count), workerFailures: [],
         ceiling: Array(repeating: scenario.provider.tokensPerSecond, count: bins.count))
     let report = StormReport(runs: [run])
-    _ = report.summaryJSON
+    // summary.json encodes, and parses back, whatever the scenario's name holds.
+    do {
+        let summary = try report.summaryJSON
+        _ = try JSONSerialization.jsonObject(with: Data(summary.utf8))
+    } catch {
+        preconditionFailure("the summary of a valid scenario is not JSON: \(error)")
+    }
     _ = report.table
     _ = HTMLReport(report: report).html
 }

@@ -93,14 +93,13 @@ struct BenchCallCommand: AsyncParsableCommand {
         let perCall = { (total: Double) in calls > 0 ? total / Double(calls) : 0 }
         if json {
             print(
-                JSONLine([
-                    ("calls", .int(calls)), ("admitted", .int(succeeded)), ("refused", .int(calls - succeeded)),
-                    ("failed", .int(result.failed)), ("calls_per_sec", .number(result.operationsPerSecond)),
-                    ("p50_us", .number(result.percentileMicros(0.5))),
-                    ("p99_us", .number(result.percentileMicros(0.99))),
-                    ("redis_round_trips_per_call", .number(perCall(Double(stats.scriptCalls)))),
-                    ("server_us_per_call", .number(perCall(stats.microseconds))),
-                ]).text)
+                try JSONOutput.line(
+                    CallJSON(
+                        calls: calls, admitted: succeeded, refused: calls - succeeded, failed: result.failed,
+                        callsPerSec: Figure(result.operationsPerSecond), p50Us: Figure(result.percentileMicros(0.5)),
+                        p99Us: Figure(result.percentileMicros(0.99)),
+                        redisRoundTripsPerCall: Figure(perCall(Double(stats.scriptCalls))),
+                        serverUsPerCall: Figure(perCall(stats.microseconds)))))
         } else {
             print(
                 "\(calls) calls x\(concurrency): \(succeeded) admitted, \(calls - succeeded) refused, \(result.failed) failed; "
@@ -108,6 +107,29 @@ struct BenchCallCommand: AsyncParsableCommand {
                     + "p99 \(result.percentileMicros(0.99)) µs; per call: "
                     + "\(perCall(Double(stats.scriptCalls))) Redis round trips, \(perCall(stats.microseconds)) µs of server time"
             )
+        }
+    }
+
+    /// `{"calls", "admitted", "refused", "failed", "calls_per_sec", "p50_us", "p99_us", "redis_round_trips_per_call",
+    /// "server_us_per_call"}`
+    struct CallJSON: Encodable {
+        var calls: Int
+        var admitted: Int
+        var refused: Int
+        var failed: Int
+        var callsPerSec: Figure
+        var p50Us: Figure
+        var p99Us: Figure
+        var redisRoundTripsPerCall: Figure
+        var serverUsPerCall: Figure
+
+        enum CodingKeys: String, CodingKey {
+            case calls, admitted, refused, failed
+            case callsPerSec = "calls_per_sec"
+            case p50Us = "p50_us"
+            case p99Us = "p99_us"
+            case redisRoundTripsPerCall = "redis_round_trips_per_call"
+            case serverUsPerCall = "server_us_per_call"
         }
     }
 }

@@ -67,18 +67,34 @@ struct BenchDecideCommand: AsyncParsableCommand {
 
         if json {
             print(
-                JSONLine([
-                    ("attempted", .int(attempted)), ("allowed", .int(allowed)),
-                    ("denied", .int(result.completed - allowed)),
-                    ("failed", .int(result.failed)), ("decisions_per_sec", .number(result.operationsPerSecond)),
-                    ("p50_us", .number(result.percentileMicros(0.5))),
-                    ("p99_us", .number(result.percentileMicros(0.99))),
-                ]).text)
+                try JSONOutput.line(
+                    DecideJSON(
+                        attempted: attempted, allowed: allowed, denied: result.completed - allowed,
+                        failed: result.failed, decisionsPerSec: Figure(result.operationsPerSecond),
+                        p50Us: Figure(result.percentileMicros(0.5)), p99Us: Figure(result.percentileMicros(0.99)))))
         } else {
             print(
                 "\(attempted) decisions x\(concurrency): \(allowed) allowed, \(result.completed - allowed) denied, "
                     + "\(result.failed) failed; \(Int(result.operationsPerSecond))/s, p50 \(result.percentileMicros(0.5)) µs, "
                     + "p99 \(result.percentileMicros(0.99)) µs")
+        }
+    }
+
+    /// `{"attempted", "allowed", "denied", "failed", "decisions_per_sec", "p50_us", "p99_us"}`
+    struct DecideJSON: Encodable {
+        var attempted: Int
+        var allowed: Int
+        var denied: Int
+        var failed: Int
+        var decisionsPerSec: Figure
+        var p50Us: Figure
+        var p99Us: Figure
+
+        enum CodingKeys: String, CodingKey {
+            case attempted, allowed, denied, failed
+            case decisionsPerSec = "decisions_per_sec"
+            case p50Us = "p50_us"
+            case p99Us = "p99_us"
         }
     }
 

@@ -60,18 +60,35 @@ struct BenchRedisCommand: AsyncParsableCommand {
         let (result, _) = await runner.run(operation)
         if json {
             print(
-                JSONLine([
-                    ("op", .string(op.rawValue)), ("concurrency", .int(concurrency)),
-                    ("connections", .int(connections)),
-                    ("executor", .string(executor.rawValue)),
-                    ("ops_per_sec", .number(result.operationsPerSecond)),
-                    ("p50_us", .number(result.percentileMicros(0.5))),
-                    ("p99_us", .number(result.percentileMicros(0.99))), ("failed", .int(result.failed)),
-                ]).text)
+                try JSONOutput.line(
+                    RedisJSON(
+                        op: op.rawValue, concurrency: concurrency, connections: connections,
+                        executor: executor.rawValue, opsPerSec: Figure(result.operationsPerSecond),
+                        p50Us: Figure(result.percentileMicros(0.5)), p99Us: Figure(result.percentileMicros(0.99)),
+                        failed: result.failed)))
         } else {
             print(
                 "\(op.rawValue) x\(concurrency) on \(connections) connection(s): \(Int(result.operationsPerSecond)) ops/s, p50 \(result.percentileMicros(0.5)) µs, p99 \(result.percentileMicros(0.99)) µs, \(result.failed) failed"
             )
+        }
+    }
+
+    /// `{"op", "concurrency", "connections", "executor", "ops_per_sec", "p50_us", "p99_us", "failed"}`
+    struct RedisJSON: Encodable {
+        var op: String
+        var concurrency: Int
+        var connections: Int
+        var executor: String
+        var opsPerSec: Figure
+        var p50Us: Figure
+        var p99Us: Figure
+        var failed: Int
+
+        enum CodingKeys: String, CodingKey {
+            case op, concurrency, connections, executor, failed
+            case opsPerSec = "ops_per_sec"
+            case p50Us = "p50_us"
+            case p99Us = "p99_us"
         }
     }
 }

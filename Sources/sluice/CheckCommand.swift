@@ -37,42 +37,83 @@ struct CheckCommand: AsyncParsableCommand {
             result = try await limiter.decide(
                 path, cost: try decision.cost(), priority: decision.priority, reportLimits: true)
         }
-        print(json ? Self.json(result) : Self.text(result))
+        print(json ? try Self.json(result) : Self.text(result))
         if !result.allowed { throw ExitCode(1) }
     }
 
-    static func json(_ decision: Decision) -> String { JSONLine(jsonFields(decision)).text }
+    static func json(_ decision: Decision) throws -> String { try JSONOutput.line(DecisionJSON(decision)) }
 
-    /// The fields of ``json(_:)``, for commands that print a decision among other fields.
-    static func jsonFields(_ decision: Decision) -> [(String, JSONLine.Value)] {
-        func limit(_ status: LimitStatus) -> String {
-            JSONLine([
-                ("scope", .string(status.scope.description)), ("scope_index", .int(status.scopeIndex)),
-                ("resource", .string(status.resource)), ("kind", .string(status.kind.name)),
-                ("remaining", .int(Int(status.remaining))), ("limit", .int(Int(status.limit))),
-                ("verdict", .string(status.verdict.description)),
-            ]).text
+    /// A decision as `--json` prints it (`sluice reserve --json` adds the reservation's `id`).
+    struct DecisionJSON: Encodable {
+        struct Limit: Encodable {
+            var scope: String
+            var scopeIndex: Int
+            var resource: String
+            var kind: String
+            var remaining: Int64
+            var limit: Int64
+            var verdict: String
+
+            init(_ status: LimitStatus) {
+                scope = status.scope.description
+                scopeIndex = status.scopeIndex
+                resource = status.resource
+                kind = status.kind.name
+                remaining = status.remaining
+                limit = status.limit
+                verdict = status.verdict.description
+            }
+
+            enum CodingKeys: String, CodingKey {
+                case scope, resource, kind, remaining, limit, verdict
+                case scopeIndex = "scope_index"
+            }
         }
-        let warnings = decision.warnings.map {
-            JSONLine([
-                ("code", .string($0.code.description)), ("scope_index", .int($0.scopeIndex)),
-                ("field", .string($0.field)),
-                ("reason", .string($0.reason)),
-            ]).text
+
+        struct Warning: Encodable {
+            var code: String
+            var scopeIndex: Int
+            var field: String
+            var reason: String
+
+            enum CodingKeys: String, CodingKey {
+                case code, field, reason
+                case scopeIndex = "scope_index"
+            }
         }
-        return [
-            ("allowed", .bool(decision.allowed)),
-            ("denied_by", decision.deniedBy.map { .raw(limit($0)) } ?? .null),
-            (
-                "retry_after_ms",
-                decision.allowed
-                    ? .int(0) : decision.retryable ? .int(Int(decision.retryAfter.wholeMilliseconds)) : .null
-            ),
-            ("wait_ms", .int(Int(decision.wait.wholeMilliseconds))),
-            ("remaining", .raw("[" + decision.limits.map(limit).joined(separator: ", ") + "]")),
-            ("would_deny", .raw("[" + decision.wouldDeny.map(limit).joined(separator: ", ") + "]")),
-            ("warnings", .raw("[" + warnings.joined(separator: ", ") + "]")),
-        ]
+
+        var allowed: Bool
+        /// The reservation's id, for `sluice reserve`; `sluice check` has no such key.
+        var id: String?
+        var deniedBy: OrNull<Limit>
+        /// 0 when allowed, null when retrying will not help.
+        var retryAfterMs: OrNull<Int64>
+        var waitMs: Int64
+        var remaining: [Limit]
+        var wouldDeny: [Limit]
+        var warnings: [Warning]
+
+        init(_ decision: Decision, id: String? = nil) {
+            allowed = decision.allowed
+            self.id = id
+            deniedBy = OrNull(decision.deniedBy.map(Limit.init))
+            retryAfterMs = OrNull(
+                decision.allowed ? 0 : decision.retryable ? decision.retryAfter.wholeMilliseconds : nil)
+            waitMs = decision.wait.wholeMilliseconds
+            remaining = decision.limits.map(Limit.init)
+            wouldDeny = decision.wouldDeny.map(Limit.init)
+            warnings = decision.warnings.map {
+                Warning(code: $0.code.description, scopeIndex: $0.scopeIndex, field: $0.field, reason: $0.reason)
+            }
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case allowed, id, remaining, warnings
+            case deniedBy = "denied_by"
+            case retryAfterMs = "retry_after_ms"
+            case waitMs = "wait_ms"
+            case wouldDeny = "would_deny"
+        }
     }
 
     static func text(_ decision: Decision) -> String {

@@ -56,7 +56,7 @@ struct EventsCommand: AsyncParsableCommand {
             backlog += try await log.recent(partition: partition, count: count)
         }
         for event in backlog.sorted(by: { ($0.milliseconds, $0.id) < ($1.milliseconds, $1.id) }) {
-            print(render(event))
+            print(try render(event))
         }
         guard follow else { return }
         guard !partitions.isEmpty else {
@@ -64,28 +64,61 @@ struct EventsCommand: AsyncParsableCommand {
         }
         let json = self.json
         try await log.follow(partitions: partitions) { event in
-            print(Self.render(event, json: json))
+            do {
+                print(try Self.render(event, json: json))
+            } catch {
+                let text = "cannot print event \(event.id): \(error)\n"
+                _ = text.withCString { write(STDERR_FILENO, $0, strlen($0)) }
+            }
             fflush(nil)  // every stream: a follower is usually piped
         }
     }
 
-    private func render(_ event: SluiceEvent) -> String {
-        Self.render(event, json: json)
+    private func render(_ event: SluiceEvent) throws -> String {
+        try Self.render(event, json: json)
     }
 
-    static func render(_ event: SluiceEvent, json: Bool) -> String {
+    static func render(_ event: SluiceEvent, json: Bool) throws -> String {
         let date = Date(timeIntervalSince1970: Double(event.milliseconds) / 1000)
         let time = date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true)) + "Z"  // UTC
-        if json {
-            var fields: [(String, JSONLine.Value)] = [
-                ("id", .string(event.id)), ("time", .string(time)), ("partition", .string(event.partition)),
-                ("type", .string(event.type)),
-            ]
-            fields += event.fields.map { ($0.0, JSONLine.Value.string($0.1)) }
-            return JSONLine(fields).text
-        }
+        if json { return try JSONOutput.line(EventJSON(event, time: time)) }
         let named = event.fields.filter { $0.0 != "detail" }.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
         return [time, event.partition, event.type, named, event["detail"] ?? ""].filter { !$0.isEmpty }.joined(
             separator: "  ")
+    }
+}
+
+/// An event as `sluice events --json` prints it: `id`, `time`, `partition` and `type`, then the event's own fields
+/// (`breaker`, `tree`, `scope`, `detail`, ...) as strings. A field of the event named like one of the first four
+/// does not replace it.
+struct EventJSON: Encodable {
+    var id: String
+    var time: String
+    var partition: String
+    var type: String
+    var fields: [(String, String)]
+
+    init(_ event: SluiceEvent, time: String) {
+        id = event.id
+        self.time = time
+        partition = event.partition
+        type = event.type
+        fields = event.fields
+    }
+
+    private struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: Key.self)
+        let fixed = [("id", id), ("time", time), ("partition", partition), ("type", type)]
+        let names = Set(fixed.map(\.0))
+        for (name, value) in fixed + fields.filter({ !names.contains($0.0) }) {
+            try container.encode(value, forKey: Key(stringValue: name))
+        }
     }
 }

@@ -22,6 +22,6 @@ struct QuotaGetCommand: AsyncParsableCommand {
             print(json ? "null" : "no quota set for \(pattern)")
             throw ExitCode(1)
         }
-        print(json ? QuotaListCommand.json(field) : QuotaListCommand.text(field))
+        print(json ? try QuotaListCommand.json(field) : QuotaListCommand.text(field))
     }
 }

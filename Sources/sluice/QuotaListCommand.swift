@@ -15,7 +15,7 @@ struct QuotaListCommand: AsyncParsableCommand {
         defer { client.close() }
         let fields = try await QuotaStore(client: client).list()
         if fields.isEmpty && !json { print("no quotas set") }
-        for field in fields { print(json ? Self.json(field) : Self.text(field)) }
+        for field in fields { print(json ? try Self.json(field) : Self.text(field)) }
     }
 
     static func text(_ field: QuotaField) -> String {
@@ -25,14 +25,23 @@ struct QuotaListCommand: AsyncParsableCommand {
         }
     }
 
-    static func json(_ field: QuotaField) -> String {
-        var fields: [(String, JSONLine.Value)] = [
-            ("key", .string(field.key)), ("field", .string(field.field)), ("value", .string(field.value)),
-        ]
+    static func json(_ field: QuotaField) throws -> String {
+        let error: String?
         switch field.spec {
-        case .success: fields += [("valid", .bool(true)), ("error", .null)]
-        case .failure(let error): fields += [("valid", .bool(false)), ("error", .string(error.message))]
+        case .success: error = nil
+        case .failure(let failure): error = failure.message
         }
-        return JSONLine(fields).text
+        return try JSONOutput.line(
+            FieldJSON(key: field.key, field: field.field, value: field.value, valid: error == nil, error: OrNull(error))
+        )
+    }
+
+    /// One config field: `{"key", "field", "value", "valid", "error"}`, the error null when valid.
+    struct FieldJSON: Encodable {
+        var key: String
+        var field: String
+        var value: String
+        var valid: Bool
+        var error: OrNull<String>
     }
 }

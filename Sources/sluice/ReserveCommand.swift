@@ -40,10 +40,8 @@ struct ReserveCommand: AsyncParsableCommand {
             id: id, priority: decision.priority, reportLimits: true)
         let result = reservation.decision
         if json {
-            // The decision's fields as `sluice check --json` prints them, the id second.
-            var fields = CheckCommand.jsonFields(result)
-            fields.insert(("id", .string(reservation.id)), at: 1)
-            print(JSONLine(fields).text)
+            // The decision's fields as `sluice check --json` prints them, and the id.
+            print(try JSONOutput.line(CheckCommand.DecisionJSON(result, id: reservation.id)))
         } else {
             print("reservation \(reservation.id)")
             print(CheckCommand.text(result))
@@ -124,10 +122,14 @@ struct ReservationOptions: ParsableArguments {
         let limiter = try Limiter(client: try connection.makeClient())
         defer { limiter.client.close() }
         let outcome = try await body(try limiter.reservation(id: id, path: try ScopePath(parsing: scopes)))
-        print(
-            json
-                ? JSONLine([("outcome", .string(outcome.description)), ("id", .string(id))]).text : outcome.description)
+        print(json ? try JSONOutput.line(OutcomeJSON(outcome: outcome.description, id: id)) : outcome.description)
         if outcome == .unknown { throw ExitCode(1) }
+    }
+
+    /// `{"outcome", "id"}`
+    struct OutcomeJSON: Encodable {
+        var outcome: String
+        var id: String
     }
 
     /// `60s`, `1500ms`, `2min`, `1h`, `7d`: from 1 ms to 7 days.

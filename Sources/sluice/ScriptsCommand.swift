@@ -36,12 +36,17 @@ struct ScriptsPruneCommand: AsyncParsableCommand {
         defer { client.close() }
         let removed = try await SluiceFunctions.pruneOthers(on: client)
         if json {
-            let names = removed.map { JSONLine.render(.string($0)) }.joined(separator: ", ")
-            print(JSONLine([("kept", .string(SluiceFunctions.libraryName)), ("removed", .raw("[\(names)]"))]).text)
+            print(try JSONOutput.line(PruneJSON(kept: SluiceFunctions.libraryName, removed: removed)))
         } else {
             print(
                 "kept \(SluiceFunctions.libraryName); removed \(removed.isEmpty ? "none" : removed.joined(separator: ", "))"
             )
         }
+    }
+
+    /// `{"kept": LIBRARY, "removed": [LIBRARY, ...]}`
+    struct PruneJSON: Encodable {
+        var kept: String
+        var removed: [String]
     }
 }

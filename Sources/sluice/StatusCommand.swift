@@ -31,28 +31,69 @@ struct StatusCommand: AsyncParsableCommand {
         let limiter = try Limiter(client: try connection.makeClient(poolSize: 1))
         defer { limiter.client.close() }
         let status = try await Reconciler(limiter: limiter).status(try ScopePath(parsing: scopes))
-        print(json ? Self.json(status) : Self.text(status))
+        print(json ? try Self.json(status) : Self.text(status))
     }
 
-    static func json(_ status: ReconcilerStatus) -> String {
-        let resources = status.resources.map { resource in
-            JSONLine([
-                ("resource", .string(resource.name)),
-                ("stated_limit", resource.statedLimit.map { .int(Int($0)) } ?? .null),
-                ("window_ms", .int(Int(resource.window.wholeMilliseconds))),
-                ("pending_limit", resource.pendingLimit.map { .int(Int($0)) } ?? .null),
-                ("safety_factor", .number(resource.safetyFactor)), ("share", .number(resource.share)),
-                ("ceiling", resource.ceiling.map { .number($0) } ?? .null),
-                ("last_remaining", resource.lastRemaining.map { .int(Int($0.amount)) } ?? .null),
-                ("last_remaining_sent_at_ms", resource.lastRemaining.map { .int(Int($0.sentAt)) } ?? .null),
-            ]).text
+    static func json(_ status: ReconcilerStatus) throws -> String { try JSONOutput.line(StatusJSON(status)) }
+
+    /// The reconciler's view of a partition as `--json` prints it; null where nothing is known.
+    struct StatusJSON: Encodable {
+        struct Resource: Encodable {
+            var resource: String
+            var statedLimit: OrNull<Int64>
+            var windowMs: Int64
+            var pendingLimit: OrNull<Int64>
+            var safetyFactor: Figure
+            var share: Figure
+            var ceiling: Figure
+            var lastRemaining: OrNull<Int64>
+            var lastRemainingSentAtMs: OrNull<Int64>
+
+            init(_ resource: ReconcilerStatus.Resource) {
+                self.resource = resource.name
+                statedLimit = OrNull(resource.statedLimit)
+                windowMs = resource.window.wholeMilliseconds
+                pendingLimit = OrNull(resource.pendingLimit)
+                safetyFactor = Figure(resource.safetyFactor)
+                share = Figure(resource.share)
+                ceiling = Figure(resource.ceiling)
+                lastRemaining = OrNull(resource.lastRemaining?.amount)
+                lastRemainingSentAtMs = OrNull(resource.lastRemaining?.sentAt)
+            }
+
+            enum CodingKeys: String, CodingKey {
+                case resource, share, ceiling
+                case statedLimit = "stated_limit"
+                case windowMs = "window_ms"
+                case pendingLimit = "pending_limit"
+                case safetyFactor = "safety_factor"
+                case lastRemaining = "last_remaining"
+                case lastRemainingSentAtMs = "last_remaining_sent_at_ms"
+            }
         }
-        return JSONLine([
-            ("root", .string(status.root.description)), ("now_ms", .int(Int(status.now))),
-            ("paused_until_ms", status.pausedUntil.map { .int(Int($0)) } ?? .null),
-            ("last_cut_ms", status.lastCut.map { .int(Int($0)) } ?? .null), ("cuts", .int(Int(status.cuts))),
-            ("resources", .raw("[" + resources.joined(separator: ", ") + "]")),
-        ]).text
+
+        var root: String
+        var nowMs: Int64
+        var pausedUntilMs: OrNull<Int64>
+        var lastCutMs: OrNull<Int64>
+        var cuts: Int64
+        var resources: [Resource]
+
+        init(_ status: ReconcilerStatus) {
+            root = status.root.description
+            nowMs = status.now
+            pausedUntilMs = OrNull(status.pausedUntil)
+            lastCutMs = OrNull(status.lastCut)
+            cuts = status.cuts
+            resources = status.resources.map(Resource.init)
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case root, cuts, resources
+            case nowMs = "now_ms"
+            case pausedUntilMs = "paused_until_ms"
+            case lastCutMs = "last_cut_ms"
+        }
     }
 
     static func text(_ status: ReconcilerStatus) -> String {

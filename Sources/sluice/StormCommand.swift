@@ -108,7 +108,7 @@ struct StormCommand: AsyncParsableCommand {
         try report.write(to: reportDirectory)
         print(report.table)
         print("report: \(reportDirectory)/report.html, \(reportDirectory)/summary.json")
-        if json { print(report.summaryJSON) }
+        if json { print(try report.summaryJSON, terminator: "") }
         let failures = report.metrics.flatMap(\.workerFailures)
         if !failures.isEmpty {
             throw ValidationError("\(failures.count) worker(s) failed:\n" + failures.joined(separator: "\n"))

@@ -275,10 +275,25 @@ struct StormModelTests {
         let overloaded = answer.error(HTTPResponse.Status(code: 529), message: "x")
         #expect(overloaded.status.code == 529)
         #expect(read(529, overloaded.headers).responseClass == .overload)
+        // {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":"req_storm_7"}
+        let errorBody = try #require(
+            try JSONSerialization.jsonObject(
+                with: Data(
+                    MessagesResponse.error(type: "overloaded_error", message: "Overloaded", requestID: "req_storm_7")
+                        .utf8)) as? [String: Any])
+        #expect(errorBody["type"] as? String == "error" && errorBody["request_id"] as? String == "req_storm_7")
+        let errorDetail = try #require(errorBody["error"] as? [String: Any])
         #expect(
-            MessagesResponse.error(type: "overloaded_error", message: "Overloaded", requestID: "req_storm_7")
-                == #"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":"req_storm_7"}"#
-        )
+            errorDetail["type"] as? String == "overloaded_error" && errorDetail["message"] as? String == "Overloaded")
+        // The bodies are JSON whatever their strings hold (the model's name is the client's).
+        let model = #"gpt "4" \ 5"#
+        let completion = try #require(
+            try JSONSerialization.jsonObject(
+                with: Data(
+                    ChatResponse.body(id: "c1", model: model, promptTokens: 3, completionTokens: 2, created: 1).utf8))
+                as? [String: Any])
+        #expect(completion["model"] as? String == model)
+        #expect((completion["usage"] as? [String: Any])?["total_tokens"] as? Int == 5)
         #expect(MessagesResponse.errorType(status: 529) == "overloaded_error")
         #expect(MessagesResponse.errorType(status: 429) == "rate_limit_error")
         #expect(MessagesResponse.errorType(status: 500) == "api_error")
@@ -436,7 +451,7 @@ struct StormModelTests {
         let run = RunResult(
             scenario: scenario, mode: .none, isBaseline: false,
             provider: Array(repeating: ProviderRecorder.Bin(), count: 60), calls: [], waiting: [], workerFailures: [])
-        let json = StormReport(runs: [run]).summaryJSON
+        let json = try StormReport(runs: [run]).summaryJSON
         let object = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
         #expect(object != nil)
         let runs = try #require(object?["runs"] as? [[String: Any]])
@@ -457,7 +472,7 @@ struct StormModelTests {
         measured.redisCost = RedisCost(calls: 700, scriptMicroseconds: 3_150, providerCalls: 200)
         let withRedis =
             try JSONSerialization.jsonObject(
-                with: Data(StormReport(runs: [measured]).summaryJSON.utf8)) as? [String: Any]
+                with: Data(try StormReport(runs: [measured]).summaryJSON.utf8)) as? [String: Any]
         let entry = try #require((withRedis?["runs"] as? [[String: Any]])?.first)
         #expect(entry["redis_calls_per_provider_call"] as? Double == 3.5)
         #expect(entry["redis_us_per_provider_call"] as? Double == 15.75)

@@ -145,12 +145,12 @@ struct HTMLReport {
 
     static func latencySeries(_ run: RunResult, duration: Double, step: Double) -> [Double?] {
         let count = Int((duration / step).rounded(.up))
-        var buckets = Array(repeating: [Double](), count: count)
+        var buckets = Array(repeating: RunMetrics.Latencies(), count: count)
         for call in run.calls where call.role == "light" {
             let index = min(count - 1, max(0, Int(call.end / step)))
-            buckets[index].append(call.latencyMs)
+            buckets[index].record(call.latencyMs)
         }
-        return buckets.map { RunMetrics.percentile($0.sorted(), 0.99) }
+        return buckets.map { $0.percentile(0.99) }
     }
 
     static func label(_ incident: Incident) -> String {

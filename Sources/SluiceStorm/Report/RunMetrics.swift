@@ -1,3 +1,5 @@
+import Histogram
+
 /// The figures of one run, as `summary.json` and the terminal table carry them. Nil where a figure does not
 /// apply to the scenario.
 public struct RunMetrics: Sendable, Hashable {
@@ -55,11 +57,11 @@ public struct RunMetrics: Sendable, Hashable {
         utilization = capacity > 0 ? served / capacity : 0
 
         let lightCalls = run.calls.filter { $0.role == "light" }
-        let light = lightCalls.map(\.latencyMs).sorted()
-        lightP50Ms = Self.percentile(light, 0.50)
-        lightP99Ms = Self.percentile(light, 0.99)
+        let light = Latencies(lightCalls.map(\.latencyMs))
+        lightP50Ms = light.percentile(0.50)
+        lightP99Ms = light.percentile(0.99)
         lightP99BaselineMs = baseline.flatMap {
-            Self.percentile($0.calls.filter { $0.role == "light" }.map(\.latencyMs).sorted(), 0.99)
+            Latencies($0.calls.filter { $0.role == "light" }.map(\.latencyMs)).percentile(0.99)
         }
         lightRefusals =
             scenario.tenants.contains { $0.role == "light" }
@@ -80,7 +82,7 @@ public struct RunMetrics: Sendable, Hashable {
         let shedCalls = run.calls.filter { $0.outcome == .shed }
         shed = shedCalls.count
         shedByReason = shedCalls.reduce(into: [:]) { $0[$1.refusal ?? "unknown", default: 0] += 1 }
-        shedP99Ms = Self.percentile(shedCalls.map(\.latencyMs).sorted(), 0.99)
+        shedP99Ms = Latencies(shedCalls.map(\.latencyMs)).percentile(0.99)
         followSeconds = Self.follow(run)
         redisCallsPerProviderCall = run.redisCost?.callsPerProviderCall
         redisMicrosecondsPerProviderCall = run.redisCost?.microsecondsPerProviderCall
@@ -89,11 +91,26 @@ public struct RunMetrics: Sendable, Hashable {
         workerFailures = run.workerFailures
     }
 
-    /// Nearest-rank percentile of sorted values; nil when there are none.
-    static func percentile(_ sorted: [Double], _ q: Double) -> Double? {
-        guard !sorted.isEmpty else { return nil }
-        let rank = min(sorted.count - 1, max(0, Int((q * Double(sorted.count)).rounded(.up)) - 1))
-        return sorted[rank]
+    /// Latencies in milliseconds, recorded to the microsecond in a histogram of three significant digits, for their
+    /// percentiles.
+    struct Latencies {
+        private var histogram = Histogram<UInt64>(numberOfSignificantValueDigits: .three)
+
+        init(_ milliseconds: some Sequence<Double> = []) {
+            for value in milliseconds { record(value) }
+        }
+
+        /// Negative values count as 0, values beyond a year as a year; non-finite ones are left out.
+        mutating func record(_ milliseconds: Double) {
+            guard milliseconds.isFinite else { return }
+            histogram.record(UInt64(min(max(0, milliseconds * 1000), 3.2e13).rounded()))
+        }
+
+        /// The nearest-rank percentile (`q` in 0...1), within 0.1%; nil when there are none.
+        func percentile(_ q: Double) -> Double? {
+            guard histogram.totalCount > 0 else { return nil }
+            return Double(histogram.valueAtPercentile(q * 100)) / 1000
+        }
     }
 
     /// Jain's index over tenants (runaway tenants excluded: their budget limits them on purpose) of each tenant's

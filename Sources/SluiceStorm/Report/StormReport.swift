@@ -14,33 +14,133 @@ public struct StormReport: Sendable {
         }
     }
 
-    /// `summary.json`: `{"runs": [{"scenario", "mode", "provider_429s", …, "redis_us_per_provider_call"}]}`.
+    /// `summary.json`: `{"runs": [{"scenario", "mode", "provider_429s", …, "redis_us_per_provider_call"}]}`, written by
+    /// `JSONEncoder` (keys sorted, one per line).
     public var summaryJSON: String {
-        func number(_ value: Double?, digits: Double = 1000) -> String {
-            guard let value, value.isFinite else { return "null" }
-            return String((value * digits).rounded() / digits)
+        get throws {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            return String(decoding: try encoder.encode(Summary(runs: metrics.map(Summary.Run.init))), as: UTF8.self)
+                + "\n"
         }
-        func integer(_ value: Int?) -> String { value.map(String.init) ?? "null" }
-        let entries = metrics.map { m in
-            let reasons = m.shedByReason.sorted { $0.key < $1.key }.map { "\"\($0.key)\": \($0.value)" }
-            return """
-                    {"scenario": "\(m.scenario)", "mode": "\(m.mode)", "provider_429s": \(m.provider429s), \
-                "provider_429s_after_warmup": \(m.provider429sAfterWarmup), \
-                "goodput_tokens_per_sec": \(number(m.goodputTokensPerSecond, digits: 10)), \
-                "utilization": \(number(m.utilization)), "light_p50_ms": \(number(m.lightP50Ms, digits: 10)), \
-                "light_p99_ms": \(number(m.lightP99Ms, digits: 10)), \
-                "light_p99_baseline_ms": \(number(m.lightP99BaselineMs, digits: 10)), \
-                "light_refusals": \(integer(m.lightRefusals)), \
-                "jain_index": \(number(m.jainIndex)), "runaway_tokens": \(integer(m.runawayTokens)), \
-                "runaway_budget": \(integer(m.runawayBudget)), "peak_queue_depth": \(m.peakQueueDepth), \
-                "shed": \(m.shed), "shed_by_reason": {\(reasons.joined(separator: ", "))}, \
-                "shed_p99_ms": \(number(m.shedP99Ms, digits: 10)), \
-                "follow_seconds": \(number(m.followSeconds, digits: 100)), \
-                "redis_calls_per_provider_call": \(number(m.redisCallsPerProviderCall, digits: 100)), \
-                "redis_us_per_provider_call": \(number(m.redisMicrosecondsPerProviderCall, digits: 100))}
-                """
+    }
+
+    /// The shape of `summary.json`; the key names are the issue's (the README's table lists them).
+    struct Summary: Encodable {
+        struct Run: Encodable {
+            var scenario: String
+            var mode: String
+            var provider429s: Int
+            var provider429sAfterWarmup: Int
+            var goodputTokensPerSec: Rounded
+            var utilization: Rounded
+            var lightP50Ms: Rounded
+            var lightP99Ms: Rounded
+            var lightP99BaselineMs: Rounded
+            var lightRefusals: Int?
+            var jainIndex: Rounded
+            var runawayTokens: Int?
+            var runawayBudget: Int?
+            var peakQueueDepth: Int
+            var shed: Int
+            var shedByReason: [String: Int]
+            var shedP99Ms: Rounded
+            var followSeconds: Rounded
+            var redisCallsPerProviderCall: Rounded
+            var redisUsPerProviderCall: Rounded
+
+            init(_ m: RunMetrics) {
+                scenario = m.scenario
+                mode = m.mode
+                provider429s = m.provider429s
+                provider429sAfterWarmup = m.provider429sAfterWarmup
+                goodputTokensPerSec = Rounded(m.goodputTokensPerSecond, decimals: 1)
+                utilization = Rounded(m.utilization, decimals: 3)
+                lightP50Ms = Rounded(m.lightP50Ms, decimals: 1)
+                lightP99Ms = Rounded(m.lightP99Ms, decimals: 1)
+                lightP99BaselineMs = Rounded(m.lightP99BaselineMs, decimals: 1)
+                lightRefusals = m.lightRefusals
+                jainIndex = Rounded(m.jainIndex, decimals: 3)
+                runawayTokens = m.runawayTokens
+                runawayBudget = m.runawayBudget
+                peakQueueDepth = m.peakQueueDepth
+                shed = m.shed
+                shedByReason = m.shedByReason
+                shedP99Ms = Rounded(m.shedP99Ms, decimals: 1)
+                followSeconds = Rounded(m.followSeconds, decimals: 2)
+                redisCallsPerProviderCall = Rounded(m.redisCallsPerProviderCall, decimals: 2)
+                redisUsPerProviderCall = Rounded(m.redisMicrosecondsPerProviderCall, decimals: 2)
+            }
+
+            enum CodingKeys: String, CodingKey {
+                case scenario, mode, utilization, shed
+                case provider429s = "provider_429s"
+                case provider429sAfterWarmup = "provider_429s_after_warmup"
+                case goodputTokensPerSec = "goodput_tokens_per_sec"
+                case lightP50Ms = "light_p50_ms"
+                case lightP99Ms = "light_p99_ms"
+                case lightP99BaselineMs = "light_p99_baseline_ms"
+                case lightRefusals = "light_refusals"
+                case jainIndex = "jain_index"
+                case runawayTokens = "runaway_tokens"
+                case runawayBudget = "runaway_budget"
+                case peakQueueDepth = "peak_queue_depth"
+                case shedByReason = "shed_by_reason"
+                case shedP99Ms = "shed_p99_ms"
+                case followSeconds = "follow_seconds"
+                case redisCallsPerProviderCall = "redis_calls_per_provider_call"
+                case redisUsPerProviderCall = "redis_us_per_provider_call"
+            }
+
+            /// Every key is written, null where a figure does not apply (synthesized coding would leave nil ones
+            /// out).
+            func encode(to encoder: any Encoder) throws {
+                var container = encoder.container(keyedBy: CodingKeys.self)
+                try container.encode(scenario, forKey: .scenario)
+                try container.encode(mode, forKey: .mode)
+                try container.encode(provider429s, forKey: .provider429s)
+                try container.encode(provider429sAfterWarmup, forKey: .provider429sAfterWarmup)
+                try container.encode(goodputTokensPerSec, forKey: .goodputTokensPerSec)
+                try container.encode(utilization, forKey: .utilization)
+                try container.encode(lightP50Ms, forKey: .lightP50Ms)
+                try container.encode(lightP99Ms, forKey: .lightP99Ms)
+                try container.encode(lightP99BaselineMs, forKey: .lightP99BaselineMs)
+                try container.encode(lightRefusals, forKey: .lightRefusals)
+                try container.encode(jainIndex, forKey: .jainIndex)
+                try container.encode(runawayTokens, forKey: .runawayTokens)
+                try container.encode(runawayBudget, forKey: .runawayBudget)
+                try container.encode(peakQueueDepth, forKey: .peakQueueDepth)
+                try container.encode(shed, forKey: .shed)
+                try container.encode(shedByReason, forKey: .shedByReason)
+                try container.encode(shedP99Ms, forKey: .shedP99Ms)
+                try container.encode(followSeconds, forKey: .followSeconds)
+                try container.encode(redisCallsPerProviderCall, forKey: .redisCallsPerProviderCall)
+                try container.encode(redisUsPerProviderCall, forKey: .redisUsPerProviderCall)
+            }
         }
-        return "{\"runs\": [\n" + entries.joined(separator: ",\n") + "\n]}\n"
+
+        var runs: [Run]
+    }
+
+    /// A figure rounded to a number of decimals; null when absent or not finite (`JSONEncoder` refuses non-finite
+    /// numbers).
+    struct Rounded: Encodable {
+        var value: Double?
+        var decimals: Int
+
+        init(_ value: Double?, decimals: Int) {
+            self.value = value
+            self.decimals = decimals
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.singleValueContainer()
+            guard let value, value.isFinite else { return try container.encodeNil() }
+            var scale = 1.0
+            for _ in 0..<decimals { scale *= 10 }
+            let rounded = (value * scale).rounded() / scale
+            try container.encode(rounded.isFinite ? rounded : value)
+        }
     }
 
     /// The terminal table: one block per scenario, one row per mode.
@@ -86,7 +186,7 @@ public struct StormReport: Sendable {
     /// Writes `summary.json` and `report.html` into `directory` (created if needed).
     public func write(to directory: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        try summaryJSON.write(toFile: directory + "/summary.json", atomically: true, encoding: .utf8)
+        try (try summaryJSON).write(toFile: directory + "/summary.json", atomically: true, encoding: .utf8)
         try HTMLReport(report: self).html.write(toFile: directory + "/report.html", atomically: true, encoding: .utf8)
     }
 }

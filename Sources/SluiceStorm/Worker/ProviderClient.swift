@@ -62,14 +62,53 @@ final class ProviderClient: Sendable {
 
     private static func body(_ shape: CallShape, user: String, seed: UInt64, anthropic: Bool) -> String {
         let characters = max(0, shape.promptTokens - 4) * 4
-        let content = filler.prefix(characters)
+        let messages = [Message(content: String(filler.prefix(characters)))]
         if anthropic {
             // Anthropic takes no seed in the body: the x-storm-seed header carries it.
-            return #"{"model":"claude-storm","max_tokens":\#(shape.maxTokens),"#
-                + #""messages":[{"role":"user","content":"\#(content)"}],"metadata":{"user_id":"\#(user)"}}"#
+            return WireJSON.string(
+                MessagesBody(maxTokens: shape.maxTokens, messages: messages, metadata: .init(userID: user)))
         }
-        return #"{"model":"gpt-storm","messages":[{"role":"user","content":"\#(content)"}],"#
-            + #""max_tokens":\#(shape.maxTokens),"seed":\#(seed),"user":"\#(user)"}"#
+        return WireJSON.string(ChatBody(messages: messages, maxTokens: shape.maxTokens, seed: seed, user: user))
+    }
+
+    private struct Message: Encodable {
+        var role = "user"
+        var content: String
+    }
+
+    /// An OpenAI chat-completions request: `{"model", "messages", "max_tokens", "seed", "user"}`.
+    private struct ChatBody: Encodable {
+        var model = "gpt-storm"
+        var messages: [Message]
+        var maxTokens: Int
+        var seed: UInt64
+        var user: String
+
+        enum CodingKeys: String, CodingKey {
+            case model, messages, seed, user
+            case maxTokens = "max_tokens"
+        }
+    }
+
+    /// An Anthropic messages request: `{"model", "max_tokens", "messages", "metadata": {"user_id"}}`.
+    private struct MessagesBody: Encodable {
+        struct Metadata: Encodable {
+            var userID: String
+
+            enum CodingKeys: String, CodingKey {
+                case userID = "user_id"
+            }
+        }
+
+        var model = "claude-storm"
+        var maxTokens: Int
+        var messages: [Message]
+        var metadata: Metadata
+
+        enum CodingKeys: String, CodingKey {
+            case model, messages, metadata
+            case maxTokens = "max_tokens"
+        }
     }
 
     /// The usage of an answer: OpenAI's `prompt_tokens` / `completion_tokens` or Anthropic's `input_tokens` /
