@@ -122,4 +122,31 @@ struct ReconcilerHTTPTypesTests {
         #expect(observation.retryAfter == .seconds(2))
         #expect(observation[.requests]?.remaining == 0)
     }
+
+    @Test("A repeated field counts with its first value; a field of the IETF drafts combines them in order")
+    func repeatedFields() {
+        let fields: HTTPFields = [
+            .retryAfter: "3", .retryAfter: "9",
+            HTTPField.Name("RateLimit-Policy")!: #""rpm";q=100;w=60"#,
+            HTTPField.Name("x-request-id")!: "req_1",
+            HTTPField.Name("ratelimit-policy")!: #""tpm";q=5000;qu="tokens";w=60"#,
+        ]
+        let observation = ProviderObservation(status: 429, headers: fields)
+        #expect(observation.retryAfter == .seconds(3))
+        #expect(observation[.requests] == ResourceObservation(limit: 100))
+        #expect(observation[.tokens] == ResourceObservation(limit: 5_000))
+    }
+
+    @Test("Values that keep spaces and tabs around them (a lenient HTTPField) read as if trimmed")
+    func untrimmedValues() {
+        let fields = HTTPFields([
+            HTTPField(name: .retryAfter, lenientValue: Array(" \t4 ".utf8)),
+            HTTPField(name: HTTPField.Name("ratelimit")!, lenientValue: Array(#" "rpm";r=9;t=2 "#.utf8)),
+            HTTPField(name: HTTPField.Name("ratelimit-policy")!, lenientValue: Array(#"  "rpm";q=10;w=60"#.utf8)),
+        ])
+        #expect(fields[0].value == " \t4 ")
+        let observation = ProviderObservation(status: 429, headers: fields)
+        #expect(observation.retryAfter == .seconds(4))
+        #expect(observation[.requests] == ResourceObservation(limit: 10, remaining: 9, resetAfter: .seconds(2)))
+    }
 }
