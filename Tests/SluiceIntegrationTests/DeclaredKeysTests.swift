@@ -116,7 +116,8 @@ struct DeclaredKeysTests {
         let call = ProviderCall(
             scope: "openai/gpt-4o", estimate: ["tokens": 100, "requests": 1], quotaPath: path, concurrency: 1,
             timeout: .seconds(5), maxAttempts: 2)
-        let observation = ProviderObservation(status: 200, headers: ["x-ratelimit-remaining-tokens": "900000"])
+        let observation = ProviderObservation(
+            status: 200, headers: [(name: "x-ratelimit-remaining-tokens", value: "900000")])
 
         // The happy path inside the tree, and a retry (breaker outcome, retry budget, a second permit).
         do {

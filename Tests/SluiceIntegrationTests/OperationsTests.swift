@@ -192,8 +192,9 @@ final class FleetTraffic: Sendable {
         let stated = ProviderObservation(
             status: 200,
             headers: [
-                "x-ratelimit-limit-tokens": "60000", "x-ratelimit-remaining-tokens": "59000",
-                "x-ratelimit-reset-tokens": "1s",
+                (name: "x-ratelimit-limit-tokens", value: "60000"),
+                (name: "x-ratelimit-remaining-tokens", value: "59000"),
+                (name: "x-ratelimit-reset-tokens", value: "1s"),
             ])
 
         // A request tree whose calls are held in flight.

@@ -103,7 +103,8 @@ struct TwoTripCallTests {
             let result = try await setup.backpressure.call(call) { _ in
                 CallOutcome(
                     n, usage: ["tokens": 40, "requests": 1],
-                    observation: ProviderObservation(status: 200, headers: ["x-ratelimit-remaining-tokens": "900000"]))
+                    observation: ProviderObservation(
+                        status: 200, headers: [(name: "x-ratelimit-remaining-tokens", value: "900000")]))
             }
             #expect(result.value == n)
         }

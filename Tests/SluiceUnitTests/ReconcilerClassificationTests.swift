@@ -1,3 +1,4 @@
+import HTTPTypes
 import Sluice
 import Testing
 
@@ -80,7 +81,9 @@ struct ReconcilerClassificationTests {
 
     @Test("An observation reads the same through the convenience initializer")
     func convenienceInitializer() {
-        let headers: ResponseHeaders = ["X-RateLimit-Remaining-Tokens": "12", "Retry-After": "3"]
+        let headers: HTTPFields = [
+            HTTPField.Name("X-RateLimit-Remaining-Tokens")!: "12", .retryAfter: "3",
+        ]
         let observation = ProviderObservation(status: 429, headers: headers)
         #expect(observation == ObservationParser().observe(status: 429, headers: headers))
         #expect(observation.retryAfter == .seconds(3))

@@ -103,7 +103,7 @@ struct ReconcilerHTTPTypesTests {
             RateLimit: "daily";r=120;t=3600
             """
         let fields = Self.fields(block)
-        #expect(ResponseHeaders(fields).values(named: "ratelimit-policy").count == 2)
+        #expect(fields[values: HTTPField.Name("ratelimit-policy")!].count == 2)
         let observation = ObservationParser().observe(
             HTTPResponse(status: .ok, headerFields: fields), now: ReconcilerFixture.skewedClock)
         #expect(observation[.tokens] == ResourceObservation(limit: 30_000, remaining: 12_000, resetAfter: .seconds(20)))
@@ -113,13 +113,55 @@ struct ReconcilerHTTPTypesTests {
         #expect(observation == ReconcilerFixture.observe(block, status: 200))
     }
 
-    @Test("The initialisers taking Int and ResponseHeaders still read the same response the same way")
-    func existingInitialisers() {
-        let observation = ProviderObservation(
-            status: 429, headers: ["retry-after": "2", "x-ratelimit-remaining-requests": "0"])
+    @Test("An Int status with HTTPFields, or with (name, value) pairs as AsyncHTTPClient has them, reads the same")
+    func intStatusAndPairs() {
         let fields: HTTPFields = [.retryAfter: "2", HTTPField.Name("x-ratelimit-remaining-requests")!: "0"]
+        let observation = ProviderObservation(status: 429, headers: fields)
         #expect(observation == ProviderObservation(status: .tooManyRequests, headers: fields))
         #expect(observation.retryAfter == .seconds(2))
         #expect(observation[.requests]?.remaining == 0)
+
+        let pairs = [(name: "Retry-After", value: " 2\t"), (name: "X-RateLimit-Remaining-Requests", value: "0")]
+        #expect(ProviderObservation(status: 429, headers: pairs) == observation)
+        #expect(ObservationParser().observe(status: 429, headers: pairs) == observation)
+    }
+
+    @Test("Pairs whose name is not a valid field name are skipped, pseudo-header names too, without trapping")
+    func invalidPairNames() {
+        let pairs = [
+            (name: ":status", value: "200"), (name: "bad name", value: "1"), (name: "", value: "1"),
+            (name: " retry-after-ms", value: "1"), (name: "retry-after", value: "7"),
+            (name: "x-ratelimit-remaining-requests", value: "3\r\n"),
+        ]
+        let observation = ProviderObservation(status: 429, headers: pairs)
+        #expect(observation.retryAfter == .seconds(7))
+        #expect(observation[.requests]?.remaining == 3)
+    }
+
+    @Test("A repeated field counts with its first value; a field of the IETF drafts combines them in order")
+    func repeatedFields() {
+        let fields: HTTPFields = [
+            .retryAfter: "3", .retryAfter: "9",
+            HTTPField.Name("RateLimit-Policy")!: #""rpm";q=100;w=60"#,
+            HTTPField.Name("x-request-id")!: "req_1",
+            HTTPField.Name("ratelimit-policy")!: #""tpm";q=5000;qu="tokens";w=60"#,
+        ]
+        let observation = ProviderObservation(status: 429, headers: fields)
+        #expect(observation.retryAfter == .seconds(3))
+        #expect(observation[.requests] == ResourceObservation(limit: 100))
+        #expect(observation[.tokens] == ResourceObservation(limit: 5_000))
+    }
+
+    @Test("Values that keep spaces and tabs around them (a lenient HTTPField) read as if trimmed")
+    func untrimmedValues() {
+        let fields = HTTPFields([
+            HTTPField(name: .retryAfter, lenientValue: Array(" \t4 ".utf8)),
+            HTTPField(name: HTTPField.Name("ratelimit")!, lenientValue: Array(#" "rpm";r=9;t=2 "#.utf8)),
+            HTTPField(name: HTTPField.Name("ratelimit-policy")!, lenientValue: Array(#"  "rpm";q=10;w=60"#.utf8)),
+        ])
+        #expect(fields[0].value == " \t4 ")
+        let observation = ProviderObservation(status: 429, headers: fields)
+        #expect(observation.retryAfter == .seconds(4))
+        #expect(observation[.requests] == ResourceObservation(limit: 10, remaining: 9, resetAfter: .seconds(2)))
     }
 }

@@ -1,3 +1,4 @@
+import HTTPTypes
 import Sluice
 import Testing
 
@@ -65,16 +66,20 @@ struct ReconcilerHeaderBlockTests {
 
     @Test("Repeated fields keep every value in order")
     func repeatedFields() {
-        var headers = ResponseHeaders()
-        headers.add(name: "RateLimit", value: #""a";r=1"#)
-        headers.add(name: "ratelimit", value: #" "b";r=2 "#)
-        #expect(headers.values(named: "RATELIMIT") == [#""a";r=1"#, #""b";r=2"#])
-        #expect(headers["RateLimit"] == #""a";r=1"#)
-        #expect(headers.contains("ratelimit"))
-        #expect(!headers.contains("ratelimit-policy"))
-        let fromPairs = ResponseHeaders([(name: "A", value: "1"), (name: "a", value: "2")])
-        #expect(fromPairs.values(named: "a") == ["1", "2"])
-        #expect(ResponseHeaders(["Retry-After": "5"])["retry-after"] == "5")
+        let block = HeaderBlock(parsing: "RateLimit: \"a\";r=1\nratelimit: \t \"b\";r=2 \nRetry-After: 5")
+        #expect(block.headers[values: HTTPField.Name("RATELIMIT")!] == [#""a";r=1"#, #""b";r=2"#])
+        #expect(block.headers.contains(HTTPField.Name("ratelimit")!))
+        #expect(!block.headers.contains(HTTPField.Name("ratelimit-policy")!))
+        #expect(block.headers.map(\.name.rawName) == ["RateLimit", "ratelimit", "Retry-After"])
+        #expect(block.headers[.retryAfter] == "5")
+    }
+
+    @Test("A line whose name is not a valid HTTP field name is ignored, not read")
+    func invalidNames() {
+        let block = HeaderBlock(parsing: "retry-after: 5\nx(y): 1\nnaïve: 2\n@: 3\nx-ratelimit-remaining: 4")
+        #expect(block.ignoredLines == [2, 3, 4])
+        #expect(block.headers.count == 2)
+        #expect(block.headers["x-ratelimit-remaining"] == "4")
     }
 
     @Test("JSON of a 429, exactly as `sluice observe --json` prints it")

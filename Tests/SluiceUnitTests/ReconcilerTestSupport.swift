@@ -1,3 +1,4 @@
+import HTTPTypes
 import Sluice
 
 #if canImport(FoundationEssentials)
@@ -30,4 +31,10 @@ enum ReconcilerFixture {
     static func observe(header line: String, status: Int = 200) -> ProviderObservation {
         observe("Date: Wed, 21 May 2025 10:15:30 GMT\n\(line)", status: status)
     }
+}
+
+extension HTTPFields {
+    /// Tests' shorthand for `self[HTTPField.Name(name)!]`: the values of the field `name` (any case) joined with
+    /// ", ", or nil if there is none.
+    subscript(_ name: String) -> String? { self[HTTPField.Name(name)!] }
 }

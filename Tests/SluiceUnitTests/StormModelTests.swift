@@ -164,12 +164,12 @@ struct StormModelTests {
         quota.advance(to: 3)
         #expect(quota.snapshot[.tokens]?.limit == 20_000)
         let snapshot = try #require(quota.snapshot[.tokens])
-        let headers = ResponseHeaders([
-            "x-ratelimit-limit-tokens": String(snapshot.limit),
-            "x-ratelimit-remaining-tokens": String(snapshot.remaining),
-            "x-ratelimit-reset-tokens": GoDurationFormat.string(milliseconds: 250),
-            "retry-after-ms": "250",
-        ])
+        let headers = [
+            (name: "x-ratelimit-limit-tokens", value: String(snapshot.limit)),
+            (name: "x-ratelimit-remaining-tokens", value: String(snapshot.remaining)),
+            (name: "x-ratelimit-reset-tokens", value: GoDurationFormat.string(milliseconds: 250)),
+            (name: "retry-after-ms", value: "250"),
+        ]
         let observation = ProviderObservation(status: 429, headers: headers)
         #expect(observation.responseClass == .quota)
         #expect(observation[.tokens]?.limit == 20_000)
@@ -246,9 +246,7 @@ struct StormModelTests {
         let snapshot = quota.snapshot
         let now = Date()
         func read(_ status: Int, _ fields: HTTPFields) -> ProviderObservation {
-            ObservationParser().observe(
-                status: status, headers: ResponseHeaders(fields.map { (name: $0.name.canonicalName, value: $0.value) }),
-                now: now)
+            ObservationParser().observe(status: status, headers: fields, now: now)
         }
         let served = read(200, answer.headers(snapshot))
         #expect(served[.requests]?.limit == 400)

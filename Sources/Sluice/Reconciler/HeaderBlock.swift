@@ -1,3 +1,5 @@
+import HTTPTypes
+
 /// A raw header block as a person pastes it: what `curl -i` or `curl -D -` prints, or what an HTTP log holds.
 ///
 /// ```text
@@ -10,20 +12,21 @@
 /// `:status: 429`) sets ``status`` and starts a new block, so that with `curl -iL` only the final response after
 /// redirects counts. A blank line ends the headers; what follows (a body) is skipped until the next status line.
 /// A line indented with spaces or tabs continues the previous value (obsolete line folding). CRLF line ends are
-/// accepted. Lines that are none of these are skipped and listed in ``ignoredLines``.
+/// accepted. Lines that are none of these, or whose name is not a valid HTTP field name, are skipped and listed in
+/// ``ignoredLines``.
 public struct HeaderBlock: Sendable, Hashable {
     /// The status of the block's status line, if it had one.
     public var status: Int?
 
-    /// The header fields of the block.
-    public var headers: ResponseHeaders
+    /// The header fields of the block, in order, values without the spaces and tabs around them.
+    public var headers: HTTPFields
 
     /// The 1-based numbers of lines that were neither a header, a status line, a continuation nor blank.
     public var ignoredLines: [Int]
 
     public init(parsing text: String) {
         var status: Int?
-        var fields: [(name: String, value: String)] = []
+        var fields: [(name: HTTPField.Name, value: String)] = []
         var ignoredLines: [Int] = []
         var inBody = false
 
@@ -34,31 +37,30 @@ public struct HeaderBlock: Sendable, Hashable {
                 continue
             }
             if inBody { continue }
-            if ResponseHeaders.trimmed(line).isEmpty {
+            if HeaderText.trimmed(line).isEmpty {
                 inBody = !fields.isEmpty
                 continue
             }
             if line.first == " " || line.first == "\t", !fields.isEmpty {
-                fields[fields.count - 1].value += " " + ResponseHeaders.trimmed(line)
+                fields[fields.count - 1].value += " " + HeaderText.trimmed(line)
                 continue
             }
-            guard let colon = line.firstIndex(of: ":"), colon != line.startIndex,
-                line[..<colon].allSatisfy({ $0.isASCII && !$0.isWhitespace })
-            else {
+            guard let colon = line.firstIndex(of: ":"), let name = HTTPField.Name(String(line[..<colon])) else {
                 ignoredLines.append(index + 1)
                 continue
             }
-            fields.append((String(line[..<colon]), String(line[line.index(after: colon)...])))
+            fields.append((name, String(line[line.index(after: colon)...])))
         }
         self.status = status
-        self.headers = ResponseHeaders(fields)
+        // HTTPField trims the value's spaces and tabs, and turns control characters into spaces.
+        self.headers = HTTPFields(fields.map { HTTPField(name: $0.name, value: $0.value) })
         self.ignoredLines = ignoredLines
     }
 
     /// `HTTP/1.1 429 Too Many Requests`, `HTTP/2 200` or `:status: 429` → the status.
     private static func status(ofStatusLine line: Substring) -> Int? {
         if line.hasPrefix(":status:") {
-            return code(ResponseHeaders.trimmed(line.dropFirst(":status:".count))[...])
+            return code(HeaderText.trimmed(line.dropFirst(":status:".count)))
         }
         guard line.hasPrefix("HTTP/") else { return nil }
         let parts = line.split(separator: " ", maxSplits: 2)

@@ -41,7 +41,7 @@ extension ObservationParser.Context {
     /// restrictive wins: the one with the least remaining (on a tie, the later reset); without any remaining, the
     /// first listed. A field that is not a valid structured field is ignored as a whole, as the draft requires.
     private func structuredFieldResources() -> [RateLimitResource: ResourceObservation] {
-        let policies = (combined("ratelimit-policy").flatMap(Self.parseList) ?? []).compactMap {
+        let policies = (fields.combined(.rateLimitPolicy).flatMap(Self.parseList) ?? []).compactMap {
             member -> Policy? in
             guard case .item(let item) = member, let name = Self.text(item.rfc9651BareItem) else { return nil }
             return Policy(
@@ -50,7 +50,7 @@ extension ObservationParser.Context {
 
         var candidates: [(resource: RateLimitResource, observation: ResourceObservation)] = []
         var policiesWithLimits: Set<String> = []
-        if let field = combined("ratelimit") {
+        if let field = fields.combined(.rateLimit) {
             if let members = Self.parseList(field) {
                 for case .item(let item) in members {
                     guard let name = Self.text(item.rfc9651BareItem) else { continue }
@@ -148,12 +148,6 @@ extension ObservationParser.Context {
         }
     }
 
-    /// All fields of one name as one structured field value, as RFC 9651 combines them.
-    private func combined(_ name: String) -> Substring? {
-        guard let values = headers.values(lowercased: name), !values.isEmpty else { return nil }
-        return values.joined(separator: ", ")[...]
-    }
-
     // MARK: Drafts 0 to 2: RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset
 
     /// `RateLimit-Limit: 100` (or `100, 100;w=60, 1000;w=3600`, whose first number is the limit in effect),
@@ -161,12 +155,12 @@ extension ObservationParser.Context {
     private func separateFieldRequests() -> ResourceObservation? {
         guard
             var observation = resource(
-                limit: "ratelimit-limit", remaining: "ratelimit-remaining", reset: "ratelimit-reset",
+                limit: .rateLimitLimit, remaining: .rateLimitRemaining, reset: .rateLimitReset,
                 parsingReset: resetNumber
             )
         else { return nil }
-        observation.limit = headers.first(lowercased: "ratelimit-limit").flatMap { limit in
-            HeaderNumbers.count(ResponseHeaders.trimmed(limit.prefix { $0 != "," && $0 != ";" })[...])
+        observation.limit = fields[.rateLimitLimit].flatMap { limit in
+            HeaderNumbers.count(HeaderText.trimmed(limit.prefix { $0 != "," && $0 != ";" }))
         }
         return observation
     }

@@ -3,21 +3,23 @@
 extension ObservationParser.Context {
     // MARK: OpenAI and Azure OpenAI
 
-    /// The three header names of one resource.
-    private typealias HeaderNames = (resource: RateLimitResource, limit: String, remaining: String, reset: String)
+    /// The three header fields of one resource.
+    private typealias ResourceFields = (
+        resource: RateLimitResource, limit: RateLimitField, remaining: RateLimitField, reset: RateLimitField
+    )
 
-    private static let openAINames: [HeaderNames] = [("requests", RateLimitResource.requests), ("tokens", .tokens)]
-        .map { suffix, resource in
-            (resource, "x-ratelimit-limit-\(suffix)", "x-ratelimit-remaining-\(suffix)", "x-ratelimit-reset-\(suffix)")
-        }
+    private static let openAIFields: [ResourceFields] = [
+        (.requests, .openAILimitRequests, .openAIRemainingRequests, .openAIResetRequests),
+        (.tokens, .openAILimitTokens, .openAIRemainingTokens, .openAIResetTokens),
+    ]
 
     /// `x-ratelimit-limit-requests: 10000`, `x-ratelimit-remaining-tokens: 1999977`,
     /// `x-ratelimit-reset-requests: 6ms`, `x-ratelimit-reset-tokens: 2m59.56s`.
     func openAIResources() -> [RateLimitResource: ResourceObservation] {
         var found: [RateLimitResource: ResourceObservation] = [:]
-        for names in Self.openAINames {
-            found[names.resource] = resource(
-                limit: names.limit, remaining: names.remaining, reset: names.reset, parsingReset: Self.openAIReset
+        for fields in Self.openAIFields {
+            found[fields.resource] = resource(
+                limit: fields.limit, remaining: fields.remaining, reset: fields.reset, parsingReset: Self.openAIReset
             )
         }
         return found
@@ -34,21 +36,20 @@ extension ObservationParser.Context {
 
     // MARK: Anthropic
 
-    private static let anthropicNames: [HeaderNames] = [
-        ("requests", RateLimitResource.requests), ("tokens", .tokens), ("input-tokens", .inputTokens),
-        ("output-tokens", .outputTokens),
-    ].map { part, resource in
-        let prefix = "anthropic-ratelimit-\(part)"
-        return (resource, "\(prefix)-limit", "\(prefix)-remaining", "\(prefix)-reset")
-    }
+    private static let anthropicFields: [ResourceFields] = [
+        (.requests, .anthropicRequestsLimit, .anthropicRequestsRemaining, .anthropicRequestsReset),
+        (.tokens, .anthropicTokensLimit, .anthropicTokensRemaining, .anthropicTokensReset),
+        (.inputTokens, .anthropicInputTokensLimit, .anthropicInputTokensRemaining, .anthropicInputTokensReset),
+        (.outputTokens, .anthropicOutputTokensLimit, .anthropicOutputTokensRemaining, .anthropicOutputTokensReset),
+    ]
 
     /// `anthropic-ratelimit-input-tokens-remaining: 398000`,
     /// `anthropic-ratelimit-input-tokens-reset: 2025-05-21T10:15:31Z`, for requests, tokens, input and output tokens.
     func anthropicResources() -> [RateLimitResource: ResourceObservation] {
         var found: [RateLimitResource: ResourceObservation] = [:]
-        for names in Self.anthropicNames {
-            found[names.resource] = resource(
-                limit: names.limit, remaining: names.remaining, reset: names.reset
+        for fields in Self.anthropicFields {
+            found[fields.resource] = resource(
+                limit: fields.limit, remaining: fields.remaining, reset: fields.reset
             ) { text in RFC3339Timestamp.parse(text).map(duration(until:)) }
         }
         return found
@@ -61,8 +62,7 @@ extension ObservationParser.Context {
     func gitHubResources() -> [RateLimitResource: ResourceObservation] {
         guard
             let requests = resource(
-                limit: "x-ratelimit-limit", remaining: "x-ratelimit-remaining", reset: "x-ratelimit-reset",
-                parsingReset: resetNumber
+                limit: .gitHubLimit, remaining: .gitHubRemaining, reset: .gitHubReset, parsingReset: resetNumber
             )
         else { return [:] }
         return [.requests: requests]
@@ -71,7 +71,7 @@ extension ObservationParser.Context {
     /// GitHub answers an exhausted primary rate limit with 403 and `x-ratelimit-remaining: 0`, and a secondary
     /// rate limit with 403 and `Retry-After`.
     func isGitHubRateLimited(retryAfter: Duration?) -> Bool {
-        retryAfter != nil || headers.first(lowercased: "x-ratelimit-remaining").flatMap(HeaderNumbers.count) == 0
+        retryAfter != nil || fields[.gitHubRemaining].flatMap(HeaderNumbers.count) == 0
     }
 
     /// A reset written as one number, read by its size: above 10^12 it is epoch milliseconds (OpenRouter); from
@@ -96,15 +96,15 @@ extension ObservationParser.Context {
     /// less meaning unknown — and `Retry-After` — seconds or an HTTP-date; zero, or a date already past, means
     /// "retry now".
     func retryAfter() -> Duration? {
-        for name in ["retry-after-ms", "x-ms-retry-after-ms"] {
-            if let text = headers.first(lowercased: name),
+        for field in [RateLimitField.retryAfterMs, .msRetryAfterMs] {
+            if let text = fields[field],
                 let duration = HeaderNumbers.duration(text, unitNanoseconds: HeaderNumbers.nanosecondsPerMillisecond),
                 duration > .zero
             {
                 return duration
             }
         }
-        guard let text = headers.first(lowercased: "retry-after") else { return nil }
+        guard let text = fields[.retryAfter] else { return nil }
         if let seconds = HeaderNumbers.duration(text, unitNanoseconds: HeaderNumbers.nanosecondsPerSecond) {
             return seconds
         }

@@ -1,3 +1,5 @@
+import HTTPTypes
+
 #if canImport(FoundationEssentials)
     import FoundationEssentials
 #else
@@ -9,7 +11,8 @@
 /// The parser understands the rate-limit headers of OpenAI and Azure OpenAI, Anthropic, the IETF `RateLimit`
 /// drafts and GitHub-style APIs (see ``HeaderFamily``), plus `Retry-After` in all its forms. It never fails:
 ///
-/// - Header names match whatever their case.
+/// - Header names match whatever their case. A field that appears more than once counts with its first value,
+///   except the IETF structured fields, whose values combine in order.
 /// - A malformed value (a negative count, `12 parsecs`, a date in the wrong format) is dropped and reads as
 ///   unknown (nil); the resource it belongs to is still reported.
 /// - Absolute times (RFC 3339 resets, HTTP-dates, epoch numbers) become durations from the response's `Date` header
@@ -46,11 +49,14 @@ public struct ObservationParser: Sendable {
     ///
     /// - Parameters:
     ///   - status: The HTTP status. For a request that got no response, use ``ProviderObservation/noResponse``.
-    ///   - headers: The response's header fields.
+    ///   - headers: The response's header fields, as swift-http-types holds them (Hummingbird's, and the
+    ///     `headerFields` of an `HTTPResponse`). AsyncHTTPClient's `HTTPHeaders` go to the overload that takes
+    ///     `(name, value)` pairs.
     ///   - now: The local time at which the response arrived, used for absolute times when the response has no
     ///     valid `Date` header. Defaults to the local clock; tests pass a fixed date.
-    public func observe(status: Int, headers: ResponseHeaders, now: Date = Date()) -> ProviderObservation {
-        let context = Context(headers: headers, reference: Self.reference(headers: headers, now: now))
+    public func observe(status: Int, headers: HTTPFields, now: Date = Date()) -> ProviderObservation {
+        let fields = RateLimitFields(headers)
+        let context = Context(fields: fields, reference: Self.reference(fields: fields, now: now))
 
         var resources: [RateLimitResource: ResourceObservation] = [:]
         for family in configuration.families {
@@ -81,8 +87,8 @@ public struct ObservationParser: Sendable {
     }
 
     /// The response's `Date` when valid, else the caller's clock (else the epoch, for a `Date` no header could hold).
-    private static func reference(headers: ResponseHeaders, now: Date) -> UnixInstant {
-        if let date = headers.first(lowercased: "date"), let instant = HTTPDate.parse(date) { return instant }
+    private static func reference(fields: RateLimitFields, now: Date) -> UnixInstant {
+        if let date = fields[.date], let instant = HTTPDate.parse(date) { return instant }
         return UnixInstant(now) ?? UnixInstant(seconds: 0)
     }
 
@@ -92,9 +98,9 @@ public struct ObservationParser: Sendable {
         return resources.values.filter { $0.remaining == 0 }.compactMap(\.resetAfter).max()
     }
 
-    /// One response being read: its headers and the instant its absolute times are measured from.
+    /// One response being read: its rate-limit fields and the instant its absolute times are measured from.
     struct Context {
-        let headers: ResponseHeaders
+        let fields: RateLimitFields
         let reference: UnixInstant
 
         /// The duration from the response to `instant`; zero if `instant` has passed.
@@ -105,12 +111,13 @@ public struct ObservationParser: Sendable {
         /// Reads the three headers of one resource. Nil when none of them is present, so that a resource appears
         /// only when a header named it; otherwise each malformed or missing value is nil.
         func resource(
-            limit limitName: String, remaining remainingName: String, reset resetName: String,
+            limit limitField: RateLimitField, remaining remainingField: RateLimitField,
+            reset resetField: RateLimitField,
             parsingReset parseReset: (Substring) -> Duration?
         ) -> ResourceObservation? {
-            let limit = headers.first(lowercased: limitName)
-            let remaining = headers.first(lowercased: remainingName)
-            let reset = headers.first(lowercased: resetName)
+            let limit = fields[limitField]
+            let remaining = fields[remainingField]
+            let reset = fields[resetField]
             guard limit != nil || remaining != nil || reset != nil else { return nil }
             return ResourceObservation(
                 limit: limit.flatMap(HeaderNumbers.count), remaining: remaining.flatMap(HeaderNumbers.count),

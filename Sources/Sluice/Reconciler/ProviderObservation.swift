@@ -1,3 +1,5 @@
+import HTTPTypes
+
 #if canImport(FoundationEssentials)
     import FoundationEssentials
 #else
@@ -14,7 +16,7 @@
 /// let observation = ProviderObservation(response)  // a swift-http-types HTTPResponse (swift-openapi-runtime)
 /// let observation = ProviderObservation(status: response.status, headers: response.headers)  // Hummingbird's HTTPFields
 /// let observation = ProviderObservation(  // AsyncHTTPClient: NIO's HTTPHeaders are (name, value) pairs
-///     status: Int(response.status.code), headers: ResponseHeaders(response.headers))
+///     status: Int(response.status.code), headers: response.headers)
 /// if observation.responseClass == .quota, let wait = observation.retryAfter { ... }
 /// if let tokensLeft = observation[.tokens]?.remaining { ... }
 /// ```
@@ -46,8 +48,9 @@ public struct ProviderObservation: Sendable, Hashable {
         self.resources = resources
     }
 
-    /// Reads a response with the default ``ObservationParser``; see ``ObservationParser/observe(status:headers:now:)``.
-    public init(status: Int, headers: ResponseHeaders, now: Date = Date()) {
+    /// Reads a response's status and swift-http-types `HTTPFields` with the default ``ObservationParser``; see
+    /// ``ObservationParser/observe(status:headers:now:)``.
+    public init(status: Int, headers: HTTPFields, now: Date = Date()) {
         self = ObservationParser().observe(status: status, headers: headers, now: now)
     }
 

@@ -71,7 +71,7 @@ struct SoakHostileInputs: Sendable {
                 fields.append((pick(Self.headerNames), pick(Self.headerValues)))
             }
             let status = pick([0, -1, 200, 429, 503, 529, 999, Int.max])
-            _ = ObservationParser().observe(status: status, headers: ResponseHeaders(fields))
+            _ = ObservationParser().observe(status: status, headers: fields)
             return ("headers", "accepted")
         default:
             let call = pick([

@@ -91,11 +91,8 @@ final class SluiceGate: CallGate {
                 try await backpressure.call(providerCall) { attemptContext in
                     let result = await attempt(attemptContext.number)
                     let observation =
-                        result.status.map {
-                            ObservationParser().observe(
-                                status: $0,
-                                headers: ResponseHeaders(result.headers.map { (name: $0.name, value: $0.value) }))
-                        } ?? .noResponse
+                        result.status.map { ObservationParser().observe(status: $0, headers: result.headers) }
+                        ?? .noResponse
                     if result.succeeded {
                         return CallOutcome(
                             (), usage: ["tokens": Int64(result.tokens), "requests": 1], observation: observation)
