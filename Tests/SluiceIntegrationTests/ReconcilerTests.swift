@@ -53,7 +53,7 @@ struct ReconcilerTests {
         for reporter in reporters {
             let (status, output) = reporter.wait()
             #expect(status == 0, "\(output)")
-            #expect(output.contains("\"class\": \"quota\""), "\(output)")
+            #expect(output.contains("\"class\":\"quota\""), "\(output)")
         }
 
         let events = try await EventLog(redis: fixture.client).recent(partition: fixture.root, count: 100)

@@ -66,26 +66,65 @@ public struct ProviderObservation: Sendable, Hashable {
 }
 
 extension ProviderObservation {
-    /// The observation as one line of JSON, as `sluice observe --json` prints it:
+    /// The observation as one line of JSON, as `sluice observe --json` prints it (`JSONEncoder`, keys sorted):
     ///
     /// ```json
-    /// {"status": 429, "class": "quota", "retry_after_ms": 1500,
-    ///  "resources": {"requests": {"limit": 60, "remaining": 0, "reset_ms": 1000}}}
+    /// {"class":"quota","resources":{"requests":{"limit":60,"remaining":0,"reset_ms":1000}},"retry_after_ms":1500,
+    ///  "status":429}
     /// ```
     ///
     /// `status` is null when no response arrived; durations are whole milliseconds, rounded up so that a positive
-    /// wait never reads as 0; unknown values are null; resources appear in the order of
-    /// ``RateLimitResource/all``, and only those that a header named.
-    public var json: String {
-        func number(_ value: (some BinaryInteger)?) -> String { value.map { "\($0)" } ?? "null" }
-        let resourceFields = resources.keys.sorted().map { resource in
-            let observation = resources[resource] ?? ResourceObservation()
-            return "\"\(resource.name)\": {\"limit\": \(number(observation.limit)), "
-                + "\"remaining\": \(number(observation.remaining)), "
-                + "\"reset_ms\": \(number(observation.resetAfter?.millisecondsRoundedUp))}"
+    /// wait never reads as 0; unknown values are null; only the resources that a header named appear.
+    package var json: String {
+        struct Resource: Encodable {
+            var limit: Int64?
+            var remaining: Int64?
+            var resetMilliseconds: Int64?
+
+            func encode(to encoder: any Encoder) throws {
+                var container = encoder.container(keyedBy: CodingKeys.self)
+                try container.encode(limit, forKey: .limit)  // null when unknown: every key is always present
+                try container.encode(remaining, forKey: .remaining)
+                try container.encode(resetMilliseconds, forKey: .resetMilliseconds)
+            }
+
+            enum CodingKeys: String, CodingKey {
+                case limit, remaining
+                case resetMilliseconds = "reset_ms"
+            }
         }
-        return "{\"status\": \(number(status)), \"class\": \"\(responseClass.name)\", "
-            + "\"retry_after_ms\": \(number(retryAfter?.millisecondsRoundedUp)), "
-            + "\"resources\": {\(resourceFields.joined(separator: ", "))}}"
+        struct Line: Encodable {
+            var status: Int?
+            var responseClass: String
+            var retryAfterMilliseconds: Int64?
+            var resources: [String: Resource]
+
+            func encode(to encoder: any Encoder) throws {
+                var container = encoder.container(keyedBy: CodingKeys.self)
+                try container.encode(status, forKey: .status)
+                try container.encode(responseClass, forKey: .responseClass)
+                try container.encode(retryAfterMilliseconds, forKey: .retryAfterMilliseconds)
+                try container.encode(resources, forKey: .resources)
+            }
+
+            enum CodingKeys: String, CodingKey {
+                case status, resources
+                case responseClass = "class"
+                case retryAfterMilliseconds = "retry_after_ms"
+            }
+        }
+        var named: [String: Resource] = [:]
+        for (resource, observation) in resources {
+            named[resource.name] = Resource(
+                limit: observation.limit.map(Int64.init), remaining: observation.remaining.map(Int64.init),
+                resetMilliseconds: observation.resetAfter?.millisecondsRoundedUp)
+        }
+        let line = Line(
+            status: status, responseClass: responseClass.name,
+            retryAfterMilliseconds: retryAfter?.millisecondsRoundedUp, resources: named)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // Strings, optional integers and dictionaries of them: nothing here can fail to encode.
+        return (try? encoder.encode(line)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
     }
 }
