@@ -14,17 +14,17 @@ import HTTPTypes
 /// A line indented with spaces or tabs continues the previous value (obsolete line folding). CRLF line ends are
 /// accepted. Lines that are none of these, or whose name is not a valid HTTP field name, are skipped and listed in
 /// ``ignoredLines``.
-public struct HeaderBlock: Sendable, Hashable {
+package struct HeaderBlock: Sendable, Hashable {
     /// The status of the block's status line, if it had one.
-    public var status: Int?
+    package var status: Int?
 
     /// The header fields of the block, in order, values without the spaces and tabs around them.
-    public var headers: HTTPFields
+    package var headers: HTTPFields
 
     /// The 1-based numbers of lines that were neither a header, a status line, a continuation nor blank.
-    public var ignoredLines: [Int]
+    package var ignoredLines: [Int]
 
-    public init(parsing text: String) {
+    package init(parsing text: String) {
         var status: Int?
         var fields: [(name: HTTPField.Name, value: String)] = []
         var ignoredLines: [Int] = []
