@@ -1,7 +1,8 @@
 // libFuzzer target: a pasted header block (as `sluice observe` reads it) through the provider-header parser.
 //
 // Beyond "does not crash", it checks what ObservationParser documents: no negative count or duration survives,
-// header names match whatever their case, and the numbers Reconciler.record sends to Redis are computable.
+// header names match whatever their case, the same fields given as (name, value) pairs (as AsyncHTTPClient has
+// them) read the same, and the numbers Reconciler.record sends to Redis are computable.
 import Foundation
 
 @testable import Sluice
@@ -22,6 +23,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let status = block.status ?? (size > 0 ? Int(Int8(bitPattern: data[0])) * 7 : 429)
     let shouted = HeaderBlock(parsing: uppercasingNames(text))
     precondition(shouted.status == block.status, "uppercasing names changed the status")
+    let pairs = block.headers.map { (name: $0.name.rawName, value: $0.value) }
 
     for parser in parsers {
         let observation = parser.observe(status: status, headers: block.headers, now: now)
@@ -29,6 +31,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         precondition(
             parser.observe(status: status, headers: shouted.headers, now: now) == observation,
             "header names must match whatever their case")
+        precondition(
+            parser.observe(status: status, headers: pairs, now: now) == observation,
+            "(name, value) pairs must read as the HTTPFields they come from")
     }
     return 0
 }
