@@ -112,6 +112,27 @@ struct BackpressureCallTests {
         #expect(try await trees.usage(root).used["tokens"] == 300, "no tree budget is lost to a quota refusal")
     }
 
+    @Test("An error reply from a reachable Redis comes out as a BackpressureError with the client's error underneath")
+    func redisErrorsAreBackpressureErrors() async throws {
+        let fixture = try BackpressureFixture()
+        defer { Task { await fixture.cleanUp() } }
+        let limiter = try Limiter(
+            client: fixture.client, configuration: .init(defaults: ["global": "tokens: budget 1000"]))
+        let backpressure = backpressure(fixture, limiter: limiter)
+        // The operators' config hash of the partition is a string: every decision's HMGET on it fails (WRONGTYPE).
+        let config = RedisArgument("sluice:{\(fixture.partition)}:quotas")
+        _ = try await fixture.client.send("SET", config, "not a hash", "PX", 60_000)
+        let path = try ScopePath(parsing: ["global=\(fixture.partition)"])
+        let call = ProviderCall(scope: "openai", estimate: ["tokens": 10], quotaPath: path, timeout: .seconds(5))
+        let error = await #expect(throws: BackpressureError.self) {
+            try await backpressure.call(call) { _ in CallOutcome("never") }
+        }
+        #expect(error?.code == .redisError && error?.isRefusal == false, "\(String(describing: error))")
+        #expect(error?.underlying is RedisError || error?.underlying is QuotaError, "\(String(describing: error))")
+        #expect(!backpressure.health.statistics.degraded, "an error reply is not an outage")
+        _ = try await fixture.client.send("DEL", config)
+    }
+
     @Test(
         "What a failed call is charged: a refusal nothing, a provider failure what it reports, an unknown error the estimate"
     )

@@ -443,6 +443,13 @@ struct Steps {
             try await owner.applyFailurePolicy(error, deadline: deadline, logger: logger)
             degraded = true
             return nil
+        } catch let error as QuotaError {
+            // One error type out of Backpressure.call: the quota's own error stays underneath.
+            let code: BackpressureError.Code =
+                error.code == .redis || error.code == .unexpectedReply ? .redisError : .invalidArgument
+            throw BackpressureError(code, error.message, underlying: error)
+        } catch let error as RedisError {
+            throw BackpressureError(.redisError, "Redis answered with an error: \(error.code)", underlying: error)
         }
     }
 

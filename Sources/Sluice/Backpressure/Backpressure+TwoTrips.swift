@@ -79,7 +79,7 @@ extension Backpressure {
                 guard let reply = try await step.run({ try await redis.run(admit) }) else { break }  // degraded
                 let parts = reply.array ?? []
                 guard parts.count >= 2, let status = parts[0].string else {
-                    throw BackpressureError(.redisUnavailable, "call-admit replied unexpectedly")
+                    throw BackpressureError(.redisError, "call-admit replied unexpectedly")
                 }
                 switch status {
                 case "shed":
@@ -90,7 +90,7 @@ extension Backpressure {
                     throw BackpressureError(.breakerOpen, "the circuit breaker of \(call.dependency) refused the call")
                 case "lease":
                     guard let pool, case .busy(let held, let earliest) = try pool.parseAcquire(parts[1]) else {
-                        throw BackpressureError(.redisUnavailable, "call-admit replied unexpectedly")
+                        throw BackpressureError(.redisError, "call-admit replied unexpectedly")
                     }
                     // Woken by a release (or when the earliest lease expires), not by asking again and again.
                     guard ContinuousClock.now + .milliseconds(1) < deadline else {
@@ -168,7 +168,7 @@ extension Backpressure {
                     admitted = Admitted(
                         reservation: reservation, permit: permit, lease: lease, proceedAt: asked + decision.wait)
                 default:
-                    throw BackpressureError(.redisUnavailable, "call-admit replied unexpectedly")
+                    throw BackpressureError(.redisError, "call-admit replied unexpectedly")
                 }
             }
             span.attributes["sluice.admitted"] = admitted != nil

@@ -35,6 +35,10 @@ public struct BackpressureError: Error, Sendable, Hashable, CustomStringConverti
         public static let redisUnavailable = Code("redis-unavailable")
         /// An argument was invalid (caught before any I/O).
         public static let invalidArgument = Code("invalid-argument")
+        /// Redis answered a step with an error, or with a reply this version does not understand, while it was
+        /// reachable (not an outage, so the failure policy does not apply): ``BackpressureError/underlying`` holds
+        /// the client's `RedisError` or the quota's ``QuotaError``.
+        public static let redisError = Code("redis-error")
 
         public var description: String { name }
     }
@@ -72,7 +76,7 @@ public struct BackpressureError: Error, Sendable, Hashable, CustomStringConverti
 
     /// Whether Sluice refused the call before it reached the provider (as opposed to the call
     /// itself failing): a degradation hook may then try a cheaper path.
-    public var isRefusal: Bool { code != .invalidArgument }
+    public var isRefusal: Bool { code != .invalidArgument && code != .redisError }
 
     public var description: String {
         var text = "Sluice \(code): \(message)"
