@@ -17,8 +17,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
-        // A span around each Backpressure.call, with its stages, for the application's tracer.
-        .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.1.0"),
+        // A span around each Backpressure.call, with its stages, for the application's tracer; and the ServiceContext
+        // that carries the request tree (`withValue(_:isolation:operation:)`, as 1.7 has it).
+        .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.7.0"),
         // SHA-1 for the script digests `EVALSHA` names and SHA-256 for the suffix of cut key names (`Crypto`:
         // BoringSSL on Linux, CryptoKit on Apple platforms), instead of hand-written hashes. Majors 3 and 4 carry the
         // same API; the range lets an application that pins either one use Sluice.

@@ -1,4 +1,5 @@
 import Histogram
+import SluiceRedis
 import Synchronization
 
 #if canImport(Glibc)
@@ -104,7 +105,7 @@ struct LoadRunner: Sendable {
 /// stopped, so the lock is not in the latency.
 final class LatencyRecorder: Sendable {
     private final class Shard: Sendable {
-        let histogram = Mutex(Histogram<UInt64>(numberOfSignificantValueDigits: .three))
+        let histogram = SluiceMutex(Histogram<UInt64>(numberOfSignificantValueDigits: .three))
     }
 
     private let shards: [Shard]

@@ -17,7 +17,7 @@ import Tracing
 ///     degrade: { _, call in call.label == "gpt-4o" ? ProviderCall(scope: "openai/gpt-4o-mini", label: "gpt-4o-mini") : nil }
 /// ) { attempt in
 ///     let response = try await provider.complete(model: attempt.call.label, prompt: prompt)
-///     return CallOutcome(response, usage: ["tokens": response.totalTokens])
+///     return CallOutcome(response, usage: ["tokens": Int64(response.totalTokens)])
 /// }
 /// ```
 ///
@@ -25,7 +25,9 @@ import Tracing
 public final class Backpressure: Sendable {
     /// How the calls of this limiter are guarded.
     public struct Configuration: Sendable {
-        /// The partition (hash tag) of the queue, lease, breaker, retry-budget and worker keys.
+        /// The partition (hash tag) of the queue, lease, breaker, retry-budget and worker keys. Make it the quota
+        /// paths' ``ScopePath/partition`` (their root scope's name): a call whose path is in another partition cannot
+        /// be decided in one round trip with its queue, lease and breaker, and takes one trip per stage instead.
         public var partition: String
         /// What to do when Redis is unreachable.
         public var failurePolicy: FailurePolicy

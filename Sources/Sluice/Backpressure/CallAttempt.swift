@@ -1,4 +1,4 @@
-/// What the operation passed to ``Backpressure/call(_:degrade:_:)`` learns about its attempt.
+/// What the operation passed to ``Backpressure/call(_:degrade:logger:_:)`` learns about its attempt.
 public struct CallAttempt: Sendable {
     /// The call being made: the primary one, or the one the degradation hook chose.
     public let call: ProviderCall
@@ -40,7 +40,7 @@ public struct CallOutcome<Value: Sendable>: Sendable {
     }
 }
 
-/// The result of ``Backpressure/call(_:degrade:_:)``.
+/// The result of ``Backpressure/call(_:degrade:logger:_:)``.
 public struct CallResult<Value: Sendable>: Sendable {
     /// The operation's value.
     public var value: Value

@@ -1,4 +1,4 @@
-/// One provider (or tool) call as ``Backpressure/call(_:degrade:_:)`` sees it: what it is
+/// One provider (or tool) call as ``Backpressure/call(_:degrade:logger:_:)`` sees it: what it is
 /// counted against and what it may cost.
 public struct ProviderCall: Sendable, Hashable {
     /// The scope whose queue, leases and retry budget count this call (say `openai/gpt-4o`).

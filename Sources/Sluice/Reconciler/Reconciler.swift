@@ -26,7 +26,7 @@ import SluiceRedis
 ///   ever lowers what operators set);
 /// - a changed stated limit is accepted once two observations agree on it;
 /// - overload responses (5xx, 529, timeouts) leave the ceiling alone: they are for the circuit breakers
-///   (``Backpressure/call(_:degrade:_:)`` records them there) and cut the partition's concurrency share once per
+///   (``Backpressure/call(_:degrade:logger:_:)`` records them there) and cut the partition's concurrency share once per
 ///   overload event, which lease pools following the partition apply (``LeasePool/following(_:path:)``).
 ///
 /// Pauses, cuts and stated-limit changes are written to the partition's event stream (`sluice events`);

@@ -3,7 +3,7 @@ import Sluice
 import SluiceRedis
 
 /// One worker process of the chaos soak (`sluice soak worker`): until its end it runs request trees whose calls
-/// go through ``Backpressure/call(_:degrade:_:)`` (fail-open: the tree, the quota path `global → tenant`, a
+/// go through ``Backpressure/call(_:degrade:logger:_:)`` (fail-open: the tree, the quota path `global → tenant`, a
 /// fleet-wide lease and the breaker) to the mock provider, reservations through ``Limiter/reserve`` settled at
 /// their estimate, and now and then a hostile input through the public API (``SoakHostileInputs``). Everything it
 /// is admitted or refused goes to its ``SoakLedger`` as it happens.

@@ -1,7 +1,7 @@
 import Sluice
 import SluiceRedis
 
-/// Mode `sluice`: every call goes through the library's high-level ``Backpressure/call(_:degrade:_:)`` — the
+/// Mode `sluice`: every call goes through the library's high-level ``Backpressure/call(_:degrade:logger:_:)`` — the
 /// fleet-wide admission queue, scheduled admission on the hierarchical quota path `global → tenant` with
 /// reserve/settle of tokens, atomic with the request tree's limits (budget, loop guard, deadline), a fleet-wide
 /// concurrency lease on the provider, the provider's circuit breaker, and the retry budget with backoff. Every
@@ -10,7 +10,7 @@ import SluiceRedis
 ///
 /// Refusals become outcomes, and nobody asks again: a caller that must wait for its turn learns when in its
 /// admission's reply (the quota's schedule; batch callers behind the headroom interactive ones keep) or is woken
-/// when a lease or a slot of its tree frees up, inside ``Backpressure/call(_:degrade:_:)``. A refusal is final:
+/// when a lease or a slot of its tree frees up, inside ``Backpressure/call(_:degrade:logger:_:)``. A refusal is final:
 /// the wait would pass the caller's deadline, or the queue or the breaker turned it away.
 final class SluiceGate: CallGate {
     private let redis: RedisClient
