@@ -52,10 +52,12 @@ struct BreakersProcessTests {
     func failedProbeReopens() async throws {
         let fixture = try BackpressureFixture()
         defer { Task { await fixture.cleanUp() } }
+        let logs = CapturedLogs()
         let breaker = CircuitBreaker(
             redis: fixture.client, partition: fixture.partition, name: "model:small",
             // A cool-down no pause of a loaded machine between two steps below outlasts.
-            configuration: .init(minimumCalls: 4, failureRatio: 0.5, coolDown: .seconds(2), probes: 1))
+            configuration: .init(minimumCalls: 4, failureRatio: 0.5, coolDown: .seconds(2), probes: 1),
+            logger: logs.logger(label: "breaker"))
         for _ in 0..<4 { try await breaker.record(try await breaker.permit(), success: false) }
         let refused = await #expect(throws: BackpressureError.self) { try await breaker.permit() }
         #expect(refused?.code == .breakerOpen && refused?.retryAfter != nil)
@@ -66,6 +68,10 @@ struct BreakersProcessTests {
         #expect(try await breaker.record(probe, success: false) == .open)
         await #expect(throws: BackpressureError.self) { try await breaker.permit() }
         #expect(try await fixture.events("breaker-open").count == 2)
+        // This worker caused both openings (closed → open, then half-open → open): each is logged once.
+        let opened = logs.lines(containing: "circuit breaker opened")
+        #expect(opened.count == 2 && opened.allSatisfy { $0.level == .warning }, "\(logs.all)")
+        #expect(opened.first?.metadata["sluice.breaker"] == "model:small")
     }
 
     @Test("Fewer calls than the minimum never open the breaker, whatever their failure rate")

@@ -106,10 +106,10 @@ extension Backpressure {
             namespace: namespace)
         let breaker = CircuitBreaker(
             redis: redis, partition: partition, name: call.dependency, configuration: configuration.breaker,
-            namespace: namespace)
+            namespace: namespace, logger: logger)
         let budget = RetryBudget(
             redis: redis, partition: partition, scope: call.scope, configuration: configuration.retryBudget,
-            namespace: namespace)
+            namespace: namespace, logger: logger)
         let pool = call.concurrency.map { slots in
             let pool = LeasePool(
                 redis: redis, partition: partition, scope: call.scope, slots: slots, ttl: configuration.leaseTTL,

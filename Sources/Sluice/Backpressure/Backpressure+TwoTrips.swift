@@ -216,6 +216,9 @@ extension Backpressure {
                 let state = parts[breakerReply].array?.first?.string
             {
                 metrics.breaker(dependency, is: CircuitBreaker.State(state))
+                if let permit = admitted.permit {
+                    breaker.logTransition(from: permit.state, to: CircuitBreaker.State(state))
+                }
             }
             // call-finish answers one reply per step, in order: the reconciler's is the last.
             if let reconciler, let observation, let last = replies?.array?.last,

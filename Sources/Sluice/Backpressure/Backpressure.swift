@@ -145,7 +145,7 @@ public final class Backpressure: Sendable {
         self.health = RedisHealth(
             configuration: configuration.health, logger: logger, now: { .now },
             onTransition: { metrics.redisHealth($0) })
-        self.trees = RequestTrees(redis: redis, namespace: namespace)
+        self.trees = RequestTrees(redis: redis, namespace: namespace, logger: logger)
         if let interval = configuration.heartbeat {
             // Not started here (no I/O in an init): by run() in a ServiceGroup, or by start().
             self.membership = FleetMembership(

@@ -1,3 +1,4 @@
+import Logging
 import SluiceRedis
 
 /// A circuit breaker shared by the fleet, per dependency (a provider, a model, a tool).
@@ -79,14 +80,17 @@ public struct CircuitBreaker: Sendable {
     public let configuration: Configuration
     /// The first part of its keys (`<namespace>:{<partition>}:...`), as ``Limiter/Configuration/namespace``.
     public let namespace: String
+    /// Where the breaker's transitions are logged (opened: warning; closed again: info).
+    public let logger: Logger
     let redis: RedisClient
 
     /// A breaker for the dependency `name`.
     public init(
         redis: RedisClient, partition: String, name: String, configuration: Configuration = Configuration(),
-        namespace: String = "sluice"
+        namespace: String = "sluice", logger: Logger = .sluiceDisabled
     ) {
         self.redis = redis
+        self.logger = logger
         self.namespace = namespace
         self.partition = partition
         self.name = name
@@ -134,7 +138,21 @@ public struct CircuitBreaker: Sendable {
     @discardableResult
     public func record(_ permit: Permit, success: Bool) async throws -> State {
         let reply = try await redis.run(recordStep(permit, success: success))
-        return State(reply.array?.first?.string ?? "closed")
+        let state = State(reply.array?.first?.string ?? "closed")
+        logTransition(from: permit.state, to: state)
+        return state
+    }
+
+    /// Logs a change of state this worker's outcome caused (other workers log theirs).
+    func logTransition(from before: State, to after: State) {
+        guard before != after else { return }
+        let metadata: Logger.Metadata = ["sluice.breaker": "\(name)", "sluice.partition": "\(partition)"]
+        if after == .open {
+            logger.warning(
+                "circuit breaker opened: calls to the dependency are refused for the cool-down", metadata: metadata)
+        } else if after == .closed {
+            logger.info("circuit breaker closed again", metadata: metadata)
+        }
     }
 
     func recordStep(_ permit: Permit, success: Bool) -> ScriptStep {

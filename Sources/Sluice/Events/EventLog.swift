@@ -1,3 +1,4 @@
+import Logging
 import SluiceRedis
 
 /// Reads and writes the capped event stream of a partition (`sluice:{P}:events`, or
@@ -16,11 +17,14 @@ public struct EventLog: Sendable {
     private let redis: RedisClient
     /// The first part of the streams' keys, as ``Limiter/Configuration/namespace``.
     public let namespace: String
+    /// Where following the streams is logged (debug).
+    public let logger: Logger
 
     /// An event log on the given client, in the given key namespace.
-    public init(redis: RedisClient, namespace: String = "sluice") {
+    public init(redis: RedisClient, namespace: String = "sluice", logger: Logger = .sluiceDisabled) {
         self.redis = redis
         self.namespace = namespace
+        self.logger = logger
     }
 
     /// Appends an event (for events the Swift side notices, such as an invalid config value).
@@ -75,6 +79,7 @@ public struct EventLog: Sendable {
             }
             return
         }
+        logger.debug("following the event streams", metadata: ["sluice.partitions": "\(partitions.count)"])
         var last = Dictionary(uniqueKeysWithValues: partitions.map { ($0, after) })
         let block = max(100, Int(redis.configuration.commandTimeout / .milliseconds(1)) / 2)
         try await redis.withConnection(routingKey: PartitionKeys(partition: partitions[0], namespace: namespace).events)

@@ -1,3 +1,4 @@
+import Logging
 import SluiceRedis
 
 /// A retry budget shared by the fleet, per scope: over a sliding window, retries may not exceed
@@ -43,14 +44,17 @@ public struct RetryBudget: Sendable {
     public let configuration: Configuration
     /// The first part of its keys (`<namespace>:{<partition>}:...`), as ``Limiter/Configuration/namespace``.
     public let namespace: String
+    /// Where refused retries are logged (debug: one line per refusal).
+    public let logger: Logger
     private let redis: RedisClient
 
     /// A retry budget for `scope`.
     public init(
         redis: RedisClient, partition: String, scope: String, configuration: Configuration = Configuration(),
-        namespace: String = "sluice"
+        namespace: String = "sluice", logger: Logger = .sluiceDisabled
     ) {
         self.redis = redis
+        self.logger = logger
         self.namespace = namespace
         self.partition = partition
         self.scope = scope
@@ -65,7 +69,13 @@ public struct RetryBudget: Sendable {
 
     /// Asks for one retry; counted only when allowed.
     public func allowRetry() async throws -> Verdict {
-        try await run("retry")
+        let verdict = try await run("retry")
+        if !verdict.allowed {
+            logger.debug(
+                "retry refused: the retry budget is spent",
+                metadata: ["sluice.scope": "\(scope)", "sluice.retries": "\(verdict.retries)"])
+        }
+        return verdict
     }
 
     private func run(_ operation: String) async throws -> Verdict {

@@ -1,3 +1,4 @@
+import Logging
 import SluiceRedis
 
 /// Request trees in Redis: opening a tree with its limits, spawning children, and admitting calls
@@ -20,11 +21,14 @@ public struct RequestTrees: Sendable {
     private let redis: RedisClient
     /// The first part of the trees' keys (`<namespace>:{<partition>}:tree:...`), as ``Limiter/Configuration/namespace``.
     public let namespace: String
+    /// Where refusals are logged (debug only: they name the tree, a user's request).
+    public let logger: Logger
 
     /// Trees on the given client.
-    public init(redis: RedisClient, namespace: String = "sluice") {
+    public init(redis: RedisClient, namespace: String = "sluice", logger: Logger = .sluiceDisabled) {
         self.redis = redis
         self.namespace = namespace
+        self.logger = logger
     }
 
     /// Opens a tree: records its limits in the partition (the first opener of an id wins; a later
@@ -108,7 +112,12 @@ public struct RequestTrees: Sendable {
             keys: [keys.key("tree", context.treeID), keys.key("tree", context.treeID, "calls"), keys.events],
             arguments: scriptArguments)
         let parts = reply.array ?? []
-        guard parts.first?.integer == 1 else { throw Self.refusal(parts, context: context, tool: tool) }
+        guard parts.first?.integer == 1 else {
+            let refusal = Self.refusal(parts, context: context, tool: tool)
+            logger.debug(
+                "tree call refused", metadata: ["sluice.code": "\(refusal.code)", "sluice.tree": "\(context.treeID)"])
+            throw refusal
+        }
         return TreeTicket(context: context, callID: callID, estimate: estimate)
     }
 

@@ -456,7 +456,11 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     /// more commands are written here, and the connection is replaced once the replies already due
     /// have arrived. A batch gets its replies as they are (some of its commands may have run).
     private func noLongerPrimary(_ head: Submission) -> Bool {
-        if case .ready = phase { phase = .draining }
+        if case .ready = phase {
+            phase = .draining
+            configuration.observability.logger.warning(
+                "Redis primary became a replica (READONLY); following the fail-over to the primary the sentinels name")
+        }
         guard isShared, head.slot.replyCount == 1, batchReplies.isEmpty else { return false }
         _ = inFlight.popFirst()
         if !head.slot.isAnswered { waiting.append(head) }
@@ -471,6 +475,9 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         guard isShared, case .ready = phase, let primary = resolver.lastKnownPrimary, primary != endpoint else {
             return
         }
+        configuration.observability.logger.warning(
+            "Redis fail-over: the sentinels name another primary; moving to it",
+            metadata: ["redis.primary": "\(primary)"])
         phase = .draining
         finishDraining()
     }
