@@ -38,6 +38,11 @@ let package = Package(
         // recorded in a histogram (three significant digits: within 0.1%) instead of being kept and sorted. The CLI
         // and the storm only; the library targets stay free of it.
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        // A Prometheus backend for swift-metrics, for `sluice storm --worker-metrics-port-base`: each storm worker
+        // process bootstraps it and serves the library's own metrics on /metrics, so that the dashboard's worker row
+        // (docs/grafana-dashboard.json) can be scraped during a storm. The `sluice` executable only; the library
+        // targets stay backend-free (the application picks the backend).
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
     ],
     targets: [
         // Debian's libhiredis-dev (0.14.1, the RESP reader) and libssl-dev (OpenSSL, for `rediss://`)
@@ -92,6 +97,9 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 // `sluice bench`'s latency percentiles.
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                // The storm workers' /metrics (`sluice storm --worker-metrics-port-base`).
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
         ),
         // The multi-process tests' worker processes: built with the tests, not part of the operator's `sluice`.

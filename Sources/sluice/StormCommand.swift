@@ -54,6 +54,13 @@ struct StormCommand: AsyncParsableCommand {
     @Flag(help: "Print summary.json to standard output as well.")
     var json = false
 
+    @Option(
+        help: ArgumentHelp(
+            "Worker i of each run serves its swift-metrics (the library's sluice_* metrics) for Prometheus on "
+                + "127.0.0.1:(port + i)/metrics while it runs (default: none).",
+            valueName: "port"))
+    var workerMetricsPortBase: Int?
+
     func run() async throws {
         if let name = printScenario {
             guard let text = BuiltinScenarios.text(named: name) else {
@@ -76,6 +83,9 @@ struct StormCommand: AsyncParsableCommand {
         guard timeScale >= 0.25, timeScale <= 600 else {
             throw ValidationError("--time-scale must be 0.25...600")
         }
+        if let base = workerMetricsPortBase, !(1...(65_535 - 64)).contains(base) {
+            throw ValidationError("--worker-metrics-port-base must be 1...65471")
+        }
         var redisURL = redis
         if redisURL == nil, let fromEnvironment = ProcessInfo.processInfo.environment["REDIS_URL"],
             !fromEnvironment.isEmpty
@@ -88,7 +98,7 @@ struct StormCommand: AsyncParsableCommand {
             ?? CommandLine.arguments[0]
         let options = StormOptions(
             redisURL: redisURL, workers: workers, duration: duration, timeScale: timeScale, scenarios: loaded,
-            modes: chosenModes, workerExecutable: executable)
+            modes: chosenModes, workerExecutable: executable, workerMetricsPortBase: workerMetricsPortBase)
         ChildProcesses.shared.installSignalHandlers()
         let interactive = isatty(STDERR_FILENO) == 1
         let runner = StormRunner(options: options) { line, transient in

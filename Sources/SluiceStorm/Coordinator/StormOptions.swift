@@ -18,12 +18,15 @@ public struct StormOptions: Sendable {
     public var attemptTimeoutMs: Double
     /// How long before a run's second zero its workers are started (they connect and wait).
     public var startLeadMs: Double
+    /// When set, worker `i` of each run serves its swift-metrics (the library's `sluice_*` metrics) in Prometheus'
+    /// text format on `127.0.0.1:(base + i)/metrics` while it runs; nil: the workers serve nothing.
+    public var workerMetricsPortBase: Int?
 
     public init(
         redisURL: String? = nil, workers: Int = 4, duration: Double? = nil, timeScale: Double = 1,
         scenarios: [Scenario],
         modes: [StormMode] = StormMode.all, workerExecutable: String, attemptTimeoutMs: Double = 2_000,
-        startLeadMs: Double = 700
+        startLeadMs: Double = 700, workerMetricsPortBase: Int? = nil
     ) {
         self.redisURL = redisURL
         self.workers = workers
@@ -34,5 +37,6 @@ public struct StormOptions: Sendable {
         self.workerExecutable = workerExecutable
         self.attemptTimeoutMs = attemptTimeoutMs
         self.startLeadMs = startLeadMs
+        self.workerMetricsPortBase = workerMetricsPortBase
     }
 }

@@ -86,7 +86,8 @@ public struct StormRunner: Sendable {
             let assignment = WorkerAssignment(
                 scenario: scenario, mode: mode, workerIndex: index, workerCount: options.workers,
                 providerURL: provider.baseURL, redisURL: redisURL, runID: runID, startMs: startMs,
-                recordsPath: directory + "/worker-\(index).jsonl", attemptTimeoutMs: options.attemptTimeoutMs)
+                recordsPath: directory + "/worker-\(index).jsonl", attemptTimeoutMs: options.attemptTimeoutMs,
+                metricsPort: options.workerMetricsPortBase.map { $0 + index })
             workers.append(try WorkerProcess.spawn(assignment, executable: options.workerExecutable, in: directory))
         }
         let ceilingSampler = CeilingSampler(redisURL: redisURL, scenario: scenario, runID: runID, startMs: startMs)

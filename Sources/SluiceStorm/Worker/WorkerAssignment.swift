@@ -15,10 +15,14 @@ public struct WorkerAssignment: Codable, Sendable {
     public var recordsPath: String
     /// How long one attempt may wait for the provider's answer.
     public var attemptTimeoutMs: Double
+    /// The loopback port on which the worker process serves its swift-metrics in Prometheus' text format
+    /// (`sluice storm --worker-metrics-port-base`); nil: none.
+    public var metricsPort: Int?
 
     public init(
         scenario: Scenario, mode: StormMode, workerIndex: Int, workerCount: Int, providerURL: String,
-        redisURL: String, runID: String, startMs: Double, recordsPath: String, attemptTimeoutMs: Double = 2_000
+        redisURL: String, runID: String, startMs: Double, recordsPath: String, attemptTimeoutMs: Double = 2_000,
+        metricsPort: Int? = nil
     ) {
         self.scenario = scenario
         self.mode = mode
@@ -30,6 +34,7 @@ public struct WorkerAssignment: Codable, Sendable {
         self.startMs = startMs
         self.recordsPath = recordsPath
         self.attemptTimeoutMs = attemptTimeoutMs
+        self.metricsPort = metricsPort
     }
 
     /// The tenants this worker runs: every `workerCount`-th tenant of the scenario, in order, starting at
