@@ -114,6 +114,8 @@ let package = Package(
             dependencies: [
                 "Sluice", "SluiceRedis", "SluiceStorm", .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
             ]),
         .testTarget(
             name: "SluiceIntegrationTests",
