@@ -43,6 +43,11 @@
 --   minus what is used (now, the depth, the identical calls, spent + reserved, calls in flight); the
 --   denying limit is the tree's even when a quota limit denies too (tree-enter used to decide
 --   first), and it is retryable only for calls in flight (retry-after 0: when one exits).
+--   A ninth tree argument, for a tree started without a round trip (RequestTrees.start), holds its
+--   limits as tree-open.lua records them: "<deadline at ms, 0 none> <lifetime ms> <max depth> <max
+--   children> <max in flight> <loop guard>" and then "<resource> <budget>" pairs (0: unlimited). The
+--   first call that finds the tree unrecorded checks against them and records them with its own
+--   writes (and so does a refusal that writes the tree's bookkeeping); a recorded tree keeps its own.
 -- The reconciler (reconcile.lua) keeps a record "~" in the root scope's state: while it pauses the
 -- partition, admissions are refused (a pseudo-limit of kind "pause"; a scheduled admission whose
 -- max wait covers the pause waits it out), and it lowers the root's buckets to its ceiling.
@@ -365,9 +370,54 @@ local function count0(v) -- an integer >= 0 in decimal, else nil
 end
 
 -- The tree group, checked before anything is read or written: nil, or why it is bad.
+-- A started tree's limits (the tree group's ninth argument), parsed once per text: nil, or why they are bad.
+local OPENING = { budgets = {} }
+local function treeOpening(text)
+    local o = OPENING
+    if text == o.text then return nil end
+    o.text = nil
+    local v, k = o.words or {}, 0
+    o.words = v
+    for word in string.gmatch(text, '%S+') do
+        if k >= 6 + 2 * 64 then return 'a started tree names at most 64 budgets' end
+        k = k + 1
+        v[k] = word
+    end
+    if k < 6 or k % 2 == 1 then return 'a started tree\'s limits are 6 integers, then resource and budget pairs' end
+    for i = 1, 6 do
+        local x = count0(v[i])
+        if not x or x > 1e15 then return 'a started tree\'s limits are integers, 0 to 1e15' end
+        v[i] = x
+    end
+    if v[2] < 1 then return 'a started tree\'s lifetime is at least 1 ms' end
+    for res in pairs(o.budgets) do o.budgets[res] = nil end
+    for i = 7, k, 2 do
+        local budget = count0(v[i + 1])
+        if #v[i] > 32 or not budget or budget > 1e15 then return 'a started tree\'s budgets are a name and an integer' end
+        o.budgets[v[i]] = budget
+    end
+    o.deadline, o.lifetime, o.md, o.mc, o.mi, o.lg, o.size, o.text = v[1], v[2], v[3], v[4], v[5], v[6], k, text
+    return nil
+end
+
+-- Records a started tree (tree-open.lua's fields and expiry), once its first call writes to it.
+local function treeRecord(key, now)
+    local o, v = OPENING, OPENING.words
+    local fields = { 'dl', o.deadline, 'md', o.md, 'mc', o.mc, 'mi', o.mi, 'lg', o.lg }
+    for i = 7, o.size, 2 do
+        fields[#fields + 1], fields[#fields + 2] = 'b:' .. v[i], v[i + 1]
+    end
+    redis.call('HSET', key, unpack(fields))
+    redis.call('PEXPIRE', key, o.deadline > 0 and o.deadline - floor(now) + 3600000 or o.lifetime)
+end
+
 local function treeInput(KEYS, ARGV, T, n, resTTL)
     if ARGV[T] ~= 'tree' then return 'ARGV[' .. T .. '] is "tree" (a call inside a tree) or nothing' end
-    if #ARGV ~= T + 7 then return 'the tree group has 8 arguments' end
+    if #ARGV ~= T + 7 and #ARGV ~= T + 8 then return 'the tree group has 8 or 9 arguments' end
+    if ARGV[T + 8] then
+        local bad = treeOpening(ARGV[T + 8])
+        if bad then return bad end
+    end
     if #KEYS ~= 6 + n then return 'a call inside a tree needs KEYS[4+n..6+n]: tree, calls, events' end
     if not resTTL or resTTL <= 0 then return 'a call inside a tree needs a reservation (ARGV[4] > 0)' end
     local tree, tag = KEYS[4 + n], hashTag(KEYS[1])
@@ -399,7 +449,13 @@ local function treeCheck(KEYS, ARGV, T, n, plan, now)
     local f = plan.treeFields
     for k = 1, 3 * R do fields[5 + k] = f[k] end
     local h = redis.call('HMGET', key, unpack(fields, 1, 5 + 3 * R))
-    t.h, now = h, floor(now)
+    t.h, now, t.record = h, floor(now), false
+    t.now = now
+    if not h[1] and ARGV[T + 8] then -- a started tree's first call: its limits as recorded
+        local o = OPENING
+        t.record, h[1], h[2], h[3], h[4] = true, o.deadline, o.md, o.mi, o.lg
+        for j = 1, R do h[3 + 3 * j] = o.budgets[plan[j]] end
+    end
     local deadline, carried = tonumber(h[1]) or 0, tonumber(ARGV[T + 4])
     if deadline > 0 and now >= deadline or carried > 0 and now >= carried then
         return 'tree-deadline', '*', deadline > 0 and deadline or carried, now, -1
@@ -432,6 +488,7 @@ end
 -- (its reservation as tree-exit.lua reads it, and the loop count), count it in flight until its ttl.
 local function treeAdmit(KEYS, ARGV, T, n, plan, now, wait)
     local t = TREE
+    if t.record then treeRecord(KEYS[4 + n], now) end
     local h, writes, lines, w = t.h, t.writes, t.lines, 0
     lines[1] = t.loop
     local l = 1
@@ -454,6 +511,7 @@ end
 local function treeRefused(KEYS, ARGV, T, n, plan)
     local t = TREE
     local key, events, id = KEYS[4 + n], KEYS[6 + n], ARGV[T + 6]
+    if t.record then treeRecord(key, t.now) end
     local detail
     if t.refused == 'loop' then
         local limit = tonumber(t.h[4])

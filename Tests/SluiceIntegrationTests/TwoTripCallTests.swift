@@ -306,6 +306,65 @@ struct TwoTripCallTests {
         #expect(commands["fcall", default: 0] + commands["evalsha", default: 0] == 4, "\(commands)")
     }
 
+    @Test("A started tree costs no round trip of its own: its first call records its limits, which then hold")
+    func startedTreeRecordedByFirstCall() async throws {
+        let setup = try await Setup()
+        defer { setup.close() }
+        let trees = RequestTrees(redis: setup.client)
+        let tree = try trees.start(
+            partition: "openai", limits: TreeLimits(budgets: ["tokens": 250], deadline: .seconds(60)))
+        let call = ProviderCall(
+            scope: "s", estimate: ["tokens": 100, "requests": 1], quotaPath: setup.path, maxAttempts: 1)
+        _ = try await setup.backpressure.call(call) { _ in CallOutcome((), usage: ["tokens": 100, "requests": 1]) }
+        try await setup.resetStats()
+        for _ in 0..<2 {
+            _ = try await tree.run {
+                try await setup.backpressure.call(call) { _ in CallOutcome((), usage: ["tokens": 100, "requests": 1]) }
+            }
+        }
+        let (scripts, _) = try await setup.scriptCalls()
+        #expect(scripts == 4, "two calls of two script calls each, and no tree-open")
+        // A third call would pass the budget of 250 that the first call recorded.
+        let refused = await #expect(throws: BackpressureError.self) {
+            try await tree.run { try await setup.backpressure.call(call) { _ in CallOutcome(()) } }
+        }
+        #expect(refused?.code == .treeBudget)
+        let usage = try await trees.usage(tree)
+        #expect(usage.used["tokens"] == 200 && usage.budgets["tokens"] == 250, "\(usage)")
+        // Recorded with tree-open's expiry: the deadline and an hour.
+        let key = PartitionKeys(partition: "openai", namespace: "sluice").key("tree", tree.treeID)
+        let ttl = try await setup.client.send(RedisCommand("PTTL", key)).integer ?? -1
+        #expect(ttl > 3_500_000 && ttl <= 3_660_000, "\(ttl)")
+    }
+
+    @Test("A started tree's first call refused by the quota records nothing; enter and spawn record it first")
+    func startedTreeRefusedFirstCall() async throws {
+        let setup = try await Setup(defaults: ["global": "tokens: budget 500"])
+        defer { setup.close() }
+        let trees = RequestTrees(redis: setup.client)
+        let path = try ScopePath("global=openai")
+        let tree = try trees.start(partition: "openai", limits: TreeLimits(maxChildren: 1, loopGuard: 1))
+        let key = PartitionKeys(partition: "openai", namespace: "sluice").key("tree", tree.treeID)
+        let big = ProviderCall(scope: "s", estimate: ["tokens": 600], quotaPath: path, maxAttempts: 1)
+        let refused = await #expect(throws: BackpressureError.self) {
+            try await tree.run { try await setup.backpressure.call(big) { _ in CallOutcome(()) } }
+        }
+        #expect(refused?.code == .quotaDenied)
+        #expect(try await setup.client.send(RedisCommand("EXISTS", key)).integer == 0, "a refusal leaves no tree")
+        // enter (the loop guard) and spawn (max children) hold the started tree's limits.
+        let ticket = try await trees.enter(tree, tool: "search", arguments: "q")
+        try await trees.settle(ticket, usage: [:])
+        let looped = await #expect(throws: BackpressureError.self) {
+            try await trees.enter(tree, tool: "search", arguments: "q")
+        }
+        #expect(looped?.code == .loopGuard)
+        _ = try await trees.spawn(from: tree)
+        let spawned = await #expect(throws: BackpressureError.self) { try await trees.spawn(from: tree) }
+        #expect(spawned?.code == .treeChildren)
+        let ttl = try await setup.client.send(RedisCommand("PTTL", key)).integer ?? -1
+        #expect(ttl > 0, "the tree expires (its lifetime: \(ttl) ms left)")
+    }
+
     @Test("sluice bench call reports two round trips per call on the happy path, from the server's statistics")
     func benchCall() async throws {
         let server = try RedisServer()

@@ -1,3 +1,4 @@
+import SluiceRedis
 import Testing
 import Tracing
 
@@ -98,6 +99,39 @@ struct TreesContextTests {
         var nothing: [String: String] = [:]
         propagator.inject(.topLevel, into: &nothing, using: DictionaryInjector())
         #expect(nothing.isEmpty, "no tree, no header")
+    }
+
+    @Test("A started tree's header carries its limits (version 2) and comes back with them; a malformed one is ignored")
+    func startedTreeHeader() throws {
+        let trees = RequestTrees(redis: try RedisClient(url: "redis://127.0.0.1:1"))
+        let limits = TreeLimits(
+            budgets: ["tokens": 20_000, "usd_micros": 5], maxDepth: 3, maxChildren: 4, maxInFlight: 8, loopGuard: 2,
+            deadline: .seconds(30), lifetime: .seconds(600))
+        let started = try trees.start(id: "req;1", partition: "open ai", limits: limits, priority: .batch)
+        #expect(started.limitsToRecord != nil)
+        #expect(started.headerValue.hasPrefix("2;"))
+        let back = try #require(TreeContext(headerValue: started.headerValue))
+        #expect(back == started)
+        #expect(back.limitsToRecord?.budgets == limits.budgets && back.limitsToRecord?.loopGuard == 2)
+        #expect(back.limitsToRecord?.lifetime == .seconds(600) && back.limitsToRecord?.deadline == nil)
+        // A child carries the limits too: whichever node calls first records the tree.
+        #expect(started.child().limitsToRecord == started.limitsToRecord)
+        // The deadline is counted from now on this machine's clock.
+        let remaining = try #require(started.remaining)
+        #expect(remaining > .seconds(25) && remaining <= .seconds(30))
+        // An opened tree's context keeps writing version 1, which earlier versions read.
+        let opened = TreeContext(treeID: "t", partition: "openai")
+        #expect(opened.headerValue.hasPrefix("1;"))
+        for bad in ["x", "0 1 0 0 0", "0 0 0 0 0 0", "0 1 0 0 0 0 tokens", "0 1 -1 0 0 0", "0 1 0 0 0 0 tokens -5"] {
+            let header =
+                started.headerValue.split(separator: ";").dropLast().joined(separator: ";") + ";"
+                + bad
+                .replacingOccurrences(of: " ", with: "%20")
+            #expect(TreeContext(headerValue: header) == nil, "\(bad)")
+        }
+        #expect(throws: BackpressureError.self) {
+            try trees.start(partition: "openai", limits: TreeLimits(maxDepth: 0))
+        }
     }
 
     @Test("Invalid limits are refused before any I/O")

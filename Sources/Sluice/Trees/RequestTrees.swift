@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import SluiceRedis
 
@@ -57,9 +58,48 @@ public struct RequestTrees: Sendable {
             treeID: id, deadlineMilliseconds: deadline > 0 ? deadline : nil, priority: priority, partition: partition)
     }
 
+    /// Starts a tree without a round trip: its limits travel in the returned context (and in its header) and
+    /// the tree's first call records them in the script that admits it, as ``open(id:partition:limits:priority:)``
+    /// would have (the first record wins). A tree of many calls saves one round trip; a tree of one call, half
+    /// of its Redis work besides the call's own. The deadline is counted from now on this machine's clock.
+    ///
+    /// Through ``Backpressure/call(_:operation:)`` with a quota path in the tree's partition the first call
+    /// records the tree in its admission; ``enter(_:callID:estimate:tool:arguments:ttl:)`` and
+    /// ``spawn(from:nodeID:)`` record it first when they are given such a context.
+    public func start(
+        id: String = TreeContext.newID(), partition: String, limits: TreeLimits, priority: Priority = .interactive
+    ) throws -> TreeContext {
+        try limits.validate()
+        guard !id.isEmpty, !partition.isEmpty else {
+            throw BackpressureError(.invalidArgument, "a tree needs an id and a partition")
+        }
+        let now = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
+        var context = TreeContext(
+            treeID: id, deadlineMilliseconds: limits.deadline.map { now + Int64(Self.milliseconds($0)) },
+            priority: priority, partition: partition)
+        var toRecord = limits
+        toRecord.deadline = nil  // the context's deadline at ms is the one recorded
+        context.limitsToRecord = toRecord
+        return context
+    }
+
+    /// Records a started tree's limits (``start(id:partition:limits:priority:)``) before a script that
+    /// cannot: tree-open.lua, whose first record wins. Returns the context, recorded.
+    private func recorded(_ context: TreeContext) async throws -> TreeContext {
+        guard var limits = context.limitsToRecord else { return context }
+        limits.deadline = context.remaining.map { max(.milliseconds(1), $0) }
+        var recorded = try await open(
+            id: context.treeID, partition: context.partition, limits: limits, priority: context.priority)
+        recorded.nodeID = context.nodeID
+        recorded.parentID = context.parentID
+        recorded.depth = context.depth
+        return recorded
+    }
+
     /// Starts a child of `parent`, counted against the tree's max depth and the parent's max
     /// children; refused after the deadline.
     public func spawn(from parent: TreeContext, nodeID: String = TreeContext.newID()) async throws -> TreeContext {
+        let parent = try await recorded(parent)
         let child = parent.child(nodeID: nodeID)
         let keys = PartitionKeys(partition: parent.partition, namespace: namespace)
         let reply = try await redis.run(
@@ -98,6 +138,7 @@ public struct RequestTrees: Sendable {
         tool: String? = nil, arguments: String? = nil, ttl: Duration = .seconds(600)
     ) async throws -> TreeTicket {
         try estimate.checkForCall("a tree call's estimate")
+        let context = try await recorded(context)
         let keys = PartitionKeys(partition: context.partition, namespace: namespace)
         let loop = tool.map { Self.loopKey(tool: $0, arguments: arguments ?? "") } ?? ""
         var scriptArguments: [RedisArgument] = [

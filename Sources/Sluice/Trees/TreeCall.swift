@@ -50,11 +50,15 @@ public struct TreeCall: Sendable, Hashable {
     func arguments(callID: String, path: ScopePath) -> [RedisArgument] {
         let loop = tool.map { RequestTrees.loopKey(tool: $0, arguments: arguments ?? "") } ?? ""
         let scope = path.scopes.lastIndex { $0.kind == "tree" } ?? 0
-        return [
+        var group: [RedisArgument] = [
             "tree", RedisArgument(callID), RedisArgument(RequestTrees.milliseconds(ttl)), RedisArgument(context.depth),
             RedisArgument(context.deadlineMilliseconds ?? 0), RedisArgument(loop), RedisArgument(context.treeID),
             RedisArgument(scope),
         ]
+        if let limits = context.limitsToRecord {  // a started tree: the first call records it
+            group.append(RedisArgument(limits.recordText(deadlineMilliseconds: context.deadlineMilliseconds)))
+        }
+        return group
     }
 
     /// Checks what the script would refuse, before any I/O.

@@ -1,13 +1,20 @@
 extension TreeContext {
     /// The context as one header value: `1;<tree>;<node>;<parent>;<depth>;<deadline ms>;<priority>;<partition>`,
     /// each field percent-escaped (`%`, `;`, controls, non-ASCII), empty for none. For example
-    /// `1;req-7f3;9c1e;;1;1718000000000;interactive;openai`.
+    /// `1;req-7f3;9c1e;;1;1718000000000;interactive;openai`. A started tree that no call has recorded yet
+    /// (``RequestTrees/start(id:partition:limits:priority:)``) writes `2;…;<limits>`, its limits in a ninth field.
     public var headerValue: String {
-        [
-            "1", Self.escapeField(treeID), Self.escapeField(nodeID), parentID.map(Self.escapeField) ?? "",
-            String(depth), deadlineMilliseconds.map { String($0) } ?? "", priority.description,
-            Self.escapeField(partition),
-        ].joined(separator: ";")
+        // Version 2 adds a started tree's limits (its first call, in whichever process, records them); a context
+        // without them keeps writing version 1, which every earlier version of Sluice reads.
+        var fields = [
+            limitsToRecord == nil ? "1" : "2", Self.escapeField(treeID), Self.escapeField(nodeID),
+            parentID.map(Self.escapeField) ?? "", String(depth), deadlineMilliseconds.map { String($0) } ?? "",
+            priority.description, Self.escapeField(partition),
+        ]
+        if let limitsToRecord {
+            fields.append(Self.escapeField(limitsToRecord.recordText(deadlineMilliseconds: deadlineMilliseconds)))
+        }
+        return fields.joined(separator: ";")
     }
 
     /// Decodes a header value written by ``headerValue``; `nil` for anything malformed (an unknown
@@ -15,7 +22,7 @@ extension TreeContext {
     /// silently join the wrong tree.
     public init?(headerValue: String) {
         let parts = headerValue.split(separator: ";", omittingEmptySubsequences: false).map(String.init)
-        guard parts.count == 8, parts[0] == "1",
+        guard parts.count == 8 && parts[0] == "1" || parts.count == 9 && parts[0] == "2",
             let tree = Self.unescapeField(parts[1]), !tree.isEmpty,
             let node = Self.unescapeField(parts[2]), !node.isEmpty,
             let parent = Self.unescapeField(parts[3]),
@@ -28,9 +35,17 @@ extension TreeContext {
             guard let value = Int64(parts[5]), value > 0 else { return nil }
             deadline = value
         }
+        var limits: TreeLimits?
+        if parts.count == 9 {
+            guard let text = Self.unescapeField(parts[8]), let recorded = TreeLimits(recordText: text) else {
+                return nil
+            }
+            limits = recorded
+        }
         self.init(
             treeID: tree, nodeID: node, parentID: parent.isEmpty ? nil : parent, depth: depth,
             deadlineMilliseconds: deadline, priority: priority, partition: partition)
+        self.limitsToRecord = limits
     }
 
     static func priority(named name: String) -> Priority? {

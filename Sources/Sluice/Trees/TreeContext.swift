@@ -38,6 +38,9 @@ public struct TreeContext: Sendable, Hashable {
     public var priority: Priority
     /// The partition (hash tag) that holds the tree's keys.
     public var partition: String
+    /// The limits of a tree started with ``RequestTrees/start(id:partition:limits:priority:)``, which the tree's
+    /// first call records; `nil` for a tree opened with a round trip of its own, or joined from an old header.
+    public internal(set) var limitsToRecord: TreeLimits?
 
     /// Creates a context. Most code gets one from ``RequestTrees/open(id:partition:limits:priority:)``,
     /// ``RequestTrees/spawn(from:nodeID:)`` or a header instead.

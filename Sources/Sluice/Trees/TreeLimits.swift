@@ -46,6 +46,46 @@ public struct TreeLimits: Sendable, Hashable {
     }
 }
 
+extension TreeLimits {
+    /// The limits as a started tree's first call records them (decide.lua's ninth tree argument, and the
+    /// `Sluice-Tree` header's last field): "<deadline at ms> <lifetime ms> <max depth> <max children>
+    /// <max in flight> <loop guard>", then "<resource> <budget>" pairs; 0 stands for unlimited.
+    func recordText(deadlineMilliseconds: Int64?) -> String {
+        var words = [
+            String(deadlineMilliseconds ?? 0), String(RequestTrees.milliseconds(lifetime)), String(maxDepth ?? 0),
+            String(maxChildren ?? 0), String(maxInFlight ?? 0), String(loopGuard ?? 0),
+        ]
+        for (resource, budget) in budgets.amounts.sorted(by: { $0.key < $1.key }) {
+            words += [resource, String(budget)]
+        }
+        return words.joined(separator: " ")
+    }
+
+    /// Limits read back from ``recordText(deadlineMilliseconds:)`` (the deadline stays with the context); `nil`
+    /// for anything else.
+    init?(recordText text: String) {
+        let words = text.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
+        guard words.count >= 6, words.count % 2 == 0, words.count <= 6 + 2 * 64 else { return nil }
+        var numbers: [Int] = []
+        for word in words.prefix(6) {
+            guard let value = Int(word), value >= 0, value <= 1_000_000_000_000_000 else { return nil }
+            numbers.append(value)
+        }
+        guard numbers[1] >= 1 else { return nil }
+        var budgets: [String: Int64] = [:]
+        for index in stride(from: 6, to: words.count, by: 2) {
+            guard let budget = Int64(words[index + 1]), budget >= 0 else { return nil }
+            budgets[words[index]] = budget
+        }
+        func limit(_ value: Int) -> Int? { value > 0 ? value : nil }
+        self.init(
+            budgets: Cost(budgets), maxDepth: limit(numbers[2]), maxChildren: limit(numbers[3]),
+            maxInFlight: limit(numbers[4]), loopGuard: limit(numbers[5]),
+            lifetime: .milliseconds(max(1, numbers[1])))
+        do { try validate() } catch { return nil }
+    }
+}
+
 extension Cost {
     /// Checks the cost for a tree or a provider call, where an empty cost is allowed, and says what is wrong as a
     /// ``BackpressureError`` (the quota's own error is kept as its `underlying` error).

@@ -53,7 +53,7 @@ final class SluiceGate: CallGate {
         let limits = TreeLimits(
             budgets: shape.budgetTokens.map { ["tokens": Int64($0)] } ?? [:], maxInFlight: shape.maxInFlight,
             loopGuard: shape.loopGuard, deadline: .milliseconds(Int64(max(1, tree.deadlineMs - StormClock.nowMs()))))
-        tree.context = try? await trees.open(
+        tree.context = try? trees.start(
             id: tree.id, partition: partition, limits: limits,
             priority: tree.priority == "batch" ? .batch : .interactive)
     }
