@@ -9,6 +9,9 @@
 --         breaker is recognised by the bytes cmsgpack writes for s = "closed" without unpacking.
 -- KEYS[2] sluice:{P}:events  the partition's event stream
 -- ARGV[1] breaker name (for events)   ARGV[2] max probes   ARGV[3] probe timeout ms   ARGV[4] key ttl ms
+-- ARGV[5] optional "if-closed": a permit only if the breaker is closed, else {2, state, 0} and nothing
+--   written (call-finish asks so for a retry after its backoff: a closed breaker's permit holds nothing,
+--   while a probe slot must not be held through the pause)
 -- Reply: {1, state, probe id (0: not a probe)} go ahead; {0, state, retry after ms} refused
 -- The third parameter, when a composite (call-admit) runs it, is the TIME reply it already has.
 
@@ -20,6 +23,7 @@ local function breaker_allow(KEYS, ARGV, t)
     if not raw or string.find(raw, IS_CLOSED, 1, true) then return CLOSED end
     local s = cmsgpack.unpack(raw)
     if s.s == 'closed' then return CLOSED end
+    if ARGV[5] == 'if-closed' then return { 2, s.s, 0 } end
     t = t or redis.call('TIME')
     local now = t[1] * 1000 + math.floor(t[2] / 1000)
     if s.s == 'open' then

@@ -283,7 +283,7 @@ struct TwoTripCallTests {
         #expect(clamped == String(format: "%.1f %.1f", front, front), "\(clamped)")
     }
 
-    @Test("A retry costs two script calls: the failed attempt's outcome with the retry budget, then the next permit")
+    @Test("A retry costs one script call more: the failed attempt's outcome with the retry budget and the next permit")
     func retryRoundTrips() async throws {
         let setup = try await Setup()
         defer { setup.close() }
@@ -299,11 +299,11 @@ struct TwoTripCallTests {
         }
         #expect(result.value == 1 && result.attempts == 2)
         let (scripts, _) = try await setup.scriptCalls()
-        // call-admit; call-finish with the breaker's outcome and the retry budget; the second attempt's breaker
-        // permit; call-finish.
-        #expect(scripts == 4, "\(scripts) script calls for one call retried once")
+        // call-admit; call-finish with the breaker's outcome, the retry budget and (the breaker being closed) the
+        // second attempt's permit; call-finish.
+        #expect(scripts == 3, "\(scripts) script calls for one call retried once")
         let commands = try await setup.allCommands()
-        #expect(commands["fcall", default: 0] + commands["evalsha", default: 0] == 4, "\(commands)")
+        #expect(commands["fcall", default: 0] + commands["evalsha", default: 0] == 3, "\(commands)")
     }
 
     @Test("A started tree costs no round trip of its own: its first call records its limits, which then hold")
@@ -363,6 +363,39 @@ struct TwoTripCallTests {
         #expect(spawned?.code == .treeChildren)
         let ttl = try await setup.client.send(RedisCommand("PTTL", key)).integer ?? -1
         #expect(ttl > 0, "the tree expires (its lifetime: \(ttl) ms left)")
+    }
+
+    @Test("A retry after the failure that opened the breaker asks for its probe after the pause, not before")
+    func retryProbesAfterThePause() async throws {
+        let setup = try await Setup()
+        defer { setup.close() }
+        let backpressure = Backpressure(
+            redis: setup.client,
+            configuration: .init(
+                partition: "openai",
+                breaker: .init(
+                    window: .seconds(10), buckets: 10, minimumCalls: 1, failureRatio: 0.5, coolDown: .milliseconds(50),
+                    probes: 1, probeTimeout: .seconds(5)),
+                health: .init(stepTimeout: .seconds(10)), heartbeat: nil),
+            limiter: setup.limiter)
+        let call = ProviderCall(
+            scope: "flaky", estimate: ["tokens": 100, "requests": 1], quotaPath: setup.path, maxAttempts: 2)
+        _ = try await backpressure.call(call) { _ in CallOutcome(0, usage: ["tokens": 50, "requests": 1]) }
+        try await setup.resetStats()
+        let probes = SluiceMutex<[Bool]>([])
+        let result = try await backpressure.call(call) { attempt in
+            probes.withLock { $0.append(attempt.isProbe) }
+            if attempt.number == 1 { throw ProviderFailure("503", retryable: true, retryAfter: .milliseconds(200)) }
+            return CallOutcome(1, usage: ["tokens": 40, "requests": 1])
+        }
+        #expect(result.value == 1 && result.attempts == 2)
+        // The first failure opened the breaker (one call is enough here): the retry waited out the cool-down and
+        // then took the half-open probe in a script call of its own.
+        #expect(probes.withLock { $0 } == [false, true])
+        let (scripts, _) = try await setup.scriptCalls()
+        #expect(scripts == 4, "\(scripts) script calls")
+        let permit = try await CircuitBreaker(redis: setup.client, partition: "openai", name: "flaky").permit()
+        #expect(permit.state == .closed, "the probe's success closed the breaker again")
     }
 
     @Test("sluice bench call reports two round trips per call on the happy path, from the server's statistics")

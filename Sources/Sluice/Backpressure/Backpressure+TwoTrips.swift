@@ -176,9 +176,12 @@ extension Backpressure {
         }
 
         // 2. Everything after the provider answered, in one round trip (best effort, like any cleanup).
-        func finish(ran: Bool, usage: Cost, outcome: Bool?, observation: ProviderObservation?, sentAt: Int64?)
-            async
-        {
+        // `outcome` is the last attempt's, recorded on the breaker with that attempt's `permit` (a retry's may be a
+        // half-open probe, where the first attempt's was not).
+        func finish(
+            ran: Bool, usage: Cost, outcome: Bool?, permit: CircuitBreaker.Permit? = nil,
+            observation: ProviderObservation?, sentAt: Int64?
+        ) async {
             guard let admitted else { return }
             var steps: [ScriptStep] = []
             if ran {
@@ -190,7 +193,7 @@ extension Backpressure {
             }
             if priority == .batch { steps.append(queue.lineCreditStep(priority: priority)) }
             var breakerReply: Int?
-            if let outcome, let permit = admitted.permit {
+            if let outcome, let permit {
                 breakerReply = steps.count
                 steps.append(breaker.recordStep(permit, success: outcome))
             }
@@ -251,6 +254,8 @@ extension Backpressure {
         let heartbeat = admitted?.lease.map { lease in Task { await pool!.keepAlive(lease) } }
         defer { heartbeat?.cancel() }
         var permit = admitted?.permit
+        // A retry's permit from a closed breaker comes with the failed attempt's report (see below).
+        var nextPermit: CircuitBreaker.Permit?
         var attempt = 0
         var usage: Cost = [:]
         var ran = false
@@ -258,7 +263,10 @@ extension Backpressure {
         let admittedAt = ContinuousClock.now
         while true {
             attempt += 1
-            if attempt > 1 {
+            if attempt > 1, let prefetched = nextPermit {
+                permit = prefetched
+                nextPermit = nil
+            } else if attempt > 1 {
                 do {
                     permit = try await step.run { try await breaker.permit() }
                     if let permit { metrics.breaker(dependency, is: permit.state) }
@@ -283,8 +291,8 @@ extension Backpressure {
                 heartbeat?.cancel()
                 usage = outcome.usage
                 await finish(
-                    ran: true, usage: usage, outcome: permit.map { _ in true }, observation: outcome.observation,
-                    sentAt: context.sentAt)
+                    ran: true, usage: usage, outcome: permit.map { _ in true }, permit: permit,
+                    observation: outcome.observation, sentAt: context.sentAt)
                 return CallResult(
                     value: outcome.value, usage: usage, attempts: attempt, call: call, fellBack: false,
                     degraded: step.degraded)
@@ -304,7 +312,7 @@ extension Backpressure {
                     heartbeat?.cancel()
                     await finish(
                         ran: true, usage: Self.settled(usage, known: usageKnown, call), outcome: counts ? false : nil,
-                        observation: failure?.observation, sentAt: context.sentAt)
+                        permit: permit, observation: failure?.observation, sentAt: context.sentAt)
                     if !timedOut, let failure, failure.retryable, attempt < call.maxAttempts {
                         throw BackpressureError(
                             .deadlineExceeded,
@@ -322,21 +330,26 @@ extension Backpressure {
                             admittedAt: admitted.reservation.decision.decidedAt))
                 }
                 report.append(budget.step("retry"))
+                // The next attempt's permit, when the breaker is closed (a probe is asked for after the pause).
+                report.append(breaker.permitStep(ifClosed: true))
                 let composite = ScriptStep.composite(LuaScripts.callFinish, report)
                 let verdict: RetryBudget.Verdict?
                 do {
-                    // call-finish runs each step on its own: the retry budget's reply is the last one, the
-                    // reconciler's (when it took part) the one before.
+                    // call-finish runs each step on its own: the breaker's reply is the last one, the retry
+                    // budget's the one before, the reconciler's (when it took part) the one before that.
                     let reconciling = reconciler != nil && failure.observation != nil && admitted != nil
-                    verdict = try await step.run {
+                    let answer = try await step.run {
                         let replies = try await redis.run(composite).array ?? []
-                        if reconciling, let reconciler, let observation = failure.observation, replies.count >= 2,
-                            let outcome = try? Reconciler.parseRecord(replies[replies.count - 2])
+                        if reconciling, let reconciler, let observation = failure.observation, replies.count >= 3,
+                            let outcome = try? Reconciler.parseRecord(replies[replies.count - 3])
                         {
                             reconciler.log(outcome, path: route.path, responseClass: observation.responseClass)
                         }
-                        return try budget.verdict(from: replies.last ?? .null)
+                        let verdict = try budget.verdict(from: replies.count >= 2 ? replies[replies.count - 2] : .null)
+                        return (verdict, breaker.parsePermitIfClosed(replies.last ?? .null))
                     }
+                    verdict = answer?.0
+                    nextPermit = answer?.1
                     if let verdict, !verdict.allowed {
                         metrics.retryBudgetRefused()
                         throw Self.retryBudgetSpent(verdict, call, failure)

@@ -112,13 +112,24 @@ public struct CircuitBreaker: Sendable {
         try parsePermit(try await redis.run(permitStep()))
     }
 
-    func permitStep() -> ScriptStep {
-        ScriptStep(
-            script: LuaScripts.breakerAllow, keys: keys,
-            arguments: [
-                RedisArgument(name), RedisArgument(configuration.probes),
-                RedisArgument(Self.milliseconds(configuration.probeTimeout)), RedisArgument(keyTTL),
-            ])
+    /// - Parameter ifClosed: a permit only when the breaker is closed (``parsePermitIfClosed(_:)`` reads the reply):
+    ///   taken before a retry's backoff, it holds nothing through the pause, unlike a half-open probe.
+    func permitStep(ifClosed: Bool = false) -> ScriptStep {
+        var arguments: [RedisArgument] = [
+            RedisArgument(name), RedisArgument(configuration.probes),
+            RedisArgument(Self.milliseconds(configuration.probeTimeout)), RedisArgument(keyTTL),
+        ]
+        if ifClosed { arguments.append("if-closed") }
+        return ScriptStep(script: LuaScripts.breakerAllow, keys: keys, arguments: arguments)
+    }
+
+    /// The reply of ``permitStep(ifClosed:)`` with `ifClosed`: the closed breaker's permit, or `nil` when the
+    /// breaker is not closed (or the step failed) and the permit must be asked for when it is needed.
+    func parsePermitIfClosed(_ reply: RedisValue) -> Permit? {
+        guard let parts = reply.array, parts.count == 3, parts[0].integer == 1, parts[1].string == "closed" else {
+            return nil
+        }
+        return Permit(state: .closed, probeID: 0)
     }
 
     /// breaker-allow's reply: a permit, or ``BackpressureError/Code/breakerOpen``.
