@@ -40,10 +40,8 @@ if held >= slots then
     local first = redis.call('ZRANGEBYSCORE', key, '(0', '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
     return { 0, first[2] and math.max(1, tonumber(first[2]) - now) or 1, held, slots }
 end
-local token
-if redis.call('ZSCORE', key, '#seq') then
-    token = -tonumber(redis.call('ZINCRBY', key, -1, '#seq'))
-else -- a new key, or one that expired: start above every token it ever handed out
+local token = -tonumber(redis.call('ZINCRBY', key, -1, '#seq'))
+if token == 1 then -- a new key, or one that expired: start above every token it ever handed out
     token = t[1] * 1000000 + t[2]
     redis.call('ZADD', key, -token, '#seq')
 end

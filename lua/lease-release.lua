@@ -9,15 +9,21 @@
 --         a script touches only the keys it is given, as Redis Cluster and proxies require.)
 -- ARGV[1] the lease's member "<token>|<holder>"
 -- Reply: 1 released in time; 0 it was no longer held (expired, or released before)
-if not KEYS[2] then return redis.error_reply('lease-release: KEYS[2] is the wake-up list') end
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not score then return 0 end
-redis.call('ZREM', KEYS[1], ARGV[1])
-if tonumber(score) <= now then return 0 end
-local free = KEYS[2]
-redis.call('LPUSH', free, 1)
-redis.call('LTRIM', free, 0, 999)
-redis.call('PEXPIRE', free, 60000)
-return 1
+-- The third parameter, when a composite (call-finish) runs it, is the TIME reply it already has.
+local function lease_release(KEYS, ARGV, t)
+    if not KEYS[2] then return redis.error_reply('lease-release: KEYS[2] is the wake-up list') end
+    t = t or redis.call('TIME')
+    local now = t[1] * 1000 + math.floor(t[2] / 1000)
+    local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+    if not score then return 0 end
+    redis.call('ZREM', KEYS[1], ARGV[1])
+    if tonumber(score) <= now then return 0 end
+    sluice.wake({ KEYS[2] })
+    return 1
+end
+
+if redis.register_function then
+    redis.register_function('sluice_lease_release_VERSION', function(keys, args) return lease_release(keys, args) end)
+else
+    return lease_release(KEYS, ARGV)
+end

@@ -1526,10 +1526,8 @@ enum LuaScripts {
             local first = redis.call('ZRANGEBYSCORE', key, '(0', '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
             return { 0, first[2] and math.max(1, tonumber(first[2]) - now) or 1, held, slots }
         end
-        local token
-        if redis.call('ZSCORE', key, '#seq') then
-            token = -tonumber(redis.call('ZINCRBY', key, -1, '#seq'))
-        else -- a new key, or one that expired: start above every token it ever handed out
+        local token = -tonumber(redis.call('ZINCRBY', key, -1, '#seq'))
+        if token == 1 then -- a new key, or one that expired: start above every token it ever handed out
             token = t[1] * 1000000 + t[2]
             redis.call('ZADD', key, -token, '#seq')
         end
@@ -1554,18 +1552,24 @@ enum LuaScripts {
         --         a script touches only the keys it is given, as Redis Cluster and proxies require.)
         -- ARGV[1] the lease's member "<token>|<holder>"
         -- Reply: 1 released in time; 0 it was no longer held (expired, or released before)
-        if not KEYS[2] then return redis.error_reply('lease-release: KEYS[2] is the wake-up list') end
-        local t = redis.call('TIME')
-        local now = t[1] * 1000 + math.floor(t[2] / 1000)
-        local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-        if not score then return 0 end
-        redis.call('ZREM', KEYS[1], ARGV[1])
-        if tonumber(score) <= now then return 0 end
-        local free = KEYS[2]
-        redis.call('LPUSH', free, 1)
-        redis.call('LTRIM', free, 0, 999)
-        redis.call('PEXPIRE', free, 60000)
-        return 1
+        -- The third parameter, when a composite (call-finish) runs it, is the TIME reply it already has.
+        local function lease_release(KEYS, ARGV, t)
+            if not KEYS[2] then return redis.error_reply('lease-release: KEYS[2] is the wake-up list') end
+            t = t or redis.call('TIME')
+            local now = t[1] * 1000 + math.floor(t[2] / 1000)
+            local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+            if not score then return 0 end
+            redis.call('ZREM', KEYS[1], ARGV[1])
+            if tonumber(score) <= now then return 0 end
+            sluice.wake({ KEYS[2] })
+            return 1
+        end
+
+        if redis.register_function then
+            redis.register_function('sluice_lease_release_VERSION', function(keys, args) return lease_release(keys, args) end)
+        else
+            return lease_release(KEYS, ARGV)
+        end
         """####
     )
     static let leaseRenew = RedisScript(
@@ -2828,10 +2832,23 @@ enum LuaScripts {
         --
         -- KEYS[1] the list, sluice:{P}:...:free
         -- Reply: 1
-        redis.call('LPUSH', KEYS[1], 1)
-        redis.call('LTRIM', KEYS[1], 0, 999)
-        redis.call('PEXPIRE', KEYS[1], 60000)
-        return 1
+        -- A new list expires a minute after its first wake-up: a wake-up nobody took by then is stale (a caller
+        -- about to wait empties the list first). Trimmed only when it outgrows its bound: one call per wake-up.
+        local function wake(KEYS)
+            local length = redis.call('LPUSH', KEYS[1], 1)
+            if length == 1 then
+                redis.call('PEXPIRE', KEYS[1], 60000)
+            elseif length > 1000 then
+                redis.call('LTRIM', KEYS[1], 0, 999)
+            end
+            return 1
+        end
+
+        if redis.register_function then
+            redis.register_function('sluice_wake_VERSION', function(keys, args) return wake(keys, args) end)
+        else
+            return wake(KEYS, ARGV)
+        end
         """####
     )
     static let workerHeartbeat = RedisScript(
