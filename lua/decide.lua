@@ -3,7 +3,7 @@
 --
 -- KEYS[1] sluice:{P}:quotas  config hash: field "<scope pattern>", value a spec (QuotaConfiguration.md)
 -- KEYS[2] sluice:{P}:stats   shadow would-deny counters (written only when one happens)
--- KEYS[2+i] the state of scope i = 1..n, one string holding all its limits (see "state" below)
+-- KEYS[2+i] the state of scope i = 1..n, one string holding all its limits (lib/state.lua)
 -- KEYS[3+n] sluice:{P}:r:<id> the reservation record, only when ARGV[4] > 0
 -- KEYS[4+n], KEYS[5+n], KEYS[6+n] only for a call inside a request tree (the ARGV "tree" group below):
 --   sluice:{P}:tree:<id> its HASH (tree-open.lua), sluice:{P}:tree:<id>:calls the calls in flight
@@ -51,8 +51,8 @@
 -- The reconciler (reconcile.lua) keeps a record "~" in the root scope's state: while it pauses the
 -- partition, admissions are refused (a pseudo-limit of kind "pause"; a scheduled admission whose
 -- max wait covers the pause waits it out), and it lowers the root's buckets to its ceiling.
--- Sluice loads this with FUNCTION LOAD as sluice_decide_VERSION: specs, plans and scratch tables
--- then live across calls (parse once, allocate little). EVAL runs it too, for tests by hand.
+-- The library (ScriptLibrary.swift) registers this as sluice_decide_VERSION: specs, plans and
+-- scratch tables then live across calls (parse once, allocate little).
 
 local UNIT = { s = 1000, min = 60000, h = 3600000, d = 86400000 }
 local PERIOD = { s = 1000, min = 60000, h = 3600000, d = 86400000, w = 604800000, mo = 0 }
@@ -237,15 +237,10 @@ local function period(l, now) -- a budget's period -> index, end ms; calendar pe
 end
 
 -- State -------------------------------------------------------------------------------------------
--- A scope's key holds its own expiry (a double, ms), then per limit a record: "<tag length><tag>",
--- four doubles a, b, c, x (the record's expiry) and "<16-bit length><blob>".
---   bucket "<res>/b"      a level, b updated at, c ceiling level
---   window "<res>/w<ms>"  a count in this window, b count in the last one, c this window's index
---   exact  "<res>/w<ms>"  a running count before the log; blob the log: (time, running count)*
---   budget "<res>/g"      a used, b period index
--- A record past its expiry reads as fresh and is dropped at the next write. The key's expiry is
--- refreshed only when a record would outlive it (SET KEEPTTL otherwise: cheaper than PX).
-local RECORD = '<Bc0ddddHc0'
+-- lib/state.lua holds the format of a scope's key: its expiry, then one record per limit. Decide
+-- reads and writes it in place (the hot path: no table per record), with its formats.
+local state = lib.state
+local RECORD, HEADED, HORIZON, expiry = state.RECORD, state.HEADED, state.HORIZON, state.expiry
 local function logAt(blob, k) -- the k-th entry of an exact log: time, running count
     return struct.unpack('<dd', blob, k * 16 - 15)
 end
@@ -302,7 +297,6 @@ local PAUSE = { kind = 'pause', res = '*', tag = '~', limit = 0, shadow = false 
 local POOL, FROM, TO, EXPIRES, OTHERS, COST, PARENT, CONFIG, FIELD = {}, {}, {}, {}, {}, {}, {}, {}, {}
 -- And for writing: a scope's parts, a reservation's record and its charges (packed, then left), the reply.
 local PARTS, RESERVATION, CHARGES, CHARGE, REPLY, replyLength, TIMED = {}, {}, {}, {}, {}, 0, {}
-local HEADED = '<dBc0ddddHc0' -- the key's expiry and one record
 -- A bucket's record may carry extras in its blob (else empty): EXTRAS, four doubles.
 --   pool: what open reservations charged and may still refund. Refunds never lift a bucket above
 --     what it would hold had the call never been charged: the pool shrinks as the level without its
@@ -314,9 +308,6 @@ local HEADED = '<dBc0ddddHc0' -- the key's expiry and one record
 --     and started again is "born" anew, so older charges get nothing.
 --   absorbed, born: see the pool.   bdebt: see the headroom (batch admissions).
 local EXTRAS = '<dddd'
--- The longest a record lives (ms, about 31 years): a bucket refilling 1 a million days from a debt of
--- 2^50 would need 10^29 ms, which SET ... PX cannot take. Past it, a record reads as fresh.
-local HORIZON = 1e12
 
 local function warn(warnings, i, field, reason)
     if warnings == NONE then warnings = {} end
@@ -908,10 +899,7 @@ local function decide(KEYS, ARGV, clock, line)
                     end
                 end
             end
-            local key, s, expires, others = KEYS[2 + i], raw[i], EXPIRES[i], OTHERS[i]
-            if expires < last then -- refreshed with slack, so that a busy scope refreshes rarely
-                expires = ceil(last + (last - now < 3600000 and last - now or 3600000)) + 1000
-            end
+            local key, s, expires, others = KEYS[2 + i], raw[i], expiry(EXPIRES[i], last, now), OTHERS[i]
             if records == 1 and not others then -- the common case: one record, one pack
                 body = record(only, now, expires)
                 if i == 1 and reconRaw then body = body .. reconRaw end

@@ -2,7 +2,7 @@
 -- workers reporting the same event change it once. decide.lua applies the result on every
 -- admission; the state lives in the root scope's state key, so decide reads it for free.
 --
--- State: the record "~" among the root scope's records (decide.lua describes the key's layout):
+-- State: the record "~" among the root scope's records (lib/state.lua describes the key's layout):
 --   a pause-until ms, b last cut at ms, c cuts so far, x the record's expiry (ttl after the last
 --   observation); the blob one ENTRY per resource: name, then
 --     stated limit per window (0: unknown), window ms, a pending stated limit and how often it was
@@ -48,7 +48,7 @@
 -- Reply: {pause-until ms (0: none in force), 1 if this cut the ceiling (or, for an overload, the
 --   concurrency share), 1 if this started a pause, Redis time ms}
 
-local RECORD, ENTRY = '<Bc0ddddHc0', '<Bc0ddddddddddddddd'
+local state, ENTRY = lib.state, '<Bc0ddddddddddddddd'
 local max, floor, ceil = math.max, math.floor, math.ceil
 local function number(at, low, high, what)
     local v = tonumber(ARGV[at])
@@ -91,21 +91,9 @@ if sent <= 0 or sent > now then sent = now end
 if admitted <= 0 or admitted > sent then admitted = sent end
 
 -- Read the root's records: ours, and the others (kept as they are).
-local s = redis.call('GET', KEYS[1])
-local expires, others, pauseUntil, lastCut, cuts, blob = 0, {}, 0, 0, 0, ''
-if s then
-    expires = struct.unpack('<d', s)
-    local pos = 9
-    while pos < #s do
-        local tag, a, b, c, x, bytes, nxt = struct.unpack(RECORD, s, pos)
-        if x > now and tag == '~' then
-            pauseUntil, lastCut, cuts, blob = a, b, c, bytes
-        elseif x > now then
-            others[#others + 1] = string.sub(s, pos, nxt - 1)
-        end
-        pos = nxt
-    end
-end
+local st = state.read(redis.call('GET', KEYS[1]), now)
+local record = st.byTag['~'] or state.add(st, '~', 0, 0, 0, 0, '')
+local pauseUntil, lastCut, cuts, blob = record.a, record.b, record.c, record.blob
 local entries, order = {}, {}
 local pos = 1
 while pos < #blob do
@@ -218,7 +206,7 @@ if class == 'overload' and adaptConcurrency then
     end
 end
 
--- Write the root's key: its expiry, the other records, ours (at most MAX_ENTRIES resources).
+-- Write the root's key: the other records, ours (at most MAX_ENTRIES resources).
 local parts, keep = {}, #order
 for _, e in ipairs(named) do e.named = true end
 for _, name in ipairs(order) do
@@ -234,13 +222,8 @@ for _, name in ipairs(order) do
             e.capFrom, e.capSince, e.capClimb, e.g0, e.cutAt, e.climb, e.capLevel, e.capAt, e.capRefill)
     end
 end
-blob = table.concat(parts)
 local x = max(now + ttl, pauseUntil + ttl)
-local body = table.concat(others) .. struct.pack(RECORD, 1, '~', pauseUntil, lastCut, cuts, x, #blob, blob)
-if expires >= x then
-    redis.call('SET', KEYS[1], struct.pack('<d', expires) .. body, 'KEEPTTL')
-else
-    expires = ceil(x) + 1000
-    redis.call('SET', KEYS[1], struct.pack('<d', expires) .. body, 'PX', expires - floor(now))
-end
+record.a, record.b, record.c, record.x, record.blob = pauseUntil, lastCut, cuts, x, table.concat(parts)
+-- The key lives a second past the record (no slack: the record already outlives the last observation).
+state.write(KEYS[1], st, now, st.expires >= x and st.expires or ceil(x) + 1000)
 return { pauseUntil > now and floor(pauseUntil) or 0, cut, started, floor(now) }

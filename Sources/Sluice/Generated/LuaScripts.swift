@@ -477,7 +477,7 @@ enum LuaScripts {
         --
         -- KEYS[1] sluice:{P}:quotas  config hash: field "<scope pattern>", value a spec (QuotaConfiguration.md)
         -- KEYS[2] sluice:{P}:stats   shadow would-deny counters (written only when one happens)
-        -- KEYS[2+i] the state of scope i = 1..n, one string holding all its limits (see "state" below)
+        -- KEYS[2+i] the state of scope i = 1..n, one string holding all its limits (lib/state.lua)
         -- KEYS[3+n] sluice:{P}:r:<id> the reservation record, only when ARGV[4] > 0
         -- KEYS[4+n], KEYS[5+n], KEYS[6+n] only for a call inside a request tree (the ARGV "tree" group below):
         --   sluice:{P}:tree:<id> its HASH (tree-open.lua), sluice:{P}:tree:<id>:calls the calls in flight
@@ -525,8 +525,8 @@ enum LuaScripts {
         -- The reconciler (reconcile.lua) keeps a record "~" in the root scope's state: while it pauses the
         -- partition, admissions are refused (a pseudo-limit of kind "pause"; a scheduled admission whose
         -- max wait covers the pause waits it out), and it lowers the root's buckets to its ceiling.
-        -- Sluice loads this with FUNCTION LOAD as sluice_decide_VERSION: specs, plans and scratch tables
-        -- then live across calls (parse once, allocate little). EVAL runs it too, for tests by hand.
+        -- The library (ScriptLibrary.swift) registers this as sluice_decide_VERSION: specs, plans and
+        -- scratch tables then live across calls (parse once, allocate little).
 
         local UNIT = { s = 1000, min = 60000, h = 3600000, d = 86400000 }
         local PERIOD = { s = 1000, min = 60000, h = 3600000, d = 86400000, w = 604800000, mo = 0 }
@@ -711,15 +711,10 @@ enum LuaScripts {
         end
 
         -- State -------------------------------------------------------------------------------------------
-        -- A scope's key holds its own expiry (a double, ms), then per limit a record: "<tag length><tag>",
-        -- four doubles a, b, c, x (the record's expiry) and "<16-bit length><blob>".
-        --   bucket "<res>/b"      a level, b updated at, c ceiling level
-        --   window "<res>/w<ms>"  a count in this window, b count in the last one, c this window's index
-        --   exact  "<res>/w<ms>"  a running count before the log; blob the log: (time, running count)*
-        --   budget "<res>/g"      a used, b period index
-        -- A record past its expiry reads as fresh and is dropped at the next write. The key's expiry is
-        -- refreshed only when a record would outlive it (SET KEEPTTL otherwise: cheaper than PX).
-        local RECORD = '<Bc0ddddHc0'
+        -- lib/state.lua holds the format of a scope's key: its expiry, then one record per limit. Decide
+        -- reads and writes it in place (the hot path: no table per record), with its formats.
+        local state = lib.state
+        local RECORD, HEADED, HORIZON, expiry = state.RECORD, state.HEADED, state.HORIZON, state.expiry
         local function logAt(blob, k) -- the k-th entry of an exact log: time, running count
             return struct.unpack('<dd', blob, k * 16 - 15)
         end
@@ -776,7 +771,6 @@ enum LuaScripts {
         local POOL, FROM, TO, EXPIRES, OTHERS, COST, PARENT, CONFIG, FIELD = {}, {}, {}, {}, {}, {}, {}, {}, {}
         -- And for writing: a scope's parts, a reservation's record and its charges (packed, then left), the reply.
         local PARTS, RESERVATION, CHARGES, CHARGE, REPLY, replyLength, TIMED = {}, {}, {}, {}, {}, 0, {}
-        local HEADED = '<dBc0ddddHc0' -- the key's expiry and one record
         -- A bucket's record may carry extras in its blob (else empty): EXTRAS, four doubles.
         --   pool: what open reservations charged and may still refund. Refunds never lift a bucket above
         --     what it would hold had the call never been charged: the pool shrinks as the level without its
@@ -788,9 +782,6 @@ enum LuaScripts {
         --     and started again is "born" anew, so older charges get nothing.
         --   absorbed, born: see the pool.   bdebt: see the headroom (batch admissions).
         local EXTRAS = '<dddd'
-        -- The longest a record lives (ms, about 31 years): a bucket refilling 1 a million days from a debt of
-        -- 2^50 would need 10^29 ms, which SET ... PX cannot take. Past it, a record reads as fresh.
-        local HORIZON = 1e12
 
         local function warn(warnings, i, field, reason)
             if warnings == NONE then warnings = {} end
@@ -1382,10 +1373,7 @@ enum LuaScripts {
                             end
                         end
                     end
-                    local key, s, expires, others = KEYS[2 + i], raw[i], EXPIRES[i], OTHERS[i]
-                    if expires < last then -- refreshed with slack, so that a busy scope refreshes rarely
-                        expires = ceil(last + (last - now < 3600000 and last - now or 3600000)) + 1000
-                    end
+                    local key, s, expires, others = KEYS[2 + i], raw[i], expiry(EXPIRES[i], last, now), OTHERS[i]
                     if records == 1 and not others then -- the common case: one record, one pack
                         body = record(only, now, expires)
                         if i == 1 and reconRaw then body = body .. reconRaw end
@@ -1738,34 +1726,28 @@ enum LuaScripts {
         --   safety, the ceiling's share now (g, text), the ceiling now per window (the cap rate now, that is
         --   stated x safety climbing after a raise, x window x g; text, "" if no stated limit), the lowest
         --   remaining reported (-1: none), when its request was sent ms}
-        local RECORD, ENTRY = '<Bc0ddddHc0', '<Bc0ddddddddddddddd'
+        local ENTRY = '<Bc0ddddddddddddddd'
         local time = redis.call('TIME')
         local now = time[1] * 1000 + time[2] / 1000
         local function since(t) return now > t and now - t or 0 end
-        local s = redis.call('GET', KEYS[1])
-        local pos = 9
-        while s and pos < #s do
-            local tag, a, b, c, x, blob, nxt = struct.unpack(RECORD, s, pos)
-            if tag == '~' and x > now then
-                local reply, n, at = { math.floor(now), a > now and math.floor(a) or 0, math.floor(b), c, 0 }, 0, 1
-                while at < #blob do
-                    local name, stated, window, pending, seen, safety, capRate, capFrom, capSince, capClimb, g0, cutAt, climb,
-                        capLevel, capAt, _, after = struct.unpack(ENTRY, blob, at)
-                    local g = math.min(1, g0 + climb * since(cutAt))
-                    local cap = capClimb > 0 and math.min(capRate, capFrom + capClimb * since(capSince)) or capRate
-                    for _, v in ipairs({ name, stated, window, pending, seen, string.format('%.6g', safety),
-                        string.format('%.6g', g), stated > 0 and string.format('%.6g', cap * window * g) or '',
-                        capAt > 0 and math.floor(capLevel) or -1, math.floor(capAt) }) do
-                        reply[#reply + 1] = v
-                    end
-                    n, at = n + 1, after
-                end
-                reply[5] = n
-                return reply
+        local r = lib.state.read(redis.call('GET', KEYS[1]), now).byTag['~']
+        if not r then return { math.floor(now), 0, 0, 0, 0 } end
+        local blob = r.blob
+        local reply, n, at = { math.floor(now), r.a > now and math.floor(r.a) or 0, math.floor(r.b), r.c, 0 }, 0, 1
+        while at < #blob do
+            local name, stated, window, pending, seen, safety, capRate, capFrom, capSince, capClimb, g0, cutAt, climb,
+                capLevel, capAt, _, after = struct.unpack(ENTRY, blob, at)
+            local g = math.min(1, g0 + climb * since(cutAt))
+            local cap = capClimb > 0 and math.min(capRate, capFrom + capClimb * since(capSince)) or capRate
+            for _, v in ipairs({ name, stated, window, pending, seen, string.format('%.6g', safety),
+                string.format('%.6g', g), stated > 0 and string.format('%.6g', cap * window * g) or '',
+                capAt > 0 and math.floor(capLevel) or -1, math.floor(capAt) }) do
+                reply[#reply + 1] = v
             end
-            pos = nxt
+            n, at = n + 1, after
         end
-        return { math.floor(now), 0, 0, 0, 0 }
+        reply[5] = n
+        return reply
         """####
     )
     static let reconcile = RedisScript(
@@ -1775,7 +1757,7 @@ enum LuaScripts {
         -- workers reporting the same event change it once. decide.lua applies the result on every
         -- admission; the state lives in the root scope's state key, so decide reads it for free.
         --
-        -- State: the record "~" among the root scope's records (decide.lua describes the key's layout):
+        -- State: the record "~" among the root scope's records (lib/state.lua describes the key's layout):
         --   a pause-until ms, b last cut at ms, c cuts so far, x the record's expiry (ttl after the last
         --   observation); the blob one ENTRY per resource: name, then
         --     stated limit per window (0: unknown), window ms, a pending stated limit and how often it was
@@ -1821,7 +1803,7 @@ enum LuaScripts {
         -- Reply: {pause-until ms (0: none in force), 1 if this cut the ceiling (or, for an overload, the
         --   concurrency share), 1 if this started a pause, Redis time ms}
 
-        local RECORD, ENTRY = '<Bc0ddddHc0', '<Bc0ddddddddddddddd'
+        local state, ENTRY = lib.state, '<Bc0ddddddddddddddd'
         local max, floor, ceil = math.max, math.floor, math.ceil
         local function number(at, low, high, what)
             local v = tonumber(ARGV[at])
@@ -1864,21 +1846,9 @@ enum LuaScripts {
         if admitted <= 0 or admitted > sent then admitted = sent end
 
         -- Read the root's records: ours, and the others (kept as they are).
-        local s = redis.call('GET', KEYS[1])
-        local expires, others, pauseUntil, lastCut, cuts, blob = 0, {}, 0, 0, 0, ''
-        if s then
-            expires = struct.unpack('<d', s)
-            local pos = 9
-            while pos < #s do
-                local tag, a, b, c, x, bytes, nxt = struct.unpack(RECORD, s, pos)
-                if x > now and tag == '~' then
-                    pauseUntil, lastCut, cuts, blob = a, b, c, bytes
-                elseif x > now then
-                    others[#others + 1] = string.sub(s, pos, nxt - 1)
-                end
-                pos = nxt
-            end
-        end
+        local st = state.read(redis.call('GET', KEYS[1]), now)
+        local record = st.byTag['~'] or state.add(st, '~', 0, 0, 0, 0, '')
+        local pauseUntil, lastCut, cuts, blob = record.a, record.b, record.c, record.blob
         local entries, order = {}, {}
         local pos = 1
         while pos < #blob do
@@ -1991,7 +1961,7 @@ enum LuaScripts {
             end
         end
 
-        -- Write the root's key: its expiry, the other records, ours (at most MAX_ENTRIES resources).
+        -- Write the root's key: the other records, ours (at most MAX_ENTRIES resources).
         local parts, keep = {}, #order
         for _, e in ipairs(named) do e.named = true end
         for _, name in ipairs(order) do
@@ -2007,15 +1977,10 @@ enum LuaScripts {
                     e.capFrom, e.capSince, e.capClimb, e.g0, e.cutAt, e.climb, e.capLevel, e.capAt, e.capRefill)
             end
         end
-        blob = table.concat(parts)
         local x = max(now + ttl, pauseUntil + ttl)
-        local body = table.concat(others) .. struct.pack(RECORD, 1, '~', pauseUntil, lastCut, cuts, x, #blob, blob)
-        if expires >= x then
-            redis.call('SET', KEYS[1], struct.pack('<d', expires) .. body, 'KEEPTTL')
-        else
-            expires = ceil(x) + 1000
-            redis.call('SET', KEYS[1], struct.pack('<d', expires) .. body, 'PX', expires - floor(now))
-        end
+        record.a, record.b, record.c, record.x, record.blob = pauseUntil, lastCut, cuts, x, table.concat(parts)
+        -- The key lives a second past the record (no slack: the record already outlives the last observation).
+        state.write(KEYS[1], st, now, st.expires >= x and st.expires or ceil(x) + 1000)
         return { pauseUntil > now and floor(pauseUntil) or 0, cut, started, floor(now) }
         """####
     )
@@ -2111,7 +2076,7 @@ enum LuaScripts {
         -- Reply: {status}: "settled" | "cancelled" | "already settled" | "already cancelled" | "unknown"
         --   (never made, or expired: its estimate stays charged) | "mismatch" (KEYS are not its path, or
         --   not its tree)
-        -- Loaded with FUNCTION LOAD as sluice_settle_VERSION, like decide; EVAL runs it too.
+        -- The library registers it as sluice_settle_VERSION, like decide.
         -- Inside a composite (call-finish.lua), `shared.line_credit` is set to the ms the root scope's binding
         -- bucket (the one slowest to refill a call's cost, which spaces call-admit.lua's line; shadow buckets
         -- enforce nothing and are left out) takes to refill what this settle gave back to it: its "line_credit"
@@ -2120,13 +2085,13 @@ enum LuaScripts {
         -- pool: reading and writing the scope there would cost every such settle. Such a share only takes part
         -- in later shrinking, so the other reservations get back less, never more.
 
-        local RECORD = '<Bc0ddddHc0' -- decide.lua explains the state layout
+        local state = lib.state -- the scopes' state format
         local EXTRAS = '<dddd' -- a bucket's pool, absorbed, born and batch debt (decide.lua explains them)
-        local HORIZON = 1e12 -- the longest a record lives, ms (decide.lua)
-        local NONE = {} -- the records of a scope no charge changes: never read, never written
+        local HORIZON = state.HORIZON
+        local NONE = { byTag = {} } -- the records of a scope no charge changes: never read, never written
 
         local function settle(KEYS, ARGV, clock, shared) -- clock: the TIME reply a composite already has
-            local max, min, ceil, floor = math.max, math.min, math.ceil, math.floor
+            local max, min = math.max, math.min
             -- Bad input is refused before anything is read or written: a negative actual cost would refund
             -- more than was charged (other callers' usage); "nan", "inf" or "0x10" are no costs.
             if ARGV[1] ~= 'settle' and ARGV[1] ~= 'cancel' then return redis.error_reply('settle: ARGV[1] is settle or cancel') end
@@ -2172,21 +2137,10 @@ enum LuaScripts {
             local time = clock or redis.call('TIME')
             local now = time[1] * 1000 + time[2] / 1000
 
-            local scopes = {} -- scope i -> { expires = key expiry, [tag] = record, [k] = record }
+            local scopes = {} -- scope i -> its live records (lib/state.lua), read when first needed
             local function records(i)
-                if scopes[i] then return scopes[i] end
-                local s, st, pos = raw[1 + i], { expires = 0 }, 9
-                if s then st.expires = struct.unpack('<d', s) end
-                while s and pos < #s do
-                    local tag, a, b, c, x, blob, nxt = struct.unpack(RECORD, s, pos)
-                    if x > now then
-                        local r = { tag, a, b, c, x, blob }
-                        st[#st + 1], st[tag] = r, r
-                    end
-                    pos = nxt
-                end
-                scopes[i] = st
-                return st
+                if not scopes[i] then scopes[i] = state.read(raw[1 + i], now) end
+                return scopes[i]
             end
 
             local binding, credit = 0, 0 -- the root's slowest refill of a call's cost, and what it got back (ms)
@@ -2194,20 +2148,19 @@ enum LuaScripts {
                 local i, res, tag, kind, cost, mark, rate, burst, ceiling, born, absorbedThen, shadow = unpack(ch, 1, 12)
                 local refund = cancel and cost or cost - (actual[res] or cost) -- < 0: an overrun to charge
                 local st = refund ~= 0 and records(i) or NONE
-                local r = st[tag]
+                local r = st.byTag[tag]
                 local given = 0
                 if refund ~= 0 and kind == 'bucket' then
                     if not r and refund < 0 then -- expired, so full: record the overrun as fresh debt
-                        r = { tag, burst, now, burst, 0, '' }
-                        st[#st + 1], st[tag] = r, r
+                        r = state.add(st, tag, burst, now, burst, 0, '')
                     end
                     if r then
-                        -- The record holds the levels at r[3]; a refund goes back only while the level is
+                        -- The record holds the levels at r.b; a refund goes back only while the level is
                         -- below the burst, where adding to it then is adding to it now.
-                        local dt = max(0, now - r[3])
-                        local level, top = r[2] + dt * rate, r[4] + dt * (ceiling or rate)
+                        local dt = max(0, now - r.b)
+                        local level, top = r.a + dt * rate, r.c + dt * (ceiling or rate)
                         local pool, absorbed, poolBorn, bdebt = 0, 0, 0, 0
-                        if #r[6] == 32 then pool, absorbed, poolBorn, bdebt = struct.unpack(EXTRAS, r[6]) end
+                        if #r.blob == 32 then pool, absorbed, poolBorn, bdebt = struct.unpack(EXTRAS, r.blob) end
                         local give, share = refund, 0 -- refund < 0: an overrun, charged whole
                         if mark == 0 then -- never above what the bucket would hold without the charge
                             local left = max(0, burst - level)
@@ -2228,31 +2181,30 @@ enum LuaScripts {
                         end
                         if refund > 0 and mark == 0 then
                             given = give
-                            r[2] = r[2] + give
-                            r[4] = r[4] + min(give, max(0, burst - top))
+                            r.a = r.a + give
+                            r.c = r.c + min(give, max(0, burst - top))
                         elseif refund > 0 then -- a borrowing admission charged only its ceiling
-                            r[4] = r[4] + min(refund, max(0, burst - top))
+                            r.c = r.c + min(refund, max(0, burst - top))
                         else
-                            if mark == 0 then r[2] = r[2] + refund end
-                            r[4] = r[4] + refund
+                            if mark == 0 then r.a = r.a + refund end
+                            r.c = r.c + refund
                         end
-                        r[6] = (pool > 0 or bdebt > 0) and struct.pack(EXTRAS, pool, absorbed, poolBorn, bdebt) or ''
-                        r[5] = min(r[3] + max(0, (burst - r[2]) / rate, (burst - r[4]) / (ceiling or rate)), now + HORIZON)
+                        r.blob = (pool > 0 or bdebt > 0) and struct.pack(EXTRAS, pool, absorbed, poolBorn, bdebt) or ''
+                        r.x = min(r.b + max(0, (burst - r.a) / rate, (burst - r.c) / (ceiling or rate)), now + HORIZON)
                         st.dirty = true
                     end
-                elseif refund ~= 0 and (kind == 'exact' or kind == 'window' and r and r[6] ~= '') then -- an exact log
+                elseif refund ~= 0 and (kind == 'exact' or kind == 'window' and r and r.blob ~= '') then -- an exact log
                     local ms = tonumber(string.match(tag, '/w(%d+)$'))
                     if not r and refund < 0 then -- expired (or never written): the overrun starts a fresh log
-                        r = { tag, 0, 0, 0, now + ms, '' }
-                        st[#st + 1], st[tag] = r, r
+                        r = state.add(st, tag, 0, 0, 0, now + ms, '')
                     end
-                    if r and r[4] ~= 0 then r = nil end -- the limit was edited into an approximate window since
-                    local log, at = r and r[6] or '', 0
+                    if r and r.c ~= 0 then r = nil end -- the limit was edited into an approximate window since
+                    local log, at = r and r.blob or '', 0
                     for k = 1, #log / 16 do
                         if struct.unpack('<d', log, k * 16 - 15) == mark then at = k end
                     end
                     if at > 0 then -- lower (or raise) the running count from that entry on
-                        local parts, last = { string.sub(log, 1, at * 16 - 16) }, r[2]
+                        local parts, last = { string.sub(log, 1, at * 16 - 16) }, r.a
                         if at > 1 then last = select(2, struct.unpack('<dd', log, at * 16 - 31)) end
                         for k = at, #log / 16 do
                             local t, running = struct.unpack('<dd', log, k * 16 - 15)
@@ -2262,27 +2214,27 @@ enum LuaScripts {
                             if running > last then parts[#parts + 1] = struct.pack('<dd', t, running) end
                             last = running
                         end
-                        r[6], st.dirty = table.concat(parts), true
+                        r.blob, st.dirty = table.concat(parts), true
                     elseif r and refund < 0 then -- no entry of its own (an estimate of 0): the overrun counts from now
-                        local t, last, entries = now, r[2], #log / 16
+                        local t, last, entries = now, r.a, #log / 16
                         if entries > 0 then
                             local lt, running = struct.unpack('<dd', log, entries * 16 - 15)
                             if lt > t then t = lt end -- the log stays in order when Redis' clock stepped back
                             last = running
                         end
                         if entries < 1024 then
-                            r[6] = log .. struct.pack('<dd', t, last - refund)
+                            r.blob = log .. struct.pack('<dd', t, last - refund)
                         else -- bounded (its length is 16 bits): the last entry takes the overrun, and counts longer
-                            r[6] = string.sub(log, 1, entries * 16 - 16) .. struct.pack('<dd', t, last - refund)
+                            r.blob = string.sub(log, 1, entries * 16 - 16) .. struct.pack('<dd', t, last - refund)
                         end
                         st.dirty = true
-                        if r[5] < t + ms then r[5] = t + ms end
+                        if r.x < t + ms then r.x = t + ms end
                     end
                 elseif refund ~= 0 and r and kind == 'window' then
-                    if r[4] == mark then r[2], st.dirty = max(0, r[2] - refund), true end
-                    if r[4] == mark + 1 then r[3], st.dirty = max(0, r[3] - refund), true end
-                elseif refund ~= 0 and r and kind == 'budget' and r[3] == mark then
-                    r[2], st.dirty = max(0, r[2] - refund), true
+                    if r.c == mark then r.a, st.dirty = max(0, r.a - refund), true end
+                    if r.c == mark + 1 then r.b, st.dirty = max(0, r.b - refund), true end
+                elseif refund ~= 0 and r and kind == 'budget' and r.b == mark then
+                    r.a, st.dirty = max(0, r.a - refund), true
                 end
                 if i == 1 and kind == 'bucket' and not shadow and rate > 0 and cost / rate > binding then
                     binding, credit = cost / rate, given / rate
@@ -2291,23 +2243,7 @@ enum LuaScripts {
             if shared then shared.line_credit = credit end
 
             for i, st in pairs(scopes) do
-                if st.dirty then
-                    local parts, last = {}, now
-                    for _, r in ipairs(st) do
-                        if r[5] > now then
-                            parts[#parts + 1], last = struct.pack(RECORD, #r[1], r[1], r[2], r[3], r[4], r[5], #r[6], r[6]), max(last, r[5])
-                        end
-                    end
-                    local body = table.concat(parts)
-                    if body == '' then
-                        redis.call('DEL', KEYS[1 + i])
-                    elseif st.expires >= last then
-                        redis.call('SET', KEYS[1 + i], struct.pack('<d', st.expires) .. body, 'KEEPTTL')
-                    else
-                        local expires = ceil(last + min(last - now, 3600000)) + 1000
-                        redis.call('SET', KEYS[1 + i], struct.pack('<d', expires) .. body, 'PX', expires - floor(now))
-                    end
-                end
+                if st.dirty then state.write(KEYS[1 + i], st, now) end
             end
             if reservation.call then -- tree-exit.lua's work for the call decide admitted into the tree
                 local key, calls, call = KEYS[2 + n], KEYS[3 + n], reservation.call
@@ -2368,7 +2304,7 @@ enum LuaScripts {
         --   state (cmsgpack: e epoch, i index, n shards, L per bucket: r resource, n rate amount, ms rate
         --   window ms, B burst, D debt (-1: default), h headroom (-1: none), sh shadow 0|1, b the share),
         --   field "global=<root>" the spec decide.lua reads (operator data: the config hash has no expiry)
-        -- KEYS[2] sluice:{<root>~s<k>}:s:global=<root>  the shard's root state (decide.lua's layout)
+        -- KEYS[2] sluice:{<root>~s<k>}:s:global=<root>  the shard's root state (lib/state.lua)
         -- KEYS[3] sluice:{<root>~s<k>}:transit  HASH transfer id -> cmsgpack { to, r, s, e, d deadline }
         -- KEYS[4] sluice:{<root>~s<k>}:claim:<id>  take only: the receiver's claim of transfer <id>
         -- ARGV[1] the operation, then:
@@ -2388,7 +2324,8 @@ enum LuaScripts {
         -- Every key but the config hash expires: the state as decide.lua keeps it, the in-transit hash a day
         -- after its last deadline, a claim two days after its transfer's deadline.
 
-        local HEADED, RECORD, HORIZON = '<dBc0ddddHc0', '<Bc0ddddHc0', 1e12
+        local state = lib.state
+        local HORIZON = state.HORIZON
         local MAX = 1125899906842624 -- 2^50
         local UNITS = { { 'd', 86400000 }, { 'h', 3600000 }, { 'min', 60000 }, { 's', 1000 } }
         local floor, ceil = math.floor, math.ceil
@@ -2445,33 +2382,11 @@ enum LuaScripts {
         end
         local function perMs(l) return l.n / l.ms * (l.b / l.B) end
 
-        -- The root state's records, as decide.lua keeps them: the key's expiry, then records.
-        local function readState()
-            local s = redis.call('GET', KEYS[2])
-            local st = { expires = 0, records = {} }
-            if not s then return st end
-            local pos = 1
-            while pos < #s do
-                local tag, a, b, c, x, blob, nxt
-                if pos == 1 then
-                    st.expires, tag, a, b, c, x, blob, nxt = struct.unpack(HEADED, s)
-                else
-                    tag, a, b, c, x, blob, nxt = struct.unpack(RECORD, s, pos)
-                end
-                st.records[#st.records + 1] = { tag = tag, a = a, b = b, c = c, x = x, blob = blob }
-                pos = nxt
-            end
-            return st
-        end
-        local function findRecord(st, tag)
-            for _, r in ipairs(st.records) do
-                if r.tag == tag and r.x > now then return r end
-            end
-            return nil
-        end
+        -- The root state's live records (lib/state.lua).
+        local function readState() return state.read(redis.call('GET', KEYS[2]), now) end
         -- The bucket's level now, refilled at the share in force (as decide.lua would read it).
         local function levelNow(st, l)
-            local r = findRecord(st, l.r .. '/b')
+            local r = st.byTag[l.r .. '/b']
             if not r then return l.b end
             local dt = now - r.b
             if dt < 0 then dt = 0 end
@@ -2482,29 +2397,15 @@ enum LuaScripts {
         -- Writes the bucket's record at `level` (updated now) under the share in force, keeping the others.
         local function writeLevel(st, l, level)
             local tag = l.r .. '/b'
-            local r = findRecord(st, tag)
+            local r = st.byTag[tag]
             local full = (l.b - level) / perMs(l)
             if full > HORIZON then full = HORIZON end
             if not r then
                 if level >= l.b then return end -- no record reads as full: nothing to write
-                r = { tag = tag, blob = '' }
-                st.records[#st.records + 1] = r
+                r = state.add(st, tag, 0, 0, 0, 0, '')
             end
             r.a, r.b, r.c, r.x = level, now, level, now + full
-            local parts, last = {}, now
-            for _, rec in ipairs(st.records) do
-                if rec.x > now then
-                    parts[#parts + 1] = struct.pack(RECORD, #rec.tag, rec.tag, rec.a, rec.b, rec.c, rec.x, #rec.blob, rec.blob)
-                    if rec.x > last then last = rec.x end
-                end
-            end
-            if #parts == 0 then
-                redis.call('DEL', KEYS[2])
-                return
-            end
-            local expires = st.expires
-            if expires < last then expires = ceil(last + (last - now < 3600000 and last - now or 3600000)) + 1000 end
-            redis.call('SET', KEYS[2], struct.pack('<d', expires) .. table.concat(parts), 'PX', ceil(expires - now))
+            state.write(KEYS[2], st, now)
         end
         local function readShare()
             local raw = redis.call('HGET', KEYS[1], 'share')
@@ -2549,7 +2450,7 @@ enum LuaScripts {
                 local level = l.b
                 local before = old and limitOf(old, l.r)
                 if before then level = levelNow(st, before) else
-                    local r = findRecord(st, l.r .. '/b')
+                    local r = st.byTag[l.r .. '/b']
                     if r then level = r.a end
                 end
                 if level > l.b then level = l.b end
@@ -2850,6 +2751,89 @@ enum LuaScripts {
         return redis.call('ZCARD', KEYS[1])
         """####
     )
+
+    /// The shared modules of lua/lib/, in the order ScriptLibrary joins them (before the entries): no entry points.
+    static let modules: [RedisScript] = [
+        RedisScript(
+            name: "lib/state",
+            source: ####"""
+            -- state: the format of a scope's state key, which decide.lua, settle.lua, reconcile.lua and
+            -- shard-share.lua read and write (the library keeps it as lib.state).
+            --
+            -- A scope's key holds its own expiry (a double, ms), then per limit a record: "<tag length><tag>",
+            -- four doubles a, b, c, x (the record's expiry) and "<16-bit length><blob>".
+            --   bucket "<res>/b"      a level, b updated at, c ceiling level; blob its pool (lib/bucket.lua)
+            --   window "<res>/w<ms>"  a count in this window, b count in the last one, c this window's index
+            --   exact  "<res>/w<ms>"  a running count before the log; blob the log: (time, running count)*
+            --   budget "<res>/g"      a used, b period index
+            --   "~"                   the reconciler's record, in the root scope only (lib/ceiling.lua)
+            -- A record past its expiry reads as fresh and is dropped at the next write. The key's expiry is
+            -- refreshed only when a record would outlive it (SET KEEPTTL otherwise: cheaper than PX).
+            -- Only what runs when the library loads may be at the top level: no globals (struct, math) there.
+
+            local state = {
+                RECORD = '<Bc0ddddHc0', -- one record
+                HEADED = '<dBc0ddddHc0', -- the key's expiry and the first record, read or written in one call
+                -- The longest a record lives (ms, about 31 years): a bucket refilling 1 a million days from a debt
+                -- of 2^50 would need 10^29 ms, which SET ... PX cannot take. Past it, a record reads as fresh.
+                HORIZON = 1e12,
+            }
+            local RECORD = state.RECORD
+
+            -- The key's live records (s: its value, or false): { expires = the key's expiry (0: none),
+            -- records = { {tag, a, b, c, x, blob}... } in the key's order, byTag = tag -> record }.
+            function state.read(s, now)
+                local st, pos = { expires = 0, records = {}, byTag = {} }, 9
+                if s then st.expires = struct.unpack('<d', s) end
+                while s and pos < #s do
+                    local tag, a, b, c, x, blob, nxt = struct.unpack(RECORD, s, pos)
+                    if x > now then state.add(st, tag, a, b, c, x, blob) end
+                    pos = nxt
+                end
+                return st
+            end
+
+            -- A record added to st (last in the key); returns it.
+            function state.add(st, tag, a, b, c, x, blob)
+                local r = { tag = tag, a = a, b = b, c = c, x = x, blob = blob }
+                st.records[#st.records + 1], st.byTag[tag] = r, r
+                return r
+            end
+
+            -- The key's expiry for records that live until `last`: `old` while it covers them, else `last` with
+            -- slack (as long again, at most an hour: a busy scope refreshes rarely) and a second.
+            function state.expiry(old, last, now)
+                if old >= last then return old end
+                return math.ceil(last + (last - now < 3600000 and last - now or 3600000)) + 1000
+            end
+
+            -- Writes st's live records to `key` (deleted when none is left), with the key's expiry `expires`
+            -- (default: state.expiry); KEEPTTL while it stays the one the key has.
+            function state.write(key, st, now, expires)
+                local parts, last = {}, now
+                for _, r in ipairs(st.records) do
+                    if r.x > now then
+                        parts[#parts + 1] = struct.pack(RECORD, #r.tag, r.tag, r.a, r.b, r.c, r.x, #r.blob, r.blob)
+                        if r.x > last then last = r.x end
+                    end
+                end
+                if #parts == 0 then
+                    redis.call('DEL', key)
+                    return
+                end
+                expires = expires or state.expiry(st.expires, last, now)
+                local body = struct.pack('<d', expires) .. table.concat(parts)
+                if expires == st.expires then
+                    redis.call('SET', key, body, 'KEEPTTL')
+                else
+                    redis.call('SET', key, body, 'PX', expires - math.floor(now))
+                end
+            end
+
+            return state
+            """####
+        ),
+    ]
 
     /// Every script, in file order: ScriptLibrary joins them into one function library.
     static let all: [RedisScript] = [
