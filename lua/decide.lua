@@ -265,27 +265,18 @@ local function approxUsed(e, now, ms)
     return 0
 end
 
--- The reconciler's record "~" in the root scope (reconcile.lua writes it and documents it): a is
--- the pause-until, the blob one entry per resource. Decide reads the ceiling of each entry:
---   rate = min(configured rate, capNow) x g and burst = min(configured burst, capNow x window) x g,
---   capNow the stated limit x safety per ms (climbing after a raise), g what the last cut left
---   (climbing back to 1), the headroom scaled with the burst; and a level never above the lowest
---   remaining the provider reported (capLevel when capAt, refilled since). "*" covers the others.
-local RECON_ENTRY = '<Bc0ddddddddddddddd'
+-- The reconciler's record "~" in the root scope (lib/ceiling.lua; reconcile.lua writes it): a is
+-- the pause-until, the blob one entry per resource, whose ceiling lowers the root's buckets of that
+-- resource ("*": the others).
+local ceiling = lib.ceiling
+local ceilingBucket = ceiling.bucket
 local reconMemo, reconMemoSize = {}, 0
-local function reconEntries(blob) -- memoized: the blob changes only when an observation is merged
+local function reconEntries(blob) -- name -> entry, memoized: the blob changes only when an observation is merged
     local hit = reconMemo[blob]
     if hit then return hit end
     if reconMemoSize >= 64 then reconMemo, reconMemoSize = {}, 0 end
     hit = {}
-    local pos = 1
-    while pos < #blob do
-        local name, _, window, _, _, _, capRate, capFrom, capSince, capClimb, g0, cutAt, climb, capLevel, capAt, capRefill, nxt =
-            struct.unpack(RECON_ENTRY, blob, pos)
-        hit[name] = { window = window, capRate = capRate, capFrom = capFrom, capSince = capSince, capClimb = capClimb,
-            g0 = g0, cutAt = cutAt, climb = climb, capLevel = capLevel, capAt = capAt, capRefill = capRefill }
-        pos = nxt
-    end
+    for _, e in ipairs(ceiling.entries(blob)) do hit[e.name] = e end
     reconMemo[blob], reconMemoSize = hit, reconMemoSize + 1
     return hit
 end
@@ -667,28 +658,8 @@ local function decide(KEYS, ARGV, clock, line)
                 local burst, rate, cr, headroom, cap = l.burst, l.rate, l.ceil, l.headroom, nil
                 local r = i == 1 and recon and (recon[l.res] or recon['*'])
                 e.most = burst -- the most a cost may be and still pass some day, at the stated limit in force
-                if r then -- the reconciler's ceiling (see RECON_ENTRY)
-                    local dt, capNow = now - r.cutAt, r.capRate
-                    local g = r.g0 + r.climb * (dt > 0 and dt or 0)
-                    if r.capClimb > 0 then
-                        dt = now - r.capSince
-                        local c = r.capFrom + r.capClimb * (dt > 0 and dt or 0)
-                        if c < capNow then capNow = c end
-                    end
-                    local target, top = rate, burst
-                    if capNow > 0 and capNow < target then target = capNow end
-                    if capNow > 0 and capNow * r.window < top then top = capNow * r.window end
-                    if r.capRate > 0 and r.capRate * r.window < e.most then e.most = r.capRate * r.window end
-                    if g < 1 then target, top = target * g, top * g end
-                    if target < rate then
-                        if cr then cr = cr * target / rate end
-                        rate = target
-                    end
-                    if top < burst then burst, headroom = top, headroom * top / burst end
-                    if r.capAt > 0 then
-                        dt = now - r.capAt
-                        cap = r.capLevel + (r.capRefill > 0 and r.capRefill or rate) * (dt > 0 and dt or 0)
-                    end
+                if r then -- the reconciler's ceiling
+                    rate, cr, burst, headroom, e.most, cap = ceilingBucket(r, now, rate, cr, burst, headroom)
                 end
                 local level, ceiling, pool, absorbed, born, bdebt, dt, at = burst, burst, 0, 0, 0, 0, 0, now
                 if found then

@@ -2,18 +2,9 @@
 -- workers reporting the same event change it once. decide.lua applies the result on every
 -- admission; the state lives in the root scope's state key, so decide reads it for free.
 --
--- State: the record "~" among the root scope's records (lib/state.lua describes the key's layout):
---   a pause-until ms, b last cut at ms, c cuts so far, x the record's expiry (ttl after the last
---   observation); the blob one ENTRY per resource: name, then
---     stated limit per window (0: unknown), window ms, a pending stated limit and how often it was
---     seen, safety;
---     the cap rate, per ms: capRate (stated x safety / window), climbing to it from capFrom since
---     capSince at capClimb per ms (0: not climbing): capNow = min(capRate, capFrom + capClimb x dt);
---     the share g the last cut left: g0 at cutAt, climbing by climb per ms to 1;
---     the remaining cap: capLevel reported for a request sent at capAt (0: none), refilled at
---     capRefill per ms (0: at the bucket's own rate; no stated limit was known).
---   decide: rate = min(configured, capNow) x g, burst = min(configured, capNow x window) x g, and a
---   level never above capLevel + refill x (now - capAt).
+-- State: the record "~" among the root scope's records (lib/ceiling.lua describes it and the
+--   ceiling decide applies: rate = min(configured, capNow) x g, burst = min(configured, capNow x
+--   window) x g, and a level never above capLevel + refill x (now - capAt)).
 -- Rules:
 --   remaining only ever lowers the bucket: the cap moves to this remaining only when that is lower
 --     than the cap in force, both projected to now from their send times at the cap rate (without a
@@ -48,7 +39,7 @@
 -- Reply: {pause-until ms (0: none in force), 1 if this cut the ceiling (or, for an overload, the
 --   concurrency share), 1 if this started a pause, Redis time ms}
 
-local state, ENTRY = lib.state, '<Bc0ddddddddddddddd'
+local state, ceiling = lib.state, lib.ceiling
 local max, floor, ceil = math.max, math.floor, math.ceil
 local function number(at, low, high, what)
     local v = tonumber(ARGV[at])
@@ -92,16 +83,10 @@ if admitted <= 0 or admitted > sent then admitted = sent end
 
 -- Read the root's records: ours, and the others (kept as they are).
 local st = state.read(redis.call('GET', KEYS[1]), now)
-local record = st.byTag['~'] or state.add(st, '~', 0, 0, 0, 0, '')
-local pauseUntil, lastCut, cuts, blob = record.a, record.b, record.c, record.blob
+local record = st.byTag[ceiling.TAG] or state.add(st, ceiling.TAG, 0, 0, 0, 0, '')
+local pauseUntil, lastCut, cuts = record.a, record.b, record.c
 local entries, order = {}, {}
-local pos = 1
-while pos < #blob do
-    local e, nxt = {}, nil
-    e.name, e.stated, e.window, e.pending, e.seen, e.safety, e.capRate, e.capFrom, e.capSince, e.capClimb, e.g0,
-        e.cutAt, e.climb, e.capLevel, e.capAt, e.capRefill, nxt = struct.unpack(ENTRY, blob, pos)
-    entries[e.name], order[#order + 1], pos = e, e.name, nxt
-end
+for _, e in ipairs(ceiling.entries(record.blob)) do entries[e.name], order[#order + 1] = e, e.name end
 local function entry(name)
     local e = entries[name]
     if not e then
@@ -115,14 +100,8 @@ end
 local function since(t) -- ms from t to now, never negative (Redis' clock may step back)
     return now > t and now - t or 0
 end
-local function share(e) -- g now
-    local g = e.g0 + e.climb * since(e.cutAt)
-    return g < 1 and g or 1
-end
-local function capNow(e) -- the cap rate now, per ms (0: no stated limit)
-    local c = e.capClimb > 0 and e.capFrom + e.capClimb * since(e.capSince) or e.capRate
-    return c < e.capRate and c or e.capRate
-end
+local function share(e) return ceiling.share(e, now) end -- g now
+local function capNow(e) return ceiling.capNow(e, now) end -- the cap rate now, per ms (0: no stated limit)
 local function event(kind, detail)
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', 10000, '*', 'type', kind, 'scope', ARGV[1], 'detail', detail)
     redis.call('PEXPIRE', KEYS[2], 604800000)
@@ -161,7 +140,7 @@ for k = 13, #ARGV, 4 do
         if e.capAt == 0 then
             lower = true
         elseif refill > 0 then -- both projected to now, each at its own refill rate
-            local old = e.capLevel + (e.capRefill > 0 and e.capRefill or refill) * since(e.capAt)
+            local old = ceiling.capLevel(e, now, refill)
             lower = remaining + refill * since(sent) < old
         else -- decide refills at a rate unknown here: only a later, lower report is surely lower
             lower = sent >= e.capAt and remaining <= e.capLevel
@@ -207,7 +186,7 @@ if class == 'overload' and adaptConcurrency then
 end
 
 -- Write the root's key: the other records, ours (at most MAX_ENTRIES resources).
-local parts, keep = {}, #order
+local kept, keep = {}, #order
 for _, e in ipairs(named) do e.named = true end
 for _, name in ipairs(order) do
     local e = entries[name]
@@ -216,14 +195,10 @@ for _, name in ipairs(order) do
     end
 end
 for _, name in ipairs(order) do
-    local e = entries[name]
-    if e then
-        parts[#parts + 1] = struct.pack(ENTRY, #name, name, e.stated, e.window, e.pending, e.seen, e.safety, e.capRate,
-            e.capFrom, e.capSince, e.capClimb, e.g0, e.cutAt, e.climb, e.capLevel, e.capAt, e.capRefill)
-    end
+    if entries[name] then kept[#kept + 1] = entries[name] end
 end
 local x = max(now + ttl, pauseUntil + ttl)
-record.a, record.b, record.c, record.x, record.blob = pauseUntil, lastCut, cuts, x, table.concat(parts)
+record.a, record.b, record.c, record.x, record.blob = pauseUntil, lastCut, cuts, x, ceiling.pack(kept)
 -- The key lives a second past the record (no slack: the record already outlives the last observation).
 state.write(KEYS[1], st, now, st.expires >= x and st.expires or ceil(x) + 1000)
 return { pauseUntil > now and floor(pauseUntil) or 0, cut, started, floor(now) }

@@ -739,27 +739,18 @@ enum LuaScripts {
             return 0
         end
 
-        -- The reconciler's record "~" in the root scope (reconcile.lua writes it and documents it): a is
-        -- the pause-until, the blob one entry per resource. Decide reads the ceiling of each entry:
-        --   rate = min(configured rate, capNow) x g and burst = min(configured burst, capNow x window) x g,
-        --   capNow the stated limit x safety per ms (climbing after a raise), g what the last cut left
-        --   (climbing back to 1), the headroom scaled with the burst; and a level never above the lowest
-        --   remaining the provider reported (capLevel when capAt, refilled since). "*" covers the others.
-        local RECON_ENTRY = '<Bc0ddddddddddddddd'
+        -- The reconciler's record "~" in the root scope (lib/ceiling.lua; reconcile.lua writes it): a is
+        -- the pause-until, the blob one entry per resource, whose ceiling lowers the root's buckets of that
+        -- resource ("*": the others).
+        local ceiling = lib.ceiling
+        local ceilingBucket = ceiling.bucket
         local reconMemo, reconMemoSize = {}, 0
-        local function reconEntries(blob) -- memoized: the blob changes only when an observation is merged
+        local function reconEntries(blob) -- name -> entry, memoized: the blob changes only when an observation is merged
             local hit = reconMemo[blob]
             if hit then return hit end
             if reconMemoSize >= 64 then reconMemo, reconMemoSize = {}, 0 end
             hit = {}
-            local pos = 1
-            while pos < #blob do
-                local name, _, window, _, _, _, capRate, capFrom, capSince, capClimb, g0, cutAt, climb, capLevel, capAt, capRefill, nxt =
-                    struct.unpack(RECON_ENTRY, blob, pos)
-                hit[name] = { window = window, capRate = capRate, capFrom = capFrom, capSince = capSince, capClimb = capClimb,
-                    g0 = g0, cutAt = cutAt, climb = climb, capLevel = capLevel, capAt = capAt, capRefill = capRefill }
-                pos = nxt
-            end
+            for _, e in ipairs(ceiling.entries(blob)) do hit[e.name] = e end
             reconMemo[blob], reconMemoSize = hit, reconMemoSize + 1
             return hit
         end
@@ -1141,28 +1132,8 @@ enum LuaScripts {
                         local burst, rate, cr, headroom, cap = l.burst, l.rate, l.ceil, l.headroom, nil
                         local r = i == 1 and recon and (recon[l.res] or recon['*'])
                         e.most = burst -- the most a cost may be and still pass some day, at the stated limit in force
-                        if r then -- the reconciler's ceiling (see RECON_ENTRY)
-                            local dt, capNow = now - r.cutAt, r.capRate
-                            local g = r.g0 + r.climb * (dt > 0 and dt or 0)
-                            if r.capClimb > 0 then
-                                dt = now - r.capSince
-                                local c = r.capFrom + r.capClimb * (dt > 0 and dt or 0)
-                                if c < capNow then capNow = c end
-                            end
-                            local target, top = rate, burst
-                            if capNow > 0 and capNow < target then target = capNow end
-                            if capNow > 0 and capNow * r.window < top then top = capNow * r.window end
-                            if r.capRate > 0 and r.capRate * r.window < e.most then e.most = r.capRate * r.window end
-                            if g < 1 then target, top = target * g, top * g end
-                            if target < rate then
-                                if cr then cr = cr * target / rate end
-                                rate = target
-                            end
-                            if top < burst then burst, headroom = top, headroom * top / burst end
-                            if r.capAt > 0 then
-                                dt = now - r.capAt
-                                cap = r.capLevel + (r.capRefill > 0 and r.capRefill or rate) * (dt > 0 and dt or 0)
-                            end
+                        if r then -- the reconciler's ceiling
+                            rate, cr, burst, headroom, e.most, cap = ceilingBucket(r, now, rate, cr, burst, headroom)
                         end
                         local level, ceiling, pool, absorbed, born, bdebt, dt, at = burst, burst, 0, 0, 0, 0, 0, now
                         if found then
@@ -1718,7 +1689,7 @@ enum LuaScripts {
     static let reconcileStatus = RedisScript(
         name: "reconcile-status",
         source: ####"""
-        -- reconcile-status: the reconciler's state of a partition, read only (reconcile.lua describes it).
+        -- reconcile-status: the reconciler's state of a partition, read only (lib/ceiling.lua describes it).
         --
         -- KEYS[1] the root scope's state key
         -- Reply: {Redis time ms, pause-until ms (0: none in force), last cut ms (0: none), cuts, N, then per
@@ -1726,27 +1697,21 @@ enum LuaScripts {
         --   safety, the ceiling's share now (g, text), the ceiling now per window (the cap rate now, that is
         --   stated x safety climbing after a raise, x window x g; text, "" if no stated limit), the lowest
         --   remaining reported (-1: none), when its request was sent ms}
-        local ENTRY = '<Bc0ddddddddddddddd'
+        local ceiling = lib.ceiling
         local time = redis.call('TIME')
         local now = time[1] * 1000 + time[2] / 1000
-        local function since(t) return now > t and now - t or 0 end
-        local r = lib.state.read(redis.call('GET', KEYS[1]), now).byTag['~']
+        local r = lib.state.read(redis.call('GET', KEYS[1]), now).byTag[ceiling.TAG]
         if not r then return { math.floor(now), 0, 0, 0, 0 } end
-        local blob = r.blob
-        local reply, n, at = { math.floor(now), r.a > now and math.floor(r.a) or 0, math.floor(r.b), r.c, 0 }, 0, 1
-        while at < #blob do
-            local name, stated, window, pending, seen, safety, capRate, capFrom, capSince, capClimb, g0, cutAt, climb,
-                capLevel, capAt, _, after = struct.unpack(ENTRY, blob, at)
-            local g = math.min(1, g0 + climb * since(cutAt))
-            local cap = capClimb > 0 and math.min(capRate, capFrom + capClimb * since(capSince)) or capRate
-            for _, v in ipairs({ name, stated, window, pending, seen, string.format('%.6g', safety),
-                string.format('%.6g', g), stated > 0 and string.format('%.6g', cap * window * g) or '',
-                capAt > 0 and math.floor(capLevel) or -1, math.floor(capAt) }) do
+        local entries = ceiling.entries(r.blob)
+        local reply = { math.floor(now), r.a > now and math.floor(r.a) or 0, math.floor(r.b), r.c, #entries }
+        for _, e in ipairs(entries) do
+            local g, cap = ceiling.share(e, now), ceiling.capNow(e, now)
+            for _, v in ipairs({ e.name, e.stated, e.window, e.pending, e.seen, string.format('%.6g', e.safety),
+                string.format('%.6g', g), e.stated > 0 and string.format('%.6g', cap * e.window * g) or '',
+                e.capAt > 0 and math.floor(e.capLevel) or -1, math.floor(e.capAt) }) do
                 reply[#reply + 1] = v
             end
-            n, at = n + 1, after
         end
-        reply[5] = n
         return reply
         """####
     )
@@ -1757,18 +1722,9 @@ enum LuaScripts {
         -- workers reporting the same event change it once. decide.lua applies the result on every
         -- admission; the state lives in the root scope's state key, so decide reads it for free.
         --
-        -- State: the record "~" among the root scope's records (lib/state.lua describes the key's layout):
-        --   a pause-until ms, b last cut at ms, c cuts so far, x the record's expiry (ttl after the last
-        --   observation); the blob one ENTRY per resource: name, then
-        --     stated limit per window (0: unknown), window ms, a pending stated limit and how often it was
-        --     seen, safety;
-        --     the cap rate, per ms: capRate (stated x safety / window), climbing to it from capFrom since
-        --     capSince at capClimb per ms (0: not climbing): capNow = min(capRate, capFrom + capClimb x dt);
-        --     the share g the last cut left: g0 at cutAt, climbing by climb per ms to 1;
-        --     the remaining cap: capLevel reported for a request sent at capAt (0: none), refilled at
-        --     capRefill per ms (0: at the bucket's own rate; no stated limit was known).
-        --   decide: rate = min(configured, capNow) x g, burst = min(configured, capNow x window) x g, and a
-        --   level never above capLevel + refill x (now - capAt).
+        -- State: the record "~" among the root scope's records (lib/ceiling.lua describes it and the
+        --   ceiling decide applies: rate = min(configured, capNow) x g, burst = min(configured, capNow x
+        --   window) x g, and a level never above capLevel + refill x (now - capAt)).
         -- Rules:
         --   remaining only ever lowers the bucket: the cap moves to this remaining only when that is lower
         --     than the cap in force, both projected to now from their send times at the cap rate (without a
@@ -1803,7 +1759,7 @@ enum LuaScripts {
         -- Reply: {pause-until ms (0: none in force), 1 if this cut the ceiling (or, for an overload, the
         --   concurrency share), 1 if this started a pause, Redis time ms}
 
-        local state, ENTRY = lib.state, '<Bc0ddddddddddddddd'
+        local state, ceiling = lib.state, lib.ceiling
         local max, floor, ceil = math.max, math.floor, math.ceil
         local function number(at, low, high, what)
             local v = tonumber(ARGV[at])
@@ -1847,16 +1803,10 @@ enum LuaScripts {
 
         -- Read the root's records: ours, and the others (kept as they are).
         local st = state.read(redis.call('GET', KEYS[1]), now)
-        local record = st.byTag['~'] or state.add(st, '~', 0, 0, 0, 0, '')
-        local pauseUntil, lastCut, cuts, blob = record.a, record.b, record.c, record.blob
+        local record = st.byTag[ceiling.TAG] or state.add(st, ceiling.TAG, 0, 0, 0, 0, '')
+        local pauseUntil, lastCut, cuts = record.a, record.b, record.c
         local entries, order = {}, {}
-        local pos = 1
-        while pos < #blob do
-            local e, nxt = {}, nil
-            e.name, e.stated, e.window, e.pending, e.seen, e.safety, e.capRate, e.capFrom, e.capSince, e.capClimb, e.g0,
-                e.cutAt, e.climb, e.capLevel, e.capAt, e.capRefill, nxt = struct.unpack(ENTRY, blob, pos)
-            entries[e.name], order[#order + 1], pos = e, e.name, nxt
-        end
+        for _, e in ipairs(ceiling.entries(record.blob)) do entries[e.name], order[#order + 1] = e, e.name end
         local function entry(name)
             local e = entries[name]
             if not e then
@@ -1870,14 +1820,8 @@ enum LuaScripts {
         local function since(t) -- ms from t to now, never negative (Redis' clock may step back)
             return now > t and now - t or 0
         end
-        local function share(e) -- g now
-            local g = e.g0 + e.climb * since(e.cutAt)
-            return g < 1 and g or 1
-        end
-        local function capNow(e) -- the cap rate now, per ms (0: no stated limit)
-            local c = e.capClimb > 0 and e.capFrom + e.capClimb * since(e.capSince) or e.capRate
-            return c < e.capRate and c or e.capRate
-        end
+        local function share(e) return ceiling.share(e, now) end -- g now
+        local function capNow(e) return ceiling.capNow(e, now) end -- the cap rate now, per ms (0: no stated limit)
         local function event(kind, detail)
             redis.call('XADD', KEYS[2], 'MAXLEN', '~', 10000, '*', 'type', kind, 'scope', ARGV[1], 'detail', detail)
             redis.call('PEXPIRE', KEYS[2], 604800000)
@@ -1916,7 +1860,7 @@ enum LuaScripts {
                 if e.capAt == 0 then
                     lower = true
                 elseif refill > 0 then -- both projected to now, each at its own refill rate
-                    local old = e.capLevel + (e.capRefill > 0 and e.capRefill or refill) * since(e.capAt)
+                    local old = ceiling.capLevel(e, now, refill)
                     lower = remaining + refill * since(sent) < old
                 else -- decide refills at a rate unknown here: only a later, lower report is surely lower
                     lower = sent >= e.capAt and remaining <= e.capLevel
@@ -1962,7 +1906,7 @@ enum LuaScripts {
         end
 
         -- Write the root's key: the other records, ours (at most MAX_ENTRIES resources).
-        local parts, keep = {}, #order
+        local kept, keep = {}, #order
         for _, e in ipairs(named) do e.named = true end
         for _, name in ipairs(order) do
             local e = entries[name]
@@ -1971,14 +1915,10 @@ enum LuaScripts {
             end
         end
         for _, name in ipairs(order) do
-            local e = entries[name]
-            if e then
-                parts[#parts + 1] = struct.pack(ENTRY, #name, name, e.stated, e.window, e.pending, e.seen, e.safety, e.capRate,
-                    e.capFrom, e.capSince, e.capClimb, e.g0, e.cutAt, e.climb, e.capLevel, e.capAt, e.capRefill)
-            end
+            if entries[name] then kept[#kept + 1] = entries[name] end
         end
         local x = max(now + ttl, pauseUntil + ttl)
-        record.a, record.b, record.c, record.x, record.blob = pauseUntil, lastCut, cuts, x, table.concat(parts)
+        record.a, record.b, record.c, record.x, record.blob = pauseUntil, lastCut, cuts, x, ceiling.pack(kept)
         -- The key lives a second past the record (no slack: the record already outlives the last observation).
         state.write(KEYS[1], st, now, st.expires >= x and st.expires or ceil(x) + 1000)
         return { pauseUntil > now and floor(pauseUntil) or 0, cut, started, floor(now) }
@@ -2831,6 +2771,93 @@ enum LuaScripts {
             end
 
             return state
+            """####
+        ),
+        RedisScript(
+            name: "lib/ceiling",
+            source: ####"""
+            -- ceiling: the reconciler's record "~" in the root scope's state (lib/state.lua), and the ceiling it
+            -- sets (the library keeps it as lib.ceiling). reconcile.lua writes the record (its rules are there),
+            -- decide.lua lowers the root's buckets to the ceiling, reconcile-status.lua reports it.
+            -- (lease-acquire.lua reads the "#concurrency" share with a copy of the format and of share().)
+            --
+            -- The record: a pause-until ms, b last cut at ms, c cuts so far, x its expiry (a ttl after the last
+            -- observation); the blob one ENTRY per resource ("*": every root bucket without an entry of its own;
+            -- "#concurrency": the share of lease slots): name, then
+            --   stated limit per window (0: unknown), window ms, a pending stated limit and how often it was
+            --   seen, safety;
+            --   the cap rate, per ms: capRate (stated x safety / window), climbing to it from capFrom since
+            --   capSince at capClimb per ms (0: not climbing): capNow = min(capRate, capFrom + capClimb x dt);
+            --   the share g the last cut left: g0 at cutAt, climbing by climb per ms to 1;
+            --   the remaining cap: capLevel reported for a request sent at capAt (0: none), refilled at
+            --   capRefill per ms (0: at the bucket's own rate; no stated limit was known).
+            -- Only what runs when the library loads may be at the top level: no globals (struct, math) there.
+
+            local ceiling = { TAG = '~', ENTRY = '<Bc0ddddddddddddddd' }
+            local ENTRY = ceiling.ENTRY
+
+            -- The blob's entries, in order: { {name = , stated = , window = , ...}... } (fresh tables).
+            function ceiling.entries(blob)
+                local out, pos = {}, 1
+                while pos < #blob do
+                    local e, nxt = {}, nil
+                    e.name, e.stated, e.window, e.pending, e.seen, e.safety, e.capRate, e.capFrom, e.capSince, e.capClimb, e.g0,
+                        e.cutAt, e.climb, e.capLevel, e.capAt, e.capRefill, nxt = struct.unpack(ENTRY, blob, pos)
+                    out[#out + 1], pos = e, nxt
+                end
+                return out
+            end
+
+            -- The blob holding `entries` (a list, in order).
+            function ceiling.pack(entries)
+                local parts = {}
+                for k, e in ipairs(entries) do
+                    parts[k] = struct.pack(ENTRY, #e.name, e.name, e.stated, e.window, e.pending, e.seen, e.safety, e.capRate,
+                        e.capFrom, e.capSince, e.capClimb, e.g0, e.cutAt, e.climb, e.capLevel, e.capAt, e.capRefill)
+                end
+                return table.concat(parts)
+            end
+
+            -- ms from t to now, never negative (Redis' clock may step back).
+            local function since(t, now) return now > t and now - t or 0 end
+
+            -- g now: what the last cut left, climbed back since, at most 1.
+            function ceiling.share(e, now)
+                local g = e.g0 + e.climb * since(e.cutAt, now)
+                return g < 1 and g or 1
+            end
+
+            -- The cap rate now, per ms (0: no stated limit).
+            function ceiling.capNow(e, now)
+                local c = e.capClimb > 0 and e.capFrom + e.capClimb * since(e.capSince, now) or e.capRate
+                return c < e.capRate and c or e.capRate
+            end
+
+            -- The lowest remaining reported, refilled since its request was sent: at capRefill, else at `refill`.
+            function ceiling.capLevel(e, now, refill)
+                return e.capLevel + (e.capRefill > 0 and e.capRefill or refill) * since(e.capAt, now)
+            end
+
+            -- A root bucket (rate and ceiling rate cr per ms, burst, headroom) under entry e's ceiling:
+            --   rate = min(configured, capNow) x g, burst = min(configured, capNow x window) x g, the ceiling
+            --   rate and the headroom scaled with them; returns those, the most a cost may be and still pass some
+            --   day (the burst at the stated limit in force), and the cap on the level (nil: none).
+            function ceiling.bucket(e, now, rate, cr, burst, headroom)
+                local capNow, g = ceiling.capNow(e, now), ceiling.share(e, now)
+                local target, top, most = rate, burst, burst
+                if capNow > 0 and capNow < target then target = capNow end
+                if capNow > 0 and capNow * e.window < top then top = capNow * e.window end
+                if e.capRate > 0 and e.capRate * e.window < most then most = e.capRate * e.window end
+                if g < 1 then target, top = target * g, top * g end
+                if target < rate then
+                    if cr then cr = cr * target / rate end
+                    rate = target
+                end
+                if top < burst then burst, headroom = top, headroom * top / burst end
+                return rate, cr, burst, headroom, most, e.capAt > 0 and ceiling.capLevel(e, now, rate) or nil
+            end
+
+            return ceiling
             """####
         ),
     ]
