@@ -12,6 +12,18 @@ for file in lua/lib/*.lua; do
   name=$(basename "$file" .lua)
   case " ${modules[*]} " in *" $name "*) ;; *) echo "error: $file is not listed in scripts/embed-lua.sh's modules" >&2; exit 1 ;; esac
 done
+# `--prelude` prints the modules joined as ScriptLibrary joins them, for benchmarks that load an entry
+# file by hand: the prelude, then the entry file, is a script or a library that runs it.
+if [ "${1:-}" = "--prelude" ]; then
+  echo "local sluice, lib = {}, {}"
+  for name in "${modules[@]}"; do
+    echo "-- lua/lib/$name.lua"
+    echo "lib['$name'] = (function()"
+    cat "lua/lib/$name.lua"
+    echo "end)()"
+  done
+  exit 0
+fi
 out=Sources/Sluice/Generated/LuaScripts.swift
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
