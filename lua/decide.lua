@@ -269,7 +269,6 @@ end
 -- the pause-until, the blob one entry per resource, whose ceiling lowers the root's buckets of that
 -- resource ("*": the others).
 local ceiling = lib.ceiling
-local ceilingBucket = ceiling.bucket
 local reconMemo, reconMemoSize = {}, 0
 local function reconEntries(blob) -- name -> entry, memoized: the blob changes only when an observation is merged
     local hit = reconMemo[blob]
@@ -288,17 +287,8 @@ local PAUSE = { kind = 'pause', res = '*', tag = '~', limit = 0, shadow = false 
 local POOL, FROM, TO, EXPIRES, OTHERS, COST, PARENT, CONFIG, FIELD = {}, {}, {}, {}, {}, {}, {}, {}, {}
 -- And for writing: a scope's parts, a reservation's record and its charges (packed, then left), the reply.
 local PARTS, RESERVATION, CHARGES, CHARGE, REPLY, replyLength, TIMED = {}, {}, {}, {}, {}, 0, {}
--- A bucket's record may carry extras in its blob (else empty): EXTRAS, four doubles.
---   pool: what open reservations charged and may still refund. Refunds never lift a bucket above
---     what it would hold had the call never been charged: the pool shrinks as the level without its
---     charges would have reached the burst (refilled more than it holds), every charge in it by the
---     same fraction. "absorbed" sums -ln(1 - fraction) over those shrinks, so a charge c made when it
---     was a0 keeps c * exp(a0 - absorbed) of itself in the pool: a settle gives back at most that
---     (and at most the pool), and takes it out of the pool, the reservation being closed
---     (settle.lua). The pool's shares then always add up to the pool, under any load; a pool emptied
---     and started again is "born" anew, so older charges get nothing.
---   absorbed, born: see the pool.   bdebt: see the headroom (batch admissions).
-local EXTRAS = '<dddd'
+-- The limit kinds' rules: a bucket's charge (and settle's refund) live in lib/bucket.lua.
+local bucketCharge, bucketRetry = lib.bucket.charge, lib.bucket.retry
 
 local function warn(warnings, i, field, reason)
     if warnings == NONE then warnings = {} end
@@ -654,80 +644,12 @@ local function decide(KEYS, ARGV, clock, line)
             local l, cost, found = e.l, e.cost, e.found
             local kind = l.kind
             e.ok = true
-            if kind == 'bucket' then -- may run into debt, at most max wait deep (scheduled admission)
-                local burst, rate, cr, headroom, cap = l.burst, l.rate, l.ceil, l.headroom, nil
-                local r = i == 1 and recon and (recon[l.res] or recon['*'])
-                e.most = burst -- the most a cost may be and still pass some day, at the stated limit in force
-                if r then -- the reconciler's ceiling
-                    rate, cr, burst, headroom, e.most, cap = ceilingBucket(r, now, rate, cr, burst, headroom)
-                end
-                local level, ceiling, pool, absorbed, born, bdebt, dt, at = burst, burst, 0, 0, 0, 0, 0, now
-                if found then
-                    local b, blob = e.b, e.blob
-                    dt = now - b
-                    if dt < 0 then dt, at = 0, b end -- never back in time (Redis' clock may step back)
-                    level, ceiling = e.a + dt * rate, e.c + dt * (cr or rate)
-                    if #blob == 32 then pool, absorbed, born, bdebt = unpack_(EXTRAS, blob) end
-                    if pool > 0 then -- as if the pool's charges had never been made: that level caps first
-                        local left = level < burst and burst - level or 0
-                        if pool > left then
-                            if left > 0 then absorbed = absorbed + math.log(pool / left) end
-                            pool = left -- emptied (left 0): the next charge starts a pool anew
-                        end
-                    end
-                    if level > burst then level = burst end
-                    if ceiling > burst then ceiling = burst end
-                end
-                if cap and level > cap then level = cap end
-                if cap and ceiling > cap then ceiling = cap end
-                -- Batch admissions leave every headroom alone, scheduled ones too: what a batch admission
-                -- charged below the headroom (bdebt) falls due as the bucket refills, and until then
-                -- interactive calls may still use the headroom it left them (that refill is the batch's).
-                if bdebt > 0 then
-                    bdebt = bdebt - dt * rate
-                    if bdebt > headroom - level then bdebt = headroom - level end
-                    if bdebt < 0 then bdebt = 0 end
-                end
-                local bottom, avail = 0, level + bdebt
-                if batch then bottom, avail = headroom, level end
-                local allowance = (i == 1 and options.line) and 0 or rate * maxWait
-                if l.debt < allowance then allowance = l.debt end
-                local borrow, up = false, PARENT[l.res]
-                -- HTB: above its guarantee a child borrows, up to its ceiling, while the parent bucket
-                -- keeps its headroom (re-checked here: the parent was checked before its child).
-                if cr and cost > 0 and avail - cost < bottom and ceiling >= cost and (not up or up.level - up.cost >= up.headroom) then
-                    borrow = true
-                    if up and not batch and up.headroom > 0 then -- raise the parent's floor
-                        local allowance = up.rate * maxWait
-                        if up.l.debt < allowance then allowance = up.l.debt end
-                        up.lowest = up.headroom - allowance
-                        up.ok = up.level - up.cost >= up.lowest
-                        up.wait = (up.headroom - up.level + up.cost) / up.rate
-                    end
-                end
-                e.level, e.lowest, e.rate, e.burst, e.headroom = level, bottom - allowance, rate, burst, headroom
-                local immediate = borrow or cost == 0 or avail - cost >= bottom -- admitted without a wait
-                e.ok, e.wait = immediate or level - cost >= bottom - allowance, immediate and 0 or (bottom - level + cost) / rate
+            if kind == 'bucket' then -- lib/bucket.lua checks it, and charges the record it would write
+                local r = i == 1 and recon and (recon[l.res] or recon['*']) -- the reconciler's ceiling
+                -- A line's root bucket admits only without a wait (ARGV[2] "line").
+                local wait = (i == 1 and options.line) and 0 or maxWait
+                bucketCharge(e, now, r, PARENT[l.res], batch, wait, maxWait, resTTL > 0)
                 if not l.shadow then PARENT[l.res] = e end
-                -- The record as charged (written only if the whole decision is admitted).
-                if batch and not borrow and headroom > 0 and level - cost < headroom then
-                    bdebt = bdebt + headroom - (level - cost) - (level < headroom and headroom - level or 0)
-                end
-                if not borrow then level = level - cost end
-                if cr then ceiling = ceiling - cost else ceiling = level end
-                if ceiling < -burst then ceiling = -burst end
-                local full = (burst - level) / rate
-                if cr and (burst - ceiling) / cr > full then full = (burst - ceiling) / cr end
-                if full > HORIZON then full = HORIZON end
-                e.next, e.nb, e.nc, e.nx, e.mark = level, at, ceiling, at + full, borrow and 1 or 0
-                if resTTL > 0 then
-                    if cost > 0 and not borrow then -- a reservation's charge joins the pool
-                        if pool <= 0 then born, absorbed = now, 0 end -- a new pool: older charges get nothing back
-                        pool = pool + cost
-                    end
-                    e.born, e.absorbed = born, absorbed
-                end
-                e.nblob = (pool > 0 or bdebt > 0) and pack(EXTRAS, pool, absorbed, born, bdebt) or ''
             elseif kind == 'window' and l.exact then
                 local log, base = found and e.blob or '', found and e.a or 0
                 if found and e.c ~= 0 then -- an approximate window's record (its limit was edited): its count
@@ -819,9 +741,7 @@ local function decide(KEYS, ARGV, clock, line)
         if l.shadow then
             shadowed = shadowed or not ok
         elseif not ok then
-            if l.kind == 'bucket' then
-                e.retry = e.cost + e.lowest > e.most and -1 or (e.cost + e.lowest - e.level) / e.rate
-            end
+            if l.kind == 'bucket' then e.retry = bucketRetry(e) end
             allowed = false
             if denied == 0 then denied = k end
             retry = (retry < 0 or e.retry < 0) and -1 or (e.retry > retry and e.retry or retry)
@@ -859,7 +779,7 @@ local function decide(KEYS, ARGV, clock, line)
                         local ch = CHARGE[nc]
                         if not ch then ch = {}; CHARGE[nc] = ch end
                         charges[nc], ch[1], ch[2], ch[3], ch[5], ch[6] = ch, i, l.res, l.tag, e.cost, e.mark
-                        if l.kind == 'bucket' then -- with its pool when charged (see EXTRAS)
+                        if l.kind == 'bucket' then -- with its pool when charged (lib/bucket.lua)
                             ch[4], ch[7], ch[8], ch[9], ch[10], ch[11] = 'bucket', l.rate, l.burst, l.ceil or false,
                                 e.born, e.absorbed
                             ch[12] = l.shadow and true or nil -- no line credit for a bucket that enforces nothing

@@ -23,13 +23,11 @@
 -- pool: reading and writing the scope there would cost every such settle. Such a share only takes part
 -- in later shrinking, so the other reservations get back less, never more.
 
-local state = lib.state -- the scopes' state format
-local EXTRAS = '<dddd' -- a bucket's pool, absorbed, born and batch debt (decide.lua explains them)
-local HORIZON = state.HORIZON
+local state, bucket = lib.state, lib.bucket -- the scopes' state format; a bucket's refund
 local NONE = { byTag = {} } -- the records of a scope no charge changes: never read, never written
 
 local function settle(KEYS, ARGV, clock, shared) -- clock: the TIME reply a composite already has
-    local max, min = math.max, math.min
+    local max = math.max
     -- Bad input is refused before anything is read or written: a negative actual cost would refund
     -- more than was charged (other callers' usage); "nan", "inf" or "0x10" are no costs.
     if ARGV[1] ~= 'settle' and ARGV[1] ~= 'cancel' then return redis.error_reply('settle: ARGV[1] is settle or cancel') end
@@ -93,42 +91,7 @@ local function settle(KEYS, ARGV, clock, shared) -- clock: the TIME reply a comp
                 r = state.add(st, tag, burst, now, burst, 0, '')
             end
             if r then
-                -- The record holds the levels at r.b; a refund goes back only while the level is
-                -- below the burst, where adding to it then is adding to it now.
-                local dt = max(0, now - r.b)
-                local level, top = r.a + dt * rate, r.c + dt * (ceiling or rate)
-                local pool, absorbed, poolBorn, bdebt = 0, 0, 0, 0
-                if #r.blob == 32 then pool, absorbed, poolBorn, bdebt = struct.unpack(EXTRAS, r.blob) end
-                local give, share = refund, 0 -- refund < 0: an overrun, charged whole
-                if mark == 0 then -- never above what the bucket would hold without the charge
-                    local left = max(0, burst - level)
-                    if pool > left then
-                        if left > 0 then absorbed = absorbed + math.log(pool / left) end
-                        pool = left
-                    end
-                    -- What is left of its charge in the pool (decide.lua's EXTRAS) leaves it, refunded or not
-                    -- (the reservation is closed); never more than the charge (an index ahead of the pool's:
-                    -- charged by an older version that counted tokens there).
-                    if born and poolBorn == born then
-                        share = min(pool, cost * math.exp(min(0, absorbedThen - absorbed)))
-                        pool = pool - share
-                    end
-                    if refund > 0 then -- charged by an older version, which kept no pool: at most up to the burst
-                        give = max(0, born and min(refund, share) or min(refund, left))
-                    end
-                end
-                if refund > 0 and mark == 0 then
-                    given = give
-                    r.a = r.a + give
-                    r.c = r.c + min(give, max(0, burst - top))
-                elseif refund > 0 then -- a borrowing admission charged only its ceiling
-                    r.c = r.c + min(refund, max(0, burst - top))
-                else
-                    if mark == 0 then r.a = r.a + refund end
-                    r.c = r.c + refund
-                end
-                r.blob = (pool > 0 or bdebt > 0) and struct.pack(EXTRAS, pool, absorbed, poolBorn, bdebt) or ''
-                r.x = min(r.b + max(0, (burst - r.a) / rate, (burst - r.c) / (ceiling or rate)), now + HORIZON)
+                given = bucket.refund(r, now, refund, cost, mark, rate, burst, ceiling, born, absorbedThen)
                 st.dirty = true
             end
         elseif refund ~= 0 and (kind == 'exact' or kind == 'window' and r and r.blob ~= '') then -- an exact log
