@@ -241,29 +241,6 @@ end
 -- reads and writes it in place (the hot path: no table per record), with its formats.
 local state = lib.state
 local RECORD, HEADED, HORIZON, expiry = state.RECORD, state.HEADED, state.HORIZON, state.expiry
-local function logAt(blob, k) -- the k-th entry of an exact log: time, running count
-    return struct.unpack('<dd', blob, k * 16 - 15)
-end
-local function firstLive(blob, since) -- the first entry newer than since (#entries + 1: none)
-    local lo, hi = 1, #blob / 16 + 1
-    while lo < hi do
-        local mid = math.floor((lo + hi) / 2)
-        if logAt(blob, mid) > since then hi = mid else lo = mid + 1 end
-    end
-    return lo
-end
-
--- An approximate window's count now: this window's, plus the last one's weighted by its overlap.
--- Exact and approximate windows of one length share their record (one tag), so that editing a
--- limit between them (100/min is exact, 101/min approximate) keeps the count: an exact record has
--- c = 0, an approximate one c = its window's index.
-local function approxUsed(e, now, ms)
-    local idx = math.floor(now / ms)
-    if e.c > idx then return e.a + e.b end -- ahead of now: Redis' clock stepped back
-    if e.c == idx then return e.b * (1 - (now - idx * ms) / ms) + e.a end
-    if e.c == idx - 1 then return e.a * (1 - (now - idx * ms) / ms) end
-    return 0
-end
 
 -- The reconciler's record "~" in the root scope (lib/ceiling.lua; reconcile.lua writes it): a is
 -- the pause-until, the blob one entry per resource, whose ceiling lowers the root's buckets of that
@@ -287,8 +264,9 @@ local PAUSE = { kind = 'pause', res = '*', tag = '~', limit = 0, shadow = false 
 local POOL, FROM, TO, EXPIRES, OTHERS, COST, PARENT, CONFIG, FIELD = {}, {}, {}, {}, {}, {}, {}, {}, {}
 -- And for writing: a scope's parts, a reservation's record and its charges (packed, then left), the reply.
 local PARTS, RESERVATION, CHARGES, CHARGE, REPLY, replyLength, TIMED = {}, {}, {}, {}, {}, 0, {}
--- The limit kinds' rules: a bucket's charge (and settle's refund) live in lib/bucket.lua.
+-- The limit kinds' rules: their charges (and settle's refunds) live in lib/bucket.lua and lib/window.lua.
 local bucketCharge, bucketRetry = lib.bucket.charge, lib.bucket.retry
+local windowCharge, windowChargeExact, windowLog = lib.window.charge, lib.window.chargeExact, lib.window.log
 
 local function warn(warnings, i, field, reason)
     if warnings == NONE then warnings = {} end
@@ -305,8 +283,7 @@ local function record(e, now, expires)
         if not expires then return struct.pack(RECORD, #tag, tag, e.a, e.b, e.c, e.x, #e.blob, e.blob) end
         return struct.pack(HEADED, expires, #tag, tag, e.a, e.b, e.c, e.x, #e.blob, e.blob)
     end
-    local blob = l.kind == 'bucket' and e.nblob or l.exact and string.sub(e.log, e.live * 16 - 15) or ''
-    if l.exact and e.cost > 0 then blob = blob .. struct.pack('<dd', e.mark, e.total + e.cost) end
+    local blob = l.kind == 'bucket' and e.nblob or l.exact and windowLog(e) or ''
     if not expires then return struct.pack(RECORD, #tag, tag, e.next, e.nb, e.nc, e.nx, #blob, blob) end
     return struct.pack(HEADED, expires, #tag, tag, e.next, e.nb, e.nc, e.nx, #blob, blob)
 end
@@ -650,56 +627,10 @@ local function decide(KEYS, ARGV, clock, line)
                 local wait = (i == 1 and options.line) and 0 or maxWait
                 bucketCharge(e, now, r, PARENT[l.res], batch, wait, maxWait, resTTL > 0)
                 if not l.shadow then PARENT[l.res] = e end
-            elseif kind == 'window' and l.exact then
-                local log, base = found and e.blob or '', found and e.a or 0
-                if found and e.c ~= 0 then -- an approximate window's record (its limit was edited): its count
-                    local used = approxUsed(e, now, l.ms)
-                    log, base = used > 0 and pack('<dd', now - 0.001, ceil(used)) or '', 0
-                end
-                local live, limit = firstLive(log, now - l.ms), l.limit
-                local total = #log > 0 and select(2, logAt(log, #log / 16)) or base
-                local before = live > 1 and select(2, logAt(log, live - 1)) or base
-                e.log, e.live, e.total, e.before, e.used = log, live, total, before, total - before
-                local at = #log > 0 and logAt(log, #log / 16) or now -- the log stays in time order, even when
-                if at < now then at = now end -- Redis' clock stepped back
-                e.next, e.nb, e.nc, e.nx, e.mark = before, 0, 0, at + (l.ms < HORIZON and l.ms or HORIZON), at
-                if cost > 0 and total - before + cost > limit then -- until enough of the oldest entries have left
-                    local at = live
-                    while cost <= limit and select(2, logAt(log, at)) - before < total - before + cost - limit do at = at + 1 end
-                    e.ok, e.retry = false, cost > limit and -1 or logAt(log, at) + l.ms - now
-                end
-            elseif kind == 'window' then -- two fixed windows, the last one weighted by its overlap
-                local ms, limit = l.ms, l.limit
-                local idx, cur, prev = floor(now / ms), 0, 0
-                if found and e.c > idx then idx = e.c end -- a window ahead of now (Redis' clock stepped back)
-                local elapsed = now - idx * ms
-                if elapsed < 0 then elapsed = 0 end
-                if found and e.c == 0 then -- an exact log's record (its limit was edited): its live count, now
-                    local log = e.blob
-                    if #log > 0 then
-                        local live = firstLive(log, now - ms)
-                        cur = select(2, logAt(log, #log / 16)) - (live > 1 and select(2, logAt(log, live - 1)) or e.a)
-                    end
-                elseif found and e.c == idx then
-                    cur, prev = e.a, e.b
-                elseif found and e.c == idx - 1 then
-                    prev = e.a
-                end
-                local used = prev * (1 - elapsed / ms) + cur
-                e.idx, e.cur, e.prev, e.used = idx, cur, prev, used
-                local nx = (idx + 2) * ms
-                if nx > now + HORIZON then nx = now + HORIZON end
-                e.next, e.nb, e.nc, e.nx, e.mark = cur + cost, prev, idx, nx, idx
-                if cost > 0 and used + cost > limit then
-                    e.ok = false
-                    if cost > limit then
-                        e.retry = -1
-                    elseif cur + cost <= limit then -- until the last window's weight has faded enough
-                        e.retry = ms * (1 - (limit - cur - cost) / prev) - elapsed
-                    else -- the next window, then until this one's weight has faded enough
-                        e.retry = (idx + 1) * ms - now + ms * (1 - (limit - cost) / cur)
-                    end
-                end
+            elseif kind == 'window' and l.exact then -- lib/window.lua, as for buckets
+                windowChargeExact(e, now)
+            elseif kind == 'window' then
+                windowCharge(e, now)
             else
                 local idx, ends = period(l, now)
                 if found and e.b > idx then idx, ends = e.b, e.x end -- a period ahead of now: Redis' clock stepped back

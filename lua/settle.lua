@@ -23,7 +23,7 @@
 -- pool: reading and writing the scope there would cost every such settle. Such a share only takes part
 -- in later shrinking, so the other reservations get back less, never more.
 
-local state, bucket = lib.state, lib.bucket -- the scopes' state format; a bucket's refund
+local state, bucket, window = lib.state, lib.bucket, lib.window -- the state format; the kinds' refunds
 local NONE = { byTag = {} } -- the records of a scope no charge changes: never read, never written
 
 local function settle(KEYS, ARGV, clock, shared) -- clock: the TIME reply a composite already has
@@ -100,40 +100,9 @@ local function settle(KEYS, ARGV, clock, shared) -- clock: the TIME reply a comp
                 r = state.add(st, tag, 0, 0, 0, now + ms, '')
             end
             if r and r.c ~= 0 then r = nil end -- the limit was edited into an approximate window since
-            local log, at = r and r.blob or '', 0
-            for k = 1, #log / 16 do
-                if struct.unpack('<d', log, k * 16 - 15) == mark then at = k end
-            end
-            if at > 0 then -- lower (or raise) the running count from that entry on
-                local parts, last = { string.sub(log, 1, at * 16 - 16) }, r.a
-                if at > 1 then last = select(2, struct.unpack('<dd', log, at * 16 - 31)) end
-                for k = at, #log / 16 do
-                    local t, running = struct.unpack('<dd', log, k * 16 - 15)
-                    running = max(last, running - refund)
-                    -- An entry that no longer weighs anything (cancelled, settled at 0) is dropped:
-                    -- kept, such entries would fill the log until its 16-bit length wraps.
-                    if running > last then parts[#parts + 1] = struct.pack('<dd', t, running) end
-                    last = running
-                end
-                r.blob, st.dirty = table.concat(parts), true
-            elseif r and refund < 0 then -- no entry of its own (an estimate of 0): the overrun counts from now
-                local t, last, entries = now, r.a, #log / 16
-                if entries > 0 then
-                    local lt, running = struct.unpack('<dd', log, entries * 16 - 15)
-                    if lt > t then t = lt end -- the log stays in order when Redis' clock stepped back
-                    last = running
-                end
-                if entries < 1024 then
-                    r.blob = log .. struct.pack('<dd', t, last - refund)
-                else -- bounded (its length is 16 bits): the last entry takes the overrun, and counts longer
-                    r.blob = string.sub(log, 1, entries * 16 - 16) .. struct.pack('<dd', t, last - refund)
-                end
-                st.dirty = true
-                if r.x < t + ms then r.x = t + ms end
-            end
+            if r and window.refundExact(r, now, refund, mark, ms) then st.dirty = true end
         elseif refund ~= 0 and r and kind == 'window' then
-            if r.c == mark then r.a, st.dirty = max(0, r.a - refund), true end
-            if r.c == mark + 1 then r.b, st.dirty = max(0, r.b - refund), true end
+            if window.refund(r, refund, mark) then st.dirty = true end
         elseif refund ~= 0 and r and kind == 'budget' and r.b == mark then
             r.a, st.dirty = max(0, r.a - refund), true
         end
