@@ -55,7 +55,7 @@
 -- scratch tables then live across calls (parse once, allocate little).
 
 local UNIT = { s = 1000, min = 60000, h = 3600000, d = 86400000 }
-local PERIOD = { s = 1000, min = 60000, h = 3600000, d = 86400000, w = 604800000, mo = 0 }
+local PERIOD = lib.budget.PERIOD -- a budget's periods
 local OPTION = {
     bucket = { rate = 1, burst = 1, debt = 1, ceiling = 1, headroom = 1, shadow = 1 },
     window = { limit = 1, exact = 1, approx = 1, shadow = 1 },
@@ -211,31 +211,6 @@ local function parsePlan(text) -- ARGV[1] -> { resources..., defaults = {spec pe
     return p
 end
 
--- Time --------------------------------------------------------------------------------------------
-local function days(y, m) -- days from 1970-01-01 to the first of month m (1-12) of year y
-    if m <= 2 then y = y - 1 end
-    local era = math.floor(y / 400)
-    local yoe = y - era * 400
-    return era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100)
-        + math.floor((153 * (m > 2 and m - 3 or m + 9) + 2) / 5) - 719468
-end
-local function period(l, now) -- a budget's period -> index, end ms; calendar periods are UTC
-    local p = l.period
-    if not p then return 0, now + l.ttl end -- no period: the total lasts while the scope is in use
-    if p == 'mo' then -- today's civil month (H. Hinnant's algorithm), then the next month's first
-        local z = math.floor(now / 86400000) + 719468
-        local era = math.floor(z / 146097)
-        local doe = z - era * 146097
-        local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
-        local mp = math.floor((5 * (doe - 365 * yoe - math.floor(yoe / 4) + math.floor(yoe / 100)) + 2) / 153)
-        local y, m = yoe + era * 400 + (mp >= 10 and 1 or 0), mp < 10 and mp + 3 or mp - 9
-        return y * 12 + m, days(m == 12 and y + 1 or y, m % 12 + 1) * 86400000
-    end
-    local len, shift = PERIOD[p], p == 'w' and 259200000 or 0 -- weeks start on Monday
-    local idx = math.floor((now + shift) / len)
-    return idx, (idx + 1) * len - shift
-end
-
 -- State -------------------------------------------------------------------------------------------
 -- lib/state.lua holds the format of a scope's key: its expiry, then one record per limit. Decide
 -- reads and writes it in place (the hot path: no table per record), with its formats.
@@ -264,9 +239,11 @@ local PAUSE = { kind = 'pause', res = '*', tag = '~', limit = 0, shadow = false 
 local POOL, FROM, TO, EXPIRES, OTHERS, COST, PARENT, CONFIG, FIELD = {}, {}, {}, {}, {}, {}, {}, {}, {}
 -- And for writing: a scope's parts, a reservation's record and its charges (packed, then left), the reply.
 local PARTS, RESERVATION, CHARGES, CHARGE, REPLY, replyLength, TIMED = {}, {}, {}, {}, {}, 0, {}
--- The limit kinds' rules: their charges (and settle's refunds) live in lib/bucket.lua and lib/window.lua.
+-- The limit kinds' rules: their charges (and settle's refunds) live in lib/bucket.lua, lib/window.lua
+-- and lib/budget.lua.
 local bucketCharge, bucketRetry = lib.bucket.charge, lib.bucket.retry
 local windowCharge, windowChargeExact, windowLog = lib.window.charge, lib.window.chargeExact, lib.window.log
+local budgetCharge = lib.budget.charge
 
 local function warn(warnings, i, field, reason)
     if warnings == NONE then warnings = {} end
@@ -632,14 +609,7 @@ local function decide(KEYS, ARGV, clock, line)
             elseif kind == 'window' then
                 windowCharge(e, now)
             else
-                local idx, ends = period(l, now)
-                if found and e.b > idx then idx, ends = e.b, e.x end -- a period ahead of now: Redis' clock stepped back
-                local used = found and e.b == idx and e.a or 0
-                e.idx, e.ends, e.used = idx, ends, used
-                e.next, e.nb, e.nc, e.nx, e.mark = used + cost, idx, 0, ends < now + HORIZON and ends or now + HORIZON, idx
-                if cost > 0 and used + cost > l.total then -- a cost above the total never passes
-                    e.ok, e.retry = false, l.period and cost <= l.total and ends - now or -1
-                end
+                budgetCharge(e, now)
             end
         end
     end

@@ -23,11 +23,11 @@
 -- pool: reading and writing the scope there would cost every such settle. Such a share only takes part
 -- in later shrinking, so the other reservations get back less, never more.
 
-local state, bucket, window = lib.state, lib.bucket, lib.window -- the state format; the kinds' refunds
+local state = lib.state -- the scopes' state format
+local bucket, window, budget = lib.bucket, lib.window, lib.budget -- the limit kinds' refunds
 local NONE = { byTag = {} } -- the records of a scope no charge changes: never read, never written
 
 local function settle(KEYS, ARGV, clock, shared) -- clock: the TIME reply a composite already has
-    local max = math.max
     -- Bad input is refused before anything is read or written: a negative actual cost would refund
     -- more than was charged (other callers' usage); "nan", "inf" or "0x10" are no costs.
     if ARGV[1] ~= 'settle' and ARGV[1] ~= 'cancel' then return redis.error_reply('settle: ARGV[1] is settle or cancel') end
@@ -103,8 +103,8 @@ local function settle(KEYS, ARGV, clock, shared) -- clock: the TIME reply a comp
             if r and window.refundExact(r, now, refund, mark, ms) then st.dirty = true end
         elseif refund ~= 0 and r and kind == 'window' then
             if window.refund(r, refund, mark) then st.dirty = true end
-        elseif refund ~= 0 and r and kind == 'budget' and r.b == mark then
-            r.a, st.dirty = max(0, r.a - refund), true
+        elseif refund ~= 0 and r and kind == 'budget' then
+            if budget.refund(r, refund, mark) then st.dirty = true end
         end
         if i == 1 and kind == 'bucket' and not shadow and rate > 0 and cost / rate > binding then
             binding, credit = cost / rate, given / rate
