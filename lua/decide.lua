@@ -70,10 +70,7 @@ local NONE = {}
 -- -> { tokens = {limit}, requests = {limit, limit} } or { [ERR] = reason }. "R: none" = no limits.
 -- The reason's key is no resource name (a resource "err" is a resource like any other).
 local ERR = '?err'
-local function count(v) -- "5000" -> 5000 (at most 2^50: larger is absurd, and inexact in doubles)
-    local n = type(v) == 'string' and string.find(v, '^%d+$') and tonumber(v)
-    return n and n <= 1125899906842624 and n or nil
-end
+local count = lib.numbers.count -- "5000" -> 5000 (0 to 2^50), else nil
 local function per(v) -- "90000/min", "100/10s" -> amount, ms
     local n, k, u = string.match(type(v) == 'string' and v or '', '^(%d+)/(%d*)(%a+)$')
     n, k = count(n), k == '' and 1 or count(k)
@@ -280,8 +277,7 @@ end
 -- range-checked once (a decimal integer, 0 to 2^50; false: anything else), the memo bounded.
 local NUMS, numsSize = {}, 0
 local function amount(text)
-    local v = type(text) == 'string' and string.find(text, '^%d+$') and tonumber(text) or false
-    if v and v > 1125899906842624 then v = false end
+    local v = count(text) or false
     if text then
         if numsSize >= 4096 then
             for k in pairs(NUMS) do NUMS[k] = nil end
@@ -292,7 +288,7 @@ local function amount(text)
     return v
 end
 local function count0(v) -- an integer >= 0 in decimal, else nil
-    return type(v) == 'string' and string.find(v, '^%d+$') and tonumber(v) or nil
+    return count(v, 1 / 0)
 end
 
 -- The tree group, checked before anything is read or written: nil, or why it is bad.

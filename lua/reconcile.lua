@@ -61,18 +61,19 @@ if (#ARGV - 12) % 4 ~= 0 then error('sluice reconcile: resources come as name, l
 -- MAX_ENTRIES resources (its blob's length is 16 bits): the oldest ones not named now make room.
 local MAX_NAMED, MAX_ENTRIES = 64, 256
 if (#ARGV - 12) / 4 > MAX_NAMED then error('sluice reconcile: at most ' .. MAX_NAMED .. ' resources per response', 0) end
+local MAX = lib.numbers.MAX
 local function value(at, high, what)
     local v = ARGV[at]
     if v == '-1' then return -1 end
-    v = string.find(v, '^%d+$') and tonumber(v)
-    if not v or v > high then error('sluice reconcile: ' .. what .. ' is -1 or an integer, 0 to ' .. high, 0) end
+    v = lib.numbers.count(v, high)
+    if not v then error('sluice reconcile: ' .. what .. ' is -1 or an integer, 0 to ' .. high, 0) end
     return v
 end
 for k = 13, #ARGV, 4 do
     local name = ARGV[k]
     if name == '' or name == '*' or #name > 32 then error('sluice reconcile: a resource is a name of 1 to 32 characters', 0) end
-    value(k + 1, 1125899906842624, 'a limit')
-    value(k + 2, 1125899906842624, 'a remaining')
+    value(k + 1, MAX, 'a limit')
+    value(k + 2, MAX, 'a remaining')
     value(k + 3, 1e12, 'a reset (ms)')
 end
 
@@ -111,7 +112,7 @@ end
 local named, exhausted, longestReset = {}, {}, -1
 for k = 13, #ARGV, 4 do
     local name = ARGV[k]
-    local limit, remaining, reset = value(k + 1, 1125899906842624), value(k + 2, 1125899906842624), value(k + 3, 1e12)
+    local limit, remaining, reset = value(k + 1, MAX), value(k + 2, MAX), value(k + 3, 1e12)
     local e = entry(name)
     e.window, e.safety, named[#named + 1] = window, safety, e
     if limit > 0 then

@@ -23,7 +23,7 @@
 -- pool: reading and writing the scope there would cost every such settle. Such a share only takes part
 -- in later shrinking, so the other reservations get back less, never more.
 
-local state = lib.state -- the scopes' state format
+local state, count = lib.state, lib.numbers.count -- the scopes' state format; "5000" -> 5000
 local bucket, window, budget = lib.bucket, lib.window, lib.budget -- the limit kinds' refunds
 local NONE = { byTag = {} } -- the records of a scope no charge changes: never read, never written
 
@@ -38,8 +38,8 @@ local function settle(KEYS, ARGV, clock, shared) -- clock: the TIME reply a comp
         if not string.find(res, '^[%a_][%w_]*$') or #res > 32 then
             return redis.error_reply('settle: a resource is a letter or _, then letters, digits or _ (at most 32)')
         end
-        cost = string.find(cost, '^%d+$') and tonumber(cost)
-        if not cost or cost > 1125899906842624 then return redis.error_reply('settle: a cost is an integer, 0 to 2^50') end
+        cost = count(cost)
+        if not cost then return redis.error_reply('settle: a cost is an integer, 0 to 2^50') end
         actual[res] = cost
     end
     if #KEYS < 2 then return redis.error_reply('settle: KEYS are the reservation and its path') end

@@ -44,7 +44,7 @@
 
 local state = lib.state
 local HORIZON = state.HORIZON
-local MAX = 1125899906842624 -- 2^50
+local MAX = lib.numbers.MAX -- 2^50
 local UNITS = { { 'd', 86400000 }, { 'h', 3600000 }, { 'min', 60000 }, { 's', 1000 } }
 local floor, ceil = math.floor, math.ceil
 local op = ARGV[1]

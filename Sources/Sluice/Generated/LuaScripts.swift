@@ -544,10 +544,7 @@ enum LuaScripts {
         -- -> { tokens = {limit}, requests = {limit, limit} } or { [ERR] = reason }. "R: none" = no limits.
         -- The reason's key is no resource name (a resource "err" is a resource like any other).
         local ERR = '?err'
-        local function count(v) -- "5000" -> 5000 (at most 2^50: larger is absurd, and inexact in doubles)
-            local n = type(v) == 'string' and string.find(v, '^%d+$') and tonumber(v)
-            return n and n <= 1125899906842624 and n or nil
-        end
+        local count = lib.numbers.count -- "5000" -> 5000 (0 to 2^50), else nil
         local function per(v) -- "90000/min", "100/10s" -> amount, ms
             local n, k, u = string.match(type(v) == 'string' and v or '', '^(%d+)/(%d*)(%a+)$')
             n, k = count(n), k == '' and 1 or count(k)
@@ -754,8 +751,7 @@ enum LuaScripts {
         -- range-checked once (a decimal integer, 0 to 2^50; false: anything else), the memo bounded.
         local NUMS, numsSize = {}, 0
         local function amount(text)
-            local v = type(text) == 'string' and string.find(text, '^%d+$') and tonumber(text) or false
-            if v and v > 1125899906842624 then v = false end
+            local v = count(text) or false
             if text then
                 if numsSize >= 4096 then
                     for k in pairs(NUMS) do NUMS[k] = nil end
@@ -766,7 +762,7 @@ enum LuaScripts {
             return v
         end
         local function count0(v) -- an integer >= 0 in decimal, else nil
-            return type(v) == 'string' and string.find(v, '^%d+$') and tonumber(v) or nil
+            return count(v, 1 / 0)
         end
 
         -- The tree group, checked before anything is read or written: nil, or why it is bad.
@@ -1602,18 +1598,19 @@ enum LuaScripts {
         -- MAX_ENTRIES resources (its blob's length is 16 bits): the oldest ones not named now make room.
         local MAX_NAMED, MAX_ENTRIES = 64, 256
         if (#ARGV - 12) / 4 > MAX_NAMED then error('sluice reconcile: at most ' .. MAX_NAMED .. ' resources per response', 0) end
+        local MAX = lib.numbers.MAX
         local function value(at, high, what)
             local v = ARGV[at]
             if v == '-1' then return -1 end
-            v = string.find(v, '^%d+$') and tonumber(v)
-            if not v or v > high then error('sluice reconcile: ' .. what .. ' is -1 or an integer, 0 to ' .. high, 0) end
+            v = lib.numbers.count(v, high)
+            if not v then error('sluice reconcile: ' .. what .. ' is -1 or an integer, 0 to ' .. high, 0) end
             return v
         end
         for k = 13, #ARGV, 4 do
             local name = ARGV[k]
             if name == '' or name == '*' or #name > 32 then error('sluice reconcile: a resource is a name of 1 to 32 characters', 0) end
-            value(k + 1, 1125899906842624, 'a limit')
-            value(k + 2, 1125899906842624, 'a remaining')
+            value(k + 1, MAX, 'a limit')
+            value(k + 2, MAX, 'a remaining')
             value(k + 3, 1e12, 'a reset (ms)')
         end
 
@@ -1652,7 +1649,7 @@ enum LuaScripts {
         local named, exhausted, longestReset = {}, {}, -1
         for k = 13, #ARGV, 4 do
             local name = ARGV[k]
-            local limit, remaining, reset = value(k + 1, 1125899906842624), value(k + 2, 1125899906842624), value(k + 3, 1e12)
+            local limit, remaining, reset = value(k + 1, MAX), value(k + 2, MAX), value(k + 3, 1e12)
             local e = entry(name)
             e.window, e.safety, named[#named + 1] = window, safety, e
             if limit > 0 then
@@ -1846,7 +1843,7 @@ enum LuaScripts {
         -- pool: reading and writing the scope there would cost every such settle. Such a share only takes part
         -- in later shrinking, so the other reservations get back less, never more.
 
-        local state = lib.state -- the scopes' state format
+        local state, count = lib.state, lib.numbers.count -- the scopes' state format; "5000" -> 5000
         local bucket, window, budget = lib.bucket, lib.window, lib.budget -- the limit kinds' refunds
         local NONE = { byTag = {} } -- the records of a scope no charge changes: never read, never written
 
@@ -1861,8 +1858,8 @@ enum LuaScripts {
                 if not string.find(res, '^[%a_][%w_]*$') or #res > 32 then
                     return redis.error_reply('settle: a resource is a letter or _, then letters, digits or _ (at most 32)')
                 end
-                cost = string.find(cost, '^%d+$') and tonumber(cost)
-                if not cost or cost > 1125899906842624 then return redis.error_reply('settle: a cost is an integer, 0 to 2^50') end
+                cost = count(cost)
+                if not cost then return redis.error_reply('settle: a cost is an integer, 0 to 2^50') end
                 actual[res] = cost
             end
             if #KEYS < 2 then return redis.error_reply('settle: KEYS are the reservation and its path') end
@@ -2019,7 +2016,7 @@ enum LuaScripts {
 
         local state = lib.state
         local HORIZON = state.HORIZON
-        local MAX = 1125899906842624 -- 2^50
+        local MAX = lib.numbers.MAX -- 2^50
         local UNITS = { { 'd', 86400000 }, { 'h', 3600000 }, { 'min', 60000 }, { 's', 1000 } }
         local floor, ceil = math.floor, math.ceil
         local op = ARGV[1]
@@ -2447,6 +2444,29 @@ enum LuaScripts {
 
     /// The shared modules of lua/lib/, in the order ScriptLibrary joins them (before the entries): no entry points.
     static let modules: [RedisScript] = [
+        RedisScript(
+            name: "lib/numbers",
+            source: ####"""
+            -- numbers: the integers callers send as text (costs, limits, ms), read one way everywhere; the
+            -- library keeps it as lib.numbers.
+            -- Only what runs when the library loads may be at the top level: no globals (string) there.
+
+            local numbers = {
+                MAX = 1125899906842624, -- 2^50: a larger count is absurd, and inexact in doubles
+            }
+            local MAX = numbers.MAX
+
+            -- "5000" -> 5000: a decimal integer, 0 to high (default MAX); nil for anything else ("-1", "1e2",
+            -- "0x10", "1.5", "inf", "", a number too large).
+            function numbers.count(v, high)
+                local n = type(v) == 'string' and string.find(v, '^%d+$') and tonumber(v)
+                if n and n <= (high or MAX) then return n end
+                return nil
+            end
+
+            return numbers
+            """####
+        ),
         RedisScript(
             name: "lib/state",
             source: ####"""
