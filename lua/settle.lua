@@ -116,24 +116,7 @@ local function settle(KEYS, ARGV, clock, shared) -- clock: the TIME reply a comp
         if st.dirty then state.write(KEYS[1 + i], st, now) end
     end
     if reservation.call then -- tree-exit.lua's work for the call decide admitted into the tree
-        local key, calls, call = KEYS[2 + n], KEYS[3 + n], reservation.call
-        redis.call('ZREM', calls, call)
-        local record = redis.call('HGET', key, 'r:' .. call) -- gone: the tree expired, nothing to give back
-        if record then
-            local loop
-            for line in string.gmatch(record .. '\n', '([^\n]*)\n') do
-                if not loop then
-                    loop = line
-                else
-                    local res, estimate = string.match(line, '^(.*)=(%d+)$')
-                    estimate = tonumber(estimate)
-                    local delta = cancel and -estimate or (actual[res] or estimate) - estimate
-                    if delta ~= 0 then redis.call('HINCRBY', key, 'u:' .. res, delta) end
-                end
-            end
-            if cancel and loop ~= '' then redis.call('HINCRBY', key, 'l:' .. loop, -1) end
-            redis.call('HDEL', key, 'r:' .. call)
-        end
+        lib.tree.exit(KEYS[2 + n], KEYS[3 + n], reservation.call, cancel, actual)
     end
     local status = cancel and 'cancelled' or 'settled'
     redis.call('SET', KEYS[1], status, 'KEEPTTL')

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # The modules in the order the library joins them, before every entry: a module may use those
 # listed before it.
-modules=(numbers state ceiling bucket window budget spec)
+modules=(numbers state ceiling bucket window budget spec tree)
 for file in lua/lib/*.lua; do
   name=$(basename "$file" .lua)
   case " ${modules[*]} " in *" $name "*) ;; *) echo "error: $file is not listed in scripts/embed-lua.sh's modules" >&2; exit 1 ;; esac

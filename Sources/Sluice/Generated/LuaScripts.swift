@@ -1824,24 +1824,7 @@ enum LuaScripts {
                 if st.dirty then state.write(KEYS[1 + i], st, now) end
             end
             if reservation.call then -- tree-exit.lua's work for the call decide admitted into the tree
-                local key, calls, call = KEYS[2 + n], KEYS[3 + n], reservation.call
-                redis.call('ZREM', calls, call)
-                local record = redis.call('HGET', key, 'r:' .. call) -- gone: the tree expired, nothing to give back
-                if record then
-                    local loop
-                    for line in string.gmatch(record .. '\n', '([^\n]*)\n') do
-                        if not loop then
-                            loop = line
-                        else
-                            local res, estimate = string.match(line, '^(.*)=(%d+)$')
-                            estimate = tonumber(estimate)
-                            local delta = cancel and -estimate or (actual[res] or estimate) - estimate
-                            if delta ~= 0 then redis.call('HINCRBY', key, 'u:' .. res, delta) end
-                        end
-                    end
-                    if cancel and loop ~= '' then redis.call('HINCRBY', key, 'l:' .. loop, -1) end
-                    redis.call('HDEL', key, 'r:' .. call)
-                end
+                lib.tree.exit(KEYS[2 + n], KEYS[3 + n], reservation.call, cancel, actual)
             end
             local status = cancel and 'cancelled' or 'settled'
             redis.call('SET', KEYS[1], status, 'KEEPTTL')
@@ -2214,26 +2197,10 @@ enum LuaScripts {
         -- KEYS[1] sluice:{P}:tree:<id>  HASH (see tree-open)   KEYS[2] sluice:{P}:tree:<id>:calls  ZSET
         -- ARGV[1] call id   ARGV[2] "settle" | "refund"   ARGV[3...] pairs: resource, actual (settle)
         -- Reply: 1 settled or refunded; 0 unknown call (already done, or the tree expired)
-        local tree, calls, field = KEYS[1], KEYS[2], 'r:' .. ARGV[1]
-        local record = redis.call('HGET', tree, field)
-        redis.call('ZREM', calls, ARGV[1])
-        if not record then return 0 end
+        -- lib/tree.lua does the work (settle.lua uses it too).
         local actual = {}
         for i = 3, #ARGV - 1, 2 do actual[ARGV[i]] = tonumber(ARGV[i + 1]) end
-        local refund = ARGV[2] == 'refund'
-        local loop
-        for line in string.gmatch(record .. '\n', '([^\n]*)\n') do
-            if not loop then
-                loop = line
-            else
-                local res, estimate = string.match(line, '^(.*)=(%d+)$')
-                local delta = refund and -tonumber(estimate) or (actual[res] or tonumber(estimate)) - tonumber(estimate)
-                if delta ~= 0 then redis.call('HINCRBY', tree, 'u:' .. res, delta) end
-            end
-        end
-        if refund and loop ~= '' then redis.call('HINCRBY', tree, 'l:' .. loop, -1) end
-        redis.call('HDEL', tree, field)
-        return 1
+        return lib.tree.exit(KEYS[1], KEYS[2], ARGV[1], ARGV[2] == 'refund', actual) and 1 or 0
         """####
     )
     static let treeOpen = RedisScript(
@@ -3057,6 +3024,45 @@ enum LuaScripts {
             end
 
             return spec
+            """####
+        ),
+        RedisScript(
+            name: "lib/tree",
+            source: ####"""
+            -- tree: what a request tree's calls share (tree-open.lua keeps the tree's HASH); the library keeps
+            -- it as lib.tree. A call admitted into a tree (by tree-enter.lua, or by decide.lua with its quota
+            -- path) is recorded in the hash as "r:<call id>": its loop key ("" none), then a line
+            -- "<resource>=<estimate>" per resource, each estimate reserved on that resource's budget ("u:<res>");
+            -- the call counts as in flight in the tree's calls ZSET until it exits or its ttl passes.
+            -- Only what runs when the library loads may be at the top level: no globals (string) there.
+
+            local tree = {}
+
+            -- A call is done (tree-exit.lua, or settle.lua for a call decide admitted): it stops counting as in
+            -- flight, and its budgets are charged actual[res] instead of the estimate (a resource not named
+            -- keeps it); refund gives back the estimates and the loop guard's count (the call never ran).
+            -- Returns false when the call is unknown (done already, or the tree expired).
+            function tree.exit(key, calls, call, refund, actual)
+                redis.call('ZREM', calls, call)
+                local record = redis.call('HGET', key, 'r:' .. call)
+                if not record then return false end
+                local loop
+                for line in string.gmatch(record .. '\n', '([^\n]*)\n') do
+                    if not loop then
+                        loop = line
+                    else
+                        local res, estimate = string.match(line, '^(.*)=(%d+)$')
+                        estimate = tonumber(estimate)
+                        local delta = refund and -estimate or (actual[res] or estimate) - estimate
+                        if delta ~= 0 then redis.call('HINCRBY', key, 'u:' .. res, delta) end
+                    end
+                end
+                if refund and loop ~= '' then redis.call('HINCRBY', key, 'l:' .. loop, -1) end
+                redis.call('HDEL', key, 'r:' .. call)
+                return true
+            end
+
+            return tree
             """####
         ),
     ]
