@@ -3,7 +3,7 @@
 --
 -- KEYS[1] sluice:{P}:quotas  config hash: field "<scope pattern>", value a spec (QuotaConfiguration.md)
 -- KEYS[2] sluice:{P}:stats   shadow would-deny counters (written only when one happens)
--- KEYS[2+i] the state of scope i = 1..n, one string holding all its limits (see "state" below)
+-- KEYS[2+i] the state of scope i = 1..n, one string holding all its limits (lib/state.lua)
 -- KEYS[3+n] sluice:{P}:r:<id> the reservation record, only when ARGV[4] > 0
 -- KEYS[4+n], KEYS[5+n], KEYS[6+n] only for a call inside a request tree (the ARGV "tree" group below):
 --   sluice:{P}:tree:<id> its HASH (tree-open.lua), sluice:{P}:tree:<id>:calls the calls in flight
@@ -51,129 +51,13 @@
 -- The reconciler (reconcile.lua) keeps a record "~" in the root scope's state: while it pauses the
 -- partition, admissions are refused (a pseudo-limit of kind "pause"; a scheduled admission whose
 -- max wait covers the pause waits it out), and it lowers the root's buckets to its ceiling.
--- Sluice loads this with FUNCTION LOAD as sluice_decide_VERSION: specs, plans and scratch tables
--- then live across calls (parse once, allocate little). EVAL runs it too, for tests by hand.
+-- The library (ScriptLibrary.swift) registers this as sluice_decide_VERSION: specs, plans and
+-- scratch tables then live across calls (parse once, allocate little).
 
-local UNIT = { s = 1000, min = 60000, h = 3600000, d = 86400000 }
-local PERIOD = { s = 1000, min = 60000, h = 3600000, d = 86400000, w = 604800000, mo = 0 }
-local OPTION = {
-    bucket = { rate = 1, burst = 1, debt = 1, ceiling = 1, headroom = 1, shadow = 1 },
-    window = { limit = 1, exact = 1, approx = 1, shadow = 1 },
-    budget = { total = 1, period = 1, ttl = 1, shadow = 1 },
-}
-local MAIN = { bucket = 'rate', window = 'limit', budget = 'total' }
-local MAX_LIMITS = 32 -- per spec, all resources together (QuotaSpec.maximumLimits)
-local NONE = {}
-
--- Specs --------------------------------------------------------------------------------------------
--- "tokens: bucket rate=90000/min burst=5000; requests: window 100/min; budget 5000 period=d"
--- -> { tokens = {limit}, requests = {limit, limit} } or { [ERR] = reason }. "R: none" = no limits.
--- The reason's key is no resource name (a resource "err" is a resource like any other).
-local ERR = '?err'
-local function count(v) -- "5000" -> 5000 (at most 2^50: larger is absurd, and inexact in doubles)
-    local n = type(v) == 'string' and string.find(v, '^%d+$') and tonumber(v)
-    return n and n <= 1125899906842624 and n or nil
-end
-local function per(v) -- "90000/min", "100/10s" -> amount, ms
-    local n, k, u = string.match(type(v) == 'string' and v or '', '^(%d+)/(%d*)(%a+)$')
-    n, k = count(n), k == '' and 1 or count(k)
-    if not UNIT[u] or not n or n == 0 or not k or k == 0 or k > 1000000 then return nil end
-    return n, UNIT[u] * k
-end
-
-local function compile(c) -- one clause's options -> a limit, or nil and the reason
-    for _, flag in ipairs({ 'shadow', 'exact', 'approx' }) do
-        if c[flag] ~= nil and c[flag] ~= true then return nil, flag .. ' takes no value' end
-    end
-    local kind, shadow = c.kind, c.shadow == true
-    if kind == 'bucket' then -- rate and ceiling are kept per ms
-        local n, ms = per(c.rate)
-        if not n then return nil, 'rate must be N/UNIT, UNIT s, min, h or d' end
-        local burst = c.burst == nil and n or count(c.burst)
-        if not burst or burst == 0 then return nil, 'burst must be a positive integer' end
-        local debt = c.debt == nil and burst or count(c.debt)
-        if not debt then return nil, 'debt must be an integer >= 0' end
-        local ceil
-        if c.ceiling ~= nil then
-            local cn, cms = per(c.ceiling)
-            if not cn or cn / cms < n / ms then return nil, 'ceiling must be N/UNIT, at least the rate' end
-            ceil = cn / cms
-        end
-        local headroom = c.headroom == nil and 0 or count(c.headroom)
-        if not headroom or headroom > 100 then return nil, 'headroom must be a percentage, 0 to 100' end
-        return { kind = kind, suffix = '/b', rate = n / ms, burst = burst, debt = debt, ceil = ceil,
-            headroom = burst * headroom / 100, shadow = shadow }
-    elseif kind == 'window' then
-        local n, ms = per(c.limit)
-        if not n then return nil, 'window must be N/UNIT, UNIT s, min, h or d' end
-        if c.exact and (c.approx or n > 100) then return nil, 'exact windows allow at most 100' end
-        return { kind = kind, suffix = '/w' .. ms, limit = n, ms = ms, exact = c.exact or (n <= 100 and not c.approx),
-            shadow = shadow }
-    end
-    local total = count(c.total)
-    if not total then return nil, 'budget must be an integer' end
-    if c.period ~= nil and not PERIOD[c.period] then return nil, 'period must be s, min, h, d, w or mo' end
-    local n, u = string.match(c.ttl == nil and '7d' or tostring(c.ttl), '^(%d+)(%a+)$')
-    n = count(n)
-    if not UNIT[u] or not n or n == 0 or n > 1000000 then return nil, 'ttl must be N followed by s, min, h or d' end
-    return { kind = kind, suffix = '/g', total = total, period = c.period, ttl = n * UNIT[u], shadow = shadow }
-end
-
-local function parse(spec)
-    local out, res, c, seen, err, limits = {}, nil, nil, {}, nil, 0
-    local function finish()
-        if c and (c.kind == 'none' and #out[res] > 0 or c.kind ~= 'none' and out[res].none) then
-            err = res .. ': none and limits at once'
-        elseif c and c.kind == 'none' then
-            out[res].none = true
-            if next(c, nil) ~= 'kind' or next(c, 'kind') then err = 'none takes no options' end
-        elseif c then
-            local l, why = compile(c)
-            if l then l.res, l.tag = res, res .. l.suffix end -- the tag names its state record
-            if l and seen[l.tag] then l, why = nil, 'two ' .. res .. ' ' .. l.kind .. ' limits alike' end
-            if l then table.insert(out[res], l) end
-            if l then seen[l.tag] = true else err = why end
-            -- A decision checks every limit of its path in one script, Redis blocked meanwhile: an
-            -- operator's spec with more is ignored (and reported), as QuotaSpec refuses it.
-            limits = limits + 1
-            if limits > MAX_LIMITS then err = 'a spec holds at most ' .. MAX_LIMITS .. ' limits' end
-        end
-        c = nil
-    end
-    for word, sep in string.gmatch(spec, '([^%s;]+)%s*(;?)') do
-        local name, rest = string.match(word, '^([%a_][%w_]*):(.*)$')
-        if name and not c then
-            res, word = name, rest
-            if out[res] then err = res .. ' given twice' end
-            if #res > 32 then err = 'a resource name has at most 32 characters' end
-            out[res] = {}
-        end
-        if word == '' then
-            -- "tokens:" alone: the kind follows
-        elseif not res then
-            err = 'a spec starts with "<resource>:"'
-        elseif not c then
-            c = { kind = word }
-            if word ~= 'none' and not OPTION[word] then err = 'unknown limit kind "' .. word .. '"' end
-        else
-            local eq, key, value = string.find(word, '=', 1, true), word, true
-            if eq then
-                key, value = string.sub(word, 1, eq - 1), string.sub(word, eq + 1)
-            elseif string.find(word, '^%d') then
-                key, value = MAIN[c.kind], word
-            end
-            if not (OPTION[c.kind] or NONE)[key] then err = 'unknown option "' .. tostring(key) .. '"'
-            elseif c[key] ~= nil then err = '"' .. key .. '" given twice'
-            else c[key] = value end
-        end
-        if err then return { [ERR] = err } end
-        if sep == ';' then finish() end
-    end
-    finish()
-    if err then return { [ERR] = err } end
-    if not res then return { [ERR] = 'empty spec' } end
-    return out
-end
+-- Specs ("tokens: bucket rate=90000/min burst=5000; requests: window 100/min") are parsed by
+-- lib/spec.lua: { tokens = {limit}, requests = {limit} }, or { [ERR] = reason }.
+local parse, ERR = lib.spec.parse, lib.spec.ERR
+local NONE = {} -- no limits (an empty default spec), no warnings
 
 -- Memo: specs, plans and options repeat call after call; parse each once (for as long as the
 -- function lives). One table per parser, so that a text sent in the wrong place (a plan as the
@@ -211,86 +95,23 @@ local function parsePlan(text) -- ARGV[1] -> { resources..., defaults = {spec pe
     return p
 end
 
--- Time --------------------------------------------------------------------------------------------
-local function days(y, m) -- days from 1970-01-01 to the first of month m (1-12) of year y
-    if m <= 2 then y = y - 1 end
-    local era = math.floor(y / 400)
-    local yoe = y - era * 400
-    return era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100)
-        + math.floor((153 * (m > 2 and m - 3 or m + 9) + 2) / 5) - 719468
-end
-local function period(l, now) -- a budget's period -> index, end ms; calendar periods are UTC
-    local p = l.period
-    if not p then return 0, now + l.ttl end -- no period: the total lasts while the scope is in use
-    if p == 'mo' then -- today's civil month (H. Hinnant's algorithm), then the next month's first
-        local z = math.floor(now / 86400000) + 719468
-        local era = math.floor(z / 146097)
-        local doe = z - era * 146097
-        local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
-        local mp = math.floor((5 * (doe - 365 * yoe - math.floor(yoe / 4) + math.floor(yoe / 100)) + 2) / 153)
-        local y, m = yoe + era * 400 + (mp >= 10 and 1 or 0), mp < 10 and mp + 3 or mp - 9
-        return y * 12 + m, days(m == 12 and y + 1 or y, m % 12 + 1) * 86400000
-    end
-    local len, shift = PERIOD[p], p == 'w' and 259200000 or 0 -- weeks start on Monday
-    local idx = math.floor((now + shift) / len)
-    return idx, (idx + 1) * len - shift
-end
-
 -- State -------------------------------------------------------------------------------------------
--- A scope's key holds its own expiry (a double, ms), then per limit a record: "<tag length><tag>",
--- four doubles a, b, c, x (the record's expiry) and "<16-bit length><blob>".
---   bucket "<res>/b"      a level, b updated at, c ceiling level
---   window "<res>/w<ms>"  a count in this window, b count in the last one, c this window's index
---   exact  "<res>/w<ms>"  a running count before the log; blob the log: (time, running count)*
---   budget "<res>/g"      a used, b period index
--- A record past its expiry reads as fresh and is dropped at the next write. The key's expiry is
--- refreshed only when a record would outlive it (SET KEEPTTL otherwise: cheaper than PX).
-local RECORD = '<Bc0ddddHc0'
-local function logAt(blob, k) -- the k-th entry of an exact log: time, running count
-    return struct.unpack('<dd', blob, k * 16 - 15)
-end
-local function firstLive(blob, since) -- the first entry newer than since (#entries + 1: none)
-    local lo, hi = 1, #blob / 16 + 1
-    while lo < hi do
-        local mid = math.floor((lo + hi) / 2)
-        if logAt(blob, mid) > since then hi = mid else lo = mid + 1 end
-    end
-    return lo
-end
+-- lib/state.lua holds the format of a scope's key: its expiry, then one record per limit. Decide
+-- reads and writes it in place (the hot path: no table per record), with its formats.
+local state = lib.state
+local RECORD, HEADED, HORIZON, expiry = state.RECORD, state.HEADED, state.HORIZON, state.expiry
 
--- An approximate window's count now: this window's, plus the last one's weighted by its overlap.
--- Exact and approximate windows of one length share their record (one tag), so that editing a
--- limit between them (100/min is exact, 101/min approximate) keeps the count: an exact record has
--- c = 0, an approximate one c = its window's index.
-local function approxUsed(e, now, ms)
-    local idx = math.floor(now / ms)
-    if e.c > idx then return e.a + e.b end -- ahead of now: Redis' clock stepped back
-    if e.c == idx then return e.b * (1 - (now - idx * ms) / ms) + e.a end
-    if e.c == idx - 1 then return e.a * (1 - (now - idx * ms) / ms) end
-    return 0
-end
-
--- The reconciler's record "~" in the root scope (reconcile.lua writes it and documents it): a is
--- the pause-until, the blob one entry per resource. Decide reads the ceiling of each entry:
---   rate = min(configured rate, capNow) x g and burst = min(configured burst, capNow x window) x g,
---   capNow the stated limit x safety per ms (climbing after a raise), g what the last cut left
---   (climbing back to 1), the headroom scaled with the burst; and a level never above the lowest
---   remaining the provider reported (capLevel when capAt, refilled since). "*" covers the others.
-local RECON_ENTRY = '<Bc0ddddddddddddddd'
+-- The reconciler's record "~" in the root scope (lib/ceiling.lua; reconcile.lua writes it): a is
+-- the pause-until, the blob one entry per resource, whose ceiling lowers the root's buckets of that
+-- resource ("*": the others).
+local ceiling = lib.ceiling
 local reconMemo, reconMemoSize = {}, 0
-local function reconEntries(blob) -- memoized: the blob changes only when an observation is merged
+local function reconEntries(blob) -- name -> entry, memoized: the blob changes only when an observation is merged
     local hit = reconMemo[blob]
     if hit then return hit end
     if reconMemoSize >= 64 then reconMemo, reconMemoSize = {}, 0 end
     hit = {}
-    local pos = 1
-    while pos < #blob do
-        local name, _, window, _, _, _, capRate, capFrom, capSince, capClimb, g0, cutAt, climb, capLevel, capAt, capRefill, nxt =
-            struct.unpack(RECON_ENTRY, blob, pos)
-        hit[name] = { window = window, capRate = capRate, capFrom = capFrom, capSince = capSince, capClimb = capClimb,
-            g0 = g0, cutAt = cutAt, climb = climb, capLevel = capLevel, capAt = capAt, capRefill = capRefill }
-        pos = nxt
-    end
+    for _, e in ipairs(ceiling.entries(blob)) do hit[e.name] = e end
     reconMemo[blob], reconMemoSize = hit, reconMemoSize + 1
     return hit
 end
@@ -302,21 +123,11 @@ local PAUSE = { kind = 'pause', res = '*', tag = '~', limit = 0, shadow = false 
 local POOL, FROM, TO, EXPIRES, OTHERS, COST, PARENT, CONFIG, FIELD = {}, {}, {}, {}, {}, {}, {}, {}, {}
 -- And for writing: a scope's parts, a reservation's record and its charges (packed, then left), the reply.
 local PARTS, RESERVATION, CHARGES, CHARGE, REPLY, replyLength, TIMED = {}, {}, {}, {}, {}, 0, {}
-local HEADED = '<dBc0ddddHc0' -- the key's expiry and one record
--- A bucket's record may carry extras in its blob (else empty): EXTRAS, four doubles.
---   pool: what open reservations charged and may still refund. Refunds never lift a bucket above
---     what it would hold had the call never been charged: the pool shrinks as the level without its
---     charges would have reached the burst (refilled more than it holds), every charge in it by the
---     same fraction. "absorbed" sums -ln(1 - fraction) over those shrinks, so a charge c made when it
---     was a0 keeps c * exp(a0 - absorbed) of itself in the pool: a settle gives back at most that
---     (and at most the pool), and takes it out of the pool, the reservation being closed
---     (settle.lua). The pool's shares then always add up to the pool, under any load; a pool emptied
---     and started again is "born" anew, so older charges get nothing.
---   absorbed, born: see the pool.   bdebt: see the headroom (batch admissions).
-local EXTRAS = '<dddd'
--- The longest a record lives (ms, about 31 years): a bucket refilling 1 a million days from a debt of
--- 2^50 would need 10^29 ms, which SET ... PX cannot take. Past it, a record reads as fresh.
-local HORIZON = 1e12
+-- The limit kinds' rules: their charges (and settle's refunds) live in lib/bucket.lua, lib/window.lua
+-- and lib/budget.lua.
+local bucketCharge, bucketRetry = lib.bucket.charge, lib.bucket.retry
+local windowCharge, windowChargeExact, windowLog = lib.window.charge, lib.window.chargeExact, lib.window.log
+local budgetCharge = lib.budget.charge
 
 local function warn(warnings, i, field, reason)
     if warnings == NONE then warnings = {} end
@@ -333,8 +144,7 @@ local function record(e, now, expires)
         if not expires then return struct.pack(RECORD, #tag, tag, e.a, e.b, e.c, e.x, #e.blob, e.blob) end
         return struct.pack(HEADED, expires, #tag, tag, e.a, e.b, e.c, e.x, #e.blob, e.blob)
     end
-    local blob = l.kind == 'bucket' and e.nblob or l.exact and string.sub(e.log, e.live * 16 - 15) or ''
-    if l.exact and e.cost > 0 then blob = blob .. struct.pack('<dd', e.mark, e.total + e.cost) end
+    local blob = l.kind == 'bucket' and e.nblob or l.exact and windowLog(e) or ''
     if not expires then return struct.pack(RECORD, #tag, tag, e.next, e.nb, e.nc, e.nx, #blob, blob) end
     return struct.pack(HEADED, expires, #tag, tag, e.next, e.nb, e.nc, e.nx, #blob, blob)
 end
@@ -352,10 +162,10 @@ local function hashTag(key) -- Redis Cluster's: between the first "{" and the ne
 end
 -- The numbers callers send (max wait, ttl, costs) repeat call after call: each text is parsed and
 -- range-checked once (a decimal integer, 0 to 2^50; false: anything else), the memo bounded.
+local count = lib.numbers.count
 local NUMS, numsSize = {}, 0
 local function amount(text)
-    local v = type(text) == 'string' and string.find(text, '^%d+$') and tonumber(text) or false
-    if v and v > 1125899906842624 then v = false end
+    local v = count(text) or false
     if text then
         if numsSize >= 4096 then
             for k in pairs(NUMS) do NUMS[k] = nil end
@@ -366,7 +176,7 @@ local function amount(text)
     return v
 end
 local function count0(v) -- an integer >= 0 in decimal, else nil
-    return type(v) == 'string' and string.find(v, '^%d+$') and tonumber(v) or nil
+    return count(v, 1 / 0)
 end
 
 -- The tree group, checked before anything is read or written: nil, or why it is bad.
@@ -672,159 +482,18 @@ local function decide(KEYS, ARGV, clock, line)
             local l, cost, found = e.l, e.cost, e.found
             local kind = l.kind
             e.ok = true
-            if kind == 'bucket' then -- may run into debt, at most max wait deep (scheduled admission)
-                local burst, rate, cr, headroom, cap = l.burst, l.rate, l.ceil, l.headroom, nil
-                local r = i == 1 and recon and (recon[l.res] or recon['*'])
-                e.most = burst -- the most a cost may be and still pass some day, at the stated limit in force
-                if r then -- the reconciler's ceiling (see RECON_ENTRY)
-                    local dt, capNow = now - r.cutAt, r.capRate
-                    local g = r.g0 + r.climb * (dt > 0 and dt or 0)
-                    if r.capClimb > 0 then
-                        dt = now - r.capSince
-                        local c = r.capFrom + r.capClimb * (dt > 0 and dt or 0)
-                        if c < capNow then capNow = c end
-                    end
-                    local target, top = rate, burst
-                    if capNow > 0 and capNow < target then target = capNow end
-                    if capNow > 0 and capNow * r.window < top then top = capNow * r.window end
-                    if r.capRate > 0 and r.capRate * r.window < e.most then e.most = r.capRate * r.window end
-                    if g < 1 then target, top = target * g, top * g end
-                    if target < rate then
-                        if cr then cr = cr * target / rate end
-                        rate = target
-                    end
-                    if top < burst then burst, headroom = top, headroom * top / burst end
-                    if r.capAt > 0 then
-                        dt = now - r.capAt
-                        cap = r.capLevel + (r.capRefill > 0 and r.capRefill or rate) * (dt > 0 and dt or 0)
-                    end
-                end
-                local level, ceiling, pool, absorbed, born, bdebt, dt, at = burst, burst, 0, 0, 0, 0, 0, now
-                if found then
-                    local b, blob = e.b, e.blob
-                    dt = now - b
-                    if dt < 0 then dt, at = 0, b end -- never back in time (Redis' clock may step back)
-                    level, ceiling = e.a + dt * rate, e.c + dt * (cr or rate)
-                    if #blob == 32 then pool, absorbed, born, bdebt = unpack_(EXTRAS, blob) end
-                    if pool > 0 then -- as if the pool's charges had never been made: that level caps first
-                        local left = level < burst and burst - level or 0
-                        if pool > left then
-                            if left > 0 then absorbed = absorbed + math.log(pool / left) end
-                            pool = left -- emptied (left 0): the next charge starts a pool anew
-                        end
-                    end
-                    if level > burst then level = burst end
-                    if ceiling > burst then ceiling = burst end
-                end
-                if cap and level > cap then level = cap end
-                if cap and ceiling > cap then ceiling = cap end
-                -- Batch admissions leave every headroom alone, scheduled ones too: what a batch admission
-                -- charged below the headroom (bdebt) falls due as the bucket refills, and until then
-                -- interactive calls may still use the headroom it left them (that refill is the batch's).
-                if bdebt > 0 then
-                    bdebt = bdebt - dt * rate
-                    if bdebt > headroom - level then bdebt = headroom - level end
-                    if bdebt < 0 then bdebt = 0 end
-                end
-                local bottom, avail = 0, level + bdebt
-                if batch then bottom, avail = headroom, level end
-                local allowance = (i == 1 and options.line) and 0 or rate * maxWait
-                if l.debt < allowance then allowance = l.debt end
-                local borrow, up = false, PARENT[l.res]
-                -- HTB: above its guarantee a child borrows, up to its ceiling, while the parent bucket
-                -- keeps its headroom (re-checked here: the parent was checked before its child).
-                if cr and cost > 0 and avail - cost < bottom and ceiling >= cost and (not up or up.level - up.cost >= up.headroom) then
-                    borrow = true
-                    if up and not batch and up.headroom > 0 then -- raise the parent's floor
-                        local allowance = up.rate * maxWait
-                        if up.l.debt < allowance then allowance = up.l.debt end
-                        up.lowest = up.headroom - allowance
-                        up.ok = up.level - up.cost >= up.lowest
-                        up.wait = (up.headroom - up.level + up.cost) / up.rate
-                    end
-                end
-                e.level, e.lowest, e.rate, e.burst, e.headroom = level, bottom - allowance, rate, burst, headroom
-                local immediate = borrow or cost == 0 or avail - cost >= bottom -- admitted without a wait
-                e.ok, e.wait = immediate or level - cost >= bottom - allowance, immediate and 0 or (bottom - level + cost) / rate
+            if kind == 'bucket' then -- lib/bucket.lua checks it, and charges the record it would write
+                local r = i == 1 and recon and (recon[l.res] or recon['*']) -- the reconciler's ceiling
+                -- A line's root bucket admits only without a wait (ARGV[2] "line").
+                local wait = (i == 1 and options.line) and 0 or maxWait
+                bucketCharge(e, now, r, PARENT[l.res], batch, wait, maxWait, resTTL > 0)
                 if not l.shadow then PARENT[l.res] = e end
-                -- The record as charged (written only if the whole decision is admitted).
-                if batch and not borrow and headroom > 0 and level - cost < headroom then
-                    bdebt = bdebt + headroom - (level - cost) - (level < headroom and headroom - level or 0)
-                end
-                if not borrow then level = level - cost end
-                if cr then ceiling = ceiling - cost else ceiling = level end
-                if ceiling < -burst then ceiling = -burst end
-                local full = (burst - level) / rate
-                if cr and (burst - ceiling) / cr > full then full = (burst - ceiling) / cr end
-                if full > HORIZON then full = HORIZON end
-                e.next, e.nb, e.nc, e.nx, e.mark = level, at, ceiling, at + full, borrow and 1 or 0
-                if resTTL > 0 then
-                    if cost > 0 and not borrow then -- a reservation's charge joins the pool
-                        if pool <= 0 then born, absorbed = now, 0 end -- a new pool: older charges get nothing back
-                        pool = pool + cost
-                    end
-                    e.born, e.absorbed = born, absorbed
-                end
-                e.nblob = (pool > 0 or bdebt > 0) and pack(EXTRAS, pool, absorbed, born, bdebt) or ''
-            elseif kind == 'window' and l.exact then
-                local log, base = found and e.blob or '', found and e.a or 0
-                if found and e.c ~= 0 then -- an approximate window's record (its limit was edited): its count
-                    local used = approxUsed(e, now, l.ms)
-                    log, base = used > 0 and pack('<dd', now - 0.001, ceil(used)) or '', 0
-                end
-                local live, limit = firstLive(log, now - l.ms), l.limit
-                local total = #log > 0 and select(2, logAt(log, #log / 16)) or base
-                local before = live > 1 and select(2, logAt(log, live - 1)) or base
-                e.log, e.live, e.total, e.before, e.used = log, live, total, before, total - before
-                local at = #log > 0 and logAt(log, #log / 16) or now -- the log stays in time order, even when
-                if at < now then at = now end -- Redis' clock stepped back
-                e.next, e.nb, e.nc, e.nx, e.mark = before, 0, 0, at + (l.ms < HORIZON and l.ms or HORIZON), at
-                if cost > 0 and total - before + cost > limit then -- until enough of the oldest entries have left
-                    local at = live
-                    while cost <= limit and select(2, logAt(log, at)) - before < total - before + cost - limit do at = at + 1 end
-                    e.ok, e.retry = false, cost > limit and -1 or logAt(log, at) + l.ms - now
-                end
-            elseif kind == 'window' then -- two fixed windows, the last one weighted by its overlap
-                local ms, limit = l.ms, l.limit
-                local idx, cur, prev = floor(now / ms), 0, 0
-                if found and e.c > idx then idx = e.c end -- a window ahead of now (Redis' clock stepped back)
-                local elapsed = now - idx * ms
-                if elapsed < 0 then elapsed = 0 end
-                if found and e.c == 0 then -- an exact log's record (its limit was edited): its live count, now
-                    local log = e.blob
-                    if #log > 0 then
-                        local live = firstLive(log, now - ms)
-                        cur = select(2, logAt(log, #log / 16)) - (live > 1 and select(2, logAt(log, live - 1)) or e.a)
-                    end
-                elseif found and e.c == idx then
-                    cur, prev = e.a, e.b
-                elseif found and e.c == idx - 1 then
-                    prev = e.a
-                end
-                local used = prev * (1 - elapsed / ms) + cur
-                e.idx, e.cur, e.prev, e.used = idx, cur, prev, used
-                local nx = (idx + 2) * ms
-                if nx > now + HORIZON then nx = now + HORIZON end
-                e.next, e.nb, e.nc, e.nx, e.mark = cur + cost, prev, idx, nx, idx
-                if cost > 0 and used + cost > limit then
-                    e.ok = false
-                    if cost > limit then
-                        e.retry = -1
-                    elseif cur + cost <= limit then -- until the last window's weight has faded enough
-                        e.retry = ms * (1 - (limit - cur - cost) / prev) - elapsed
-                    else -- the next window, then until this one's weight has faded enough
-                        e.retry = (idx + 1) * ms - now + ms * (1 - (limit - cost) / cur)
-                    end
-                end
+            elseif kind == 'window' and l.exact then -- lib/window.lua, as for buckets
+                windowChargeExact(e, now)
+            elseif kind == 'window' then
+                windowCharge(e, now)
             else
-                local idx, ends = period(l, now)
-                if found and e.b > idx then idx, ends = e.b, e.x end -- a period ahead of now: Redis' clock stepped back
-                local used = found and e.b == idx and e.a or 0
-                e.idx, e.ends, e.used = idx, ends, used
-                e.next, e.nb, e.nc, e.nx, e.mark = used + cost, idx, 0, ends < now + HORIZON and ends or now + HORIZON, idx
-                if cost > 0 and used + cost > l.total then -- a cost above the total never passes
-                    e.ok, e.retry = false, l.period and cost <= l.total and ends - now or -1
-                end
+                budgetCharge(e, now)
             end
         end
     end
@@ -857,9 +526,7 @@ local function decide(KEYS, ARGV, clock, line)
         if l.shadow then
             shadowed = shadowed or not ok
         elseif not ok then
-            if l.kind == 'bucket' then
-                e.retry = e.cost + e.lowest > e.most and -1 or (e.cost + e.lowest - e.level) / e.rate
-            end
+            if l.kind == 'bucket' then e.retry = bucketRetry(e) end
             allowed = false
             if denied == 0 then denied = k end
             retry = (retry < 0 or e.retry < 0) and -1 or (e.retry > retry and e.retry or retry)
@@ -897,7 +564,7 @@ local function decide(KEYS, ARGV, clock, line)
                         local ch = CHARGE[nc]
                         if not ch then ch = {}; CHARGE[nc] = ch end
                         charges[nc], ch[1], ch[2], ch[3], ch[5], ch[6] = ch, i, l.res, l.tag, e.cost, e.mark
-                        if l.kind == 'bucket' then -- with its pool when charged (see EXTRAS)
+                        if l.kind == 'bucket' then -- with its pool when charged (lib/bucket.lua)
                             ch[4], ch[7], ch[8], ch[9], ch[10], ch[11] = 'bucket', l.rate, l.burst, l.ceil or false,
                                 e.born, e.absorbed
                             ch[12] = l.shadow and true or nil -- no line credit for a bucket that enforces nothing
@@ -908,10 +575,7 @@ local function decide(KEYS, ARGV, clock, line)
                     end
                 end
             end
-            local key, s, expires, others = KEYS[2 + i], raw[i], EXPIRES[i], OTHERS[i]
-            if expires < last then -- refreshed with slack, so that a busy scope refreshes rarely
-                expires = ceil(last + (last - now < 3600000 and last - now or 3600000)) + 1000
-            end
+            local key, s, expires, others = KEYS[2 + i], raw[i], expiry(EXPIRES[i], last, now), OTHERS[i]
             if records == 1 and not others then -- the common case: one record, one pack
                 body = record(only, now, expires)
                 if i == 1 and reconRaw then body = body .. reconRaw end

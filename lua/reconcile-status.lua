@@ -1,4 +1,4 @@
--- reconcile-status: the reconciler's state of a partition, read only (reconcile.lua describes it).
+-- reconcile-status: the reconciler's state of a partition, read only (lib/ceiling.lua describes it).
 --
 -- KEYS[1] the root scope's state key
 -- Reply: {Redis time ms, pause-until ms (0: none in force), last cut ms (0: none), cuts, N, then per
@@ -6,31 +6,19 @@
 --   safety, the ceiling's share now (g, text), the ceiling now per window (the cap rate now, that is
 --   stated x safety climbing after a raise, x window x g; text, "" if no stated limit), the lowest
 --   remaining reported (-1: none), when its request was sent ms}
-local RECORD, ENTRY = '<Bc0ddddHc0', '<Bc0ddddddddddddddd'
+local ceiling = lib.ceiling
 local time = redis.call('TIME')
 local now = time[1] * 1000 + time[2] / 1000
-local function since(t) return now > t and now - t or 0 end
-local s = redis.call('GET', KEYS[1])
-local pos = 9
-while s and pos < #s do
-    local tag, a, b, c, x, blob, nxt = struct.unpack(RECORD, s, pos)
-    if tag == '~' and x > now then
-        local reply, n, at = { math.floor(now), a > now and math.floor(a) or 0, math.floor(b), c, 0 }, 0, 1
-        while at < #blob do
-            local name, stated, window, pending, seen, safety, capRate, capFrom, capSince, capClimb, g0, cutAt, climb,
-                capLevel, capAt, _, after = struct.unpack(ENTRY, blob, at)
-            local g = math.min(1, g0 + climb * since(cutAt))
-            local cap = capClimb > 0 and math.min(capRate, capFrom + capClimb * since(capSince)) or capRate
-            for _, v in ipairs({ name, stated, window, pending, seen, string.format('%.6g', safety),
-                string.format('%.6g', g), stated > 0 and string.format('%.6g', cap * window * g) or '',
-                capAt > 0 and math.floor(capLevel) or -1, math.floor(capAt) }) do
-                reply[#reply + 1] = v
-            end
-            n, at = n + 1, after
-        end
-        reply[5] = n
-        return reply
+local r = lib.state.read(redis.call('GET', KEYS[1]), now).byTag[ceiling.TAG]
+if not r then return { math.floor(now), 0, 0, 0, 0 } end
+local entries = ceiling.entries(r.blob)
+local reply = { math.floor(now), r.a > now and math.floor(r.a) or 0, math.floor(r.b), r.c, #entries }
+for _, e in ipairs(entries) do
+    local g, cap = ceiling.share(e, now), ceiling.capNow(e, now)
+    for _, v in ipairs({ e.name, e.stated, e.window, e.pending, e.seen, string.format('%.6g', e.safety),
+        string.format('%.6g', g), e.stated > 0 and string.format('%.6g', cap * e.window * g) or '',
+        e.capAt > 0 and math.floor(e.capLevel) or -1, math.floor(e.capAt) }) do
+        reply[#reply + 1] = v
     end
-    pos = nxt
 end
-return { math.floor(now), 0, 0, 0, 0 }
+return reply

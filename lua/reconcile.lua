@@ -2,18 +2,9 @@
 -- workers reporting the same event change it once. decide.lua applies the result on every
 -- admission; the state lives in the root scope's state key, so decide reads it for free.
 --
--- State: the record "~" among the root scope's records (decide.lua describes the key's layout):
---   a pause-until ms, b last cut at ms, c cuts so far, x the record's expiry (ttl after the last
---   observation); the blob one ENTRY per resource: name, then
---     stated limit per window (0: unknown), window ms, a pending stated limit and how often it was
---     seen, safety;
---     the cap rate, per ms: capRate (stated x safety / window), climbing to it from capFrom since
---     capSince at capClimb per ms (0: not climbing): capNow = min(capRate, capFrom + capClimb x dt);
---     the share g the last cut left: g0 at cutAt, climbing by climb per ms to 1;
---     the remaining cap: capLevel reported for a request sent at capAt (0: none), refilled at
---     capRefill per ms (0: at the bucket's own rate; no stated limit was known).
---   decide: rate = min(configured, capNow) x g, burst = min(configured, capNow x window) x g, and a
---   level never above capLevel + refill x (now - capAt).
+-- State: the record "~" among the root scope's records (lib/ceiling.lua describes it and the
+--   ceiling decide applies: rate = min(configured, capNow) x g, burst = min(configured, capNow x
+--   window) x g, and a level never above capLevel + refill x (now - capAt)).
 -- Rules:
 --   remaining only ever lowers the bucket: the cap moves to this remaining only when that is lower
 --     than the cap in force, both projected to now from their send times at the cap rate (without a
@@ -48,7 +39,7 @@
 -- Reply: {pause-until ms (0: none in force), 1 if this cut the ceiling (or, for an overload, the
 --   concurrency share), 1 if this started a pause, Redis time ms}
 
-local RECORD, ENTRY = '<Bc0ddddHc0', '<Bc0ddddddddddddddd'
+local state, ceiling = lib.state, lib.ceiling
 local max, floor, ceil = math.max, math.floor, math.ceil
 local function number(at, low, high, what)
     local v = tonumber(ARGV[at])
@@ -70,18 +61,19 @@ if (#ARGV - 12) % 4 ~= 0 then error('sluice reconcile: resources come as name, l
 -- MAX_ENTRIES resources (its blob's length is 16 bits): the oldest ones not named now make room.
 local MAX_NAMED, MAX_ENTRIES = 64, 256
 if (#ARGV - 12) / 4 > MAX_NAMED then error('sluice reconcile: at most ' .. MAX_NAMED .. ' resources per response', 0) end
+local MAX = lib.numbers.MAX
 local function value(at, high, what)
     local v = ARGV[at]
     if v == '-1' then return -1 end
-    v = string.find(v, '^%d+$') and tonumber(v)
-    if not v or v > high then error('sluice reconcile: ' .. what .. ' is -1 or an integer, 0 to ' .. high, 0) end
+    v = lib.numbers.count(v, high)
+    if not v then error('sluice reconcile: ' .. what .. ' is -1 or an integer, 0 to ' .. high, 0) end
     return v
 end
 for k = 13, #ARGV, 4 do
     local name = ARGV[k]
     if name == '' or name == '*' or #name > 32 then error('sluice reconcile: a resource is a name of 1 to 32 characters', 0) end
-    value(k + 1, 1125899906842624, 'a limit')
-    value(k + 2, 1125899906842624, 'a remaining')
+    value(k + 1, MAX, 'a limit')
+    value(k + 2, MAX, 'a remaining')
     value(k + 3, 1e12, 'a reset (ms)')
 end
 
@@ -91,29 +83,11 @@ if sent <= 0 or sent > now then sent = now end
 if admitted <= 0 or admitted > sent then admitted = sent end
 
 -- Read the root's records: ours, and the others (kept as they are).
-local s = redis.call('GET', KEYS[1])
-local expires, others, pauseUntil, lastCut, cuts, blob = 0, {}, 0, 0, 0, ''
-if s then
-    expires = struct.unpack('<d', s)
-    local pos = 9
-    while pos < #s do
-        local tag, a, b, c, x, bytes, nxt = struct.unpack(RECORD, s, pos)
-        if x > now and tag == '~' then
-            pauseUntil, lastCut, cuts, blob = a, b, c, bytes
-        elseif x > now then
-            others[#others + 1] = string.sub(s, pos, nxt - 1)
-        end
-        pos = nxt
-    end
-end
+local st = state.read(redis.call('GET', KEYS[1]), now)
+local record = st.byTag[ceiling.TAG] or state.add(st, ceiling.TAG, 0, 0, 0, 0, '')
+local pauseUntil, lastCut, cuts = record.a, record.b, record.c
 local entries, order = {}, {}
-local pos = 1
-while pos < #blob do
-    local e, nxt = {}, nil
-    e.name, e.stated, e.window, e.pending, e.seen, e.safety, e.capRate, e.capFrom, e.capSince, e.capClimb, e.g0,
-        e.cutAt, e.climb, e.capLevel, e.capAt, e.capRefill, nxt = struct.unpack(ENTRY, blob, pos)
-    entries[e.name], order[#order + 1], pos = e, e.name, nxt
-end
+for _, e in ipairs(ceiling.entries(record.blob)) do entries[e.name], order[#order + 1] = e, e.name end
 local function entry(name)
     local e = entries[name]
     if not e then
@@ -127,14 +101,8 @@ end
 local function since(t) -- ms from t to now, never negative (Redis' clock may step back)
     return now > t and now - t or 0
 end
-local function share(e) -- g now
-    local g = e.g0 + e.climb * since(e.cutAt)
-    return g < 1 and g or 1
-end
-local function capNow(e) -- the cap rate now, per ms (0: no stated limit)
-    local c = e.capClimb > 0 and e.capFrom + e.capClimb * since(e.capSince) or e.capRate
-    return c < e.capRate and c or e.capRate
-end
+local function share(e) return ceiling.share(e, now) end -- g now
+local function capNow(e) return ceiling.capNow(e, now) end -- the cap rate now, per ms (0: no stated limit)
 local function event(kind, detail)
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', 10000, '*', 'type', kind, 'scope', ARGV[1], 'detail', detail)
     redis.call('PEXPIRE', KEYS[2], 604800000)
@@ -144,7 +112,7 @@ end
 local named, exhausted, longestReset = {}, {}, -1
 for k = 13, #ARGV, 4 do
     local name = ARGV[k]
-    local limit, remaining, reset = value(k + 1, 1125899906842624), value(k + 2, 1125899906842624), value(k + 3, 1e12)
+    local limit, remaining, reset = value(k + 1, MAX), value(k + 2, MAX), value(k + 3, 1e12)
     local e = entry(name)
     e.window, e.safety, named[#named + 1] = window, safety, e
     if limit > 0 then
@@ -173,7 +141,7 @@ for k = 13, #ARGV, 4 do
         if e.capAt == 0 then
             lower = true
         elseif refill > 0 then -- both projected to now, each at its own refill rate
-            local old = e.capLevel + (e.capRefill > 0 and e.capRefill or refill) * since(e.capAt)
+            local old = ceiling.capLevel(e, now, refill)
             lower = remaining + refill * since(sent) < old
         else -- decide refills at a rate unknown here: only a later, lower report is surely lower
             lower = sent >= e.capAt and remaining <= e.capLevel
@@ -218,8 +186,8 @@ if class == 'overload' and adaptConcurrency then
     end
 end
 
--- Write the root's key: its expiry, the other records, ours (at most MAX_ENTRIES resources).
-local parts, keep = {}, #order
+-- Write the root's key: the other records, ours (at most MAX_ENTRIES resources).
+local kept, keep = {}, #order
 for _, e in ipairs(named) do e.named = true end
 for _, name in ipairs(order) do
     local e = entries[name]
@@ -228,19 +196,10 @@ for _, name in ipairs(order) do
     end
 end
 for _, name in ipairs(order) do
-    local e = entries[name]
-    if e then
-        parts[#parts + 1] = struct.pack(ENTRY, #name, name, e.stated, e.window, e.pending, e.seen, e.safety, e.capRate,
-            e.capFrom, e.capSince, e.capClimb, e.g0, e.cutAt, e.climb, e.capLevel, e.capAt, e.capRefill)
-    end
+    if entries[name] then kept[#kept + 1] = entries[name] end
 end
-blob = table.concat(parts)
 local x = max(now + ttl, pauseUntil + ttl)
-local body = table.concat(others) .. struct.pack(RECORD, 1, '~', pauseUntil, lastCut, cuts, x, #blob, blob)
-if expires >= x then
-    redis.call('SET', KEYS[1], struct.pack('<d', expires) .. body, 'KEEPTTL')
-else
-    expires = ceil(x) + 1000
-    redis.call('SET', KEYS[1], struct.pack('<d', expires) .. body, 'PX', expires - floor(now))
-end
+record.a, record.b, record.c, record.x, record.blob = pauseUntil, lastCut, cuts, x, ceiling.pack(kept)
+-- The key lives a second past the record (no slack: the record already outlives the last observation).
+state.write(KEYS[1], st, now, st.expires >= x and st.expires or ceil(x) + 1000)
 return { pauseUntil > now and floor(pauseUntil) or 0, cut, started, floor(now) }

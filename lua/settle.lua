@@ -14,7 +14,7 @@
 -- Reply: {status}: "settled" | "cancelled" | "already settled" | "already cancelled" | "unknown"
 --   (never made, or expired: its estimate stays charged) | "mismatch" (KEYS are not its path, or
 --   not its tree)
--- Loaded with FUNCTION LOAD as sluice_settle_VERSION, like decide; EVAL runs it too.
+-- The library registers it as sluice_settle_VERSION, like decide.
 -- Inside a composite (call-finish.lua), `shared.line_credit` is set to the ms the root scope's binding
 -- bucket (the one slowest to refill a call's cost, which spaces call-admit.lua's line; shadow buckets
 -- enforce nothing and are left out) takes to refill what this settle gave back to it: its "line_credit"
@@ -23,13 +23,11 @@
 -- pool: reading and writing the scope there would cost every such settle. Such a share only takes part
 -- in later shrinking, so the other reservations get back less, never more.
 
-local RECORD = '<Bc0ddddHc0' -- decide.lua explains the state layout
-local EXTRAS = '<dddd' -- a bucket's pool, absorbed, born and batch debt (decide.lua explains them)
-local HORIZON = 1e12 -- the longest a record lives, ms (decide.lua)
-local NONE = {} -- the records of a scope no charge changes: never read, never written
+local state, count = lib.state, lib.numbers.count -- the scopes' state format; "5000" -> 5000
+local bucket, window, budget = lib.bucket, lib.window, lib.budget -- the limit kinds' refunds
+local NONE = { byTag = {} } -- the records of a scope no charge changes: never read, never written
 
 local function settle(KEYS, ARGV, clock, shared) -- clock: the TIME reply a composite already has
-    local max, min, ceil, floor = math.max, math.min, math.ceil, math.floor
     -- Bad input is refused before anything is read or written: a negative actual cost would refund
     -- more than was charged (other callers' usage); "nan", "inf" or "0x10" are no costs.
     if ARGV[1] ~= 'settle' and ARGV[1] ~= 'cancel' then return redis.error_reply('settle: ARGV[1] is settle or cancel') end
@@ -40,8 +38,8 @@ local function settle(KEYS, ARGV, clock, shared) -- clock: the TIME reply a comp
         if not string.find(res, '^[%a_][%w_]*$') or #res > 32 then
             return redis.error_reply('settle: a resource is a letter or _, then letters, digits or _ (at most 32)')
         end
-        cost = string.find(cost, '^%d+$') and tonumber(cost)
-        if not cost or cost > 1125899906842624 then return redis.error_reply('settle: a cost is an integer, 0 to 2^50') end
+        cost = count(cost)
+        if not cost then return redis.error_reply('settle: a cost is an integer, 0 to 2^50') end
         actual[res] = cost
     end
     if #KEYS < 2 then return redis.error_reply('settle: KEYS are the reservation and its path') end
@@ -75,21 +73,10 @@ local function settle(KEYS, ARGV, clock, shared) -- clock: the TIME reply a comp
     local time = clock or redis.call('TIME')
     local now = time[1] * 1000 + time[2] / 1000
 
-    local scopes = {} -- scope i -> { expires = key expiry, [tag] = record, [k] = record }
+    local scopes = {} -- scope i -> its live records (lib/state.lua), read when first needed
     local function records(i)
-        if scopes[i] then return scopes[i] end
-        local s, st, pos = raw[1 + i], { expires = 0 }, 9
-        if s then st.expires = struct.unpack('<d', s) end
-        while s and pos < #s do
-            local tag, a, b, c, x, blob, nxt = struct.unpack(RECORD, s, pos)
-            if x > now then
-                local r = { tag, a, b, c, x, blob }
-                st[#st + 1], st[tag] = r, r
-            end
-            pos = nxt
-        end
-        scopes[i] = st
-        return st
+        if not scopes[i] then scopes[i] = state.read(raw[1 + i], now) end
+        return scopes[i]
     end
 
     local binding, credit = 0, 0 -- the root's slowest refill of a call's cost, and what it got back (ms)
@@ -97,95 +84,27 @@ local function settle(KEYS, ARGV, clock, shared) -- clock: the TIME reply a comp
         local i, res, tag, kind, cost, mark, rate, burst, ceiling, born, absorbedThen, shadow = unpack(ch, 1, 12)
         local refund = cancel and cost or cost - (actual[res] or cost) -- < 0: an overrun to charge
         local st = refund ~= 0 and records(i) or NONE
-        local r = st[tag]
+        local r = st.byTag[tag]
         local given = 0
         if refund ~= 0 and kind == 'bucket' then
             if not r and refund < 0 then -- expired, so full: record the overrun as fresh debt
-                r = { tag, burst, now, burst, 0, '' }
-                st[#st + 1], st[tag] = r, r
+                r = state.add(st, tag, burst, now, burst, 0, '')
             end
             if r then
-                -- The record holds the levels at r[3]; a refund goes back only while the level is
-                -- below the burst, where adding to it then is adding to it now.
-                local dt = max(0, now - r[3])
-                local level, top = r[2] + dt * rate, r[4] + dt * (ceiling or rate)
-                local pool, absorbed, poolBorn, bdebt = 0, 0, 0, 0
-                if #r[6] == 32 then pool, absorbed, poolBorn, bdebt = struct.unpack(EXTRAS, r[6]) end
-                local give, share = refund, 0 -- refund < 0: an overrun, charged whole
-                if mark == 0 then -- never above what the bucket would hold without the charge
-                    local left = max(0, burst - level)
-                    if pool > left then
-                        if left > 0 then absorbed = absorbed + math.log(pool / left) end
-                        pool = left
-                    end
-                    -- What is left of its charge in the pool (decide.lua's EXTRAS) leaves it, refunded or not
-                    -- (the reservation is closed); never more than the charge (an index ahead of the pool's:
-                    -- charged by an older version that counted tokens there).
-                    if born and poolBorn == born then
-                        share = min(pool, cost * math.exp(min(0, absorbedThen - absorbed)))
-                        pool = pool - share
-                    end
-                    if refund > 0 then -- charged by an older version, which kept no pool: at most up to the burst
-                        give = max(0, born and min(refund, share) or min(refund, left))
-                    end
-                end
-                if refund > 0 and mark == 0 then
-                    given = give
-                    r[2] = r[2] + give
-                    r[4] = r[4] + min(give, max(0, burst - top))
-                elseif refund > 0 then -- a borrowing admission charged only its ceiling
-                    r[4] = r[4] + min(refund, max(0, burst - top))
-                else
-                    if mark == 0 then r[2] = r[2] + refund end
-                    r[4] = r[4] + refund
-                end
-                r[6] = (pool > 0 or bdebt > 0) and struct.pack(EXTRAS, pool, absorbed, poolBorn, bdebt) or ''
-                r[5] = min(r[3] + max(0, (burst - r[2]) / rate, (burst - r[4]) / (ceiling or rate)), now + HORIZON)
+                given = bucket.refund(r, now, refund, cost, mark, rate, burst, ceiling, born, absorbedThen)
                 st.dirty = true
             end
-        elseif refund ~= 0 and (kind == 'exact' or kind == 'window' and r and r[6] ~= '') then -- an exact log
+        elseif refund ~= 0 and (kind == 'exact' or kind == 'window' and r and r.blob ~= '') then -- an exact log
             local ms = tonumber(string.match(tag, '/w(%d+)$'))
             if not r and refund < 0 then -- expired (or never written): the overrun starts a fresh log
-                r = { tag, 0, 0, 0, now + ms, '' }
-                st[#st + 1], st[tag] = r, r
+                r = state.add(st, tag, 0, 0, 0, now + ms, '')
             end
-            if r and r[4] ~= 0 then r = nil end -- the limit was edited into an approximate window since
-            local log, at = r and r[6] or '', 0
-            for k = 1, #log / 16 do
-                if struct.unpack('<d', log, k * 16 - 15) == mark then at = k end
-            end
-            if at > 0 then -- lower (or raise) the running count from that entry on
-                local parts, last = { string.sub(log, 1, at * 16 - 16) }, r[2]
-                if at > 1 then last = select(2, struct.unpack('<dd', log, at * 16 - 31)) end
-                for k = at, #log / 16 do
-                    local t, running = struct.unpack('<dd', log, k * 16 - 15)
-                    running = max(last, running - refund)
-                    -- An entry that no longer weighs anything (cancelled, settled at 0) is dropped:
-                    -- kept, such entries would fill the log until its 16-bit length wraps.
-                    if running > last then parts[#parts + 1] = struct.pack('<dd', t, running) end
-                    last = running
-                end
-                r[6], st.dirty = table.concat(parts), true
-            elseif r and refund < 0 then -- no entry of its own (an estimate of 0): the overrun counts from now
-                local t, last, entries = now, r[2], #log / 16
-                if entries > 0 then
-                    local lt, running = struct.unpack('<dd', log, entries * 16 - 15)
-                    if lt > t then t = lt end -- the log stays in order when Redis' clock stepped back
-                    last = running
-                end
-                if entries < 1024 then
-                    r[6] = log .. struct.pack('<dd', t, last - refund)
-                else -- bounded (its length is 16 bits): the last entry takes the overrun, and counts longer
-                    r[6] = string.sub(log, 1, entries * 16 - 16) .. struct.pack('<dd', t, last - refund)
-                end
-                st.dirty = true
-                if r[5] < t + ms then r[5] = t + ms end
-            end
+            if r and r.c ~= 0 then r = nil end -- the limit was edited into an approximate window since
+            if r and window.refundExact(r, now, refund, mark, ms) then st.dirty = true end
         elseif refund ~= 0 and r and kind == 'window' then
-            if r[4] == mark then r[2], st.dirty = max(0, r[2] - refund), true end
-            if r[4] == mark + 1 then r[3], st.dirty = max(0, r[3] - refund), true end
-        elseif refund ~= 0 and r and kind == 'budget' and r[3] == mark then
-            r[2], st.dirty = max(0, r[2] - refund), true
+            if window.refund(r, refund, mark) then st.dirty = true end
+        elseif refund ~= 0 and r and kind == 'budget' then
+            if budget.refund(r, refund, mark) then st.dirty = true end
         end
         if i == 1 and kind == 'bucket' and not shadow and rate > 0 and cost / rate > binding then
             binding, credit = cost / rate, given / rate
@@ -194,43 +113,10 @@ local function settle(KEYS, ARGV, clock, shared) -- clock: the TIME reply a comp
     if shared then shared.line_credit = credit end
 
     for i, st in pairs(scopes) do
-        if st.dirty then
-            local parts, last = {}, now
-            for _, r in ipairs(st) do
-                if r[5] > now then
-                    parts[#parts + 1], last = struct.pack(RECORD, #r[1], r[1], r[2], r[3], r[4], r[5], #r[6], r[6]), max(last, r[5])
-                end
-            end
-            local body = table.concat(parts)
-            if body == '' then
-                redis.call('DEL', KEYS[1 + i])
-            elseif st.expires >= last then
-                redis.call('SET', KEYS[1 + i], struct.pack('<d', st.expires) .. body, 'KEEPTTL')
-            else
-                local expires = ceil(last + min(last - now, 3600000)) + 1000
-                redis.call('SET', KEYS[1 + i], struct.pack('<d', expires) .. body, 'PX', expires - floor(now))
-            end
-        end
+        if st.dirty then state.write(KEYS[1 + i], st, now) end
     end
     if reservation.call then -- tree-exit.lua's work for the call decide admitted into the tree
-        local key, calls, call = KEYS[2 + n], KEYS[3 + n], reservation.call
-        redis.call('ZREM', calls, call)
-        local record = redis.call('HGET', key, 'r:' .. call) -- gone: the tree expired, nothing to give back
-        if record then
-            local loop
-            for line in string.gmatch(record .. '\n', '([^\n]*)\n') do
-                if not loop then
-                    loop = line
-                else
-                    local res, estimate = string.match(line, '^(.*)=(%d+)$')
-                    estimate = tonumber(estimate)
-                    local delta = cancel and -estimate or (actual[res] or estimate) - estimate
-                    if delta ~= 0 then redis.call('HINCRBY', key, 'u:' .. res, delta) end
-                end
-            end
-            if cancel and loop ~= '' then redis.call('HINCRBY', key, 'l:' .. loop, -1) end
-            redis.call('HDEL', key, 'r:' .. call)
-        end
+        lib.tree.exit(KEYS[2 + n], KEYS[3 + n], reservation.call, cancel, actual)
     end
     local status = cancel and 'cancelled' or 'settled'
     redis.call('SET', KEYS[1], status, 'KEEPTTL')

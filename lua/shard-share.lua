@@ -22,7 +22,7 @@
 --   state (cmsgpack: e epoch, i index, n shards, L per bucket: r resource, n rate amount, ms rate
 --   window ms, B burst, D debt (-1: default), h headroom (-1: none), sh shadow 0|1, b the share),
 --   field "global=<root>" the spec decide.lua reads (operator data: the config hash has no expiry)
--- KEYS[2] sluice:{<root>~s<k>}:s:global=<root>  the shard's root state (decide.lua's layout)
+-- KEYS[2] sluice:{<root>~s<k>}:s:global=<root>  the shard's root state (lib/state.lua)
 -- KEYS[3] sluice:{<root>~s<k>}:transit  HASH transfer id -> cmsgpack { to, r, s, e, d deadline }
 -- KEYS[4] sluice:{<root>~s<k>}:claim:<id>  take only: the receiver's claim of transfer <id>
 -- ARGV[1] the operation, then:
@@ -42,8 +42,9 @@
 -- Every key but the config hash expires: the state as decide.lua keeps it, the in-transit hash a day
 -- after its last deadline, a claim two days after its transfer's deadline.
 
-local HEADED, RECORD, HORIZON = '<dBc0ddddHc0', '<Bc0ddddHc0', 1e12
-local MAX = 1125899906842624 -- 2^50
+local state = lib.state
+local HORIZON = state.HORIZON
+local MAX = lib.numbers.MAX -- 2^50
 local UNITS = { { 'd', 86400000 }, { 'h', 3600000 }, { 'min', 60000 }, { 's', 1000 } }
 local floor, ceil = math.floor, math.ceil
 local op = ARGV[1]
@@ -99,33 +100,11 @@ local function specText(share)
 end
 local function perMs(l) return l.n / l.ms * (l.b / l.B) end
 
--- The root state's records, as decide.lua keeps them: the key's expiry, then records.
-local function readState()
-    local s = redis.call('GET', KEYS[2])
-    local st = { expires = 0, records = {} }
-    if not s then return st end
-    local pos = 1
-    while pos < #s do
-        local tag, a, b, c, x, blob, nxt
-        if pos == 1 then
-            st.expires, tag, a, b, c, x, blob, nxt = struct.unpack(HEADED, s)
-        else
-            tag, a, b, c, x, blob, nxt = struct.unpack(RECORD, s, pos)
-        end
-        st.records[#st.records + 1] = { tag = tag, a = a, b = b, c = c, x = x, blob = blob }
-        pos = nxt
-    end
-    return st
-end
-local function findRecord(st, tag)
-    for _, r in ipairs(st.records) do
-        if r.tag == tag and r.x > now then return r end
-    end
-    return nil
-end
+-- The root state's live records (lib/state.lua).
+local function readState() return state.read(redis.call('GET', KEYS[2]), now) end
 -- The bucket's level now, refilled at the share in force (as decide.lua would read it).
 local function levelNow(st, l)
-    local r = findRecord(st, l.r .. '/b')
+    local r = st.byTag[l.r .. '/b']
     if not r then return l.b end
     local dt = now - r.b
     if dt < 0 then dt = 0 end
@@ -136,29 +115,15 @@ end
 -- Writes the bucket's record at `level` (updated now) under the share in force, keeping the others.
 local function writeLevel(st, l, level)
     local tag = l.r .. '/b'
-    local r = findRecord(st, tag)
+    local r = st.byTag[tag]
     local full = (l.b - level) / perMs(l)
     if full > HORIZON then full = HORIZON end
     if not r then
         if level >= l.b then return end -- no record reads as full: nothing to write
-        r = { tag = tag, blob = '' }
-        st.records[#st.records + 1] = r
+        r = state.add(st, tag, 0, 0, 0, 0, '')
     end
     r.a, r.b, r.c, r.x = level, now, level, now + full
-    local parts, last = {}, now
-    for _, rec in ipairs(st.records) do
-        if rec.x > now then
-            parts[#parts + 1] = struct.pack(RECORD, #rec.tag, rec.tag, rec.a, rec.b, rec.c, rec.x, #rec.blob, rec.blob)
-            if rec.x > last then last = rec.x end
-        end
-    end
-    if #parts == 0 then
-        redis.call('DEL', KEYS[2])
-        return
-    end
-    local expires = st.expires
-    if expires < last then expires = ceil(last + (last - now < 3600000 and last - now or 3600000)) + 1000 end
-    redis.call('SET', KEYS[2], struct.pack('<d', expires) .. table.concat(parts), 'PX', ceil(expires - now))
+    state.write(KEYS[2], st, now)
 end
 local function readShare()
     local raw = redis.call('HGET', KEYS[1], 'share')
@@ -203,7 +168,7 @@ if op == 'set' then
         local level = l.b
         local before = old and limitOf(old, l.r)
         if before then level = levelNow(st, before) else
-            local r = findRecord(st, l.r .. '/b')
+            local r = st.byTag[l.r .. '/b']
             if r then level = r.a end
         end
         if level > l.b then level = l.b end

@@ -6,23 +6,7 @@
 -- KEYS[1] sluice:{P}:tree:<id>  HASH (see tree-open)   KEYS[2] sluice:{P}:tree:<id>:calls  ZSET
 -- ARGV[1] call id   ARGV[2] "settle" | "refund"   ARGV[3...] pairs: resource, actual (settle)
 -- Reply: 1 settled or refunded; 0 unknown call (already done, or the tree expired)
-local tree, calls, field = KEYS[1], KEYS[2], 'r:' .. ARGV[1]
-local record = redis.call('HGET', tree, field)
-redis.call('ZREM', calls, ARGV[1])
-if not record then return 0 end
+-- lib/tree.lua does the work (settle.lua uses it too).
 local actual = {}
 for i = 3, #ARGV - 1, 2 do actual[ARGV[i]] = tonumber(ARGV[i + 1]) end
-local refund = ARGV[2] == 'refund'
-local loop
-for line in string.gmatch(record .. '\n', '([^\n]*)\n') do
-    if not loop then
-        loop = line
-    else
-        local res, estimate = string.match(line, '^(.*)=(%d+)$')
-        local delta = refund and -tonumber(estimate) or (actual[res] or tonumber(estimate)) - tonumber(estimate)
-        if delta ~= 0 then redis.call('HINCRBY', tree, 'u:' .. res, delta) end
-    end
-end
-if refund and loop ~= '' then redis.call('HINCRBY', tree, 'l:' .. loop, -1) end
-redis.call('HDEL', tree, field)
-return 1
+return lib.tree.exit(KEYS[1], KEYS[2], ARGV[1], ARGV[2] == 'refund', actual) and 1 or 0

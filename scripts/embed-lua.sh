@@ -1,9 +1,29 @@
 #!/usr/bin/env bash
-# Writes Sources/Sluice/Generated/LuaScripts.swift from lua/*.lua: the library embeds the scripts
-# so that it never reads lua/ at run time. lua/ stays the single source of truth; CI runs
-# `scripts/embed-lua.sh --check` and fails when the checked-in copy differs.
+# Writes Sources/Sluice/Generated/LuaScripts.swift from lua/*.lua (the entry points) and lua/lib/*.lua
+# (the shared modules they use): the library embeds the scripts so that it never reads lua/ at run
+# time. lua/ stays the single source of truth; CI runs `scripts/embed-lua.sh --check` and fails when
+# the checked-in copy differs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The modules in the order the library joins them, before every entry: a module may use those
+# listed before it.
+modules=(numbers state ceiling bucket window budget spec tree)
+for file in lua/lib/*.lua; do
+  name=$(basename "$file" .lua)
+  case " ${modules[*]} " in *" $name "*) ;; *) echo "error: $file is not listed in scripts/embed-lua.sh's modules" >&2; exit 1 ;; esac
+done
+# `--prelude` prints the modules joined as ScriptLibrary joins them, for benchmarks that load an entry
+# file by hand: the prelude, then the entry file, is a script or a library that runs it.
+if [ "${1:-}" = "--prelude" ]; then
+  echo "local sluice, lib = {}, {}"
+  for name in "${modules[@]}"; do
+    echo "-- lua/lib/$name.lua"
+    echo "lib['$name'] = (function()"
+    cat "lua/lib/$name.lua"
+    echo "end)()"
+  done
+  exit 0
+fi
 out=Sources/Sluice/Generated/LuaScripts.swift
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
@@ -24,6 +44,18 @@ trap 'rm -f "$tmp"' EXIT
     echo "        \"\"\"####"
     echo "    )"
   done
+  echo ""
+  echo "    /// The shared modules of lua/lib/, in the order ScriptLibrary joins them (before the entries): no entry points."
+  echo "    static let modules: [RedisScript] = ["
+  for name in "${modules[@]}"; do
+    echo "        RedisScript("
+    echo "            name: \"lib/$name\","
+    echo "            source: ####\"\"\""
+    sed 's/^/            /; s/^ *$//' "lua/lib/$name.lua"
+    echo "            \"\"\"####"
+    echo "        ),"
+  done
+  echo "    ]"
   echo ""
   echo "    /// Every script, in file order: ScriptLibrary joins them into one function library."
   echo "    static let all: [RedisScript] = ["

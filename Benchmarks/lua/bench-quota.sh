@@ -22,9 +22,11 @@ cli() { redis-cli -p "$port" "$@"; }
 one_key=$(cli SCRIPT LOAD "$(cat Benchmarks/lua/bucket-one-key.lua)")
 naive=$(cli SCRIPT LOAD "$(cat Benchmarks/lua/bucket-three-level-naive.lua)")
 # Sluice loads decide.lua as a function library named after its digest; the name does not matter here.
+# The shared modules of lua/lib/ come first (a decide.lua from before them ignores them).
 decide=${DECIDE:-lua/decide.lua}
-cli FUNCTION LOAD REPLACE "$(printf '#!lua name=sluice_decide_bench\n'; sed 's/sluice_decide_VERSION/sluice_decide_bench/' "$decide")" >/dev/null
-decide_sha=$(cli SCRIPT LOAD "$(cat "$decide")")
+prelude=$(scripts/embed-lua.sh --prelude)
+cli FUNCTION LOAD REPLACE "$(printf '#!lua name=sluice_decide_bench\n%s\n' "$prelude"; sed 's/sluice_decide_VERSION/sluice_decide_bench/' "$decide")" >/dev/null
+decide_sha=$(cli SCRIPT LOAD "$(printf '%s\n' "$prelude"; cat "$decide")")
 trees=0
 if grep -q 'treeCheck' "$decide"; then trees=1; fi
 tree_enter=$(cli SCRIPT LOAD "$(cat lua/tree-enter.lua)")
@@ -73,7 +75,7 @@ for run in $(seq "$runs"); do
   # The same decision with the reconciler's record in the root's state (stated limits for both resources,
   # low enough that the ceiling scales the root bucket, and a remaining cap): what following costs.
   cli FLUSHDB >/dev/null
-  reply=$(cli EVAL "$(cat lua/reconcile.lua)" 2 "${P}s:global=openai" "${P}events" global=openai ok 0 -1 60000 0.9 0.7 \
+  reply=$(cli EVAL "$(printf '%s\n' "$prelude"; cat lua/reconcile.lua)" 2 "${P}s:global=openai" "${P}events" global=openai ok 0 -1 60000 0.9 0.7 \
     120000 86400000 1000 1 0 requests $big $big 60000 tokens $big $big 60000)
   case "$reply" in *ERR*) echo "reconcile.lua failed: $reply" >&2; exit 1 ;; esac
   [ -n "$(cli GET "${P}s:global=openai")" ] || { echo "reconcile.lua wrote no state" >&2; exit 1; }

@@ -17,7 +17,7 @@ valgrind --tool=callgrind --toggle-collect=$toggle --callgrind-out-file="$dir/cg
 server=$!
 for _ in $(seq 600); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 cli() { redis-cli -p "$port" "$@"; }
-cli FUNCTION LOAD REPLACE "$(printf '#!lua name=b\n'; sed 's/sluice_decide_VERSION/b/' "$file")" >/dev/null
+cli FUNCTION LOAD REPLACE "$(printf '#!lua name=b\n%s\n' "$(scripts/embed-lua.sh --prelude)"; sed 's/sluice_decide_VERSION/b/' "$file")" >/dev/null
 big=1000000000
 P='sluice:{openai}:'
 states=("${P}s:global=openai" "${P}s:global=openai/tenant=acme" "${P}s:global=openai/tenant=acme/tree=req-1")

@@ -397,7 +397,7 @@ struct ScriptDefectTests {
                 path.root.description, responseClass, "0", "-1", "60000", "0.9", "0.5", "60000", "3600000", "1000",
                 "0", "0",
             ]
-            return try await fixture.client.evalScript(
+            return try await fixture.client.run(
                 LuaScripts.reconcile, keys: redisKeys,
                 arguments: (head + resources.flatMap { $0 }).map { RedisArgument($0) })
         }

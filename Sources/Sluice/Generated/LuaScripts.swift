@@ -481,7 +481,7 @@ enum LuaScripts {
         --
         -- KEYS[1] sluice:{P}:quotas  config hash: field "<scope pattern>", value a spec (QuotaConfiguration.md)
         -- KEYS[2] sluice:{P}:stats   shadow would-deny counters (written only when one happens)
-        -- KEYS[2+i] the state of scope i = 1..n, one string holding all its limits (see "state" below)
+        -- KEYS[2+i] the state of scope i = 1..n, one string holding all its limits (lib/state.lua)
         -- KEYS[3+n] sluice:{P}:r:<id> the reservation record, only when ARGV[4] > 0
         -- KEYS[4+n], KEYS[5+n], KEYS[6+n] only for a call inside a request tree (the ARGV "tree" group below):
         --   sluice:{P}:tree:<id> its HASH (tree-open.lua), sluice:{P}:tree:<id>:calls the calls in flight
@@ -529,129 +529,13 @@ enum LuaScripts {
         -- The reconciler (reconcile.lua) keeps a record "~" in the root scope's state: while it pauses the
         -- partition, admissions are refused (a pseudo-limit of kind "pause"; a scheduled admission whose
         -- max wait covers the pause waits it out), and it lowers the root's buckets to its ceiling.
-        -- Sluice loads this with FUNCTION LOAD as sluice_decide_VERSION: specs, plans and scratch tables
-        -- then live across calls (parse once, allocate little). EVAL runs it too, for tests by hand.
+        -- The library (ScriptLibrary.swift) registers this as sluice_decide_VERSION: specs, plans and
+        -- scratch tables then live across calls (parse once, allocate little).
 
-        local UNIT = { s = 1000, min = 60000, h = 3600000, d = 86400000 }
-        local PERIOD = { s = 1000, min = 60000, h = 3600000, d = 86400000, w = 604800000, mo = 0 }
-        local OPTION = {
-            bucket = { rate = 1, burst = 1, debt = 1, ceiling = 1, headroom = 1, shadow = 1 },
-            window = { limit = 1, exact = 1, approx = 1, shadow = 1 },
-            budget = { total = 1, period = 1, ttl = 1, shadow = 1 },
-        }
-        local MAIN = { bucket = 'rate', window = 'limit', budget = 'total' }
-        local MAX_LIMITS = 32 -- per spec, all resources together (QuotaSpec.maximumLimits)
-        local NONE = {}
-
-        -- Specs --------------------------------------------------------------------------------------------
-        -- "tokens: bucket rate=90000/min burst=5000; requests: window 100/min; budget 5000 period=d"
-        -- -> { tokens = {limit}, requests = {limit, limit} } or { [ERR] = reason }. "R: none" = no limits.
-        -- The reason's key is no resource name (a resource "err" is a resource like any other).
-        local ERR = '?err'
-        local function count(v) -- "5000" -> 5000 (at most 2^50: larger is absurd, and inexact in doubles)
-            local n = type(v) == 'string' and string.find(v, '^%d+$') and tonumber(v)
-            return n and n <= 1125899906842624 and n or nil
-        end
-        local function per(v) -- "90000/min", "100/10s" -> amount, ms
-            local n, k, u = string.match(type(v) == 'string' and v or '', '^(%d+)/(%d*)(%a+)$')
-            n, k = count(n), k == '' and 1 or count(k)
-            if not UNIT[u] or not n or n == 0 or not k or k == 0 or k > 1000000 then return nil end
-            return n, UNIT[u] * k
-        end
-
-        local function compile(c) -- one clause's options -> a limit, or nil and the reason
-            for _, flag in ipairs({ 'shadow', 'exact', 'approx' }) do
-                if c[flag] ~= nil and c[flag] ~= true then return nil, flag .. ' takes no value' end
-            end
-            local kind, shadow = c.kind, c.shadow == true
-            if kind == 'bucket' then -- rate and ceiling are kept per ms
-                local n, ms = per(c.rate)
-                if not n then return nil, 'rate must be N/UNIT, UNIT s, min, h or d' end
-                local burst = c.burst == nil and n or count(c.burst)
-                if not burst or burst == 0 then return nil, 'burst must be a positive integer' end
-                local debt = c.debt == nil and burst or count(c.debt)
-                if not debt then return nil, 'debt must be an integer >= 0' end
-                local ceil
-                if c.ceiling ~= nil then
-                    local cn, cms = per(c.ceiling)
-                    if not cn or cn / cms < n / ms then return nil, 'ceiling must be N/UNIT, at least the rate' end
-                    ceil = cn / cms
-                end
-                local headroom = c.headroom == nil and 0 or count(c.headroom)
-                if not headroom or headroom > 100 then return nil, 'headroom must be a percentage, 0 to 100' end
-                return { kind = kind, suffix = '/b', rate = n / ms, burst = burst, debt = debt, ceil = ceil,
-                    headroom = burst * headroom / 100, shadow = shadow }
-            elseif kind == 'window' then
-                local n, ms = per(c.limit)
-                if not n then return nil, 'window must be N/UNIT, UNIT s, min, h or d' end
-                if c.exact and (c.approx or n > 100) then return nil, 'exact windows allow at most 100' end
-                return { kind = kind, suffix = '/w' .. ms, limit = n, ms = ms, exact = c.exact or (n <= 100 and not c.approx),
-                    shadow = shadow }
-            end
-            local total = count(c.total)
-            if not total then return nil, 'budget must be an integer' end
-            if c.period ~= nil and not PERIOD[c.period] then return nil, 'period must be s, min, h, d, w or mo' end
-            local n, u = string.match(c.ttl == nil and '7d' or tostring(c.ttl), '^(%d+)(%a+)$')
-            n = count(n)
-            if not UNIT[u] or not n or n == 0 or n > 1000000 then return nil, 'ttl must be N followed by s, min, h or d' end
-            return { kind = kind, suffix = '/g', total = total, period = c.period, ttl = n * UNIT[u], shadow = shadow }
-        end
-
-        local function parse(spec)
-            local out, res, c, seen, err, limits = {}, nil, nil, {}, nil, 0
-            local function finish()
-                if c and (c.kind == 'none' and #out[res] > 0 or c.kind ~= 'none' and out[res].none) then
-                    err = res .. ': none and limits at once'
-                elseif c and c.kind == 'none' then
-                    out[res].none = true
-                    if next(c, nil) ~= 'kind' or next(c, 'kind') then err = 'none takes no options' end
-                elseif c then
-                    local l, why = compile(c)
-                    if l then l.res, l.tag = res, res .. l.suffix end -- the tag names its state record
-                    if l and seen[l.tag] then l, why = nil, 'two ' .. res .. ' ' .. l.kind .. ' limits alike' end
-                    if l then table.insert(out[res], l) end
-                    if l then seen[l.tag] = true else err = why end
-                    -- A decision checks every limit of its path in one script, Redis blocked meanwhile: an
-                    -- operator's spec with more is ignored (and reported), as QuotaSpec refuses it.
-                    limits = limits + 1
-                    if limits > MAX_LIMITS then err = 'a spec holds at most ' .. MAX_LIMITS .. ' limits' end
-                end
-                c = nil
-            end
-            for word, sep in string.gmatch(spec, '([^%s;]+)%s*(;?)') do
-                local name, rest = string.match(word, '^([%a_][%w_]*):(.*)$')
-                if name and not c then
-                    res, word = name, rest
-                    if out[res] then err = res .. ' given twice' end
-                    if #res > 32 then err = 'a resource name has at most 32 characters' end
-                    out[res] = {}
-                end
-                if word == '' then
-                    -- "tokens:" alone: the kind follows
-                elseif not res then
-                    err = 'a spec starts with "<resource>:"'
-                elseif not c then
-                    c = { kind = word }
-                    if word ~= 'none' and not OPTION[word] then err = 'unknown limit kind "' .. word .. '"' end
-                else
-                    local eq, key, value = string.find(word, '=', 1, true), word, true
-                    if eq then
-                        key, value = string.sub(word, 1, eq - 1), string.sub(word, eq + 1)
-                    elseif string.find(word, '^%d') then
-                        key, value = MAIN[c.kind], word
-                    end
-                    if not (OPTION[c.kind] or NONE)[key] then err = 'unknown option "' .. tostring(key) .. '"'
-                    elseif c[key] ~= nil then err = '"' .. key .. '" given twice'
-                    else c[key] = value end
-                end
-                if err then return { [ERR] = err } end
-                if sep == ';' then finish() end
-            end
-            finish()
-            if err then return { [ERR] = err } end
-            if not res then return { [ERR] = 'empty spec' } end
-            return out
-        end
+        -- Specs ("tokens: bucket rate=90000/min burst=5000; requests: window 100/min") are parsed by
+        -- lib/spec.lua: { tokens = {limit}, requests = {limit} }, or { [ERR] = reason }.
+        local parse, ERR = lib.spec.parse, lib.spec.ERR
+        local NONE = {} -- no limits (an empty default spec), no warnings
 
         -- Memo: specs, plans and options repeat call after call; parse each once (for as long as the
         -- function lives). One table per parser, so that a text sent in the wrong place (a plan as the
@@ -689,86 +573,23 @@ enum LuaScripts {
             return p
         end
 
-        -- Time --------------------------------------------------------------------------------------------
-        local function days(y, m) -- days from 1970-01-01 to the first of month m (1-12) of year y
-            if m <= 2 then y = y - 1 end
-            local era = math.floor(y / 400)
-            local yoe = y - era * 400
-            return era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100)
-                + math.floor((153 * (m > 2 and m - 3 or m + 9) + 2) / 5) - 719468
-        end
-        local function period(l, now) -- a budget's period -> index, end ms; calendar periods are UTC
-            local p = l.period
-            if not p then return 0, now + l.ttl end -- no period: the total lasts while the scope is in use
-            if p == 'mo' then -- today's civil month (H. Hinnant's algorithm), then the next month's first
-                local z = math.floor(now / 86400000) + 719468
-                local era = math.floor(z / 146097)
-                local doe = z - era * 146097
-                local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
-                local mp = math.floor((5 * (doe - 365 * yoe - math.floor(yoe / 4) + math.floor(yoe / 100)) + 2) / 153)
-                local y, m = yoe + era * 400 + (mp >= 10 and 1 or 0), mp < 10 and mp + 3 or mp - 9
-                return y * 12 + m, days(m == 12 and y + 1 or y, m % 12 + 1) * 86400000
-            end
-            local len, shift = PERIOD[p], p == 'w' and 259200000 or 0 -- weeks start on Monday
-            local idx = math.floor((now + shift) / len)
-            return idx, (idx + 1) * len - shift
-        end
-
         -- State -------------------------------------------------------------------------------------------
-        -- A scope's key holds its own expiry (a double, ms), then per limit a record: "<tag length><tag>",
-        -- four doubles a, b, c, x (the record's expiry) and "<16-bit length><blob>".
-        --   bucket "<res>/b"      a level, b updated at, c ceiling level
-        --   window "<res>/w<ms>"  a count in this window, b count in the last one, c this window's index
-        --   exact  "<res>/w<ms>"  a running count before the log; blob the log: (time, running count)*
-        --   budget "<res>/g"      a used, b period index
-        -- A record past its expiry reads as fresh and is dropped at the next write. The key's expiry is
-        -- refreshed only when a record would outlive it (SET KEEPTTL otherwise: cheaper than PX).
-        local RECORD = '<Bc0ddddHc0'
-        local function logAt(blob, k) -- the k-th entry of an exact log: time, running count
-            return struct.unpack('<dd', blob, k * 16 - 15)
-        end
-        local function firstLive(blob, since) -- the first entry newer than since (#entries + 1: none)
-            local lo, hi = 1, #blob / 16 + 1
-            while lo < hi do
-                local mid = math.floor((lo + hi) / 2)
-                if logAt(blob, mid) > since then hi = mid else lo = mid + 1 end
-            end
-            return lo
-        end
+        -- lib/state.lua holds the format of a scope's key: its expiry, then one record per limit. Decide
+        -- reads and writes it in place (the hot path: no table per record), with its formats.
+        local state = lib.state
+        local RECORD, HEADED, HORIZON, expiry = state.RECORD, state.HEADED, state.HORIZON, state.expiry
 
-        -- An approximate window's count now: this window's, plus the last one's weighted by its overlap.
-        -- Exact and approximate windows of one length share their record (one tag), so that editing a
-        -- limit between them (100/min is exact, 101/min approximate) keeps the count: an exact record has
-        -- c = 0, an approximate one c = its window's index.
-        local function approxUsed(e, now, ms)
-            local idx = math.floor(now / ms)
-            if e.c > idx then return e.a + e.b end -- ahead of now: Redis' clock stepped back
-            if e.c == idx then return e.b * (1 - (now - idx * ms) / ms) + e.a end
-            if e.c == idx - 1 then return e.a * (1 - (now - idx * ms) / ms) end
-            return 0
-        end
-
-        -- The reconciler's record "~" in the root scope (reconcile.lua writes it and documents it): a is
-        -- the pause-until, the blob one entry per resource. Decide reads the ceiling of each entry:
-        --   rate = min(configured rate, capNow) x g and burst = min(configured burst, capNow x window) x g,
-        --   capNow the stated limit x safety per ms (climbing after a raise), g what the last cut left
-        --   (climbing back to 1), the headroom scaled with the burst; and a level never above the lowest
-        --   remaining the provider reported (capLevel when capAt, refilled since). "*" covers the others.
-        local RECON_ENTRY = '<Bc0ddddddddddddddd'
+        -- The reconciler's record "~" in the root scope (lib/ceiling.lua; reconcile.lua writes it): a is
+        -- the pause-until, the blob one entry per resource, whose ceiling lowers the root's buckets of that
+        -- resource ("*": the others).
+        local ceiling = lib.ceiling
         local reconMemo, reconMemoSize = {}, 0
-        local function reconEntries(blob) -- memoized: the blob changes only when an observation is merged
+        local function reconEntries(blob) -- name -> entry, memoized: the blob changes only when an observation is merged
             local hit = reconMemo[blob]
             if hit then return hit end
             if reconMemoSize >= 64 then reconMemo, reconMemoSize = {}, 0 end
             hit = {}
-            local pos = 1
-            while pos < #blob do
-                local name, _, window, _, _, _, capRate, capFrom, capSince, capClimb, g0, cutAt, climb, capLevel, capAt, capRefill, nxt =
-                    struct.unpack(RECON_ENTRY, blob, pos)
-                hit[name] = { window = window, capRate = capRate, capFrom = capFrom, capSince = capSince, capClimb = capClimb,
-                    g0 = g0, cutAt = cutAt, climb = climb, capLevel = capLevel, capAt = capAt, capRefill = capRefill }
-                pos = nxt
-            end
+            for _, e in ipairs(ceiling.entries(blob)) do hit[e.name] = e end
             reconMemo[blob], reconMemoSize = hit, reconMemoSize + 1
             return hit
         end
@@ -780,21 +601,11 @@ enum LuaScripts {
         local POOL, FROM, TO, EXPIRES, OTHERS, COST, PARENT, CONFIG, FIELD = {}, {}, {}, {}, {}, {}, {}, {}, {}
         -- And for writing: a scope's parts, a reservation's record and its charges (packed, then left), the reply.
         local PARTS, RESERVATION, CHARGES, CHARGE, REPLY, replyLength, TIMED = {}, {}, {}, {}, {}, 0, {}
-        local HEADED = '<dBc0ddddHc0' -- the key's expiry and one record
-        -- A bucket's record may carry extras in its blob (else empty): EXTRAS, four doubles.
-        --   pool: what open reservations charged and may still refund. Refunds never lift a bucket above
-        --     what it would hold had the call never been charged: the pool shrinks as the level without its
-        --     charges would have reached the burst (refilled more than it holds), every charge in it by the
-        --     same fraction. "absorbed" sums -ln(1 - fraction) over those shrinks, so a charge c made when it
-        --     was a0 keeps c * exp(a0 - absorbed) of itself in the pool: a settle gives back at most that
-        --     (and at most the pool), and takes it out of the pool, the reservation being closed
-        --     (settle.lua). The pool's shares then always add up to the pool, under any load; a pool emptied
-        --     and started again is "born" anew, so older charges get nothing.
-        --   absorbed, born: see the pool.   bdebt: see the headroom (batch admissions).
-        local EXTRAS = '<dddd'
-        -- The longest a record lives (ms, about 31 years): a bucket refilling 1 a million days from a debt of
-        -- 2^50 would need 10^29 ms, which SET ... PX cannot take. Past it, a record reads as fresh.
-        local HORIZON = 1e12
+        -- The limit kinds' rules: their charges (and settle's refunds) live in lib/bucket.lua, lib/window.lua
+        -- and lib/budget.lua.
+        local bucketCharge, bucketRetry = lib.bucket.charge, lib.bucket.retry
+        local windowCharge, windowChargeExact, windowLog = lib.window.charge, lib.window.chargeExact, lib.window.log
+        local budgetCharge = lib.budget.charge
 
         local function warn(warnings, i, field, reason)
             if warnings == NONE then warnings = {} end
@@ -811,8 +622,7 @@ enum LuaScripts {
                 if not expires then return struct.pack(RECORD, #tag, tag, e.a, e.b, e.c, e.x, #e.blob, e.blob) end
                 return struct.pack(HEADED, expires, #tag, tag, e.a, e.b, e.c, e.x, #e.blob, e.blob)
             end
-            local blob = l.kind == 'bucket' and e.nblob or l.exact and string.sub(e.log, e.live * 16 - 15) or ''
-            if l.exact and e.cost > 0 then blob = blob .. struct.pack('<dd', e.mark, e.total + e.cost) end
+            local blob = l.kind == 'bucket' and e.nblob or l.exact and windowLog(e) or ''
             if not expires then return struct.pack(RECORD, #tag, tag, e.next, e.nb, e.nc, e.nx, #blob, blob) end
             return struct.pack(HEADED, expires, #tag, tag, e.next, e.nb, e.nc, e.nx, #blob, blob)
         end
@@ -830,10 +640,10 @@ enum LuaScripts {
         end
         -- The numbers callers send (max wait, ttl, costs) repeat call after call: each text is parsed and
         -- range-checked once (a decimal integer, 0 to 2^50; false: anything else), the memo bounded.
+        local count = lib.numbers.count
         local NUMS, numsSize = {}, 0
         local function amount(text)
-            local v = type(text) == 'string' and string.find(text, '^%d+$') and tonumber(text) or false
-            if v and v > 1125899906842624 then v = false end
+            local v = count(text) or false
             if text then
                 if numsSize >= 4096 then
                     for k in pairs(NUMS) do NUMS[k] = nil end
@@ -844,7 +654,7 @@ enum LuaScripts {
             return v
         end
         local function count0(v) -- an integer >= 0 in decimal, else nil
-            return type(v) == 'string' and string.find(v, '^%d+$') and tonumber(v) or nil
+            return count(v, 1 / 0)
         end
 
         -- The tree group, checked before anything is read or written: nil, or why it is bad.
@@ -1150,159 +960,18 @@ enum LuaScripts {
                     local l, cost, found = e.l, e.cost, e.found
                     local kind = l.kind
                     e.ok = true
-                    if kind == 'bucket' then -- may run into debt, at most max wait deep (scheduled admission)
-                        local burst, rate, cr, headroom, cap = l.burst, l.rate, l.ceil, l.headroom, nil
-                        local r = i == 1 and recon and (recon[l.res] or recon['*'])
-                        e.most = burst -- the most a cost may be and still pass some day, at the stated limit in force
-                        if r then -- the reconciler's ceiling (see RECON_ENTRY)
-                            local dt, capNow = now - r.cutAt, r.capRate
-                            local g = r.g0 + r.climb * (dt > 0 and dt or 0)
-                            if r.capClimb > 0 then
-                                dt = now - r.capSince
-                                local c = r.capFrom + r.capClimb * (dt > 0 and dt or 0)
-                                if c < capNow then capNow = c end
-                            end
-                            local target, top = rate, burst
-                            if capNow > 0 and capNow < target then target = capNow end
-                            if capNow > 0 and capNow * r.window < top then top = capNow * r.window end
-                            if r.capRate > 0 and r.capRate * r.window < e.most then e.most = r.capRate * r.window end
-                            if g < 1 then target, top = target * g, top * g end
-                            if target < rate then
-                                if cr then cr = cr * target / rate end
-                                rate = target
-                            end
-                            if top < burst then burst, headroom = top, headroom * top / burst end
-                            if r.capAt > 0 then
-                                dt = now - r.capAt
-                                cap = r.capLevel + (r.capRefill > 0 and r.capRefill or rate) * (dt > 0 and dt or 0)
-                            end
-                        end
-                        local level, ceiling, pool, absorbed, born, bdebt, dt, at = burst, burst, 0, 0, 0, 0, 0, now
-                        if found then
-                            local b, blob = e.b, e.blob
-                            dt = now - b
-                            if dt < 0 then dt, at = 0, b end -- never back in time (Redis' clock may step back)
-                            level, ceiling = e.a + dt * rate, e.c + dt * (cr or rate)
-                            if #blob == 32 then pool, absorbed, born, bdebt = unpack_(EXTRAS, blob) end
-                            if pool > 0 then -- as if the pool's charges had never been made: that level caps first
-                                local left = level < burst and burst - level or 0
-                                if pool > left then
-                                    if left > 0 then absorbed = absorbed + math.log(pool / left) end
-                                    pool = left -- emptied (left 0): the next charge starts a pool anew
-                                end
-                            end
-                            if level > burst then level = burst end
-                            if ceiling > burst then ceiling = burst end
-                        end
-                        if cap and level > cap then level = cap end
-                        if cap and ceiling > cap then ceiling = cap end
-                        -- Batch admissions leave every headroom alone, scheduled ones too: what a batch admission
-                        -- charged below the headroom (bdebt) falls due as the bucket refills, and until then
-                        -- interactive calls may still use the headroom it left them (that refill is the batch's).
-                        if bdebt > 0 then
-                            bdebt = bdebt - dt * rate
-                            if bdebt > headroom - level then bdebt = headroom - level end
-                            if bdebt < 0 then bdebt = 0 end
-                        end
-                        local bottom, avail = 0, level + bdebt
-                        if batch then bottom, avail = headroom, level end
-                        local allowance = (i == 1 and options.line) and 0 or rate * maxWait
-                        if l.debt < allowance then allowance = l.debt end
-                        local borrow, up = false, PARENT[l.res]
-                        -- HTB: above its guarantee a child borrows, up to its ceiling, while the parent bucket
-                        -- keeps its headroom (re-checked here: the parent was checked before its child).
-                        if cr and cost > 0 and avail - cost < bottom and ceiling >= cost and (not up or up.level - up.cost >= up.headroom) then
-                            borrow = true
-                            if up and not batch and up.headroom > 0 then -- raise the parent's floor
-                                local allowance = up.rate * maxWait
-                                if up.l.debt < allowance then allowance = up.l.debt end
-                                up.lowest = up.headroom - allowance
-                                up.ok = up.level - up.cost >= up.lowest
-                                up.wait = (up.headroom - up.level + up.cost) / up.rate
-                            end
-                        end
-                        e.level, e.lowest, e.rate, e.burst, e.headroom = level, bottom - allowance, rate, burst, headroom
-                        local immediate = borrow or cost == 0 or avail - cost >= bottom -- admitted without a wait
-                        e.ok, e.wait = immediate or level - cost >= bottom - allowance, immediate and 0 or (bottom - level + cost) / rate
+                    if kind == 'bucket' then -- lib/bucket.lua checks it, and charges the record it would write
+                        local r = i == 1 and recon and (recon[l.res] or recon['*']) -- the reconciler's ceiling
+                        -- A line's root bucket admits only without a wait (ARGV[2] "line").
+                        local wait = (i == 1 and options.line) and 0 or maxWait
+                        bucketCharge(e, now, r, PARENT[l.res], batch, wait, maxWait, resTTL > 0)
                         if not l.shadow then PARENT[l.res] = e end
-                        -- The record as charged (written only if the whole decision is admitted).
-                        if batch and not borrow and headroom > 0 and level - cost < headroom then
-                            bdebt = bdebt + headroom - (level - cost) - (level < headroom and headroom - level or 0)
-                        end
-                        if not borrow then level = level - cost end
-                        if cr then ceiling = ceiling - cost else ceiling = level end
-                        if ceiling < -burst then ceiling = -burst end
-                        local full = (burst - level) / rate
-                        if cr and (burst - ceiling) / cr > full then full = (burst - ceiling) / cr end
-                        if full > HORIZON then full = HORIZON end
-                        e.next, e.nb, e.nc, e.nx, e.mark = level, at, ceiling, at + full, borrow and 1 or 0
-                        if resTTL > 0 then
-                            if cost > 0 and not borrow then -- a reservation's charge joins the pool
-                                if pool <= 0 then born, absorbed = now, 0 end -- a new pool: older charges get nothing back
-                                pool = pool + cost
-                            end
-                            e.born, e.absorbed = born, absorbed
-                        end
-                        e.nblob = (pool > 0 or bdebt > 0) and pack(EXTRAS, pool, absorbed, born, bdebt) or ''
-                    elseif kind == 'window' and l.exact then
-                        local log, base = found and e.blob or '', found and e.a or 0
-                        if found and e.c ~= 0 then -- an approximate window's record (its limit was edited): its count
-                            local used = approxUsed(e, now, l.ms)
-                            log, base = used > 0 and pack('<dd', now - 0.001, ceil(used)) or '', 0
-                        end
-                        local live, limit = firstLive(log, now - l.ms), l.limit
-                        local total = #log > 0 and select(2, logAt(log, #log / 16)) or base
-                        local before = live > 1 and select(2, logAt(log, live - 1)) or base
-                        e.log, e.live, e.total, e.before, e.used = log, live, total, before, total - before
-                        local at = #log > 0 and logAt(log, #log / 16) or now -- the log stays in time order, even when
-                        if at < now then at = now end -- Redis' clock stepped back
-                        e.next, e.nb, e.nc, e.nx, e.mark = before, 0, 0, at + (l.ms < HORIZON and l.ms or HORIZON), at
-                        if cost > 0 and total - before + cost > limit then -- until enough of the oldest entries have left
-                            local at = live
-                            while cost <= limit and select(2, logAt(log, at)) - before < total - before + cost - limit do at = at + 1 end
-                            e.ok, e.retry = false, cost > limit and -1 or logAt(log, at) + l.ms - now
-                        end
-                    elseif kind == 'window' then -- two fixed windows, the last one weighted by its overlap
-                        local ms, limit = l.ms, l.limit
-                        local idx, cur, prev = floor(now / ms), 0, 0
-                        if found and e.c > idx then idx = e.c end -- a window ahead of now (Redis' clock stepped back)
-                        local elapsed = now - idx * ms
-                        if elapsed < 0 then elapsed = 0 end
-                        if found and e.c == 0 then -- an exact log's record (its limit was edited): its live count, now
-                            local log = e.blob
-                            if #log > 0 then
-                                local live = firstLive(log, now - ms)
-                                cur = select(2, logAt(log, #log / 16)) - (live > 1 and select(2, logAt(log, live - 1)) or e.a)
-                            end
-                        elseif found and e.c == idx then
-                            cur, prev = e.a, e.b
-                        elseif found and e.c == idx - 1 then
-                            prev = e.a
-                        end
-                        local used = prev * (1 - elapsed / ms) + cur
-                        e.idx, e.cur, e.prev, e.used = idx, cur, prev, used
-                        local nx = (idx + 2) * ms
-                        if nx > now + HORIZON then nx = now + HORIZON end
-                        e.next, e.nb, e.nc, e.nx, e.mark = cur + cost, prev, idx, nx, idx
-                        if cost > 0 and used + cost > limit then
-                            e.ok = false
-                            if cost > limit then
-                                e.retry = -1
-                            elseif cur + cost <= limit then -- until the last window's weight has faded enough
-                                e.retry = ms * (1 - (limit - cur - cost) / prev) - elapsed
-                            else -- the next window, then until this one's weight has faded enough
-                                e.retry = (idx + 1) * ms - now + ms * (1 - (limit - cost) / cur)
-                            end
-                        end
+                    elseif kind == 'window' and l.exact then -- lib/window.lua, as for buckets
+                        windowChargeExact(e, now)
+                    elseif kind == 'window' then
+                        windowCharge(e, now)
                     else
-                        local idx, ends = period(l, now)
-                        if found and e.b > idx then idx, ends = e.b, e.x end -- a period ahead of now: Redis' clock stepped back
-                        local used = found and e.b == idx and e.a or 0
-                        e.idx, e.ends, e.used = idx, ends, used
-                        e.next, e.nb, e.nc, e.nx, e.mark = used + cost, idx, 0, ends < now + HORIZON and ends or now + HORIZON, idx
-                        if cost > 0 and used + cost > l.total then -- a cost above the total never passes
-                            e.ok, e.retry = false, l.period and cost <= l.total and ends - now or -1
-                        end
+                        budgetCharge(e, now)
                     end
                 end
             end
@@ -1335,9 +1004,7 @@ enum LuaScripts {
                 if l.shadow then
                     shadowed = shadowed or not ok
                 elseif not ok then
-                    if l.kind == 'bucket' then
-                        e.retry = e.cost + e.lowest > e.most and -1 or (e.cost + e.lowest - e.level) / e.rate
-                    end
+                    if l.kind == 'bucket' then e.retry = bucketRetry(e) end
                     allowed = false
                     if denied == 0 then denied = k end
                     retry = (retry < 0 or e.retry < 0) and -1 or (e.retry > retry and e.retry or retry)
@@ -1375,7 +1042,7 @@ enum LuaScripts {
                                 local ch = CHARGE[nc]
                                 if not ch then ch = {}; CHARGE[nc] = ch end
                                 charges[nc], ch[1], ch[2], ch[3], ch[5], ch[6] = ch, i, l.res, l.tag, e.cost, e.mark
-                                if l.kind == 'bucket' then -- with its pool when charged (see EXTRAS)
+                                if l.kind == 'bucket' then -- with its pool when charged (lib/bucket.lua)
                                     ch[4], ch[7], ch[8], ch[9], ch[10], ch[11] = 'bucket', l.rate, l.burst, l.ceil or false,
                                         e.born, e.absorbed
                                     ch[12] = l.shadow and true or nil -- no line credit for a bucket that enforces nothing
@@ -1386,10 +1053,7 @@ enum LuaScripts {
                             end
                         end
                     end
-                    local key, s, expires, others = KEYS[2 + i], raw[i], EXPIRES[i], OTHERS[i]
-                    if expires < last then -- refreshed with slack, so that a busy scope refreshes rarely
-                        expires = ceil(last + (last - now < 3600000 and last - now or 3600000)) + 1000
-                    end
+                    local key, s, expires, others = KEYS[2 + i], raw[i], expiry(EXPIRES[i], last, now), OTHERS[i]
                     if records == 1 and not others then -- the common case: one record, one pack
                         body = record(only, now, expires)
                         if i == 1 and reconRaw then body = body .. reconRaw end
@@ -1738,7 +1402,7 @@ enum LuaScripts {
     static let reconcileStatus = RedisScript(
         name: "reconcile-status",
         source: ####"""
-        -- reconcile-status: the reconciler's state of a partition, read only (reconcile.lua describes it).
+        -- reconcile-status: the reconciler's state of a partition, read only (lib/ceiling.lua describes it).
         --
         -- KEYS[1] the root scope's state key
         -- Reply: {Redis time ms, pause-until ms (0: none in force), last cut ms (0: none), cuts, N, then per
@@ -1746,34 +1410,22 @@ enum LuaScripts {
         --   safety, the ceiling's share now (g, text), the ceiling now per window (the cap rate now, that is
         --   stated x safety climbing after a raise, x window x g; text, "" if no stated limit), the lowest
         --   remaining reported (-1: none), when its request was sent ms}
-        local RECORD, ENTRY = '<Bc0ddddHc0', '<Bc0ddddddddddddddd'
+        local ceiling = lib.ceiling
         local time = redis.call('TIME')
         local now = time[1] * 1000 + time[2] / 1000
-        local function since(t) return now > t and now - t or 0 end
-        local s = redis.call('GET', KEYS[1])
-        local pos = 9
-        while s and pos < #s do
-            local tag, a, b, c, x, blob, nxt = struct.unpack(RECORD, s, pos)
-            if tag == '~' and x > now then
-                local reply, n, at = { math.floor(now), a > now and math.floor(a) or 0, math.floor(b), c, 0 }, 0, 1
-                while at < #blob do
-                    local name, stated, window, pending, seen, safety, capRate, capFrom, capSince, capClimb, g0, cutAt, climb,
-                        capLevel, capAt, _, after = struct.unpack(ENTRY, blob, at)
-                    local g = math.min(1, g0 + climb * since(cutAt))
-                    local cap = capClimb > 0 and math.min(capRate, capFrom + capClimb * since(capSince)) or capRate
-                    for _, v in ipairs({ name, stated, window, pending, seen, string.format('%.6g', safety),
-                        string.format('%.6g', g), stated > 0 and string.format('%.6g', cap * window * g) or '',
-                        capAt > 0 and math.floor(capLevel) or -1, math.floor(capAt) }) do
-                        reply[#reply + 1] = v
-                    end
-                    n, at = n + 1, after
-                end
-                reply[5] = n
-                return reply
+        local r = lib.state.read(redis.call('GET', KEYS[1]), now).byTag[ceiling.TAG]
+        if not r then return { math.floor(now), 0, 0, 0, 0 } end
+        local entries = ceiling.entries(r.blob)
+        local reply = { math.floor(now), r.a > now and math.floor(r.a) or 0, math.floor(r.b), r.c, #entries }
+        for _, e in ipairs(entries) do
+            local g, cap = ceiling.share(e, now), ceiling.capNow(e, now)
+            for _, v in ipairs({ e.name, e.stated, e.window, e.pending, e.seen, string.format('%.6g', e.safety),
+                string.format('%.6g', g), e.stated > 0 and string.format('%.6g', cap * e.window * g) or '',
+                e.capAt > 0 and math.floor(e.capLevel) or -1, math.floor(e.capAt) }) do
+                reply[#reply + 1] = v
             end
-            pos = nxt
         end
-        return { math.floor(now), 0, 0, 0, 0 }
+        return reply
         """####
     )
     static let reconcile = RedisScript(
@@ -1783,18 +1435,9 @@ enum LuaScripts {
         -- workers reporting the same event change it once. decide.lua applies the result on every
         -- admission; the state lives in the root scope's state key, so decide reads it for free.
         --
-        -- State: the record "~" among the root scope's records (decide.lua describes the key's layout):
-        --   a pause-until ms, b last cut at ms, c cuts so far, x the record's expiry (ttl after the last
-        --   observation); the blob one ENTRY per resource: name, then
-        --     stated limit per window (0: unknown), window ms, a pending stated limit and how often it was
-        --     seen, safety;
-        --     the cap rate, per ms: capRate (stated x safety / window), climbing to it from capFrom since
-        --     capSince at capClimb per ms (0: not climbing): capNow = min(capRate, capFrom + capClimb x dt);
-        --     the share g the last cut left: g0 at cutAt, climbing by climb per ms to 1;
-        --     the remaining cap: capLevel reported for a request sent at capAt (0: none), refilled at
-        --     capRefill per ms (0: at the bucket's own rate; no stated limit was known).
-        --   decide: rate = min(configured, capNow) x g, burst = min(configured, capNow x window) x g, and a
-        --   level never above capLevel + refill x (now - capAt).
+        -- State: the record "~" among the root scope's records (lib/ceiling.lua describes it and the
+        --   ceiling decide applies: rate = min(configured, capNow) x g, burst = min(configured, capNow x
+        --   window) x g, and a level never above capLevel + refill x (now - capAt)).
         -- Rules:
         --   remaining only ever lowers the bucket: the cap moves to this remaining only when that is lower
         --     than the cap in force, both projected to now from their send times at the cap rate (without a
@@ -1829,7 +1472,7 @@ enum LuaScripts {
         -- Reply: {pause-until ms (0: none in force), 1 if this cut the ceiling (or, for an overload, the
         --   concurrency share), 1 if this started a pause, Redis time ms}
 
-        local RECORD, ENTRY = '<Bc0ddddHc0', '<Bc0ddddddddddddddd'
+        local state, ceiling = lib.state, lib.ceiling
         local max, floor, ceil = math.max, math.floor, math.ceil
         local function number(at, low, high, what)
             local v = tonumber(ARGV[at])
@@ -1851,18 +1494,19 @@ enum LuaScripts {
         -- MAX_ENTRIES resources (its blob's length is 16 bits): the oldest ones not named now make room.
         local MAX_NAMED, MAX_ENTRIES = 64, 256
         if (#ARGV - 12) / 4 > MAX_NAMED then error('sluice reconcile: at most ' .. MAX_NAMED .. ' resources per response', 0) end
+        local MAX = lib.numbers.MAX
         local function value(at, high, what)
             local v = ARGV[at]
             if v == '-1' then return -1 end
-            v = string.find(v, '^%d+$') and tonumber(v)
-            if not v or v > high then error('sluice reconcile: ' .. what .. ' is -1 or an integer, 0 to ' .. high, 0) end
+            v = lib.numbers.count(v, high)
+            if not v then error('sluice reconcile: ' .. what .. ' is -1 or an integer, 0 to ' .. high, 0) end
             return v
         end
         for k = 13, #ARGV, 4 do
             local name = ARGV[k]
             if name == '' or name == '*' or #name > 32 then error('sluice reconcile: a resource is a name of 1 to 32 characters', 0) end
-            value(k + 1, 1125899906842624, 'a limit')
-            value(k + 2, 1125899906842624, 'a remaining')
+            value(k + 1, MAX, 'a limit')
+            value(k + 2, MAX, 'a remaining')
             value(k + 3, 1e12, 'a reset (ms)')
         end
 
@@ -1872,29 +1516,11 @@ enum LuaScripts {
         if admitted <= 0 or admitted > sent then admitted = sent end
 
         -- Read the root's records: ours, and the others (kept as they are).
-        local s = redis.call('GET', KEYS[1])
-        local expires, others, pauseUntil, lastCut, cuts, blob = 0, {}, 0, 0, 0, ''
-        if s then
-            expires = struct.unpack('<d', s)
-            local pos = 9
-            while pos < #s do
-                local tag, a, b, c, x, bytes, nxt = struct.unpack(RECORD, s, pos)
-                if x > now and tag == '~' then
-                    pauseUntil, lastCut, cuts, blob = a, b, c, bytes
-                elseif x > now then
-                    others[#others + 1] = string.sub(s, pos, nxt - 1)
-                end
-                pos = nxt
-            end
-        end
+        local st = state.read(redis.call('GET', KEYS[1]), now)
+        local record = st.byTag[ceiling.TAG] or state.add(st, ceiling.TAG, 0, 0, 0, 0, '')
+        local pauseUntil, lastCut, cuts = record.a, record.b, record.c
         local entries, order = {}, {}
-        local pos = 1
-        while pos < #blob do
-            local e, nxt = {}, nil
-            e.name, e.stated, e.window, e.pending, e.seen, e.safety, e.capRate, e.capFrom, e.capSince, e.capClimb, e.g0,
-                e.cutAt, e.climb, e.capLevel, e.capAt, e.capRefill, nxt = struct.unpack(ENTRY, blob, pos)
-            entries[e.name], order[#order + 1], pos = e, e.name, nxt
-        end
+        for _, e in ipairs(ceiling.entries(record.blob)) do entries[e.name], order[#order + 1] = e, e.name end
         local function entry(name)
             local e = entries[name]
             if not e then
@@ -1908,14 +1534,8 @@ enum LuaScripts {
         local function since(t) -- ms from t to now, never negative (Redis' clock may step back)
             return now > t and now - t or 0
         end
-        local function share(e) -- g now
-            local g = e.g0 + e.climb * since(e.cutAt)
-            return g < 1 and g or 1
-        end
-        local function capNow(e) -- the cap rate now, per ms (0: no stated limit)
-            local c = e.capClimb > 0 and e.capFrom + e.capClimb * since(e.capSince) or e.capRate
-            return c < e.capRate and c or e.capRate
-        end
+        local function share(e) return ceiling.share(e, now) end -- g now
+        local function capNow(e) return ceiling.capNow(e, now) end -- the cap rate now, per ms (0: no stated limit)
         local function event(kind, detail)
             redis.call('XADD', KEYS[2], 'MAXLEN', '~', 10000, '*', 'type', kind, 'scope', ARGV[1], 'detail', detail)
             redis.call('PEXPIRE', KEYS[2], 604800000)
@@ -1925,7 +1545,7 @@ enum LuaScripts {
         local named, exhausted, longestReset = {}, {}, -1
         for k = 13, #ARGV, 4 do
             local name = ARGV[k]
-            local limit, remaining, reset = value(k + 1, 1125899906842624), value(k + 2, 1125899906842624), value(k + 3, 1e12)
+            local limit, remaining, reset = value(k + 1, MAX), value(k + 2, MAX), value(k + 3, 1e12)
             local e = entry(name)
             e.window, e.safety, named[#named + 1] = window, safety, e
             if limit > 0 then
@@ -1954,7 +1574,7 @@ enum LuaScripts {
                 if e.capAt == 0 then
                     lower = true
                 elseif refill > 0 then -- both projected to now, each at its own refill rate
-                    local old = e.capLevel + (e.capRefill > 0 and e.capRefill or refill) * since(e.capAt)
+                    local old = ceiling.capLevel(e, now, refill)
                     lower = remaining + refill * since(sent) < old
                 else -- decide refills at a rate unknown here: only a later, lower report is surely lower
                     lower = sent >= e.capAt and remaining <= e.capLevel
@@ -1999,8 +1619,8 @@ enum LuaScripts {
             end
         end
 
-        -- Write the root's key: its expiry, the other records, ours (at most MAX_ENTRIES resources).
-        local parts, keep = {}, #order
+        -- Write the root's key: the other records, ours (at most MAX_ENTRIES resources).
+        local kept, keep = {}, #order
         for _, e in ipairs(named) do e.named = true end
         for _, name in ipairs(order) do
             local e = entries[name]
@@ -2009,21 +1629,12 @@ enum LuaScripts {
             end
         end
         for _, name in ipairs(order) do
-            local e = entries[name]
-            if e then
-                parts[#parts + 1] = struct.pack(ENTRY, #name, name, e.stated, e.window, e.pending, e.seen, e.safety, e.capRate,
-                    e.capFrom, e.capSince, e.capClimb, e.g0, e.cutAt, e.climb, e.capLevel, e.capAt, e.capRefill)
-            end
+            if entries[name] then kept[#kept + 1] = entries[name] end
         end
-        blob = table.concat(parts)
         local x = max(now + ttl, pauseUntil + ttl)
-        local body = table.concat(others) .. struct.pack(RECORD, 1, '~', pauseUntil, lastCut, cuts, x, #blob, blob)
-        if expires >= x then
-            redis.call('SET', KEYS[1], struct.pack('<d', expires) .. body, 'KEEPTTL')
-        else
-            expires = ceil(x) + 1000
-            redis.call('SET', KEYS[1], struct.pack('<d', expires) .. body, 'PX', expires - floor(now))
-        end
+        record.a, record.b, record.c, record.x, record.blob = pauseUntil, lastCut, cuts, x, ceiling.pack(kept)
+        -- The key lives a second past the record (no slack: the record already outlives the last observation).
+        state.write(KEYS[1], st, now, st.expires >= x and st.expires or ceil(x) + 1000)
         return { pauseUntil > now and floor(pauseUntil) or 0, cut, started, floor(now) }
         """####
     )
@@ -2119,7 +1730,7 @@ enum LuaScripts {
         -- Reply: {status}: "settled" | "cancelled" | "already settled" | "already cancelled" | "unknown"
         --   (never made, or expired: its estimate stays charged) | "mismatch" (KEYS are not its path, or
         --   not its tree)
-        -- Loaded with FUNCTION LOAD as sluice_settle_VERSION, like decide; EVAL runs it too.
+        -- The library registers it as sluice_settle_VERSION, like decide.
         -- Inside a composite (call-finish.lua), `shared.line_credit` is set to the ms the root scope's binding
         -- bucket (the one slowest to refill a call's cost, which spaces call-admit.lua's line; shadow buckets
         -- enforce nothing and are left out) takes to refill what this settle gave back to it: its "line_credit"
@@ -2128,13 +1739,11 @@ enum LuaScripts {
         -- pool: reading and writing the scope there would cost every such settle. Such a share only takes part
         -- in later shrinking, so the other reservations get back less, never more.
 
-        local RECORD = '<Bc0ddddHc0' -- decide.lua explains the state layout
-        local EXTRAS = '<dddd' -- a bucket's pool, absorbed, born and batch debt (decide.lua explains them)
-        local HORIZON = 1e12 -- the longest a record lives, ms (decide.lua)
-        local NONE = {} -- the records of a scope no charge changes: never read, never written
+        local state, count = lib.state, lib.numbers.count -- the scopes' state format; "5000" -> 5000
+        local bucket, window, budget = lib.bucket, lib.window, lib.budget -- the limit kinds' refunds
+        local NONE = { byTag = {} } -- the records of a scope no charge changes: never read, never written
 
         local function settle(KEYS, ARGV, clock, shared) -- clock: the TIME reply a composite already has
-            local max, min, ceil, floor = math.max, math.min, math.ceil, math.floor
             -- Bad input is refused before anything is read or written: a negative actual cost would refund
             -- more than was charged (other callers' usage); "nan", "inf" or "0x10" are no costs.
             if ARGV[1] ~= 'settle' and ARGV[1] ~= 'cancel' then return redis.error_reply('settle: ARGV[1] is settle or cancel') end
@@ -2145,8 +1754,8 @@ enum LuaScripts {
                 if not string.find(res, '^[%a_][%w_]*$') or #res > 32 then
                     return redis.error_reply('settle: a resource is a letter or _, then letters, digits or _ (at most 32)')
                 end
-                cost = string.find(cost, '^%d+$') and tonumber(cost)
-                if not cost or cost > 1125899906842624 then return redis.error_reply('settle: a cost is an integer, 0 to 2^50') end
+                cost = count(cost)
+                if not cost then return redis.error_reply('settle: a cost is an integer, 0 to 2^50') end
                 actual[res] = cost
             end
             if #KEYS < 2 then return redis.error_reply('settle: KEYS are the reservation and its path') end
@@ -2180,21 +1789,10 @@ enum LuaScripts {
             local time = clock or redis.call('TIME')
             local now = time[1] * 1000 + time[2] / 1000
 
-            local scopes = {} -- scope i -> { expires = key expiry, [tag] = record, [k] = record }
+            local scopes = {} -- scope i -> its live records (lib/state.lua), read when first needed
             local function records(i)
-                if scopes[i] then return scopes[i] end
-                local s, st, pos = raw[1 + i], { expires = 0 }, 9
-                if s then st.expires = struct.unpack('<d', s) end
-                while s and pos < #s do
-                    local tag, a, b, c, x, blob, nxt = struct.unpack(RECORD, s, pos)
-                    if x > now then
-                        local r = { tag, a, b, c, x, blob }
-                        st[#st + 1], st[tag] = r, r
-                    end
-                    pos = nxt
-                end
-                scopes[i] = st
-                return st
+                if not scopes[i] then scopes[i] = state.read(raw[1 + i], now) end
+                return scopes[i]
             end
 
             local binding, credit = 0, 0 -- the root's slowest refill of a call's cost, and what it got back (ms)
@@ -2202,95 +1800,27 @@ enum LuaScripts {
                 local i, res, tag, kind, cost, mark, rate, burst, ceiling, born, absorbedThen, shadow = unpack(ch, 1, 12)
                 local refund = cancel and cost or cost - (actual[res] or cost) -- < 0: an overrun to charge
                 local st = refund ~= 0 and records(i) or NONE
-                local r = st[tag]
+                local r = st.byTag[tag]
                 local given = 0
                 if refund ~= 0 and kind == 'bucket' then
                     if not r and refund < 0 then -- expired, so full: record the overrun as fresh debt
-                        r = { tag, burst, now, burst, 0, '' }
-                        st[#st + 1], st[tag] = r, r
+                        r = state.add(st, tag, burst, now, burst, 0, '')
                     end
                     if r then
-                        -- The record holds the levels at r[3]; a refund goes back only while the level is
-                        -- below the burst, where adding to it then is adding to it now.
-                        local dt = max(0, now - r[3])
-                        local level, top = r[2] + dt * rate, r[4] + dt * (ceiling or rate)
-                        local pool, absorbed, poolBorn, bdebt = 0, 0, 0, 0
-                        if #r[6] == 32 then pool, absorbed, poolBorn, bdebt = struct.unpack(EXTRAS, r[6]) end
-                        local give, share = refund, 0 -- refund < 0: an overrun, charged whole
-                        if mark == 0 then -- never above what the bucket would hold without the charge
-                            local left = max(0, burst - level)
-                            if pool > left then
-                                if left > 0 then absorbed = absorbed + math.log(pool / left) end
-                                pool = left
-                            end
-                            -- What is left of its charge in the pool (decide.lua's EXTRAS) leaves it, refunded or not
-                            -- (the reservation is closed); never more than the charge (an index ahead of the pool's:
-                            -- charged by an older version that counted tokens there).
-                            if born and poolBorn == born then
-                                share = min(pool, cost * math.exp(min(0, absorbedThen - absorbed)))
-                                pool = pool - share
-                            end
-                            if refund > 0 then -- charged by an older version, which kept no pool: at most up to the burst
-                                give = max(0, born and min(refund, share) or min(refund, left))
-                            end
-                        end
-                        if refund > 0 and mark == 0 then
-                            given = give
-                            r[2] = r[2] + give
-                            r[4] = r[4] + min(give, max(0, burst - top))
-                        elseif refund > 0 then -- a borrowing admission charged only its ceiling
-                            r[4] = r[4] + min(refund, max(0, burst - top))
-                        else
-                            if mark == 0 then r[2] = r[2] + refund end
-                            r[4] = r[4] + refund
-                        end
-                        r[6] = (pool > 0 or bdebt > 0) and struct.pack(EXTRAS, pool, absorbed, poolBorn, bdebt) or ''
-                        r[5] = min(r[3] + max(0, (burst - r[2]) / rate, (burst - r[4]) / (ceiling or rate)), now + HORIZON)
+                        given = bucket.refund(r, now, refund, cost, mark, rate, burst, ceiling, born, absorbedThen)
                         st.dirty = true
                     end
-                elseif refund ~= 0 and (kind == 'exact' or kind == 'window' and r and r[6] ~= '') then -- an exact log
+                elseif refund ~= 0 and (kind == 'exact' or kind == 'window' and r and r.blob ~= '') then -- an exact log
                     local ms = tonumber(string.match(tag, '/w(%d+)$'))
                     if not r and refund < 0 then -- expired (or never written): the overrun starts a fresh log
-                        r = { tag, 0, 0, 0, now + ms, '' }
-                        st[#st + 1], st[tag] = r, r
+                        r = state.add(st, tag, 0, 0, 0, now + ms, '')
                     end
-                    if r and r[4] ~= 0 then r = nil end -- the limit was edited into an approximate window since
-                    local log, at = r and r[6] or '', 0
-                    for k = 1, #log / 16 do
-                        if struct.unpack('<d', log, k * 16 - 15) == mark then at = k end
-                    end
-                    if at > 0 then -- lower (or raise) the running count from that entry on
-                        local parts, last = { string.sub(log, 1, at * 16 - 16) }, r[2]
-                        if at > 1 then last = select(2, struct.unpack('<dd', log, at * 16 - 31)) end
-                        for k = at, #log / 16 do
-                            local t, running = struct.unpack('<dd', log, k * 16 - 15)
-                            running = max(last, running - refund)
-                            -- An entry that no longer weighs anything (cancelled, settled at 0) is dropped:
-                            -- kept, such entries would fill the log until its 16-bit length wraps.
-                            if running > last then parts[#parts + 1] = struct.pack('<dd', t, running) end
-                            last = running
-                        end
-                        r[6], st.dirty = table.concat(parts), true
-                    elseif r and refund < 0 then -- no entry of its own (an estimate of 0): the overrun counts from now
-                        local t, last, entries = now, r[2], #log / 16
-                        if entries > 0 then
-                            local lt, running = struct.unpack('<dd', log, entries * 16 - 15)
-                            if lt > t then t = lt end -- the log stays in order when Redis' clock stepped back
-                            last = running
-                        end
-                        if entries < 1024 then
-                            r[6] = log .. struct.pack('<dd', t, last - refund)
-                        else -- bounded (its length is 16 bits): the last entry takes the overrun, and counts longer
-                            r[6] = string.sub(log, 1, entries * 16 - 16) .. struct.pack('<dd', t, last - refund)
-                        end
-                        st.dirty = true
-                        if r[5] < t + ms then r[5] = t + ms end
-                    end
+                    if r and r.c ~= 0 then r = nil end -- the limit was edited into an approximate window since
+                    if r and window.refundExact(r, now, refund, mark, ms) then st.dirty = true end
                 elseif refund ~= 0 and r and kind == 'window' then
-                    if r[4] == mark then r[2], st.dirty = max(0, r[2] - refund), true end
-                    if r[4] == mark + 1 then r[3], st.dirty = max(0, r[3] - refund), true end
-                elseif refund ~= 0 and r and kind == 'budget' and r[3] == mark then
-                    r[2], st.dirty = max(0, r[2] - refund), true
+                    if window.refund(r, refund, mark) then st.dirty = true end
+                elseif refund ~= 0 and r and kind == 'budget' then
+                    if budget.refund(r, refund, mark) then st.dirty = true end
                 end
                 if i == 1 and kind == 'bucket' and not shadow and rate > 0 and cost / rate > binding then
                     binding, credit = cost / rate, given / rate
@@ -2299,43 +1829,10 @@ enum LuaScripts {
             if shared then shared.line_credit = credit end
 
             for i, st in pairs(scopes) do
-                if st.dirty then
-                    local parts, last = {}, now
-                    for _, r in ipairs(st) do
-                        if r[5] > now then
-                            parts[#parts + 1], last = struct.pack(RECORD, #r[1], r[1], r[2], r[3], r[4], r[5], #r[6], r[6]), max(last, r[5])
-                        end
-                    end
-                    local body = table.concat(parts)
-                    if body == '' then
-                        redis.call('DEL', KEYS[1 + i])
-                    elseif st.expires >= last then
-                        redis.call('SET', KEYS[1 + i], struct.pack('<d', st.expires) .. body, 'KEEPTTL')
-                    else
-                        local expires = ceil(last + min(last - now, 3600000)) + 1000
-                        redis.call('SET', KEYS[1 + i], struct.pack('<d', expires) .. body, 'PX', expires - floor(now))
-                    end
-                end
+                if st.dirty then state.write(KEYS[1 + i], st, now) end
             end
             if reservation.call then -- tree-exit.lua's work for the call decide admitted into the tree
-                local key, calls, call = KEYS[2 + n], KEYS[3 + n], reservation.call
-                redis.call('ZREM', calls, call)
-                local record = redis.call('HGET', key, 'r:' .. call) -- gone: the tree expired, nothing to give back
-                if record then
-                    local loop
-                    for line in string.gmatch(record .. '\n', '([^\n]*)\n') do
-                        if not loop then
-                            loop = line
-                        else
-                            local res, estimate = string.match(line, '^(.*)=(%d+)$')
-                            estimate = tonumber(estimate)
-                            local delta = cancel and -estimate or (actual[res] or estimate) - estimate
-                            if delta ~= 0 then redis.call('HINCRBY', key, 'u:' .. res, delta) end
-                        end
-                    end
-                    if cancel and loop ~= '' then redis.call('HINCRBY', key, 'l:' .. loop, -1) end
-                    redis.call('HDEL', key, 'r:' .. call)
-                end
+                lib.tree.exit(KEYS[2 + n], KEYS[3 + n], reservation.call, cancel, actual)
             end
             local status = cancel and 'cancelled' or 'settled'
             redis.call('SET', KEYS[1], status, 'KEEPTTL')
@@ -2376,7 +1873,7 @@ enum LuaScripts {
         --   state (cmsgpack: e epoch, i index, n shards, L per bucket: r resource, n rate amount, ms rate
         --   window ms, B burst, D debt (-1: default), h headroom (-1: none), sh shadow 0|1, b the share),
         --   field "global=<root>" the spec decide.lua reads (operator data: the config hash has no expiry)
-        -- KEYS[2] sluice:{<root>~s<k>}:s:global=<root>  the shard's root state (decide.lua's layout)
+        -- KEYS[2] sluice:{<root>~s<k>}:s:global=<root>  the shard's root state (lib/state.lua)
         -- KEYS[3] sluice:{<root>~s<k>}:transit  HASH transfer id -> cmsgpack { to, r, s, e, d deadline }
         -- KEYS[4] sluice:{<root>~s<k>}:claim:<id>  take only: the receiver's claim of transfer <id>
         -- ARGV[1] the operation, then:
@@ -2396,8 +1893,9 @@ enum LuaScripts {
         -- Every key but the config hash expires: the state as decide.lua keeps it, the in-transit hash a day
         -- after its last deadline, a claim two days after its transfer's deadline.
 
-        local HEADED, RECORD, HORIZON = '<dBc0ddddHc0', '<Bc0ddddHc0', 1e12
-        local MAX = 1125899906842624 -- 2^50
+        local state = lib.state
+        local HORIZON = state.HORIZON
+        local MAX = lib.numbers.MAX -- 2^50
         local UNITS = { { 'd', 86400000 }, { 'h', 3600000 }, { 'min', 60000 }, { 's', 1000 } }
         local floor, ceil = math.floor, math.ceil
         local op = ARGV[1]
@@ -2453,33 +1951,11 @@ enum LuaScripts {
         end
         local function perMs(l) return l.n / l.ms * (l.b / l.B) end
 
-        -- The root state's records, as decide.lua keeps them: the key's expiry, then records.
-        local function readState()
-            local s = redis.call('GET', KEYS[2])
-            local st = { expires = 0, records = {} }
-            if not s then return st end
-            local pos = 1
-            while pos < #s do
-                local tag, a, b, c, x, blob, nxt
-                if pos == 1 then
-                    st.expires, tag, a, b, c, x, blob, nxt = struct.unpack(HEADED, s)
-                else
-                    tag, a, b, c, x, blob, nxt = struct.unpack(RECORD, s, pos)
-                end
-                st.records[#st.records + 1] = { tag = tag, a = a, b = b, c = c, x = x, blob = blob }
-                pos = nxt
-            end
-            return st
-        end
-        local function findRecord(st, tag)
-            for _, r in ipairs(st.records) do
-                if r.tag == tag and r.x > now then return r end
-            end
-            return nil
-        end
+        -- The root state's live records (lib/state.lua).
+        local function readState() return state.read(redis.call('GET', KEYS[2]), now) end
         -- The bucket's level now, refilled at the share in force (as decide.lua would read it).
         local function levelNow(st, l)
-            local r = findRecord(st, l.r .. '/b')
+            local r = st.byTag[l.r .. '/b']
             if not r then return l.b end
             local dt = now - r.b
             if dt < 0 then dt = 0 end
@@ -2490,29 +1966,15 @@ enum LuaScripts {
         -- Writes the bucket's record at `level` (updated now) under the share in force, keeping the others.
         local function writeLevel(st, l, level)
             local tag = l.r .. '/b'
-            local r = findRecord(st, tag)
+            local r = st.byTag[tag]
             local full = (l.b - level) / perMs(l)
             if full > HORIZON then full = HORIZON end
             if not r then
                 if level >= l.b then return end -- no record reads as full: nothing to write
-                r = { tag = tag, blob = '' }
-                st.records[#st.records + 1] = r
+                r = state.add(st, tag, 0, 0, 0, 0, '')
             end
             r.a, r.b, r.c, r.x = level, now, level, now + full
-            local parts, last = {}, now
-            for _, rec in ipairs(st.records) do
-                if rec.x > now then
-                    parts[#parts + 1] = struct.pack(RECORD, #rec.tag, rec.tag, rec.a, rec.b, rec.c, rec.x, #rec.blob, rec.blob)
-                    if rec.x > last then last = rec.x end
-                end
-            end
-            if #parts == 0 then
-                redis.call('DEL', KEYS[2])
-                return
-            end
-            local expires = st.expires
-            if expires < last then expires = ceil(last + (last - now < 3600000 and last - now or 3600000)) + 1000 end
-            redis.call('SET', KEYS[2], struct.pack('<d', expires) .. table.concat(parts), 'PX', ceil(expires - now))
+            state.write(KEYS[2], st, now)
         end
         local function readShare()
             local raw = redis.call('HGET', KEYS[1], 'share')
@@ -2557,7 +2019,7 @@ enum LuaScripts {
                 local level = l.b
                 local before = old and limitOf(old, l.r)
                 if before then level = levelNow(st, before) else
-                    local r = findRecord(st, l.r .. '/b')
+                    local r = st.byTag[l.r .. '/b']
                     if r then level = r.a end
                 end
                 if level > l.b then level = l.b end
@@ -2743,26 +2205,10 @@ enum LuaScripts {
         -- KEYS[1] sluice:{P}:tree:<id>  HASH (see tree-open)   KEYS[2] sluice:{P}:tree:<id>:calls  ZSET
         -- ARGV[1] call id   ARGV[2] "settle" | "refund"   ARGV[3...] pairs: resource, actual (settle)
         -- Reply: 1 settled or refunded; 0 unknown call (already done, or the tree expired)
-        local tree, calls, field = KEYS[1], KEYS[2], 'r:' .. ARGV[1]
-        local record = redis.call('HGET', tree, field)
-        redis.call('ZREM', calls, ARGV[1])
-        if not record then return 0 end
+        -- lib/tree.lua does the work (settle.lua uses it too).
         local actual = {}
         for i = 3, #ARGV - 1, 2 do actual[ARGV[i]] = tonumber(ARGV[i + 1]) end
-        local refund = ARGV[2] == 'refund'
-        local loop
-        for line in string.gmatch(record .. '\n', '([^\n]*)\n') do
-            if not loop then
-                loop = line
-            else
-                local res, estimate = string.match(line, '^(.*)=(%d+)$')
-                local delta = refund and -tonumber(estimate) or (actual[res] or tonumber(estimate)) - tonumber(estimate)
-                if delta ~= 0 then redis.call('HINCRBY', tree, 'u:' .. res, delta) end
-            end
-        end
-        if refund and loop ~= '' then redis.call('HINCRBY', tree, 'l:' .. loop, -1) end
-        redis.call('HDEL', tree, field)
-        return 1
+        return lib.tree.exit(KEYS[1], KEYS[2], ARGV[1], ARGV[2] == 'refund', actual) and 1 or 0
         """####
     )
     static let treeOpen = RedisScript(
@@ -2871,6 +2317,776 @@ enum LuaScripts {
         return redis.call('ZCARD', KEYS[1])
         """####
     )
+
+    /// The shared modules of lua/lib/, in the order ScriptLibrary joins them (before the entries): no entry points.
+    static let modules: [RedisScript] = [
+        RedisScript(
+            name: "lib/numbers",
+            source: ####"""
+            -- numbers: the integers callers send as text (costs, limits, ms), read one way everywhere; the
+            -- library keeps it as lib.numbers.
+            -- Only what runs when the library loads may be at the top level: no globals (string) there.
+
+            local numbers = {
+                MAX = 1125899906842624, -- 2^50: a larger count is absurd, and inexact in doubles
+            }
+            local MAX = numbers.MAX
+
+            -- "5000" -> 5000: a decimal integer, 0 to high (default MAX); nil for anything else ("-1", "1e2",
+            -- "0x10", "1.5", "inf", "", a number too large).
+            function numbers.count(v, high)
+                local n = type(v) == 'string' and string.find(v, '^%d+$') and tonumber(v)
+                if n and n <= (high or MAX) then return n end
+                return nil
+            end
+
+            return numbers
+            """####
+        ),
+        RedisScript(
+            name: "lib/state",
+            source: ####"""
+            -- state: the format of a scope's state key, which decide.lua, settle.lua, reconcile.lua and
+            -- shard-share.lua read and write (the library keeps it as lib.state).
+            --
+            -- A scope's key holds its own expiry (a double, ms), then per limit a record: "<tag length><tag>",
+            -- four doubles a, b, c, x (the record's expiry) and "<16-bit length><blob>".
+            --   bucket "<res>/b"      a level, b updated at, c ceiling level; blob its pool (lib/bucket.lua)
+            --   window "<res>/w<ms>"  a count in this window, b count in the last one, c this window's index
+            --   exact  "<res>/w<ms>"  a running count before the log; blob the log: (time, running count)*
+            --   budget "<res>/g"      a used, b period index
+            --   "~"                   the reconciler's record, in the root scope only (lib/ceiling.lua)
+            -- A record past its expiry reads as fresh and is dropped at the next write. The key's expiry is
+            -- refreshed only when a record would outlive it (SET KEEPTTL otherwise: cheaper than PX).
+            -- Only what runs when the library loads may be at the top level: no globals (struct, math) there.
+
+            local state = {
+                RECORD = '<Bc0ddddHc0', -- one record
+                HEADED = '<dBc0ddddHc0', -- the key's expiry and the first record, read or written in one call
+                -- The longest a record lives (ms, about 31 years): a bucket refilling 1 a million days from a debt
+                -- of 2^50 would need 10^29 ms, which SET ... PX cannot take. Past it, a record reads as fresh.
+                HORIZON = 1e12,
+            }
+            local RECORD = state.RECORD
+
+            -- The key's live records (s: its value, or false): { expires = the key's expiry (0: none),
+            -- records = { {tag, a, b, c, x, blob}... } in the key's order, byTag = tag -> record }.
+            function state.read(s, now)
+                local st, pos = { expires = 0, records = {}, byTag = {} }, 9
+                if s then st.expires = struct.unpack('<d', s) end
+                while s and pos < #s do
+                    local tag, a, b, c, x, blob, nxt = struct.unpack(RECORD, s, pos)
+                    if x > now then state.add(st, tag, a, b, c, x, blob) end
+                    pos = nxt
+                end
+                return st
+            end
+
+            -- A record added to st (last in the key); returns it.
+            function state.add(st, tag, a, b, c, x, blob)
+                local r = { tag = tag, a = a, b = b, c = c, x = x, blob = blob }
+                st.records[#st.records + 1], st.byTag[tag] = r, r
+                return r
+            end
+
+            -- The key's expiry for records that live until `last`: `old` while it covers them, else `last` with
+            -- slack (as long again, at most an hour: a busy scope refreshes rarely) and a second.
+            function state.expiry(old, last, now)
+                if old >= last then return old end
+                return math.ceil(last + (last - now < 3600000 and last - now or 3600000)) + 1000
+            end
+
+            -- Writes st's live records to `key` (deleted when none is left), with the key's expiry `expires`
+            -- (default: state.expiry); KEEPTTL while it stays the one the key has.
+            function state.write(key, st, now, expires)
+                local parts, last = {}, now
+                for _, r in ipairs(st.records) do
+                    if r.x > now then
+                        parts[#parts + 1] = struct.pack(RECORD, #r.tag, r.tag, r.a, r.b, r.c, r.x, #r.blob, r.blob)
+                        if r.x > last then last = r.x end
+                    end
+                end
+                if #parts == 0 then
+                    redis.call('DEL', key)
+                    return
+                end
+                expires = expires or state.expiry(st.expires, last, now)
+                local body = struct.pack('<d', expires) .. table.concat(parts)
+                if expires == st.expires then
+                    redis.call('SET', key, body, 'KEEPTTL')
+                else
+                    redis.call('SET', key, body, 'PX', expires - math.floor(now))
+                end
+            end
+
+            return state
+            """####
+        ),
+        RedisScript(
+            name: "lib/ceiling",
+            source: ####"""
+            -- ceiling: the reconciler's record "~" in the root scope's state (lib/state.lua), and the ceiling it
+            -- sets (the library keeps it as lib.ceiling). reconcile.lua writes the record (its rules are there),
+            -- decide.lua lowers the root's buckets to the ceiling, reconcile-status.lua reports it.
+            -- (lease-acquire.lua reads the "#concurrency" share with a copy of the format and of share().)
+            --
+            -- The record: a pause-until ms, b last cut at ms, c cuts so far, x its expiry (a ttl after the last
+            -- observation); the blob one ENTRY per resource ("*": every root bucket without an entry of its own;
+            -- "#concurrency": the share of lease slots): name, then
+            --   stated limit per window (0: unknown), window ms, a pending stated limit and how often it was
+            --   seen, safety;
+            --   the cap rate, per ms: capRate (stated x safety / window), climbing to it from capFrom since
+            --   capSince at capClimb per ms (0: not climbing): capNow = min(capRate, capFrom + capClimb x dt);
+            --   the share g the last cut left: g0 at cutAt, climbing by climb per ms to 1;
+            --   the remaining cap: capLevel reported for a request sent at capAt (0: none), refilled at
+            --   capRefill per ms (0: at the bucket's own rate; no stated limit was known).
+            -- Only what runs when the library loads may be at the top level: no globals (struct, math) there.
+
+            local ceiling = { TAG = '~', ENTRY = '<Bc0ddddddddddddddd' }
+            local ENTRY = ceiling.ENTRY
+
+            -- The blob's entries, in order: { {name = , stated = , window = , ...}... } (fresh tables).
+            function ceiling.entries(blob)
+                local out, pos = {}, 1
+                while pos < #blob do
+                    local e, nxt = {}, nil
+                    e.name, e.stated, e.window, e.pending, e.seen, e.safety, e.capRate, e.capFrom, e.capSince, e.capClimb, e.g0,
+                        e.cutAt, e.climb, e.capLevel, e.capAt, e.capRefill, nxt = struct.unpack(ENTRY, blob, pos)
+                    out[#out + 1], pos = e, nxt
+                end
+                return out
+            end
+
+            -- The blob holding `entries` (a list, in order).
+            function ceiling.pack(entries)
+                local parts = {}
+                for k, e in ipairs(entries) do
+                    parts[k] = struct.pack(ENTRY, #e.name, e.name, e.stated, e.window, e.pending, e.seen, e.safety, e.capRate,
+                        e.capFrom, e.capSince, e.capClimb, e.g0, e.cutAt, e.climb, e.capLevel, e.capAt, e.capRefill)
+                end
+                return table.concat(parts)
+            end
+
+            -- ms from t to now, never negative (Redis' clock may step back).
+            local function since(t, now) return now > t and now - t or 0 end
+
+            -- g now: what the last cut left, climbed back since, at most 1.
+            function ceiling.share(e, now)
+                local g = e.g0 + e.climb * since(e.cutAt, now)
+                return g < 1 and g or 1
+            end
+
+            -- The cap rate now, per ms (0: no stated limit).
+            function ceiling.capNow(e, now)
+                local c = e.capClimb > 0 and e.capFrom + e.capClimb * since(e.capSince, now) or e.capRate
+                return c < e.capRate and c or e.capRate
+            end
+
+            -- The lowest remaining reported, refilled since its request was sent: at capRefill, else at `refill`.
+            function ceiling.capLevel(e, now, refill)
+                return e.capLevel + (e.capRefill > 0 and e.capRefill or refill) * since(e.capAt, now)
+            end
+
+            -- A root bucket (rate and ceiling rate cr per ms, burst, headroom) under entry e's ceiling:
+            --   rate = min(configured, capNow) x g, burst = min(configured, capNow x window) x g, the ceiling
+            --   rate and the headroom scaled with them; returns those, the most a cost may be and still pass some
+            --   day (the burst at the stated limit in force), and the cap on the level (nil: none).
+            function ceiling.bucket(e, now, rate, cr, burst, headroom)
+                local capNow, g = ceiling.capNow(e, now), ceiling.share(e, now)
+                local target, top, most = rate, burst, burst
+                if capNow > 0 and capNow < target then target = capNow end
+                if capNow > 0 and capNow * e.window < top then top = capNow * e.window end
+                if e.capRate > 0 and e.capRate * e.window < most then most = e.capRate * e.window end
+                if g < 1 then target, top = target * g, top * g end
+                if target < rate then
+                    if cr then cr = cr * target / rate end
+                    rate = target
+                end
+                if top < burst then burst, headroom = top, headroom * top / burst end
+                return rate, cr, burst, headroom, most, e.capAt > 0 and ceiling.capLevel(e, now, rate) or nil
+            end
+
+            return ceiling
+            """####
+        ),
+        RedisScript(
+            name: "lib/bucket",
+            source: ####"""
+            -- bucket: the token bucket, its charge (decide.lua) and its refund (settle.lua) together; the
+            -- library keeps it as lib.bucket.
+            --
+            -- A limit (decide.lua parses it): rate and, for an HTB child, its ceiling rate ceil (per ms), burst,
+            -- debt (how deep a scheduled admission may run the level below 0), headroom (the tokens batch
+            -- admissions leave to interactive ones), shadow. Its record "<res>/b" in a scope's state
+            -- (lib/state.lua): a level, b updated at, c the ceiling level (refilled at the ceiling rate: what a
+            -- borrowing child may still take), x when both levels are full again; the blob, when not empty,
+            -- EXTRAS (four doubles):
+            --   pool: what open reservations charged and may still refund. Refunds never lift a bucket above
+            --     what it would hold had the call never been charged: the pool shrinks as the level without its
+            --     charges would have reached the burst (refilled more than it holds), every charge in it by the
+            --     same fraction. "absorbed" sums -ln(1 - fraction) over those shrinks, so a charge c made when it
+            --     was a0 keeps c * exp(a0 - absorbed) of itself in the pool: a settle gives back at most that
+            --     (and at most the pool), and takes it out of the pool, the reservation being closed. The
+            --     pool's shares then always add up to the pool, under any load; a pool emptied and started
+            --     again is "born" anew, so older charges get nothing.
+            --   absorbed, born: see the pool.   bdebt: see the headroom (batch admissions, below).
+            -- Only what runs when the library loads may be at the top level: no globals (struct, math) there.
+
+            local bucket = { EXTRAS = '<dddd' }
+            local EXTRAS, HORIZON, ceilingBucket = bucket.EXTRAS, lib.state.HORIZON, lib.ceiling.bucket
+            local pack, unpack_, log -- C functions, fetched at the first call
+
+            -- As if the pool's charges had never been made: the level without them caps first. Returns the
+            -- pool (emptied when there is no room left: the next charge starts a pool anew), absorbed, the room.
+            local function shrink(pool, absorbed, level, burst)
+                local left = level < burst and burst - level or 0
+                if pool > left then
+                    if left > 0 then absorbed = absorbed + log(pool / left) end
+                    pool = left
+                end
+                return pool, absorbed, left
+            end
+
+            -- ms until both levels are full again (never negative): the record's life.
+            local function full(level, ceiling, burst, rate, cr)
+                local ms = (burst - level) / rate
+                local ceilingMs = (burst - ceiling) / (cr or rate)
+                if ceilingMs > ms then ms = ceilingMs end
+                return ms > 0 and ms or 0
+            end
+
+            -- Checks and charges the bucket of decide's entry e (e.l the limit, e.cost; when e.found, its record
+            -- e.a, e.b, e.c, e.blob) at now. r: the reconciler's ceiling entry for it (root buckets only), up:
+            -- the entry of the same resource's bucket in the scope above (its HTB parent) or false, batch: a
+            -- batch admission, wait: the ms a call may wait for it (0: it admits only without a wait), maxWait:
+            -- the decision's, reserve: a reservation is made. Sets e.ok, e.wait, what the reply and a refusal's
+            -- retry need (e.level, e.lowest, e.rate, e.burst, e.headroom, e.most), the record as charged
+            -- (e.next, e.nb, e.nc, e.nx, e.nblob; e.mark 1 when it borrowed: only its ceiling level was charged)
+            -- and, with reserve, its pool's e.born and e.absorbed; may raise up's floor.
+            function bucket.charge(e, now, r, up, batch, wait, maxWait, reserve)
+                if not pack then pack, unpack_, log = struct.pack, struct.unpack, math.log end
+                local l, cost = e.l, e.cost
+                local burst, rate, cr, headroom, cap = l.burst, l.rate, l.ceil, l.headroom, nil
+                e.most = burst -- the most a cost may be and still pass some day, at the stated limit in force
+                if r then rate, cr, burst, headroom, e.most, cap = ceilingBucket(r, now, rate, cr, burst, headroom) end
+                local level, ceiling, pool, absorbed, born, bdebt, dt, at = burst, burst, 0, 0, 0, 0, 0, now
+                if e.found then
+                    local b = e.b
+                    dt = now - b
+                    if dt < 0 then dt, at = 0, b end -- never back in time (Redis' clock may step back)
+                    level, ceiling = e.a + dt * rate, e.c + dt * (cr or rate)
+                    local blob = e.blob
+                    if #blob == 32 then pool, absorbed, born, bdebt = unpack_(EXTRAS, blob) end
+                    if pool > 0 then pool, absorbed = shrink(pool, absorbed, level, burst) end
+                    if level > burst then level = burst end
+                    if ceiling > burst then ceiling = burst end
+                end
+                if cap and level > cap then level = cap end
+                if cap and ceiling > cap then ceiling = cap end
+                -- Batch admissions leave every headroom alone, scheduled ones too: what a batch admission
+                -- charged below the headroom (bdebt) falls due as the bucket refills, and until then
+                -- interactive calls may still use the headroom it left them (that refill is the batch's).
+                if bdebt > 0 then
+                    bdebt = bdebt - dt * rate
+                    if bdebt > headroom - level then bdebt = headroom - level end
+                    if bdebt < 0 then bdebt = 0 end
+                end
+                local bottom, avail = 0, level + bdebt
+                if batch then bottom, avail = headroom, level end
+                local allowance = rate * wait -- may run into debt, at most max wait deep (scheduled admission)
+                if l.debt < allowance then allowance = l.debt end
+                local borrow = false
+                -- HTB: above its guarantee a child borrows, up to its ceiling, while the parent bucket
+                -- keeps its headroom (re-checked here: the parent was checked before its child).
+                if cr and cost > 0 and avail - cost < bottom and ceiling >= cost and (not up or up.level - up.cost >= up.headroom) then
+                    borrow = true
+                    if up and not batch and up.headroom > 0 then -- raise the parent's floor
+                        local allowance = up.rate * maxWait
+                        if up.l.debt < allowance then allowance = up.l.debt end
+                        up.lowest = up.headroom - allowance
+                        up.ok = up.level - up.cost >= up.lowest
+                        up.wait = (up.headroom - up.level + up.cost) / up.rate
+                    end
+                end
+                e.level, e.lowest, e.rate, e.burst, e.headroom = level, bottom - allowance, rate, burst, headroom
+                local immediate = borrow or cost == 0 or avail - cost >= bottom -- admitted without a wait
+                e.ok, e.wait = immediate or level - cost >= bottom - allowance, immediate and 0 or (bottom - level + cost) / rate
+                -- The record as charged (written only if the whole decision is admitted).
+                if batch and not borrow and headroom > 0 and level - cost < headroom then
+                    bdebt = bdebt + headroom - (level - cost) - (level < headroom and headroom - level or 0)
+                end
+                if not borrow then level = level - cost end
+                if cr then ceiling = ceiling - cost else ceiling = level end
+                if ceiling < -burst then ceiling = -burst end
+                local ms = (burst - level) / rate -- full(), unrolled (the hot path); without cr the ceiling level is the level
+                if cr and (burst - ceiling) / cr > ms then ms = (burst - ceiling) / cr end
+                if ms > HORIZON then ms = HORIZON end
+                e.next, e.nb, e.nc, e.nx, e.mark = level, at, ceiling, at + ms, borrow and 1 or 0
+                if reserve then
+                    if cost > 0 and not borrow then -- a reservation's charge joins the pool
+                        if pool <= 0 then born, absorbed = now, 0 end -- a new pool: older charges get nothing back
+                        pool = pool + cost
+                    end
+                    e.born, e.absorbed = born, absorbed
+                end
+                e.nblob = (pool > 0 or bdebt > 0) and pack(EXTRAS, pool, absorbed, born, bdebt) or ''
+            end
+
+            -- A refused entry's retry-after ms (-1: never), once every entry is checked (a child may have raised
+            -- its floor since).
+            function bucket.retry(e)
+                return e.cost + e.lowest > e.most and -1 or (e.cost + e.lowest - e.level) / e.rate
+            end
+
+            -- Settles one charge of a reservation on the bucket's record r (lib/state.lua's, changed in place):
+            -- refund > 0 gives back what the call did not use, refund < 0 charges its overrun (into debt).
+            -- cost, mark, rate, burst, cr, born, absorbedThen: as decide recorded the charge (born false: charged
+            -- by an older version, which kept no pool). Returns what went back to the level.
+            function bucket.refund(r, now, refund, cost, mark, rate, burst, cr, born, absorbedThen)
+                if not pack then pack, unpack_, log = struct.pack, struct.unpack, math.log end
+                local max, min = math.max, math.min
+                -- The record holds the levels at r.b; a refund goes back only while the level is below the
+                -- burst, where adding to it then is adding to it now.
+                local dt = max(0, now - r.b)
+                local level, top = r.a + dt * rate, r.c + dt * (cr or rate)
+                local pool, absorbed, poolBorn, bdebt = 0, 0, 0, 0
+                if #r.blob == 32 then pool, absorbed, poolBorn, bdebt = unpack_(EXTRAS, r.blob) end
+                local give, given, share, left = refund, 0, 0, 0 -- refund < 0: an overrun, charged whole
+                if mark == 0 then -- never above what the bucket would hold without the charge
+                    pool, absorbed, left = shrink(pool, absorbed, level, burst)
+                    -- What is left of its charge in the pool leaves it, refunded or not (the reservation is
+                    -- closed); never more than the charge (an index ahead of the pool's: charged by an older
+                    -- version that counted tokens there).
+                    if born and poolBorn == born then
+                        share = min(pool, cost * math.exp(min(0, absorbedThen - absorbed)))
+                        pool = pool - share
+                    end
+                    if refund > 0 then -- charged by an older version, which kept no pool: at most up to the burst
+                        give = max(0, born and min(refund, share) or min(refund, left))
+                    end
+                end
+                if refund > 0 and mark == 0 then
+                    given = give
+                    r.a = r.a + give
+                    r.c = r.c + min(give, max(0, burst - top))
+                elseif refund > 0 then -- a borrowing admission charged only its ceiling
+                    r.c = r.c + min(refund, max(0, burst - top))
+                else
+                    if mark == 0 then r.a = r.a + refund end
+                    r.c = r.c + refund
+                end
+                r.blob = (pool > 0 or bdebt > 0) and pack(EXTRAS, pool, absorbed, poolBorn, bdebt) or ''
+                r.x = min(r.b + full(r.a, r.c, burst, rate, cr), now + HORIZON)
+                return given
+            end
+
+            return bucket
+            """####
+        ),
+        RedisScript(
+            name: "lib/window",
+            source: ####"""
+            -- window: the sliding window, its charge (decide.lua) and its refund (settle.lua) together; the
+            -- library keeps it as lib.window.
+            --
+            -- A limit (decide.lua parses it): limit calls per ms, exact (at most 100: a log of every charge) or
+            -- approximate (two fixed windows, the last one weighted by its overlap), shadow. Both kinds of one
+            -- length share their record "<res>/w<ms>" in a scope's state (lib/state.lua), so that editing a
+            -- limit between them (100/min is exact, 101/min approximate) keeps the count:
+            --   exact        a the running count before the log, c = 0; blob the log: (time, running count)*,
+            --                16 bytes an entry, in time order
+            --   approximate  a the count in this window, b the count in the last one, c this window's index
+            -- Only what runs when the library loads may be at the top level: no globals (struct, math) there.
+
+            local window = {}
+            local HORIZON = lib.state.HORIZON
+            local pack, unpack_, floor, ceil, max -- C functions, fetched at the first call
+            local function init() pack, unpack_, floor, ceil, max = struct.pack, struct.unpack, math.floor, math.ceil, math.max end
+
+            local function logAt(blob, k) -- the k-th entry of an exact log: time, running count
+                return unpack_('<dd', blob, k * 16 - 15)
+            end
+            local function firstLive(blob, since) -- the first entry newer than since (#entries + 1: none)
+                local lo, hi = 1, #blob / 16 + 1
+                while lo < hi do
+                    local mid = floor((lo + hi) / 2)
+                    if logAt(blob, mid) > since then hi = mid else lo = mid + 1 end
+                end
+                return lo
+            end
+
+            -- An approximate record's count now: this window's, plus the last one's weighted by its overlap.
+            local function approxUsed(e, now, ms)
+                local idx = floor(now / ms)
+                if e.c > idx then return e.a + e.b end -- ahead of now: Redis' clock stepped back
+                if e.c == idx then return e.b * (1 - (now - idx * ms) / ms) + e.a end
+                if e.c == idx - 1 then return e.a * (1 - (now - idx * ms) / ms) end
+                return 0
+            end
+
+            -- Checks decide's entry e of an exact window (e.l the limit, e.cost; when e.found, its record e.a,
+            -- e.b, e.c, e.blob) at now: sets e.ok (and e.retry when refused), e.used, the record as charged but
+            -- its log (e.next, e.nb, e.nc, e.nx; e.mark the charge's time, which settle finds it by) and what
+            -- window.log needs.
+            function window.chargeExact(e, now)
+                if not pack then init() end
+                local l, cost, found = e.l, e.cost, e.found
+                local log, base = found and e.blob or '', found and e.a or 0
+                if found and e.c ~= 0 then -- an approximate window's record (its limit was edited): its count
+                    local used = approxUsed(e, now, l.ms)
+                    log, base = used > 0 and pack('<dd', now - 0.001, ceil(used)) or '', 0
+                end
+                local live, limit = firstLive(log, now - l.ms), l.limit
+                local total = #log > 0 and select(2, logAt(log, #log / 16)) or base
+                local before = live > 1 and select(2, logAt(log, live - 1)) or base
+                e.log, e.live, e.total, e.before, e.used = log, live, total, before, total - before
+                local at = #log > 0 and logAt(log, #log / 16) or now -- the log stays in time order, even when
+                if at < now then at = now end -- Redis' clock stepped back
+                e.next, e.nb, e.nc, e.nx, e.mark = before, 0, 0, at + (l.ms < HORIZON and l.ms or HORIZON), at
+                if cost > 0 and total - before + cost > limit then -- until enough of the oldest entries have left
+                    local at = live
+                    while cost <= limit and select(2, logAt(log, at)) - before < total - before + cost - limit do at = at + 1 end
+                    e.ok, e.retry = false, cost > limit and -1 or logAt(log, at) + l.ms - now
+                end
+            end
+
+            -- The log of an exact window's record as charged: its live entries, and the charge's own.
+            function window.log(e)
+                local log = string.sub(e.log, e.live * 16 - 15)
+                if e.cost > 0 then log = log .. pack('<dd', e.mark, e.total + e.cost) end
+                return log
+            end
+
+            -- Checks decide's entry e of an approximate window, as window.chargeExact (e.mark: the window's index).
+            function window.charge(e, now)
+                if not pack then init() end
+                local l, cost, found = e.l, e.cost, e.found
+                local ms, limit = l.ms, l.limit
+                local idx, cur, prev = floor(now / ms), 0, 0
+                if found and e.c > idx then idx = e.c end -- a window ahead of now (Redis' clock stepped back)
+                local elapsed = now - idx * ms
+                if elapsed < 0 then elapsed = 0 end
+                if found and e.c == 0 then -- an exact log's record (its limit was edited): its live count, now
+                    local log = e.blob
+                    if #log > 0 then
+                        local live = firstLive(log, now - ms)
+                        cur = select(2, logAt(log, #log / 16)) - (live > 1 and select(2, logAt(log, live - 1)) or e.a)
+                    end
+                elseif found and e.c == idx then
+                    cur, prev = e.a, e.b
+                elseif found and e.c == idx - 1 then
+                    prev = e.a
+                end
+                local used = prev * (1 - elapsed / ms) + cur
+                e.idx, e.cur, e.prev, e.used = idx, cur, prev, used
+                local nx = (idx + 2) * ms
+                if nx > now + HORIZON then nx = now + HORIZON end
+                e.next, e.nb, e.nc, e.nx, e.mark = cur + cost, prev, idx, nx, idx
+                if cost > 0 and used + cost > limit then
+                    e.ok = false
+                    if cost > limit then
+                        e.retry = -1
+                    elseif cur + cost <= limit then -- until the last window's weight has faded enough
+                        e.retry = ms * (1 - (limit - cur - cost) / prev) - elapsed
+                    else -- the next window, then until this one's weight has faded enough
+                        e.retry = (idx + 1) * ms - now + ms * (1 - (limit - cost) / cur)
+                    end
+                end
+            end
+
+            -- Settles one charge on an exact window's record r (lib/state.lua's, changed in place) of length
+            -- ms: refund > 0 gives back what the call did not use, refund < 0 charges its overrun. mark: the
+            -- charge's time, as decide recorded it. Returns whether r changed.
+            function window.refundExact(r, now, refund, mark, ms)
+                if not pack then init() end
+                local log, at = r.blob, 0
+                for k = 1, #log / 16 do
+                    if unpack_('<d', log, k * 16 - 15) == mark then at = k end
+                end
+                if at > 0 then -- lower (or raise) the running count from that entry on
+                    local parts, last = { string.sub(log, 1, at * 16 - 16) }, r.a
+                    if at > 1 then last = select(2, unpack_('<dd', log, at * 16 - 31)) end
+                    for k = at, #log / 16 do
+                        local t, running = unpack_('<dd', log, k * 16 - 15)
+                        running = max(last, running - refund)
+                        -- An entry that no longer weighs anything (cancelled, settled at 0) is dropped:
+                        -- kept, such entries would fill the log until its 16-bit length wraps.
+                        if running > last then parts[#parts + 1] = pack('<dd', t, running) end
+                        last = running
+                    end
+                    r.blob = table.concat(parts)
+                    return true
+                elseif refund < 0 then -- no entry of its own (an estimate of 0): the overrun counts from now
+                    local t, last, entries = now, r.a, #log / 16
+                    if entries > 0 then
+                        local lt, running = unpack_('<dd', log, entries * 16 - 15)
+                        if lt > t then t = lt end -- the log stays in order when Redis' clock stepped back
+                        last = running
+                    end
+                    if entries < 1024 then
+                        r.blob = log .. pack('<dd', t, last - refund)
+                    else -- bounded (its length is 16 bits): the last entry takes the overrun, and counts longer
+                        r.blob = string.sub(log, 1, entries * 16 - 16) .. pack('<dd', t, last - refund)
+                    end
+                    if r.x < t + ms then r.x = t + ms end
+                    return true
+                end
+                return false
+            end
+
+            -- Settles one charge on an approximate window's record r, made in the window of index mark: while
+            -- that window is this one or the last one. Returns whether r changed.
+            function window.refund(r, refund, mark)
+                if not pack then init() end
+                local changed = false
+                if r.c == mark then r.a, changed = max(0, r.a - refund), true end
+                if r.c == mark + 1 then r.b, changed = max(0, r.b - refund), true end
+                return changed
+            end
+
+            return window
+            """####
+        ),
+        RedisScript(
+            name: "lib/budget",
+            source: ####"""
+            -- budget: the budget, a total per period that does not refill, its charge (decide.lua) and its
+            -- refund (settle.lua) together; the library keeps it as lib.budget.
+            --
+            -- A limit (decide.lua parses it): total, period (s, min, h, d, w or mo; none: the total lasts while
+            -- the scope is in use, ttl ms after its last charge), shadow. Its record "<res>/g" in a scope's
+            -- state (lib/state.lua): a used, b the period's index, x when the period ends.
+            -- Only what runs when the library loads may be at the top level: no globals (math) there.
+
+            local budget = { PERIOD = { s = 1000, min = 60000, h = 3600000, d = 86400000, w = 604800000, mo = 0 } }
+            local PERIOD, HORIZON = budget.PERIOD, lib.state.HORIZON
+
+            local function days(y, m) -- days from 1970-01-01 to the first of month m (1-12) of year y
+                if m <= 2 then y = y - 1 end
+                local era = math.floor(y / 400)
+                local yoe = y - era * 400
+                return era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100)
+                    + math.floor((153 * (m > 2 and m - 3 or m + 9) + 2) / 5) - 719468
+            end
+
+            -- A budget's period -> index, end ms; calendar periods are UTC.
+            local function period(l, now)
+                local p = l.period
+                if not p then return 0, now + l.ttl end -- no period: the total lasts while the scope is in use
+                if p == 'mo' then -- today's civil month (H. Hinnant's algorithm), then the next month's first
+                    local z = math.floor(now / 86400000) + 719468
+                    local era = math.floor(z / 146097)
+                    local doe = z - era * 146097
+                    local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+                    local mp = math.floor((5 * (doe - 365 * yoe - math.floor(yoe / 4) + math.floor(yoe / 100)) + 2) / 153)
+                    local y, m = yoe + era * 400 + (mp >= 10 and 1 or 0), mp < 10 and mp + 3 or mp - 9
+                    return y * 12 + m, days(m == 12 and y + 1 or y, m % 12 + 1) * 86400000
+                end
+                local len, shift = PERIOD[p], p == 'w' and 259200000 or 0 -- weeks start on Monday
+                local idx = math.floor((now + shift) / len)
+                return idx, (idx + 1) * len - shift
+            end
+
+            -- Checks decide's entry e of a budget (e.l the limit, e.cost; when e.found, its record e.a, e.b,
+            -- e.x) at now: sets e.ok (and e.retry when refused: the period's end, -1 never), e.used, the record
+            -- as charged (e.next, e.nb, e.nc, e.nx; e.mark the period's index, which settle checks).
+            function budget.charge(e, now)
+                local l, cost, found = e.l, e.cost, e.found
+                local idx, ends = period(l, now)
+                if found and e.b > idx then idx, ends = e.b, e.x end -- a period ahead of now: Redis' clock stepped back
+                local used = found and e.b == idx and e.a or 0
+                e.idx, e.ends, e.used = idx, ends, used
+                e.next, e.nb, e.nc, e.nx, e.mark = used + cost, idx, 0, ends < now + HORIZON and ends or now + HORIZON, idx
+                if cost > 0 and used + cost > l.total then -- a cost above the total never passes
+                    e.ok, e.retry = false, l.period and cost <= l.total and ends - now or -1
+                end
+            end
+
+            -- Settles one charge on a budget's record r (lib/state.lua's, changed in place), made in the period
+            -- of index mark: only within that period. Returns whether r changed.
+            function budget.refund(r, refund, mark)
+                if r.b ~= mark then return false end
+                r.a = math.max(0, r.a - refund)
+                return true
+            end
+
+            return budget
+            """####
+        ),
+        RedisScript(
+            name: "lib/spec",
+            source: ####"""
+            -- spec: a quota spec's text -> its limits (QuotaConfiguration.md); decide.lua parses the config
+            -- hash's specs and the callers' defaults with it (and memoizes them). The library keeps it as
+            -- lib.spec. The limits it returns are what lib/bucket.lua, lib/window.lua and lib/budget.lua charge:
+            --   bucket { rate, ceil (per ms; ceil only with "ceiling"), burst, debt, headroom (tokens) }
+            --   window { limit, ms, exact }     budget { total, period, ttl (ms) }
+            -- each with kind, res (the resource), tag (its state record's, lib/state.lua) and shadow.
+            -- Only what runs when the library loads may be at the top level: no globals (string) there.
+
+            local spec = {}
+            local UNIT = { s = 1000, min = 60000, h = 3600000, d = 86400000 }
+            local PERIOD = lib.budget.PERIOD -- a budget's periods
+            local OPTION = {
+                bucket = { rate = 1, burst = 1, debt = 1, ceiling = 1, headroom = 1, shadow = 1 },
+                window = { limit = 1, exact = 1, approx = 1, shadow = 1 },
+                budget = { total = 1, period = 1, ttl = 1, shadow = 1 },
+            }
+            local MAIN = { bucket = 'rate', window = 'limit', budget = 'total' }
+            local MAX_LIMITS = 32 -- per spec, all resources together (QuotaSpec.maximumLimits)
+            local NONE = {}
+
+            -- "tokens: bucket rate=90000/min burst=5000; requests: window 100/min; budget 5000 period=d"
+            -- -> { tokens = {limit}, requests = {limit, limit} } or { [ERR] = reason }. "R: none" = no limits.
+            -- The reason's key is no resource name (a resource "err" is a resource like any other).
+            local ERR = '?err'
+            spec.ERR = ERR
+            local count = lib.numbers.count -- "5000" -> 5000 (0 to 2^50), else nil
+            local function per(v) -- "90000/min", "100/10s" -> amount, ms
+                local n, k, u = string.match(type(v) == 'string' and v or '', '^(%d+)/(%d*)(%a+)$')
+                n, k = count(n), k == '' and 1 or count(k)
+                if not UNIT[u] or not n or n == 0 or not k or k == 0 or k > 1000000 then return nil end
+                return n, UNIT[u] * k
+            end
+
+            local function compile(c) -- one clause's options -> a limit, or nil and the reason
+                for _, flag in ipairs({ 'shadow', 'exact', 'approx' }) do
+                    if c[flag] ~= nil and c[flag] ~= true then return nil, flag .. ' takes no value' end
+                end
+                local kind, shadow = c.kind, c.shadow == true
+                if kind == 'bucket' then -- rate and ceiling are kept per ms
+                    local n, ms = per(c.rate)
+                    if not n then return nil, 'rate must be N/UNIT, UNIT s, min, h or d' end
+                    local burst = c.burst == nil and n or count(c.burst)
+                    if not burst or burst == 0 then return nil, 'burst must be a positive integer' end
+                    local debt = c.debt == nil and burst or count(c.debt)
+                    if not debt then return nil, 'debt must be an integer >= 0' end
+                    local ceil
+                    if c.ceiling ~= nil then
+                        local cn, cms = per(c.ceiling)
+                        if not cn or cn / cms < n / ms then return nil, 'ceiling must be N/UNIT, at least the rate' end
+                        ceil = cn / cms
+                    end
+                    local headroom = c.headroom == nil and 0 or count(c.headroom)
+                    if not headroom or headroom > 100 then return nil, 'headroom must be a percentage, 0 to 100' end
+                    return { kind = kind, suffix = '/b', rate = n / ms, burst = burst, debt = debt, ceil = ceil,
+                        headroom = burst * headroom / 100, shadow = shadow }
+                elseif kind == 'window' then
+                    local n, ms = per(c.limit)
+                    if not n then return nil, 'window must be N/UNIT, UNIT s, min, h or d' end
+                    if c.exact and (c.approx or n > 100) then return nil, 'exact windows allow at most 100' end
+                    return { kind = kind, suffix = '/w' .. ms, limit = n, ms = ms, exact = c.exact or (n <= 100 and not c.approx),
+                        shadow = shadow }
+                end
+                local total = count(c.total)
+                if not total then return nil, 'budget must be an integer' end
+                if c.period ~= nil and not PERIOD[c.period] then return nil, 'period must be s, min, h, d, w or mo' end
+                local n, u = string.match(c.ttl == nil and '7d' or tostring(c.ttl), '^(%d+)(%a+)$')
+                n = count(n)
+                if not UNIT[u] or not n or n == 0 or n > 1000000 then return nil, 'ttl must be N followed by s, min, h or d' end
+                return { kind = kind, suffix = '/g', total = total, period = c.period, ttl = n * UNIT[u], shadow = shadow }
+            end
+
+            -- A spec's text -> its limits per resource (see above), or { [ERR] = the reason }.
+            function spec.parse(text)
+                local out, res, c, seen, err, limits = {}, nil, nil, {}, nil, 0
+                local function finish()
+                    if c and (c.kind == 'none' and #out[res] > 0 or c.kind ~= 'none' and out[res].none) then
+                        err = res .. ': none and limits at once'
+                    elseif c and c.kind == 'none' then
+                        out[res].none = true
+                        if next(c, nil) ~= 'kind' or next(c, 'kind') then err = 'none takes no options' end
+                    elseif c then
+                        local l, why = compile(c)
+                        if l then l.res, l.tag = res, res .. l.suffix end -- the tag names its state record
+                        if l and seen[l.tag] then l, why = nil, 'two ' .. res .. ' ' .. l.kind .. ' limits alike' end
+                        if l then table.insert(out[res], l) end
+                        if l then seen[l.tag] = true else err = why end
+                        -- A decision checks every limit of its path in one script, Redis blocked meanwhile: an
+                        -- operator's spec with more is ignored (and reported), as QuotaSpec refuses it.
+                        limits = limits + 1
+                        if limits > MAX_LIMITS then err = 'a spec holds at most ' .. MAX_LIMITS .. ' limits' end
+                    end
+                    c = nil
+                end
+                for word, sep in string.gmatch(text, '([^%s;]+)%s*(;?)') do
+                    local name, rest = string.match(word, '^([%a_][%w_]*):(.*)$')
+                    if name and not c then
+                        res, word = name, rest
+                        if out[res] then err = res .. ' given twice' end
+                        if #res > 32 then err = 'a resource name has at most 32 characters' end
+                        out[res] = {}
+                    end
+                    if word == '' then
+                        -- "tokens:" alone: the kind follows
+                    elseif not res then
+                        err = 'a spec starts with "<resource>:"'
+                    elseif not c then
+                        c = { kind = word }
+                        if word ~= 'none' and not OPTION[word] then err = 'unknown limit kind "' .. word .. '"' end
+                    else
+                        local eq, key, value = string.find(word, '=', 1, true), word, true
+                        if eq then
+                            key, value = string.sub(word, 1, eq - 1), string.sub(word, eq + 1)
+                        elseif string.find(word, '^%d') then
+                            key, value = MAIN[c.kind], word
+                        end
+                        if not (OPTION[c.kind] or NONE)[key] then err = 'unknown option "' .. tostring(key) .. '"'
+                        elseif c[key] ~= nil then err = '"' .. key .. '" given twice'
+                        else c[key] = value end
+                    end
+                    if err then return { [ERR] = err } end
+                    if sep == ';' then finish() end
+                end
+                finish()
+                if err then return { [ERR] = err } end
+                if not res then return { [ERR] = 'empty spec' } end
+                return out
+            end
+
+            return spec
+            """####
+        ),
+        RedisScript(
+            name: "lib/tree",
+            source: ####"""
+            -- tree: what a request tree's calls share (tree-open.lua keeps the tree's HASH); the library keeps
+            -- it as lib.tree. A call admitted into a tree (by tree-enter.lua, or by decide.lua with its quota
+            -- path) is recorded in the hash as "r:<call id>": its loop key ("" none), then a line
+            -- "<resource>=<estimate>" per resource, each estimate reserved on that resource's budget ("u:<res>");
+            -- the call counts as in flight in the tree's calls ZSET until it exits or its ttl passes.
+            -- Only what runs when the library loads may be at the top level: no globals (string) there.
+
+            local tree = {}
+
+            -- A call is done (tree-exit.lua, or settle.lua for a call decide admitted): it stops counting as in
+            -- flight, and its budgets are charged actual[res] instead of the estimate (a resource not named
+            -- keeps it); refund gives back the estimates and the loop guard's count (the call never ran).
+            -- Returns false when the call is unknown (done already, or the tree expired).
+            function tree.exit(key, calls, call, refund, actual)
+                redis.call('ZREM', calls, call)
+                local record = redis.call('HGET', key, 'r:' .. call)
+                if not record then return false end
+                local loop
+                for line in string.gmatch(record .. '\n', '([^\n]*)\n') do
+                    if not loop then
+                        loop = line
+                    else
+                        local res, estimate = string.match(line, '^(.*)=(%d+)$')
+                        estimate = tonumber(estimate)
+                        local delta = refund and -estimate or (actual[res] or estimate) - estimate
+                        if delta ~= 0 then redis.call('HINCRBY', key, 'u:' .. res, delta) end
+                    end
+                end
+                if refund and loop ~= '' then redis.call('HINCRBY', key, 'l:' .. loop, -1) end
+                redis.call('HDEL', key, 'r:' .. call)
+                return true
+            end
+
+            return tree
+            """####
+        ),
+    ]
 
     /// Every script, in file order: ScriptLibrary joins them into one function library.
     static let all: [RedisScript] = [

@@ -5,7 +5,7 @@
 ///
 /// A clause without `<resource>:` continues the previous clause's resource. `tokens: none` says
 /// "no tokens limit here" (it overrides a less specific pattern or a default). The grammar is in
-/// <doc:QuotaConfiguration>; this parser and the one in `lua/decide.lua` accept exactly the same
+/// <doc:QuotaConfiguration>; this parser and the one in `lua/lib/spec.lua` accept exactly the same
 /// texts, and the tests hold them to it.
 public struct QuotaSpec: Sendable, Hashable, CustomStringConvertible {
     /// One resource's limits, in the order written; empty with `none`.

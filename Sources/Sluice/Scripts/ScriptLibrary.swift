@@ -4,10 +4,13 @@ import SluiceRedis
 /// Every Lua script of `lua/`, joined into one Redis function library named after its version.
 ///
 /// Each script stays a file of its own in `lua/` (an entry point: `decide`, `settle`, `call-admit`,
-/// …). The join wraps every file in a `do … end` block that stores its entry function in one table,
-/// so that composite entry points (`call-admit`, `call-finish`) call the others in the same atomic
-/// script, and registers each entry as the function `sluice_<entry>_<version>`. Loaded as a library,
-/// a script keeps what it parsed (quota specs, plans) and its scratch tables across calls.
+/// …). The join starts with the shared modules of `lua/lib/` (the state format, the reconciler's
+/// ceiling, …): each file returns a table, stored as `lib.<name>`, which the entries read when the
+/// library loads. Then it wraps every entry file in a `do … end` block that stores its entry
+/// function in one table, so that composite entry points (`call-admit`, `call-finish`) call the
+/// others in the same atomic script, and registers each entry as the function
+/// `sluice_<entry>_<version>`. Loaded as a library, a script keeps what it parsed (quota specs,
+/// plans) and its scratch tables across calls.
 ///
 /// The library is named `sluice_<version>` (the first 12 hex digits of its SHA-1), so fleets running
 /// different versions of Sluice never replace each other's code. Whether a server runs functions is
@@ -30,10 +33,13 @@ final class ScriptLibrary: Sendable {
         let entry: String
     }
 
-    static let shared = ScriptLibrary(LuaScripts.all)
+    static let shared = ScriptLibrary(modules: LuaScripts.modules, LuaScripts.all)
 
-    init(_ scripts: [RedisScript]) {
-        var body = "local sluice = {}\n"
+    init(modules: [RedisScript], _ scripts: [RedisScript]) {
+        var body = "local sluice, lib = {}, {}\n"
+        for module in modules {
+            body += "-- lua/\(module.name).lua\n" + Self.libraryModule(module) + "\n"
+        }
         for script in scripts {
             body += "do -- lua/\(script.name).lua\n" + Self.module(script) + "\nend\n"
         }
@@ -64,6 +70,16 @@ final class ScriptLibrary: Sendable {
     /// `call-admit` -> `call_admit`.
     static func entryName(_ scriptName: String) -> String {
         String(scriptName.map { $0 == "-" ? "_" : $0 })
+    }
+
+    /// One shared module of `lua/lib/` as a part of the library: the file, which ends by returning its table, runs
+    /// as a function whose result is stored as `lib.<name>`.
+    static func libraryModule(_ module: RedisScript) -> String {
+        let name = module.name.split(separator: "/").last.map(String.init) ?? module.name
+        guard module.source.contains("\nreturn ") else {
+            preconditionFailure("lua/\(module.name).lua returns no table")
+        }
+        return "lib['\(name)'] = (function()\n" + module.source + "\nend)()"
     }
 
     /// One file as a block of the library: a file that defines `local function NAME(KEYS, ARGV)` and
