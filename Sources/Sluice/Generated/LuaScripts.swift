@@ -657,7 +657,6 @@ enum LuaScripts {
             return count(v, 1 / 0)
         end
 
-        -- The tree group, checked before anything is read or written: nil, or why it is bad.
         -- A started tree's limits (the tree group's ninth argument), parsed once per text: nil, or why they are bad.
         local OPENING = { budgets = {} }
         local function treeOpening(text)
@@ -699,6 +698,7 @@ enum LuaScripts {
             redis.call('PEXPIRE', key, o.deadline > 0 and o.deadline - floor(now) + 3600000 or o.lifetime)
         end
 
+        -- The tree group, checked before anything is read or written: nil, or why it is bad.
         local function treeInput(KEYS, ARGV, T, n, resTTL)
             if ARGV[T] ~= 'tree' then return 'ARGV[' .. T .. '] is "tree" (a call inside a tree) or nothing' end
             if #ARGV ~= T + 7 and #ARGV ~= T + 8 then return 'the tree group has 8 or 9 arguments' end
@@ -737,8 +737,8 @@ enum LuaScripts {
             local f = plan.treeFields
             for k = 1, 3 * R do fields[5 + k] = f[k] end
             local h = redis.call('HMGET', key, unpack(fields, 1, 5 + 3 * R))
-            t.h, now, t.record = h, floor(now), false
-            t.now = now
+            now = floor(now)
+            t.h, t.now, t.record = h, now, false
             if not h[1] and ARGV[T + 8] then -- a started tree's first call: its limits as recorded
                 local o = OPENING
                 t.record, h[1], h[2], h[3], h[4] = true, o.deadline, o.md, o.mi, o.lg
