@@ -351,9 +351,12 @@ struct TwoTripCallTests {
         }
         #expect(refused?.code == .quotaDenied)
         #expect(try await setup.client.send(RedisCommand("EXISTS", key)).integer == 0, "a refusal leaves no tree")
-        // enter (the loop guard) and spawn (max children) hold the started tree's limits.
+        // enter (the loop guard) and spawn (max children) hold the started tree's limits, recorded once.
         let ticket = try await trees.enter(tree, tool: "search", arguments: "q")
         try await trees.settle(ticket, usage: [:])
+        try await setup.resetStats()
+        try await trees.settle(try await trees.enter(tree, tool: "fetch", arguments: "q"), usage: [:])
+        #expect(try await setup.scriptCalls().calls == 2, "a second enter records nothing again")
         let looped = await #expect(throws: BackpressureError.self) {
             try await trees.enter(tree, tool: "search", arguments: "q")
         }

@@ -85,15 +85,23 @@ public struct RequestTrees: Sendable {
 
     /// Records a started tree's limits (``start(id:partition:limits:priority:)``) before a script that
     /// cannot: tree-open.lua, whose first record wins. Returns the context, recorded.
+    /// Each started tree is recorded once per process: the trees this process recorded (bounded; a tree forgotten
+    /// here is recorded again, which changes nothing, since the first record wins).
+    private static let recordedTrees = SluiceMutex<Set<String>>([])
+
     private func recorded(_ context: TreeContext) async throws -> TreeContext {
         guard var limits = context.limitsToRecord else { return context }
+        let tree = "\(namespace)|\(context.partition)|\(context.treeID)"
+        var known = context
+        known.limitsToRecord = nil
+        if Self.recordedTrees.withLock({ $0.contains(tree) }) { return known }
         limits.deadline = context.remaining.map { max(.milliseconds(1), $0) }
-        var recorded = try await open(
-            id: context.treeID, partition: context.partition, limits: limits, priority: context.priority)
-        recorded.nodeID = context.nodeID
-        recorded.parentID = context.parentID
-        recorded.depth = context.depth
-        return recorded
+        _ = try await open(id: context.treeID, partition: context.partition, limits: limits, priority: context.priority)
+        Self.recordedTrees.withLock { trees in
+            if trees.count >= 4096 { trees.removeAll(keepingCapacity: true) }
+            trees.insert(tree)
+        }
+        return known
     }
 
     /// Starts a child of `parent`, counted against the tree's max depth and the parent's max
