@@ -236,6 +236,17 @@ static inline ssize_t sluice_recv(int fd, void *bytes, size_t length) { return r
 
 static inline int sluice_errno(void) { return errno; }
 
+/// The `poll` event for "the peer closed its side" where the platform has one (Linux: `POLLRDHUP`,
+/// which `<poll.h>` declares only with `_GNU_SOURCE`), else 0. Unlike `POLLIN` it does not fire
+/// when data arrives, so a thread can watch a socket for its end while another reads from it.
+static inline short sluice_poll_peer_closed(void) {
+#if defined(__linux__)
+    return 0x2000;
+#else
+    return 0;
+#endif
+}
+
 // MARK: TLS (OpenSSL)
 
 /// A client context verifying peers, TLS 1.2 at least.

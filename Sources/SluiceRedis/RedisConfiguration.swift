@@ -19,6 +19,20 @@ public struct RedisConfiguration: Sendable, Hashable {
     /// ``RedisError/Code/timeout`` and the connection is dropped (replies arrive in order, so a
     /// late reply cannot be told apart from the next one); the next command reconnects.
     public var commandTimeout: Duration
+    /// How long a caller alone on an idle connection waits for its reply on its own thread.
+    ///
+    /// When one caller at a time uses a connection (a worker making one provider call after
+    /// another), handing each command to the connection's I/O thread and the reply back costs two
+    /// thread wake-ups on top of the round trip. After a few such commands in a row the connection
+    /// lends its socket to the next lone caller instead: it writes its command and waits in `poll`
+    /// for the reply itself, as a C client does, for at most this long; then, or as soon as another
+    /// caller arrives, the I/O thread takes over again, and the pipelining of concurrent callers is
+    /// unchanged. The wait blocks the caller's thread (one of Swift's cooperative threads), so keep
+    /// it near the server's round trip: 1 ms by default, which a server on the same host or in the
+    /// same zone answers well within; a wait that runs out makes the connection try lending again
+    /// only after twice as many lone commands. A cancelled lone caller returns when its wait ends,
+    /// so waits longer than 10 ms are cut to 10 ms. Zero turns it off.
+    public var loneCallerReplyWait: Duration
     /// Backoff between reconnection attempts after a failure: starts at `initial`, doubles, caps
     /// at `maximum`. While backing off, commands fail at once with ``RedisError/Code/unavailable``.
     public var reconnectBackoff: Backoff
@@ -98,7 +112,8 @@ public struct RedisConfiguration: Sendable, Hashable {
         commandTimeout: Duration = .seconds(2),
         reconnectBackoff: Backoff = Backoff(),
         tls: TLS? = nil,
-        sentinel: Sentinel? = nil
+        sentinel: Sentinel? = nil,
+        loneCallerReplyWait: Duration = .milliseconds(1)
     ) {
         self.endpoint = endpoint
         self.username = username
@@ -109,6 +124,7 @@ public struct RedisConfiguration: Sendable, Hashable {
         self.reconnectBackoff = reconnectBackoff
         self.tls = tls
         self.sentinel = sentinel
+        self.loneCallerReplyWait = loneCallerReplyWait
     }
 
     /// Parses `redis://[user:password@]host[:port][/db]`, `redis://[:password@]host...`,
@@ -354,7 +370,7 @@ extension RedisConfiguration: CustomStringConvertible, CustomDebugStringConverti
                 "endpoint": endpoint, "username": username as Any, "password": password == nil ? "nil" : "***",
                 "database": database, "connectTimeout": connectTimeout, "commandTimeout": commandTimeout,
                 "reconnectBackoff": reconnectBackoff, "tls": tls as Any,
-                "sentinel": sentinel as Any,
+                "sentinel": sentinel as Any, "loneCallerReplyWait": loneCallerReplyWait,
             ], displayStyle: .struct)
     }
 }

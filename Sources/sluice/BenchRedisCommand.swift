@@ -28,6 +28,11 @@ struct BenchRedisCommand: AsyncParsableCommand {
             connection's I/O thread, saving a thread hand-off per call).
             """)
     var executor: ExecutorChoice = .pool
+    @Option(
+        help: """
+            How long a caller alone on an idle connection waits for its reply on its own thread, in             microseconds, before the connection's I/O thread takes over (0 turns it off; at most 10000).
+            """)
+    var loneCallerReplyWaitUs: Int = 1000
 
     enum ExecutorChoice: String, ExpressibleByArgument, CaseIterable {
         case pool, connection
@@ -37,10 +42,15 @@ struct BenchRedisCommand: AsyncParsableCommand {
         guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
         guard duration > 0 else { throw ValidationError("--duration must be positive") }
         guard (1...64).contains(connections) else { throw ValidationError("--connections is between 1 and 64") }
+        guard (0...10_000).contains(loneCallerReplyWaitUs) else {
+            throw ValidationError("--lone-caller-reply-wait-us is between 0 and 10000")
+        }
     }
 
     func run() async throws {
-        let client = try connection.makeClient(sharedConnections: connections)
+        var configuration = try connection.configuration()
+        configuration.loneCallerReplyWait = .microseconds(loneCallerReplyWaitUs)
+        let client = try RedisClient(configuration: configuration, sharedConnections: connections)
         defer { client.close() }
         let script = RedisScript(name: "ping", source: "return 1")
         let ping = RedisCommand("PING")

@@ -29,9 +29,15 @@ import Logging
 /// Commands written before a connection was lost may have run and are never sent twice: their
 /// callers get the connection's error.
 ///
+/// A caller alone on an idle connection makes its round trip itself (``roundTripAlone(_:_:)``,
+/// ``RedisConfiguration/loneCallerReplyWait``): while the I/O thread sleeps with nothing in flight,
+/// it lends the transport, and the caller that takes it writes its command, waits in `poll` for the
+/// reply and gives the transport back, with its command when the reply did not come in time.
+///
 /// `@unchecked Sendable` because the two halves are guarded differently, and the compiler cannot
 /// see it: `shared` is behind a `Mutex`; the transport, the queues and the backoff state are
-/// touched only by the I/O thread (`run()` and what it calls), never by callers.
+/// touched only by the I/O thread (`run()` and what it calls), never by callers, except the
+/// transport by the one caller it is lent to (``Shared/lent``), while the I/O thread keeps off it.
 final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     typealias Reply = Result<RedisValue, RedisError>
 
@@ -55,6 +61,27 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         var resolved: (attempt: Int, result: Result<RedisConfiguration.Endpoint, RedisError>)?
         /// The server of the ready connection, if any.
         var connectedTo: RedisConfiguration.Endpoint?
+        /// The I/O thread sleeps with nothing in flight and lends the transport to a lone caller.
+        var lendable = false
+        /// A lone caller holds the transport: the I/O thread does not touch it.
+        var lent = false
+        /// The I/O thread woke while the transport was lent and waits for it back.
+        var awaitingReturn = false
+        /// What a lone caller gave back with the transport, for the I/O thread to take.
+        var handedBack: HandBack?
+        /// Lone round trips that ended with their reply since the I/O thread last looked.
+        var loneRoundTrips = 0
+        /// Lone round trips that ended with their reply, in all (for tests).
+        var loneRoundTripsInAll = 0
+    }
+
+    /// A lone round trip that did not end with the caller: its command when the reply was not read
+    /// in time (the I/O thread reads it), and the error that ended the connection, if one did.
+    struct HandBack {
+        var submission: Submission?
+        /// A batch's replies read so far.
+        var replies: [Reply]
+        var failure: RedisError?
     }
 
     /// Where the I/O thread stands with the socket.
@@ -85,6 +112,8 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     private let resolver: SentinelResolver?
     /// Other callers share the connection, so it holds no state of theirs (see ``RedisConnection/isShared``).
     private let isShared: Bool
+    /// ``RedisConfiguration/loneCallerReplyWait``.
+    private let loneCallerWaitNanos: UInt64
 
     // I/O thread only.
     private var phase = Phase.idle
@@ -111,6 +140,15 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     private var wasReady = false
     /// Failed connection attempts since the connection was last ready (logged at `debug` after the first).
     private var failedAttempts = 0
+    /// Passes of the run loop in a row that each wrote one command to an idle connection.
+    private var lonePasses = 0
+    /// How many lone passes in a row make the I/O thread lend the transport; doubled (up to
+    /// ``maximumPassesBeforeLending``) each time a lone caller's wait runs out, reset when one ends well.
+    private var passesBeforeLending = ConnectionCore.initialPassesBeforeLending
+    private static let initialPassesBeforeLending = 8
+    private static let maximumPassesBeforeLending = 4096
+    /// A cancelled lone caller returns when its wait ends: it is never longer than this.
+    private static let longestLoneCallerWait: UInt64 = 10_000_000
 
     /// - Parameter resolver: the client's resolver when ``RedisConfiguration/sentinel`` is set
     ///   (shared by its connections); a connection of its own makes one when it is not given.
@@ -118,6 +156,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         self.configuration = configuration
         self.isShared = shared
         self.commandTimeoutNanos = configuration.commandTimeout.nanoseconds
+        self.loneCallerWaitNanos = min(configuration.loneCallerReplyWait.nanoseconds, Self.longestLoneCallerWait)
         self.endpoint = configuration.endpoint
         if configuration.sentinel != nil {
             self.resolver = resolver ?? SentinelResolver(configuration: configuration)
@@ -153,11 +192,15 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     /// The server the connection is ready on, if any.
     var connectedTo: RedisConfiguration.Endpoint? { shared.withLock { $0.connectedTo } }
 
+    /// How many commands lone callers sent and read the replies of themselves (``roundTripAlone(_:_:)``).
+    var loneRoundTrips: Int { shared.withLock { $0.loneRoundTripsInAll } }
+
     // MARK: Caller side
 
     /// Queues a command (or a batch's commands, encoded back to back) for `slot`, whose
     /// continuation is installed already.
     func submit(_ bytes: [UInt8], _ slot: ReplySlot) {
+        if loneCallerWaitNanos > 0, roundTripAlone(bytes, slot) { return }
         let submission = Submission(bytes: bytes, slot: slot, deadline: monotonicNanos() &+ commandTimeoutNanos)
         let (accepted, mustWake) = shared.withLock { state -> (Bool, Bool) in
             if state.closed { return (false, false) }
@@ -204,6 +247,95 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         if mustWake { wake() }
     }
 
+    /// Makes the round trip on the caller's thread when the I/O thread lends the transport (see
+    /// ``RedisConfiguration/loneCallerReplyWait``): writes the command, waits in `poll` for its
+    /// replies, answers `slot` and gives the transport back. When the wait runs out first, or
+    /// the connection fails, the command goes back with the transport and the I/O thread carries
+    /// on from there, as if it had written it. Returns false, having done nothing, when the
+    /// transport is not lent (another caller has it, commands are queued, or none is idle).
+    private func roundTripAlone(_ bytes: [UInt8], _ slot: ReplySlot) -> Bool {
+        let borrowed = shared.withLock { state -> Bool in
+            guard state.lendable, !state.lent, !state.closed, state.queue.isEmpty else { return false }
+            state.lent = true
+            return true
+        }
+        guard borrowed else { return false }
+        // Lent: the I/O thread set `transport` before it made the transport lendable, under the
+        // lock, and leaves both alone until it is given back.
+        guard let transport = self.transport else {
+            // Never lent without one; should it happen, the command goes the usual way.
+            let mustWake = shared.withLock { state -> Bool in
+                state.lent = false
+                state.lendable = false
+                return state.awaitingReturn
+            }
+            if mustWake { wake() }
+            return false
+        }
+        let now = monotonicNanos()
+        let deadline = now &+ commandTimeoutNanos
+        let waitEnd = min(now &+ loneCallerWaitNanos, deadline)
+        var replies: [Reply] = []
+        var failure: RedisError?
+        do throws(RedisError) {
+            transport.append(bytes)
+            try transport.flush()
+            while !transport.hasPendingOutput {
+                while replies.count < slot.replyCount, let value = try transport.nextReply() {
+                    replies.append(Self.reply(to: slot, value))
+                }
+                if replies.count == slot.replyCount { break }
+                let now = monotonicNanos()
+                if now >= waitEnd { break }
+                var socket = pollfd(fd: transport.fd, events: Int16(POLLIN), revents: 0)
+                let ready = poll(&socket, 1, Int32(clamping: (waitEnd - now + 999_999) / 1_000_000))
+                if ready > 0, try transport.receive() {
+                    while replies.count < slot.replyCount, let value = try transport.nextReply() {
+                        replies.append(Self.reply(to: slot, value))
+                    }
+                    throw RedisError(.endOfFile, "the server closed the connection")
+                }
+            }
+        } catch {
+            failure = error
+        }
+        let answered = replies.count == slot.replyCount
+        var handBack: HandBack?
+        if !answered {
+            handBack = HandBack(
+                submission: Submission(bytes: [], slot: slot, deadline: deadline), replies: replies, failure: failure)
+        } else if let failure {
+            handBack = HandBack(submission: nil, replies: [], failure: failure)
+        }
+        let mustWake = shared.withLock { state -> Bool in
+            state.lent = false
+            guard let handBack else {
+                state.loneRoundTrips += 1
+                state.loneRoundTripsInAll += 1
+                return state.awaitingReturn
+            }
+            // Not lendable again before the I/O thread has taken the command back: the next
+            // caller would read its reply.
+            state.lendable = false
+            state.handedBack = handBack
+            if state.awaitingReturn { return true }
+            if state.ioThreadPolling && !state.wakePending {
+                state.wakePending = true
+                return true
+            }
+            return false
+        }
+        if mustWake { wake() }
+        if answered {
+            if slot.replyCount == 1 {
+                slot.answer(replies[0])
+            } else {
+                slot.answer(replies)
+            }
+        }
+        return true
+    }
+
     private func wake() {
         var byte: UInt8 = 1
         _ = write(wakeWriteFD, &byte, 1)
@@ -240,6 +372,11 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
             if let resolved { primaryResolved(attempt: resolved.attempt, resolved.result) }
             if let resolver, resolver.generation != seenGeneration { primaryMayHaveChanged(resolver) }
             if !work.isEmpty {
+                if case .ready = phase, work.count == 1, inFlight.isEmpty {
+                    lonePasses += 1
+                } else {
+                    lonePasses = 0
+                }
                 for submission in work { accept(submission) }
                 work.removeAll(keepingCapacity: true)
             }
@@ -316,10 +453,15 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     /// (the oldest in-flight or waiting command's, or the connection attempt's). With work already
     /// waiting it only looks (timeout 0), so that a steady stream of new commands or jobs can never
     /// starve reading replies or enforcing deadlines.
+    ///
+    /// With nothing in flight after a run of lone commands, it lends the transport while it sleeps
+    /// (``roundTripAlone(_:_:)``) and watches the socket only for the server's end of it.
     private func waitForEvents() {
+        let lend = mayLend
         let mayBlock = shared.withLock { state -> Bool in
             if !state.queue.isEmpty || !state.jobs.isEmpty || state.closed || state.resolved != nil { return false }
             state.ioThreadPolling = true
+            state.lendable = lend
             return true
         }
         var fds: [pollfd] = [pollfd(fd: wakeReadFD, events: Int16(POLLIN), revents: 0)]
@@ -327,6 +469,9 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
             var events: Int16
             if case .connecting = phase {
                 events = Int16(POLLOUT)
+            } else if lend && mayBlock {
+                // The borrower reads the replies; a `POLLIN` here would wake this thread for each.
+                events = sluice_poll_peer_closed()
             } else {
                 events = Int16(POLLIN)
                 if transport.hasPendingOutput { events |= Int16(POLLOUT) }
@@ -341,10 +486,27 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         let ready = poll(&fds, nfds_t(fds.count), timeoutMillis)
 
         if mayBlock {
-            shared.withLock { state in
+            let (stillLent, handedBack, loneRoundTrips) = shared.withLock { state in
                 state.ioThreadPolling = false
                 state.wakePending = false
+                state.lendable = false
+                if state.lent {
+                    state.awaitingReturn = true
+                    return (true, HandBack?.none, 0)
+                }
+                defer {
+                    state.handedBack = nil
+                    state.loneRoundTrips = 0
+                }
+                return (false, state.handedBack, state.loneRoundTrips)
             }
+            if loneRoundTrips > 0 { passesBeforeLending = Self.initialPassesBeforeLending }
+            if stillLent {
+                // What the poll saw of the socket is stale by the time the transport is back.
+                awaitTransport()
+                return
+            }
+            if let handedBack { takeBack(handedBack) }
         }
         if ready > 0 && fds[0].revents != 0 { drainWakePipe() }
         if ready > 0, fds.count > 1, fds[1].revents != 0 { socketEvent(fds[1].revents) }
@@ -352,6 +514,54 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         if case .idle = phase, retryAfterBackoff, !waiting.isEmpty, nextConnectAttempt <= monotonicNanos() {
             startConnecting()
         }
+    }
+
+    /// Whether the transport may be lent while this thread sleeps: a run of lone commands, and
+    /// nothing written, waiting or half read.
+    private var mayLend: Bool {
+        guard loneCallerWaitNanos > 0, lonePasses >= passesBeforeLending, resolver == nil, case .ready = phase,
+            inFlight.isEmpty, waiting.isEmpty, batchReplies.isEmpty, let transport, !transport.hasPendingOutput
+        else { return false }
+        return true
+    }
+
+    /// Another caller (or `close`) came while a lone caller holds the transport: sleeps until it
+    /// is given back, then takes what came with it. The borrower's wait is bounded, so this is too.
+    private func awaitTransport() {
+        lonePasses = 0
+        while true {
+            drainWakePipe()
+            let returned = shared.withLock { state -> HandBack?? in
+                guard !state.lent else { return nil }
+                state.awaitingReturn = false
+                defer {
+                    state.handedBack = nil
+                    state.loneRoundTrips = 0
+                }
+                return .some(state.handedBack)
+            }
+            if let returned {
+                if let handedBack = returned { takeBack(handedBack) }
+                return
+            }
+            var wakeUp = pollfd(fd: wakeReadFD, events: Int16(POLLIN), revents: 0)
+            _ = poll(&wakeUp, 1, -1)
+        }
+    }
+
+    /// Takes over what a lone caller could not finish: its command's replies are read here, as if
+    /// this thread had written it; a failure ends the connection as one seen here would.
+    private func takeBack(_ handedBack: HandBack) {
+        if let submission = handedBack.submission {
+            inFlight.append(submission)
+            batchReplies = handedBack.replies
+            lonePasses = 0
+            if handedBack.failure == nil {
+                // The reply took longer than the wait: lend again only after twice as many lone commands.
+                passesBeforeLending = min(passesBeforeLending * 2, Self.maximumPassesBeforeLending)
+            }
+        }
+        if let failure = handedBack.failure { connectionFailed(failure) }
     }
 
     private func nextDeadline() -> UInt64? {
@@ -391,7 +601,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
                     try transport.flush()
                 }
             case .settingUp, .ready, .draining:
-                if events & Int16(POLLIN | POLLERR | POLLHUP) != 0 {
+                if events & (Int16(POLLIN | POLLERR | POLLHUP) | sluice_poll_peer_closed()) != 0 {
                     let closed = try transport.receive()
                     // Replies that arrived complete before the server closed still reach their callers.
                     try readReplies()
@@ -430,13 +640,10 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
             // A reply nobody asked for: the stream is out of step, so nothing after it can be trusted.
             throw RedisError(.protocolError, "received a reply no command was waiting for")
         }
-        let reply: Reply
-        if case .error(let message) = value {
-            if resolver != nil, message.hasPrefix("READONLY"), noLongerPrimary(head) { return }
-            reply = .failure(RedisError(.server, message, command: head.slot.command))
-        } else {
-            reply = .success(value)
+        if resolver != nil, case .error(let message) = value, message.hasPrefix("READONLY"), noLongerPrimary(head) {
+            return
         }
+        let reply = Self.reply(to: head.slot, value)
         if head.slot.replyCount == 1 {
             _ = inFlight.popFirst()
             head.slot.answer(reply)
@@ -449,6 +656,12 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
                 head.slot.answer(replies)
             }
         }
+    }
+
+    /// A reply as its caller gets it: an error reply is a ``RedisError/Code/server`` failure.
+    private static func reply(to slot: ReplySlot, _ value: RedisValue) -> Reply {
+        if case .error(let message) = value { return .failure(RedisError(.server, message, command: slot.command)) }
+        return .success(value)
     }
 
     /// A `-READONLY` reply with Sentinel: the server was turned into a replica. The command did not
