@@ -111,6 +111,17 @@ struct ObservabilityFaultTests {
         #expect(down.first?.metadata["sluice.failure_policy"]?.description == "fail open")
         #expect(down.first?.metadata["sluice.partition"]?.description == "obs")
 
+        // The degraded time grows while the outage lasts, not only once it is over (the outage began when the
+        // first step timed out, seconds after the server stopped).
+        var degradedWhileDown: Int64 = 0
+        let countingSince = ContinuousClock.now
+        while degradedWhileDown < 1, ContinuousClock.now - countingSince < .seconds(15) {
+            _ = try await backpressure.call(other) { _ in CallOutcome(()) }
+            try await Task.sleep(for: .milliseconds(100))
+            degradedWhileDown = metrics.counterTotal(label: "sluice_degraded_seconds_total", dimensions: [p, policy])
+        }
+        #expect(degradedWhileDown >= 1, "no degraded time counted while Redis was down")
+
         // Back: decisions are checked in Redis again; the stretch is counted and the connection came back.
         server.resume()
         var recovered = false

@@ -83,6 +83,50 @@ struct FailurePolicyTests {
         #expect(statistics.degradedTime == .milliseconds(200), "\(statistics)")
     }
 
+    @Test("The time spent degraded is told as it passes, not only when Redis answers again")
+    func degradedTimeDuringAnOutage() async throws {
+        let clock = ManualClock()
+        let told = SluiceMutex<[RedisHealth.Transition]>([])
+        let health = RedisHealth(
+            configuration: .init(stepTimeout: .seconds(30), initialCoolDown: .seconds(2), maximumCoolDown: .seconds(2)),
+            now: clock.now, onTransition: { transition in told.withLock { $0.append(transition) } })
+        let refused: @Sendable () async throws -> Int = { throw RedisError(.connect, "refused") }
+        _ = try? await health.perform(deadline: nil, refused)
+        func degradedSoFar() -> Duration {
+            told.withLock { transitions in
+                transitions.reduce(.zero) { total, transition in
+                    switch transition {
+                    case .degraded: return total
+                    case .stillDegraded(let time), .recovered(_, let time): return total + time
+                    }
+                }
+            }
+        }
+        // Skipped steps tell the time at most once a second.
+        clock.advance(by: .milliseconds(500))
+        _ = try? await health.perform(deadline: nil) { 1 }
+        #expect(degradedSoFar() == .zero)
+        clock.advance(by: .milliseconds(700))
+        _ = try? await health.perform(deadline: nil) { 1 }
+        #expect(degradedSoFar() == .milliseconds(1_200), "told while still down")
+        // A failed trial tells what passed since.
+        clock.advance(by: .milliseconds(800))
+        _ = try? await health.perform(deadline: nil, refused)
+        #expect(degradedSoFar() == .seconds(2))
+        clock.advance(by: .seconds(2))
+        #expect(try await health.perform(deadline: nil) { 3 } == 3)
+        // The parts add up to the stretch, told once each.
+        #expect(degradedSoFar() == .seconds(4))
+        #expect(health.statistics.degradedTime == .seconds(4))
+        let recovered = told.withLock { transitions in
+            transitions.compactMap { transition -> Duration? in
+                if case .recovered(let after, _) = transition { return after }
+                return nil
+            }
+        }
+        #expect(recovered == [.seconds(4)])
+    }
+
     @Test("A server error reply is not an outage")
     func serverErrors() async {
         let health = RedisHealth()

@@ -55,15 +55,33 @@ public final class RedisHealth: Sendable {
         var outages = 0
         var failures = 0
         var skipped = 0
+        /// How far the current stretch's degraded time was handed to ``onTransition`` already.
+        var reportedUntil: ContinuousClock.Instant?
+
+        /// The current stretch's degraded time not handed on yet, when at least `minimum`; it counts as handed on.
+        mutating func unreportedDegradedTime(now: ContinuousClock.Instant, minimum: Duration) -> Duration? {
+            guard let since = degradedSince else { return nil }
+            let time = now - (reportedUntil ?? since)
+            guard time > .zero, time >= minimum else { return nil }
+            reportedUntil = now
+            return time
+        }
     }
 
-    /// A change between healthy and degraded, for whoever counts them (``Backpressure``'s metrics).
+    /// A change between healthy and degraded, and the time spent degraded as it passes, for whoever counts them
+    /// (``Backpressure``'s metrics). The `degradedFor` of one stretch add up to its length.
     enum Transition: Sendable {
         /// Redis became unavailable.
         case degraded
-        /// Redis answers again after `after` degraded.
-        case recovered(after: Duration)
+        /// Redis is still unavailable, `degradedFor` more than last told (told at failed trials and, at most once a
+        /// second, at skipped steps), so that a counter of degraded time grows during an outage, not only after it.
+        case stillDegraded(degradedFor: Duration)
+        /// Redis answers again after `after` degraded, `degradedFor` of it not told before.
+        case recovered(after: Duration, degradedFor: Duration)
     }
+
+    /// How often at most a skipped step tells the degraded time that passed.
+    private static let degradedTimeInterval = Duration.seconds(1)
 
     /// The configuration.
     public let configuration: Configuration
@@ -111,16 +129,17 @@ public final class RedisHealth: Sendable {
         deadline: ContinuousClock.Instant?, _ step: @escaping @Sendable () async throws -> T
     ) async throws -> T {
         let now = self.now()
-        let isTrial: Bool? = state.withLock { state in
-            guard let until = state.openUntil else { return false }
+        let (isTrial, degradedFor): (Bool?, Duration?) = state.withLock { state in
+            guard let until = state.openUntil else { return (false, nil) }
             if now < until || state.trialRunning {
                 state.skipped += 1
-                return nil
+                return (nil, state.unreportedDegradedTime(now: now, minimum: Self.degradedTimeInterval))
             }
             state.trialRunning = true
-            return true
+            return (true, nil)
         }
         guard let isTrial else {
+            if let degradedFor { onTransition(.stillDegraded(degradedFor: degradedFor)) }
             throw BackpressureError(.redisUnavailable, "Redis is unavailable (backing off before trying again)")
         }
         let limit = ContinuousClock.Instant.earliest(deadline, now + configuration.stepTimeout)!
@@ -143,32 +162,35 @@ public final class RedisHealth: Sendable {
 
     private func succeeded(trial: Bool) {
         let now = self.now()
-        let recoveredAfter: Duration? = state.withLock { state in
+        let (recoveredAfter, degradedFor): (Duration?, Duration) = state.withLock { state in
             if trial { state.trialRunning = false }
             var stretch: Duration?
+            let unreported = state.unreportedDegradedTime(now: now, minimum: .zero) ?? .zero
             if let since = state.degradedSince {
                 stretch = now - since
                 state.degradedTotal += now - since
                 state.degradedSince = nil
+                state.reportedUntil = nil
             }
             state.openUntil = nil
             state.coolDown = configuration.initialCoolDown
-            return stretch
+            return (stretch, unreported)
         }
         if let recoveredAfter {
             logger.notice(
                 "Redis is available again; decisions are checked in Redis again",
                 metadata: ["sluice.degraded_seconds": "\(recoveredAfter.inSeconds)"])
-            onTransition(.recovered(after: recoveredAfter))
+            onTransition(.recovered(after: recoveredAfter, degradedFor: degradedFor))
         }
     }
 
     private func failed(trial: Bool, error: RedisError) {
         let now = self.now()
-        let (started, coolDown) = state.withLock { state in
+        let (started, coolDown, degradedFor) = state.withLock { state in
             if trial { state.trialRunning = false }
             state.failures += 1
             var started = false
+            let degradedFor = state.unreportedDegradedTime(now: now, minimum: .zero)
             if state.degradedSince == nil {
                 state.degradedSince = now
                 state.outages += 1
@@ -178,8 +200,9 @@ public final class RedisHealth: Sendable {
                 state.coolDown = min(configuration.maximumCoolDown, state.coolDown * 2)
             }
             state.openUntil = now + state.coolDown
-            return (started, state.coolDown)
+            return (started, state.coolDown, degradedFor)
         }
+        if let degradedFor { onTransition(.stillDegraded(degradedFor: degradedFor)) }
         let metadata: Logger.Metadata = [
             "redis.error": "\(error.code)", "sluice.cool_down_ms": "\(coolDown.milliseconds)",
         ]

@@ -18,7 +18,7 @@ import SluiceRedis
 /// | `sluice_worker_ceiling_share` | gauge | partition (this worker's local-fallback rate, calls/s) |
 /// | `sluice_redis_degraded` | gauge | partition, policy (1 while Redis is unavailable) |
 /// | `sluice_redis_outages_total` | counter | partition, policy |
-/// | `sluice_degraded_seconds_total` | floating-point counter | partition, policy |
+/// | `sluice_degraded_seconds_total` | floating-point counter | partition, policy (grows during an outage, at failed trials and at most once a second while steps are skipped) |
 /// | `sluice_failure_policy_decisions_total` | counter | partition, policy, result (`admitted`, `refused`) |
 final class BackpressureMetrics: Sendable {
     private let factory: any MetricsFactory
@@ -167,8 +167,10 @@ final class BackpressureMetrics: Sendable {
         case .degraded:
             outages.increment()
             redisDegraded.record(1)
-        case .recovered(let after):
-            degradedSeconds.increment(by: after.inSeconds)
+        case .stillDegraded(let degradedFor):
+            degradedSeconds.increment(by: degradedFor.inSeconds)
+        case .recovered(_, let degradedFor):
+            degradedSeconds.increment(by: degradedFor.inSeconds)
             redisDegraded.record(0)
         }
     }
