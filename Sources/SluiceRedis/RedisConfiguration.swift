@@ -31,7 +31,9 @@ public struct RedisConfiguration: Sendable, Hashable {
     /// it near the server's round trip: 1 ms by default, which a server on the same host or in the
     /// same zone answers well within; a wait that runs out makes the connection try lending again
     /// only after twice as many lone commands. A cancelled lone caller returns when its wait ends,
-    /// so waits longer than 10 ms are cut to 10 ms. Zero turns it off.
+    /// so waits longer than 10 ms are cut to 10 ms; `poll` counts whole milliseconds, so shorter ones
+    /// last 1 ms. Zero turns it off, and so does a platform where a sleeping thread cannot watch a
+    /// socket for the server's end of it without also waking for each reply (Linux has `POLLRDHUP`).
     public var loneCallerReplyWait: Duration
     /// Backoff between reconnection attempts after a failure: starts at `initial`, doubles, caps
     /// at `maximum`. While backing off, commands fail at once with ``RedisError/Code/unavailable``.

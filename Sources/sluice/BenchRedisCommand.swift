@@ -30,7 +30,8 @@ struct BenchRedisCommand: AsyncParsableCommand {
     var executor: ExecutorChoice = .pool
     @Option(
         help: """
-            How long a caller alone on an idle connection waits for its reply on its own thread, in             microseconds, before the connection's I/O thread takes over (0 turns it off; at most 10000).
+            How long a caller alone on an idle connection waits for its reply on its own thread, in \
+            microseconds (rounded up to whole milliseconds; 0 turns it off; at most 10000).
             """)
     var loneCallerReplyWaitUs: Int = 1000
 

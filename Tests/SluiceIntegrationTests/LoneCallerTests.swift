@@ -97,11 +97,14 @@ struct LoneCallerTests {
         try await Self.warmUp(connection)
         #expect(connection.loneRoundTrips > 0)
         let lone = connection.loneRoundTrips
+        let started = ContinuousClock.now
         async let slow = connection.send(Self.slowScript)
         try await Task.sleep(for: .milliseconds(2))
         async let next = connection.send(RedisCommand("ECHO", "next"))
         #expect(try await slow.string == "slow")
+        let took = ContinuousClock.now - started
         #expect(try await next.string == "next")
+        #expect(took > .milliseconds(10), "the slow script took \(took): no longer than the wait")
         // The slow reply did not count as a lone round trip: the I/O thread read it.
         #expect(connection.loneRoundTrips - lone <= 1)
         for round in 0..<20 {
@@ -115,7 +118,8 @@ struct LoneCallerTests {
     func aCancelledLoneCallerReturnsAtOnce() async throws {
         let server = try RedisServer()
         defer { server.stop() }
-        let connection = try Self.connection(server.url, commandTimeout: .seconds(30))
+        // The longest wait, so that the cancellation comes while the caller still waits on its own thread.
+        let connection = try Self.connection(server.url, wait: .milliseconds(10), commandTimeout: .seconds(30))
         defer { connection.close() }
         try await Self.warmUp(connection)
         #expect(connection.loneRoundTrips > 0)
@@ -129,7 +133,7 @@ struct LoneCallerTests {
                 return error
             }
         }
-        try await Task.sleep(for: .milliseconds(100))
+        try await Task.sleep(for: .milliseconds(2))
         let cancelledAt = ContinuousClock.now
         caller.cancel()
         let error = await caller.value

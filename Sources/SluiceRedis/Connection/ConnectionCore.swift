@@ -260,6 +260,15 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
             return true
         }
         guard borrowed else { return false }
+        if slot.isAnswered {
+            // Cancelled since it installed its continuation: the command is not sent.
+            let mustWake = shared.withLock { state -> Bool in
+                state.lent = false
+                return state.awaitingReturn
+            }
+            if mustWake { wake() }
+            return true
+        }
         // Lent: the I/O thread set `transport` before it made the transport lendable, under the
         // lock, and leaves both alone until it is given back.
         guard let transport = self.transport else {
@@ -280,15 +289,20 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         do throws(RedisError) {
             transport.append(bytes)
             try transport.flush()
-            while !transport.hasPendingOutput {
+            while true {
+                // Reading over TLS may have made the session write (a key update): it goes out now.
+                if transport.hasPendingOutput { try transport.flush() }
+                if transport.hasPendingOutput { break }
                 while replies.count < slot.replyCount, let value = try transport.nextReply() {
                     replies.append(Self.reply(to: slot, value))
                 }
                 if replies.count == slot.replyCount { break }
                 let now = monotonicNanos()
-                if now >= waitEnd { break }
+                // A cancelled caller stops waiting (its reply is read and dropped by the I/O thread).
+                if now >= waitEnd || slot.isAnswered { break }
                 var socket = pollfd(fd: transport.fd, events: Int16(POLLIN), revents: 0)
-                let ready = poll(&socket, 1, Int32(clamping: (waitEnd - now + 999_999) / 1_000_000))
+                // In slices of 1 ms (`poll` counts whole milliseconds), so that a cancellation is seen.
+                let ready = poll(&socket, 1, 1)
                 if ready > 0, try transport.receive() {
                     while replies.count < slot.replyCount, let value = try transport.nextReply() {
                         replies.append(Self.reply(to: slot, value))
@@ -519,7 +533,9 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     /// Whether the transport may be lent while this thread sleeps: a run of lone commands, and
     /// nothing written, waiting or half read.
     private var mayLend: Bool {
-        guard loneCallerWaitNanos > 0, lonePasses >= passesBeforeLending, resolver == nil, case .ready = phase,
+        // Without a "peer closed" poll event this thread could not see the server end a lent connection.
+        guard loneCallerWaitNanos > 0, sluice_poll_peer_closed() != 0, lonePasses >= passesBeforeLending,
+            resolver == nil, case .ready = phase,
             inFlight.isEmpty, waiting.isEmpty, batchReplies.isEmpty, let transport, !transport.hasPendingOutput
         else { return false }
         return true
@@ -531,17 +547,18 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         lonePasses = 0
         while true {
             drainWakePipe()
-            let returned = shared.withLock { state -> HandBack?? in
+            let returned = shared.withLock { state -> (HandBack?, Int)? in
                 guard !state.lent else { return nil }
                 state.awaitingReturn = false
                 defer {
                     state.handedBack = nil
                     state.loneRoundTrips = 0
                 }
-                return .some(state.handedBack)
+                return (state.handedBack, state.loneRoundTrips)
             }
             if let returned {
-                if let handedBack = returned { takeBack(handedBack) }
+                if returned.1 > 0 { passesBeforeLending = Self.initialPassesBeforeLending }
+                if let handedBack = returned.0 { takeBack(handedBack) }
                 return
             }
             var wakeUp = pollfd(fd: wakeReadFD, events: Int16(POLLIN), revents: 0)
