@@ -1,4 +1,5 @@
 import SluiceRedis
+import Synchronization
 
 /// An estimate charged ahead of a call whose real cost is known only afterwards (an LLM call:
 /// prompt tokens plus max output tokens). ``settle(actual:)`` refunds the difference or charges the
@@ -91,14 +92,16 @@ public struct Reservation: Sendable {
         }
     }
 
-    /// 128 random bits in hex.
+    /// A new reservation id, in hex: "<process>-<count>". The process part is 64 random bits drawn once per
+    /// process, so ids of different processes differ with near certainty; the count numbers this process's ids
+    /// from a random start. Unique like 128 random bits per id, without asking the system for randomness on every
+    /// provider call (two `getrandom` calls each before).
     static func newID() -> String {
-        var generator = SystemRandomNumberGenerator()
-        let high = generator.next() as UInt64
-        let low = generator.next() as UInt64
-        let hex = String(high, radix: 16) + "-" + String(low, radix: 16)
-        return hex
+        idPrefix + String(nextIDCount.wrappingAdd(1, ordering: .relaxed).newValue, radix: 16)
     }
+
+    private static let idPrefix = String(UInt64.random(in: .min ... .max), radix: 16) + "-"
+    private static let nextIDCount = Atomic<UInt64>(UInt64.random(in: 0...(UInt64.max >> 1)))
 }
 
 extension Limiter {
