@@ -204,4 +204,67 @@ struct DeadlineTests {
         await #expect(throws: CancellationError.self) { try await task.value }
         await eventually("the operation was cancelled too") { operation.stopped }
     }
+
+    @Test("A shielded race keeps a cancelled caller waiting, and leaves the operation running at the deadline")
+    func shieldedRace() async throws {
+        let operation = Operation()
+        let started = ContinuousClock.now
+        let task = Task {
+            try await withDeadlineAbandoning(.now + .milliseconds(300), shielded: true, onTimeout: { TimedOut() }) {
+                try await operation.run()
+            }
+        }
+        await eventually("the operation started") { operation.started }
+        task.cancel()
+        await #expect(throws: TimedOut.self) { try await task.value }
+        #expect(ContinuousClock.now - started >= .milliseconds(300), "the cancelled caller stopped waiting early")
+        #expect(!operation.stopped, "the shielded operation was cancelled")
+        operation.release()
+        await eventually("the operation finishes in the background") { operation.stopped }
+    }
+
+    @Test("A shielded race starts its operation even when the deadline already passed, without waiting for it")
+    func shieldedRacePastDeadline() async {
+        let ran = Atomic(false)
+        await #expect(throws: TimedOut.self) {
+            try await withDeadlineAbandoning(.now - .seconds(1), shielded: true, onTimeout: { TimedOut() }) {
+                try await Task.sleep(for: .milliseconds(100))
+                ran.store(true, ordering: .relaxed)
+                return 1
+            }
+        }
+        await eventually("the bookkeeping ran behind the caller") { ran.load(ordering: .relaxed) }
+    }
+
+    @Test("The deadline timer runs actions in deadline order, never a cancelled one, and wakes for an earlier one")
+    func deadlineTimer() async {
+        let timer = DeadlineTimer.shared
+        let fired = SluiceMutex<[(order: Int, at: ContinuousClock.Instant)]>([])
+        let start = ContinuousClock.now
+        _ = timer.schedule(at: start - .seconds(1)) { fired.withLock { $0.append((0, .now)) } }  // due: at once
+        await eventually("an action already due runs at once") { fired.withLock { $0.count } == 1 }
+        // Latest first: each new one is the earliest, so the sleeping thread must wake for it.
+        for (order, delay) in [(3, 2000), (2, 1500), (1, 100)] {
+            _ = timer.schedule(at: start + .milliseconds(delay)) { fired.withLock { $0.append((order, .now)) } }
+        }
+        let cancelled = timer.schedule(at: start + .milliseconds(1200)) { fired.withLock { $0.append((99, .now)) } }
+        cancelled.cancel()
+        await eventually("every action ran") { fired.withLock { $0.count } == 4 }
+        let runs = fired.withLock { $0 }
+        #expect(runs.map(\.order) == [0, 1, 2, 3], "not in deadline order, or the cancelled one ran")
+        // Woken for the earliest: the first one ran long before the one the thread first slept for.
+        #expect(runs[1].at < start + .milliseconds(1400), "the thread slept past an earlier deadline")
+        #expect(runs[3].at >= start + .milliseconds(2000))
+    }
+
+    @Test("Entries cancelled long before their deadlines are dropped from the timer's heap")
+    func deadlineTimerDropsCancelled() async {
+        let timer = DeadlineTimer.shared
+        let ran = Atomic(0)
+        for _ in 0..<10_000 {
+            timer.schedule(at: .now + .seconds(3600)) { ran.add(1, ordering: .relaxed) }.cancel()
+        }
+        #expect(timer.entries < 1_000, "cancelled entries piled up: \(timer.entries)")
+        #expect(ran.load(ordering: .relaxed) == 0)
+    }
 }

@@ -464,14 +464,12 @@ struct Steps {
     func cleanup<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T? {
         if degraded { return nil }
         let health = owner.health
-        let work = Task { try await health.perform(deadline: .now + health.configuration.stepTimeout, body) }
         let limit = cleanupWindow.limit(deadline: deadline)
         // A cancelled caller waits as well (within the same limit): it returns with what it took given back.
-        return try await withCancellationShield {
-            try await withDeadlineAbandoning(
-                limit, onTimeout: { RedisError(.timeout, "the call's bookkeeping goes on in the background") }
-            ) { try await work.value }
-        }
+        return try await withDeadlineAbandoning(
+            limit, shielded: true,
+            onTimeout: { RedisError(.timeout, "the call's bookkeeping goes on in the background") }
+        ) { try await health.perform(deadline: .now + health.configuration.stepTimeout, body) }
     }
 
     /// How long past its deadline a call waits for its bookkeeping at most.

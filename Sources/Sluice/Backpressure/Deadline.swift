@@ -71,51 +71,68 @@ private enum DeadlineRacer<T: Sendable>: Sendable {
 /// Runs `operation` in a task of its own and returns at `deadline` or at the caller's cancellation,
 /// whichever comes first, leaving the operation cancelled but possibly still running behind it.
 ///
-/// Only for operations that cannot stop promptly when cancelled and whose late completion is
-/// harmless — today, Redis steps: a command already handed to `ConnectionCore` is not given up when
-/// its caller is cancelled (issue 11), so ``withDeadline(_:clock:onTimeout:_:)`` would hold a call
-/// up to the client's command timeout while the server is stopped. Once the client returns
-/// cancelled callers at once, use ``withDeadline(_:clock:onTimeout:_:)`` instead. Like it, a caller
-/// already cancelled, or a deadline already passed, never starts the operation.
+/// Only for operations whose late completion is harmless — Redis steps. A caller already cancelled, or a
+/// deadline already passed, never starts the operation.
+///
+/// `shielded`: for bookkeeping that must happen even when its caller gives up (it gives back what a call
+/// took). The caller's cancellation neither ends the wait nor reaches the operation, and the operation is
+/// not cancelled at the deadline either: it goes on in the background, within its own deadline. It always
+/// starts, also when `deadline` already passed (the caller then gets `onTimeout()` at once).
+///
+/// The deadline costs an entry of ``DeadlineTimer/shared`` (no task, no dispatch timer): this runs around
+/// every Redis step of a provider call.
 func withDeadlineAbandoning<T: Sendable>(
     _ deadline: ContinuousClock.Instant,
+    shielded: Bool = false,
     onTimeout: @escaping @Sendable () -> any Error,
     _ operation: @escaping @Sendable () async throws -> T
 ) async throws -> T {
+    if shielded {
+        if ContinuousClock.now >= deadline {  // too late to wait for it, not to do it
+            Task { _ = try? await operation() }
+            throw onTimeout()
+        }
+        let race = AbandoningRace<T>(cancelsOperation: false)
+        return try await withCheckedThrowingContinuation { continuation in
+            race.start(continuation, deadline: deadline, onTimeout: onTimeout, operation)
+        }
+    }
     try Task.checkCancellation()
     if ContinuousClock.now >= deadline { throw onTimeout() }
-    let race = AbandoningRace<T>()
+    let race = AbandoningRace<T>(cancelsOperation: true)
     return try await withTaskCancellationHandler {
         try await withCheckedThrowingContinuation { continuation in
             // A cancellation between the check above and here is kept by the race and resumes at once.
-            guard race.start(continuation) else { return }
-            let work = Task {
-                do { race.finish(.success(try await operation())) } catch { race.finish(.failure(error)) }
-            }
-            let timer = Task {
-                try? await Task.sleep(until: deadline, clock: .continuous)
-                if !Task.isCancelled { race.finish(.failure(onTimeout())) }
-            }
-            race.track([work, timer])
+            race.start(continuation, deadline: deadline, onTimeout: onTimeout, operation)
         }
     } onCancel: {
         race.finish(.failure(CancellationError()))
     }
 }
 
-/// The state of one ``withDeadlineAbandoning(_:onTimeout:_:)``: whoever finishes first resumes the
-/// caller, also when it finishes before the caller's continuation is in place.
+/// The state of one ``withDeadlineAbandoning(_:shielded:onTimeout:_:)``: whoever finishes first (the
+/// operation, the deadline, the caller's cancellation) resumes the caller, also when it finishes before the
+/// caller's continuation is in place.
 private final class AbandoningRace<T: Sendable>: Sendable {
     private struct State {
         var continuation: CheckedContinuation<T, any Error>?
         var early: Result<T, any Error>?
         var finished = false
-        var tasks: [Task<Void, Never>] = []
+        var operation: Task<Void, Never>?
+        var timer: DeadlineTimer.Entry?
     }
     private let state = SluiceMutex(State())
+    /// Whether the operation is cancelled when the race ends without it (not for shielded bookkeeping).
+    private let cancelsOperation: Bool
 
-    /// Whether the race goes on; when it already finished, the continuation is resumed at once.
-    func start(_ continuation: CheckedContinuation<T, any Error>) -> Bool {
+    init(cancelsOperation: Bool) { self.cancelsOperation = cancelsOperation }
+
+    /// Starts the operation and the deadline, unless the race already finished (cancelled before it started):
+    /// then it resumes the continuation at once.
+    func start(
+        _ continuation: CheckedContinuation<T, any Error>, deadline: ContinuousClock.Instant,
+        onTimeout: @escaping @Sendable () -> any Error, _ operation: @escaping @Sendable () async throws -> T
+    ) {
         let early = state.withLock { state -> Result<T, any Error>? in
             if let early = state.early {
                 state.early = nil
@@ -124,32 +141,39 @@ private final class AbandoningRace<T: Sendable>: Sendable {
             state.continuation = continuation
             return nil
         }
-        guard let early else { return true }
-        continuation.resume(with: early)
-        return false
-    }
-
-    func track(_ tasks: [Task<Void, Never>]) {
+        if let early {
+            continuation.resume(with: early)
+            return
+        }
+        let work = Task {
+            do { self.finish(.success(try await operation())) } catch { self.finish(.failure(error)) }
+        }
+        let timer = DeadlineTimer.shared.schedule(at: deadline) { self.finish(.failure(onTimeout())) }
         let finished = state.withLock { state in
-            state.tasks = tasks
+            if !state.finished { (state.operation, state.timer) = (work, timer) }
             return state.finished
         }
-        if finished { tasks.forEach { $0.cancel() } }
+        if finished {  // the operation (or the deadline) won before the race knew them
+            timer.cancel()
+            if cancelsOperation { work.cancel() }
+        }
     }
 
     func finish(_ result: Result<T, any Error>) {
-        let (continuation, tasks) = state.withLock {
-            state -> (CheckedContinuation<T, any Error>?, [Task<Void, Never>]) in
-            guard !state.finished else { return (nil, []) }
+        let (continuation, operation, timer) = state.withLock {
+            state -> (CheckedContinuation<T, any Error>?, Task<Void, Never>?, DeadlineTimer.Entry?) in
+            guard !state.finished else { return (nil, nil, nil) }
             state.finished = true
+            defer { (state.operation, state.timer) = (nil, nil) }
             guard let continuation = state.continuation else {
                 state.early = result  // before start: start resumes with it
-                return (nil, [])
+                return (nil, nil, nil)
             }
             state.continuation = nil
-            return (continuation, state.tasks)
+            return (continuation, state.operation, state.timer)
         }
-        tasks.forEach { $0.cancel() }
+        timer?.cancel()
+        if cancelsOperation { operation?.cancel() }
         continuation?.resume(with: result)
     }
 }
