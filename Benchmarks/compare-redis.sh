@@ -17,12 +17,7 @@ rounds=${1:-5}
 seconds=${2:-4}
 
 scripts/install-deps.sh
-if [ -n "${SLUICE_BIN:-}" ]; then
-  sluice=$SLUICE_BIN
-else
-  swift build -c release --product sluice >/dev/null
-  sluice=.build/release/sluice
-fi
+sluice=$(Benchmarks/sluice-binary.sh)
 source scripts/redis.sh
 sluice_tls=()
 rb_tls=()

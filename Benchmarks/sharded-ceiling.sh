@@ -15,12 +15,7 @@ rounds=${1:-3}
 seconds=${2:-5}
 concurrency=${CONCURRENCY:-32}
 
-if [ -n "${SLUICE_BIN:-}" ]; then
-  sluice=$SLUICE_BIN
-else
-  swift build -c release --product sluice >/dev/null
-  sluice=.build/release/sluice
-fi
+sluice=$(Benchmarks/sluice-binary.sh)
 source scripts/redis.sh
 source scripts/cluster.sh
 redis_start >/dev/null
@@ -30,9 +25,6 @@ single=$REDIS_URL
 cluster=$REDIS_CLUSTER_URL
 
 for url in "$single" "$cluster"; do
-  # Known problem: the release build may crash in ClusterRouter.sendToEveryPrimary on the first FUNCTION LOAD
-  # of a fresh cluster (the debug build does not); the second attempt finds the library loaded.
-  "$sluice" quota set global=bench-warmup --resource tokens --rate 1/s --burst 10 --redis "$url" >/dev/null 2>&1 || true
   "$sluice" quota set global=bench --resource tokens --rate 1000000000/s --burst 1000000000000 --shards 8 \
     --redis "$url" >/dev/null
 done

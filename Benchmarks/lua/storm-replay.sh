@@ -16,12 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 scenario=${1:-runaway-agent}
 rounds=${2:-3}
-if [ -n "${SLUICE_BIN:-}" ]; then
-  sluice=$SLUICE_BIN
-else
-  swift build -c release --product sluice >/dev/null
-  sluice=.build/release/sluice
-fi
+sluice=$(Benchmarks/sluice-binary.sh)
 source scripts/redis.sh
 work=$(mktemp -d)
 trap 'redis_stop; rm -rf "$work"' EXIT
