@@ -206,6 +206,48 @@ struct ShardedCeilingTests {
         }
     }
 
+    @Test("A split reaches a process that read the layout before it at its next decision, no re-read in between")
+    func splitReachesRunningProcess() async throws {
+        let fixture = try QuotaFixture()
+        defer { Task { await cleanUp(fixture) } }
+        let set = [
+            "quota", "set", "global=\(fixture.root)", "--resource", "tokens", "--rate", "1/d", "--burst",
+            "\(Self.burst)",
+        ]
+        #expect(try SluiceBinary.run(set).status == 0)
+        let acme = try fixture.path("tenant=acme")
+        // Two views read before the split: a limiter's own decisions, and a Backpressure's calls (call-admit).
+        let limiter = try fixture.limiter()
+        let callLimiter = try fixture.limiter()
+        let backpressure = Backpressure(
+            redis: fixture.client, configuration: .init(partition: fixture.root, heartbeat: nil), limiter: callLimiter)
+        let call = ProviderCall(
+            scope: "\(fixture.root)/chat", estimate: ["tokens": 10], quotaPath: acme, maxAttempts: 1)
+        #expect(try await limiter.decide(acme, cost: ["tokens": 1]).allowed)
+        _ = try await backpressure.call(call) { _ in CallOutcome((), usage: ["tokens": 10]) }
+        #expect(limiter.shardDirectory.cached(fixture.root) == nil)
+        #expect(callLimiter.shardDirectory.cached(fixture.root) == nil)
+
+        // Another process splits the root. Each view learns it from its next decision, not from a timer: the
+        // partition refuses the decision as split, and it is decided again on acme's shard.
+        let split = try SluiceBinary.run(set + ["--shards", "4"])
+        #expect(split.status == 0, "\(split.output)")
+        let shard = ShardHash.shard(of: "acme", shards: 4)
+        func level() async throws -> Int64? {
+            try await shares(fixture).first { $0.index == shard }?.shares["tokens"]?.level
+        }
+        #expect(try await level() == 250)
+        let decision = try await limiter.decide(acme, cost: ["tokens": 1])
+        #expect(decision.allowed && decision.deniedBy == nil, "\(decision)")
+        #expect(try await level() == 249)
+        #expect(limiter.shardDirectory.cached(fixture.root)?.count == 4)
+
+        let result = try await backpressure.call(call) { _ in CallOutcome(7, usage: ["tokens": 10]) }
+        #expect(result.value == 7)
+        #expect(try await level() == 239)
+        #expect(callLimiter.shardDirectory.cached(fixture.root)?.count == 4)
+    }
+
     @Test("A reservation on a sharded root is charged and settled on its tenant's shard")
     func reservationOnItsShard() async throws {
         let fixture = try await shardedFixture()

@@ -127,6 +127,27 @@ struct TwoTripCallTests {
             reconcilerStatus.resources.contains { $0.lastRemaining?.amount == 900_000 }, "\(reconcilerStatus)")
     }
 
+    @Test("A process's first burst of calls reads a partition's shard layout once, and an unsplit one not again")
+    func layoutReadOnce() async throws {
+        let setup = try await Setup()
+        defer { setup.close() }
+        try await setup.resetStats()
+        let directory = ShardDirectory()
+        let client = setup.client
+        try await withThrowingTaskGroup(of: ShardLayout?.self) { group in
+            for _ in 0..<50 {
+                group.addTask { try await directory.layout("openai", namespace: "sluice", client: client) }
+            }
+            for try await layout in group { #expect(layout == nil) }
+        }
+        #expect(try await directory.layout("openai", namespace: "sluice", client: client) == nil)
+        #expect(try await setup.allCommands()["hmget"] == 1)
+        // Forgotten (a decision found the partition split): read again, once.
+        directory.forget("openai")
+        #expect(try await directory.layout("openai", namespace: "sluice", client: client) == nil)
+        #expect(try await setup.allCommands()["hmget"] == 2)
+    }
+
     @Test("Settle in call-finish charges the actual usage, not the estimate")
     func settlesActualUsage() async throws {
         let setup = try await Setup(defaults: ["global": "tokens: budget 1000", "tenant": "requests: window 100/min"])

@@ -135,7 +135,9 @@ extension Backpressure {
         // pool: known before choosing the route (the limiter caches it), they take the route of separate trips.
         if let limiter, let path = call.quotaPath { _ = try? await limiter.shardLayout(path) }
         if let route = twoTrips(for: call, tree: tree) {
-            return try await runInTwoTrips(call, route, tree: tree, deadline: deadline, logger: logger, operation)
+            do {
+                return try await runInTwoTrips(call, route, tree: tree, deadline: deadline, logger: logger, operation)
+            } catch is PartitionSplit {}  // the layout was read again: now the route of separate trips
         }
         // Otherwise (no quota path, or parts in other partitions) each stage is a round trip of its own.
         var step = Steps(owner: self, deadline: deadline, logger: logger)

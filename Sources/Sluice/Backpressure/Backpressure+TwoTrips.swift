@@ -12,6 +12,10 @@ import Tracing
 /// bounded debt): it sleeps, then runs, without asking again.
 extension Backpressure {
     /// What the two-trip path needs: the limiter, the path and the tree call decided with it.
+    /// call-admit found the partition split by `quota set --shards` since this process read its layout, and
+    /// refused with nothing taken: the call takes the sharded route (its decision is on the tenant's shard).
+    struct PartitionSplit: Error {}
+
     struct TwoTrips {
         let limiter: Limiter
         let path: ScopePath
@@ -135,6 +139,10 @@ extension Backpressure {
                     }
                 case "quota":
                     let decision = try DecideRequest.parse(parts[1], path: route.path).decision
+                    if decision.deniedBy?.kind == .resharded {  // nothing was taken: the call goes to the shard
+                        _ = try? await limiter.reloadShardLayout(route.path)  // else the next route reads it
+                        throw PartitionSplit()
+                    }
                     metrics.decision(decision)
                     await reportWarnings(decision, step: &step)
                     let refused = refusal(decision, call: call, together: route.together)

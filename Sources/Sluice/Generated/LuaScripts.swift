@@ -526,6 +526,10 @@ enum LuaScripts {
         --   children> <max in flight> <loop guard>" and then "<resource> <budget>" pairs (0: unlimited). The
         --   first call that finds the tree unrecorded checks against them and records them with its own
         --   writes (and so does a refusal that writes the tree's bookkeeping); a recorded tree keeps its own.
+        -- A pseudo-limit of kind "resharded" (scope 0, resource "*", retry-after 0) refuses a decision sent to
+        -- a partition's own keys (KEYS[1] its config hash) once `quota set --shards` has split it (the hash's
+        -- "shards" field; a shard's config hash has none): the caller's view of the layout is stale, and it
+        -- decides again on the tenant's shard. So no worker needs to re-read the layout to notice a split.
         -- The reconciler (reconcile.lua) keeps a record "~" in the root scope's state: while it pauses the
         -- partition, admissions are refused (a pseudo-limit of kind "pause"; a scheduled admission whose
         -- max wait covers the pause waits it out), and it lowers the root's buckets to its ceiling.
@@ -892,7 +896,14 @@ enum LuaScripts {
             end
             local time = clock or redis.call('TIME')
             local now = time[1] * 1000 + time[2] / 1000
-            local config = redis.call('HMGET', KEYS[1], unpack(ARGV, F + 1, F + n * (n + 1) / 2))
+            local config = redis.call('HMGET', KEYS[1], 'shards', unpack(ARGV, F + 1, F + n * (n + 1) / 2))
+            local shards = table.remove(config, 1)
+            if shards and (tonumber(shards) or 0) > 1 then
+                -- `quota set --shards` split this partition after the caller read its layout: its decisions belong
+                -- to the tenants' shards now. Refused with nothing read or written; the caller reads the layout again.
+                if line then line.spacing = 0 end
+                return { 0, 0, 0, '', 1, 1, 0, floor(now), 0, '*', 'resharded', 0, 0, 1 }
+            end
             local raw = redis.call('MGET', unpack(KEYS, 3, resTTL > 0 and 3 + n or 2 + n))
             if resTTL > 0 and raw[n + 1] then -- a retried reserve must not charge twice
                 local old = raw[n + 1]

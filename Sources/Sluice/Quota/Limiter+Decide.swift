@@ -98,14 +98,14 @@ extension Limiter {
 struct DecideRequest: Sendable {
     let path: ScopePath
     let resources: [(resource: String, amount: Int64)]
-    let keys: QuotaKeys
+    private(set) var keys: QuotaKeys
     var priority: Priority
     var maxWait: Duration = .zero
     var reportLimits = false
     var reservation: (id: String, ttl: Duration)?
     /// A call inside a request tree (only with a reservation, whose id is the call's).
     var tree: TreeCall?
-    let encoded: EncodedPath
+    private(set) var encoded: EncodedPath
 
     init(limiter: Limiter, path: ScopePath, cost: Cost, priority: Priority) throws(QuotaError) {
         self.path = path
@@ -114,6 +114,15 @@ struct DecideRequest: Sendable {
         self.priority = priority
         self.encoded = limiter.encodedPaths.encoding(
             path, resources: resources.map(\.resource), keys: keys, limiter: limiter)
+    }
+
+    /// The same request on the keys the limiter's layout gives `path` now (it was read again).
+    func rerouted(_ limiter: Limiter) -> DecideRequest {
+        var copy = self
+        copy.keys = limiter.keys(for: path)
+        copy.encoded = limiter.encodedPaths.encoding(
+            path, resources: resources.map(\.resource), keys: copy.keys, limiter: limiter)
+        return copy
     }
 
     var plan: String { String(decoding: encoded.plan.bytes, as: UTF8.self) }
@@ -197,6 +206,7 @@ struct DecideRequest: Sendable {
             case "loop-guard": kind = .loopGuard
             case "tree-budget": kind = .treeBudget
             case "tree-in-flight": kind = .treeInFlight
+            case "resharded": kind = .resharded
             default: throw unexpected("an unknown limit kind")
             }
             let verdict: LimitStatus.Verdict

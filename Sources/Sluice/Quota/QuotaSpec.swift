@@ -94,6 +94,10 @@ public struct QuotaLimit: Sendable, Hashable, CustomStringConvertible {
         public static let treeBudget = Kind("tree-budget")
         /// Not a configured limit: the tree already has its max calls in flight.
         public static let treeInFlight = Kind("tree-in-flight")
+        /// Not a configured limit, and never reported to callers: the decision went to a partition's own keys
+        /// after `quota set --shards` split it. The ``Limiter`` reads the layout again and decides on the
+        /// tenant's shard.
+        static let resharded = Kind("resharded")
         public var description: String { name }
     }
 

@@ -66,31 +66,73 @@ struct ShardShareKeys {
     func claim(_ id: String) -> String { keys.prefix + "claim:" + KeyName.escape(id) }
 }
 
-/// Each process's view of which partitions are sharded, re-read every ``refreshInterval``, and when each
-/// shard was last swept for transfers cut short.
+/// Each process's view of which partitions are sharded, and when each shard was last swept for transfers cut
+/// short.
+///
+/// A sharded layout is re-read every ``refreshInterval`` (a new split, or the root's limits removed). An unsharded
+/// one is not polled: a decision sent to a partition that `--shards` has split since is refused by decide.lua
+/// with the pseudo-limit ``QuotaLimit/Kind/resharded``, and the process then reads the layout again
+/// (``forget(_:)``). Only paths that never decide (a reconciler fed by another process's calls) rely on the
+/// ``unshardedRefreshInterval`` backstop.
 final class ShardDirectory: Sendable {
     private struct Entry {
         var layout: ShardLayout?
         var fetched: ContinuousClock.Instant
     }
-    private let entries = SluiceMutex<[String: Entry]>([:])
+    private struct State {
+        var entries: [String: Entry] = [:]
+        /// The reads under way: callers that find none fresh wait for the one read, not each for its own (a
+        /// process's first burst of calls would otherwise send one read per call).
+        var reading: [String: Task<ShardLayout?, any Error>] = [:]
+        /// Counts ``forget(_:)``s: a read that began before one keeps nothing.
+        var generation = 0
+    }
+    private let state = SluiceMutex(State())
     private let sweeps = SluiceMutex<[String: ContinuousClock.Instant]>([:])
 
-    /// How long a process keeps a root's layout before reading it again (a new `--shards` reaches every
-    /// process within it).
+    /// How long a process keeps a sharded root's layout before reading it again (a new split or its end reaches
+    /// every process within it).
     static let refreshInterval: Duration = .seconds(2)
+    /// How long a process keeps an unsharded partition's layout when no decision told it of a split.
+    static let unshardedRefreshInterval: Duration = .seconds(60)
     /// How often a process sweeps a shard it decides on for transfers past their deadline.
     static let sweepInterval: Duration = .seconds(1)
 
     func cached(_ partition: String) -> ShardLayout? {
-        entries.withLock { $0[partition]?.layout }
+        state.withLock { $0.entries[partition]?.layout }
     }
 
     func layout(_ partition: String, namespace: String, client: RedisClient) async throws(QuotaError) -> ShardLayout? {
         let now = ContinuousClock.now
-        if let entry = entries.withLock({ $0[partition] }), now - entry.fetched < Self.refreshInterval {
-            return entry.layout
+        let (known, read) = state.withLock { state -> (ShardLayout??, Task<ShardLayout?, any Error>?) in
+            if let entry = state.entries[partition],
+                now - entry.fetched < (entry.layout == nil ? Self.unshardedRefreshInterval : Self.refreshInterval)
+            {
+                return (.some(entry.layout), nil)
+            }
+            if let read = state.reading[partition] { return (nil, read) }
+            let generation = state.generation
+            let read = Task {
+                try await self.read(partition, namespace: namespace, client: client, generation: generation)
+            }
+            state.reading[partition] = read
+            return (nil, read)
         }
+        if let known { return known }
+        do {
+            return try await read!.value
+        } catch let error as QuotaError {
+            throw error
+        } catch {
+            throw QuotaError(.unexpectedReply, "reading the shard layout of \(partition) failed: \(error)")
+        }
+    }
+
+    /// Reads the layout of `partition` (`HMGET` of its config hash) and keeps it, unless it was forgotten since.
+    private func read(_ partition: String, namespace: String, client: RedisClient, generation: Int)
+        async throws(QuotaError) -> ShardLayout?
+    {
+        let started = ContinuousClock.now
         let reply: RedisValue
         do {
             reply = try await client.send(
@@ -98,17 +140,32 @@ final class ShardDirectory: Sendable {
                     "HMGET", RedisArgument(QuotaKeys(namespace: namespace, partition: partition).quotas), "shards",
                     "shards-epoch"))
         } catch {
+            state.withLock { state in
+                if state.generation == generation { state.reading[partition] = nil }
+            }
             throw QuotaError.redis(error)
         }
         var layout: ShardLayout?
         if let items = reply.array, items.count == 2, let text = items[0].string, let count = Int(text), count > 1 {
             layout = ShardLayout(partition: partition, count: count, epoch: items[1].string ?? "0")
         }
-        entries.withLock { entries in
-            if entries.count > 4096 { entries.removeAll() }
-            entries[partition] = Entry(layout: layout, fetched: now)
+        state.withLock { state in
+            guard state.generation == generation else { return }
+            if state.entries.count > 4096 { state.entries.removeAll() }
+            state.entries[partition] = Entry(layout: layout, fetched: started)
+            state.reading[partition] = nil
         }
         return layout
+    }
+
+    /// Drops the layout of `partition` (a decision found it split): the next ``layout(_:namespace:client:)``
+    /// reads it again.
+    func forget(_ partition: String) {
+        state.withLock { state in
+            state.entries[partition] = nil
+            state.reading[partition] = nil
+            state.generation += 1
+        }
     }
 
     /// Whether the shard is due a sweep; if so, the next one is due a ``sweepInterval`` from now.
@@ -226,9 +283,29 @@ extension Limiter {
             path.partition, namespace: configuration.namespace, client: client)
     }
 
+    /// Reads the layout of `path`'s partition again: a decision on the partition's own keys was refused as
+    /// ``QuotaLimit/Kind/resharded`` (`quota set --shards` split it since this process last read it).
+    func reloadShardLayout(_ path: ScopePath) async throws(QuotaError) -> ShardLayout? {
+        shardDirectory.forget(path.partition)
+        return try await shardLayout(path)
+    }
+
+    /// Runs a decide call on the path's shard (``runOnShard(_:layout:)``). A decision the partition refused as
+    /// split since this process read its layout runs again, once, where the layout now says.
+    func runRouted(_ request: DecideRequest, layout: ShardLayout?) async throws(QuotaError) -> DecideRequest.Outcome {
+        let outcome = try await runOnShard(request, layout: layout)
+        guard outcome.decision.deniedBy?.kind == .resharded else { return outcome }
+        let layout = try await reloadShardLayout(request.path)
+        let again = try await runOnShard(request.rerouted(self), layout: layout)
+        guard again.decision.deniedBy?.kind != .resharded else {
+            throw QuotaError(.unexpectedReply, "decide found \(request.path.partition) split, then its layout unsplit")
+        }
+        return again
+    }
+
     /// Runs a decide call on its shard; when the shard's share of the root's bucket refuses it, moves unused
     /// share from the other shards (each asked once) and decides again.
-    func runRouted(_ request: DecideRequest, layout: ShardLayout?) async throws(QuotaError) -> DecideRequest.Outcome {
+    func runOnShard(_ request: DecideRequest, layout: ShardLayout?) async throws(QuotaError) -> DecideRequest.Outcome {
         guard let layout else { return try await request.run(self) }
         guard request.tree == nil else {
             throw QuotaError(
