@@ -355,7 +355,7 @@ local function resolve(plan, config, ARGV, F, n, R)
     for i = 1, n do
         local first, specs, default, list, m = (i - 1) * i / 2, 0, plan.defaults[i], {}, 0
         for k = 1, i do
-            local text = config[first + k]
+            local text = config[1 + first + k] -- config[1]: the partition's "shards"
             if text then
                 local spec = memoized(SPECS, text, parse)
                 if spec[ERR] then
@@ -381,7 +381,7 @@ local function resolve(plan, config, ARGV, F, n, R)
         out[i] = list
     end
     local texts = out.texts
-    for k = 1, n * (n + 1) / 2 do texts[k] = config[k] end
+    for k = 1, n * (n + 1) / 2 do texts[k] = config[k + 1] end
     plan.resolved = warnings == NONE and out or nil
     return out, warnings
 end
@@ -419,7 +419,7 @@ local function decide(KEYS, ARGV, clock, line)
     local time = clock or redis.call('TIME')
     local now = time[1] * 1000 + time[2] / 1000
     local config = redis.call('HMGET', KEYS[1], 'shards', unpack(ARGV, F + 1, F + n * (n + 1) / 2))
-    local shards = table.remove(config, 1)
+    local shards = config[1] -- then the scopes' fields, config[2...]
     if shards and (tonumber(shards) or 0) > 1 then
         -- `quota set --shards` split this partition after the caller read its layout: its decisions belong
         -- to the tenants' shards now. Refused with nothing read or written; the caller reads the layout again.
@@ -445,7 +445,7 @@ local function decide(KEYS, ARGV, clock, line)
     if resolved then
         local texts = resolved.texts
         for k = 1, n * (n + 1) / 2 do
-            if config[k] ~= texts[k] then resolved = nil; break end
+            if config[k + 1] ~= texts[k] then resolved = nil; break end
         end
     end
     if not resolved then resolved, warnings = resolve(plan, config, ARGV, F, n, R) end
