@@ -248,6 +248,63 @@ struct ShardedCeilingTests {
         #expect(callLimiter.shardDirectory.cached(fixture.root)?.count == 4)
     }
 
+    @Test("A tree opened for a tenant lives on its shard: each call is decided with the quota in one script")
+    func treeOnTenantsShard() async throws {
+        let fixture = try await shardedFixture()
+        defer { Task { await cleanUp(fixture) } }
+        let limiter = try fixture.limiter()
+        let acme = try fixture.path("tenant=acme")
+        let shard = ShardHash.shard(of: "acme", shards: 4)
+        func level() async throws -> Int64? {
+            try await shares(fixture).first { $0.index == shard }?.shares["tokens"]?.level
+        }
+        let trees = RequestTrees(redis: fixture.client, limiter: limiter)
+        let tree = try await trees.open(
+            partition: fixture.root, tenant: "acme", limits: TreeLimits(budgets: ["tokens": 300]))
+        #expect(tree.shard == shard)
+        #expect(
+            try await fixture.client.scanKeys(matching: "sluice:{\(fixture.root)~s\(shard)}:tree:*").count == 1)
+
+        // The tree and the shard's bucket charged at once; a tree refusal charges neither.
+        let first = try await limiter.reserve(acme, estimate: ["tokens": 100], tree: TreeCall(tree))
+        #expect(first.decision.allowed)
+        #expect(try await level() == 150)
+        #expect(try await trees.usage(tree).used["tokens"] == 100)
+        let over = try await limiter.reserve(acme, estimate: ["tokens": 250], tree: TreeCall(tree))
+        #expect(!over.decision.allowed && over.decision.deniedBy?.kind == .treeBudget, "\(over.decision)")
+        #expect(try await level() == 150)
+        // Settling closes both sides: the bucket and the tree's budget keep the actual usage.
+        try await first.settle(actual: ["tokens": 30])
+        #expect(try await level() == 220)
+        #expect(try await trees.usage(tree).used["tokens"] == 30)
+
+        // A tree that is not on the tenant's shard cannot be decided with it: a typed error, nothing charged.
+        let elsewhere = try await trees.open(partition: fixture.root, limits: TreeLimits(budgets: ["tokens": 300]))
+        #expect(elsewhere.shard == nil)
+        await #expect(throws: QuotaError.self) {
+            try await limiter.reserve(acme, estimate: ["tokens": 10], tree: TreeCall(elsewhere))
+        }
+        #expect(try await level() == 220)
+
+        // Through Backpressure (its trees know its limiter): the call's tree and quota in one decision.
+        let backpressure = Backpressure(
+            redis: fixture.client, configuration: .init(partition: fixture.root, heartbeat: nil), limiter: limiter)
+        let agentTree = try await backpressure.trees.open(
+            partition: fixture.root, tenant: "acme", limits: TreeLimits(budgets: ["tokens": 1000]))
+        let call = ProviderCall(
+            scope: "\(fixture.root)/chat", estimate: ["tokens": 10], quotaPath: acme, maxAttempts: 1)
+        #expect(Backpressure.decideTogether(limiter, acme, agentTree, call, ttl: .seconds(60)) != nil)
+        #expect(Backpressure.decideTogether(limiter, acme, elsewhere, call, ttl: .seconds(60)) == nil)
+        let result = try await agentTree.run {
+            try await backpressure.call(call) { _ in CallOutcome(1, usage: ["tokens": 8]) }
+        }
+        #expect(result.value == 1)
+        #expect(try await level() == 212)
+        #expect(try await backpressure.trees.usage(agentTree).used["tokens"] == 8)
+        // The header carries the shard to another process's context.
+        #expect(TreeContext(headerValue: agentTree.headerValue)?.shard == shard)
+    }
+
     @Test("A reservation on a sharded root is charged and settled on its tenant's shard")
     func reservationOnItsShard() async throws {
         let fixture = try await shardedFixture()

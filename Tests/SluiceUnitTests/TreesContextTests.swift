@@ -16,6 +16,21 @@ struct TreesContextTests {
         #expect(TreeContext(headerValue: header) == context)
     }
 
+    @Test("A tree on a shard writes version 3, with or without limits to record, and comes back on its shard")
+    func shardedHeader() throws {
+        var context = TreeContext(treeID: "t", nodeID: "n", partition: "openai", shard: 3)
+        #expect(context.headerValue == "3;t;n;;0;;interactive;openai;;3")
+        #expect(TreeContext(headerValue: context.headerValue) == context)
+        context.limitsToRecord = TreeLimits(budgets: ["tokens": 500], maxDepth: 2)
+        let header = context.headerValue
+        #expect(header.hasPrefix("3;") && header.hasSuffix(";3"))
+        #expect(TreeContext(headerValue: header) == context)
+        #expect(context.partitionKeys(namespace: "sluice").prefix == "sluice:{openai~s3}:")
+        #expect(
+            TreeContext(treeID: "t", partition: "openai").partitionKeys(namespace: "sluice").prefix
+                == "sluice:{openai}:")
+    }
+
     @Test("Separators, percent signs, spaces and non-ASCII in names are escaped and come back intact")
     func escapedNames() throws {
         let context = TreeContext(
@@ -32,7 +47,9 @@ struct TreesContextTests {
             "", "2;t;n;;0;;interactive;p", "1;t;n;;0;;interactive", "1;;n;;0;;interactive;p",
             "1;t;n;;-1;;interactive;p",
             "1;t;n;;x;;interactive;p", "1;t;n;;0;soon;interactive;p", "1;t;n;;0;;urgent;p", "1;t;n;;0;;interactive;",
-            "1;t%;n;;0;;interactive;p", "1;t;n;;0;;interactive;p;extra",
+            "1;t%;n;;0;;interactive;p", "1;t;n;;0;;interactive;p;extra", "3;t;n;;0;;interactive;p;",
+            "3;t;n;;0;;interactive;p;;x", "3;t;n;;0;;interactive;p;;-1", "3;t;n;;0;;interactive;p;;1024",
+            "3;t;n;;0;;interactive;p;nonsense;1",
         ])
     func malformed(header: String) {
         #expect(TreeContext(headerValue: header) == nil)

@@ -299,7 +299,7 @@ extension Backpressure {
     static func decideTogether(
         _ limiter: Limiter, _ path: ScopePath, _ tree: TreeContext, _ call: ProviderCall, ttl: Duration
     ) -> TreeCall? {
-        guard limiter.sharesPartition(with: tree.partition, path: path), ttl >= .milliseconds(1),
+        guard limiter.sharesSlot(with: tree, path: path), ttl >= .milliseconds(1),
             ttl <= .seconds(7 * 86_400)
         else { return nil }
         return TreeCall(tree, tool: call.tool, arguments: call.arguments, ttl: ttl)

@@ -101,7 +101,9 @@ public final class Backpressure: Sendable {
     let metrics: BackpressureMetrics
     /// The tracer given to `init` (`nil`: the bootstrapped one).
     let tracer: (any Tracer)?
-    let trees: RequestTrees
+    /// Request trees on this layer's client and namespace, placed by its limiter: a tree opened for a tenant of a
+    /// sharded global ceiling lives on that tenant's shard (<doc:ShardedCeiling>).
+    public let trees: RequestTrees
     let fallback: LocalFallbackBucket?
     private let ceiling: SluiceMutex<Double>
     private let counters = SluiceMutex(Counters())
@@ -145,7 +147,7 @@ public final class Backpressure: Sendable {
         self.health = RedisHealth(
             configuration: configuration.health, logger: logger, now: { .now },
             onTransition: { metrics.redisHealth($0) })
-        self.trees = RequestTrees(redis: redis, namespace: namespace, logger: logger)
+        self.trees = RequestTrees(redis: redis, namespace: namespace, logger: logger, limiter: limiter)
         if let interval = configuration.heartbeat {
             // Not started here (no I/O in an init): by run() in a ServiceGroup, or by start().
             self.membership = FleetMembership(

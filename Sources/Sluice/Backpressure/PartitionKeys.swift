@@ -19,6 +19,14 @@ struct PartitionKeys: Sendable, Hashable {
         self.prefix = "\(namespace):{\(KeyName.escape(partition))}:"
     }
 
+    /// The keys of shard `shard` of a sharded global ceiling whose root is `partition` (its hash tag
+    /// `<escaped partition>~s<shard>`, ``ShardLayout/tag(_:)``); the partition's own keys when `shard` is nil.
+    init(partition: String, shard: Int?, namespace: String) {
+        self.partition = partition
+        let tag = KeyName.escape(partition) + (shard.map { "~s\($0)" } ?? "")
+        self.prefix = "\(namespace):{\(tag)}:"
+    }
+
     /// `sluice:{P}:<feature>:<escaped name>`
     func key(_ feature: String, _ name: String) -> RedisArgument {
         RedisArgument(prefix + feature + ":" + Self.escape(name))

@@ -127,6 +127,12 @@ public final class Limiter: Sendable {
         shardDirectory.cached(path.partition) == nil
             && KeyName.escape(path.partition) == KeyName.escape(partition)
     }
+
+    /// Whether `path`'s quota keys and the keys of `tree` share one hash tag: the tree's partition is the path's,
+    /// and on a sharded global ceiling the tree lives on the shard of the path's tenant.
+    func sharesSlot(with tree: TreeContext, path: ScopePath) -> Bool {
+        keys(for: path).prefix == tree.partitionKeys(namespace: configuration.namespace).prefix
+    }
 }
 
 /// Whether a set of findings was not reported from this process in the last minute: each invalid value is one

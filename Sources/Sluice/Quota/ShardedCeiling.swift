@@ -307,9 +307,10 @@ extension Limiter {
     /// share from the other shards (each asked once) and decides again.
     func runOnShard(_ request: DecideRequest, layout: ShardLayout?) async throws(QuotaError) -> DecideRequest.Outcome {
         guard let layout else { return try await request.run(self) }
-        guard request.tree == nil else {
+        if let tree = request.tree, !sharesSlot(with: tree.context, path: request.path) {
             throw QuotaError(
-                .invalidScope, "a call inside a request tree cannot use a sharded root yet: its keys are in other slots"
+                .invalidScope,
+                "the tree is not on the shard of the path's tenant: open it with the tenant (RequestTrees.open(tenant:))"
             )
         }
         let index = layout.index(for: request.path)

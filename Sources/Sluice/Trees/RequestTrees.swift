@@ -24,25 +24,60 @@ public struct RequestTrees: Sendable {
     public let namespace: String
     /// Where refusals are logged (debug only: they name the tree, a user's request).
     public let logger: Logger
+    /// The limiter whose view of sharded global ceilings places a tenant's trees on its shard; `nil`: every tree
+    /// in its partition's own slot.
+    let limiter: Limiter?
 
     /// Trees on the given client.
-    public init(redis: RedisClient, namespace: String = "sluice", logger: Logger = .sluiceDisabled) {
+    ///
+    /// - Parameter limiter: the limiter that decides the trees' calls. On a sharded global ceiling, a tree opened
+    ///   for a tenant then lives on that tenant's shard, and each of its calls is decided with its quota path in
+    ///   one script (on Redis Cluster, the shard's slot holds both).
+    public init(
+        redis: RedisClient, namespace: String = "sluice", logger: Logger = .sluiceDisabled, limiter: Limiter? = nil
+    ) {
         self.redis = redis
         self.namespace = namespace
         self.logger = logger
+        self.limiter = limiter
     }
 
     /// Opens a tree: records its limits in the partition (the first opener of an id wins; a later
     /// open of the same id returns the recorded deadline) and returns the root context.
+    ///
+    /// - Parameter tenant: the name of the scope below the root in the quota paths of the tree's calls
+    ///   (`acme` for `global=openai tenant=acme ...`). When the partition is a sharded global ceiling and the
+    ///   trees have a ``init(redis:namespace:logger:limiter:)``'s limiter, the tree lives on that tenant's shard.
     public func open(
-        id: String = TreeContext.newID(), partition: String, limits: TreeLimits,
+        id: String = TreeContext.newID(), partition: String, tenant: String? = nil, limits: TreeLimits,
         priority: Priority = .interactive
     ) async throws -> TreeContext {
+        guard !partition.isEmpty else {
+            throw BackpressureError(.invalidArgument, "a tree needs an id and a partition")
+        }
+        var shard: Int?
+        if let tenant, let limiter {
+            do {
+                shard = try await limiter.shardDirectory.layout(
+                    partition, namespace: limiter.configuration.namespace, client: limiter.client
+                ).map { ShardHash.shard(of: tenant, shards: $0.count) }
+            } catch {
+                if let redis = error.redisError { throw redis }  // as every other Redis failure here
+                throw error
+            }
+        }
+        return try await open(id: id, partition: partition, shard: shard, limits: limits, priority: priority)
+    }
+
+    /// Opens a tree in `partition`, or on its shard `shard`.
+    private func open(id: String, partition: String, shard: Int?, limits: TreeLimits, priority: Priority)
+        async throws -> TreeContext
+    {
         try limits.validate()
         guard !id.isEmpty, !partition.isEmpty else {
             throw BackpressureError(.invalidArgument, "a tree needs an id and a partition")
         }
-        let keys = PartitionKeys(partition: partition, namespace: namespace)
+        let keys = PartitionKeys(partition: partition, shard: shard, namespace: namespace)
         var arguments: [RedisArgument] = [
             RedisArgument(limits.deadline.map(Self.milliseconds) ?? 0),
             RedisArgument(Self.milliseconds(limits.lifetime)),
@@ -55,35 +90,43 @@ public struct RequestTrees: Sendable {
         let reply = try await redis.run(LuaScripts.treeOpen, keys: [keys.key("tree", id)], arguments: arguments)
         let deadline = reply.array?[1].integer ?? 0
         return TreeContext(
-            treeID: id, deadlineMilliseconds: deadline > 0 ? deadline : nil, priority: priority, partition: partition)
+            treeID: id, deadlineMilliseconds: deadline > 0 ? deadline : nil, priority: priority, partition: partition,
+            shard: shard)
     }
 
     /// Starts a tree without a round trip: its limits travel in the returned context (and in its header) and
-    /// the tree's first call records them in the script that admits it, as ``open(id:partition:limits:priority:)``
+    /// the tree's first call records them in the script that admits it, as ``open(id:partition:tenant:limits:priority:)``
     /// would have (the first record wins). A tree of many calls saves one round trip; a tree of one call, half
     /// of its Redis work besides the call's own. The deadline is counted from now on this machine's clock.
     ///
     /// Through ``Backpressure/call(_:operation:)`` with a quota path in the tree's partition the first call
     /// records the tree in its admission; ``enter(_:callID:estimate:tool:arguments:ttl:)`` and
     /// ``spawn(from:nodeID:)`` record it first when they are given such a context.
+    ///
+    /// - Parameter tenant: as for ``open(id:partition:tenant:limits:priority:)``, from the layout this process knows
+    ///   without a round trip (it knows it once its limiter has decided on the partition).
     public func start(
-        id: String = TreeContext.newID(), partition: String, limits: TreeLimits, priority: Priority = .interactive
+        id: String = TreeContext.newID(), partition: String, tenant: String? = nil, limits: TreeLimits,
+        priority: Priority = .interactive
     ) throws -> TreeContext {
         try limits.validate()
         guard !id.isEmpty, !partition.isEmpty else {
             throw BackpressureError(.invalidArgument, "a tree needs an id and a partition")
         }
         let now = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
+        let shard = tenant.flatMap { tenant in
+            limiter?.shardDirectory.cached(partition).map { ShardHash.shard(of: tenant, shards: $0.count) }
+        }
         var context = TreeContext(
             treeID: id, deadlineMilliseconds: limits.deadline.map { now + Int64(Self.milliseconds($0)) },
-            priority: priority, partition: partition)
+            priority: priority, partition: partition, shard: shard)
         var toRecord = limits
         toRecord.deadline = nil  // the context's deadline at ms is the one recorded
         context.limitsToRecord = toRecord
         return context
     }
 
-    /// Records a started tree's limits (``start(id:partition:limits:priority:)``) before a script that
+    /// Records a started tree's limits (``start(id:partition:tenant:limits:priority:)``) before a script that
     /// cannot: tree-open.lua, whose first record wins. Returns the context, recorded.
     /// Each started tree is recorded once per process: the trees this process recorded (bounded; a tree forgotten
     /// here is recorded again, which changes nothing, since the first record wins).
@@ -91,12 +134,14 @@ public struct RequestTrees: Sendable {
 
     private func recorded(_ context: TreeContext) async throws -> TreeContext {
         guard var limits = context.limitsToRecord else { return context }
-        let tree = "\(namespace)|\(context.partition)|\(context.treeID)"
+        let tree = "\(namespace)|\(context.partition)|\(context.shard ?? -1)|\(context.treeID)"
         var known = context
         known.limitsToRecord = nil
         if Self.recordedTrees.withLock({ $0.contains(tree) }) { return known }
         limits.deadline = context.remaining.map { max(.milliseconds(1), $0) }
-        _ = try await open(id: context.treeID, partition: context.partition, limits: limits, priority: context.priority)
+        _ = try await open(
+            id: context.treeID, partition: context.partition, shard: context.shard, limits: limits,
+            priority: context.priority)
         Self.recordedTrees.withLock { trees in
             if trees.count >= 4096 { trees.removeAll(keepingCapacity: true) }
             trees.insert(tree)
@@ -109,7 +154,7 @@ public struct RequestTrees: Sendable {
     public func spawn(from parent: TreeContext, nodeID: String = TreeContext.newID()) async throws -> TreeContext {
         let parent = try await recorded(parent)
         let child = parent.child(nodeID: nodeID)
-        let keys = PartitionKeys(partition: parent.partition, namespace: namespace)
+        let keys = parent.partitionKeys(namespace: namespace)
         let reply = try await redis.run(
             LuaScripts.treeSpawn, keys: [keys.key("tree", parent.treeID)],
             arguments: [
@@ -147,7 +192,7 @@ public struct RequestTrees: Sendable {
     ) async throws -> TreeTicket {
         try estimate.checkForCall("a tree call's estimate")
         let context = try await recorded(context)
-        let keys = PartitionKeys(partition: context.partition, namespace: namespace)
+        let keys = context.partitionKeys(namespace: namespace)
         let loop = tool.map { Self.loopKey(tool: $0, arguments: arguments ?? "") } ?? ""
         var scriptArguments: [RedisArgument] = [
             RedisArgument(callID), RedisArgument(Self.milliseconds(ttl)), RedisArgument(context.depth),
@@ -191,7 +236,7 @@ public struct RequestTrees: Sendable {
 
     /// The tree's recorded usage, budgets, calls in flight and children per node.
     public func usage(_ context: TreeContext) async throws -> TreeUsage {
-        let keys = PartitionKeys(partition: context.partition, namespace: namespace)
+        let keys = context.partitionKeys(namespace: namespace)
         let replies = try await redis.pipeline([
             RedisCommand("HGETALL", keys.key("tree", context.treeID)),
             RedisCommand("ZCARD", keys.key("tree", context.treeID, "calls")),
@@ -209,7 +254,7 @@ public struct RequestTrees: Sendable {
     }
 
     private func exit(_ ticket: TreeTicket, _ arguments: [RedisArgument]) async throws -> Bool {
-        let keys = PartitionKeys(partition: ticket.context.partition, namespace: namespace)
+        let keys = ticket.context.partitionKeys(namespace: namespace)
         let reply = try await redis.run(
             LuaScripts.treeExit,
             keys: [keys.key("tree", ticket.context.treeID), keys.key("tree", ticket.context.treeID, "calls")],

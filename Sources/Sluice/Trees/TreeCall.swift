@@ -13,7 +13,8 @@ import SluiceRedis
 /// ``Decision`` whose ``Decision/deniedBy`` has one of the tree kinds (``QuotaLimit/Kind/treeBudget``,
 /// ...); ``Decision/treeRefusal(_:)`` turns it into the ``BackpressureError`` `enter` would throw.
 ///
-/// The tree's partition must be the quota path's (both sets of keys share one hash tag).
+/// The tree's partition must be the quota path's (both sets of keys share one hash tag); on a sharded global
+/// ceiling, the tree must be on the shard of the path's tenant (``RequestTrees/open(id:partition:tenant:limits:priority:)``).
 public struct TreeCall: Sendable, Hashable {
     /// The tree and the node the call is made from.
     public var context: TreeContext
@@ -36,14 +37,14 @@ public struct TreeCall: Sendable, Hashable {
     /// The keys decide.lua and settle.lua take after the path's: the tree's hash, its calls in flight
     /// and (decide only) the partition's events, exactly those of tree-enter.lua, in the limiter's namespace.
     func keys(namespace: String) -> (tree: RedisArgument, calls: RedisArgument, events: RedisArgument) {
-        let keys = PartitionKeys(partition: context.partition, namespace: namespace)
+        let keys = context.partitionKeys(namespace: namespace)
         return (keys.key("tree", context.treeID), keys.key("tree", context.treeID, "calls"), keys.events)
     }
 
     /// The tree's wake-up list: call-finish pushes one when a call of the tree stops counting in flight.
     func freed(namespace: String) -> WakeUpList {
         WakeUpList(
-            key: PartitionKeys(partition: context.partition, namespace: namespace).key("tree", context.treeID, "free"))
+            key: context.partitionKeys(namespace: namespace).key("tree", context.treeID, "free"))
     }
 
     /// decide.lua's "tree" group (its header documents it).
@@ -69,10 +70,12 @@ public struct TreeCall: Sendable, Hashable {
         guard !context.treeID.isEmpty, context.depth >= 0 else {
             throw QuotaError(.invalidScope, "a tree call needs a tree id and a depth >= 0")
         }
-        let partition = path.partition
-        guard KeyName.escape(partition) == KeyName.escape(context.partition) else {
+        guard limiter.sharesSlot(with: context, path: path) else {
             throw QuotaError(
-                .invalidScope, "the tree and the quota path are in different partitions: one decision needs one")
+                .invalidScope,
+                context.partition == path.partition
+                    ? "the tree is on another shard of \(context.partition) than the path's tenant: one decision needs one"
+                    : "the tree and the quota path are in different partitions: one decision needs one")
         }
     }
 }

@@ -2,17 +2,23 @@ extension TreeContext {
     /// The context as one header value: `1;<tree>;<node>;<parent>;<depth>;<deadline ms>;<priority>;<partition>`,
     /// each field percent-escaped (`%`, `;`, controls, non-ASCII), empty for none. For example
     /// `1;req-7f3;9c1e;;1;1718000000000;interactive;openai`. A started tree that no call has recorded yet
-    /// (``RequestTrees/start(id:partition:limits:priority:)``) writes `2;…;<limits>`, its limits in a ninth field.
+    /// (``RequestTrees/start(id:partition:tenant:limits:priority:)``) writes `2;…;<limits>`, its limits in a ninth field.
+    /// A tree on a shard of a sharded global ceiling (``shard``) writes `3;…;<limits or empty>;<shard>`.
     public var headerValue: String {
-        // Version 2 adds a started tree's limits (its first call, in whichever process, records them); a context
-        // without them keeps writing version 1, which every earlier version of Sluice reads.
+        // Version 2 adds a started tree's limits (its first call, in whichever process, records them), version 3 the
+        // shard; a context without them keeps writing version 1, which every earlier version of Sluice reads.
+        let limits = limitsToRecord.map {
+            Self.escapeField($0.recordText(deadlineMilliseconds: deadlineMilliseconds))
+        }
         var fields = [
-            limitsToRecord == nil ? "1" : "2", Self.escapeField(treeID), Self.escapeField(nodeID),
+            shard != nil ? "3" : limits == nil ? "1" : "2", Self.escapeField(treeID), Self.escapeField(nodeID),
             parentID.map(Self.escapeField) ?? "", String(depth), deadlineMilliseconds.map { String($0) } ?? "",
             priority.description, Self.escapeField(partition),
         ]
-        if let limitsToRecord {
-            fields.append(Self.escapeField(limitsToRecord.recordText(deadlineMilliseconds: deadlineMilliseconds)))
+        if let shard {
+            fields += [limits ?? "", String(shard)]
+        } else if let limits {
+            fields.append(limits)
         }
         return fields.joined(separator: ";")
     }
@@ -22,7 +28,9 @@ extension TreeContext {
     /// silently join the wrong tree.
     public init?(headerValue: String) {
         let parts = headerValue.split(separator: ";", omittingEmptySubsequences: false).map(String.init)
-        guard parts.count == 8 && parts[0] == "1" || parts.count == 9 && parts[0] == "2",
+        guard
+            parts.count == 8 && parts[0] == "1" || parts.count == 9 && parts[0] == "2"
+                || parts.count == 10 && parts[0] == "3",
             let tree = Self.unescapeField(parts[1]), !tree.isEmpty,
             let node = Self.unescapeField(parts[2]), !node.isEmpty,
             let parent = Self.unescapeField(parts[3]),
@@ -36,15 +44,20 @@ extension TreeContext {
             deadline = value
         }
         var limits: TreeLimits?
-        if parts.count == 9 {
+        if parts.count >= 9, !parts[8].isEmpty || parts[0] == "2" {
             guard let text = Self.unescapeField(parts[8]), let recorded = TreeLimits(recordText: text) else {
                 return nil
             }
             limits = recorded
         }
+        var shard: Int?
+        if parts.count == 10 {
+            guard let index = Int(parts[9]), (0..<1024).contains(index) else { return nil }
+            shard = index
+        }
         self.init(
             treeID: tree, nodeID: node, parentID: parent.isEmpty ? nil : parent, depth: depth,
-            deadlineMilliseconds: deadline, priority: priority, partition: partition)
+            deadlineMilliseconds: deadline, priority: priority, partition: partition, shard: shard)
         self.limitsToRecord = limits
     }
 

@@ -38,15 +38,19 @@ public struct TreeContext: Sendable, Hashable {
     public var priority: Priority
     /// The partition (hash tag) that holds the tree's keys.
     public var partition: String
-    /// The limits of a tree started with ``RequestTrees/start(id:partition:limits:priority:)``, which the tree's
+    /// On a sharded global ceiling (`quota set global=NAME ... --shards N`): the shard whose hash slot holds the
+    /// tree's keys, its tenant's, so that a call of the tree is decided with its quota path in one script on Redis
+    /// Cluster (``RequestTrees/open(id:partition:tenant:limits:priority:)``). `nil`: the partition's own slot.
+    public var shard: Int?
+    /// The limits of a tree started with ``RequestTrees/start(id:partition:tenant:limits:priority:)``, which the tree's
     /// first call records; `nil` for a tree opened with a round trip of its own, or joined from an old header.
     public internal(set) var limitsToRecord: TreeLimits?
 
-    /// Creates a context. Most code gets one from ``RequestTrees/open(id:partition:limits:priority:)``,
+    /// Creates a context. Most code gets one from ``RequestTrees/open(id:partition:tenant:limits:priority:)``,
     /// ``RequestTrees/spawn(from:nodeID:)`` or a header instead.
     public init(
         treeID: String, nodeID: String = TreeContext.newID(), parentID: String? = nil, depth: Int = 0,
-        deadlineMilliseconds: Int64? = nil, priority: Priority = .interactive, partition: String
+        deadlineMilliseconds: Int64? = nil, priority: Priority = .interactive, partition: String, shard: Int? = nil
     ) {
         self.treeID = treeID
         self.nodeID = nodeID
@@ -55,6 +59,12 @@ public struct TreeContext: Sendable, Hashable {
         self.deadlineMilliseconds = deadlineMilliseconds
         self.priority = priority
         self.partition = partition
+        self.shard = shard
+    }
+
+    /// The keys of the tree's partition, or of its shard.
+    func partitionKeys(namespace: String) -> PartitionKeys {
+        PartitionKeys(partition: partition, shard: shard, namespace: namespace)
     }
 
     /// A child node of this one, one level deeper, without asking Redis: for counting a child
