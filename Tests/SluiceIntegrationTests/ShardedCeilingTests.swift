@@ -248,6 +248,55 @@ struct ShardedCeilingTests {
         #expect(callLimiter.shardDirectory.cached(fixture.root)?.count == 4)
     }
 
+    @Test("A call inside a tree opened before a split still runs after it, on the tenant's shard, nothing left behind")
+    func treeCallAcrossSplit() async throws {
+        let fixture = try QuotaFixture()
+        defer { Task { await cleanUp(fixture) } }
+        let set = [
+            "quota", "set", "global=\(fixture.root)", "--resource", "tokens", "--rate", "1/d", "--burst",
+            "\(Self.burst)",
+        ]
+        #expect(try SluiceBinary.run(set).status == 0)
+        let acme = try fixture.path("tenant=acme")
+        let call = ProviderCall(
+            scope: "\(fixture.root)/chat", estimate: ["tokens": 10], quotaPath: acme, maxAttempts: 1)
+        // Two views from before the split: one whose partition is the path's (call-admit decides the tree with the
+        // quota), one whose queue and breaker are elsewhere (the tree and the quota in one decide call).
+        var views: [(Backpressure, TreeContext)] = []
+        for partition in [fixture.root, fixture.root + "-workers"] {
+            let backpressure = Backpressure(
+                redis: fixture.client, configuration: .init(partition: partition, heartbeat: nil),
+                limiter: try fixture.limiter())
+            let tree = try await backpressure.trees.open(
+                partition: fixture.root, tenant: "acme", limits: TreeLimits(budgets: ["tokens": 1000]))
+            #expect(tree.shard == nil)
+            _ = try await tree.run {
+                try await backpressure.call(call) { _ in CallOutcome((), usage: ["tokens": 10]) }
+            }
+            views.append((backpressure, tree))
+        }
+        #expect(try SluiceBinary.run(set + ["--shards", "4"]).status == 0)
+        let shard = ShardHash.shard(of: "acme", shards: 4)
+        for (n, (backpressure, tree)) in views.enumerated() {
+            let result = try await tree.run {
+                try await backpressure.call(call) { _ in CallOutcome(n, usage: ["tokens": 10]) }
+            }
+            #expect(result.value == n)
+            // The tree (in the partition's slot) and the shard were each charged once.
+            #expect(try await backpressure.trees.usage(tree).used["tokens"] == 20)
+            #expect(try await backpressure.trees.usage(tree).inFlight == 0)
+        }
+        let level = try await shares(fixture).first { $0.index == shard }?.shares["tokens"]?.level
+        #expect(level == 230)
+        for partition in [fixture.root, fixture.root + "-workers"] {
+            let status = try await AdmissionQueue(
+                redis: fixture.client, partition: partition, scope: "\(fixture.root)/chat"
+            )
+            .status()
+            #expect(status.waiting == 0 && status.inFlight == 0, "\(status)")
+        }
+    }
+
     @Test("A tree opened for a tenant lives on its shard: each call is decided with the quota in one script")
     func treeOnTenantsShard() async throws {
         let fixture = try await shardedFixture()

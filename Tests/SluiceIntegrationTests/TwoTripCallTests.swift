@@ -142,8 +142,8 @@ struct TwoTripCallTests {
         }
         #expect(try await directory.layout("openai", namespace: "sluice", client: client) == nil)
         #expect(try await setup.allCommands()["hmget"] == 1)
-        // Forgotten (a decision found the partition split): read again, once.
-        directory.forget("openai")
+        // Reloaded (a decision found the partition split): read again, once, and kept.
+        #expect(try await directory.reload("openai", namespace: "sluice", client: client) == nil)
         #expect(try await directory.layout("openai", namespace: "sluice", client: client) == nil)
         #expect(try await setup.allCommands()["hmget"] == 2)
     }

@@ -124,6 +124,23 @@ extension Backpressure {
         _ call: ProviderCall, logger: Logger,
         _ operation: @escaping @Sendable (CallAttempt) async throws -> CallOutcome<Value>
     ) async throws -> CallResult<Value> {
+        do {
+            return try await runOnce(call, logger: logger, operation)
+        } catch is PartitionSplit {
+            // Refused with nothing taken: the partition was split since this process read its layout (read again
+            // now), and the call's route changes with it. The provider was not called.
+            do {
+                return try await runOnce(call, logger: logger, operation)
+            } catch is PartitionSplit {
+                throw BackpressureError(.redisError, "the shard layout of the call's partition changed twice during it")
+            }
+        }
+    }
+
+    private func runOnce<Value: Sendable>(
+        _ call: ProviderCall, logger: Logger,
+        _ operation: @escaping @Sendable (CallAttempt) async throws -> CallOutcome<Value>
+    ) async throws -> CallResult<Value> {
         let tree = TreeContext.current
         let started = ContinuousClock.now
         let deadline = ContinuousClock.Instant.earliest(
@@ -135,9 +152,7 @@ extension Backpressure {
         // pool: known before choosing the route (the limiter caches it), they take the route of separate trips.
         if let limiter, let path = call.quotaPath { _ = try? await limiter.shardLayout(path) }
         if let route = twoTrips(for: call, tree: tree) {
-            do {
-                return try await runInTwoTrips(call, route, tree: tree, deadline: deadline, logger: logger, operation)
-            } catch is PartitionSplit {}  // the layout was read again: now the route of separate trips
+            return try await runInTwoTrips(call, route, tree: tree, deadline: deadline, logger: logger, operation)
         }
         // Otherwise (no quota path, or parts in other partitions) each stage is a round trip of its own.
         var step = Steps(owner: self, deadline: deadline, logger: logger)
@@ -317,6 +332,7 @@ extension Backpressure {
                 return try await limiter.schedule(
                     path, cost: cost, maxWait: maxWait, priority: priority, tree: together)
             } catch let error as QuotaError {
+                if error.underlying is PartitionSplit { throw PartitionSplit() }  // the call starts again
                 throw error.redisError ?? error  // a Redis failure is an outage, for the failure policy
             }
         }

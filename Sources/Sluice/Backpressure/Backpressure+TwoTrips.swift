@@ -12,10 +12,6 @@ import Tracing
 /// bounded debt): it sleeps, then runs, without asking again.
 extension Backpressure {
     /// What the two-trip path needs: the limiter, the path and the tree call decided with it.
-    /// call-admit found the partition split by `quota set --shards` since this process read its layout, and
-    /// refused with nothing taken: the call takes the sharded route (its decision is on the tenant's shard).
-    struct PartitionSplit: Error {}
-
     struct TwoTrips {
         let limiter: Limiter
         let path: ScopePath
@@ -60,6 +56,9 @@ extension Backpressure {
         let id = Reservation.newID()
         var admitted: Admitted?
         var holdsPlace = false
+        // Whether call-admit put the caller in the queue as waiting (for a lease, or at its place in line): a refusal
+        // after that takes it out again (call-admit itself only does so when it admits).
+        var waitsInQueue = false
         // One span for the admission round trip(s): queue, breaker, lease, tree and quota are decided together.
         try await traced("sluice.admit") { span in
             while admitted == nil {
@@ -96,6 +95,7 @@ extension Backpressure {
                     guard let pool, case .busy(let held, let earliest) = try pool.parseAcquire(parts[1]) else {
                         throw BackpressureError(.redisError, "call-admit replied unexpectedly")
                     }
+                    waitsInQueue = true
                     // Woken by a release (or when the earliest lease expires), not by asking again and again.
                     guard ContinuousClock.now + .milliseconds(1) < deadline else {
                         _ = try? await step.cleanup {
@@ -129,6 +129,7 @@ extension Backpressure {
                     // its priority may take the debt promised to the line meanwhile).
                     let place = asked + .milliseconds(parts[2].integer ?? 0)
                     holdsPlace = true
+                    waitsInQueue = true
                     try await Task.sleep(until: min(place, deadline), clock: .continuous)
                     guard ContinuousClock.now + .milliseconds(1) < deadline else {
                         _ = try? await step.cleanup {
@@ -138,6 +139,12 @@ extension Backpressure {
                         throw refusal(decision, call: call, together: route.together)
                     }
                 case "quota":
+                    if waitsInQueue {
+                        _ = try? await step.cleanup {
+                            try await queue.leave(callerID: id, admitted: false, callTTL: .seconds(1))
+                        }
+                        waitsInQueue = false
+                    }
                     let decision = try DecideRequest.parse(parts[1], path: route.path).decision
                     if decision.deniedBy?.kind == .resharded {  // nothing was taken: the call goes to the shard
                         _ = try? await limiter.reloadShardLayout(route.path)  // else the next route reads it
@@ -165,7 +172,7 @@ extension Backpressure {
                     await reportWarnings(decision, step: &step)
                     let reservation = Reservation(
                         id: id, path: route.path, estimate: cost, decision: decision, limiter: limiter,
-                        resources: request.resources, tree: route.together)
+                        resources: request.resources, tree: route.together, keys: request.keys)
                     var lease: Lease?
                     if let pool, case .acquired(let taken) = try pool.parseAcquire(parts[3]) {
                         lease = taken

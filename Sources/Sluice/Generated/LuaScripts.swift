@@ -897,19 +897,20 @@ enum LuaScripts {
             local time = clock or redis.call('TIME')
             local now = time[1] * 1000 + time[2] / 1000
             local config = redis.call('HMGET', KEYS[1], 'shards', unpack(ARGV, F + 1, F + n * (n + 1) / 2))
-            local shards = config[1] -- then the scopes' fields, config[2...]
-            if shards and (tonumber(shards) or 0) > 1 then
-                -- `quota set --shards` split this partition after the caller read its layout: its decisions belong
-                -- to the tenants' shards now. Refused with nothing read or written; the caller reads the layout again.
-                if line then line.spacing = 0 end
-                return { 0, 0, 0, '', 1, 1, 0, floor(now), 0, '*', 'resharded', 0, 0, 1 }
-            end
             local raw = redis.call('MGET', unpack(KEYS, 3, resTTL > 0 and 3 + n or 2 + n))
             if resTTL > 0 and raw[n + 1] then -- a retried reserve must not charge twice
                 local old = raw[n + 1]
                 if old == 'settled' or old == 'cancelled' then return { 0, 0, -1, 'closed', 0, 0, 0, floor(now) } end
                 local at = cmsgpack.unpack(old).at - now
                 return { 1, at > 0 and ceil(at) or 0, 0, 'exists', 0, 0, 0, floor(now) }
+            end
+            local shards = config[1] -- then the scopes' fields, config[2...]
+            if shards and (tonumber(shards) or 0) > 1 then
+                -- `quota set --shards` split this partition after the caller read its layout: its decisions belong
+                -- to the tenants' shards now. Refused with nothing written; the caller reads the layout again. (A
+                -- reservation made here before the split is found above: a retried reserve is not charged twice.)
+                if line then line.spacing = 0 end
+                return { 0, 0, 0, '', 1, 1, 0, floor(now), 0, '*', 'resharded', 0, 0, 1 }
             end
 
             -- 1. Per scope (root first) and resource: the most specific valid config spec that names the

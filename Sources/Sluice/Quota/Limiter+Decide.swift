@@ -35,7 +35,7 @@ extension Limiter {
         let outcome = try await runRouted(request, layout: layout)
         let reservation = Reservation(
             id: id, path: path, estimate: cost, decision: outcome.decision, limiter: self, resources: request.resources,
-            tree: tree)
+            tree: tree, keys: outcome.keys)
         return Admission(reservation: reservation, proceedAt: started + outcome.decision.wait)
     }
 
@@ -90,7 +90,7 @@ extension Limiter {
         }
         return Reservation(
             id: id, path: path, estimate: estimate, decision: outcome.decision, limiter: self,
-            resources: request.resources, tree: tree)
+            resources: request.resources, tree: tree, keys: outcome.keys)
     }
 }
 
@@ -116,10 +116,10 @@ struct DecideRequest: Sendable {
             path, resources: resources.map(\.resource), keys: keys, limiter: limiter)
     }
 
-    /// The same request on the keys the limiter's layout gives `path` now (it was read again).
-    func rerouted(_ limiter: Limiter) -> DecideRequest {
+    /// The same request on the keys `layout` gives `path` (it was read again).
+    func rerouted(_ limiter: Limiter, layout: ShardLayout?) -> DecideRequest {
         var copy = self
-        copy.keys = limiter.keys(for: path)
+        copy.keys = limiter.keys(for: path, layout: layout)
         copy.encoded = limiter.encodedPaths.encoding(
             path, resources: resources.map(\.resource), keys: copy.keys, limiter: limiter)
         return copy
@@ -154,6 +154,8 @@ struct DecideRequest: Sendable {
     struct Outcome {
         var decision: Decision
         var status: String
+        /// The keys it was decided on (``run(_:)`` sets them): a reservation is closed on these.
+        var keys: QuotaKeys?
     }
 
     func run(_ limiter: Limiter) async throws(QuotaError) -> Outcome {
@@ -163,7 +165,8 @@ struct DecideRequest: Sendable {
         } catch {
             throw QuotaError.redis(error)
         }
-        let outcome = try DecideRequest.parse(reply, path: path)
+        var outcome = try DecideRequest.parse(reply, path: path)
+        outcome.keys = keys
         limiter.log(outcome.decision.warnings)
         return outcome
     }

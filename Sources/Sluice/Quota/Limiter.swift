@@ -113,11 +113,13 @@ public final class Limiter: Sendable {
 
     /// The keys of `path`: its partition's, or on a sharded global ceiling its tenant's shard's.
     func keys(for path: ScopePath) -> QuotaKeys {
-        let partition = path.partition
-        if let layout = shardDirectory.cached(partition) {
-            return layout.keys(layout.index(for: path), namespace: configuration.namespace)
-        }
-        return QuotaKeys(namespace: configuration.namespace, partition: partition)
+        keys(for: path, layout: shardDirectory.cached(path.partition))
+    }
+
+    /// The keys of `path` under `layout` (nil: the partition is not split).
+    func keys(for path: ScopePath, layout: ShardLayout?) -> QuotaKeys {
+        guard let layout else { return QuotaKeys(namespace: configuration.namespace, partition: path.partition) }
+        return layout.keys(layout.index(for: path), namespace: configuration.namespace)
     }
 
     /// Whether `path`'s quota keys and the backpressure keys of `partition` (a tree's, a lease pool's) share one

@@ -14,11 +14,14 @@ public struct Reservation: Sendable {
     public let tree: TreeCall?
     let limiter: Limiter
     let resources: [(resource: String, amount: Int64)]
+    /// The keys it was charged on; `nil` (a handle from ``Limiter/reservation(id:path:)``): the path's keys now.
+    let keys: QuotaKeys?
 
     init(
         id: String, path: ScopePath, estimate: Cost, decision: Decision, limiter: Limiter,
-        resources: [(resource: String, amount: Int64)], tree: TreeCall? = nil
+        resources: [(resource: String, amount: Int64)], tree: TreeCall? = nil, keys: QuotaKeys? = nil
     ) {
+        self.keys = keys
         self.id = id
         self.path = path
         self.estimate = estimate
@@ -60,7 +63,7 @@ public struct Reservation: Sendable {
     }
 
     func closeStep(_ arguments: [RedisArgument]) -> ScriptStep {
-        let keys = limiter.keys(for: path)
+        let keys = self.keys ?? limiter.keys(for: path)
         var redisKeys = [RedisArgument(keys.reservation(id))] + keys.states(path).map { RedisArgument($0) }
         if let tree {  // settle.lua closes the tree side as well
             let treeKeys = tree.keys(namespace: keys.namespace)

@@ -72,20 +72,24 @@ struct ShardShareKeys {
 /// A sharded layout is re-read every ``refreshInterval`` (a new split, or the root's limits removed). An unsharded
 /// one is not polled: a decision sent to a partition that `--shards` has split since is refused by decide.lua
 /// with the pseudo-limit ``QuotaLimit/Kind/resharded``, and the process then reads the layout again
-/// (``forget(_:)``). Only paths that never decide (a reconciler fed by another process's calls) rely on the
+/// (``reload(_:namespace:client:)``). Only paths that never decide (a reconciler fed by another process's calls) rely on the
 /// ``unshardedRefreshInterval`` backstop.
 final class ShardDirectory: Sendable {
     private struct Entry {
         var layout: ShardLayout?
         var fetched: ContinuousClock.Instant
     }
+    private struct Read {
+        let id: Int
+        let task: Task<ShardLayout?, any Error>
+    }
     private struct State {
         var entries: [String: Entry] = [:]
-        /// The reads under way: callers that find none fresh wait for the one read, not each for its own (a
-        /// process's first burst of calls would otherwise send one read per call).
-        var reading: [String: Task<ShardLayout?, any Error>] = [:]
-        /// Counts ``forget(_:)``s: a read that began before one keeps nothing.
-        var generation = 0
+        /// The reads under way: callers that find no fresh entry wait for the one read, not each for its own (a
+        /// process's first burst of calls would otherwise send one read per call). A read keeps its result only
+        /// while it is still the partition's read under way (``reload(_:namespace:client:)`` supersedes it).
+        var reading: [String: Read] = [:]
+        var reads = 0
     }
     private let state = SluiceMutex(State())
     private let sweeps = SluiceMutex<[String: ContinuousClock.Instant]>([:])
@@ -110,17 +114,37 @@ final class ShardDirectory: Sendable {
             {
                 return (.some(entry.layout), nil)
             }
-            if let read = state.reading[partition] { return (nil, read) }
-            let generation = state.generation
-            let read = Task {
-                try await self.read(partition, namespace: namespace, client: client, generation: generation)
-            }
-            state.reading[partition] = read
-            return (nil, read)
+            if let read = state.reading[partition] { return (nil, read.task) }
+            return (nil, startRead(partition, namespace: namespace, client: client, in: &state))
         }
         if let known { return known }
+        return try await value(of: read!, partition)
+    }
+
+    /// Reads the layout of `partition` now, not waiting for a read under way (it may have begun before a split),
+    /// and keeps it. The cached entry stays until then, so other callers are never left without one.
+    func reload(_ partition: String, namespace: String, client: RedisClient) async throws(QuotaError)
+        -> ShardLayout?
+    {
+        let read = state.withLock { startRead(partition, namespace: namespace, client: client, in: &$0) }
+        return try await value(of: read, partition)
+    }
+
+    private func startRead(_ partition: String, namespace: String, client: RedisClient, in state: inout State)
+        -> Task<ShardLayout?, any Error>
+    {
+        state.reads += 1
+        let id = state.reads
+        let task = Task { try await self.read(partition, namespace: namespace, client: client, id: id) }
+        state.reading[partition] = Read(id: id, task: task)
+        return task
+    }
+
+    private func value(of read: Task<ShardLayout?, any Error>, _ partition: String) async throws(QuotaError)
+        -> ShardLayout?
+    {
         do {
-            return try await read!.value
+            return try await read.value
         } catch let error as QuotaError {
             throw error
         } catch {
@@ -128,8 +152,8 @@ final class ShardDirectory: Sendable {
         }
     }
 
-    /// Reads the layout of `partition` (`HMGET` of its config hash) and keeps it, unless it was forgotten since.
-    private func read(_ partition: String, namespace: String, client: RedisClient, generation: Int)
+    /// Reads the layout of `partition` (`HMGET` of its config hash); keeps it while this is the partition's read.
+    private func read(_ partition: String, namespace: String, client: RedisClient, id: Int)
         async throws(QuotaError) -> ShardLayout?
     {
         let started = ContinuousClock.now
@@ -141,7 +165,7 @@ final class ShardDirectory: Sendable {
                     "shards-epoch"))
         } catch {
             state.withLock { state in
-                if state.generation == generation { state.reading[partition] = nil }
+                if state.reading[partition]?.id == id { state.reading[partition] = nil }
             }
             throw QuotaError.redis(error)
         }
@@ -150,22 +174,12 @@ final class ShardDirectory: Sendable {
             layout = ShardLayout(partition: partition, count: count, epoch: items[1].string ?? "0")
         }
         state.withLock { state in
-            guard state.generation == generation else { return }
+            guard state.reading[partition]?.id == id else { return }
+            state.reading[partition] = nil
             if state.entries.count > 4096 { state.entries.removeAll() }
             state.entries[partition] = Entry(layout: layout, fetched: started)
-            state.reading[partition] = nil
         }
         return layout
-    }
-
-    /// Drops the layout of `partition` (a decision found it split): the next ``layout(_:namespace:client:)``
-    /// reads it again.
-    func forget(_ partition: String) {
-        state.withLock { state in
-            state.entries[partition] = nil
-            state.reading[partition] = nil
-            state.generation += 1
-        }
     }
 
     /// Whether the shard is due a sweep; if so, the next one is due a ``sweepInterval`` from now.
@@ -179,6 +193,13 @@ final class ShardDirectory: Sendable {
         }
     }
 }
+
+/// A decision found its partition split by `quota set --shards` since this process read the layout, and
+/// refused with nothing taken (the pseudo-limit ``QuotaLimit/Kind/resharded``), where the caller cannot simply
+/// decide again on the tenant's shard: call-admit (its queue, breaker and lease keys are the partition's), or a
+/// tree call whose tree is not on that shard. `Backpressure.call` then runs the call again, on the route the
+/// layout now gives it.
+struct PartitionSplit: Error {}
 
 /// Transfers of a sharded global ceiling (see `lua/shard-share.lua` and <doc:Quotas>).
 enum ShardTransfers {
@@ -286,8 +307,9 @@ extension Limiter {
     /// Reads the layout of `path`'s partition again: a decision on the partition's own keys was refused as
     /// ``QuotaLimit/Kind/resharded`` (`quota set --shards` split it since this process last read it).
     func reloadShardLayout(_ path: ScopePath) async throws(QuotaError) -> ShardLayout? {
-        shardDirectory.forget(path.partition)
-        return try await shardLayout(path)
+        // A split layout cached meanwhile (another caller's reload) is newer than the refused request's view.
+        if let layout = shardDirectory.cached(path.partition) { return layout }
+        return try await shardDirectory.reload(path.partition, namespace: configuration.namespace, client: client)
     }
 
     /// Runs a decide call on the path's shard (``runOnShard(_:layout:)``). A decision the partition refused as
@@ -296,7 +318,7 @@ extension Limiter {
         let outcome = try await runOnShard(request, layout: layout)
         guard outcome.decision.deniedBy?.kind == .resharded else { return outcome }
         let layout = try await reloadShardLayout(request.path)
-        let again = try await runOnShard(request.rerouted(self), layout: layout)
+        let again = try await runOnShard(request.rerouted(self, layout: layout), layout: layout)
         guard again.decision.deniedBy?.kind != .resharded else {
             throw QuotaError(.unexpectedReply, "decide found \(request.path.partition) split, then its layout unsplit")
         }
@@ -307,11 +329,14 @@ extension Limiter {
     /// share from the other shards (each asked once) and decides again.
     func runOnShard(_ request: DecideRequest, layout: ShardLayout?) async throws(QuotaError) -> DecideRequest.Outcome {
         guard let layout else { return try await request.run(self) }
-        if let tree = request.tree, !sharesSlot(with: tree.context, path: request.path) {
+        if let tree = request.tree,
+            request.keys.prefix != tree.context.partitionKeys(namespace: configuration.namespace).prefix
+        {
+            // Only after a split this process had not seen: validate(path:limiter:) checked the cached layout.
             throw QuotaError(
                 .invalidScope,
-                "the tree is not on the shard of the path's tenant: open it with the tenant (RequestTrees.open(tenant:))"
-            )
+                "the tree is not on the shard of the path's tenant: \(request.path.partition) was split after it opened",
+                underlying: PartitionSplit())
         }
         let index = layout.index(for: request.path)
         let namespace = configuration.namespace
