@@ -14,12 +14,19 @@ struct ShardedCeilingTests {
 
     func shardedFixture(_ test: String = #function) async throws -> QuotaFixture {
         let fixture = try QuotaFixture(test)
-        let result = try SluiceBinary.run([
-            "quota", "set", "global=\(fixture.root)", "--resource", "tokens", "--rate", "1/d", "--burst",
-            "\(Self.burst)", "--shards", "4",
-        ])
-        #expect(result.status == 0, "\(result.output)")
+        try setRoot(fixture, shards: 4)
         return fixture
+    }
+
+    /// `sluice quota set` of the root's bucket (burst 1000, 1/d), split across `shards` when given: another
+    /// process, as an operator's would be.
+    func setRoot(_ fixture: QuotaFixture, shards: Int? = nil) throws {
+        let result = try SluiceBinary.run(
+            [
+                "quota", "set", "global=\(fixture.root)", "--resource", "tokens", "--rate", "1/d", "--burst",
+                "\(Self.burst)",
+            ] + (shards.map { ["--shards", "\($0)"] } ?? []))
+        #expect(result.status == 0, "\(result.output)")
     }
 
     /// The fixture's keys and its shards' keys (on every primary).
@@ -210,11 +217,7 @@ struct ShardedCeilingTests {
     func splitReachesRunningProcess() async throws {
         let fixture = try QuotaFixture()
         defer { Task { await cleanUp(fixture) } }
-        let set = [
-            "quota", "set", "global=\(fixture.root)", "--resource", "tokens", "--rate", "1/d", "--burst",
-            "\(Self.burst)",
-        ]
-        #expect(try SluiceBinary.run(set).status == 0)
+        try setRoot(fixture)
         let acme = try fixture.path("tenant=acme")
         // Two views read before the split: a limiter's own decisions, and a Backpressure's calls (call-admit).
         let limiter = try fixture.limiter()
@@ -230,8 +233,7 @@ struct ShardedCeilingTests {
 
         // Another process splits the root. Each view learns it from its next decision, not from a timer: the
         // partition refuses the decision as split, and it is decided again on acme's shard.
-        let split = try SluiceBinary.run(set + ["--shards", "4"])
-        #expect(split.status == 0, "\(split.output)")
+        try setRoot(fixture, shards: 4)
         let shard = ShardHash.shard(of: "acme", shards: 4)
         func level() async throws -> Int64? {
             try await shares(fixture).first { $0.index == shard }?.shares["tokens"]?.level
@@ -252,11 +254,7 @@ struct ShardedCeilingTests {
     func treeCallAcrossSplit() async throws {
         let fixture = try QuotaFixture()
         defer { Task { await cleanUp(fixture) } }
-        let set = [
-            "quota", "set", "global=\(fixture.root)", "--resource", "tokens", "--rate", "1/d", "--burst",
-            "\(Self.burst)",
-        ]
-        #expect(try SluiceBinary.run(set).status == 0)
+        try setRoot(fixture)
         let acme = try fixture.path("tenant=acme")
         let call = ProviderCall(
             scope: "\(fixture.root)/chat", estimate: ["tokens": 10], quotaPath: acme, maxAttempts: 1)
@@ -275,7 +273,7 @@ struct ShardedCeilingTests {
             }
             views.append((backpressure, tree))
         }
-        #expect(try SluiceBinary.run(set + ["--shards", "4"]).status == 0)
+        try setRoot(fixture, shards: 4)
         let shard = ShardHash.shard(of: "acme", shards: 4)
         for (n, (backpressure, tree)) in views.enumerated() {
             let result = try await tree.run {
