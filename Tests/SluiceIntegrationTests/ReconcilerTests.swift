@@ -405,6 +405,44 @@ struct ReconcilerTests {
             #expect(ttl > 0, "\(key) has no expiry")
         }
     }
+
+    @Test("A response that changes nothing writes nothing, until the record's expiry needs refreshing")
+    func unchangedResponseWritesNothing() async throws {
+        let fixture = try QuotaFixture()
+        defer { Task { await fixture.cleanUp() } }
+        let limiter = try fixture.limiter(["global": "tokens: bucket rate=60000/min burst=60000"])
+        let path = try fixture.path()
+        let key = RedisArgument("sluice:{\(fixture.root)}:s:global=\(fixture.root)")
+        func state() async throws -> String { try await fixture.client.send("GET", key).string ?? "" }
+        // A day's ttl: the record's expiry is refreshed once it falls more than a minute behind.
+        let daily = try Reconciler(limiter: limiter)
+        try await daily.record(Self.observation(remaining: 60_000), path: path)
+        let written = try await state()
+        #expect(!written.isEmpty)
+
+        // The same full window again: the record (and its expiry, a day after the last response) is left as it is.
+        try await daily.record(Self.observation(remaining: 60_000), path: path)
+        #expect(try await state() == written, "a full window reported again changes nothing")
+
+        // A lower remaining is merged.
+        try await daily.record(Self.observation(remaining: 1_000), path: path)
+        let lowered = try await state()
+        #expect(lowered != written)
+        let status = try await daily.status(path)
+        let tokens = try #require(status.resources.first { $0.name == "tokens" })
+        #expect(tokens.lastRemaining?.amount == 1_000, "the lower report caps the bucket: \(tokens)")
+
+        // With a one-second ttl, the expiry may fall at most a tenth of it (100 ms) behind: 300 ms later the same
+        // response rewrites the record, and the key lives on.
+        let brief = try Reconciler(limiter: limiter, configuration: .init(stateTTL: .seconds(1)))
+        try await brief.record(Self.observation(remaining: 0), path: path)
+        let briefly = try await state()
+        try await Task.sleep(for: .milliseconds(300))
+        try await brief.record(Self.observation(remaining: 0), path: path)
+        #expect(try await state() != briefly, "the record's expiry was refreshed")
+        let ttl = try await fixture.client.send("PTTL", key).integer ?? -1
+        #expect(ttl > 0, "the state key expires: \(ttl)")
+    }
 }
 
 /// The reconciler in a fleet: real worker processes (`sluice storm-worker`) call the mock provider over HTTP through
