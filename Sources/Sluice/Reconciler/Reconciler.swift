@@ -43,7 +43,8 @@ public final class Reconciler: Sendable {
         public var recovery: Duration
         /// How long a 429 pauses the partition when it names no retry-after and no reset.
         public var defaultPause: Duration
-        /// How long the state outlives the last observation.
+        /// How long the state outlives the last observation that changed it. An observation that changes nothing
+        /// writes nothing, unless the expiry would then fall more than a tenth of this (at most a minute) behind.
         public var stateTTL: Duration
         /// Whether an overload response (5xx, 529, a timeout) cuts the partition's concurrency share, which lease
         /// pools that follow the partition (``LeasePool/following(_:path:)``) apply to their slots. The quota
