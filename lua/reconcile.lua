@@ -75,10 +75,12 @@ local function settings(ARGV)
         if texts[k] ~= ARGV[k] then same = false; break end
     end
     if same then return c end
-    c.window, c.safety = number(ARGV, 5, 1, 1e12, 'the window is positive ms'), number(ARGV, 6, 1e-6, 1, 'safety is in (0, 1]')
-    c.cutFactor = number(ARGV, 7, 0.01, 0.99, 'the cut factor is in (0, 1)')
-    c.recovery = number(ARGV, 8, 1, 1e12, 'recovery is positive ms')
-    c.ttl, c.defaultPause = number(ARGV, 9, 1000, 1e12, 'the ttl is at least 1000 ms'), number(ARGV, 10, 0, 1e12, 'the pause is ms')
+    -- All checked before any is kept: a call refused halfway must not leave half its settings behind.
+    local window, safety = number(ARGV, 5, 1, 1e12, 'the window is positive ms'), number(ARGV, 6, 1e-6, 1, 'safety is in (0, 1]')
+    local cutFactor = number(ARGV, 7, 0.01, 0.99, 'the cut factor is in (0, 1)')
+    local recovery = number(ARGV, 8, 1, 1e12, 'recovery is positive ms')
+    local ttl, pause = number(ARGV, 9, 1000, 1e12, 'the ttl is at least 1000 ms'), number(ARGV, 10, 0, 1e12, 'the pause is ms')
+    c.window, c.safety, c.cutFactor, c.recovery, c.ttl, c.defaultPause = window, safety, cutFactor, recovery, ttl, pause
     c.adaptConcurrency = ARGV[11] == '1'
     for k = 5, 11 do texts[k] = ARGV[k] end
     return c
@@ -187,7 +189,9 @@ local function reconcile(KEYS, ARGV, clock)
             else -- decide refills at a rate unknown here: only a later, lower report is surely lower
                 lower = sent >= e.capAt and remaining <= e.capLevel
             end
-            if lower then e.capLevel, e.capAt, e.capRefill, changed = remaining, sent, refill, true end
+            if lower and (e.capLevel ~= remaining or e.capAt ~= sent or e.capRefill ~= refill) then
+                e.capLevel, e.capAt, e.capRefill, changed = remaining, sent, refill, true
+            end
         end
     end
 

@@ -432,16 +432,32 @@ struct ReconcilerTests {
         let tokens = try #require(status.resources.first { $0.name == "tokens" })
         #expect(tokens.lastRemaining?.amount == 1_000, "the lower report caps the bucket: \(tokens)")
 
-        // With a one-second ttl, the expiry may fall at most a tenth of it (100 ms) behind: 300 ms later the same
-        // response rewrites the record, and the key lives on.
-        let brief = try Reconciler(limiter: limiter, configuration: .init(stateTTL: .seconds(1)))
-        try await brief.record(Self.observation(remaining: 0), path: path)
-        let briefly = try await state()
-        try await Task.sleep(for: .milliseconds(300))
-        try await brief.record(Self.observation(remaining: 0), path: path)
-        #expect(try await state() != briefly, "the record's expiry was refreshed")
-        let ttl = try await fixture.client.send("PTTL", key).integer ?? -1
-        #expect(ttl > 0, "the state key expires: \(ttl)")
+        // Without a stated limit (another partition), the same report delivered twice changes nothing the second time.
+        let unstated = try ScopePath("global=\(fixture.root)-unstated")
+        let unstatedKey = RedisArgument("sluice:{\(fixture.root)-unstated}:s:global=\(fixture.root)-unstated")
+        defer { Task { _ = try? await fixture.client.send("DEL", unstatedKey) } }
+        let sent = try await limiter.decide(unstated, cost: ["tokens": 0]).sendsAt
+        try await daily.record(Self.observation(limit: nil, remaining: 500), path: unstated, sentAt: sent)
+        let once = try await fixture.client.send("GET", unstatedKey).string ?? ""
+        #expect(!once.isEmpty)
+        try await daily.record(Self.observation(limit: nil, remaining: 500), path: unstated, sentAt: sent)
+        #expect(try await fixture.client.send("GET", unstatedKey).string == once, "a duplicate report changes nothing")
+
+        // A ten-second ttl: the record's expiry may fall at most a tenth of it (1 s) behind. A full window reported
+        // again at once writes nothing; 1.2 s later it rewrites the record, whose expiry moves on with the key's.
+        let other = try ScopePath("global=\(fixture.root)-ttl")
+        let otherKey = RedisArgument("sluice:{\(fixture.root)-ttl}:s:global=\(fixture.root)-ttl")
+        defer { Task { _ = try? await fixture.client.send("DEL", otherKey) } }
+        let brief = try Reconciler(limiter: limiter, configuration: .init(stateTTL: .seconds(10)))
+        try await brief.record(Self.observation(remaining: 60_000), path: other)
+        let first = try await fixture.client.send("GET", otherKey).string ?? ""
+        try await brief.record(Self.observation(remaining: 60_000), path: other)
+        #expect(try await fixture.client.send("GET", otherKey).string == first, "within the slack: nothing written")
+        try await Task.sleep(for: .milliseconds(1_200))
+        try await brief.record(Self.observation(remaining: 60_000), path: other)
+        #expect(try await fixture.client.send("GET", otherKey).string != first, "the record's expiry was refreshed")
+        let ttl = try await fixture.client.send("PTTL", otherKey).integer ?? -1
+        #expect(ttl > 9_000, "the key lives on with the record: \(ttl) ms")
     }
 }
 
