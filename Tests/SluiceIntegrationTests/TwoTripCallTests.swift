@@ -258,8 +258,10 @@ struct TwoTripCallTests {
         let (scripts, _) = try await setup.scriptCalls()
         // call-finish once each; call-admit once, or twice for a caller that waited in line.
         #expect(scripts > 2 * 15 && scripts <= 3 * 15, "\(scripts) script calls for 15 calls")
-        let line = try await setup.client.send(RedisCommand("PTTL", "sluice:{openai}:queue:s:line:batch"))
-        #expect(line.integer == -2 || (line.integer ?? 0) > 0, "the line's key expires (PTTL \(line))")
+        for key in ["sluice:{openai}:queue:s:line:batch", "sluice:{openai}:queue:s:line:batch:tenants"] {
+            let ttl = try await setup.client.send(RedisCommand("PTTL", RedisArgument(key)))
+            #expect(ttl.integer == -2 || (ttl.integer ?? 0) > 0, "\(key) expires (PTTL \(ttl))")
+        }
     }
 
     @Test("What a batch call did not use of its estimate moves the line up: places follow usage, not estimates")
@@ -302,6 +304,91 @@ struct TwoTripCallTests {
         }
         let clamped = try await setup.client.send(RedisCommand("GET", key)).string ?? ""
         #expect(clamped == String(format: "%.1f %.1f", front, front), "\(clamped)")
+    }
+
+    /// Runs `count` batch calls of `tenant` at once, each in a tree of its own priority, logging the order in which
+    /// their provider operations ran; returns the outcomes.
+    private func lineCalls(
+        _ setup: Setup, tenant: String, count: Int, order: RunOrder
+    ) async throws -> Task<[String: Int], Never> {
+        let path = try ScopePath("global=openai", "tenant=\(tenant)")
+        let call = ProviderCall(
+            scope: "s", estimate: ["requests": 1], quotaPath: path, timeout: .seconds(20), maxAttempts: 1)
+        let tree = try await RequestTrees(redis: setup.client).open(
+            partition: "openai", limits: TreeLimits(maxInFlight: 1000, deadline: .seconds(60)), priority: .batch)
+        return Task {
+            await withTaskGroup(of: String.self) { group in
+                for _ in 0..<count {
+                    group.addTask {
+                        do {
+                            _ = try await tree.run {
+                                try await setup.backpressure.call(call) { (_: CallAttempt) -> CallOutcome<Void> in
+                                    order.append(tenant)
+                                    return CallOutcome((), usage: ["requests": 1])
+                                }
+                            }
+                            return "admitted"
+                        } catch {
+                            return "\(error)"
+                        }
+                    }
+                }
+                var all: [String: Int] = [:]
+                for await outcome in group { all[outcome, default: 0] += 1 }
+                return all
+            }
+        }
+    }
+
+    /// At 20 calls a second (a burst and a debt of 1), `first.count` batch calls of `first.tenant` at once, then, `after`
+    /// later, `second.count` of `second.tenant`: every call admitted. Returns the order in which they ran, how many
+    /// had run when the second tenant came, and the script calls made.
+    private func twoTenantsInLine(
+        weights: [String: Double] = [:], _ first: (tenant: String, count: Int),
+        then second: (tenant: String, count: Int),
+        after: Duration
+    ) async throws -> (ran: [String], arrived: Int, scripts: Int) {
+        let setup = try await Setup(
+            defaults: ["global": "requests: bucket rate=20/s burst=1 debt=1"], queue: .init(tenantWeights: weights))
+        defer { setup.close() }
+        _ = try await setup.limiter.decide(try ScopePath("global=openai"), cost: ["requests": 0])
+        let order = RunOrder()
+        let early = try await lineCalls(setup, tenant: first.tenant, count: first.count, order: order)
+        try await Task.sleep(for: after)
+        let arrived = order.all.count
+        let late = try await lineCalls(setup, tenant: second.tenant, count: second.count, order: order)
+        #expect(await late.value == ["admitted": second.count])
+        #expect(await early.value == ["admitted": first.count])
+        return (order.all, arrived, try await setup.scriptCalls().calls)
+    }
+
+    @Test("One tenant's backlog in line does not lengthen another tenant's wait: the line takes turns by tenant")
+    func lineTakesTurnsByTenant() async throws {
+        // 30 calls of `heavy` at once make a line of about 1.4 s. Three calls of `light` that come 300 ms later go
+        // ahead of that backlog.
+        let (ran, arrived, _) = try await twoTenantsInLine(("heavy", 30), then: ("light", 3), after: .milliseconds(300))
+        let lastLight = ran.lastIndex(of: "light") ?? ran.count
+        let heavyBefore = ran[arrived..<lastLight].filter { $0 == "heavy" }.count
+        // First come, first served, about 24 of heavy's calls would run first; taking turns, about 3.
+        #expect(
+            heavyBefore <= 8, "\(heavyBefore) of heavy's calls ran between light's arrival and its last call: \(ran)")
+        #expect(arrived < 20, "heavy still had a line when light came (\(arrived) of its calls had run)")
+    }
+
+    @Test("Tenants take places in line in proportion to their weights")
+    func lineFollowsTenantWeights() async throws {
+        let (ran, arrived, scripts) = try await twoTenantsInLine(
+            weights: ["gold": 3, "bronze": 1], ("bronze", 24), then: ("gold", 24), after: .milliseconds(200))
+        // Taking turns, gold (3) and bronze (1) waiting at once share the calls 3 to 1: of the 16 calls that ran next
+        // (from the second on, the first may have had its place already) gold has about 12; first come, first served,
+        // it would have had none. While gold's calls run, bronze's still get their share: it is not starved.
+        let next = ran.dropFirst(arrived + 1).prefix(16)
+        let golden = next.filter { $0 == "gold" }.count
+        #expect(golden >= 9, "gold ran \(golden) of the next 16 calls: \(ran)")
+        let lastGold = ran.lastIndex(of: "gold") ?? ran.count
+        let bronzeMeanwhile = ran[arrived..<lastGold].filter { $0 == "bronze" }.count
+        #expect(bronzeMeanwhile >= 3, "bronze ran \(bronzeMeanwhile) calls while gold's 24 ran: \(ran)")
+        #expect(scripts <= 4 * 48, "\(scripts) script calls for 48 calls")
     }
 
     @Test("A retry costs one script call more: the failed attempt's outcome with the retry budget and the next permit")
@@ -440,4 +527,11 @@ struct TwoTripCallTests {
         #expect(((object["server_us_per_call"] as? NSNumber)?.doubleValue ?? 0) > 0, "\(line)")
         for key in ["calls_per_sec", "p50_us", "p99_us"] { #expect(object[key] != nil, "\(key) in \(line)") }
     }
+}
+
+/// The order in which calls of several tasks ran.
+private final class RunOrder: Sendable {
+    private let names = SluiceMutex<[String]>([])
+    func append(_ name: String) { names.withLock { $0.append(name) } }
+    var all: [String] { names.withLock { $0 } }
 }

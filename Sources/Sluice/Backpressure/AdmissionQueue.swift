@@ -15,12 +15,28 @@ public struct AdmissionQueue: Sendable {
         public var growthAlert: Int
         /// The window for the growth alert and the joined/left/shed counts.
         public var window: Duration
+        /// Each tenant's weight in the batch line, by the name of the quota path's second scope (`acme` for
+        /// `global=openai tenant=acme`); a tenant not named weighs 1. Callers waiting in line take turns: each tenant's
+        /// calls advance its turn by 1/weight, and the line serves the lowest turns first, so tenants waiting at once
+        /// are served in proportion to their weights and one tenant's backlog does not lengthen another's wait.
+        /// Weights are clamped to 0.001...1000; one that is not a positive number counts as 1.
+        public var tenantWeights: [String: Double]
 
         /// Creates a configuration.
-        public init(maxWaiting: Int = 1_000, growthAlert: Int = 100, window: Duration = .seconds(10)) {
+        public init(
+            maxWaiting: Int = 1_000, growthAlert: Int = 100, window: Duration = .seconds(10),
+            tenantWeights: [String: Double] = [:]
+        ) {
             self.maxWaiting = max(0, maxWaiting)
             self.growthAlert = max(0, growthAlert)
             self.window = max(.milliseconds(100), window)
+            self.tenantWeights = tenantWeights
+        }
+
+        /// The weight of `tenant` in the line, clamped.
+        func weight(of tenant: String) -> Double {
+            guard let weight = tenantWeights[tenant], weight > 0, !weight.isNaN else { return 1 }
+            return min(1000, max(0.001, weight))
         }
     }
 
@@ -102,12 +118,19 @@ public struct AdmissionQueue: Sendable {
     }
 
     /// call-admit's "line" step (batch calls): a caller the root scope's buckets refuse only for want of debt waits in the
-    /// line of its `priority` (`<namespace>:{<partition>}:queue:<scope>:line:<priority>`) instead, told its
-    /// place in the reply; `holdsPlace` when it asks again at the place it was given.
-    func lineStep(priority: Priority, patience: Duration, holdsPlace: Bool) -> ScriptStep {
+    /// line of its `priority` (`<namespace>:{<partition>}:queue:<scope>:line:<priority>`, with `:tenants`, `:turns`
+    /// and `:lapse`) instead, told its place in the reply. Waiting callers take turns by tenant, in proportion to
+    /// ``Configuration/tenantWeights`` (`tenant` is the quota path's second scope; callers without one share a turn).
+    func lineStep(priority: Priority, patience: Duration, callerID: String, tenant: Scope?) -> ScriptStep {
         ScriptStep(
-            script: LuaScripts.callAdmit, keys: [lineKey(priority)],
-            arguments: [RedisArgument(max(0, Int(patience / .milliseconds(1)))), holdsPlace ? "1" : "0"],
+            script: LuaScripts.callAdmit,
+            keys: [
+                lineKey(priority), lineKey(priority, "tenants"), lineKey(priority, "turns"), lineKey(priority, "lapse"),
+            ],
+            arguments: [
+                RedisArgument(max(0, Int(patience / .milliseconds(1)))), RedisArgument(tenant?.escaped ?? "*"),
+                RedisArgument(String(tenant.map { configuration.weight(of: $0.name) } ?? 1)), RedisArgument(callerID),
+            ],
             entry: "line")
     }
 
@@ -116,8 +139,9 @@ public struct AdmissionQueue: Sendable {
         ScriptStep(script: LuaScripts.callAdmit, keys: [lineKey(priority)], arguments: [], entry: "line_credit")
     }
 
-    private func lineKey(_ priority: Priority) -> RedisArgument {
-        PartitionKeys(partition: partition, namespace: namespace).key("queue", scope, "line:\(priority)")
+    private func lineKey(_ priority: Priority, _ part: String? = nil) -> RedisArgument {
+        PartitionKeys(partition: partition, namespace: namespace).key(
+            "queue", scope, "line:\(priority)" + (part.map { ":\($0)" } ?? ""))
     }
 
     func finishStep(callerID: String) -> ScriptStep {

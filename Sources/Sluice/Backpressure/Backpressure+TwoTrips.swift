@@ -55,7 +55,6 @@ extension Backpressure {
         // batch call, at the place in line it was given (the root's buckets were as deep in debt as they may go).
         let id = Reservation.newID()
         var admitted: Admitted?
-        var holdsPlace = false
         // Whether call-admit put the caller in the queue as waiting (for a lease, or at its place in line): a refusal
         // after that takes it out again (call-admit itself only does so when it admits).
         var waitsInQueue = false
@@ -71,7 +70,10 @@ extension Backpressure {
                 ]
                 if let pool { steps += [pool.acquireStep(), pool.freedStep] }
                 if priority == .batch {  // an interactive caller is better told at once than kept waiting
-                    steps.append(queue.lineStep(priority: priority, patience: deadline - asked, holdsPlace: holdsPlace))
+                    steps.append(
+                        queue.lineStep(
+                            priority: priority, patience: deadline - asked, callerID: id,
+                            tenant: route.path.count > 1 ? route.path.scopes[1] : nil))
                 }
                 steps.append(request.step)
                 if let together = route.together {
@@ -128,7 +130,6 @@ extension Backpressure {
                     // Its place in line: it sleeps until then and asks again, holding the place (no newcomer of
                     // its priority may take the debt promised to the line meanwhile).
                     let place = asked + .milliseconds(parts[2].integer ?? 0)
-                    holdsPlace = true
                     waitsInQueue = true
                     try await Task.sleep(until: min(place, deadline), clock: .continuous)
                     guard ContinuousClock.now + .milliseconds(1) < deadline else {

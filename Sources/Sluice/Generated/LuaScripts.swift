@@ -189,7 +189,8 @@ enum LuaScripts {
         --   ARGV caller id, max waiting, growth alert, window ms, scope, the call's ttl ms (in flight until),
         --   patience ms (how long the caller would wait for a lease: it counts as waiting meanwhile).
         -- Reply: {"admitted", decide's reply, breaker_allow's reply | 0, lease_acquire's reply | 0}; or
-        --   {"shed", waiting} (the queue is full); {"line", decide's reply, ms until its place} (below); {"breaker", breaker_allow's reply}; {"lease",
+        --   {"shed", waiting} (the queue is full); {"line", decide's reply, ms until its place} (below); {"breaker",
+        --   breaker_allow's reply}; {"lease",
         --   lease_acquire's reply}; {"quota", decide's reply} (refused by the quota or the tree).
         -- The "lease_free" step (KEYS the lease pool's wake-up list, sluice:{P}:lease:<scope>:free, no ARGV;
         --   required with "lease_acquire") and the "tree_free" step (KEYS the tree's wake-up list,
@@ -198,17 +199,29 @@ enum LuaScripts {
         --   lease-release and by call-finish's "wake" step); this script empties it then, so a wake-up there
         --   always stands for something freed since. Every key this script touches comes in KEYS, none is
         --   built from another key's name (Redis Cluster and proxies route by the declared keys).
-        -- The "line" step (KEYS the scope's line for the caller's priority, sluice:{P}:queue:<scope>:line:<priority>,
-        --   a string "<end> <front>": when the line's last place ends, and when the next place at its front
-        --   is free (for callers whose place came without room for them yet), ms; ARGV the caller's patience ms, and 1 when it
-        --   holds a place it was given, else 0): callers the root scope's buckets refuse only because their
-        --   debt is as deep as it may go wait in line instead of being refused. Each gets a place: the
-        --   moment the buckets can take its cost, behind every place given before, the places as far apart
-        --   as those buckets take to refill one call's cost. Reply {"line", decide's reply, ms until its
-        --   place}; it then counts as waiting, and asks again at its place (with 1). While a line waits,
-        --   newcomers of its priority are admitted at the root only without a wait (decide's "line"
-        --   option), so they cannot take the debt the line's callers were promised. A place past the
-        --   caller's patience refuses it as before, with the honest retry-after (when its place would come).
+        -- The "line" step (batch callers; KEYS the scope's line for the caller's priority,
+        --   sluice:{P}:queue:<scope>:line:<priority>, a string "<end> <front>": when the line's last place ends,
+        --   and when the next place at its front is free, ms; the tenants' next turns, ...:line:<priority>:tenants,
+        --   a hash; the turns of the callers waiting, ...:line:<priority>:turns, and when their places lapse,
+        --   ...:line:<priority>:lapse, sorted sets of caller ids; ARGV the caller's patience ms, its tenant
+        --   ("kind=name", or "*"), the tenant's weight, the caller's id): callers the root scope's buckets refuse
+        --   only because their debt is as deep as it may go wait in line instead of being refused. Each gets a
+        --   place: the moment the buckets can take its cost, behind every place given before, the places as far
+        --   apart as those buckets take to refill one call's cost. Reply {"line", decide's reply, ms until its
+        --   place}; it then counts as waiting, and asks again at its place. While a line waits, newcomers of its
+        --   priority are admitted at the root only without a wait (decide's "line" option), so they cannot take
+        --   the debt the line's callers were promised. A place past the caller's patience refuses it as before,
+        --   with the honest retry-after (when its place would come).
+        -- Waiting callers take turns by tenant (start-time fair queuing): a newcomer's turn is its tenant's next
+        --   turn, or the lowest turn waiting if that is later (no tenant saves turns up), and moves its tenant's
+        --   next turn 1/weight on. A newcomer whose turn is more than AHEAD below the highest waiting (another
+        --   tenant's backlog fills the line) gets a place at the line's front, not its end; a caller back at its
+        --   place whose turn is more than AHEAD above the lowest waiting gives the place up (admitted only
+        --   without a wait, else placed at the front again). So the line serves turns about in order: one
+        --   tenant's backlog lengthens another tenant's wait by at most about AHEAD of its calls, and tenants
+        --   waiting at once are served in proportion to their weights. Among tenants about as far on, the line
+        --   stays first come, first served. A place lapses LAPSE_MS after its time (the caller gave up, or died):
+        --   a caller back later asks as a newcomer.
         -- A caller admitted with a wait (decide's scheduled admission) counts as waiting until it proceeds,
         -- then as in flight: no step of the caller's runs in between.
 
@@ -216,6 +229,53 @@ enum LuaScripts {
         -- reused call after call (no step keeps them): the composite allocates nothing per call for them.
         local LAYOUTS, layouts, SCRATCH, PICKED, LINE = {}, 0, {}, {}, { spacing = 0 }
         local LINE_FORMAT = '^([%d.]+) ([%d.]+)$' -- a line's "<end> <front>", ms to a tenth
+        -- How far apart turns may be before the line reorders callers (see the header); how long a place outlives
+        -- its time; the tenants the line remembers at most (beyond, it forgets every tenant's next turn).
+        local AHEAD, LAPSE_MS, MOST_TENANTS = 4, 2000, 4096
+
+        -- The line's turns (line: the step's KEYS and ARGV; now, ms): callers whose place lapsed leave them. Returns
+        -- the lowest turn waiting and the highest (0, 0 when none wait).
+        local function turns(line, now)
+            local waiting, lapse = line[1][3], line[1][4]
+            local gone = redis.call('ZRANGEBYSCORE', lapse, '-inf', now, 'LIMIT', 0, 16)
+            if #gone > 0 then
+                redis.call('ZREM', lapse, unpack(gone))
+                redis.call('ZREM', waiting, unpack(gone))
+            end
+            local low = redis.call('ZRANGE', waiting, 0, 0, 'WITHSCORES')[2]
+            if not low then return 0, 0 end
+            return tonumber(low), tonumber(redis.call('ZRANGE', waiting, -1, -1, 'WITHSCORES')[2])
+        end
+
+        -- A newcomer's turn: its tenant's next, or the lowest waiting if that is later (no tenant saves turns up).
+        -- Returns it and the tenant's next turn (written only if the caller takes a place).
+        local function take_turn(line, low)
+            local weight = tonumber(line[2][3]) or 1
+            if not (weight >= 0.001 and weight <= 1000) then weight = 1 end
+            local turn = tonumber(redis.call('HGET', line[1][2], line[2][2])) or 0
+            if turn < low then turn = low end
+            return turn, turn + 1 / weight
+        end
+
+        -- The caller waits in line with its turn until its place (ms from now) has lapsed; its tenant's next turn.
+        local function hold(line, turn, next, left, now, ttl)
+            local tenants, waiting, lapse, id = line[1][2], line[1][3], line[1][4], line[2][4]
+            redis.call('ZADD', waiting, turn, id)
+            redis.call('ZADD', lapse, now + left + LAPSE_MS, id)
+            if next then
+                if redis.call('HLEN', tenants) >= MOST_TENANTS then redis.call('DEL', tenants) end -- forgets who went last
+                redis.call('HSET', tenants, line[2][2], string.format('%.17g', next))
+            end
+            for k = 2, 4 do redis.call('PEXPIRE', line[1][k], ttl + LAPSE_MS) end
+        end
+
+        -- The caller leaves the line (admitted, or refused for good). The last one out takes the tenants' turns along.
+        local function unhold(line)
+            local tenants, waiting, lapse, id = line[1][2], line[1][3], line[1][4], line[2][4]
+            redis.call('ZREM', waiting, id)
+            redis.call('ZREM', lapse, id)
+            if redis.call('ZCARD', waiting) == 0 then redis.call('DEL', tenants) end
+        end
 
         local function layout(header)
             local steps, k, a = {}, 0, 1
@@ -305,15 +365,19 @@ enum LuaScripts {
                     return { 'lease', slot }
                 end
             end
-            local line, lineEnds, lineFront, ticket = s.line, 0, 0, false
+            local line, lineEnds, lineFront, low, high, ticket, yielding = s.line, 0, 0, 0, 0, false, false
             if line then
-                ticket = line[2][2] == '1'
                 local v = redis.call('GET', line[1][1])
                 if v then
                     local e, f = string.match(v, LINE_FORMAT)
                     lineEnds, lineFront = tonumber(e) or 0, tonumber(f) or 0
                 end
-                if lineEnds > now and not ticket then decide[2][2] = decide[2][2] .. ' line' end
+                low, high = turns(line, now)
+                ticket = tonumber(redis.call('ZSCORE', line[1][3], line[2][4])) or false -- the turn it holds
+                -- A caller back at its place gives it up to callers whose turns come well before its own (a tenant
+                -- that went to the front): it is admitted now only without a wait, like a newcomer.
+                yielding = ticket and ticket > low + AHEAD
+                if lineEnds > now and (yielding or not ticket) then decide[2][2] = decide[2][2] .. ' line' end
             end
             local verdict = sluice.decide(decide[1], decide[2], t, line and LINE)
             local ok, wait = admitted(verdict)
@@ -326,21 +390,28 @@ enum LuaScripts {
                 end
                 if probe > 0 then unprobe(breaker[1][1], probe) end
                 if line and LINE.spacing > 0 then -- refused by the root's debt alone: a place in line
-                    -- A newcomer goes to the end of the line; a caller whose place came and found no room yet keeps
-                    -- its turn, at the front, behind the others that did (places at the front are spaced too).
+                    -- A newcomer goes to the end of the line (to its front when its tenant is behind); a caller whose
+                    -- place came and found no room yet (or gave it up) keeps its turn, at the front, behind the others
+                    -- that did (places at the front are spaced too).
+                    local turn, next, behind = ticket, nil, false
+                    if not turn then
+                        turn, next = take_turn(line, low)
+                        behind = turn < high - AHEAD -- another tenant's backlog fills the line: to the front
+                    end
                     local place = now + verdict[3]
-                    local after = ticket and lineFront or lineEnds
+                    local after = (ticket or behind) and lineFront or lineEnds
                     if after > place then place = after end
                     local left = math.ceil(place - now)
                     if left <= tonumber(line[2][1]) then
-                        -- A newcomer lengthens the line by its place. A caller back at the front does not: its place at the
-                        -- end was given when it first joined, and the callers behind it keep theirs (lengthening the line
-                        -- for each of them would give places no one holds, and leave the buckets idle meanwhile).
+                        -- A newcomer lengthens the line by its place, at the end or (its tenant behind) at the front. A
+                        -- caller back at the front does not: its place at the end was given when it first joined, and the
+                        -- callers behind it keep theirs (lengthening the line for each of them would give places no one
+                        -- holds, and leave the buckets idle meanwhile).
                         local ends = ticket and math.max(lineEnds, place + LINE.spacing)
                             or (lineEnds > place and lineEnds or place) + LINE.spacing
-                        local front = ticket and place + LINE.spacing or lineFront
-                        redis.call('SET', line[1][1], string.format('%.1f %.1f', ends, front), 'PX',
-                            math.ceil(ends - now) + 1000)
+                        local front = (ticket or behind) and place + LINE.spacing or lineFront
+                        redis.call('SET', line[1][1], string.format('%.1f %.1f', ends, front), 'PX', math.ceil(ends - now) + 1000)
+                        hold(line, turn, next, left, now, math.ceil(ends - now) + 1000)
                         if queue then -- waiting in line: visible in the queue until it asks again (or gives up)
                             local q, a = queue[1], queue[2]
                             if not redis.call('ZSCORE', q[1], a[1]) then
@@ -351,13 +422,17 @@ enum LuaScripts {
                     end
                     verdict[3] = left -- past its patience: refused, told when its place would have come
                 end
+                if ticket then unhold(line) end
                 return { 'quota', verdict }
             end
 
-            if ticket and wait == 0 and lineEnds > now + LINE.spacing then
-                -- It found the root's buckets with room to spare (calls used less than their estimates): the line
-                -- runs behind them, and moves up by one place.
-                redis.call('SET', line[1][1], string.format('%.1f %.1f', lineEnds - LINE.spacing, lineFront), 'KEEPTTL')
+            if ticket then
+                unhold(line)
+                if wait == 0 and lineEnds > now + LINE.spacing then
+                    -- It found the root's buckets with room to spare (calls used less than their estimates): the line
+                    -- runs behind them, and moves up by one place.
+                    redis.call('SET', line[1][1], string.format('%.1f %.1f', lineEnds - LINE.spacing, lineFront), 'KEEPTTL')
+                end
             end
             if queue then
                 local q, a = queue[1], queue[2]

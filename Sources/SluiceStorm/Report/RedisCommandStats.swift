@@ -62,10 +62,10 @@ public struct RedisCommandStats: Sendable, Hashable {
     /// commands sent on their own (the `ZREM` that ends an admitted call, say) and are left out of
     /// ``topLevelCalls``. A unit test keeps the set in step with `lua/`.
     public static let scriptInnerCommands: Set<String> = [
-        "del", "get", "hdel", "hget", "hgetall", "hincrby", "hkeys", "hmget", "hset", "lpush", "ltrim", "mget",
+        "del", "get", "hdel", "hget", "hgetall", "hincrby", "hkeys", "hlen", "hmget", "hset", "lpush", "ltrim", "mget",
         "pexpire",
         "pttl", "set", "time", "xadd",
-        "zadd", "zcard", "zcount", "zincrby", "zrangebyscore", "zrem", "zremrangebyscore", "zscore",
+        "zadd", "zcard", "zcount", "zincrby", "zrange", "zrangebyscore", "zrem", "zremrangebyscore", "zscore",
     ]
 
     /// Commands of ``scriptInnerCommands`` that Sluice also sends on their own (reading a configuration hash):

@@ -36,7 +36,11 @@ final class SluiceGate: CallGate {
             redis: redis,
             configuration: .init(
                 partition: partition, failurePolicy: .failClosed,
-                queue: .init(maxWaiting: SluiceSettings.maxWaiting, growthAlert: 100, window: .seconds(5)),
+                queue: .init(
+                    maxWaiting: SluiceSettings.maxWaiting, growthAlert: 100, window: .seconds(5),
+                    tenantWeights: Dictionary(
+                        assignment.scenario.tenants.flatMap { group in group.tenantNames.map { ($0, group.weight) } },
+                        uniquingKeysWith: { _, last in last })),
                 breaker: .init(
                     window: .seconds(5), buckets: 10, minimumCalls: 20, failureRatio: 0.5, coolDown: .seconds(1),
                     probes: 3, probeTimeout: .seconds(3)),
