@@ -258,7 +258,8 @@ struct TwoTripCallTests {
         let (scripts, _) = try await setup.scriptCalls()
         // call-finish once each; call-admit once, or twice for a caller that waited in line.
         #expect(scripts > 2 * 15 && scripts <= 3 * 15, "\(scripts) script calls for 15 calls")
-        for key in ["sluice:{openai}:queue:s:line:batch", "sluice:{openai}:queue:s:line:batch:tenants"] {
+        for part in ["", ":tenants", ":turns", ":lapse"] {
+            let key = "sluice:{openai}:queue:s:line:batch" + part
             let ttl = try await setup.client.send(RedisCommand("PTTL", RedisArgument(key)))
             #expect(ttl.integer == -2 || (ttl.integer ?? 0) > 0, "\(key) expires (PTTL \(ttl))")
         }
@@ -355,8 +356,8 @@ struct TwoTripCallTests {
         let order = RunOrder()
         let early = try await lineCalls(setup, tenant: first.tenant, count: first.count, order: order)
         try await Task.sleep(for: after)
-        let arrived = order.all.count
         let late = try await lineCalls(setup, tenant: second.tenant, count: second.count, order: order)
+        let arrived = order.all.count  // its tree is open: its calls ask at once
         #expect(await late.value == ["admitted": second.count])
         #expect(await early.value == ["admitted": first.count])
         return (order.all, arrived, try await setup.scriptCalls().calls)
@@ -369,9 +370,9 @@ struct TwoTripCallTests {
         let (ran, arrived, _) = try await twoTenantsInLine(("heavy", 30), then: ("light", 3), after: .milliseconds(300))
         let lastLight = ran.lastIndex(of: "light") ?? ran.count
         let heavyBefore = ran[arrived..<lastLight].filter { $0 == "heavy" }.count
-        // First come, first served, about 24 of heavy's calls would run first; taking turns, about 3.
+        // First come, first served, about 24 of heavy's calls would run first; taking turns, about 3 to 6.
         #expect(
-            heavyBefore <= 8, "\(heavyBefore) of heavy's calls ran between light's arrival and its last call: \(ran)")
+            heavyBefore <= 10, "\(heavyBefore) of heavy's calls ran between light's arrival and its last call: \(ran)")
         #expect(arrived < 20, "heavy still had a line when light came (\(arrived) of its calls had run)")
     }
 
@@ -388,7 +389,8 @@ struct TwoTripCallTests {
         let lastGold = ran.lastIndex(of: "gold") ?? ran.count
         let bronzeMeanwhile = ran[arrived..<lastGold].filter { $0 == "bronze" }.count
         #expect(bronzeMeanwhile >= 3, "bronze ran \(bronzeMeanwhile) calls while gold's 24 ran: \(ran)")
-        #expect(scripts <= 4 * 48, "\(scripts) script calls for 48 calls")
+        // Callers who give their places up ask once more, nobody asks again and again.
+        #expect(scripts <= 5 * 48, "\(scripts) script calls for 48 calls")
     }
 
     @Test("A retry costs one script call more: the failed attempt's outcome with the retry budget and the next permit")

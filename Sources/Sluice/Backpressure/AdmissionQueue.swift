@@ -17,9 +17,10 @@ public struct AdmissionQueue: Sendable {
         public var window: Duration
         /// Each tenant's weight in the batch line, by the name of the quota path's second scope (`acme` for
         /// `global=openai tenant=acme`); a tenant not named weighs 1. Callers waiting in line take turns: each tenant's
-        /// calls advance its turn by 1/weight, and the line serves the lowest turns first, so tenants waiting at once
-        /// are served in proportion to their weights and one tenant's backlog does not lengthen another's wait.
-        /// Weights are clamped to 0.001...1000; one that is not a positive number counts as 1.
+        /// calls advance its turn by 1/weight, and callers whose turns are far behind the others' go first, so tenants
+        /// waiting at once are served about in proportion to their weights, and one tenant's backlog lengthens
+        /// another's wait by about four of its turns, not by all of it. Every process of a fleet should use the same
+        /// weights. Weights are clamped to 0.001...1000; one that is not a positive number counts as 1.
         public var tenantWeights: [String: Double]
 
         /// Creates a configuration.

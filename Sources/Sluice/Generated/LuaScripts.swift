@@ -217,11 +217,13 @@ enum LuaScripts {
         --   next turn 1/weight on. A newcomer whose turn is more than AHEAD below the highest waiting (another
         --   tenant's backlog fills the line) gets a place at the line's front, not its end; a caller back at its
         --   place whose turn is more than AHEAD above the lowest waiting gives the place up (admitted only
-        --   without a wait, else placed at the front again). So the line serves turns about in order: one
-        --   tenant's backlog lengthens another tenant's wait by at most about AHEAD of its calls, and tenants
-        --   waiting at once are served in proportion to their weights. Among tenants about as far on, the line
-        --   stays first come, first served. A place lapses LAPSE_MS after its time (the caller gave up, or died):
-        --   a caller back later asks as a newcomer.
+        --   without a wait, else placed at the front again, or refused past its patience). So the line serves
+        --   turns about in order: one tenant's backlog lengthens another tenant's wait by about AHEAD turns of
+        --   it (AHEAD calls at weight 1), not by all of it, and tenants waiting at once are served about in
+        --   proportion to their weights. Places given are not moved; among tenants about as far on, the line
+        --   stays first come, first served. A caller refused because its tree's call slots are all taken keeps
+        --   its turn (it comes back when one frees). A place lapses LAPSE_MS after its time (the caller gave up,
+        --   or died): a caller back later asks as a newcomer.
         -- A caller admitted with a wait (decide's scheduled admission) counts as waiting until it proceeds,
         -- then as in flight: no step of the caller's runs in between.
 
@@ -231,7 +233,7 @@ enum LuaScripts {
         local LINE_FORMAT = '^([%d.]+) ([%d.]+)$' -- a line's "<end> <front>", ms to a tenth
         -- How far apart turns may be before the line reorders callers (see the header); how long a place outlives
         -- its time; the tenants the line remembers at most (beyond, it forgets every tenant's next turn).
-        local AHEAD, LAPSE_MS, MOST_TENANTS = 4, 2000, 4096
+        local AHEAD, LAPSE_MS, MOST_TENANTS = 4, 1000, 4096
 
         -- The line's turns (line: the step's KEYS and ARGV; now, ms): callers whose place lapsed leave them. Returns
         -- the lowest turn waiting and the highest (0, 0 when none wait).
@@ -243,7 +245,10 @@ enum LuaScripts {
                 redis.call('ZREM', waiting, unpack(gone))
             end
             local low = redis.call('ZRANGE', waiting, 0, 0, 'WITHSCORES')[2]
-            if not low then return 0, 0 end
+            if not low then
+                if #gone > 0 then redis.call('DEL', line[1][2]) end -- the last ones lapsed: the tenants' turns go too
+                return 0, 0
+            end
             return tonumber(low), tonumber(redis.call('ZRANGE', waiting, -1, -1, 'WITHSCORES')[2])
         end
 
@@ -262,11 +267,18 @@ enum LuaScripts {
             local tenants, waiting, lapse, id = line[1][2], line[1][3], line[1][4], line[2][4]
             redis.call('ZADD', waiting, turn, id)
             redis.call('ZADD', lapse, now + left + LAPSE_MS, id)
+            -- The keys outlive the line's last place by the lapse; extended with slack, never shortened.
+            local needed, keep = ttl + LAPSE_MS, redis.call('PTTL', waiting)
+            if keep < needed then
+                keep = needed + math.min(needed, 60000)
+                redis.call('PEXPIRE', waiting, keep)
+                redis.call('PEXPIRE', lapse, keep)
+            end
             if next then
                 if redis.call('HLEN', tenants) >= MOST_TENANTS then redis.call('DEL', tenants) end -- forgets who went last
                 redis.call('HSET', tenants, line[2][2], string.format('%.17g', next))
+                redis.call('PEXPIRE', tenants, keep)
             end
-            for k = 2, 4 do redis.call('PEXPIRE', line[1][k], ttl + LAPSE_MS) end
         end
 
         -- The caller leaves the line (admitted, or refused for good). The last one out takes the tenants' turns along.
@@ -381,7 +393,8 @@ enum LuaScripts {
             end
             local verdict = sluice.decide(decide[1], decide[2], t, line and LINE)
             local ok, wait = admitted(verdict)
-            if not ok and s.tree_free and verdict[5] > 0 and verdict[6 * verdict[5] + 5] == 'tree-in-flight' then
+            local treeFull = not ok and verdict[5] > 0 and verdict[6 * verdict[5] + 5] == 'tree-in-flight'
+            if treeFull and s.tree_free then
                 redis.call('DEL', s.tree_free[1][1]) -- every call slot is taken: older wake-ups are stale
             end
             if not ok then
@@ -422,7 +435,8 @@ enum LuaScripts {
                     end
                     verdict[3] = left -- past its patience: refused, told when its place would have come
                 end
-                if ticket then unhold(line) end
+                -- It leaves the line, unless it waits for a call slot of its tree: it comes back with its turn.
+                if ticket and not treeFull then unhold(line) end
                 return { 'quota', verdict }
             end
 
