@@ -236,23 +236,7 @@ struct TwoTripCallTests {
         _ = try await setup.limiter.decide(path, cost: ["requests": 0])  // loads the function library
         try await setup.resetStats()
         let started = ContinuousClock.now
-        let outcomes = await withTaskGroup(of: String.self) { group in
-            for _ in 0..<15 {
-                group.addTask {
-                    do {
-                        _ = try await tree.run {
-                            try await setup.backpressure.call(call) { _ in CallOutcome((), usage: ["requests": 1]) }
-                        }
-                        return "admitted"
-                    } catch {
-                        return "\(error)"
-                    }
-                }
-            }
-            var all: [String: Int] = [:]
-            for await outcome in group { all[outcome, default: 0] += 1 }
-            return all
-        }
+        let outcomes = await Self.runAtOnce(15, call, in: tree, on: setup)
         #expect(outcomes == ["admitted": 15], "every caller admitted in its turn: \(outcomes)")
         #expect(ContinuousClock.now - started >= .milliseconds(900), "paced by the bucket: 10 a second after the first")
         let (scripts, _) = try await setup.scriptCalls()
@@ -317,27 +301,34 @@ struct TwoTripCallTests {
             scope: "s", estimate: ["requests": 1], quotaPath: path, timeout: .seconds(20), maxAttempts: 1)
         let tree = try await RequestTrees(redis: setup.client).open(
             partition: "openai", limits: TreeLimits(maxInFlight: 1000, deadline: .seconds(60)), priority: .batch)
-        return Task {
-            await withTaskGroup(of: String.self) { group in
-                for _ in 0..<count {
-                    group.addTask {
-                        do {
-                            _ = try await tree.run {
-                                try await setup.backpressure.call(call) { (_: CallAttempt) -> CallOutcome<Void> in
-                                    order.append(tenant)
-                                    return CallOutcome((), usage: ["requests": 1])
-                                }
+        return Task { await Self.runAtOnce(count, call, in: tree, on: setup) { order.append(tenant) } }
+    }
+
+    /// Runs `count` copies of `call` at once in `tree`, each provider operation reporting a usage of 1 request (after
+    /// `ran`); returns how many ended how ("admitted", or the error).
+    private static func runAtOnce(
+        _ count: Int, _ call: ProviderCall, in tree: TreeContext, on setup: Setup,
+        ran: @escaping @Sendable () -> Void = {}
+    ) async -> [String: Int] {
+        await withTaskGroup(of: String.self) { group in
+            for _ in 0..<count {
+                group.addTask {
+                    do {
+                        _ = try await tree.run {
+                            try await setup.backpressure.call(call) { (_: CallAttempt) -> CallOutcome<Void> in
+                                ran()
+                                return CallOutcome((), usage: ["requests": 1])
                             }
-                            return "admitted"
-                        } catch {
-                            return "\(error)"
                         }
+                        return "admitted"
+                    } catch {
+                        return "\(error)"
                     }
                 }
-                var all: [String: Int] = [:]
-                for await outcome in group { all[outcome, default: 0] += 1 }
-                return all
             }
+            var all: [String: Int] = [:]
+            for await outcome in group { all[outcome, default: 0] += 1 }
+            return all
         }
     }
 
