@@ -214,6 +214,7 @@ local function call_admit(KEYS, ARGV)
         yielding = ticket and ticket > low + AHEAD
         if lineEnds > now and (yielding or not ticket) then decide[2][2] = decide[2][2] .. ' line' end
     end
+    LINE.spacing = 0 -- set by decide when the root's debt alone refused; kept across calls, so reset first
     local verdict = sluice.decide(decide[1], decide[2], t, line and LINE)
     local ok, wait = admitted(verdict)
     local treeFull = not ok and verdict[5] > 0 and verdict[6 * verdict[5] + 5] == 'tree-in-flight'

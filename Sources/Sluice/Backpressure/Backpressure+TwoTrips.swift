@@ -82,6 +82,10 @@ extension Backpressure {
                 steps.append(budget.step("count"))  // a first attempt, counted without reading the window
                 let admit = ScriptStep.composite(LuaScripts.callAdmit, steps)
                 guard let reply = try await step.run({ try await redis.run(admit) }) else { break }  // degraded
+                // Waits are counted from the reply, not from asking: the server's "now" lies between the two, so a
+                // caller never comes back (or runs) before its time. Counted from asking, a caller back at its place
+                // in line came a round trip early, found no room yet and asked once more.
+                let answered = ContinuousClock.now
                 let parts = reply.array ?? []
                 guard parts.count >= 2, let status = parts[0].string else {
                     throw BackpressureError(.redisError, "call-admit replied unexpectedly")
@@ -129,7 +133,7 @@ extension Backpressure {
                 case "line" where parts.count == 3:
                     // Its place in line: it sleeps until then and asks again, holding the place (no newcomer of
                     // its priority may take the debt promised to the line meanwhile).
-                    let place = asked + .milliseconds(parts[2].integer ?? 0)
+                    let place = answered + .milliseconds(parts[2].integer ?? 0)
                     waitsInQueue = true
                     try await Task.sleep(until: min(place, deadline), clock: .continuous)
                     guard ContinuousClock.now + .milliseconds(1) < deadline else {
@@ -181,8 +185,10 @@ extension Backpressure {
                     }
                     let permit = try breaker.parsePermit(parts[2])
                     metrics.breaker(dependency, is: permit.state)
+                    // Not past the deadline (the server gave a wait that ends by it, counted from when it ran).
                     admitted = Admitted(
-                        reservation: reservation, permit: permit, lease: lease, proceedAt: asked + decision.wait)
+                        reservation: reservation, permit: permit, lease: lease,
+                        proceedAt: min(answered + decision.wait, deadline))
                 default:
                     throw BackpressureError(.redisError, "call-admit replied unexpectedly")
                 }
