@@ -23,30 +23,34 @@
 --   always stands for something freed since. Every key this script touches comes in KEYS, none is
 --   built from another key's name (Redis Cluster and proxies route by the declared keys).
 -- The "line" step (batch callers; KEYS the scope's line for the caller's priority,
---   sluice:{P}:queue:<scope>:line:<priority>, a string "<end> <front>": when the line's last place ends,
---   and when the next place at its front is free, ms; the tenants' next turns, ...:line:<priority>:tenants,
---   a hash; the turns of the callers waiting, ...:line:<priority>:turns, and when their places lapse,
---   ...:line:<priority>:lapse, sorted sets of caller ids; ARGV the caller's patience ms, its tenant
---   ("kind=name", or "*"), the tenant's weight, the caller's id): callers the root scope's buckets refuse
---   only because their debt is as deep as it may go wait in line instead of being refused. Each gets a
---   place: the moment the buckets can take its cost, behind every place given before, the places as far
---   apart as those buckets take to refill one call's cost. Reply {"line", decide's reply, ms until its
---   place}; it then counts as waiting, and asks again at its place. While a line waits, newcomers of its
---   priority are admitted at the root only without a wait (decide's "line" option), so they cannot take
---   the debt the line's callers were promised. A place past the caller's patience refuses it as before,
---   with the honest retry-after (when its place would come).
--- Waiting callers take turns by tenant (start-time fair queuing): a newcomer's turn is its tenant's next
---   turn, or the lowest turn waiting if that is later (no tenant saves turns up), and moves its tenant's
---   next turn 1/weight on. A newcomer whose turn is more than AHEAD below the highest waiting (another
---   tenant's backlog fills the line) gets a place at the line's front, not its end; a caller back at its
---   place whose turn is more than AHEAD above the lowest waiting gives the place up (admitted only
---   without a wait, else placed at the front again, or refused past its patience). So the line serves
---   turns about in order: one tenant's backlog lengthens another tenant's wait by about AHEAD turns of
---   it (AHEAD calls at weight 1), not by all of it, and tenants waiting at once are served about in
---   proportion to their weights. Places given are not moved; among tenants about as far on, the line
---   stays first come, first served. A caller refused because its tree's call slots are all taken keeps
---   its turn (it comes back when one frees). A place lapses LAPSE_MS after its time (the caller gave up,
---   or died): a caller back later asks as a newcomer.
+--   sluice:{P}:queue:<scope>:line:<priority>, a string "<end> <front>": when the line's last place
+--   ends, and when the next place at its front is free, ms; the tenants' next turns,
+--   ...:line:<priority>:tenants, a hash; the turns of the callers waiting, ...:line:<priority>:turns,
+--   and when their places lapse, ...:line:<priority>:lapse, sorted sets of caller ids; the weights
+--   operators set, sluice:{P}:weights, a hash of tenant ("kind=name") -> weight; ARGV the caller's
+--   patience ms, its tenant ("kind=name", or "*"), the tenant's weight in the caller's configuration,
+--   the caller's id): callers the root scope's buckets refuse only because their debt is as deep as it
+--   may go wait in line instead of being refused. Each gets a place: the moment the buckets can take
+--   its cost, behind every place given before, the places as far apart as those buckets take to refill
+--   one call's cost. Reply {"line", decide's reply, ms until its place}; it then counts as waiting, and
+--   asks again at its place. While a line waits, newcomers of its priority are admitted at the root
+--   only without a wait (decide's "line" option), so they cannot take the debt the line's callers were
+--   promised. A place past the caller's patience refuses it as before, with the honest retry-after
+--   (when its place would come).
+-- Waiting callers take turns by tenant (start-time fair queuing): a newcomer's turn is its tenant's
+--   next turn, or the lowest turn waiting if that is later (no tenant saves turns up), and moves its
+--   tenant's next turn 1/weight on (the weight operators set in sluice:{P}:weights, else the caller's;
+--   one that is not a number from 0.001 to 1000 does not count). A newcomer whose turn is more than
+--   AHEAD below the highest waiting (another tenant's backlog fills the line) gets a place at the
+--   line's front, not its end; a caller back at its place whose turn is more than AHEAD above the
+--   lowest waiting gives the place up (admitted only without a wait, else placed at the front again, or
+--   refused past its patience). So the line serves turns about in order: one tenant's backlog lengthens
+--   another tenant's wait by about AHEAD turns of it (AHEAD calls at weight 1), not by all of it, and
+--   tenants waiting at once are served about in proportion to their weights. Places given are not
+--   moved; among tenants about as far on, the line stays first come, first served. A caller refused
+--   because its tree's call slots are all taken keeps its turn (it comes back when one frees). A place
+--   lapses LAPSE_MS after its time (the caller gave up, or died): a caller back later asks as a
+--   newcomer.
 -- A caller admitted with a wait (decide's scheduled admission) counts as waiting until it proceeds,
 -- then as in flight: no step of the caller's runs in between.
 
@@ -78,8 +82,9 @@ end
 -- A newcomer's turn: its tenant's next, or the lowest waiting if that is later (no tenant saves turns up).
 -- Returns it and the tenant's next turn (written only if the caller takes a place).
 local function take_turn(line, low)
-    local weight = tonumber(line[2][3]) or 1
-    if not (weight >= 0.001 and weight <= 1000) then weight = 1 end
+    local weight = tonumber(redis.call('HGET', line[1][5], line[2][2]))
+    if not (weight and weight >= 0.001 and weight <= 1000) then weight = tonumber(line[2][3]) end
+    if not (weight and weight >= 0.001 and weight <= 1000) then weight = 1 end
     local turn = tonumber(redis.call('HGET', line[1][2], line[2][2])) or 0
     if turn < low then turn = low end
     return turn, turn + 1 / weight

@@ -10,6 +10,9 @@ struct QuotaCommand: AsyncParsableCommand {
               sluice quota set global=openai tenant=* tree=* --resource tokens --budget 200000
             The next decision anywhere in the fleet uses the new values.
             """,
-        subcommands: [QuotaSetCommand.self, QuotaGetCommand.self, QuotaListCommand.self, QuotaRemoveCommand.self]
+        subcommands: [
+            QuotaSetCommand.self, QuotaGetCommand.self, QuotaListCommand.self, QuotaRemoveCommand.self,
+            QuotaWeightCommand.self,
+        ]
     )
 }

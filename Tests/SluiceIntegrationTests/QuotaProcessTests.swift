@@ -99,6 +99,28 @@ struct QuotaProcessTests {
         #expect(result.status == 1)
     }
 
+    @Test("quota weight sets, shows and removes a tenant's weight in the batch line, kept in Redis")
+    func weightCLI() async throws {
+        let fixture = try QuotaFixture()
+        defer { Task { await fixture.cleanUp() } }
+        let root = "global=\(fixture.root)"
+        var result = try SluiceBinary.run(["quota", "weight", root, "tenant=acme", "--json"])
+        #expect(result.status == 1 && result.output.contains("\"weight\":null"), "\(result.output)")
+        result = try SluiceBinary.run(["quota", "weight", root, "tenant=acme", "2.5"])
+        #expect(result.status == 0, "\(result.output)")
+        result = try SluiceBinary.run(["quota", "weight", root, "tenant=acme", "--json"])
+        let json = try #require(jsonObject(result.output), "\(result.output)")
+        #expect(json["weight"] as? Double == 2.5 && json["tenant"] as? String == "tenant=acme", "\(result.output)")
+        // Where the line reads it: the partition's weights hash, by tenant.
+        let stored = try await fixture.client.send(
+            RedisCommand("HGET", RedisArgument("sluice:{\(fixture.root)}:weights"), "tenant=acme"))
+        #expect(stored.string.flatMap(Double.init) == 2.5)
+        result = try SluiceBinary.run(["quota", "weight", root, "tenant=acme", "--remove"])
+        #expect(result.status == 0, "\(result.output)")
+        result = try SluiceBinary.run(["quota", "weight", root, "tenant=acme"])
+        #expect(result.status == 1, "\(result.output)")
+    }
+
     @Test(
         "The CLI refuses invalid input before touching Redis",
         arguments: [
@@ -110,6 +132,8 @@ struct QuotaProcessTests {
             ["quota", "set", "global=x", "--resource", "tokens", "--window", "500/min", "--exact"],
             ["bench", "decide", "global=x", "--cost", "tokens=1", "--concurrency", "0", "--count", "5"],
             ["check", "global=x", "--cost", "tokens=1", "--default", "global=tokens: bucket"],
+            ["quota", "weight", "global=x", "tenant=a", "0"], ["quota", "weight", "global=x", "tenant=a", "nan"],
+            ["quota", "weight", "global=x", "tenant=a", "2", "--remove"], ["quota", "weight", "global=x", "tenant"],
         ])
     func invalidInput(arguments: [String]) throws {
         let result = try SluiceBinary.run(arguments + ["--redis", "redis://127.0.0.1:1"])

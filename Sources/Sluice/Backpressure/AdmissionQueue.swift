@@ -20,7 +20,9 @@ public struct AdmissionQueue: Sendable {
         /// calls advance its turn by 1/weight, and callers whose turns are far behind the others' go first, so tenants
         /// waiting at once are served about in proportion to their weights, and one tenant's backlog lengthens
         /// another's wait by about four of its turns, not by all of it. Every process of a fleet should use the same
-        /// weights. Weights are clamped to 0.001...1000; one that is not a positive number counts as 1.
+        /// weights. Weights are clamped to 0.001...1000; one that is not a positive number counts as 1. A weight that
+        /// operators set in Redis for a tenant (``QuotaStore/setTenantWeight(_:tenant:root:)``, `sluice quota weight`)
+        /// takes precedence: it is the same for every process of the fleet.
         public var tenantWeights: [String: Double]
 
         /// Creates a configuration.
@@ -121,12 +123,14 @@ public struct AdmissionQueue: Sendable {
     /// call-admit's "line" step (batch calls): a caller the root scope's buckets refuse only for want of debt waits in the
     /// line of its `priority` (`<namespace>:{<partition>}:queue:<scope>:line:<priority>`, with `:tenants`, `:turns`
     /// and `:lapse`) instead, told its place in the reply. Waiting callers take turns by tenant, in proportion to
-    /// ``Configuration/tenantWeights`` (`tenant` is the quota path's second scope; callers without one share a turn).
+    /// their weights (`tenant` is the quota path's second scope; callers without one share a turn): the weight
+    /// operators set in Redis (``QuotaStore/setTenantWeight(_:tenant:root:)``), else ``Configuration/tenantWeights``.
     func lineStep(priority: Priority, patience: Duration, callerID: String, tenant: Scope?) -> ScriptStep {
         ScriptStep(
             script: LuaScripts.callAdmit,
             keys: [
                 lineKey(priority), lineKey(priority, "tenants"), lineKey(priority, "turns"), lineKey(priority, "lapse"),
+                PartitionKeys(partition: partition, namespace: namespace).weights,
             ],
             arguments: [
                 RedisArgument(max(0, Int(patience / .milliseconds(1)))), RedisArgument(tenant?.escaped ?? "*"),

@@ -43,6 +43,10 @@ struct PartitionKeys: Sendable, Hashable {
     /// The partition's worker registry, `sluice:{P}:workers`.
     var workers: RedisArgument { RedisArgument(prefix + "workers") }
 
+    /// The tenants' weights in the batch line that operators set, `sluice:{P}:weights` (tenant name -> weight; no
+    /// expiry: configuration, like the quota hash).
+    var weights: RedisArgument { RedisArgument(prefix + "weights") }
+
     /// Escapes a user-supplied name for use inside a key, exactly as the quota keys do (``KeyName``).
     static func escape(_ name: String) -> String {
         KeyName.escape(name)

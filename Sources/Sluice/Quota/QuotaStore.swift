@@ -129,6 +129,36 @@ public struct QuotaStore: Sendable {
         return found
     }
 
+    /// Sets the weight of `tenant` (the second scope of a quota path, `tenant=acme`) in the batch line of the
+    /// partition of root `root` (`global=openai`), or removes it when `weight` is nil: waiting batch callers take
+    /// turns by tenant in proportion to their weights (<doc:Backpressure>). A weight set here applies to every
+    /// process of the fleet at once and takes precedence over each one's
+    /// ``AdmissionQueue/Configuration/tenantWeights``. Kept in `sluice:{<root>}:weights` (tenant -> weight),
+    /// configuration without expiry like the quota hash. Throws ``QuotaError/Code/invalidSpec`` for a weight
+    /// that is not a number from 0.001 to 1000.
+    public func setTenantWeight(_ weight: Double?, tenant: Scope, root: Scope) async throws(QuotaError) {
+        let key = PartitionKeys(partition: root.name, shard: nil, namespace: namespace).weights
+        guard let weight else {
+            _ = try await send(RedisCommand("HDEL", key, RedisArgument(tenant.escaped)))
+            return
+        }
+        guard weight.isFinite, (0.001...1000).contains(weight) else {
+            throw QuotaError(.invalidSpec, "a tenant's weight is a number from 0.001 to 1000")
+        }
+        _ = try await send(RedisCommand("HSET", key, RedisArgument(tenant.escaped), RedisArgument(String(weight))))
+    }
+
+    /// The weight of `tenant` set in the partition of root `root` (``setTenantWeight(_:tenant:root:)``), or nil
+    /// when none is set or the value there is not a number from 0.001 to 1000 (the line ignores it too).
+    public func tenantWeight(tenant: Scope, root: Scope) async throws(QuotaError) -> Double? {
+        let key = PartitionKeys(partition: root.name, shard: nil, namespace: namespace).weights
+        let text = try await send(RedisCommand("HGET", key, RedisArgument(tenant.escaped))).string
+        guard let weight = text.flatMap(Double.init), weight.isFinite, (0.001...1000).contains(weight) else {
+            return nil
+        }
+        return weight
+    }
+
     /// Every field of every config hash under the namespace (on every primary of a Redis Cluster).
     public func list() async throws(QuotaError) -> [QuotaField] {
         var fields: [QuotaField] = []
