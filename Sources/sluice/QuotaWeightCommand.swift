@@ -24,9 +24,10 @@ struct QuotaWeightCommand: AsyncParsableCommand {
 
     func validate() throws {
         do {
-            _ = try Scope(parsing: root)
-            _ = try Scope(parsing: tenant)
-        } catch {
+            for scope in [try Scope(parsing: root), try Scope(parsing: tenant)] where scope.name == "*" {
+                throw ValidationError("a weight is for one tenant of one root: \(scope) names no single one")
+            }
+        } catch let error as QuotaError {
             throw ValidationError(error.message)
         }
         if remove && weight != nil { throw ValidationError("give a weight or --remove, not both") }

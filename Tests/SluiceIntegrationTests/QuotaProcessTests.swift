@@ -115,6 +115,11 @@ struct QuotaProcessTests {
         let stored = try await fixture.client.send(
             RedisCommand("HGET", RedisArgument("sluice:{\(fixture.root)}:weights"), "tenant=acme"))
         #expect(stored.string.flatMap(Double.init) == 2.5)
+        // A value written by hand that the line ignores is reported as such.
+        _ = try await fixture.client.send(
+            RedisCommand("HSET", RedisArgument("sluice:{\(fixture.root)}:weights"), "tenant=bad", "heavy"))
+        result = try SluiceBinary.run(["quota", "weight", root, "tenant=bad"])
+        #expect(result.status != 0 && result.output.contains("ignores it"), "\(result.output)")
         result = try SluiceBinary.run(["quota", "weight", root, "tenant=acme", "--remove"])
         #expect(result.status == 0, "\(result.output)")
         result = try SluiceBinary.run(["quota", "weight", root, "tenant=acme"])
@@ -134,6 +139,7 @@ struct QuotaProcessTests {
             ["check", "global=x", "--cost", "tokens=1", "--default", "global=tokens: bucket"],
             ["quota", "weight", "global=x", "tenant=a", "0"], ["quota", "weight", "global=x", "tenant=a", "nan"],
             ["quota", "weight", "global=x", "tenant=a", "2", "--remove"], ["quota", "weight", "global=x", "tenant"],
+            ["quota", "weight", "global=x", "tenant=*", "2"],
         ])
     func invalidInput(arguments: [String]) throws {
         let result = try SluiceBinary.run(arguments + ["--redis", "redis://127.0.0.1:1"])

@@ -336,16 +336,17 @@ struct TwoTripCallTests {
     /// later, `second.count` of `second.tenant`: every call admitted. Returns the order in which they ran, how many
     /// had run when the second tenant came, and the script calls made.
     private func twoTenantsInLine(
-        weights: [String: Double] = [:], weightsInRedis: [String: Double] = [:], _ first: (tenant: String, count: Int),
+        weights: [String: Double] = [:], weightsInRedis: [String: String] = [:], _ first: (tenant: String, count: Int),
         then second: (tenant: String, count: Int),
         after: Duration
     ) async throws -> (ran: [String], arrived: Int, scripts: Int) {
         let setup = try await Setup(
             defaults: ["global": "requests: bucket rate=20/s burst=1 debt=1"], queue: .init(tenantWeights: weights))
         defer { setup.close() }
-        let store = QuotaStore(client: setup.client)
-        for (tenant, weight) in weightsInRedis {
-            try await store.setTenantWeight(weight, tenant: Scope("tenant", tenant), root: Scope("global", "openai"))
+        for (tenant, weight) in weightsInRedis {  // as an operator writes them (`sluice quota weight` checks them)
+            _ = try await setup.client.send(
+                RedisCommand(
+                    "HSET", "sluice:{openai}:weights", RedisArgument("tenant=\(tenant)"), RedisArgument(weight)))
         }
         _ = try await setup.limiter.decide(try ScopePath("global=openai"), cost: ["requests": 0])
         let order = RunOrder()
@@ -371,15 +372,23 @@ struct TwoTripCallTests {
         #expect(arrived < 20, "heavy still had a line when light came (\(arrived) of its calls had run)")
     }
 
+    /// Where the line's weights come from in ``lineFollowsTenantWeights(_:)``.
+    enum WeightSource: String, CaseIterable, CustomTestStringConvertible {
+        case process, redis, invalidInRedis
+        var testDescription: String { rawValue }
+    }
+
     @Test(
-        "Tenants take places in line in proportion to their weights: the process's, or the operators' in Redis",
-        arguments: [false, true])
-    func lineFollowsTenantWeights(setInRedis: Bool) async throws {
-        // Set in Redis, the operators' weights win over the process's (here the other way round).
+        "Tenants take places in line in proportion to their weights: the operators' in Redis, else the process's",
+        arguments: WeightSource.allCases)
+    func lineFollowsTenantWeights(_ source: WeightSource) async throws {
+        // Set in Redis, the operators' weights win over the process's (here the other way round); values there that
+        // are not weights are ignored, the process's apply.
         let (ran, arrived, scripts) = try await twoTenantsInLine(
-            weights: setInRedis ? ["gold": 1, "bronze": 3] : ["gold": 3, "bronze": 1],
-            weightsInRedis: setInRedis ? ["gold": 3, "bronze": 1] : [:], ("bronze", 24), then: ("gold", 24),
-            after: .milliseconds(200))
+            weights: source == .redis ? ["gold": 1, "bronze": 3] : ["gold": 3, "bronze": 1],
+            weightsInRedis: [.redis: ["gold": "3", "bronze": "1"], .invalidInRedis: ["gold": "nan", "bronze": "0"]][
+                source] ?? [:],
+            ("bronze", 24), then: ("gold", 24), after: .milliseconds(200))
         // Taking turns, gold (3) and bronze (1) waiting at once share the calls 3 to 1: of the 16 calls that ran next
         // (from the second on, the first may have had its place already) gold has about 12; first come, first served,
         // it would have had none. While gold's calls run, bronze's still get their share: it is not starved.

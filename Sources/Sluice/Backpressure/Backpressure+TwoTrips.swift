@@ -83,9 +83,14 @@ extension Backpressure {
                 let admit = ScriptStep.composite(LuaScripts.callAdmit, steps)
                 guard let reply = try await step.run({ try await redis.run(admit) }) else { break }  // degraded
                 // Waits are counted from the reply, not from asking: the server's "now" lies between the two, so a
-                // caller never comes back (or runs) before its time. Counted from asking, a caller back at its place
-                // in line came a round trip early, found no room yet and asked once more.
+                // caller never comes back (or runs) before its time (counted from asking, a caller back at its place
+                // in line could come a round trip early, find no room yet and ask once more). Unless that passes the
+                // deadline: the server gave a wait that ends by the deadline counted from asking, so it is counted
+                // from there, as the server promised, not cut short (a call started at its deadline fails at once).
                 let answered = ContinuousClock.now
+                func waited(_ wait: Duration) -> ContinuousClock.Instant {
+                    answered + wait < deadline ? answered + wait : asked + wait
+                }
                 let parts = reply.array ?? []
                 guard parts.count >= 2, let status = parts[0].string else {
                     throw BackpressureError(.redisError, "call-admit replied unexpectedly")
@@ -133,7 +138,7 @@ extension Backpressure {
                 case "line" where parts.count == 3:
                     // Its place in line: it sleeps until then and asks again, holding the place (no newcomer of
                     // its priority may take the debt promised to the line meanwhile).
-                    let place = answered + .milliseconds(parts[2].integer ?? 0)
+                    let place = waited(.milliseconds(parts[2].integer ?? 0))
                     waitsInQueue = true
                     try await Task.sleep(until: min(place, deadline), clock: .continuous)
                     guard ContinuousClock.now + .milliseconds(1) < deadline else {
@@ -185,10 +190,8 @@ extension Backpressure {
                     }
                     let permit = try breaker.parsePermit(parts[2])
                     metrics.breaker(dependency, is: permit.state)
-                    // Not past the deadline (the server gave a wait that ends by it, counted from when it ran).
                     admitted = Admitted(
-                        reservation: reservation, permit: permit, lease: lease,
-                        proceedAt: min(answered + decision.wait, deadline))
+                        reservation: reservation, permit: permit, lease: lease, proceedAt: waited(decision.wait))
                 default:
                     throw BackpressureError(.redisError, "call-admit replied unexpectedly")
                 }

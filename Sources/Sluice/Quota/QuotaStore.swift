@@ -149,12 +149,18 @@ public struct QuotaStore: Sendable {
     }
 
     /// The weight of `tenant` set in the partition of root `root` (``setTenantWeight(_:tenant:root:)``), or nil
-    /// when none is set or the value there is not a number from 0.001 to 1000 (the line ignores it too).
+    /// when none is set. Throws ``QuotaError/Code/invalidSpec`` when the value there (written by hand) is not a
+    /// number from 0.001 to 1000: the line ignores it, and each process's own weight applies.
     public func tenantWeight(tenant: Scope, root: Scope) async throws(QuotaError) -> Double? {
         let key = PartitionKeys(partition: root.name, shard: nil, namespace: namespace).weights
-        let text = try await send(RedisCommand("HGET", key, RedisArgument(tenant.escaped))).string
-        guard let weight = text.flatMap(Double.init), weight.isFinite, (0.001...1000).contains(weight) else {
+        guard let text = try await send(RedisCommand("HGET", key, RedisArgument(tenant.escaped))).string else {
             return nil
+        }
+        let words = text.split(whereSeparator: \.isWhitespace)  // Lua's tonumber allows spaces around it
+        guard words.count == 1, let weight = Double(words[0]), weight.isFinite, (0.001...1000).contains(weight) else {
+            throw QuotaError(
+                .invalidSpec,
+                "the weight stored for \(tenant), \"\(text)\", is not a number from 0.001 to 1000: the line ignores it")
         }
         return weight
     }
