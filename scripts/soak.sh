@@ -17,7 +17,8 @@
 #                        counted (fail_open_admissions)
 #   leaked_leases        leases, queue waiters and in-flight calls still live in Redis after every holder is gone
 #                        and their time to live has passed
-#   keys_without_expiry  keys with no TTL (SCAN + TTL on every primary), the quota config hash aside
+#   keys_without_expiry  keys with no TTL (SCAN + TTL on every primary), the operators' configuration (the quota
+#                        and tenant weight hashes) aside
 #   crashed              processes that died other than by the driver (workers, provider, Redis, CLI by a signal)
 #   late_calls           calls that returned more than 100 ms after their deadline, not counting time the worker's
 #                        process stood still (measured by a thread of its own); late_calls_raw counts it
@@ -163,6 +164,9 @@ set_t0() { # loose|strict
 }
 T0_SPEC=loose
 set_t0 loose || { log "cannot set the operators' quota"; exit 1; }
+# t0's share of the batch line, fleet-wide (configuration, like the quota hash: no expiry)
+"$SLUICE" quota weight --redis "$URL" global=soak tenant=t0 2 >/dev/null 2>>"$WORK/logs/quota.log" ||
+  { log "cannot set the operators' tenant weight"; exit 1; }
 quota_field() { "$SLUICE" quota get --redis "$URL" global=soak tenant=t0 2>/dev/null; }
 EXPECTED_QUOTA=$(quota_field)
 
@@ -385,7 +389,9 @@ repeat
   local r = redis.call("SCAN", cursor, "COUNT", 1000)
   cursor = r[1]
   for _, k in ipairs(r[2]) do
-    if redis.call("TTL", k) == -1 and not string.find(k, ":quotas$") then out[#out + 1] = k end
+    if redis.call("TTL", k) == -1 and not string.find(k, ":quotas$") and not string.find(k, ":weights$") then
+      out[#out + 1] = k
+    end
   end
 until cursor == "0"
 return out'
