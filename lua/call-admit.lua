@@ -109,12 +109,16 @@ local function hold(line, turn, next, left, now, ttl)
     end
 end
 
--- The caller leaves the line (admitted, or refused for good). The last one out takes the tenants' turns along.
-local function unhold(line)
-    local tenants, waiting, lapse, id = line[1][2], line[1][3], line[1][4], line[2][4]
+-- Caller `id` leaves the line (admitted, refused for good, or gone: queue-leave.lua calls this too, for a
+-- caller that gave up waiting). The last one out takes the tenants' turns along.
+sluice.line_leave = function(tenants, waiting, lapse, id)
     redis.call('ZREM', waiting, id)
     redis.call('ZREM', lapse, id)
     if redis.call('ZCARD', waiting) == 0 then redis.call('DEL', tenants) end
+end
+
+local function unhold(line)
+    sluice.line_leave(line[1][2], line[1][3], line[1][4], line[2][4])
 end
 
 local function layout(header)

@@ -3,6 +3,9 @@
 -- KEYS[1] sluice:{P}:queue:<scope>  ZSET of waiters (see queue-enter)
 -- KEYS[2] sluice:{P}:queue:<scope>:stats  HASH (see queue-enter)
 -- KEYS[3] sluice:{P}:inflight:<scope>  ZSET: member caller id, score when its call expires (ms)
+-- KEYS[4..6] optional, for a batch caller that waited in line: the line's turns, lapses and tenants'
+--   next turns (sluice:{P}:queue:<scope>:line:<priority>:turns, :lapse, :tenants; see call-admit.lua):
+--   its turn goes too, so that no caller behind it gives its place up to a turn nobody holds
 -- ARGV[1] caller id   ARGV[2] "admitted" | "gave-up"   ARGV[3] in-flight ttl ms   ARGV[4] window ms
 -- Reply: {waiting, in flight}
 local t = redis.call('TIME')
@@ -17,6 +20,7 @@ if redis.call('ZREM', queue, ARGV[1]) == 1 then
         redis.call('PEXPIRE', stats, 2 * window + 60000)
     end
 end
+if KEYS[6] then sluice.line_leave(KEYS[6], KEYS[4], KEYS[5], ARGV[1]) end
 if ARGV[2] == 'admitted' then
     local ttl = tonumber(ARGV[3]) + 60000
     redis.call('ZADD', inflight, now + tonumber(ARGV[3]), ARGV[1])

@@ -402,6 +402,49 @@ struct TwoTripCallTests {
         #expect(scripts <= 5 * 48, "\(scripts) script calls for 48 calls")
     }
 
+    @Test(
+        "A caller cancelled while it waits, at its place in line or for a lease, leaves the queue and the line at once")
+    func cancelledWaitersLeave() async throws {
+        let setup = try await Setup(defaults: ["global": "requests: bucket rate=20/s burst=1 debt=1"])
+        defer { setup.close() }
+        let queue = AdmissionQueue(redis: setup.client, partition: "openai", scope: "s")
+        let turns = RedisArgument("sluice:{openai}:queue:s:line:batch:turns")
+        func held() async throws -> Int { Int(try await setup.client.send(RedisCommand("ZCARD", turns)).integer ?? 0) }
+
+        // Waiting for the only lease, held by a call that runs until told to stop.
+        let call = ProviderCall(
+            scope: "s", estimate: ["requests": 0], quotaPath: setup.path, concurrency: 1, timeout: .seconds(20),
+            maxAttempts: 1)
+        let release = AsyncStream.makeStream(of: Void.self)
+        let holder = Task {
+            try await setup.backpressure.call(call) { _ in
+                for await _ in release.stream { break }
+                return CallOutcome(())
+            }
+        }
+        for _ in 0..<400 where try await queue.status().inFlight < 1 { try await Task.sleep(for: .milliseconds(5)) }
+        let waiter = Task { try await setup.backpressure.call(call) { _ in CallOutcome(()) } }
+        for _ in 0..<400 where try await queue.status().waiting < 1 { try await Task.sleep(for: .milliseconds(5)) }
+        try #require(try await queue.status().waiting == 1, "the second call never waited for the lease")
+        waiter.cancel()
+        await #expect(throws: CancellationError.self) { try await waiter.value }
+        // Its patience (20 s) would have kept it counted against the queue's most until then.
+        #expect(try await queue.status().waiting == 0, "a cancelled lease waiter still counts as waiting")
+        release.continuation.finish()
+        _ = try await holder.value
+
+        // 30 batch calls at once, at 20 a second: most wait in line, each with its turn.
+        let inLine = try await lineCalls(setup, tenant: "acme", count: 30, order: RunOrder())
+        for _ in 0..<400 where try await held() < 15 { try await Task.sleep(for: .milliseconds(5)) }
+        try #require(try await held() >= 15, "the calls never waited in line")
+        inLine.cancel()
+        let outcomes = await inLine.value
+        #expect(outcomes["admitted", default: 0] < 30, "\(outcomes)")
+        // Gone at once, not when their places lapse (1 s after each place; the last one about 1.5 s away).
+        #expect(try await held() == 0, "turns of cancelled callers stayed behind")
+        #expect(try await queue.status().waiting == 0, "cancelled callers still count as waiting")
+    }
+
     @Test("A retry costs one script call more: the failed attempt's outcome with the retry budget and the next permit")
     func retryRoundTrips() async throws {
         let setup = try await Setup()

@@ -90,11 +90,13 @@ public struct AdmissionQueue: Sendable {
         return waiting
     }
 
-    /// Leaves the queue: `admitted` callers count as in flight until ``finish(callerID:)`` or `callTTL`.
-    package func leave(callerID: String, admitted: Bool, callTTL: Duration) async throws {
+    /// Leaves the queue: `admitted` callers count as in flight until ``finish(callerID:)`` or `callTTL`. A caller
+    /// that held a turn in the batch line of `line` gives it up too.
+    package func leave(callerID: String, admitted: Bool, callTTL: Duration, line: Priority? = nil) async throws {
         let keys = self.keys
+        let lineKeys = line.map { [lineKey($0, "turns"), lineKey($0, "lapse"), lineKey($0, "tenants")] } ?? []
         _ = try await redis.run(
-            LuaScripts.queueLeave, keys: [keys.queue, keys.stats, keys.inFlight],
+            LuaScripts.queueLeave, keys: [keys.queue, keys.stats, keys.inFlight] + lineKeys,
             arguments: [
                 RedisArgument(callerID), admitted ? "admitted" : "gave-up",
                 RedisArgument(max(1, Int(callTTL / .milliseconds(1)))), RedisArgument(windowMilliseconds),

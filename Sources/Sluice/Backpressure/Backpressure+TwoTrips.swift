@@ -58,146 +58,159 @@ extension Backpressure {
         // Whether call-admit put the caller in the queue as waiting (for a lease, or at its place in line): a refusal
         // after that takes it out again (call-admit itself only does so when it admits).
         var waitsInQueue = false
+        // Whether it holds a turn in the batch line (given with its place): leaving the queue gives that up too.
+        var holdsTurn = false
+        func leaveQueue() async {
+            guard waitsInQueue else { return }
+            let line = holdsTurn ? priority : nil
+            _ = try? await step.cleanup {
+                try await queue.leave(callerID: id, admitted: false, callTTL: .seconds(1), line: line)
+            }
+            waitsInQueue = false
+            holdsTurn = false
+        }
         // One span for the admission round trip(s): queue, breaker, lease, tree and quota are decided together.
-        try await traced("sluice.admit") { span in
-            while admitted == nil {
-                let asked = ContinuousClock.now
-                let request = try limiter.scheduleRequest(
-                    route.path, cost: cost, maxWait: min(.seconds(86_400), max(.zero, deadline - asked)),
-                    priority: priority, tree: route.together, id: id)
-                var steps = [
-                    queue.admitStep(callerID: id, callTTL: callTTL, patience: deadline - asked), breaker.permitStep(),
-                ]
-                if let pool { steps += [pool.acquireStep(), pool.freedStep] }
-                if priority == .batch {  // an interactive caller is better told at once than kept waiting
-                    steps.append(
-                        queue.lineStep(
-                            priority: priority, patience: deadline - asked, callerID: id,
-                            tenant: route.path.count > 1 ? route.path.scopes[1] : nil))
-                }
-                steps.append(request.step)
-                if let together = route.together {
-                    steps.append(together.freed(namespace: limiter.configuration.namespace).freedStep)
-                }
-                steps.append(budget.step("count"))  // a first attempt, counted without reading the window
-                let admit = ScriptStep.composite(LuaScripts.callAdmit, steps)
-                guard let reply = try await step.run({ try await redis.run(admit) }) else { break }  // degraded
-                // Waits are counted from the reply, not from asking: the server's "now" lies between the two, so a
-                // caller never comes back (or runs) before its time (counted from asking, a caller back at its place
-                // in line could come a round trip early, find no room yet and ask once more). Unless that passes the
-                // deadline: the server gave a wait that ends by the deadline counted from asking, so it is counted
-                // from there, as the server promised, not cut short (a call started at its deadline fails at once).
-                let answered = ContinuousClock.now
-                func waited(_ wait: Duration) -> ContinuousClock.Instant {
-                    answered + wait < deadline ? answered + wait : asked + wait
-                }
-                let parts = reply.array ?? []
-                guard parts.count >= 2, let status = parts[0].string else {
-                    throw BackpressureError(.redisError, "call-admit replied unexpectedly")
-                }
-                switch status {
-                case "shed":
-                    throw queue.overloaded(waiting: Int(parts[1].integer ?? 0))
-                case "breaker":
-                    metrics.breaker(dependency, is: .open)
-                    _ = try breaker.parsePermit(parts[1])
-                    throw BackpressureError(.breakerOpen, "the circuit breaker of \(call.dependency) refused the call")
-                case "lease":
-                    guard let pool, case .busy(let held, let earliest) = try pool.parseAcquire(parts[1]) else {
+        // A caller that stops waiting without an answer (cancelled, or its wait failed) leaves the queue and the line
+        // at once: no waiting slot (counted against the queue's most) and no turn stays behind until it lapses.
+        do {
+            try await traced("sluice.admit") { span in
+                while admitted == nil {
+                    let asked = ContinuousClock.now
+                    let request = try limiter.scheduleRequest(
+                        route.path, cost: cost, maxWait: min(.seconds(86_400), max(.zero, deadline - asked)),
+                        priority: priority, tree: route.together, id: id)
+                    var steps = [
+                        queue.admitStep(callerID: id, callTTL: callTTL, patience: deadline - asked),
+                        breaker.permitStep(),
+                    ]
+                    if let pool { steps += [pool.acquireStep(), pool.freedStep] }
+                    if priority == .batch {  // an interactive caller is better told at once than kept waiting
+                        steps.append(
+                            queue.lineStep(
+                                priority: priority, patience: deadline - asked, callerID: id,
+                                tenant: route.path.count > 1 ? route.path.scopes[1] : nil))
+                    }
+                    steps.append(request.step)
+                    if let together = route.together {
+                        steps.append(together.freed(namespace: limiter.configuration.namespace).freedStep)
+                    }
+                    steps.append(budget.step("count"))  // a first attempt, counted without reading the window
+                    let admit = ScriptStep.composite(LuaScripts.callAdmit, steps)
+                    guard let reply = try await step.run({ try await redis.run(admit) }) else { break }  // degraded
+                    // Waits are counted from the reply, not from asking: the server's "now" lies between the two, so a
+                    // caller never comes back (or runs) before its time (counted from asking, a caller back at its place
+                    // in line could come a round trip early, find no room yet and ask once more). Unless that passes the
+                    // deadline: the server gave a wait that ends by the deadline counted from asking, so it is counted
+                    // from there, as the server promised, not cut short (a call started at its deadline fails at once).
+                    let answered = ContinuousClock.now
+                    func waited(_ wait: Duration) -> ContinuousClock.Instant {
+                        answered + wait < deadline ? answered + wait : asked + wait
+                    }
+                    let parts = reply.array ?? []
+                    guard parts.count >= 2, let status = parts[0].string else {
                         throw BackpressureError(.redisError, "call-admit replied unexpectedly")
                     }
-                    waitsInQueue = true
-                    // Woken by a release (or when the earliest lease expires), not by asking again and again.
-                    guard ContinuousClock.now + .milliseconds(1) < deadline else {
-                        _ = try? await step.cleanup {
-                            try await queue.leave(callerID: id, admitted: false, callTTL: .seconds(1))
-                        }
+                    switch status {
+                    case "shed":
+                        throw queue.overloaded(waiting: Int(parts[1].integer ?? 0))
+                    case "breaker":
+                        metrics.breaker(dependency, is: .open)
+                        _ = try breaker.parsePermit(parts[1])
                         throw BackpressureError(
-                            .leaseUnavailable, "all \(held) slots of \(pool.scope) stay held past the deadline",
-                            retryAfter: earliest)
-                    }
-                    let until = min(deadline, ContinuousClock.now + earliest + .milliseconds(1))
-                    do {
-                        _ = try await pool.freed.wait(on: redis, until: until)
-                    } catch is CancellationError {
-                        throw CancellationError()
-                    } catch {
-                        // The wait itself failed (a pool connection): wait out the earliest expiry instead.
-                        try await Task.sleep(until: until, clock: .continuous)
-                    }
-                    // Woken at the deadline: refused now. Asking again with no time left would time out, and a
-                    // timeout counts as Redis being unreachable (it would open the health breaker for every call).
-                    guard ContinuousClock.now + .milliseconds(1) < deadline else {
-                        _ = try? await step.cleanup {
-                            try await queue.leave(callerID: id, admitted: false, callTTL: .seconds(1))
+                            .breakerOpen, "the circuit breaker of \(call.dependency) refused the call")
+                    case "lease":
+                        guard let pool, case .busy(let held, let earliest) = try pool.parseAcquire(parts[1]) else {
+                            throw BackpressureError(.redisError, "call-admit replied unexpectedly")
                         }
-                        throw BackpressureError(
-                            .leaseUnavailable, "all \(held) slots of \(pool.scope) stayed held until the deadline",
-                            retryAfter: earliest)
-                    }
-                case "line" where parts.count == 3:
-                    // Its place in line: it sleeps until then and asks again, holding the place (no newcomer of
-                    // its priority may take the debt promised to the line meanwhile).
-                    let place = waited(.milliseconds(parts[2].integer ?? 0))
-                    waitsInQueue = true
-                    try await Task.sleep(until: min(place, deadline), clock: .continuous)
-                    guard ContinuousClock.now + .milliseconds(1) < deadline else {
-                        _ = try? await step.cleanup {
-                            try await queue.leave(callerID: id, admitted: false, callTTL: .seconds(1))
+                        waitsInQueue = true
+                        // Woken by a release (or when the earliest lease expires), not by asking again and again.
+                        guard ContinuousClock.now + .milliseconds(1) < deadline else {
+                            await leaveQueue()
+                            throw BackpressureError(
+                                .leaseUnavailable, "all \(held) slots of \(pool.scope) stay held past the deadline",
+                                retryAfter: earliest)
                         }
+                        let until = min(deadline, ContinuousClock.now + earliest + .milliseconds(1))
+                        do {
+                            _ = try await pool.freed.wait(on: redis, until: until)
+                        } catch is CancellationError {
+                            throw CancellationError()
+                        } catch {
+                            // The wait itself failed (a pool connection): wait out the earliest expiry instead.
+                            try await Task.sleep(until: until, clock: .continuous)
+                        }
+                        // Woken at the deadline: refused now. Asking again with no time left would time out, and a
+                        // timeout counts as Redis being unreachable (it would open the health breaker for every call).
+                        guard ContinuousClock.now + .milliseconds(1) < deadline else {
+                            await leaveQueue()
+                            throw BackpressureError(
+                                .leaseUnavailable, "all \(held) slots of \(pool.scope) stayed held until the deadline",
+                                retryAfter: earliest)
+                        }
+                    case "line" where parts.count == 3:
+                        // Its place in line: it sleeps until then and asks again, holding the place (no newcomer of
+                        // its priority may take the debt promised to the line meanwhile).
+                        let place = waited(.milliseconds(parts[2].integer ?? 0))
+                        waitsInQueue = true
+                        holdsTurn = true
+                        try await Task.sleep(until: min(place, deadline), clock: .continuous)
+                        guard ContinuousClock.now + .milliseconds(1) < deadline else {
+                            await leaveQueue()
+                            let decision = try DecideRequest.parse(parts[1], path: route.path).decision
+                            throw refusal(decision, call: call, together: route.together)
+                        }
+                    case "quota":
+                        // It waited for a lease, or at its place in line: refused now. call-admit gave its turn up
+                        // already, or kept it for a caller that waits for a call slot of its tree (below).
+                        holdsTurn = false
+                        await leaveQueue()
                         let decision = try DecideRequest.parse(parts[1], path: route.path).decision
-                        throw refusal(decision, call: call, together: route.together)
-                    }
-                case "quota":
-                    if waitsInQueue {
-                        _ = try? await step.cleanup {
-                            try await queue.leave(callerID: id, admitted: false, callTTL: .seconds(1))
+                        if decision.deniedBy?.kind == .resharded {  // nothing was taken: the call goes to the shard
+                            _ = try? await limiter.reloadShardLayout(route.path)  // else the next route reads it
+                            throw PartitionSplit()
                         }
-                        waitsInQueue = false
+                        metrics.decision(decision)
+                        await reportWarnings(decision, step: &step)
+                        let refused = refusal(decision, call: call, together: route.together)
+                        // Every call slot of the tree is taken: woken when one of its calls ends, then asks again.
+                        guard refused.code == .treeInFlight, let together = route.together,
+                            ContinuousClock.now + .milliseconds(1) < deadline
+                        else { throw refused }
+                        do {
+                            _ = try await together.freed(namespace: limiter.configuration.namespace).wait(
+                                on: redis, until: deadline)
+                        } catch is CancellationError {
+                            throw CancellationError()
+                        } catch {
+                            throw refused
+                        }
+                        guard ContinuousClock.now + .milliseconds(1) < deadline else { throw refused }  // as for a lease
+                    case "admitted" where parts.count == 4:
+                        let decision = try DecideRequest.parse(parts[1], path: route.path).decision
+                        metrics.decision(decision)
+                        await reportWarnings(decision, step: &step)
+                        let reservation = Reservation(
+                            id: id, path: route.path, estimate: cost, decision: decision, limiter: limiter,
+                            resources: request.resources, tree: route.together, keys: request.keys)
+                        var lease: Lease?
+                        if let pool, case .acquired(let taken) = try pool.parseAcquire(parts[3]) {
+                            lease = taken
+                            metrics.tookLease()
+                        }
+                        let permit = try breaker.parsePermit(parts[2])
+                        metrics.breaker(dependency, is: permit.state)
+                        admitted = Admitted(
+                            reservation: reservation, permit: permit, lease: lease, proceedAt: waited(decision.wait))
+                    default:
+                        throw BackpressureError(.redisError, "call-admit replied unexpectedly")
                     }
-                    let decision = try DecideRequest.parse(parts[1], path: route.path).decision
-                    if decision.deniedBy?.kind == .resharded {  // nothing was taken: the call goes to the shard
-                        _ = try? await limiter.reloadShardLayout(route.path)  // else the next route reads it
-                        throw PartitionSplit()
-                    }
-                    metrics.decision(decision)
-                    await reportWarnings(decision, step: &step)
-                    let refused = refusal(decision, call: call, together: route.together)
-                    // Every call slot of the tree is taken: woken when one of its calls ends, then asks again.
-                    guard refused.code == .treeInFlight, let together = route.together,
-                        ContinuousClock.now + .milliseconds(1) < deadline
-                    else { throw refused }
-                    do {
-                        _ = try await together.freed(namespace: limiter.configuration.namespace).wait(
-                            on: redis, until: deadline)
-                    } catch is CancellationError {
-                        throw CancellationError()
-                    } catch {
-                        throw refused
-                    }
-                    guard ContinuousClock.now + .milliseconds(1) < deadline else { throw refused }  // as for a lease
-                case "admitted" where parts.count == 4:
-                    let decision = try DecideRequest.parse(parts[1], path: route.path).decision
-                    metrics.decision(decision)
-                    await reportWarnings(decision, step: &step)
-                    let reservation = Reservation(
-                        id: id, path: route.path, estimate: cost, decision: decision, limiter: limiter,
-                        resources: request.resources, tree: route.together, keys: request.keys)
-                    var lease: Lease?
-                    if let pool, case .acquired(let taken) = try pool.parseAcquire(parts[3]) {
-                        lease = taken
-                        metrics.tookLease()
-                    }
-                    let permit = try breaker.parsePermit(parts[2])
-                    metrics.breaker(dependency, is: permit.state)
-                    admitted = Admitted(
-                        reservation: reservation, permit: permit, lease: lease, proceedAt: waited(decision.wait))
-                default:
-                    throw BackpressureError(.redisError, "call-admit replied unexpectedly")
                 }
+                span.attributes["sluice.admitted"] = admitted != nil
+                span.attributes["sluice.degraded"] = step.degraded
             }
-            span.attributes["sluice.admitted"] = admitted != nil
-            span.attributes["sluice.degraded"] = step.degraded
+        } catch {
+            await leaveQueue()
+            throw error
         }
 
         // 2. Everything after the provider answered, in one round trip (best effort, like any cleanup).

@@ -286,12 +286,16 @@ enum LuaScripts {
             end
         end
 
-        -- The caller leaves the line (admitted, or refused for good). The last one out takes the tenants' turns along.
-        local function unhold(line)
-            local tenants, waiting, lapse, id = line[1][2], line[1][3], line[1][4], line[2][4]
+        -- Caller `id` leaves the line (admitted, refused for good, or gone: queue-leave.lua calls this too, for a
+        -- caller that gave up waiting). The last one out takes the tenants' turns along.
+        sluice.line_leave = function(tenants, waiting, lapse, id)
             redis.call('ZREM', waiting, id)
             redis.call('ZREM', lapse, id)
             if redis.call('ZCARD', waiting) == 0 then redis.call('DEL', tenants) end
+        end
+
+        local function unhold(line)
+            sluice.line_leave(line[1][2], line[1][3], line[1][4], line[2][4])
         end
 
         local function layout(header)
@@ -1446,6 +1450,9 @@ enum LuaScripts {
         -- KEYS[1] sluice:{P}:queue:<scope>  ZSET of waiters (see queue-enter)
         -- KEYS[2] sluice:{P}:queue:<scope>:stats  HASH (see queue-enter)
         -- KEYS[3] sluice:{P}:inflight:<scope>  ZSET: member caller id, score when its call expires (ms)
+        -- KEYS[4..6] optional, for a batch caller that waited in line: the line's turns, lapses and tenants'
+        --   next turns (sluice:{P}:queue:<scope>:line:<priority>:turns, :lapse, :tenants; see call-admit.lua):
+        --   its turn goes too, so that no caller behind it gives its place up to a turn nobody holds
         -- ARGV[1] caller id   ARGV[2] "admitted" | "gave-up"   ARGV[3] in-flight ttl ms   ARGV[4] window ms
         -- Reply: {waiting, in flight}
         local t = redis.call('TIME')
@@ -1460,6 +1467,7 @@ enum LuaScripts {
                 redis.call('PEXPIRE', stats, 2 * window + 60000)
             end
         end
+        if KEYS[6] then sluice.line_leave(KEYS[6], KEYS[4], KEYS[5], ARGV[1]) end
         if ARGV[2] == 'admitted' then
             local ttl = tonumber(ARGV[3]) + 60000
             redis.call('ZADD', inflight, now + tonumber(ARGV[3]), ARGV[1])
