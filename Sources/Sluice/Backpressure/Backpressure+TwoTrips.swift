@@ -184,7 +184,8 @@ extension Backpressure {
                         } catch {
                             throw refused
                         }
-                        guard ContinuousClock.now + .milliseconds(1) < deadline else { throw refused }  // as for a lease
+                        // As for a lease: no asking again with no time left.
+                        guard ContinuousClock.now + .milliseconds(1) < deadline else { throw refused }
                     case "admitted" where parts.count == 4:
                         let decision = try DecideRequest.parse(parts[1], path: route.path).decision
                         metrics.decision(decision)
