@@ -1,10 +1,11 @@
 import SluiceRedis
 
 /// Measures what one run asks of the storm's Redis: `CONFIG RESETSTAT` before the run's workers start, then
-/// `INFO commandstats` after they have exited. Where `CONFIG` is refused (a managed Redis), it takes a snapshot of
+/// `INFO commandstats` when the run ends (``read()``, the same span as the provider's figures), or after the workers
+/// have exited. Where `CONFIG` is refused (a managed Redis), it takes a snapshot of
 /// `INFO commandstats` first and subtracts it. With a Redis other clients use too, their commands count as well.
 /// On a Redis Cluster it asks every primary and adds their statistics up.
-struct RedisMeter {
+struct RedisMeter: Sendable {
     private let client: RedisClient
     private let baseline: RedisCommandStats?
 
@@ -33,14 +34,17 @@ struct RedisMeter {
         return baseline.map { now.subtracting($0) } ?? now
     }
 
-    /// Ends the measurement: the guard's cost, the storm's own ceiling sampling (`samplerCalls` status scripts)
-    /// left out. `probe` runs the sampler's status script `probeCalls` more times, between two snapshots, to learn
-    /// what one costs.
+    /// Ends the measurement: the run's commands (`measured`, read when the run ended; else read now), the storm's own
+    /// ceiling sampling (`samplerCalls` status scripts) left out. `probe` runs the sampler's status script
+    /// `probeCalls` more times, between two snapshots, to learn what one costs.
     func finish(
-        providerCalls: Int, samplerCalls: Int, probeCalls: Int = 16, probe: () async -> Void
+        measured: RedisCommandStats? = nil, providerCalls: Int, samplerCalls: Int, probeCalls: Int = 16,
+        probe: () async -> Void
     ) async -> RedisCost? {
         defer { client.close() }
-        guard let run = await read() else { return nil }
+        var run = measured
+        if run == nil { run = await read() }
+        guard let run else { return nil }
         var perSampleMicroseconds = 0.0
         if samplerCalls > 0, let before = await Self.snapshot(client) {
             await probe()

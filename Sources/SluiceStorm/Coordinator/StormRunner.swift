@@ -90,6 +90,13 @@ public struct StormRunner: Sendable {
                 metricsPort: options.workerMetricsPortBase.map { $0 + index })
             workers.append(try WorkerProcess.spawn(assignment, executable: options.workerExecutable, in: directory))
         }
+        // The run's Redis figures cover the span its provider figures do, from its start to its end. What workers send
+        // after the end (callers cancelled in line leaving it, cancelled calls giving their reservations back) is the
+        // run being cut off, not what a provider call costs.
+        let atEnd = Task { () -> RedisCommandStats? in
+            try? await StormClock.sleep(untilMs: endMs)
+            return await meter?.read()
+        }
         let ceilingSampler = CeilingSampler(redisURL: redisURL, scenario: scenario, runID: runID, startMs: startMs)
         let sampler: Task<(samples: [Double?], statusCalls: Int), Never>? =
             mode == .sluice ? Task { await ceilingSampler.run() } : nil
@@ -114,7 +121,8 @@ public struct StormRunner: Sendable {
         let sampled = await sampler?.value
         var ceiling = sampled?.samples ?? []
         let redisCost = await meter?.finish(
-            providerCalls: bins.reduce(0) { $0 + $1.requests }, samplerCalls: sampled?.statusCalls ?? 0,
+            measured: await atEnd.value, providerCalls: bins.reduce(0) { $0 + $1.requests },
+            samplerCalls: sampled?.statusCalls ?? 0,
             probe: { await ceilingSampler.probe(times: 16) })
         if mode == .singleBucket {
             ceiling = Array(repeating: scenario.provider.tokensPerSecond, count: bins.count)
