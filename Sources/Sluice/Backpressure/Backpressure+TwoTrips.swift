@@ -58,10 +58,11 @@ extension Backpressure {
         // Whether call-admit put the caller in the queue as waiting (for a lease, or at its place in line): a refusal
         // after that takes it out again (call-admit itself only does so when it admits).
         var waitsInQueue = false
-        // Whether it holds a turn in the batch line (given with its place): leaving the queue gives that up too.
+        // Whether it holds a turn in the batch line (given with its place, kept while it waits for a call slot of its
+        // tree): leaving the queue gives that up too.
         var holdsTurn = false
         func leaveQueue() async {
-            guard waitsInQueue else { return }
+            guard waitsInQueue || holdsTurn else { return }
             let line = holdsTurn ? priority : nil
             _ = try? await step.cleanup {
                 try await queue.leave(callerID: id, admitted: false, callTTL: .seconds(1), line: line)
@@ -160,18 +161,21 @@ extension Backpressure {
                             throw refusal(decision, call: call, together: route.together)
                         }
                     case "quota":
+                        let decision = try DecideRequest.parse(parts[1], path: route.path).decision
+                        let refused = refusal(decision, call: call, together: route.together)
                         // It waited for a lease, or at its place in line: refused now. call-admit gave its turn up
-                        // already, or kept it for a caller that waits for a call slot of its tree (below).
+                        // already, or kept it for a caller that waits for a call slot of its tree (below): that one
+                        // gives it up when it stops waiting without an answer.
+                        let keepsTurn = holdsTurn && refused.code == .treeInFlight
                         holdsTurn = false
                         await leaveQueue()
-                        let decision = try DecideRequest.parse(parts[1], path: route.path).decision
+                        holdsTurn = keepsTurn
                         if decision.deniedBy?.kind == .resharded {  // nothing was taken: the call goes to the shard
                             _ = try? await limiter.reloadShardLayout(route.path)  // else the next route reads it
                             throw PartitionSplit()
                         }
                         metrics.decision(decision)
                         await reportWarnings(decision, step: &step)
-                        let refused = refusal(decision, call: call, together: route.together)
                         // Every call slot of the tree is taken: woken when one of its calls ends, then asks again.
                         guard refused.code == .treeInFlight, let together = route.together,
                             ContinuousClock.now + .milliseconds(1) < deadline
