@@ -71,8 +71,9 @@ extension Backpressure {
             holdsTurn = false
         }
         // One span for the admission round trip(s): queue, breaker, lease, tree and quota are decided together.
-        // A caller that stops waiting without an answer (cancelled, or its wait failed) leaves the queue and the line
-        // at once: no waiting slot (counted against the queue's most) and no turn stays behind until it lapses.
+        // A caller that stops waiting without being admitted (refused, cancelled, or its wait failed) leaves the queue
+        // and the line at once, in the catch below: no waiting slot (counted against the queue's most) and no turn
+        // stays behind until it lapses.
         do {
             try await traced("sluice.admit") { span in
                 while admitted == nil {
@@ -126,7 +127,6 @@ extension Backpressure {
                         waitsInQueue = true
                         // Woken by a release (or when the earliest lease expires), not by asking again and again.
                         guard ContinuousClock.now + .milliseconds(1) < deadline else {
-                            await leaveQueue()
                             throw BackpressureError(
                                 .leaseUnavailable, "all \(held) slots of \(pool.scope) stay held past the deadline",
                                 retryAfter: earliest)
@@ -143,7 +143,6 @@ extension Backpressure {
                         // Woken at the deadline: refused now. Asking again with no time left would time out, and a
                         // timeout counts as Redis being unreachable (it would open the health breaker for every call).
                         guard ContinuousClock.now + .milliseconds(1) < deadline else {
-                            await leaveQueue()
                             throw BackpressureError(
                                 .leaseUnavailable, "all \(held) slots of \(pool.scope) stayed held until the deadline",
                                 retryAfter: earliest)
@@ -156,7 +155,6 @@ extension Backpressure {
                         holdsTurn = true
                         try await Task.sleep(until: min(place, deadline), clock: .continuous)
                         guard ContinuousClock.now + .milliseconds(1) < deadline else {
-                            await leaveQueue()
                             let decision = try DecideRequest.parse(parts[1], path: route.path).decision
                             throw refusal(decision, call: call, together: route.together)
                         }
