@@ -352,6 +352,50 @@ struct ShardedCeilingTests {
         #expect(TreeContext(headerValue: agentTree.headerValue)?.shard == shard)
     }
 
+    @Test("A tenant's lease pool lives on its shard and follows the concurrency share of the tenant's path there")
+    func leasePoolOnTenantsShard() async throws {
+        let fixture = try await shardedFixture()
+        defer { Task { await cleanUp(fixture) } }
+        let limiter = try fixture.limiter()
+        let shard = ShardHash.shard(of: "acme", shards: 4)
+        let acme = try fixture.path("tenant=acme")
+        // A recovery slow enough that the cut share has not climbed a slot back while the test counts.
+        let reconciler = try Reconciler(
+            limiter: limiter, configuration: .init(window: .seconds(1), cutFactor: 0.7, recovery: .seconds(120)))
+        let pool = try await LeasePool.tenant("acme", of: fixture.root, scope: "chat", slots: 10, limiter: limiter)
+            .following(reconciler, path: acme)
+        #expect(pool.shard == shard)
+        var leases: [Lease] = []
+        for _ in 0..<3 {
+            guard case .acquired(let lease) = try await pool.tryAcquire() else { break }
+            leases.append(lease)
+        }
+        #expect(leases.count == 3)
+        #expect(
+            try await fixture.client.scanKeys(matching: "sluice:{\(fixture.root)~s\(shard)}:lease:*").count == 1)
+        #expect(try await fixture.client.scanKeys(matching: "sluice:{\(fixture.root)}:lease:*").isEmpty)
+        // Another process's pool for the tenant (its own limiter, its own read of the layout) counts the same slots.
+        let elsewhere = try await LeasePool.tenant(
+            "acme", of: fixture.root, scope: "chat", slots: 10, limiter: try fixture.limiter())
+        #expect(try await elsewhere.held() == 3)
+
+        // An overload reported on any tenant's path cuts every shard's concurrency share: the pool follows its own.
+        let sent = try await limiter.decide(acme, cost: ["tokens": 1]).sendsAt
+        let overload = try await reconciler.record(
+            ProviderObservation(status: 529, responseClass: .overload), path: try fixture.path("tenant=other"),
+            sentAt: sent)
+        #expect(overload.cut)
+        while case .acquired(let lease) = try await pool.tryAcquire() { leases.append(lease) }
+        #expect(leases.count == 7, "10 slots cut by 30%")
+        for lease in leases { #expect(try await pool.release(lease)) }
+        #expect(try await pool.held() == 0)
+
+        // A partition that is not split: the partition's own pool.
+        let unsplit = try await LeasePool.tenant(
+            "acme", of: "\(fixture.root)-unsplit", scope: "chat", slots: 10, limiter: limiter)
+        #expect(unsplit.shard == nil)
+    }
+
     @Test("A reservation on a sharded root is charged and settled on its tenant's shard")
     func reservationOnItsShard() async throws {
         let fixture = try await shardedFixture()

@@ -15,6 +15,9 @@ public struct LeasePool: Sendable {
     public let scope: String
     /// The partition (hash tag) of the scope's key.
     public let partition: String
+    /// The shard of ``partition`` (a sharded global ceiling) whose hash tag the pool's keys carry: the shard of the
+    /// tenant it was made for (``tenant(_:of:scope:slots:limiter:ttl:holder:logger:)``); `nil`: the partition's own.
+    public let shard: Int?
     /// How many leases may be held at once.
     public let slots: Int
     /// How long a lease lasts without a renewal: the longest a crashed holder keeps a slot.
@@ -27,6 +30,7 @@ public struct LeasePool: Sendable {
     /// Where lost leases are logged (`warning`).
     public let logger: Logger
     private let redis: RedisClient
+    private let keys: PartitionKeys
     private let key: RedisArgument
     /// The root scope's state key of the partition whose reconciler scales the slots (see ``following(_:path:)``).
     private var shareKey: RedisArgument?
@@ -36,6 +40,15 @@ public struct LeasePool: Sendable {
         redis: RedisClient, partition: String, scope: String, slots: Int, ttl: Duration = .seconds(30),
         holder: String = "worker", namespace: String = "sluice", logger: Logger = .sluiceDisabled
     ) {
+        self.init(
+            redis: redis, partition: partition, shard: nil, scope: scope, slots: slots, ttl: ttl, holder: holder,
+            namespace: namespace, logger: logger)
+    }
+
+    private init(
+        redis: RedisClient, partition: String, shard: Int?, scope: String, slots: Int, ttl: Duration, holder: String,
+        namespace: String, logger: Logger
+    ) {
         self.logger = logger
         self.redis = redis
         self.namespace = namespace
@@ -44,13 +57,46 @@ public struct LeasePool: Sendable {
         self.slots = max(1, slots)
         self.ttl = max(.milliseconds(10), ttl)
         self.holder = PartitionKeys.escape(holder)
-        self.key = PartitionKeys(partition: partition, namespace: namespace).key("lease", scope)
+        self.shard = shard
+        self.keys = PartitionKeys(partition: partition, shard: shard, namespace: namespace)
+        self.key = keys.key("lease", scope)
+    }
+
+    /// A pool of `slots` leases for `scope` that belongs to `tenant` of `partition` (the scope below the root in
+    /// the tenant's quota paths: `acme` for `global=openai tenant=acme ...`), on the limiter's Redis and in its
+    /// namespace. When `partition` is a sharded global ceiling (`quota set global=NAME ... --shards N`), the pool
+    /// lives on the tenant's shard, beside its decisions and its trees: tenants' pools spread over the cluster as
+    /// their decisions do, and ``following(_:path:)`` may follow the tenant's path on Redis Cluster. Otherwise it
+    /// is the partition's pool, as ``init(redis:partition:scope:slots:ttl:holder:namespace:logger:)`` makes it.
+    ///
+    /// The shard is the one the limiter knows now (its cached layout, read again every 2 s while the root is
+    /// split): make the pool when a call needs one, not once for the life of the process. A lease taken before a
+    /// new split is renewed and released on its own pool until it ends; meanwhile the tenant's calls on the new
+    /// shard count from an empty pool, so for that while the tenant may run up to twice its slots.
+    public static func tenant(
+        _ tenant: String, of partition: String, scope: String, slots: Int, limiter: Limiter,
+        ttl: Duration = .seconds(30), holder: String = "worker", logger: Logger = .sluiceDisabled
+    ) async throws -> LeasePool {
+        let layout: ShardLayout?
+        do {
+            layout = try await limiter.shardDirectory.layout(
+                partition, namespace: limiter.configuration.namespace, client: limiter.client)
+        } catch {
+            if let redis = error.redisError { throw redis }  // a Redis failure, as every lease step throws it
+            throw error
+        }
+        return LeasePool(
+            redis: limiter.client, partition: partition,
+            shard: layout.map { ShardHash.shard(of: tenant, shards: $0.count) },
+            scope: scope, slots: slots, ttl: ttl, holder: holder, namespace: limiter.configuration.namespace,
+            logger: logger)
     }
 
     /// This pool with its slots scaled by the concurrency share of `path`'s partition: the ``Reconciler`` cuts
     /// the share when the provider answers with an overload (5xx, 529, a timeout), once per overload event, and
     /// climbs it back within its recovery time; at least one slot stays. On Redis Cluster the pool's partition must
-    /// be the limiter's partition of `path` (one hash slot).
+    /// be the limiter's partition of `path` (one hash slot); a tenant's pool on a sharded root
+    /// (``tenant(_:of:scope:slots:limiter:ttl:holder:logger:)``) follows that tenant's paths, whose share is its shard's.
     public func following(_ reconciler: Reconciler, path: ScopePath) -> LeasePool {
         var copy = self
         copy.shareKey = RedisArgument(reconciler.limiter.keys(for: path).states(path)[0])
@@ -78,7 +124,7 @@ public struct LeasePool: Sendable {
 
     /// The pool's wake-up list: lease-release.lua pushes one for every slot released in time.
     var freed: WakeUpList {
-        WakeUpList(key: PartitionKeys(partition: partition, namespace: namespace).key("lease", scope, "free"))
+        WakeUpList(key: keys.key("lease", scope, "free"))
     }
 
     /// lease-release.lua with the pool's key and its wake-up list (declared: a script touches only its KEYS).
