@@ -23,8 +23,10 @@ struct EventsCommand: AsyncParsableCommand {
         discussion: """
             Each partition (the hash tag of its keys, by default the root scope's name) keeps a capped stream of \
             events in Redis (sluice:{P}:events, NAMESPACE:{P}:events with --namespace; about the last 10,000, \
-            kept a week after the last one). Without --partition, every partition that has events is read. With \
-            --follow, new events are printed as they arrive until interrupted.
+            kept a week after the last one); a sharded global ceiling also keeps one per shard \
+            (sluice:{P~sK}:events: its trees' and the reconciler's events there, printed with shard=K). Without \
+            --partition, every partition that has events is read. With --follow, new events are printed as they \
+            arrive until interrupted.
             """
     )
 
@@ -82,20 +84,22 @@ struct EventsCommand: AsyncParsableCommand {
         let date = Date(timeIntervalSince1970: Double(event.milliseconds) / 1000)
         let time = date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true)) + "Z"  // UTC
         if json { return try JSONOutput.line(EventJSON(event, time: time)) }
-        let named = event.fields.filter { $0.0 != "detail" }.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
+        let fields = (event.shard.map { [("shard", String($0))] } ?? []) + event.fields.filter { $0.0 != "detail" }
+        let named = fields.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
         return [time, event.partition, event.type, named, event["detail"] ?? ""].filter { !$0.isEmpty }.joined(
             separator: "  ")
     }
 }
 
-/// An event as `sluice events --json` prints it: `id`, `time`, `partition` and `type`, then the event's own fields
-/// (`breaker`, `tree`, `scope`, `detail`, ...) as strings. A field of the event named like one of the first four
-/// does not replace it.
+/// An event as `sluice events --json` prints it: `id`, `time`, `partition`, `type` and, for a shard's event, `shard`
+/// (a number), then the event's own fields (`breaker`, `tree`, `scope`, `detail`, ...) as strings. A field of the
+/// event named like one of the first five does not replace it.
 struct EventJSON: Encodable {
     var id: String
     var time: String
     var partition: String
     var type: String
+    var shard: Int?
     var fields: [(String, String)]
 
     init(_ event: SluiceEvent, time: String) {
@@ -103,6 +107,7 @@ struct EventJSON: Encodable {
         self.time = time
         partition = event.partition
         type = event.type
+        shard = event.shard
         fields = event.fields
     }
 
@@ -116,8 +121,10 @@ struct EventJSON: Encodable {
     func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: Key.self)
         let fixed = [("id", id), ("time", time), ("partition", partition), ("type", type)]
-        let names = Set(fixed.map(\.0))
-        for (name, value) in fixed + fields.filter({ !names.contains($0.0) }) {
+        for (name, value) in fixed { try container.encode(value, forKey: Key(stringValue: name)) }
+        if let shard { try container.encode(shard, forKey: Key(stringValue: "shard")) }
+        let names = Set(fixed.map(\.0) + ["shard"])
+        for (name, value) in fields where !names.contains(name) {
             try container.encode(value, forKey: Key(stringValue: name))
         }
     }

@@ -396,6 +396,52 @@ struct ShardedCeilingTests {
         #expect(unsplit.shard == nil)
     }
 
+    @Test("sluice events reads the shards' streams with the partition's, and follows them")
+    func eventsOfShards() async throws {
+        let fixture = try await shardedFixture()
+        defer { Task { await cleanUp(fixture) } }
+        let reconciler = try Reconciler(limiter: try fixture.limiter())
+        // A 429 pauses every shard: each shard's stream gets its pause event.
+        let throttled = ProviderObservation(status: 429, responseClass: .quota, retryAfter: .seconds(60))
+        _ = try await reconciler.record(throttled, path: try fixture.path("tenant=acme"))
+        func shardsOfPauses(_ output: String) -> Set<Int> {
+            Set(
+                output.split(separator: "\n").compactMap { line -> Int? in
+                    guard let object = jsonObject(String(line)), object["partition"] as? String == fixture.root,
+                        object["type"] as? String == "pause"
+                    else { return nil }
+                    return object["shard"] as? Int
+                })
+        }
+        let named = try SluiceBinary.run(["events", "--partition", fixture.root, "--json"])
+        #expect(named.status == 0, "\(named.output)")
+        #expect(shardsOfPauses(named.output) == [0, 1, 2, 3], "\(named.output)")
+        let all = try SluiceBinary.run(["events", "--json", "--count", "1000"])
+        #expect(shardsOfPauses(all.output) == [0, 1, 2, 3], "\(all.output)")
+        let text = try SluiceBinary.run(["events", "--partition", fixture.root])
+        #expect(text.output.contains("shard=2") && text.output.contains("pause"), "\(text.output)")
+
+        // Followed: an overload's cut reaches every shard's stream, and the follower prints it.
+        let following = try SluiceBinary.start(["events", "--partition", fixture.root, "--follow", "--count", "0"])
+        // It follows once it waits in XREAD (on a cluster, one per stream, on the primary serving it), however long a
+        // loaded machine takes to start it.
+        var reading = false
+        for _ in 0..<300 where !reading {
+            let lists = try await fixture.client.sendToEveryPrimary(RedisCommand("CLIENT", ["LIST"]))
+            let xreads = lists.map { ($0.string ?? "").components(separatedBy: "cmd=xread").count - 1 }
+            reading = xreads.reduce(0, +) >= (lists.count == 1 ? 1 : 5)
+            if !reading { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(reading, "the follower never started reading")
+        _ = try await reconciler.record(
+            ProviderObservation(status: 529, responseClass: .overload), path: try fixture.path("tenant=acme"))
+        let printed = await following.output(containing: "shard=3", within: .seconds(30))
+        following.process.terminate()
+        let (_, output) = following.wait()
+        #expect(printed, "\(output)")
+        #expect(!output.contains("pause"), "--count 0 prints no backlog: \(output)")
+    }
+
     @Test("A reservation on a sharded root is charged and settled on its tenant's shard")
     func reservationOnItsShard() async throws {
         let fixture = try await shardedFixture()

@@ -14,6 +14,28 @@ struct EventsParsingTests {
         #expect(EventLog.partition(ofKey: "sluice:{x}:quotas") == nil)
     }
 
+    @Test("A shard's stream key names its partition and its shard; a partition named like one does not")
+    func shardOfKey() throws {
+        let stream = try #require(EventStream(key: "sluice:{open%20ai~s12}:events", namespace: "sluice"))
+        #expect(stream.partition == "open ai" && stream.shard == 12)
+        #expect(EventLog.partition(ofKey: "sluice:{openai~s3}:events") == "openai")
+        #expect(EventStream(key: "sluice:{openai}:events", namespace: "sluice")?.shard == nil)
+        // A `~` in a name is escaped; the digest of a name too long to keep is hex after its `~`, never `s`.
+        let named = String(decoding: PartitionKeys(partition: "a~s3").events.bytes, as: UTF8.self)
+        #expect(
+            EventStream(key: named, namespace: "sluice").map { [$0.partition, "\($0.shard as Any)"] } == [
+                "a~s3", "nil",
+            ])
+        let long = String(repeating: "x", count: 300)
+        let digested = String(
+            decoding: PartitionKeys(partition: long, shard: 2, namespace: "sluice").events.bytes, as: UTF8.self)
+        #expect(digested.contains("~"))
+        #expect(EventStream(key: digested, namespace: "sluice")?.shard == 2)
+        #expect(EventStream(key: "sluice:{openai~s}:events", namespace: "sluice")?.partition == "openai~s")
+        // The stream's own key is the one the scripts write.
+        #expect(String(decoding: stream.key.bytes, as: UTF8.self) == "sluice:{open%20ai~s12}:events")
+    }
+
     @Test("An XRANGE reply becomes events with their type, fields and time")
     func entries() {
         let reply = RedisValue.array([

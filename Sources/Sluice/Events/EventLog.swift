@@ -46,65 +46,88 @@ public struct EventLog: Sendable {
         return replies.first?.string ?? ""
     }
 
-    /// The last `count` events of a partition, oldest first.
+    /// The last `count` events of a partition, oldest first: of its own stream and, while it is a sharded global
+    /// ceiling, of its shards' streams as well (``SluiceEvent/shard``).
     public func recent(partition: String, count: Int = 50) async throws(RedisError) -> [SluiceEvent] {
-        let keys = PartitionKeys(partition: partition, namespace: namespace)
-        let reply = try await redis.send("XREVRANGE", keys.events, "+", "-", "COUNT", RedisArgument(max(1, count)))
-        return Self.entries(reply, partition: partition).reversed()
+        var events: [SluiceEvent] = []
+        for stream in try await streams(of: partition) {
+            let reply = try await redis.send("XREVRANGE", stream.key, "+", "-", "COUNT", RedisArgument(max(1, count)))
+            events += stream.entries(reply)
+        }
+        return Array(events.sorted { $0.order < $1.order }.suffix(max(1, count)))
     }
 
-    /// The partitions that have an event stream right now (found with `SCAN`, on every primary of a cluster).
+    /// The partitions that have an event stream right now (found with `SCAN`, on every primary of a cluster); a
+    /// shard's stream counts for its partition.
     public func partitions() async throws(RedisError) -> [String] {
         var found: Set<String> = []
         for key in try await redis.scanKeys(matching: Self.globEscaped(namespace) + ":{*}:events", type: "stream") {
-            if let partition = Self.partition(ofKey: key, namespace: namespace) { found.insert(partition) }
+            if let stream = EventStream(key: key, namespace: namespace) { found.insert(stream.partition) }
         }
         return found.sorted()
     }
 
-    /// Follows the streams of the given partitions: waits (`XREAD BLOCK`, on a pooled connection
-    /// of its own) and hands every new event to `handler` until the task is cancelled. On a Redis Cluster each
-    /// partition is followed on a connection to the primary that serves it.
-    /// - Parameter after: the entry id to start after per partition (`$`: only new events).
+    /// The streams of `partition`: its own, and while it is a sharded global ceiling, each of its shards' (read
+    /// from the shard count in the root's quota hash: one HGET).
+    func streams(of partition: String) async throws(RedisError) -> [EventStream] {
+        let quotas = QuotaKeys(namespace: namespace, partition: partition).quotas
+        let shards = try await redis.send("HGET", RedisArgument(quotas), RedisArgument(QuotaStore.shardsField))
+        let count = shards.string.flatMap { Int($0) } ?? 0
+        let own = EventStream(partition: partition, shard: nil, namespace: namespace)
+        guard count > 1 else { return [own] }
+        return [own] + (0..<count).map { EventStream(partition: partition, shard: $0, namespace: namespace) }
+    }
+
+    /// Follows the streams of the given partitions (and of their shards, as many as each has when following
+    /// starts): waits (`XREAD BLOCK`, on a pooled connection of its own) and hands every new event to `handler`
+    /// until the task is cancelled. On a Redis Cluster each stream is followed on a connection to the primary that
+    /// serves it.
+    /// - Parameter after: the entry id to start after per stream (`$`: only new events).
     public func follow(
         partitions: [String], after: String = "$", handler: @escaping @Sendable (SluiceEvent) async -> Void
     ) async throws {
-        guard !partitions.isEmpty else { return }
-        if partitions.count > 1, try await redis.isCluster() {
+        var streams: [EventStream] = []
+        for partition in partitions { streams += try await self.streams(of: partition) }
+        try await follow(streams, after: after, handler: handler)
+    }
+
+    private func follow(
+        _ streams: [EventStream], after: String, handler: @escaping @Sendable (SluiceEvent) async -> Void
+    ) async throws {
+        guard !streams.isEmpty else { return }
+        if streams.count > 1, try await redis.isCluster() {
             try await withThrowingTaskGroup(of: Void.self) { group in
-                for partition in partitions {
-                    group.addTask { try await follow(partitions: [partition], after: after, handler: handler) }
+                for stream in streams {
+                    group.addTask { try await follow([stream], after: after, handler: handler) }
                 }
                 try await group.waitForAll()
             }
             return
         }
-        logger.debug("following the event streams", metadata: ["sluice.partitions": "\(partitions.count)"])
-        var last = Dictionary(uniqueKeysWithValues: partitions.map { ($0, after) })
+        logger.debug("following the event streams", metadata: ["sluice.streams": "\(streams.count)"])
+        var last = Array(repeating: after, count: streams.count)
         let block = max(100, Int(redis.configuration.commandTimeout / .milliseconds(1)) / 2)
-        try await redis.withConnection(routingKey: PartitionKeys(partition: partitions[0], namespace: namespace).events)
-        {
-            connection in
+        try await redis.withConnection(routingKey: streams[0].key) { connection in
             // `$` means "after the newest entry when this XREAD runs": sent again after a BLOCK that timed out, it
             // would skip the events recorded between the two XREADs. It is resolved once, to the newest id now.
-            for partition in partitions where last[partition] == "$" {
-                let newest = try await connection.send(
-                    RedisCommand(
-                        "XREVRANGE", PartitionKeys(partition: partition, namespace: namespace).events, "+", "-",
-                        "COUNT", "1"))
-                last[partition] = newest.array?.first?.array?.first?.string ?? "0-0"
+            for (index, stream) in streams.enumerated() where last[index] == "$" {
+                let newest = try await connection.send(RedisCommand("XREVRANGE", stream.key, "+", "-", "COUNT", "1"))
+                last[index] = newest.array?.first?.array?.first?.string ?? "0-0"
             }
+            let byKey = Dictionary(
+                streams.enumerated().map { (String(decoding: $1.key.bytes, as: UTF8.self), $0) },
+                uniquingKeysWith: { first, _ in first })
             while !Task.isCancelled {
                 var arguments: [RedisArgument] = ["BLOCK", RedisArgument(block), "STREAMS"]
-                arguments += partitions.map { PartitionKeys(partition: $0, namespace: namespace).events }
-                arguments += partitions.map { RedisArgument(last[$0] ?? "$") }
+                arguments += streams.map(\.key)
+                arguments += last.map { RedisArgument($0) }
                 let reply = try await connection.send(RedisCommand("XREAD", arguments))
-                for stream in reply.array ?? [] {
-                    guard let pair = stream.array, pair.count == 2, let key = pair[0].string,
-                        let partition = Self.partition(ofKey: key, namespace: namespace)
+                for entries in reply.array ?? [] {
+                    guard let pair = entries.array, pair.count == 2, let key = pair[0].string,
+                        let index = byKey[key]
                     else { continue }
-                    for event in Self.entries(pair[1], partition: partition) {
-                        last[partition] = event.id
+                    for event in streams[index].entries(pair[1]) {
+                        last[index] = event.id
                         await handler(event)
                     }
                 }
@@ -122,26 +145,13 @@ public struct EventLog: Sendable {
         return out
     }
 
-    /// The partition named by an escaped key `<namespace>:{P}:events`.
+    /// The partition named by an escaped key `<namespace>:{P}:events` (or by the stream of one of its shards,
+    /// `<namespace>:{P~s<k>}:events`).
     static func partition(ofKey key: String, namespace: String = "sluice") -> String? {
-        let head = namespace + ":{"
-        guard key.hasPrefix(head), key.hasSuffix("}:events"), key.utf8.count >= head.utf8.count + 8 else { return nil }
-        let escaped = key.dropFirst(head.count).dropLast("}:events".count)
-        var bytes: [UInt8] = []
-        var iterator = Array(escaped.utf8).makeIterator()
-        while let byte = iterator.next() {
-            if byte == UInt8(ascii: "%"), let high = iterator.next(), let low = iterator.next(),
-                let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16)
-            {
-                bytes.append(value)
-            } else {
-                bytes.append(byte)
-            }
-        }
-        return String(decoding: bytes, as: UTF8.self)
+        EventStream(key: key, namespace: namespace)?.partition
     }
 
-    static func entries(_ reply: RedisValue, partition: String) -> [SluiceEvent] {
+    static func entries(_ reply: RedisValue, partition: String, shard: Int? = nil) -> [SluiceEvent] {
         (reply.array ?? []).compactMap { entry in
             guard let pair = entry.array, pair.count == 2, let id = pair[0].string else { return nil }
             let flat = (pair[1].array ?? []).map { $0.string ?? "" }
@@ -154,7 +164,58 @@ public struct EventLog: Sendable {
                     fields.append((flat[index], flat[index + 1]))
                 }
             }
-            return SluiceEvent(id: id, partition: partition, type: type, fields: fields)
+            return SluiceEvent(id: id, partition: partition, shard: shard, type: type, fields: fields)
         }
+    }
+}
+
+/// One event stream: a partition's own, or one shard's of a sharded global ceiling.
+struct EventStream: Sendable, Hashable {
+    let partition: String
+    let shard: Int?
+    /// `<namespace>:{<escaped partition>}:events`, or `<namespace>:{<escaped partition>~s<shard>}:events`.
+    let key: RedisArgument
+
+    init(partition: String, shard: Int?, namespace: String) {
+        self.partition = partition
+        self.shard = shard
+        self.key = PartitionKeys(partition: partition, shard: shard, namespace: namespace).events
+    }
+
+    /// The stream of an escaped key `<namespace>:{<tag>}:events`. A tag ending in `~s<digits>` is a shard's: an
+    /// escaped partition has no `~` but in the digest of a name too long to keep (`~<hex>`), which has no `s`.
+    init?(key: String, namespace: String) {
+        let head = namespace + ":{"
+        guard key.hasPrefix(head), key.hasSuffix("}:events"), key.utf8.count >= head.utf8.count + 8 else { return nil }
+        var tag = Substring(key.dropFirst(head.count).dropLast("}:events".count))
+        var shard: Int?
+        if let mark = tag.lastIndex(of: "~"), tag[tag.index(after: mark)...].hasPrefix("s") {
+            let digits = tag[tag.index(mark, offsetBy: 2)...]
+            if !digits.isEmpty, digits.allSatisfy({ ("0"..."9").contains($0) }), let index = Int(digits) {
+                shard = index
+                tag = tag[..<mark]
+            }
+        }
+        self.init(partition: Self.unescape(tag), shard: shard, namespace: namespace)
+    }
+
+    func entries(_ reply: RedisValue) -> [SluiceEvent] {
+        EventLog.entries(reply, partition: partition, shard: shard)
+    }
+
+    /// The partition name an escaped tag stands for (``KeyName``'s `%XX` escapes undone).
+    private static func unescape(_ escaped: Substring) -> String {
+        var bytes: [UInt8] = []
+        var iterator = Array(escaped.utf8).makeIterator()
+        while let byte = iterator.next() {
+            if byte == UInt8(ascii: "%"), let high = iterator.next(), let low = iterator.next(),
+                let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16)
+            {
+                bytes.append(value)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }

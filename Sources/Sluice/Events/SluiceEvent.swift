@@ -8,6 +8,10 @@ public struct SluiceEvent: Sendable, Hashable {
     public var id: String
     /// The partition whose stream holds it.
     public var partition: String
+    /// On a sharded global ceiling (`quota set global=NAME ... --shards N`): the shard whose stream holds it
+    /// (`sluice:{<partition>~s<shard>}:events`, the events of the trees and the reconciler there); `nil`: the
+    /// partition's own stream.
+    public var shard: Int?
     /// What happened: `breaker-open`, `breaker-half-open`, `breaker-closed`, `budget-exhausted`,
     /// `loop-guard`, `shed`, `queue-growth`, `retry-budget-exhausted`, `invalid-config`, and from the
     /// ``Reconciler``: `pause` (a 429 paused the partition), `ceiling-cut`, `stated-limit`, ...
@@ -16,9 +20,10 @@ public struct SluiceEvent: Sendable, Hashable {
     public var fields: [(String, String)]
 
     /// Creates an event.
-    package init(id: String, partition: String, type: String, fields: [(String, String)]) {
+    package init(id: String, partition: String, shard: Int? = nil, type: String, fields: [(String, String)]) {
         self.id = id
         self.partition = partition
+        self.shard = shard
         self.type = type
         self.fields = fields
     }
@@ -33,13 +38,19 @@ public struct SluiceEvent: Sendable, Hashable {
         Int64(id.prefix { $0 != "-" }) ?? 0
     }
 
+    /// Its place in time across streams: the entry id's milliseconds, then its sequence number.
+    var order: (Int64, Int64) {
+        (milliseconds, Int64(id.drop { $0 != "-" }.dropFirst()) ?? 0)
+    }
+
     public static func == (lhs: SluiceEvent, rhs: SluiceEvent) -> Bool {
-        lhs.id == rhs.id && lhs.partition == rhs.partition && lhs.type == rhs.type
+        lhs.id == rhs.id && lhs.partition == rhs.partition && lhs.shard == rhs.shard && lhs.type == rhs.type
             && lhs.fields.elementsEqual(rhs.fields) { $0 == $1 }
     }
 
     public func hash(into hasher: inout Hasher) {
         hasher.combine(id)
         hasher.combine(partition)
+        hasher.combine(shard)
     }
 }
