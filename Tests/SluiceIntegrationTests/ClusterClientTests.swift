@@ -186,7 +186,36 @@ struct ClusterClientTests {
         _ = try await redis.pipeline(keys.map { RedisCommand("SET", RedisArgument($0), "1", "PX", 60_000) })
         let found = try await redis.scanKeys(matching: prefix + "*")
         #expect(Set(found) == Set(keys))
+        // Bounded: one SCAN call of COUNT 1000 per primary covers each primary's few keys here.
+        let bounded = try await redis.scanKeys(matching: prefix + "*", mostCallsPerNode: 1_000)
+        #expect(bounded.complete && Set(bounded.keys) == Set(keys))
         _ = try await redis.pipeline(keys.map { RedisCommand("DEL", RedisArgument($0)) })
+    }
+
+    @Test("The operators' fleet view finds the partitions of every primary")
+    func fleetViewOnEveryPrimary() async throws {
+        let redis = try client()
+        defer { redis.close() }
+        let prefix = TestRedis.uniquePrefix()
+        let partitions = (0..<24).map { "\(prefix)p\($0)" }
+        let log = EventLog(redis: redis)
+        for partition in partitions { try await log.record(partition: partition, type: "t", fields: []) }
+        let events = partitions.map { PartitionKeys(partition: $0).events }
+        let primaries = try await primaryConnections(redis)
+        defer { primaries.forEach { $0.close() } }
+        var holding = 0
+        for connection in primaries {
+            let held = try await connection.send(
+                RedisCommand(
+                    "SCAN", ["0", "MATCH", RedisArgument("sluice:{\(KeyName.escape(prefix))*"), "COUNT", "100000"]))
+            if !(held.array?[1].array ?? []).isEmpty { holding += 1 }
+        }
+        #expect(holding > 1, "the partitions spread over the primaries")
+        let found = Set(try await FleetReader(redis: redis).partitions())
+        #expect(found.isSuperset(of: partitions), "missing: \(Set(partitions).subtracting(found).sorted())")
+        let snapshot = try await FleetReader(redis: redis).snapshot(partitions[5])
+        #expect(snapshot.streamLength == 1)
+        _ = try await redis.pipeline(events.map { RedisCommand("DEL", $0) })
     }
 
     @Test("A blocking read on a connection of its own goes to the key's primary")

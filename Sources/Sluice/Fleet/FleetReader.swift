@@ -14,7 +14,8 @@ import SluiceRedis
 package struct FleetReader: Sendable {
     /// How much one read may do.
     package struct Configuration: Sendable, Hashable {
-        /// The most `SCAN` calls (`COUNT 1000` each) per read, to find partitions and their keys.
+        /// The most `SCAN` calls (`COUNT 1000` each) per read on each server (each primary of a cluster), to find
+        /// partitions and their keys.
         package var scanCalls: Int
         /// The most scopes, breakers and tree hashes read per partition.
         package var maxScopes: Int
@@ -153,27 +154,16 @@ package struct FleetReader: Sendable {
         let wanted = partitions.map { Set($0.map { KeyName.escape($0) }) }
         let pattern =
             if let wanted, wanted.count == 1, let only = wanted.first { "sluice:{\(only)}:*" } else { "sluice:{*}:*" }
-        var cursor = "0"
-        var calls = 0
-        repeat {
-            let reply = try await redis.send(
-                "SCAN", RedisArgument(cursor), "MATCH", RedisArgument(pattern), "COUNT", 1000)
-            guard let parts = reply.array, parts.count == 2 else {
-                throw RedisError(.unexpectedReply, "SCAN replied unexpectedly", command: "SCAN")
-            }
-            cursor = parts[0].string ?? "0"
-            calls += 1
-            for key in parts[1].array ?? [] {
-                guard let text = key.string, text.hasPrefix("sluice:{"),
-                    let close = text.firstIndex(of: "}")
-                else { continue }
-                let escaped = String(text[text.index(text.startIndex, offsetBy: 8)..<close])
-                let rest = text[text.index(after: close)...]
-                guard rest.hasPrefix(":"), !escaped.isEmpty, wanted?.contains(escaped) ?? true else { continue }
-                inventory.partitions[Tag(escaped: escaped), default: Keys()].add(rest.dropFirst())
-            }
-        } while cursor != "0" && calls < configuration.scanCalls
-        inventory.truncated = cursor != "0"
+        // On every primary of a cluster: one node holds only its slots' partitions.
+        let scan = try await redis.scanKeys(matching: pattern, mostCallsPerNode: configuration.scanCalls)
+        for text in scan.keys {
+            guard text.hasPrefix("sluice:{"), let close = text.firstIndex(of: "}") else { continue }
+            let escaped = String(text[text.index(text.startIndex, offsetBy: 8)..<close])
+            let rest = text[text.index(after: close)...]
+            guard rest.hasPrefix(":"), !escaped.isEmpty, wanted?.contains(escaped) ?? true else { continue }
+            inventory.partitions[Tag(escaped: escaped), default: Keys()].add(rest.dropFirst())
+        }
+        inventory.truncated = !scan.complete
         inventory.now = try await Self.time(redis)
         return inventory
     }

@@ -40,6 +40,14 @@ extension RedisClient {
     /// would see only the keys of its slots. Keys may repeat when they move while the scan runs; the result
     /// holds each once.
     public func scanKeys(matching pattern: String, type: String? = nil) async throws(RedisError) -> [String] {
+        try await scanKeys(matching: pattern, type: type, mostCallsPerNode: .max).keys
+    }
+
+    /// As ``scanKeys(matching:type:)``, with bounded work: at most `mostCallsPerNode` `SCAN` calls (of up to 1,000
+    /// keys each) on each primary. `complete` is false when a primary's scan stopped there.
+    public func scanKeys(
+        matching pattern: String, type: String? = nil, mostCallsPerNode: Int
+    ) async throws(RedisError) -> (keys: [String], complete: Bool) {
         let connections: [RedisConnection]
         switch try await router.mode() {
         case .single: connections = [router.seed]
@@ -47,8 +55,10 @@ extension RedisClient {
         }
         var found: Set<String> = []
         var keys: [String] = []
+        var complete = true
         for connection in connections {
             var cursor = "0"
+            var calls = 0
             repeat {
                 var arguments: [RedisArgument] = [
                     RedisArgument(cursor), "MATCH", RedisArgument(pattern), "COUNT", 1000,
@@ -59,12 +69,14 @@ extension RedisClient {
                     throw RedisError(.unexpectedReply, "SCAN replied unexpectedly", command: "SCAN")
                 }
                 cursor = next
+                calls += 1
                 for key in parts[1].array ?? [] {
                     if let key = key.string, found.insert(key).inserted { keys.append(key) }
                 }
-            } while cursor != "0"
+            } while cursor != "0" && calls < max(1, mostCallsPerNode)
+            if cursor != "0" { complete = false }
         }
-        return keys
+        return (keys, complete)
     }
 
     /// Runs `body` with a connection of its own to the server, or on a cluster to the primary that serves
