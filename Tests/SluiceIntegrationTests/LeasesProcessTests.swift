@@ -45,6 +45,22 @@ struct LeasesProcessTests {
             newTokens.min() ?? 0 > oldTokens.max() ?? .max, "fencing tokens only grow: \(oldTokens) then \(newTokens)")
     }
 
+    @Test("A body cancelled while it holds a lease gives the slot back at once, not at the lease's expiry")
+    func cancelledBodyReleases() async throws {
+        let fixture = try BackpressureFixture()
+        defer { Task { await fixture.cleanUp() } }
+        let pool = LeasePool(redis: fixture.client, partition: fixture.partition, scope: "gpt-4o", slots: 1)
+        let holding = Task {
+            try await pool.withLease(waitingUntil: .now + .seconds(30)) { _ in try await Task.sleep(for: .seconds(60)) }
+        }
+        for _ in 0..<1_000 where try await pool.held() < 1 { try await Task.sleep(for: .milliseconds(5)) }
+        try #require(try await pool.held() == 1, "the body never held the lease")
+        holding.cancel()
+        await #expect(throws: CancellationError.self) { try await holding.value }
+        // Its ttl is 30 s: held still, it would be lost to the fleet until then.
+        #expect(try await pool.held() == 0, "the cancelled body's lease stayed held")
+    }
+
     @Test("A late release is fenced: it cannot free the slot that now serves someone else")
     func lateReleaseIsFenced() async throws {
         let fixture = try BackpressureFixture()

@@ -178,6 +178,25 @@ struct QuotaDecisionTests {
         #expect(ContinuousClock.now >= first.proceedAt, "proceed returns no earlier than the limiter said")
     }
 
+    @Test("A scheduled admission cancelled while it waits to proceed gives its charge back")
+    func cancelledProceedRefunds() async throws {
+        let fixture = try QuotaFixture()
+        defer { Task { await fixture.cleanUp() } }
+        let limiter = try fixture.limiter(["global": "tokens: bucket rate=2/s burst=10 debt=20"])
+        let path = try fixture.path()
+        #expect(try await limiter.decide(path, cost: ["tokens": 10]).allowed)
+        let first = try await limiter.schedule(path, cost: ["tokens": 5], maxWait: .seconds(10))
+        #expect(first.allowed && first.wait > .seconds(1), "\(first.wait)")
+        let waiting = Task { try await first.proceed() }
+        try await Task.sleep(for: .milliseconds(100))
+        waiting.cancel()
+        await #expect(throws: CancellationError.self) { try await waiting.value }
+        // Refunded: the next caller waits for the same 5 tokens, not behind the cancelled one's (2.5 s more).
+        let next = try await limiter.schedule(path, cost: ["tokens": 5], maxWait: .seconds(10))
+        #expect(next.allowed && next.wait < first.wait, "\(next.wait) after \(first.wait): the charge stayed")
+        #expect(try await next.cancel() == .cancelled)
+    }
+
     @Test("HTB: above its guarantee a tenant borrows only while the parent keeps its headroom; batch leaves it")
     func borrowing() async throws {
         let fixture = try QuotaFixture()

@@ -449,6 +449,56 @@ struct TwoTripCallTests {
         #expect(try await queue.status().waiting == 0, "cancelled callers still count as waiting")
     }
 
+    @Test(
+        "A call cancelled while its admission is in flight gives back what the admission took",
+        arguments: ["in two trips", "step by step"])
+    func cancelledDuringAdmission(route: String) async throws {
+        let setup = try await Setup(defaults: ["global": "tokens: bucket rate=1/d burst=1000"])
+        defer { setup.close() }
+        let queue = AdmissionQueue(redis: setup.client, partition: "openai", scope: "s")
+        let pool = LeasePool(redis: setup.client, partition: "openai", scope: "s", slots: 1)
+        // Without a quota path, a call takes its stages one round trip each (its first: the queue).
+        let quotaPath = route == "in two trips" ? setup.path : nil
+        let call = ProviderCall(
+            scope: "s", estimate: ["tokens": 100], quotaPath: quotaPath, concurrency: 1, timeout: .seconds(20),
+            maxAttempts: 1)
+        // A first call loads the function library: the call below sends its admission, nothing before it.
+        let warmUp = ProviderCall(scope: "s", estimate: ["tokens": 0], quotaPath: quotaPath, maxAttempts: 1)
+        _ = try await setup.backpressure.call(warmUp) { _ in CallOutcome(()) }
+        // The partition's server is busy with a 600 ms script (shorter than the cluster's node timeout): the call's
+        // admission is sent, then waits behind it, and the caller is cancelled meanwhile.
+        let busy = """
+            local from = redis.call('TIME')
+            for _ = 1, 500000000 do
+                local now = redis.call('TIME')
+                if (now[1] - from[1]) * 1000000 + now[2] - from[2] > tonumber(ARGV[1]) then return 1 end
+            end
+            return 0
+            """
+        let server = Task {
+            try await setup.client.send(
+                RedisCommand("EVAL", [RedisArgument(busy), "1", "sluice:{openai}:busy", "600000"]))
+        }
+        try await Task.sleep(for: .milliseconds(150))
+        let ran = Counter()
+        let caller = Task {
+            try await setup.backpressure.call(call) { _ in
+                ran.add()
+                return CallOutcome(())
+            }
+        }
+        try await Task.sleep(for: .milliseconds(150))
+        caller.cancel()
+        await #expect(throws: CancellationError.self) { try await caller.value }
+        _ = try await server.value
+        #expect(ran.value == 0, "a cancelled caller's operation ran")
+        // Nothing stays behind: no lease (held 30 s), no place in the queue, no charge (the bucket refills 1 a day).
+        #expect(try await pool.held() == 0, "the admission's lease stayed held")
+        let status = try await queue.status()
+        #expect(status.inFlight == 0 && status.waiting == 0, "\(status)")
+        #expect(try await setup.limiter.decide(setup.path, cost: ["tokens": 1000]).allowed, "the charge stayed")
+    }
+
     @Test("A retry costs one script call more: the failed attempt's outcome with the retry budget and the next permit")
     func retryRoundTrips() async throws {
         let setup = try await Setup()

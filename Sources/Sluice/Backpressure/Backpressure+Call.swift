@@ -168,7 +168,9 @@ extension Backpressure {
         let metrics = self.metrics
         let dependency = call.dependency
 
-        // Admission: each stage undoes what the earlier ones took when a later one refuses.
+        // Admission: each stage undoes what the earlier ones took when a later one refuses. The steps that take
+        // something are shielded: a caller cancelled while one is in flight still learns what it took (the next
+        // step, or the first attempt, throws its cancellation), and gives it back below.
         var admitted = Admitted()
         var admittedAt = ContinuousClock.now
         metrics.startedWaiting()
@@ -176,7 +178,9 @@ extension Backpressure {
             if try await traced(
                 "sluice.queue",
                 { _ in
-                    try await step.run({ try await queue.enter(callerID: id, patience: deadline - .now) })
+                    try await step.run(shielded: true) {
+                        try await queue.enter(callerID: id, patience: deadline - .now)
+                    }
                 }) != nil
             {
                 admitted.queued = true
@@ -190,7 +194,7 @@ extension Backpressure {
             }
             if let tree, together == nil {
                 admitted.ticket = try await traced("sluice.tree") { _ in
-                    try await step.run {
+                    try await step.run(shielded: true) {
                         try await trees.enter(
                             tree, callID: id, estimate: call.estimate, tool: call.tool, arguments: call.arguments,
                             ttl: maxCallDuration)
@@ -327,7 +331,7 @@ extension Backpressure {
         let cost = call.estimate
         let maxWait = max(.zero, step.deadline - .now)
         let priority = tree?.priority ?? .interactive
-        let admission = try await step.run {
+        let admission = try await step.run(shielded: true) {
             do {
                 return try await limiter.schedule(
                     path, cost: cost, maxWait: maxWait, priority: priority, tree: together)
@@ -369,7 +373,7 @@ extension Backpressure {
         var attempt = 0
         let backoff = RetryBackoff(initial: .milliseconds(10), maximum: .milliseconds(500))
         while true {
-            guard let outcome = try await step.run({ try await pool.tryAcquire() }) else { return nil }
+            guard let outcome = try await step.run(shielded: true, { try await pool.tryAcquire() }) else { return nil }
             switch outcome {
             case .acquired(let lease):
                 return lease
@@ -453,10 +457,14 @@ struct Steps {
     }
 
     /// Runs an admission step; `nil` when Redis is unavailable and the policy lets the call on.
-    mutating func run<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T? {
+    /// `shielded`: the caller's cancellation does not abandon the step's reply (the caller undoes what it took).
+    mutating func run<T: Sendable>(
+        shielded: Bool = false, _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T? {
         if degraded { return nil }
+        try Task.checkCancellation()  // a shielded step would start all the same
         do {
-            return try await owner.health.perform(deadline: deadline, body)
+            return try await owner.health.perform(deadline: deadline, shielded: shielded, body)
         } catch let error as BackpressureError where error.code == .redisUnavailable {
             try await owner.applyFailurePolicy(error, deadline: deadline, logger: logger)
             degraded = true

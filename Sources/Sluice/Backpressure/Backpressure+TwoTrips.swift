@@ -77,6 +77,7 @@ extension Backpressure {
         do {
             try await traced("sluice.admit") { span in
                 while admitted == nil {
+                    try Task.checkCancellation()
                     let asked = ContinuousClock.now
                     let request = try limiter.scheduleRequest(
                         route.path, cost: cost, maxWait: min(.seconds(86_400), max(.zero, deadline - asked)),
@@ -98,7 +99,11 @@ extension Backpressure {
                     }
                     steps.append(budget.step("count"))  // a first attempt, counted without reading the window
                     let admit = ScriptStep.composite(LuaScripts.callAdmit, steps)
-                    guard let reply = try await step.run({ try await redis.run(admit) }) else { break }  // degraded
+                    // Shielded: a caller cancelled while the admission is in flight still reads what it took (a
+                    // lease, a place, a charge), and gives it back below, instead of leaving it until it expires.
+                    guard let reply = try await step.run(shielded: true, { try await redis.run(admit) }) else {
+                        break  // degraded
+                    }
                     // Waits are counted from the reply, not from asking: the server's "now" lies between the two, so a
                     // caller never comes back (or runs) before its time (counted from asking, a caller back at its place
                     // in line could come a round trip early, find no room yet and ask once more). Unless that passes the
@@ -274,6 +279,7 @@ extension Backpressure {
 
         if let admitted {
             do {
+                try Task.checkCancellation()  // cancelled while admitted: it gives everything back, unsent
                 // The quota's scheduled admission: charged already, the call waits its turn.
                 if admitted.proceedAt > .now {
                     try await traced("sluice.quota_wait") { _ in

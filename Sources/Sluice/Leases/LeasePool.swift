@@ -158,8 +158,15 @@ public struct LeasePool: Sendable {
     ) async throws -> Lease {
         var attempt = 0
         while true {
-            switch try await tryAcquire() {
+            try Task.checkCancellation()
+            // Shielded: cancelled while the acquire is in flight, the caller still learns whether it took a slot
+            // (and gives it back), where an abandoned reply would leave the slot held until its ttl.
+            switch try await withCancellationShield({ try await tryAcquire() }) {
             case .acquired(let lease):
+                if Task.isCancelled {
+                    _ = try? await withCancellationShield { try await release(lease) }
+                    throw CancellationError()
+                }
                 return lease
             case .busy(let held, let earliest):
                 let now = ContinuousClock.now
@@ -207,14 +214,16 @@ public struct LeasePool: Sendable {
         let lease = try await acquire(waitingUntil: deadline)
         let heartbeat = Task { await self.keepAlive(lease) }
         defer { heartbeat.cancel() }
+        // The release is shielded: a body that stopped because its task was cancelled still gives its slot back
+        // (a Redis command from a cancelled task is never sent).
         do {
             let result = try await body(lease)
             heartbeat.cancel()
-            _ = try? await release(lease)
+            _ = try? await withCancellationShield { try await release(lease) }
             return result
         } catch {
             heartbeat.cancel()
-            _ = try? await release(lease)
+            _ = try? await withCancellationShield { try await release(lease) }
             throw error
         }
     }

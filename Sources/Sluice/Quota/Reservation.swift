@@ -149,7 +149,9 @@ public struct Admission: Sendable {
         do {
             try await Task.sleep(until: proceedAt, clock: .continuous)
         } catch {
-            _ = try? await reservation.cancel()
+            // Shielded: a Redis command from a cancelled task is never sent, and the charge would stay.
+            let reservation = self.reservation
+            _ = try? await withCancellationShield { try await reservation.cancel() }
             throw error
         }
     }
