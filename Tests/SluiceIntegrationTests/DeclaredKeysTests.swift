@@ -13,7 +13,8 @@ import Testing
 /// the function call that runs it (nested steps of `call-admit` and `call-finish` included), and the keys that were
 /// not declared are recorded on the server. Then `Backpressure.call` runs through every stage — queue, breaker,
 /// lease (free, held by another, given back after a quota refusal), tree (with its max in flight reached),
-/// quota, reconciler, a retry — and nothing may have been recorded.
+/// quota, reconciler, a retry, batch callers waiting in line and cancelled there — and nothing may have been
+/// recorded.
 @Suite("Scripts touch only the keys they are given", .serialized, .onEveryServer)
 struct DeclaredKeysTests {
     /// The library's source with every `redis.call` checked against the declared KEYS; the same library and
@@ -180,6 +181,34 @@ struct DeclaredKeysTests {
             scope: "openai/gpt-4o", estimate: ["tokens": 10_000_000], quotaPath: path, concurrency: 1,
             timeout: .seconds(5), maxAttempts: 1)
         await #expect(throws: BackpressureError.self) { try await backpressure.call(huge) { _ in CallOutcome(0) } }
+
+        // Batch callers at a root as deep in debt as it may go wait in line (their turns, the tenants' next turns,
+        // the weights); cancelled there, they leave the queue and the line (queue-leave with the line's keys), and
+        // those admitted with a wait give their charge back (call-finish with the line's credit).
+        let slowLimiter = try Limiter(
+            client: client, configuration: .init(defaults: ["global": "requests: bucket rate=2/s burst=1 debt=1"]))
+        let slow = Backpressure(
+            redis: client,
+            configuration: .init(partition: "slow", health: .init(stepTimeout: .seconds(10)), heartbeat: nil),
+            limiter: slowLimiter)
+        let batchTree = try await RequestTrees(redis: client).open(
+            partition: "slow", limits: TreeLimits(maxInFlight: 100, deadline: .seconds(60)), priority: .batch)
+        let batch = ProviderCall(
+            scope: "s", estimate: ["requests": 1], quotaPath: try ScopePath("global=slow", "tenant=acme"),
+            timeout: .seconds(20), maxAttempts: 1)
+        let waiting = (0..<6).map { _ in
+            Task { try await batchTree.run { try await slow.call(batch) { _ in CallOutcome(0) } } }
+        }
+        let turns = RedisArgument("sluice:{slow}:queue:s:line:batch:turns")
+        var inLine = 0
+        for _ in 0..<1_000 where inLine == 0 {
+            inLine = Int(try await client.send(RedisCommand("ZCARD", turns)).integer ?? 0)
+            if inLine == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        }
+        #expect(inLine > 0, "no batch caller waited in line")
+        for task in waiting { task.cancel() }
+        for task in waiting { _ = try? await task.value }
+        #expect(try await client.send(RedisCommand("ZCARD", turns)).integer == 0, "a cancelled caller kept its turn")
 
         #expect(try await undeclared(client) == [], "keys touched without being declared in KEYS")
     }
