@@ -44,13 +44,12 @@ struct EventsCommand: AsyncParsableCommand {
     @Flag(help: "One JSON object per line.")
     var json = false
 
-    @Option(help: "The first part of the keys, as the workers' limiter configuration names it.")
-    var namespace: String = "sluice"
+    @OptionGroup var keys: KeyNamespaceOptions
 
     func run() async throws {
         let client = try connection.makeClient()
         defer { client.close() }
-        let log = EventLog(redis: client, namespace: namespace)
+        let log = EventLog(redis: client, namespace: keys.namespace)
         var partitions = self.partitions
         if partitions.isEmpty { partitions = try await log.partitions() }
         var backlog: [SluiceEvent] = []

@@ -7,6 +7,7 @@ struct QuotaGetCommand: AsyncParsableCommand {
         commandName: "get", abstract: "Show the limits set for one scope or scope pattern (exits 1 when none).")
 
     @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var keys: KeyNamespaceOptions
     @Argument(help: "The scope pattern, root first: KIND=NAME or KIND=*.") var scopes: [String] = []
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
@@ -18,7 +19,7 @@ struct QuotaGetCommand: AsyncParsableCommand {
         let client = try connection.makeClient()
         defer { client.close() }
         let pattern = try ScopePattern(parsing: scopes)
-        guard let field = try await QuotaStore(client: client).get(pattern) else {
+        guard let field = try await QuotaStore(client: client, namespace: keys.namespace).get(pattern) else {
             print(json ? "null" : "no quota set for \(pattern)")
             throw ExitCode(1)
         }

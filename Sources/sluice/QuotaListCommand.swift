@@ -8,12 +8,13 @@ struct QuotaListCommand: AsyncParsableCommand {
         abstract: "List every quota set in Redis; invalid values (ignored by decisions) are marked INVALID.")
 
     @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var keys: KeyNamespaceOptions
     @Flag(help: "Print one JSON object per line instead of text.") var json = false
 
     func run() async throws {
         let client = try connection.makeClient()
         defer { client.close() }
-        let fields = try await QuotaStore(client: client).list()
+        let fields = try await QuotaStore(client: client, namespace: keys.namespace).list()
         if fields.isEmpty && !json { print("no quotas set") }
         for field in fields { print(json ? try Self.json(field) : Self.text(field)) }
     }

@@ -48,3 +48,16 @@ struct QuotaDecisionOptions: ParsableArguments {
         }
     }
 }
+
+/// `--namespace NS`: the first part of Sluice's keys (`NS:{P}:...`), as the workers' limiter configuration names it
+/// (`Limiter.Configuration.namespace`); `sluice` unless they name another.
+struct KeyNamespaceOptions: ParsableArguments {
+    @Option(help: "The first part of the keys, as the workers' limiter configuration names it.")
+    var namespace: String = "sluice"
+
+    func validate() throws {
+        guard !namespace.isEmpty, !namespace.contains(where: { "{}*?[]\\ ".contains($0) }) else {
+            throw ValidationError("--namespace is a non-empty name without braces, spaces or glob characters")
+        }
+    }
+}

@@ -7,6 +7,7 @@ struct QuotaRemoveCommand: AsyncParsableCommand {
         commandName: "rm", abstract: "Remove a scope pattern's quotas, or only one resource's (exits 1 when none).")
 
     @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var keys: KeyNamespaceOptions
     @Argument(help: "The scope pattern, root first: KIND=NAME or KIND=*.") var scopes: [String] = []
     @Option(help: "Remove only this resource's limits.") var resource: String?
 
@@ -18,7 +19,8 @@ struct QuotaRemoveCommand: AsyncParsableCommand {
         let client = try connection.makeClient()
         defer { client.close() }
         let pattern = try ScopePattern(parsing: scopes)
-        let removed = try await QuotaStore(client: client).remove(pattern, resource: resource)
+        let removed = try await QuotaStore(client: client, namespace: keys.namespace).remove(
+            pattern, resource: resource)
         print(removed ? "removed" : "nothing to remove")
         if !removed { throw ExitCode(1) }
     }

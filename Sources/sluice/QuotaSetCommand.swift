@@ -17,6 +17,7 @@ struct QuotaSetCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var keys: KeyNamespaceOptions
     @Argument(help: "The scope pattern, root first: KIND=NAME or KIND=*.") var scopes: [String] = []
     @Option(help: "The resource the limit applies to (requests, tokens, ...).") var resource: String
     @Option(help: "Token bucket: refill rate N/UNIT.") var rate: String?
@@ -90,7 +91,7 @@ struct QuotaSetCommand: AsyncParsableCommand {
         let client = try connection.makeClient()
         defer { client.close() }
         let pattern = try ScopePattern(parsing: scopes)
-        let store = QuotaStore(client: client)
+        let store = QuotaStore(client: client, namespace: keys.namespace)
         let spec = try await store.set(pattern, resource: resource, limit: try limit())
         if let shards { try await store.setShards(pattern, count: shards) }
         print("\(pattern.field)  \(spec)" + (shards.map { "  (\($0) shards)" } ?? ""))

@@ -15,6 +15,7 @@ struct QuotaWeightCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var keys: KeyNamespaceOptions
     @Argument(help: "The root scope (global=NAME): the partition of the line.") var root: String
     @Argument(help: "The tenant, KIND=NAME: the second scope of its callers' quota paths.") var tenant: String
     @Argument(help: "The weight to set, 0.001 to 1000; without it the weight set now is shown.") var weight: Double?
@@ -45,7 +46,7 @@ struct QuotaWeightCommand: AsyncParsableCommand {
     func run() async throws {
         let client = try connection.makeClient()
         defer { client.close() }
-        let store = QuotaStore(client: client)
+        let store = QuotaStore(client: client, namespace: keys.namespace)
         let root = try Scope(parsing: root)
         let tenant = try Scope(parsing: tenant)
         if remove || weight != nil {

@@ -101,4 +101,40 @@ struct NamespaceTests {
         _ = try await pool.release(lease)
         await backpressure.shutdown()
     }
+
+    @Test("The quota commands take --namespace: an operator's limits and weights reach workers in that namespace")
+    func quotaCommandsInNamespace() async throws {
+        let server = try RedisServer()
+        defer { server.stop() }
+        let client = try RedisClient(url: server.url)
+        defer { client.close() }
+        let namespace = Self.namespace
+        func sluice(_ arguments: [String]) throws -> (status: Int32, output: String) {
+            try SluiceBinary.run(arguments + ["--redis", server.url, "--namespace", namespace])
+        }
+        let set = try sluice([
+            "quota", "set", "global=openai", "--resource", "tokens", "--rate", "10/s", "--burst", "10",
+        ])
+        #expect(set.status == 0, "\(set.output)")
+        #expect(try sluice(["quota", "weight", "global=openai", "tenant=gold", "3"]).status == 0)
+        #expect(try await Self.allKeys(client) == ["\(namespace):{openai}:quotas", "\(namespace):{openai}:weights"])
+
+        // A worker in the namespace decides by them; the commands read them back there, and not in another.
+        let limiter = try Limiter(client: client, configuration: .init(namespace: namespace))
+        let path = try ScopePath("global=openai", "tenant=acme")
+        #expect(try await limiter.decide(path, cost: ["tokens": 10]).allowed)
+        #expect(try await !limiter.decide(path, cost: ["tokens": 10]).allowed)
+        #expect(try sluice(["quota", "get", "global=openai"]).output.contains("burst=10"))
+        #expect(try sluice(["quota", "list"]).output.contains("global=openai"))
+        #expect(try sluice(["quota", "weight", "global=openai", "tenant=gold"]).output.contains("3"))
+        let elsewhere = try SluiceBinary.run(["quota", "list", "--redis", server.url])
+        #expect(elsewhere.output.contains("no quotas set"), "\(elsewhere.output)")
+        let removed = try sluice(["quota", "rm", "global=openai"])
+        #expect(removed.status == 0, "\(removed.output)")
+        #expect(try await client.send("EXISTS", RedisArgument("\(namespace):{openai}:quotas")).integer == 0)
+
+        // A namespace no key could carry is refused before anything is sent.
+        let bad = try SluiceBinary.run(["quota", "list", "--redis", server.url, "--namespace", "a{b}"])
+        #expect(bad.status == 64, "\(bad.output)")
+    }
 }
