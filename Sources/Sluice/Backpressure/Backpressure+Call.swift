@@ -169,7 +169,7 @@ extension Backpressure {
         let dependency = call.dependency
 
         // Admission: each stage undoes what the earlier ones took when a later one refuses. The steps that take
-        // something are shielded: a caller cancelled while one is in flight still learns what it took (the next
+        // something await their reply: a caller cancelled while one is in flight still learns what it took (the next
         // step, or the first attempt, throws its cancellation), and gives it back below.
         var admitted = Admitted()
         var admittedAt = ContinuousClock.now
@@ -178,7 +178,7 @@ extension Backpressure {
             if try await traced(
                 "sluice.queue",
                 { _ in
-                    try await step.run(shielded: true) {
+                    try await step.run(awaitingReply: true) {
                         try await queue.enter(callerID: id, patience: deadline - .now)
                     }
                 }) != nil
@@ -194,7 +194,7 @@ extension Backpressure {
             }
             if let tree, together == nil {
                 admitted.ticket = try await traced("sluice.tree") { _ in
-                    try await step.run(shielded: true) {
+                    try await step.run(awaitingReply: true) {
                         try await trees.enter(
                             tree, callID: id, estimate: call.estimate, tool: call.tool, arguments: call.arguments,
                             ttl: maxCallDuration)
@@ -331,7 +331,7 @@ extension Backpressure {
         let cost = call.estimate
         let maxWait = max(.zero, step.deadline - .now)
         let priority = tree?.priority ?? .interactive
-        let admission = try await step.run(shielded: true) {
+        let admission = try await step.run(awaitingReply: true) {
             do {
                 return try await limiter.schedule(
                     path, cost: cost, maxWait: maxWait, priority: priority, tree: together)
@@ -373,7 +373,9 @@ extension Backpressure {
         var attempt = 0
         let backoff = RetryBackoff(initial: .milliseconds(10), maximum: .milliseconds(500))
         while true {
-            guard let outcome = try await step.run(shielded: true, { try await pool.tryAcquire() }) else { return nil }
+            guard let outcome = try await step.run(awaitingReply: true, { try await pool.tryAcquire() }) else {
+                return nil
+            }
             switch outcome {
             case .acquired(let lease):
                 return lease
@@ -457,14 +459,17 @@ struct Steps {
     }
 
     /// Runs an admission step; `nil` when Redis is unavailable and the policy lets the call on.
-    /// `shielded`: the caller's cancellation does not abandon the step's reply (the caller undoes what it took).
+    /// `awaitingReply`: the caller's cancellation does not abandon the step's reply, its deadline does (the caller
+    /// gives back what the step took).
     mutating func run<T: Sendable>(
-        shielded: Bool = false, _ body: @escaping @Sendable () async throws -> T
+        awaitingReply: Bool = false, _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T? {
         if degraded { return nil }
-        try Task.checkCancellation()  // a shielded step would start all the same
+        try Task.checkCancellation()  // a step awaiting its reply would start all the same
         do {
-            return try await owner.health.perform(deadline: deadline, shielded: shielded, body)
+            return try await owner.health.perform(deadline: deadline, awaitingReply: awaitingReply, body)
+        } catch let error as BackpressureError where error.code == .redisUnavailable && Task.isCancelled {
+            throw CancellationError()  // it waited for Redis after the caller stopped: no failure policy for it
         } catch let error as BackpressureError where error.code == .redisUnavailable {
             try await owner.applyFailurePolicy(error, deadline: deadline, logger: logger)
             degraded = true

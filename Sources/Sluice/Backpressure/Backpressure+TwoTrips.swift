@@ -99,9 +99,9 @@ extension Backpressure {
                     }
                     steps.append(budget.step("count"))  // a first attempt, counted without reading the window
                     let admit = ScriptStep.composite(LuaScripts.callAdmit, steps)
-                    // Shielded: a caller cancelled while the admission is in flight still reads what it took (a
-                    // lease, a place, a charge), and gives it back below, instead of leaving it until it expires.
-                    guard let reply = try await step.run(shielded: true, { try await redis.run(admit) }) else {
+                    // Awaiting its reply: a caller cancelled while the admission is in flight still reads what it took
+                    // (a lease, a place, a charge), and gives it back below, instead of leaving it until it expires.
+                    guard let reply = try await step.run(awaitingReply: true, { try await redis.run(admit) }) else {
                         break  // degraded
                     }
                     // Waits are counted from the reply, not from asking: the server's "now" lies between the two, so a

@@ -79,14 +79,27 @@ private enum DeadlineRacer<T: Sendable>: Sendable {
 /// not cancelled at the deadline either: it goes on in the background, within its own deadline. It always
 /// starts, also when `deadline` already passed (the caller then gets `onTimeout()` at once).
 ///
+/// `awaitingReply`: for a step that takes something the caller must give back (an admission: a lease, a place, a
+/// charge). The caller's cancellation neither ends the wait nor reaches the operation, so the caller learns what
+/// the step took; the deadline still ends the wait and cancels the operation (a command not yet written is then
+/// never written), and a step whose deadline passed never starts.
+///
 /// The deadline costs an entry of ``DeadlineTimer/shared`` (no task, no dispatch timer): this runs around
 /// every Redis step of a provider call.
 func withDeadlineAbandoning<T: Sendable>(
     _ deadline: ContinuousClock.Instant,
     shielded: Bool = false,
+    awaitingReply: Bool = false,
     onTimeout: @escaping @Sendable () -> any Error,
     _ operation: @escaping @Sendable () async throws -> T
 ) async throws -> T {
+    if awaitingReply && !shielded {
+        if ContinuousClock.now >= deadline { throw onTimeout() }
+        let race = AbandoningRace<T>(cancelsOperation: true)
+        return try await withCheckedThrowingContinuation { continuation in
+            race.start(continuation, deadline: deadline, onTimeout: onTimeout, operation)
+        }
+    }
     if shielded {
         if ContinuousClock.now >= deadline {  // too late to wait for it, not to do it
             Task { _ = try? await operation() }

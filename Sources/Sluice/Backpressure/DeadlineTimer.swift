@@ -9,7 +9,7 @@ import Foundation
 #endif
 
 /// Runs actions at their deadlines from one thread the whole process shares. A Redis step's deadline
-/// (``withDeadlineAbandoning(_:shielded:onTimeout:_:)``) costs an entry in a heap, instead of a task
+/// (``withDeadlineAbandoning(_:shielded:awaitingReply:onTimeout:_:)``) costs an entry in a heap, instead of a task
 /// sleeping on a dispatch timer: on the happy path every step's deadline is set and cancelled, and the
 /// task, its timer and the thread hand-offs they took were a large part of a provider call's client CPU.
 ///

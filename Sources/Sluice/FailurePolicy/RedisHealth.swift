@@ -126,10 +126,12 @@ public final class RedisHealth: Sendable {
     /// step fails on the connection or times out (which opens it). Server error replies are not
     /// outages: they are rethrown as they are.
     ///
-    /// `shielded`: the caller's cancellation does not end the wait (see `withDeadlineAbandoning`): for a step
-    /// whose effect the caller must learn so as to undo it (an admission that may take a lease).
+    /// `awaitingReply`: the caller's cancellation does not end the wait, the deadline does (see
+    /// `withDeadlineAbandoning`): for a step whose effect the caller must learn so as to undo it (an admission that
+    /// may take a lease).
     package func perform<T: Sendable>(
-        deadline: ContinuousClock.Instant?, shielded: Bool = false, _ step: @escaping @Sendable () async throws -> T
+        deadline: ContinuousClock.Instant?, awaitingReply: Bool = false,
+        _ step: @escaping @Sendable () async throws -> T
     ) async throws -> T {
         let now = self.now()
         let (isTrial, degradedFor): (Bool?, Duration?) = state.withLock { state in
@@ -150,7 +152,7 @@ public final class RedisHealth: Sendable {
             // Abandoned rather than awaited at the deadline: a Redis command cannot be given up yet (see
             // withDeadlineAbandoning), and no step may hold a call past its deadline while the server is stopped.
             let value = try await withDeadlineAbandoning(
-                limit, shielded: shielded,
+                limit, awaitingReply: awaitingReply,
                 onTimeout: { RedisError(.timeout, "no answer within the step's deadline") }, step)
             succeeded(trial: isTrial)
             return value
