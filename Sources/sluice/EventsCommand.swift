@@ -56,15 +56,20 @@ struct EventsCommand: AsyncParsableCommand {
         for partition in partitions where count > 0 {
             backlog += try await log.recent(partition: partition, count: count)
         }
-        for event in backlog.sorted(by: { ($0.milliseconds, $0.id) < ($1.milliseconds, $1.id) }) {
+        for event in backlog.sorted(by: { $0.order < $1.order }) {
             print(try render(event))
         }
         guard follow else { return }
         guard !partitions.isEmpty else {
             throw ValidationError("no partition has events yet: name one with --partition to wait for its first")
         }
+        // On a cluster each stream blocks a pooled connection of its own (a sharded root has one per shard).
+        var streams = 0
+        for partition in Set(partitions) { streams += try await log.streams(of: partition).count }
+        let follower = try connection.makeClient(poolSize: max(4, streams + 1))
+        defer { follower.close() }
         let json = self.json
-        try await log.follow(partitions: partitions) { event in
+        try await EventLog(redis: follower, namespace: keys.namespace).follow(partitions: partitions) { event in
             do {
                 print(try Self.render(event, json: json))
             } catch {

@@ -69,25 +69,33 @@ public struct EventLog: Sendable {
 
     /// The streams of `partition`: its own, and while it is a sharded global ceiling, each of its shards' (read
     /// from the shard count in the root's quota hash: one HGET).
-    func streams(of partition: String) async throws(RedisError) -> [EventStream] {
-        let quotas = QuotaKeys(namespace: namespace, partition: partition).quotas
-        let shards = try await redis.send("HGET", RedisArgument(quotas), RedisArgument(QuotaStore.shardsField))
-        let count = shards.string.flatMap { Int($0) } ?? 0
+    package func streams(of partition: String) async throws(RedisError) -> [EventStream] {
+        let count: Int?
+        do {
+            count = try await QuotaStore(client: redis, namespace: namespace).shardCount(partition)
+        } catch {
+            throw error.redisError ?? RedisError(.unexpectedReply, error.message)
+        }
         let own = EventStream(partition: partition, shard: nil, namespace: namespace)
-        guard count > 1 else { return [own] }
-        return [own] + (0..<count).map { EventStream(partition: partition, shard: $0, namespace: namespace) }
+        return [own] + (0..<(count ?? 0)).map { EventStream(partition: partition, shard: $0, namespace: namespace) }
     }
 
     /// Follows the streams of the given partitions (and of their shards, as many as each has when following
     /// starts): waits (`XREAD BLOCK`, on a pooled connection of its own) and hands every new event to `handler`
-    /// until the task is cancelled. On a Redis Cluster each stream is followed on a connection to the primary that
-    /// serves it.
+    /// until the task is cancelled. On a Redis Cluster each stream is followed on a pooled connection of its own to
+    /// the primary that serves it: the client's pool size must be at least the streams one primary serves
+    /// (``streams(of:)``: a sharded root's own and one per shard).
     /// - Parameter after: the entry id to start after per stream (`$`: only new events).
     public func follow(
         partitions: [String], after: String = "$", handler: @escaping @Sendable (SluiceEvent) async -> Void
     ) async throws {
         var streams: [EventStream] = []
-        for partition in partitions { streams += try await self.streams(of: partition) }
+        var seen: Set<EventStream> = []  // a partition named twice is followed once
+        for partition in partitions {
+            for stream in try await self.streams(of: partition) where seen.insert(stream).inserted {
+                streams.append(stream)
+            }
+        }
         try await follow(streams, after: after, handler: handler)
     }
 
@@ -170,9 +178,9 @@ public struct EventLog: Sendable {
 }
 
 /// One event stream: a partition's own, or one shard's of a sharded global ceiling.
-struct EventStream: Sendable, Hashable {
-    let partition: String
-    let shard: Int?
+package struct EventStream: Sendable, Hashable {
+    package let partition: String
+    package let shard: Int?
     /// `<namespace>:{<escaped partition>}:events`, or `<namespace>:{<escaped partition>~s<shard>}:events`.
     let key: RedisArgument
 

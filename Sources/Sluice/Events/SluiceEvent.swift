@@ -39,7 +39,7 @@ public struct SluiceEvent: Sendable, Hashable {
     }
 
     /// Its place in time across streams: the entry id's milliseconds, then its sequence number.
-    var order: (Int64, Int64) {
+    package var order: (Int64, Int64) {
         (milliseconds, Int64(id.drop { $0 != "-" }.dropFirst()) ?? 0)
     }
 
