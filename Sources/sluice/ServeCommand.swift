@@ -14,7 +14,8 @@ struct ServeCommand: AsyncParsableCommand {
         discussion: """
             Every scrape reads Redis: the queues, leases, breakers, the reconciler's ceiling and pause, shadow \
             counters, trees and events of each partition found (or of those named with --partition). The work \
-            per scrape is bounded: at most --scan-calls SCANs of 1000 keys, then one pipeline per partition.
+            per scrape is bounded: at most --scan-calls SCANs of 1000 keys on each primary, then one pipeline per \
+            partition.
               sluice serve --metrics-port 9464
               curl -s localhost:9464/metrics | grep '^sluice_'
             """
@@ -27,7 +28,7 @@ struct ServeCommand: AsyncParsableCommand {
         name: .customLong("partition"),
         help: "A partition to export (repeatable; default: every partition found with SCAN).")
     var partitions: [String] = []
-    @Option(help: "The most SCAN calls (COUNT 1000) per scrape.") var scanCalls = 100
+    @Option(help: "The most SCAN calls (COUNT 1000) per scrape, on each primary.") var scanCalls = 100
 
     func validate() throws {
         guard (0...65_535).contains(metricsPort) else { throw ValidationError("--metrics-port is 0...65535") }

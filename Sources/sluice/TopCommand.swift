@@ -18,7 +18,7 @@ struct TopCommand: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "Partitions to show (default: every partition found).") var partitions: [String] = []
     @Option(help: "Seconds between refreshes.") var interval: Double = 1
-    @Option(help: "The most SCAN calls (COUNT 1000) per refresh.") var scanCalls = 100
+    @Option(help: "The most SCAN calls (COUNT 1000) per refresh, on each primary.") var scanCalls = 100
 
     func validate() throws {
         guard interval >= 0.1, interval <= 3_600 else { throw ValidationError("--interval is 0.1...3600 seconds") }

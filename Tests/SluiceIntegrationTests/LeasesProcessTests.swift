@@ -53,7 +53,11 @@ struct LeasesProcessTests {
         let holding = Task {
             try await pool.withLease(waitingUntil: .now + .seconds(30)) { _ in try await Task.sleep(for: .seconds(60)) }
         }
-        for _ in 0..<1_000 where try await pool.held() < 1 { try await Task.sleep(for: .milliseconds(5)) }
+        var tries = 0
+        while try await pool.held() < 1, tries < 1_000 {
+            tries += 1
+            try await Task.sleep(for: .milliseconds(5))
+        }
         try #require(try await pool.held() == 1, "the body never held the lease")
         holding.cancel()
         await #expect(throws: CancellationError.self) { try await holding.value }

@@ -77,17 +77,9 @@ public struct LeasePool: Sendable {
         _ tenant: String, of partition: String, scope: String, slots: Int, limiter: Limiter,
         ttl: Duration = .seconds(30), holder: String = "worker", logger: Logger = .sluiceDisabled
     ) async throws -> LeasePool {
-        let layout: ShardLayout?
-        do {
-            layout = try await limiter.shardDirectory.layout(
-                partition, namespace: limiter.configuration.namespace, client: limiter.client)
-        } catch {
-            if let redis = error.redisError { throw redis }  // a Redis failure, as every lease step throws it
-            throw error
-        }
         return LeasePool(
             redis: limiter.client, partition: partition,
-            shard: layout.map { ShardHash.shard(of: tenant, shards: $0.count) },
+            shard: try await limiter.shard(ofTenant: tenant, in: partition),
             scope: scope, slots: slots, ttl: ttl, holder: holder, namespace: limiter.configuration.namespace,
             logger: logger)
     }

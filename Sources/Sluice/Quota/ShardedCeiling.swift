@@ -304,6 +304,19 @@ extension Limiter {
             path.partition, namespace: configuration.namespace, client: client)
     }
 
+    /// The shard of `tenant` in `partition` while that is a sharded global ceiling (in the layout this process
+    /// knows, read again as ``shardLayout(_:)`` does); nil when it is not split. A Redis failure is thrown as its
+    /// `RedisError`, as every other Redis step of the trees and the lease pools throws it.
+    func shard(ofTenant tenant: String, in partition: String) async throws -> Int? {
+        do {
+            return try await shardDirectory.layout(partition, namespace: configuration.namespace, client: client)
+                .map { ShardHash.shard(of: tenant, shards: $0.count) }
+        } catch {
+            if let redis = error.redisError { throw redis }
+            throw error
+        }
+    }
+
     /// Reads the layout of `path`'s partition again: a decision on the partition's own keys was refused as
     /// ``QuotaLimit/Kind/resharded`` (`quota set --shards` split it since this process last read it).
     func reloadShardLayout(_ path: ScopePath) async throws(QuotaError) -> ShardLayout? {

@@ -56,16 +56,7 @@ public struct RequestTrees: Sendable {
             throw BackpressureError(.invalidArgument, "a tree needs an id and a partition")
         }
         var shard: Int?
-        if let tenant, let limiter {
-            do {
-                shard = try await limiter.shardDirectory.layout(
-                    partition, namespace: limiter.configuration.namespace, client: limiter.client
-                ).map { ShardHash.shard(of: tenant, shards: $0.count) }
-            } catch {
-                if let redis = error.redisError { throw redis }  // as every other Redis failure here
-                throw error
-            }
-        }
+        if let tenant, let limiter { shard = try await limiter.shard(ofTenant: tenant, in: partition) }
         return try await open(id: id, partition: partition, shard: shard, limits: limits, priority: priority)
     }
 
