@@ -157,8 +157,8 @@ public struct RedisConfiguration: Sendable, Hashable {
                     case "db":
                         guard let db = Int(kv[1]), db >= 0 else { throw invalid("db must be a number") }
                         database = db
-                    case "password": password = Self.percentDecoded(kv[1])
-                    case "user", "username": username = Self.percentDecoded(kv[1])
+                    case "password": password = percentDecoded(kv[1])
+                    case "user", "username": username = percentDecoded(kv[1])
                     default:
                         throw invalid("unknown URL option '\(kv[0])': a unix:// URL takes db, user and password")
                     }
@@ -179,7 +179,7 @@ public struct RedisConfiguration: Sendable, Hashable {
             guard let hash = url.firstIndex(of: "#"), !url[url.index(after: hash)...].isEmpty else {
                 throw invalid("a redis-sentinel:// URL needs the primary's name after '#' (…:26379#mymaster)")
             }
-            primaryName = Self.percentDecoded(url[url.index(after: hash)...])
+            primaryName = percentDecoded(url[url.index(after: hash)...])
         } else {
             throw invalid("expected redis://, rediss://, redis-sentinel://, rediss-sentinel:// or unix://")
         }
@@ -194,7 +194,7 @@ public struct RedisConfiguration: Sendable, Hashable {
                 let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
                 guard kv.count == 2 else { throw invalid("URL option '\(pair)' has no value (name=value)") }
                 let name = String(kv[0])
-                let value = Self.percentDecoded(kv[1])
+                let value = percentDecoded(kv[1])
                 if name.hasPrefix("tls-"), tls == nil {
                     throw invalid("URL option \(name) needs a rediss:// or rediss-sentinel:// URL")
                 }
@@ -223,11 +223,11 @@ public struct RedisConfiguration: Sendable, Hashable {
             rest = rest[rest.index(after: at)...]
             if let colon = credentials.firstIndex(of: ":") {
                 let user = credentials[..<colon]
-                username = user.isEmpty ? nil : Self.percentDecoded(user)
-                password = Self.percentDecoded(credentials[credentials.index(after: colon)...])
+                username = user.isEmpty ? nil : percentDecoded(user)
+                password = percentDecoded(credentials[credentials.index(after: colon)...])
             } else if !credentials.isEmpty {
                 // `redis://secret@host`: a lone credential is the password, as redis-cli reads it.
-                password = Self.percentDecoded(credentials)
+                password = percentDecoded(credentials)
             }
         }
         var hostPort = rest
@@ -332,21 +332,6 @@ public struct RedisConfiguration: Sendable, Hashable {
             }
         }
         return out
-    }
-
-    private static func percentDecoded(_ text: Substring) -> String {
-        var bytes: [UInt8] = []
-        var iterator = Array(text.utf8).makeIterator()
-        while let byte = iterator.next() {
-            if byte == UInt8(ascii: "%"), let high = iterator.next(), let low = iterator.next(),
-                let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16)
-            {
-                bytes.append(value)
-            } else {
-                bytes.append(byte)
-            }
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }
 

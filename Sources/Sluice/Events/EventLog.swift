@@ -204,26 +204,10 @@ package struct EventStream: Sendable, Hashable {
                 tag = tag[..<mark]
             }
         }
-        self.init(partition: Self.unescape(tag), shard: shard, namespace: namespace)
+        self.init(partition: KeyName.unescape(tag), shard: shard, namespace: namespace)
     }
 
     func entries(_ reply: RedisValue) -> [SluiceEvent] {
         EventLog.entries(reply, partition: partition, shard: shard)
-    }
-
-    /// The partition name an escaped tag stands for (``KeyName``'s `%XX` escapes undone).
-    private static func unescape(_ escaped: Substring) -> String {
-        var bytes: [UInt8] = []
-        var iterator = Array(escaped.utf8).makeIterator()
-        while let byte = iterator.next() {
-            if byte == UInt8(ascii: "%"), let high = iterator.next(), let low = iterator.next(),
-                let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16)
-            {
-                bytes.append(value)
-            } else {
-                bytes.append(byte)
-            }
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }

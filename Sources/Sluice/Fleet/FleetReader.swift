@@ -97,26 +97,11 @@ package struct FleetReader: Sendable {
         init(escaped: String) {
             self.escaped = escaped
             // A cut name (`~` + digest) cannot be unescaped: it is shown as it is.
-            self.name = escaped.contains("~") ? escaped : Self.unescape(escaped)
+            self.name = escaped.contains("~") ? escaped : KeyName.unescape(escaped)
         }
 
         var prefix: String { "sluice:{\(escaped)}:" }
         func key(_ suffix: String) -> RedisArgument { RedisArgument(prefix + suffix) }
-
-        static func unescape(_ escaped: some StringProtocol) -> String {
-            var bytes: [UInt8] = []
-            var iterator = Array(escaped.utf8).makeIterator()
-            while let byte = iterator.next() {
-                if byte == UInt8(ascii: "%"), let high = iterator.next(), let low = iterator.next(),
-                    let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16)
-                {
-                    bytes.append(value)
-                } else {
-                    bytes.append(byte)
-                }
-            }
-            return String(decoding: bytes, as: UTF8.self)
-        }
     }
 
     /// The keys of one partition worth reading, by feature (escaped names).
@@ -221,17 +206,20 @@ package struct FleetReader: Sendable {
             let sequence = counter.integer ?? counter.double.map { Int64($0) } ?? 0
             snapshot.scopes.append(
                 FleetSnapshot.Scope(
-                    name: Tag.unescape(scope), waiting: Int(waiting), inFlight: Int(inFlight), leasesHeld: Int(held),
+                    name: KeyName.unescape(scope), waiting: Int(waiting), inFlight: Int(inFlight),
+                    leasesHeld: Int(held),
                     leasesGranted: -sequence))
         }
         for name in breakers {
-            if let breaker = Self.breaker(Tag.unescape(name), next(), now: now) { snapshot.breakers.append(breaker) }
+            if let breaker = Self.breaker(KeyName.unescape(name), next(), now: now) {
+                snapshot.breakers.append(breaker)
+            }
         }
         var read: [FleetSnapshot.Tree] = []
         for id in trees {
             let fields = next()
             let calls = Int(next().integer ?? 0)
-            if let tree = Self.tree(Tag.unescape(id), fields, calls: calls) { read.append(tree) }
+            if let tree = Self.tree(KeyName.unescape(id), fields, calls: calls) { read.append(tree) }
         }
         snapshot.topTrees = Array(Self.spendingMost(read).prefix(configuration.topTrees))
         snapshot.shadow = Self.shadow(next())
@@ -241,7 +229,7 @@ package struct FleetReader: Sendable {
 
         for root in keys.roots.sorted().prefix(configuration.maxScopes) {
             guard let equals = root.firstIndex(of: "="),
-                let scope = try? Scope(String(root[..<equals]), Tag.unescape(root[root.index(after: equals)...]))
+                let scope = try? Scope(String(root[..<equals]), KeyName.unescape(root[root.index(after: equals)...]))
             else { continue }
             let reply = try await redis.run(LuaScripts.reconcileStatus, keys: [tag.key("s:" + root)])
             guard let status = ReconcilerStatus(reply: reply, root: scope),

@@ -1,4 +1,5 @@
 import Crypto
+import SluiceRedis
 
 /// Escaping of user-supplied names (scope names, reservation ids) for keys and config fields.
 ///
@@ -35,6 +36,12 @@ enum KeyName {
                 contentsOf: SHA256.hash(data: bytes).prefix(12).flatMap { [hex[Int($0 >> 4)], hex[Int($0 & 0x0f)]] })
         }
         return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The name an escaped one stands for: its `%XX` escapes undone (the digest that ends a name too long to keep,
+    /// `~<hex>`, cannot be undone: it stays as it is).
+    static func unescape(_ escaped: some StringProtocol) -> String {
+        percentDecoded(escaped)
     }
 
     private static func isPlain(_ b: UInt8) -> Bool {
